@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class Criticality(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class Agent(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=120, blank=True)
+    description = models.TextField(blank=True)
+    suspended = models.BooleanField(default=False)
+    suspended_reason = models.TextField(blank=True)
+    # Where the agent wants to hear about decisions and completions (optional).
+    callback_url = models.URLField(blank=True)
+    callback_secret = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def current_policy(self) -> Policy | None:
+        return self.policies.order_by("-version").first()
+
+
+class ApiKey(models.Model):
+    """An agent's credential: a public prefix to find it and a keyed digest to check it.
+
+    The secret itself is shown once at creation and never stored.
+    """
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="keys")
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    label = models.CharField(max_length=80, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.agent.slug}:{self.prefix}…"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Policy(models.Model):
+    """One version of an agent's guardrails: the seven parts of the policy template.
+
+    Policies are never edited in place; a change publishes a new version, and every proposal
+    keeps the version it was judged under.
+    """
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="policies")
+    version = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    # 1. purpose and scope
+    purpose = models.TextField(blank=True)
+    scope_tiers = models.JSONField(
+        default=list, blank=True, help_text="Criticality tiers it may touch; empty means all."
+    )
+    scope_groups = models.JSONField(
+        default=list, blank=True, help_text="Asset groups it may touch; empty means all."
+    )
+    # 2. allowed data and tools
+    allowed_connectors = models.JSONField(
+        default=list, blank=True, help_text="Connectors it may act through; empty means all."
+    )
+    # 4. confidence thresholds
+    auto_threshold = models.FloatField(
+        default=0.90, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    review_threshold = models.FloatField(
+        default=0.50, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    # 5. escalation rules
+    escalate_after_minutes = models.PositiveIntegerField(default=15)
+    expire_after_minutes = models.PositiveIntegerField(default=240)
+    notify = models.CharField(max_length=200, blank=True, default="senior_analyst")
+    # 6. logging and audit requirements
+    required_evidence = models.JSONField(
+        default=list, blank=True, help_text="Evidence kinds every proposal must carry."
+    )
+    # 7. rollback procedure and emergency stop
+    rollback_procedure = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["agent", "-version"]
+        verbose_name_plural = "policies"
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "version"], name="policy_version_unique"),
+            models.CheckConstraint(
+                condition=models.Q(review_threshold__lte=models.F("auto_threshold")),
+                name="policy_review_below_auto",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent.slug} v{self.version}"
+
+    def level_for(self, action: str) -> int:
+        for grant in self.grants.all():
+            if grant.action == action:
+                return grant.level
+        return 0
+
+
+class Grant(models.Model):
+    """3. allowed actions: the autonomy level of one action type under one policy version."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="grants")
+    action = models.CharField(max_length=64)
+    level = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(0), MaxValueValidator(4)]
+    )
+
+    class Meta:
+        ordering = ["action"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "action"], name="grant_action_unique"),
+            models.CheckConstraint(condition=models.Q(level__lte=4), name="grant_level_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action}={self.level}"
+
+
+class Asset(models.Model):
+    class Kind(models.TextChoices):
+        HOST = "host", "Host"
+        IP = "ip", "IP address or network"
+        USER = "user", "User"
+        MAILBOX = "mailbox", "Mailbox"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    identifier = models.CharField(max_length=255)
+    criticality = models.CharField(
+        max_length=16, choices=Criticality.choices, default=Criticality.MEDIUM
+    )
+    group = models.CharField(max_length=64, blank=True)
+    owner = models.CharField(max_length=120, blank=True)
+    description = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["kind", "identifier"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "identifier"], name="asset_identity_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identifier} ({self.criticality})"
+
+
+class EmergencyStop(models.Model):
+    """The global stop: one row. History lives in the audit log."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    engaged = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return "engaged" if self.engaged else "off"

@@ -1,0 +1,121 @@
+"""The guardrail decision: what may happen to a proposal.
+
+A pure function of its inputs, so that its invariants can be stated and property-tested
+without a database: the services gather the inputs, call `route`, and record the outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+CRITICAL = "critical"
+
+
+class Outcome(StrEnum):
+    BLOCKED = "blocked"
+    ADVISORY = "advisory"
+    FLAGGED = "flagged"
+    PENDING = "pending"
+    AUTO_APPROVED = "auto_approved"
+
+
+class BlockCode(StrEnum):
+    AGENT_SUSPENDED = "agent_suspended"
+    EMERGENCY_STOP = "emergency_stop"
+    ACTION_NOT_PERMITTED = "action_not_permitted"
+    TARGET_OUT_OF_SCOPE = "target_out_of_scope"
+    EVIDENCE_REQUIRED = "evidence_required"
+
+
+@dataclass(frozen=True)
+class RoutingInput:
+    level: int  # the grant's autonomy level for this action, 0 when there is no grant
+    confidence: float
+    auto_threshold: float
+    review_threshold: float
+    reversible: bool
+    criticality: str  # of the target asset: low, medium, high, critical
+    in_scope: bool  # target within the policy's asset scope
+    connector_allowed: bool  # the action's connector is among the policy's tools
+    evidence_complete: bool  # carries every evidence kind the policy requires
+    emergency_stop: bool
+    suspended: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    code: BlockCode | None = None
+    required_approvals: int = 0
+    explanation: str = ""
+
+
+def route(given: RoutingInput) -> Decision:
+    if given.suspended:
+        return Decision(Outcome.BLOCKED, BlockCode.AGENT_SUSPENDED, 0, "the agent is suspended")
+    if given.emergency_stop:
+        return Decision(
+            Outcome.BLOCKED,
+            BlockCode.EMERGENCY_STOP,
+            0,
+            "the emergency stop is engaged: no agent proposals are accepted",
+        )
+    if given.level <= 0:
+        return Decision(
+            Outcome.BLOCKED,
+            BlockCode.ACTION_NOT_PERMITTED,
+            0,
+            "the policy does not grant this action (level 0, manual only)",
+        )
+    if not given.connector_allowed:
+        return Decision(
+            Outcome.BLOCKED,
+            BlockCode.ACTION_NOT_PERMITTED,
+            0,
+            "the policy does not allow the connector this action runs through",
+        )
+    if not given.in_scope:
+        return Decision(
+            Outcome.BLOCKED,
+            BlockCode.TARGET_OUT_OF_SCOPE,
+            0,
+            "the target is outside the policy's asset scope",
+        )
+    if not given.evidence_complete:
+        return Decision(
+            Outcome.BLOCKED,
+            BlockCode.EVIDENCE_REQUIRED,
+            0,
+            "the proposal lacks evidence the policy requires",
+        )
+    if given.level == 1:
+        return Decision(Outcome.ADVISORY, None, 0, "advisory only (level 1): never executed")
+    if given.confidence < given.review_threshold:
+        return Decision(
+            Outcome.FLAGGED,
+            None,
+            0,
+            f"confidence {given.confidence:.2f} is below the review threshold "
+            f"{given.review_threshold:.2f}: flagged for tuning review",
+        )
+    critical = given.criticality == CRITICAL
+    required = 2 if critical else 1
+    confident = given.confidence >= given.auto_threshold
+    if given.level == 3 and confident and given.reversible and not critical:
+        return Decision(Outcome.AUTO_APPROVED, None, 0, "level 3 conditions met: runs at once")
+    if given.level >= 4 and confident and not critical:
+        return Decision(
+            Outcome.AUTO_APPROVED, None, 0, "level 4 conditions met: runs at once, reviewed after"
+        )
+    reasons = []
+    if given.level == 2:
+        reasons.append("level 2 needs a human")
+    else:
+        if not confident:
+            reasons.append(f"confidence below the auto threshold {given.auto_threshold:.2f}")
+        if given.level == 3 and not given.reversible:
+            reasons.append("irreversible action")
+        if critical:
+            reasons.append("critical asset: two approvers")
+    return Decision(Outcome.PENDING, None, required, "; ".join(reasons) or "needs a human")

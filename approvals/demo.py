@@ -1,0 +1,241 @@
+"""Demo people, agents and assets: what seed_demo and simulate_agents share."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from django.contrib.auth.models import Group, User
+
+from agents.models import Agent, Asset
+from agents.services import agent_register
+from soc_console import roles
+
+DEMO_PASSWORD = "soc-demo"  # noqa: S105 demo accounts on a local console
+
+USERS = [
+    ("analyst", [roles.ANALYST], "Alex Analyst"),
+    ("analyst2", [roles.ANALYST], "Bea Analyst"),
+    ("senior", [roles.ANALYST, roles.SENIOR], "Sol Senior"),
+    ("manager", [roles.MANAGER], "Max Manager"),
+    ("admin", [roles.ADMIN], "Ada Admin"),
+]
+
+AGENTS = {
+    "triage-bot": dict(
+        description="Triages SIEM alerts; blocks noisy sources and opens tickets.",
+        grants={
+            "enrich_alert": 4,
+            "create_ticket": 3,
+            "close_duplicate": 3,
+            "block_ip": 3,
+            "isolate_host": 2,
+            "kill_process": 2,
+            "update_firewall_policy": 2,
+        },
+        auto_threshold=0.9,
+        review_threshold=0.5,
+        purpose="Alert triage for the perimeter and workstation fleet.",
+        required_evidence=["alert"],
+    ),
+    "phish-hunter": dict(
+        description="Hunts phishing campaigns in the mail gateway and identity logs.",
+        grants={
+            "quarantine_email": 3,
+            "disable_user": 2,
+            "reset_password": 2,
+            "revoke_sessions": 2,
+            "create_ticket": 3,
+        },
+        auto_threshold=0.92,
+        review_threshold=0.55,
+        purpose="Contain credential phishing.",
+    ),
+    "edr-responder": dict(
+        description="Acts on EDR detections on workstations and servers.",
+        grants={"isolate_host": 2, "kill_process": 3, "block_ip": 2, "create_ticket": 1},
+        auto_threshold=0.9,
+        review_threshold=0.5,
+        purpose="Endpoint containment; never touches critical servers alone.",
+        scope_tiers=["low", "medium", "high", "critical"],
+    ),
+    "intern-bot": dict(
+        description="A new agent on probation: advisory only.",
+        grants={"block_ip": 1, "isolate_host": 1, "disable_user": 1},
+        auto_threshold=0.95,
+        review_threshold=0.6,
+        purpose="Learning; its proposals are recommendations only.",
+    ),
+}
+
+ASSETS = [
+    ("host", "dc01.corp.example", "critical", "domain-controllers", "it-infra"),
+    ("host", "pay-db01.corp.example", "critical", "payments", "payments-team"),
+    ("host", "web-prod03.corp.example", "high", "web", "web-team"),
+    ("host", "build07.corp.example", "medium", "ci", "devex"),
+    ("host", "ws-0142.corp.example", "low", "workstations", "jdoe"),
+    ("host", "ws-0217.corp.example", "low", "workstations", "asmith"),
+    ("host", "ws-0311.corp.example", "medium", "workstations", "cfo-office"),
+    ("ip", "10.0.0.10", "critical", "core-network", "netops"),
+    ("ip", "10.20.1.15", "high", "dmz", "netops"),
+    ("ip", "192.168.50.23", "low", "guest-wifi", "netops"),
+    ("user", "ceo@corp.example", "critical", "executives", "hr"),
+    ("user", "svc-backup@corp.example", "high", "service-accounts", "it-infra"),
+    ("user", "jdoe@corp.example", "low", "staff", "hr"),
+    ("user", "asmith@corp.example", "medium", "staff", "hr"),
+    ("mailbox", "finance@corp.example", "high", "shared-mailboxes", "finance"),
+]
+
+
+def ensure_users() -> list[User]:
+    people = []
+    for username, role_names, full_name in USERS:
+        user, created = User.objects.get_or_create(
+            username=username,
+            defaults={
+                "email": f"{username}@corp.example",
+                "first_name": full_name.split()[0],
+                "last_name": full_name.split()[1],
+            },
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.is_staff = username == "admin"
+            user.is_superuser = username == "admin"
+            user.save()
+        for name in role_names:
+            user.groups.add(Group.objects.get_or_create(name=name)[0])
+        people.append(user)
+    for name in roles.ALL:
+        Group.objects.get_or_create(name=name)
+    return people
+
+
+def ensure_agents() -> list[Agent]:
+    agents = []
+    for slug, spec in AGENTS.items():
+        existing = Agent.objects.filter(slug=slug).first()
+        if existing is None:
+            spec = dict(spec)
+            existing, _ = agent_register(
+                slug=slug, by="seed_demo", description=spec.pop("description"), **spec
+            )
+        agents.append(existing)
+    return agents
+
+
+def ensure_assets() -> None:
+    for kind, identifier, criticality, group, owner in ASSETS:
+        Asset.objects.get_or_create(
+            kind=kind,
+            identifier=identifier,
+            defaults={"criticality": criticality, "group": group, "owner": owner},
+        )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    action: str
+    target: str
+    rationale: str
+    evidence_kind: str
+    params: dict
+
+
+def scenario(rng: random.Random, slug: str) -> Scenario:
+    """A plausible proposal for the given demo agent."""
+    alert = f"SIEM-{rng.randint(1000, 99999)}"
+    ip = (
+        f"203.0.113.{rng.randint(1, 254)}"
+        if rng.random() < 0.8
+        else f"10.20.1.{rng.randint(2, 40)}"
+    )
+    host = rng.choice(
+        [
+            "ws-0142.corp.example",
+            "ws-0217.corp.example",
+            "ws-0311.corp.example",
+            "build07.corp.example",
+            "web-prod03.corp.example",
+            "dc01.corp.example",
+            f"ws-{rng.randint(1000, 1999)}.corp.example",
+        ]
+    )
+    user = rng.choice(
+        [
+            "jdoe@corp.example",
+            "asmith@corp.example",
+            "svc-backup@corp.example",
+            "ceo@corp.example",
+            f"user{rng.randint(10, 99)}@corp.example",
+        ]
+    )
+    choices = {
+        "triage-bot": [
+            Scenario(
+                "block_ip",
+                ip,
+                f"Source of {rng.randint(8, 400)} failed SSH logins in "
+                f"{rng.randint(1, 10)} minutes; listed on {rng.randint(1, 3)} threat feeds.",
+                "alert",
+                {"duration_minutes": rng.choice([30, 60, 240])},
+            ),
+            Scenario(
+                "create_ticket",
+                alert,
+                "New correlated alert cluster needs an incident.",
+                "alert",
+                {"title": "Correlated brute force"},
+            ),
+            Scenario(
+                "isolate_host",
+                host,
+                "Beaconing every 60 s to a domain registered "
+                "yesterday; parent process is an Office macro.",
+                "alert",
+                {},
+            ),
+            Scenario("enrich_alert", alert, "Alert lacks reputation data.", "alert", {}),
+        ],
+        "phish-hunter": [
+            Scenario(
+                "quarantine_email",
+                f"<{rng.randint(10**6, 10**7)}@mail.example>",
+                "Lookalike sender domain and a credential-harvesting link; 14 recipients.",
+                "email",
+                {},
+            ),
+            Scenario(
+                "disable_user",
+                user,
+                "Sign-in from two countries within 5 minutes after clicking a phishing link.",
+                "signin",
+                {},
+            ),
+            Scenario(
+                "revoke_sessions",
+                user,
+                "Session token replay detected from a new ASN.",
+                "signin",
+                {},
+            ),
+        ],
+        "edr-responder": [
+            Scenario(
+                "kill_process",
+                host,
+                "Process injecting into lsass.exe.",
+                "edr",
+                {"process_name": "rundll32.exe", "pid": rng.randint(1000, 60000)},
+            ),
+            Scenario(
+                "isolate_host", host, "Ransomware canary file modified; mass renames.", "edr", {}
+            ),
+            Scenario("block_ip", ip, "C2 address contacted by three hosts.", "edr", {}),
+        ],
+        "intern-bot": [
+            Scenario("block_ip", ip, "Looks suspicious to me.", "alert", {}),
+            Scenario("disable_user", user, "Unusual working hours.", "signin", {}),
+        ],
+    }
+    return rng.choice(choices[slug])

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import IntegrityError
+from django.utils.text import slugify
+
+from agents.services import PolicyError, agent_register
+from approvals import catalogue
+
+
+def parse_grant(raw: str) -> tuple[str, int]:
+    action, sep, level = raw.partition("=")
+    if not sep:
+        raise CommandError(f"--grant {raw!r}: write ACTION=LEVEL, for example block_ip=2")
+    if action not in catalogue.ACTIONS:
+        raise CommandError(
+            f"--grant {raw!r}: unknown action {action!r}; known: {', '.join(catalogue.ACTIONS)}"
+        )
+    try:
+        number = int(level)
+    except ValueError as exc:
+        raise CommandError(f"--grant {raw!r}: the level must be 0 to 4") from exc
+    if not 0 <= number <= 4:
+        raise CommandError(f"--grant {raw!r}: the level must be 0 to 4")
+    return action, number
+
+
+def threshold(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise CommandError(f"threshold {raw!r} is not a number") from exc
+    if not 0.0 <= value <= 1.0:
+        raise CommandError(f"threshold {raw!r} must lie between 0 and 1")
+    return value
+
+
+class Command(BaseCommand):
+    help = "Register an agent with a policy and print its new API key once, alone on the last line."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("--grant", action="append", default=[], metavar="ACTION=LEVEL")
+        parser.add_argument("--auto-threshold", default="0.90")
+        parser.add_argument("--review-threshold", default="0.50")
+        parser.add_argument("--description", default="")
+        parser.add_argument("--callback-url", default="")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        slug = options["slug"]
+        if slugify(slug) != slug:
+            raise CommandError(f"{slug!r} is not a slug: use lowercase letters, digits and -")
+        grants = dict(parse_grant(raw) for raw in options["grant"])
+        try:
+            agent, issued = agent_register(
+                slug=slug,
+                by="create_agent",
+                description=options["description"],
+                grants=grants,
+                auto_threshold=threshold(options["auto_threshold"]),
+                review_threshold=threshold(options["review_threshold"]),
+            )
+        except IntegrityError as exc:
+            raise CommandError(f"an agent named {slug!r} already exists") from exc
+        except PolicyError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["callback_url"]:
+            import secrets
+
+            from agents.models import Agent
+
+            secret = secrets.token_hex(16)
+            Agent.objects.filter(pk=agent.pk).update(
+                callback_url=options["callback_url"], callback_secret=secret
+            )
+            self.stdout.write(f"callback secret (HMAC-SHA256 key): {secret}")
+        summary = ", ".join(f"{a}={lvl}" for a, lvl in sorted(grants.items())) or "none"
+        self.stdout.write(f"agent {slug} registered; policy v1 grants: {summary}")
+        self.stdout.write("API key (shown once, store it now):")
+        self.stdout.write(issued.raw)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.management.base import BaseCommand, CommandParser
+
+from approvals import demo, services
+
+
+class Command(BaseCommand):
+    help = "Demo users (analyst, analyst2, senior, manager, admin), agents, assets and history."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--if-empty", action="store_true", help="Do nothing when the demo users already exist."
+        )
+        parser.add_argument("--weeks", type=int, default=4, help="Weeks of decision history.")
+        parser.add_argument("--pending", type=int, default=8, help="Pending proposals to leave.")
+        parser.add_argument("--seed", type=int, default=7)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["if_empty"] and User.objects.filter(username="analyst").exists():
+            self.stdout.write("demo data already present; skipping (drop --if-empty to add more)")
+            return
+        rng = random.Random(options["seed"])
+        demo.ensure_users()
+        agents = demo.ensure_agents()
+        demo.ensure_assets()
+        history = 0
+        if options["weeks"] > 0:
+            from audit.history import seed_history
+
+            history = seed_history(weeks=options["weeks"], rng=rng)
+        for _ in range(options["pending"]):
+            agent = rng.choice([a for a in agents if a.slug != "intern-bot"])
+            pick = demo.scenario(rng, agent.slug)
+            services.proposal_submit(
+                agent=agent,
+                api_key=None,
+                action=pick.action,
+                target=pick.target,
+                params=pick.params,
+                confidence=round(rng.uniform(0.55, 0.88), 2),
+                rationale=pick.rationale,
+                evidence=[{"kind": pick.evidence_kind, "ref": f"REF-{rng.randint(100, 999)}"}],
+                severity=rng.choice(["medium", "high"]),
+                idempotency_key=uuid.uuid4().hex,
+                request_hash="seed",
+            )
+        self.stdout.write(
+            f"demo ready: users {', '.join(u for u, _, _ in demo.USERS)} "
+            f"(password {demo.DEMO_PASSWORD!r}), {len(agents)} agents, {len(demo.ASSETS)} assets, "
+            f"{history} historical proposals, {options['pending']} pending"
+        )

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from agents.models import Agent, ApiKey, Asset, Criticality, Policy
+
+
+class ProposalStatus(models.TextChoices):
+    BLOCKED = "blocked", "Blocked"
+    ADVISORY = "advisory", "Advisory"
+    FLAGGED = "flagged", "Flagged"
+    AUTO_APPROVED = "auto_approved", "Auto-approved"
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class Severity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class Proposal(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="proposals")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=255)
+    params = models.JSONField(default=dict, blank=True)
+    confidence = models.FloatField()
+    rationale = models.TextField(blank=True)
+    evidence = models.JSONField(default=list, blank=True)
+    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.MEDIUM)
+
+    status = models.CharField(max_length=16, choices=ProposalStatus.choices)
+    block_code = models.CharField(max_length=32, blank=True)
+    routing_explanation = models.CharField(max_length=300, blank=True)
+    required_approvals = models.PositiveSmallIntegerField(default=0)
+    approvals = models.PositiveSmallIntegerField(default=0)
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, null=True, related_name="+")
+    policy_version = models.PositiveIntegerField(null=True)
+    asset = models.ForeignKey(Asset, null=True, blank=True, on_delete=models.SET_NULL)
+    # Snapshots at submission: later inventory or catalogue edits must not rewrite history.
+    criticality = models.CharField(max_length=16, choices=Criticality.choices)
+    risk = models.CharField(max_length=16)
+    # Higher sorts first. Stored as base - k * created_epoch, so that ordering by this column
+    # equals ordering by base + k * age at any moment (see selectors.priority_key).
+    priority = models.FloatField(default=0)
+
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+
+    created_at = models.DateTimeField(db_index=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    escalate_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # For auto-approved proposals: the after-the-fact review ("ran without approval").
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="proposal_idempotency_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(confidence__gte=0) & models.Q(confidence__lte=1),
+                name="proposal_confidence_range",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["-priority"],
+                condition=models.Q(status="pending"),
+                name="proposal_pending_priority",
+            ),
+            models.Index(fields=["agent", "-created_at"], name="proposal_agent_recent"),
+            models.Index(fields=["status", "expires_at"], name="proposal_status_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target} ({self.status})"
+
+
+class Verdict(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+class Decision(models.Model):
+    proposal = models.ForeignKey(Proposal, on_delete=models.CASCADE, related_name="decisions")
+    analyst = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions"
+    )
+    verdict = models.CharField(max_length=8, choices=Verdict.choices)
+    reason = models.TextField(blank=True)
+    seconds_on_card = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            # The two-person rule in the database: one analyst decides a proposal at most once.
+            models.UniqueConstraint(
+                fields=["proposal", "analyst"], name="decision_once_per_analyst"
+            )
+        ]
+        indexes = [models.Index(fields=["analyst", "created_at"], name="decision_analyst_time")]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.analyst_id}"
+
+
+class ExecutionStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    HELD = "held", "Held"
+    ROLLING_BACK = "rolling_back", "Rolling back"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    ROLLBACK_FAILED = "rollback_failed", "Rollback failed"
+
+
+class Execution(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    proposal = models.OneToOneField(Proposal, on_delete=models.CASCADE, related_name="execution")
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices, db_index=True)
+    # Carried by every connector call of this execution; a rollback uses `<key>:undo`.
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    rollback_attempts = models.PositiveSmallIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.proposal_id} {self.status}"
+
+
+class ConnectorCall(models.Model):
+    """The simulated systems' ledger: one row per idempotency key, so a repeat has no effect."""
+
+    idempotency_key = models.CharField(max_length=80, unique=True)
+    connector = models.CharField(max_length=32)
+    operation = models.CharField(max_length=48)
+    target = models.CharField(max_length=255)
+    result = models.JSONField(default=dict)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at"]
+
+    def __str__(self) -> str:
+        return f"{self.connector}.{self.operation} {self.target}"
+
+
+class ConnectorState(models.Model):
+    """What the simulated EDR, firewall, identity provider… currently hold, per target."""
+
+    connector = models.CharField(max_length=32)
+    target = models.CharField(max_length=255)
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "target"], name="connector_state_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connector} {self.target}"

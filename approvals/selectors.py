@@ -1,0 +1,207 @@
+"""Reads shared by the API, the console pages, the live updates and the callbacks."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
+
+from agents.models import EmergencyStop
+from audit.models import AuditEvent
+
+from . import catalogue
+from .models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus
+from .priority import priority_now
+
+
+def proposals_with_details() -> QuerySet[Proposal]:
+    return Proposal.objects.select_related("agent", "execution", "asset").prefetch_related(
+        Prefetch("decisions", queryset=Decision.objects.select_related("analyst"))
+    )
+
+
+def agent_proposals(*, agent_id: int, status: str | None = None) -> QuerySet[Proposal]:
+    qs = proposals_with_details().filter(agent_id=agent_id).order_by("-created_at")
+    if status:
+        qs = qs.filter(status=status)
+    return qs
+
+
+def execution_payload(execution: Execution | None) -> dict[str, Any] | None:
+    if execution is None:
+        return None
+    return {
+        "id": str(execution.id),
+        "status": execution.status,
+        "attempts": execution.attempts,
+        "result": execution.result,
+        "error": execution.error or None,
+        "updated_at": execution.updated_at,
+    }
+
+
+def execution_of(proposal: Proposal) -> Execution | None:
+    try:
+        return proposal.execution
+    except Execution.DoesNotExist:
+        return None
+
+
+def proposal_payload(proposal: Proposal) -> dict[str, Any]:
+    """The proposal as the agent API, callbacks and exports show it (DESIGN §11)."""
+    return {
+        "id": str(proposal.id),
+        "status": proposal.status,
+        "code": proposal.block_code or None,
+        "explanation": proposal.routing_explanation,
+        "agent": proposal.agent.slug,
+        "action": proposal.action,
+        "target": proposal.target,
+        "params": proposal.params,
+        "confidence": proposal.confidence,
+        "rationale": proposal.rationale,
+        "evidence": proposal.evidence,
+        "severity": proposal.severity,
+        "criticality": proposal.criticality,
+        "required_approvals": proposal.required_approvals,
+        "approvals": proposal.approvals,
+        "policy_version": proposal.policy_version,
+        "created_at": proposal.created_at,
+        "expires_at": proposal.expires_at,
+        "decisions": [
+            {
+                "verdict": d.verdict,
+                "reason": d.reason,
+                "analyst": d.analyst.get_username(),
+                "at": d.created_at,
+            }
+            for d in proposal.decisions.all()
+        ],
+        "execution": execution_payload(execution_of(proposal)),
+        "url": f"{settings.PUBLIC_URL}/api/v1/proposals/{proposal.id}/",
+        "console_url": f"{settings.PUBLIC_URL}/proposals/{proposal.id}/",
+    }
+
+
+@dataclass(frozen=True)
+class Card:
+    """What a queue card shows, computed once per render."""
+
+    proposal: Proposal
+    action: catalogue.ActionType | None
+    effect: str
+    priority: float
+    seconds_to_escalation: float | None
+    seconds_to_expiry: float | None
+    execution: Execution | None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.proposal.id
+
+    @property
+    def needs_senior(self) -> bool:
+        p = self.proposal
+        return p.criticality == "critical" and p.approvals + 1 >= p.required_approvals
+
+
+def card_for(proposal: Proposal, now: Any = None) -> Card:
+    now = now or timezone.now()
+    kind = catalogue.get(proposal.action)
+    return Card(
+        proposal=proposal,
+        action=kind,
+        effect=kind.describe(proposal.target) if kind else proposal.action,
+        priority=round(priority_now(proposal.priority, now), 2),
+        seconds_to_escalation=(proposal.escalate_at - now).total_seconds()
+        if proposal.escalate_at
+        else None,
+        seconds_to_expiry=(proposal.expires_at - now).total_seconds()
+        if proposal.expires_at
+        else None,
+        execution=execution_of(proposal),
+    )
+
+
+def pending_queue(*, limit: int | None = None) -> list[Card]:
+    """The analysts' queue, highest priority first; a fixed number of queries at any size."""
+    limit = limit or settings.QUEUE_PAGE_SIZE
+    now = timezone.now()
+    rows = (
+        proposals_with_details()
+        .filter(status=ProposalStatus.PENDING)
+        .order_by("-priority", "created_at")[:limit]
+    )
+    return [card_for(p, now) for p in rows]
+
+
+@dataclass(frozen=True)
+class Counters:
+    pending: int
+    escalated: int
+    awaiting_second: int
+    held: int
+    unreviewed_auto: int
+    failed: int
+
+
+def queue_counters() -> Counters:
+    pending = Proposal.objects.filter(status=ProposalStatus.PENDING)
+    return Counters(
+        pending=pending.count(),
+        escalated=pending.filter(escalated_at__isnull=False).count(),
+        awaiting_second=pending.filter(approvals__gt=0).count(),
+        held=Execution.objects.filter(status=ExecutionStatus.HELD).count(),
+        unreviewed_auto=Proposal.objects.filter(
+            status=ProposalStatus.AUTO_APPROVED, reviewed_at__isnull=True
+        ).count(),
+        failed=Execution.objects.filter(
+            status__in=[ExecutionStatus.FAILED, ExecutionStatus.ROLLBACK_FAILED]
+        ).count(),
+    )
+
+
+def emergency_stop() -> EmergencyStop | None:
+    return EmergencyStop.objects.select_related("changed_by").filter(id=1, engaged=True).first()
+
+
+def proposal_detail(proposal_id: uuid.UUID | str) -> Proposal | None:
+    return proposals_with_details().select_related("api_key").filter(pk=proposal_id).first()
+
+
+def proposal_timeline(proposal_id: uuid.UUID | str) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(proposal_id=proposal_id).order_by("seq")
+
+
+def held_executions() -> QuerySet[Execution]:
+    return (
+        Execution.objects.filter(status=ExecutionStatus.HELD)
+        .select_related("proposal__agent")
+        .order_by("created_at")
+    )
+
+
+def unreviewed_auto() -> QuerySet[Proposal]:
+    return (
+        proposals_with_details()
+        .filter(status=ProposalStatus.AUTO_APPROVED)
+        .order_by("reviewed_at", "-created_at")
+    )
+
+
+def failed_executions() -> QuerySet[Execution]:
+    return (
+        Execution.objects.filter(
+            status__in=[ExecutionStatus.FAILED, ExecutionStatus.ROLLBACK_FAILED]
+        )
+        .select_related("proposal__agent")
+        .order_by("-updated_at")
+    )
+
+
+def flagged_proposals() -> QuerySet[Proposal]:
+    return proposals_with_details().filter(status=ProposalStatus.FLAGGED).order_by("-created_at")

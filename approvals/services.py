@@ -1,0 +1,996 @@
+"""Every state change of proposals, decisions, executions and the emergency stop.
+
+Each public function owns its transaction, checks the allowed starting states with a
+conditional UPDATE (or a row lock), writes exactly one audit event in that transaction, and
+schedules its side effects (Celery tasks, live updates, callbacks, mail) with on_commit.
+Views, the API, Celery tasks and management commands all call these; nothing else assigns a
+status field.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from agents.models import Agent, ApiKey, Asset, EmergencyStop, Policy
+from agents.routing import RoutingInput, route
+from audit import log
+from soc_console import roles
+from soc_console.errors import IdempotencyConflict, NotFound, NotPending, NotPermitted, WrongState
+
+from . import catalogue, connectors, notify
+from .models import (
+    Decision,
+    Execution,
+    ExecutionStatus,
+    Proposal,
+    ProposalStatus,
+    Verdict,
+)
+from .priority import priority_key
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_ASSET_CRITICALITY = "medium"
+SYSTEM = "system"
+
+
+def _after_commit(fn: Callable[[], Any]) -> None:
+    # robust: a broker or Redis outage must not turn a committed decision into a 500;
+    # the sweeper re-dispatches whatever was not enqueued.
+    transaction.on_commit(fn, robust=True)
+
+
+def _publish_proposal(proposal_id: uuid.UUID) -> None:
+    from . import live
+
+    _after_commit(lambda: live.proposal_changed(proposal_id))
+
+
+def _dispatch(execution_id: uuid.UUID, *, rollback: bool = False, countdown: float = 0) -> None:
+    from . import tasks
+
+    task = tasks.run_rollback if rollback else tasks.run_execution
+    _after_commit(lambda: task.apply_async((str(execution_id),), countdown=countdown or None))
+
+
+def _callback(proposal_id: uuid.UUID, event: str) -> None:
+    from . import tasks
+
+    _after_commit(lambda: tasks.deliver_callback.delay(str(proposal_id), event))
+
+
+def _username(user: AbstractBaseUser) -> str:
+    return user.get_username()
+
+
+# --- submission -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    proposal: Proposal
+    created: bool
+
+
+def emergency_stop_engaged() -> bool:
+    return EmergencyStop.objects.filter(id=1, engaged=True).exists()
+
+
+def _find_asset(action: catalogue.ActionType, target: str) -> Asset | None:
+    if not action.asset_kind:
+        return None
+    return Asset.objects.filter(kind=action.asset_kind, identifier=target).first()
+
+
+def proposal_submit(
+    *,
+    agent: Agent,
+    api_key: ApiKey | None,
+    action: str,
+    target: str,
+    params: dict[str, Any],
+    confidence: float,
+    rationale: str,
+    evidence: list[dict[str, Any]],
+    severity: str,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> Submission:
+    """Judge a validated proposal under the agent's current policy and record the outcome.
+
+    A replay with the same idempotency key and body returns the first proposal unchanged.
+    """
+    kind = catalogue.get(action)
+    if kind is None:
+        raise ValueError(f"unknown action {action!r}")  # the API validated it already
+    if idempotency_key:
+        existing = _replay(agent, idempotency_key, request_hash)
+        if existing is not None:
+            return Submission(existing, created=False)
+    try:
+        with transaction.atomic():
+            proposal = _record_submission(
+                agent=agent,
+                api_key=api_key,
+                kind=kind,
+                target=target,
+                params=params,
+                confidence=confidence,
+                rationale=rationale,
+                evidence=evidence,
+                severity=severity,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+            )
+    except IntegrityError:
+        # Two requests with one key raced; the other one's proposal is the answer.
+        if not idempotency_key:
+            raise
+        existing = _replay(agent, idempotency_key, request_hash)
+        if existing is None:
+            raise
+        return Submission(existing, created=False)
+    return Submission(proposal, created=True)
+
+
+def _replay(agent: Agent, key: str, request_hash: str) -> Proposal | None:
+    existing = Proposal.objects.filter(agent=agent, idempotency_key=key).first()
+    if existing is not None and existing.request_hash != request_hash:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {key!r} was already used for proposal {existing.id} with a "
+            "different body. Use a new key for a new proposal."
+        )
+    return existing
+
+
+def _record_submission(
+    *,
+    agent: Agent,
+    api_key: ApiKey | None,
+    kind: catalogue.ActionType,
+    target: str,
+    params: dict[str, Any],
+    confidence: float,
+    rationale: str,
+    evidence: list[dict[str, Any]],
+    severity: str,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> Proposal:
+    now = timezone.now()
+    agent = Agent.objects.get(pk=agent.pk)  # fresh: suspension may have changed
+    policy: Policy | None = agent.current_policy
+    asset = _find_asset(kind, target)
+    criticality = asset.criticality if asset else UNKNOWN_ASSET_CRITICALITY
+    level = policy.level_for(kind.name) if policy else 0
+    evidence_kinds = {str(item.get("kind")) for item in evidence}
+    in_scope = True
+    connector_allowed = True
+    evidence_complete = True
+    if policy is not None:
+        if policy.scope_tiers and criticality not in policy.scope_tiers:
+            in_scope = False
+        if policy.scope_groups and (asset is None or asset.group not in policy.scope_groups):
+            in_scope = False
+        connector_allowed = not policy.allowed_connectors or (
+            kind.connector in policy.allowed_connectors
+        )
+        evidence_complete = set(policy.required_evidence) <= evidence_kinds
+    decision = route(
+        RoutingInput(
+            level=level,
+            confidence=confidence,
+            auto_threshold=policy.auto_threshold if policy else 1.0,
+            review_threshold=policy.review_threshold if policy else 1.0,
+            reversible=kind.reversible,
+            criticality=criticality,
+            in_scope=in_scope,
+            connector_allowed=connector_allowed,
+            evidence_complete=evidence_complete,
+            emergency_stop=emergency_stop_engaged(),
+            suspended=agent.suspended,
+        )
+    )
+    status = ProposalStatus(decision.outcome.value)
+    proposal = Proposal(
+        agent=agent,
+        api_key=api_key,
+        action=kind.name,
+        target=target,
+        params=params,
+        confidence=confidence,
+        rationale=rationale,
+        evidence=evidence,
+        severity=severity,
+        status=status,
+        block_code=decision.code.value if decision.code else "",
+        routing_explanation=decision.explanation[:300],
+        required_approvals=decision.required_approvals,
+        policy=policy,
+        policy_version=policy.version if policy else None,
+        asset=asset,
+        criticality=criticality,
+        risk=kind.risk,
+        priority=priority_key(
+            risk=kind.risk, criticality=criticality, confidence=confidence, created_at=now
+        ),
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        created_at=now,
+    )
+    if status == ProposalStatus.PENDING and policy is not None:
+        proposal.escalate_at = now + timedelta(minutes=policy.escalate_after_minutes)
+        proposal.expires_at = now + timedelta(minutes=policy.expire_after_minutes)
+    if status == ProposalStatus.AUTO_APPROVED:
+        proposal.decided_at = now
+    proposal.save(force_insert=True)
+    data: dict[str, Any] = {
+        "agent": agent.slug,
+        "action": kind.name,
+        "target": target,
+        "confidence": confidence,
+        "status": status.value,
+        "policy_version": proposal.policy_version,
+        "criticality": criticality,
+        "explanation": proposal.routing_explanation,
+    }
+    if proposal.block_code:
+        data["code"] = proposal.block_code
+    if status == ProposalStatus.AUTO_APPROVED:
+        execution = _execution_create(proposal, now)
+        data["execution"] = str(execution.id)
+        _callback(proposal.id, "decided")
+    log.record(
+        event_type="proposal.submitted",
+        actor=agent.slug,
+        actor_type="agent",
+        proposal_id=proposal.id,
+        data=data,
+    )
+    if status in (ProposalStatus.PENDING, ProposalStatus.AUTO_APPROVED):
+        _publish_proposal(proposal.id)
+    return proposal
+
+
+def _execution_create(proposal: Proposal, now: Any) -> Execution:
+    execution = Execution.objects.create(
+        proposal=proposal,
+        status=ExecutionStatus.QUEUED,
+        idempotency_key=uuid.uuid4().hex,
+        created_at=now,
+        queued_at=now,
+        updated_at=now,
+    )
+    _dispatch(execution.id)
+    return execution
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+def _locked_pending(proposal_id: uuid.UUID | str) -> Proposal:
+    proposal = (
+        Proposal.objects.select_for_update(of=("self",))
+        .select_related("agent")
+        .filter(pk=proposal_id)
+        .first()
+    )
+    if proposal is None:
+        raise NotFound(f"No proposal {proposal_id}.")
+    if proposal.status != ProposalStatus.PENDING:
+        raise NotPending(_not_pending_detail(proposal), status_now=proposal.status)
+    return proposal
+
+
+def _not_pending_detail(proposal: Proposal) -> str:
+    last = proposal.decisions.select_related("analyst").order_by("-created_at").first()
+    if proposal.status in (ProposalStatus.APPROVED, ProposalStatus.REJECTED) and last:
+        verb = "approved" if proposal.status == ProposalStatus.APPROVED else "rejected"
+        return f"Already {verb} by {last.analyst.get_username()}."
+    return f"This proposal is no longer pending: it is {proposal.get_status_display().lower()}."
+
+
+def clamp_seconds_on_card(raw: Any) -> float | None:
+    """Time from the card shown to the decision, as reported by the browser.
+
+    Browsers lie (clock changes, tabs left open overnight): negative or non-numbers are
+    dropped, and long stretches are clamped so one forgotten tab cannot skew the reports.
+    """
+    if raw is None or raw == "":
+        return None
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        return None
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return min(seconds, float(settings.REVIEW_SECONDS_MAX))
+
+
+def _check_may_decide(user: AbstractBaseUser) -> None:
+    if not roles.can_decide(user):
+        raise NotPermitted(
+            "Only analysts, senior analysts and admins decide proposals.", code="not_an_analyst"
+        )
+
+
+def _finish_pending(
+    proposal: Proposal,
+    *,
+    to: ProposalStatus,
+    event_type: str,
+    actor: str,
+    actor_type: str,
+    data: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Proposal:
+    """Move a pending proposal to a final status: the one way a pending proposal leaves."""
+    now = timezone.now()
+    changes = {"status": to, "decided_at": now, **(extra or {})}
+    updated = Proposal.objects.filter(pk=proposal.pk, status=ProposalStatus.PENDING).update(
+        **changes
+    )
+    if not updated:
+        proposal.refresh_from_db()
+        raise NotPending(_not_pending_detail(proposal), status_now=proposal.status)
+    for name, value in changes.items():
+        setattr(proposal, name, value)
+    log.record(
+        event_type=event_type,
+        actor=actor,
+        actor_type=actor_type,
+        proposal_id=proposal.id,
+        data=data,
+    )
+    _publish_proposal(proposal.id)
+    _callback(proposal.id, "decided")
+    return proposal
+
+
+@transaction.atomic
+def proposal_approve(
+    *,
+    proposal_id: uuid.UUID | str,
+    analyst: AbstractBaseUser,
+    reason: str = "",
+    seconds_on_card: Any = None,
+) -> Proposal:
+    _check_may_decide(analyst)
+    proposal = _locked_pending(proposal_id)
+    if proposal.decisions.filter(analyst=analyst).exists():
+        raise NotPermitted(
+            "You have already approved this proposal; a second, different analyst must give "
+            "the other approval.",
+            code="second_approver_required",
+        )
+    final = proposal.approvals + 1 >= proposal.required_approvals
+    if final and proposal.criticality == "critical" and not roles.is_senior(analyst):
+        raise NotPermitted(
+            "This proposal targets a critical asset: the final approval must come from a "
+            "senior analyst.",
+            code="senior_required",
+        )
+    now = timezone.now()
+    seconds = clamp_seconds_on_card(seconds_on_card)
+    Decision.objects.create(
+        proposal=proposal,
+        analyst=analyst,
+        verdict=Verdict.APPROVE,
+        reason=reason.strip(),
+        seconds_on_card=seconds,
+        created_at=now,
+    )
+    approvals = proposal.approvals + 1
+    data = {
+        "verdict": "approve",
+        "reason": reason.strip(),
+        "approvals": approvals,
+        "required_approvals": proposal.required_approvals,
+        "seconds_on_card": seconds,
+    }
+    if not final:
+        Proposal.objects.filter(pk=proposal.pk).update(approvals=approvals)
+        proposal.approvals = approvals
+        log.record(
+            event_type="proposal.approval_recorded",
+            actor=_username(analyst),
+            proposal_id=proposal.id,
+            data=data,
+        )
+        _publish_proposal(proposal.id)
+        return proposal
+    execution = _execution_create(proposal, now)
+    data["execution"] = str(execution.id)
+    return _finish_pending(
+        proposal,
+        to=ProposalStatus.APPROVED,
+        event_type="proposal.approved",
+        actor=_username(analyst),
+        actor_type="user",
+        data=data,
+        extra={"approvals": approvals},
+    )
+
+
+@transaction.atomic
+def proposal_reject(
+    *,
+    proposal_id: uuid.UUID | str,
+    analyst: AbstractBaseUser,
+    reason: str,
+    seconds_on_card: Any = None,
+) -> Proposal:
+    _check_may_decide(analyst)
+    reason = (reason or "").strip()
+    if len(reason) < 3:
+        from soc_console.errors import InvalidInput
+
+        raise InvalidInput(
+            "A rejection needs a reason.", errors={"reason": ["Say why you reject it."]}
+        )
+    proposal = _locked_pending(proposal_id)
+    if proposal.decisions.filter(analyst=analyst).exists():
+        raise NotPermitted(
+            "You already decided this proposal; a different analyst must decide the rest.",
+            code="already_decided_by_you",
+        )
+    seconds = clamp_seconds_on_card(seconds_on_card)
+    Decision.objects.create(
+        proposal=proposal,
+        analyst=analyst,
+        verdict=Verdict.REJECT,
+        reason=reason,
+        seconds_on_card=seconds,
+        created_at=timezone.now(),
+    )
+    return _finish_pending(
+        proposal,
+        to=ProposalStatus.REJECTED,
+        event_type="proposal.rejected",
+        actor=_username(analyst),
+        actor_type="user",
+        data={"verdict": "reject", "reason": reason, "seconds_on_card": seconds},
+    )
+
+
+@transaction.atomic
+def proposal_withdraw(*, proposal_id: uuid.UUID | str, agent: Agent) -> Proposal:
+    proposal = Proposal.objects.filter(pk=proposal_id, agent=agent).first()
+    if proposal is None:
+        raise NotFound(f"No proposal {proposal_id}.")
+    return _finish_pending(
+        proposal,
+        to=ProposalStatus.WITHDRAWN,
+        event_type="proposal.withdrawn",
+        actor=agent.slug,
+        actor_type="agent",
+        data={},
+    )
+
+
+@transaction.atomic
+def proposal_expire(*, proposal_id: uuid.UUID | str) -> Proposal | None:
+    """Close a pending proposal whose expires_at has passed; None if it no longer qualifies."""
+    proposal = Proposal.objects.filter(
+        pk=proposal_id, status=ProposalStatus.PENDING, expires_at__lte=timezone.now()
+    ).first()
+    if proposal is None:
+        return None
+    try:
+        return _finish_pending(
+            proposal,
+            to=ProposalStatus.EXPIRED,
+            event_type="proposal.expired",
+            actor=SYSTEM,
+            actor_type="system",
+            data={"expires_at": proposal.expires_at, "approvals": proposal.approvals},
+        )
+    except NotPending:
+        return None  # decided at the same moment; the decision stands
+
+
+@transaction.atomic
+def proposal_escalate(*, proposal_id: uuid.UUID | str) -> Proposal | None:
+    """Mark an unanswered pending proposal as escalated and tell the senior analysts."""
+    now = timezone.now()
+    updated = Proposal.objects.filter(
+        pk=proposal_id,
+        status=ProposalStatus.PENDING,
+        escalated_at__isnull=True,
+        escalate_at__lte=now,
+    ).update(escalated_at=now)
+    if not updated:
+        return None
+    proposal = Proposal.objects.select_related("agent").get(pk=proposal_id)
+    log.record(
+        event_type="proposal.escalated",
+        actor=SYSTEM,
+        actor_type="system",
+        proposal_id=proposal.id,
+        data={"escalate_at": proposal.escalate_at, "approvals": proposal.approvals},
+    )
+    _publish_proposal(proposal.id)
+    _after_commit(lambda: notify.escalated(proposal.id))
+    return proposal
+
+
+@transaction.atomic
+def proposal_review_confirm(
+    *, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser, note: str = ""
+) -> Proposal:
+    """An analyst confirms, after the fact, an action that ran without approval."""
+    _check_may_decide(analyst)
+    now = timezone.now()
+    updated = Proposal.objects.filter(
+        pk=proposal_id, status=ProposalStatus.AUTO_APPROVED, reviewed_at__isnull=True
+    ).update(reviewed_by=analyst, reviewed_at=now)
+    if not updated:
+        raise WrongState("Only an auto-approved proposal not yet reviewed can be confirmed.")
+    log.record(
+        event_type="proposal.review_confirmed",
+        actor=_username(analyst),
+        proposal_id=proposal_id,
+        data={"note": note.strip()},
+    )
+    _publish_proposal(uuid.UUID(str(proposal_id)))
+    return Proposal.objects.get(pk=proposal_id)
+
+
+# --- emergency stop and suspension ----------------------------------------------------------
+
+
+def _hold_queued(executions: Iterable[Execution] | Any) -> list[str]:
+    ids = [
+        str(pk)
+        for pk in executions.filter(status=ExecutionStatus.QUEUED).values_list("pk", flat=True)
+    ]
+    if ids:
+        Execution.objects.filter(pk__in=ids, status=ExecutionStatus.QUEUED).update(
+            status=ExecutionStatus.HELD, updated_at=timezone.now(), lease_until=None
+        )
+    return ids
+
+
+def _publish_executions(ids: list[str]) -> None:
+    for proposal_id in Proposal.objects.filter(execution__pk__in=ids).values_list("pk", flat=True):
+        _publish_proposal(proposal_id)
+
+
+@transaction.atomic
+def emergency_stop_engage(*, by: AbstractBaseUser, reason: str) -> EmergencyStop:
+    if not roles.can_stop(by):
+        raise NotPermitted("Only managers and admins can pull the emergency stop.")
+    reason = reason.strip()
+    if not reason:
+        from soc_console.errors import InvalidInput
+
+        raise InvalidInput("Say why you stop.", errors={"reason": ["A reason is required."]})
+    stop, _ = EmergencyStop.objects.select_for_update().get_or_create(id=1)
+    if stop.engaged:
+        raise WrongState(f"The emergency stop is already engaged: {stop.reason}")
+    stop.engaged = True
+    stop.reason = reason
+    stop.changed_by = by
+    stop.changed_at = timezone.now()
+    stop.save(update_fields=["engaged", "reason", "changed_by", "changed_at"])
+    held = _hold_queued(Execution.objects.all())
+    log.record(
+        event_type="emergency_stop.engaged",
+        actor=_username(by),
+        data={"reason": reason, "held_executions": held},
+    )
+    from . import live
+
+    _after_commit(live.stop_changed)
+    _publish_executions(held)
+    return stop
+
+
+@transaction.atomic
+def emergency_stop_release(*, by: AbstractBaseUser, reason: str = "") -> EmergencyStop:
+    if not roles.can_stop(by):
+        raise NotPermitted("Only managers and admins can lift the emergency stop.")
+    stop, _ = EmergencyStop.objects.select_for_update().get_or_create(id=1)
+    if not stop.engaged:
+        raise WrongState("The emergency stop is not engaged.")
+    stop.engaged = False
+    stop.reason = reason.strip()
+    stop.changed_by = by
+    stop.changed_at = timezone.now()
+    stop.save(update_fields=["engaged", "reason", "changed_by", "changed_at"])
+    log.record(
+        event_type="emergency_stop.released",
+        actor=_username(by),
+        data={"reason": stop.reason},
+    )
+    from . import live
+
+    _after_commit(live.stop_changed)
+    return stop
+
+
+@transaction.atomic
+def agent_suspend(*, agent: Agent, by: AbstractBaseUser, reason: str) -> Agent:
+    if not roles.can_manage_agents(by) and not roles.can_stop(by):
+        raise NotPermitted("Only managers and admins can suspend an agent.")
+    # Taking the stop row's lock orders this against execution claims (see execution_claim).
+    EmergencyStop.objects.select_for_update().get_or_create(id=1)
+    updated = Agent.objects.filter(pk=agent.pk, suspended=False).update(
+        suspended=True, suspended_reason=reason.strip()
+    )
+    if not updated:
+        raise WrongState(f"{agent.slug} is already suspended.")
+    held = _hold_queued(Execution.objects.filter(proposal__agent=agent))
+    log.record(
+        event_type="agent.suspended",
+        actor=_username(by),
+        data={"agent": agent.slug, "reason": reason.strip(), "held_executions": held},
+    )
+    _publish_executions(held)
+    return Agent.objects.get(pk=agent.pk)
+
+
+@transaction.atomic
+def agent_resume(*, agent: Agent, by: AbstractBaseUser) -> Agent:
+    if not roles.can_manage_agents(by) and not roles.can_stop(by):
+        raise NotPermitted("Only managers and admins can resume an agent.")
+    updated = Agent.objects.filter(pk=agent.pk, suspended=True).update(
+        suspended=False, suspended_reason=""
+    )
+    if not updated:
+        raise WrongState(f"{agent.slug} is not suspended.")
+    log.record(event_type="agent.resumed", actor=_username(by), data={"agent": agent.slug})
+    return Agent.objects.get(pk=agent.pk)
+
+
+# --- executions -----------------------------------------------------------------------------
+
+
+def _execution_move(
+    execution_id: uuid.UUID | str,
+    *,
+    allowed: Iterable[str],
+    to: str,
+    event_type: str,
+    actor: str = SYSTEM,
+    actor_type: str = "system",
+    guard: Q | None = None,
+    changes: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> Execution | None:
+    """The one way an execution changes status: a compare-and-set plus its audit event.
+
+    Returns None when the row was not in an allowed state (another worker, the sweeper or an
+    analyst got there first); the caller decides whether that is an error.
+    """
+    now = timezone.now()
+    query = Q(pk=execution_id, status__in=list(allowed))
+    if guard is not None:
+        query &= guard
+    updated = Execution.objects.filter(query).update(status=to, updated_at=now, **(changes or {}))
+    if not updated:
+        return None
+    execution = Execution.objects.select_related("proposal").get(pk=execution_id)
+    log.record(
+        event_type=event_type,
+        actor=actor,
+        actor_type=actor_type,
+        proposal_id=execution.proposal_id,
+        data={"execution": str(execution.id), "status": to, **(data or {})},
+    )
+    _publish_proposal(execution.proposal_id)
+    return execution
+
+
+@dataclass(frozen=True)
+class Claim:
+    execution: Execution
+    attempt: int
+    rollback: bool
+
+
+@transaction.atomic
+def execution_claim(*, execution_id: uuid.UUID | str) -> Claim | None:
+    """A worker takes a queued execution: queued → running, attempt + 1, with a lease.
+
+    With the emergency stop engaged or the agent suspended the execution is held instead.
+    """
+    # The stop row's lock orders claims against emergency_stop_engage: an execution either
+    # started before the stop committed, or sees the stop and is held.
+    stop, _ = EmergencyStop.objects.select_for_update().get_or_create(id=1)
+    execution = Execution.objects.select_related("proposal__agent").filter(pk=execution_id).first()
+    if execution is None or execution.status != ExecutionStatus.QUEUED:
+        return None
+    now = timezone.now()
+    if execution.not_before and execution.not_before > now:
+        return None  # a retry's backoff is not over; its own delayed task will come
+    if stop.engaged or execution.proposal.agent.suspended:
+        why = "emergency stop" if stop.engaged else "agent suspended"
+        _execution_move(
+            execution_id,
+            allowed=[ExecutionStatus.QUEUED],
+            to=ExecutionStatus.HELD,
+            event_type="execution.held",
+            data={"why": why},
+        )
+        return None
+    attempt = execution.attempts + 1
+    moved = _execution_move(
+        execution_id,
+        allowed=[ExecutionStatus.QUEUED],
+        to=ExecutionStatus.RUNNING,
+        event_type="execution.started",
+        changes={
+            "attempts": attempt,
+            "lease_until": now + timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
+            "started_at": now,
+        },
+        data={"attempt": attempt},
+    )
+    return Claim(moved, attempt, rollback=False) if moved else None
+
+
+@transaction.atomic
+def rollback_claim(*, execution_id: uuid.UUID | str) -> Claim | None:
+    now = timezone.now()
+    execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+    if execution is None or execution.status != ExecutionStatus.ROLLING_BACK:
+        return None
+    if execution.lease_until and execution.lease_until > now:
+        return None  # another worker holds it
+    if execution.not_before and execution.not_before > now:
+        return None
+    attempt = execution.rollback_attempts + 1
+    moved = _execution_move(
+        execution_id,
+        allowed=[ExecutionStatus.ROLLING_BACK],
+        to=ExecutionStatus.ROLLING_BACK,
+        event_type="execution.rollback_started",
+        changes={
+            "rollback_attempts": attempt,
+            "lease_until": now + timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
+        },
+        data={"attempt": attempt},
+    )
+    return Claim(moved, attempt, rollback=True) if moved else None
+
+
+def backoff_seconds(attempt: int) -> float:
+    base = settings.EXECUTION_BACKOFF_BASE_SECONDS
+    return min(base * (2 ** (attempt - 1)), settings.EXECUTION_BACKOFF_MAX_SECONDS)
+
+
+@transaction.atomic
+def execution_settle(
+    *, claim: Claim, outcome: str, result: dict[str, Any] | None = None, error: str = ""
+) -> Execution | None:
+    """Record what the connector said for the claimed attempt.
+
+    outcome is "succeeded", "transient" or "permanent". The attempt number fences out a stale
+    worker whose lease expired and whose execution another worker has since claimed.
+    """
+    now = timezone.now()
+    running = ExecutionStatus.ROLLING_BACK if claim.rollback else ExecutionStatus.RUNNING
+    counter = "rollback_attempts" if claim.rollback else "attempts"
+    guard = Q(**{counter: claim.attempt})
+    prefix = "execution.rollback_" if claim.rollback else "execution."
+    if outcome == "succeeded":
+        to = ExecutionStatus.ROLLED_BACK if claim.rollback else ExecutionStatus.SUCCEEDED
+        changes: dict[str, Any] = {"lease_until": None, "finished_at": now, "error": ""}
+        if claim.rollback:
+            changes["result"] = {**(claim.execution.result or {}), "rollback": result}
+        else:
+            changes["result"] = result
+        moved = _execution_move(
+            claim.execution.pk,
+            allowed=[running],
+            to=to,
+            guard=guard,
+            changes=changes,
+            event_type=f"{prefix}succeeded",
+            data={"attempt": claim.attempt, "result": result},
+        )
+        if moved:
+            _callback(moved.proposal_id, "rolled_back" if claim.rollback else "completed")
+        return moved
+    if outcome == "transient" and claim.attempt < settings.EXECUTION_MAX_ATTEMPTS:
+        delay = backoff_seconds(claim.attempt)
+        back_to = ExecutionStatus.ROLLING_BACK if claim.rollback else ExecutionStatus.QUEUED
+        moved = _execution_move(
+            claim.execution.pk,
+            allowed=[running],
+            to=back_to,
+            guard=guard,
+            changes={
+                "lease_until": None,
+                "not_before": now + timedelta(seconds=delay),
+                "queued_at": now,
+                "error": error,
+            },
+            event_type=f"{prefix}retry_scheduled",
+            data={"attempt": claim.attempt, "error": error, "retry_in_seconds": delay},
+        )
+        if moved:
+            _dispatch(moved.pk, rollback=claim.rollback, countdown=delay)
+        return moved
+    to = ExecutionStatus.ROLLBACK_FAILED if claim.rollback else ExecutionStatus.FAILED
+    if outcome == "transient":
+        error = f"{error} (gave up after {claim.attempt} attempts)"
+    moved = _execution_move(
+        claim.execution.pk,
+        allowed=[running],
+        to=to,
+        guard=guard,
+        changes={"lease_until": None, "finished_at": now, "error": error},
+        event_type=f"{prefix}failed",
+        data={"attempt": claim.attempt, "error": error},
+    )
+    if moved:
+        _after_commit(lambda: notify.execution_failed(moved.pk))
+        _callback(moved.proposal_id, "rollback_failed" if claim.rollback else "failed")
+    return moved
+
+
+def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> Execution | None:
+    """Claim, call the connector outside any transaction, and settle. Used by the worker."""
+    claim = (rollback_claim if rollback else execution_claim)(execution_id=execution_id)
+    if claim is None:
+        return None
+    proposal = claim.execution.proposal
+    key = claim.execution.idempotency_key + (":undo" if rollback else "")
+    try:
+        if rollback:
+            result = connectors.undo(
+                action=proposal.action,
+                target=proposal.target,
+                idempotency_key=key,
+                original_key=claim.execution.idempotency_key,
+            )
+        else:
+            result = connectors.perform(
+                action=proposal.action,
+                target=proposal.target,
+                params=proposal.params,
+                idempotency_key=key,
+            )
+    except connectors.TransientError as exc:
+        return execution_settle(claim=claim, outcome="transient", error=str(exc))
+    except connectors.PermanentError as exc:
+        return execution_settle(claim=claim, outcome="permanent", error=str(exc))
+    return execution_settle(claim=claim, outcome="succeeded", result=result)
+
+
+@transaction.atomic
+def execution_confirm_held(
+    *, execution_id: uuid.UUID | str, analyst: AbstractBaseUser
+) -> Execution:
+    """After a stop or suspension, an analyst re-confirms a held execution: held → queued."""
+    _check_may_decide(analyst)
+    if emergency_stop_engaged():
+        raise WrongState("The emergency stop is still engaged; lift it first.")
+    execution = Execution.objects.select_related("proposal__agent").filter(pk=execution_id).first()
+    if execution is None:
+        raise NotFound(f"No execution {execution_id}.")
+    if execution.proposal.agent.suspended:
+        raise WrongState(f"The agent {execution.proposal.agent.slug} is still suspended.")
+    moved = _execution_move(
+        execution_id,
+        allowed=[ExecutionStatus.HELD],
+        to=ExecutionStatus.QUEUED,
+        event_type="execution.released",
+        actor=_username(analyst),
+        actor_type="user",
+        changes={"queued_at": timezone.now(), "not_before": None},
+    )
+    if moved is None:
+        raise WrongState("This execution is not held.")
+    _dispatch(moved.pk)
+    return moved
+
+
+@transaction.atomic
+def rollback_request(
+    *, execution_id: uuid.UUID | str, analyst: AbstractBaseUser, reason: str = ""
+) -> Execution:
+    _check_may_decide(analyst)
+    execution = Execution.objects.select_related("proposal").filter(pk=execution_id).first()
+    if execution is None:
+        raise NotFound(f"No execution {execution_id}.")
+    kind = catalogue.get(execution.proposal.action)
+    if kind is None or not kind.reversible:
+        raise WrongState(f"{execution.proposal.action} cannot be rolled back.")
+    moved = _execution_move(
+        execution_id,
+        allowed=[ExecutionStatus.SUCCEEDED],
+        to=ExecutionStatus.ROLLING_BACK,
+        event_type="execution.rollback_requested",
+        actor=_username(analyst),
+        actor_type="user",
+        changes={"lease_until": None, "not_before": None, "queued_at": timezone.now()},
+        data={"reason": reason.strip(), "undo": kind.undo},
+    )
+    if moved is None:
+        raise WrongState("Only a succeeded execution can be rolled back.")
+    _dispatch(moved.pk, rollback=True)
+    return moved
+
+
+@transaction.atomic
+def execution_requeue_expired(*, execution_id: uuid.UUID | str) -> Execution | None:
+    """The sweeper's recovery: a running execution whose lease ran out (its worker died)."""
+    now = timezone.now()
+    moved = _execution_move(
+        execution_id,
+        allowed=[ExecutionStatus.RUNNING],
+        to=ExecutionStatus.QUEUED,
+        guard=Q(lease_until__lt=now),
+        event_type="execution.requeued",
+        changes={"lease_until": None, "queued_at": now, "not_before": None},
+        data={"why": "lease expired: the worker stopped answering"},
+    )
+    if moved:
+        _dispatch(moved.pk)
+    return moved
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    requeued: int
+    redispatched: int
+    expired: int
+    escalated: int
+
+
+def sweep() -> SweepReport:
+    """Beat's periodic pass: recover lost executions, expire and escalate proposals."""
+    from . import tasks
+
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.EXECUTION_QUEUED_STALE_SECONDS)
+    requeued = 0
+    for pk in Execution.objects.filter(
+        status=ExecutionStatus.RUNNING, lease_until__lt=now
+    ).values_list("pk", flat=True):
+        requeued += execution_requeue_expired(execution_id=pk) is not None
+    # Queued (or rolling back) for longer than the bound and not waiting out a backoff: the
+    # task was lost between commit and broker, or in a broker restart. Dispatching again is
+    # safe: a claim is a compare-and-set and the connector call is idempotent.
+    redispatched = 0
+    lost = Execution.objects.filter(
+        Q(status=ExecutionStatus.QUEUED)
+        | Q(status=ExecutionStatus.ROLLING_BACK)
+        & (Q(lease_until__isnull=True) | Q(lease_until__lt=now)),
+        queued_at__lt=stale,
+    ).filter(Q(not_before__isnull=True) | Q(not_before__lt=stale))
+    for pk, status in lost.values_list("pk", "status"):
+        # Bump queued_at so a healthy but busy queue is not flooded with duplicates.
+        Execution.objects.filter(pk=pk, status=status).update(queued_at=now)
+        task = tasks.run_rollback if status == ExecutionStatus.ROLLING_BACK else tasks.run_execution
+        try:
+            task.delay(str(pk))
+            redispatched += 1
+        except Exception:  # broker still down: the next sweep tries again
+            logger.warning("could not re-dispatch execution %s", pk, exc_info=True)
+            break
+    expired = 0
+    for pk in Proposal.objects.filter(
+        status=ProposalStatus.PENDING, expires_at__lte=now
+    ).values_list("pk", flat=True):
+        expired += proposal_expire(proposal_id=pk) is not None
+    escalated = 0
+    for pk in Proposal.objects.filter(
+        status=ProposalStatus.PENDING, escalated_at__isnull=True, escalate_at__lte=now
+    ).values_list("pk", flat=True):
+        escalated += proposal_escalate(proposal_id=pk) is not None
+    return SweepReport(requeued, redispatched, expired, escalated)

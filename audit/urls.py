@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("audit/", views.audit_page, name="audit"),
+    path("audit/export.jsonl", views.audit_export, name="audit-export"),
+    path("reports/", views.reports_page, name="reports"),
+    path("reports/<slug:report>.csv", views.report_csv, name="report-csv"),
+]

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from . import roles
+
+
+def console(request: HttpRequest) -> dict[str, Any]:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    from approvals.selectors import emergency_stop
+
+    return {
+        "emergency_stop": emergency_stop(),
+        "role_label": roles.label(user),
+        "can_decide": roles.can_decide(user),
+        "can_stop": roles.can_stop(user),
+        "can_read_reports": roles.can_read_reports(user),
+        "is_senior": roles.is_senior(user),
+    }

@@ -1,0 +1,51 @@
+"""/healthz: the database, Redis and the workers' heartbeat, ok or degraded."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+
+def _database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception as exc:  # the point is to report any failure, whatever it is
+        return f"degraded: {exc.__class__.__name__}"
+
+
+def _redis() -> str:
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping()
+        return "ok"
+    except Exception as exc:
+        return f"degraded: {exc.__class__.__name__}"
+
+
+def _workers() -> str:
+    from approvals.tasks import HEARTBEAT_KEY
+
+    try:
+        beat = cache.get(HEARTBEAT_KEY)
+    except Exception:
+        return "degraded: heartbeat unreadable"
+    if beat is None:
+        return "degraded: no worker heartbeat yet"
+    age = time.time() - float(beat)
+    if age > settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS:
+        return f"degraded: last heartbeat {age:.0f} s ago"
+    return "ok"
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks = {"database": _database(), "redis": _redis(), "workers": _workers()}
+    ok = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503)

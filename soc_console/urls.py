@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from approvals import api
+from approvals import views as console
+
+from .health import healthz
+
+api_v1 = [
+    path("proposals/", api.proposals, name="api-proposals"),
+    path("proposals/<uuid:proposal_id>/", api.proposal_detail, name="api-proposal"),
+    path("proposals/<uuid:proposal_id>/withdraw/", api.proposal_withdraw, name="api-withdraw"),
+    path("proposals/<uuid:proposal_id>/decisions/", api.proposal_decide, name="api-decisions"),
+    path("proposals/<uuid:proposal_id>/rollback/", api.proposal_rollback, name="api-rollback"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("", console.queue, name="queue"),
+    path("partials/stop-banner/", console.stop_banner, name="stop-banner"),
+    path("proposals/<uuid:proposal_id>/", console.proposal_page, name="proposal"),
+    path("proposals/<uuid:proposal_id>/decide/", console.decide, name="decide"),
+    path("proposals/<uuid:proposal_id>/rollback/", console.rollback, name="rollback"),
+    path("proposals/<uuid:proposal_id>/confirm/", console.confirm_review, name="confirm-review"),
+    path("executions/<uuid:execution_id>/release/", console.release_held, name="release-held"),
+    path("lists/", console.work_lists, name="lists"),
+    path("emergency-stop/", console.emergency_stop, name="emergency-stop"),
+    path("agents/", console.agents_page, name="agents"),
+    path("agents/<slug:slug>/suspend/", console.agent_suspend, name="agent-suspend"),
+    path("", include("audit.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("healthz", healthz, name="healthz"),
+]

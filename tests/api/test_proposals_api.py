@@ -1,0 +1,302 @@
+"""The agent API exactly as DESIGN §11 states it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from agents.models import Asset
+from approvals.models import Execution, Proposal
+from audit.models import AuditEvent
+from tests import factories
+
+BODY = {
+    "action": "block_ip",
+    "target": "203.0.113.7",
+    "params": {"duration_minutes": 60},
+    "confidence": 0.82,
+    "rationale": "Source of 14 failed SSH logins in 2 minutes; listed on two threat feeds.",
+    "evidence": [{"kind": "alert", "ref": "SIEM-4821"}],
+    "severity": "high",
+}
+
+pytestmark = pytest.mark.django_db
+
+
+def post(api: APIClient, body: dict | str, key: str | None = "key-1", **extra):
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    data = body if isinstance(body, str) else json.dumps(body)
+    return api.post(
+        "/api/v1/proposals/", data=data, content_type="application/json", **headers, **extra
+    )
+
+
+def test_submit_returns_201_with_the_contract_fields(api) -> None:
+    response = post(api, BODY)
+    assert response.status_code == 201
+    body = response.json()
+    for field in (
+        "id",
+        "status",
+        "action",
+        "target",
+        "confidence",
+        "required_approvals",
+        "approvals",
+        "policy_version",
+        "created_at",
+        "expires_at",
+        "decisions",
+        "execution",
+        "url",
+        "console_url",
+    ):
+        assert field in body
+    assert body["status"] == "pending"
+    assert body["required_approvals"] == 1
+    assert body["policy_version"] == 1
+    event = AuditEvent.objects.get(proposal_id=body["id"])
+    assert event.event_type == "proposal.submitted"
+    assert event.data["status"] == "pending"
+
+
+def test_replay_with_same_key_and_body_returns_the_same_proposal(api) -> None:
+    first = post(api, BODY)
+    second = post(api, BODY)
+    assert second.status_code == 200
+    assert second.json()["id"] == first.json()["id"]
+    assert Proposal.objects.count() == 1
+
+
+def test_same_key_with_another_body_is_409(api) -> None:
+    post(api, BODY)
+    response = post(api, {**BODY, "confidence": 0.5})
+    assert response.status_code == 409
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert Proposal.objects.count() == 1
+
+
+def test_auto_approved_at_level_three_creates_a_queued_execution(api) -> None:
+    response = post(api, {**BODY, "confidence": 0.95})
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "auto_approved"
+    assert body["execution"]["status"] == "queued"
+    assert Execution.objects.filter(proposal_id=body["id"]).count() == 1
+
+
+def test_low_confidence_is_flagged_not_queued(api) -> None:
+    body = post(api, {**BODY, "confidence": 0.3}).json()
+    assert body["status"] == "flagged"
+    assert body["execution"] is None
+
+
+def test_level_one_is_advisory(api) -> None:
+    response = post(api, {**BODY, "action": "create_ticket", "target": "SIEM-4821", "params": {}})
+    assert response.status_code == 201
+    assert response.json()["status"] == "advisory"
+
+
+def test_critical_asset_needs_two_approvals(api) -> None:
+    factories.asset("10.0.0.1", kind="ip", criticality="critical")
+    body = post(api, {**BODY, "target": "10.0.0.1", "confidence": 0.99}).json()
+    assert body["status"] == "pending"
+    assert body["required_approvals"] == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (
+            {"action": "quarantine_email", "target": "<abc@mail.example>", "params": {}},
+            "action_not_permitted",
+        ),
+        (
+            {"action": "reset_password", "target": "jdoe@corp.example", "params": {}},
+            "action_not_permitted",
+        ),
+    ],
+)
+def test_outside_policy_is_403_and_recorded_as_blocked(api, change, code) -> None:
+    response = post(api, {**BODY, **change})
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == code
+    proposal = Proposal.objects.get(pk=problem["proposal"]["id"])
+    assert proposal.status == "blocked"
+    assert proposal.block_code == code
+    assert AuditEvent.objects.filter(proposal_id=proposal.pk).exists()
+
+
+def test_target_out_of_scope_is_blocked(db) -> None:
+    scoped = factories.agent("scoped", grants={"isolate_host": 2}, scope_tiers=["low", "medium"])
+    factories.asset("dc01.corp.example", criticality="high")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {scoped.raw_key}")
+    response = post(
+        client, {**BODY, "action": "isolate_host", "target": "dc01.corp.example", "params": {}}
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "target_out_of_scope"
+
+
+def test_suspended_agent_is_blocked(api, agent_with_key, manager) -> None:
+    from approvals.services import agent_suspend
+
+    agent_suspend(agent=agent_with_key.agent, by=manager, reason="misbehaving")
+    response = post(api, BODY)
+    assert response.status_code == 403
+    assert response.json()["code"] == "agent_suspended"
+
+
+def test_emergency_stop_blocks_proposals(api, manager) -> None:
+    from approvals.services import emergency_stop_engage
+
+    emergency_stop_engage(by=manager, reason="incident bridge")
+    response = post(api, BODY)
+    assert response.status_code == 403
+    assert response.json()["code"] == "emergency_stop"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"confidence": 1.5}, "confidence"),
+        ({"confidence": -0.1}, "confidence"),
+        ({"confidence": "0.8"}, "confidence"),
+        ({"confidence": True}, "confidence"),
+        ({"target": "not-an-ip"}, "target"),
+        ({"target": 12345}, "target"),
+        ({"action": "launch_missiles"}, "action"),
+        ({"surprise": 1}, "surprise"),
+        ({"rationale": "x" * 5000}, "rationale"),
+        ({"evidence": [{"kind": "alert", "ref": "r"}] * 30}, "evidence"),
+        ({"evidence": [{"kind": "alert", "ref": "r", "secret": "x"}]}, "evidence.0.secret"),
+        ({"params": {"duration_minutes": "forever"}}, "params"),
+        ({"params": {"rm_rf": True}}, "params"),
+        ({"severity": "apocalyptic"}, "severity"),
+    ],
+)
+def test_invalid_input_is_400_with_field_errors_and_nothing_recorded(api, change, field) -> None:
+    before = AuditEvent.objects.count()
+    response = post(api, {**BODY, **change})
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert field in problem["errors"], problem
+    assert problem["detail"]
+    assert Proposal.objects.count() == 0
+    assert AuditEvent.objects.count() == before
+
+
+def test_missing_field_is_reported(api) -> None:
+    body = {k: v for k, v in BODY.items() if k != "rationale"}
+    response = post(api, body)
+    assert response.status_code == 400
+    assert "rationale" in response.json()["errors"]
+
+
+def test_body_over_the_size_cap_is_400(api, settings) -> None:
+    settings.API_MAX_BODY_BYTES = 2048
+    response = post(api, {**BODY, "rationale": "x" * 3000})
+    assert response.status_code == 400
+    assert "body" in response.json()["errors"]
+    assert Proposal.objects.count() == 0
+
+
+def test_malformed_json_is_400(api) -> None:
+    response = post(api, "{not json")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer soc_abc_def", "Bearer nonsense", "Basic x"])
+def test_missing_or_unknown_key_is_401(db, header) -> None:
+    client = APIClient()
+    if header:
+        client.credentials(HTTP_AUTHORIZATION=header)
+    response = post(client, BODY)
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+
+
+def test_revoked_key_is_401(api, agent_with_key) -> None:
+    from agents.services import apikey_revoke
+
+    apikey_revoke(key=agent_with_key.agent.keys.get(), by="tests")
+    response = post(api, BODY)
+    assert response.status_code == 401
+    assert "revoked" in response.json()["detail"]
+
+
+def test_list_shows_only_own_proposals_newest_first_with_status_filter(api, db) -> None:
+    other = factories.agent("other-bot", grants={"block_ip": 2})
+    factories.proposal(other, action="block_ip", target="198.18.0.1")
+    post(api, BODY, key="a")
+    post(api, {**BODY, "confidence": 0.3, "target": "203.0.113.8"}, key="b")
+    body = api.get("/api/v1/proposals/").json()
+    assert body["count"] == 2
+    assert [p["target"] for p in body["results"]] == ["203.0.113.8", "203.0.113.7"]
+    flagged = api.get("/api/v1/proposals/?status=flagged").json()
+    assert [p["status"] for p in flagged["results"]] == ["flagged"]
+    bad = api.get("/api/v1/proposals/?status=nonsense")
+    assert bad.status_code == 400
+
+
+def test_another_agents_proposal_is_404(api, db) -> None:
+    other = factories.agent("other-bot", grants={"block_ip": 2})
+    theirs = factories.proposal(other, action="block_ip", target="198.18.0.1")
+    assert api.get(f"/api/v1/proposals/{theirs.pk}/").status_code == 404
+    assert api.post(f"/api/v1/proposals/{theirs.pk}/withdraw/").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status == "pending"
+
+
+def test_withdraw_while_pending_then_409(api, analyst) -> None:
+    pid = post(api, BODY).json()["id"]
+    response = api.post(f"/api/v1/proposals/{pid}/withdraw/")
+    assert response.status_code == 200
+    assert response.json()["status"] == "withdrawn"
+    again = api.post(f"/api/v1/proposals/{pid}/withdraw/")
+    assert again.status_code == 409
+    assert again.json()["code"] == "not_pending"
+
+
+def test_withdraw_after_decision_is_409(api, analyst) -> None:
+    from approvals.services import proposal_approve
+
+    pid = post(api, BODY).json()["id"]
+    proposal_approve(proposal_id=pid, analyst=analyst)
+    response = api.post(f"/api/v1/proposals/{pid}/withdraw/")
+    assert response.status_code == 409
+    assert "approved by alice" in response.json()["detail"]
+
+
+def test_rate_limit_is_429_with_retry_after(api, agent_with_key) -> None:
+    key = agent_with_key.agent.keys.get()
+    key.rate_limit_per_minute = 3
+    key.save(update_fields=["rate_limit_per_minute"])
+    statuses = [api.get("/api/v1/proposals/").status_code for _ in range(5)]
+    assert statuses[:3] == [200, 200, 200]
+    assert statuses[3] == 429
+    response = api.get("/api/v1/proposals/")
+    assert int(response["Retry-After"]) >= 1
+    assert response.json()["code"] == "rate_limited"
+
+
+def test_schema_and_docs_are_served(db) -> None:
+    client = APIClient()
+    schema = client.get("/api/v1/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/proposals/" in schema.content
+    assert client.get("/api/v1/docs/").status_code == 200
+
+
+def test_unknown_asset_targets_default_to_medium(api) -> None:
+    body = post(api, BODY).json()
+    assert body["criticality"] == "medium"
+    assert not Asset.objects.exists()

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from tests import factories
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> None:
+    # The audit table refuses TRUNCATE unless this is on; flushing the test database needs it.
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER DATABASE \"{name}\" SET soc.allow_audit_truncate = 'on'")
+        connection.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis() -> Iterator[None]:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield
+
+
+@pytest.fixture
+def analyst(db: None):
+    return factories.user("alice", factories.ANALYST)
+
+
+@pytest.fixture
+def analyst2(db: None):
+    return factories.user("bob", factories.ANALYST)
+
+
+@pytest.fixture
+def senior(db: None):
+    return factories.user("sam", factories.SENIOR)
+
+
+@pytest.fixture
+def manager(db: None):
+    return factories.user("maya", factories.MANAGER)
+
+
+@pytest.fixture
+def agent_with_key(db: None) -> factories.AgentWithKey:
+    return factories.agent(
+        "triage-bot",
+        grants={
+            "block_ip": 3,
+            "isolate_host": 2,
+            "kill_process": 3,
+            "disable_user": 4,
+            "create_ticket": 1,
+            "update_firewall_policy": 2,
+            "quarantine_email": 0,
+        },
+    )
+
+
+@pytest.fixture
+def api(agent_with_key: factories.AgentWithKey) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_with_key.raw_key}")
+    return client

@@ -1,0 +1,71 @@
+"""Test data, built through the same services the product uses."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import Group, User
+
+from agents.models import Agent, Asset
+from agents.services import agent_register
+from approvals import services
+from approvals.models import Proposal
+from soc_console.roles import ADMIN, ANALYST, MANAGER, SENIOR
+
+__all__ = ["ADMIN", "ANALYST", "MANAGER", "SENIOR", "AgentWithKey", "agent", "user"]
+
+
+def user(username: str, *roles: str, password: str = "pass-for-tests") -> User:
+    account = User.objects.create_user(
+        username=username, password=password, email=f"{username}@soc.example"
+    )
+    for role in roles:
+        account.groups.add(Group.objects.get_or_create(name=role)[0])
+    return account
+
+
+@dataclass
+class AgentWithKey:
+    agent: Agent
+    raw_key: str
+
+
+def agent(slug: str, *, grants: dict[str, int], **policy: Any) -> AgentWithKey:
+    registered, issued = agent_register(slug=slug, by="tests", grants=grants, **policy)
+    return AgentWithKey(registered, issued.raw)
+
+
+def asset(
+    identifier: str, *, kind: str = "host", criticality: str = "medium", group: str = ""
+) -> Asset:
+    return Asset.objects.create(
+        kind=kind, identifier=identifier, criticality=criticality, group=group
+    )
+
+
+def proposal(
+    owner: AgentWithKey | Agent,
+    *,
+    action: str = "isolate_host",
+    target: str = "ws-0001.corp.example",
+    confidence: float = 0.7,
+    rationale: str = "Beaconing to a known C2 domain every 60 s.",
+    evidence: list[dict[str, str]] | None = None,
+    params: dict[str, Any] | None = None,
+) -> Proposal:
+    the_agent = owner.agent if isinstance(owner, AgentWithKey) else owner
+    return services.proposal_submit(
+        agent=the_agent,
+        api_key=None,
+        action=action,
+        target=target,
+        params=params or {},
+        confidence=confidence,
+        rationale=rationale,
+        evidence=evidence if evidence is not None else [{"kind": "alert", "ref": "SIEM-1"}],
+        severity="high",
+        idempotency_key=uuid.uuid4().hex,
+        request_hash=uuid.uuid4().hex,
+    ).proposal

@@ -1,0 +1,17 @@
+"""Settings for the test suite: the product's settings with test defaults in the environment.
+
+Tests get their own Redis database, channel prefix and Celery queue so that they never touch a
+running console's data; the database defaults to the local PostgreSQL server, because locks,
+triggers and percentiles only behave truly there.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/soc_console")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
+os.environ.setdefault("CHANNEL_PREFIX", "soc-test")
+os.environ.setdefault("CELERY_QUEUE", "soc-test")
+
+from soc_console.settings import *  # noqa: E402, F403
