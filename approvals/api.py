@@ -290,9 +290,11 @@ def proposals(request: Request) -> Response:
         idempotency_key=key,
         request_hash=request_hash(request.data),
     )
-    payload = selectors.proposal_payload(
-        selectors.proposal_detail(submission.proposal.pk) or submission.proposal
+    # A new proposal has no decisions yet: answer from the row in hand, without a re-read.
+    proposal = submission.proposal if submission.created else selectors.proposal_detail(
+        submission.proposal.pk
     )
+    payload = selectors.proposal_payload(proposal)
     if submission.proposal.status == ProposalStatus.BLOCKED:
         return _blocked_response(payload)
     return Response(payload, status=status.HTTP_201_CREATED if submission.created else 200)

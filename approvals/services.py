@@ -22,8 +22,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from agents.models import Agent, ApiKey, Asset, EmergencyStop, Policy
+from agents.models import Agent, ApiKey, Asset, EmergencyStop
 from agents.routing import RoutingInput, route
+from agents.selectors import routing_context
 from audit import log
 from soc_console import roles
 from soc_console.errors import IdempotencyConflict, NotFound, NotPending, NotPermitted, WrongState
@@ -169,8 +170,8 @@ def _record_submission(
     request_hash: str,
 ) -> Proposal:
     now = timezone.now()
-    agent = Agent.objects.get(pk=agent.pk)  # fresh: suspension may have changed
-    policy: Policy | None = agent.current_policy
+    context = routing_context(agent.pk)  # fresh: suspension and policy may have changed
+    agent, policy = context.agent, context.policy
     asset = _find_asset(kind, target)
     criticality = asset.criticality if asset else UNKNOWN_ASSET_CRITICALITY
     level = policy.level_for(kind.name) if policy else 0
@@ -198,7 +199,7 @@ def _record_submission(
             in_scope=in_scope,
             connector_allowed=connector_allowed,
             evidence_complete=evidence_complete,
-            emergency_stop=emergency_stop_engaged(),
+            emergency_stop=context.emergency_stop,
             suspended=agent.suspended,
         )
     )

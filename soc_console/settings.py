@@ -104,7 +104,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "soc_console.urls"
+# The intake benchmark adds a bare reference endpoint; nothing else sets this.
+ROOT_URLCONF = "bench.urls" if env_bool("BENCH_URLS", False) else "soc_console.urls"
 ASGI_APPLICATION = "soc_console.asgi.application"
 WSGI_APPLICATION = None
 
@@ -126,9 +127,15 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # Under ASGI each request may run on a different thread, so persistent per-thread
+        # connections pile up; a pool per process reuses a few connections instead.
+        pool_size = env_int("DATABASE_POOL_MAX", 8, minimum=0)
+        if pool_size:
+            DATABASES["default"]["OPTIONS"] = {
+                "pool": {"min_size": 1, "max_size": pool_size, "timeout": 10}
+            }
 else:
     DATABASES = {
         "default": {

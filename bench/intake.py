@@ -1,0 +1,170 @@
+"""Intake benchmark: agents posting proposals to a running server on PostgreSQL.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python -m bench.intake
+
+Two loads against the real endpoint (POST /api/v1/proposals/: key check, rate limit, strict
+validation, idempotency, policy routing, audit chain append, live broadcast) and, in the same
+run, against a bare DRF create of an equivalent row:
+
+1. closed loop: N concurrent clients post as fast as they can for D seconds → throughput;
+2. open loop: a fixed rate (default 50/s) for D seconds → p50/p99/max latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+import httpx
+
+from bench.common import (
+    drop_database,
+    free_port,
+    machine,
+    manage,
+    percentile,
+    scratch_database,
+    start_server,
+    stop,
+)
+
+REAL = "/api/v1/proposals/"
+BARE = "/bench/bare-create/"
+
+
+def body(n: int) -> dict:
+    return {
+        "action": "block_ip",
+        "target": f"198.18.{(n // 250) % 250}.{n % 250 + 1}",
+        "params": {"duration_minutes": 60},
+        "confidence": 0.8,
+        "rationale": "Source of 14 failed SSH logins in 2 minutes; listed on two threat feeds.",
+        "evidence": [{"kind": "alert", "ref": f"SIEM-{n}"}],
+        "severity": "high",
+    }
+
+
+@dataclass
+class Result:
+    sent: int
+    ok: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def line(self, label: str) -> str:
+        lat = self.latencies_ms
+        return (
+            f"{label:<34} {self.ok:>6}/{self.sent:<6} ok  {self.throughput:8.1f} req/s  "
+            f"p50 {percentile(lat, 50):6.1f} ms  p99 {percentile(lat, 99):6.1f} ms  "
+            f"max {max(lat) if lat else float('nan'):6.1f} ms"
+        )
+
+
+async def post_one(client: httpx.AsyncClient, path: str, n: int, out: Result) -> None:
+    started = time.perf_counter()
+    response = await client.post(path, json=body(n), headers={"Idempotency-Key": uuid.uuid4().hex})
+    out.latencies_ms.append((time.perf_counter() - started) * 1000)
+    out.sent += 1
+    if response.status_code in (200, 201):
+        out.ok += 1
+
+
+async def closed_loop(base: str, key: str, path: str, clients: int, seconds: float) -> Result:
+    out = Result(0, 0, 0.0, [])
+    counter = iter(range(10**9))
+    deadline = time.perf_counter() + seconds
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < deadline:
+            await post_one(client, path, next(counter), out)
+
+    limits = httpx.Limits(max_connections=clients)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as c:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(c) for _ in range(clients)))
+        out.seconds = time.perf_counter() - started
+    return out
+
+
+async def open_loop(base: str, key: str, path: str, rate: float, seconds: float) -> Result:
+    out = Result(0, 0, 0.0, [])
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as c:
+        started = time.perf_counter()
+        tasks = []
+        total = int(rate * seconds)
+        for n in range(total):
+            # Send on schedule whether or not earlier requests have answered (open loop).
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post_one(c, path, 10**6 + n, out)))
+        await asyncio.gather(*tasks)
+        out.seconds = time.perf_counter() - started
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=16, help="closed-loop concurrency")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rate", type=float, default=50.0, help="open-loop proposals/s")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--keep-db", action="store_true")
+    args = parser.parse_args()
+
+    db_name = "soc_bench_intake"
+    drop_database(db_name)
+    env = {
+        **os.environ,
+        "DATABASE_URL": scratch_database(db_name),
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"),
+        "CHANNEL_PREFIX": "soc-bench",
+        "CELERY_QUEUE": "soc-bench-intake",
+        "BENCH_URLS": "1",
+        "API_RATE_LIMIT_PER_MINUTE": "1000000",
+        "LOG_LEVEL": "WARNING",
+    }
+    manage(env, "migrate", "--noinput")
+    created = manage(env, "create_agent", "bench-agent", "--grant", "block_ip=2")
+    key = created.strip().splitlines()[-1]
+    port = free_port()
+    server = start_server(env, port, workers=args.workers)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # Warm both paths (imports, connections) before measuring.
+        asyncio.run(closed_loop(base, key, REAL, 4, 2))
+        asyncio.run(closed_loop(base, key, BARE, 4, 2))
+        real_closed = asyncio.run(closed_loop(base, key, REAL, args.clients, args.seconds))
+        bare_closed = asyncio.run(closed_loop(base, key, BARE, args.clients, args.seconds))
+        real_open = asyncio.run(open_loop(base, key, REAL, args.rate, args.seconds))
+        bare_open = asyncio.run(open_loop(base, key, BARE, args.rate, args.seconds))
+    finally:
+        stop(server)
+        import redis
+
+        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+        if not args.keep_db:
+            drop_database(db_name)
+    print(f"machine: {machine()}; server: uvicorn, {args.workers} worker processes; PostgreSQL")
+    print(f"closed loop, {args.clients} concurrent clients, {args.seconds:.0f} s each:")
+    print(real_closed.line("  proposals API"))
+    print(bare_closed.line("  bare DRF create (reference)"))
+    print(f"  ratio real/bare throughput: {real_closed.throughput / bare_closed.throughput:.2f}")
+    print(f"open loop at {args.rate:.0f}/s for {args.seconds:.0f} s:")
+    print(real_open.line("  proposals API"))
+    print(bare_open.line("  bare DRF create (reference)"))
+
+
+if __name__ == "__main__":
+    main()

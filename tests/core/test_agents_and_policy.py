@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from agents import keys
+from agents.models import ApiKey, Policy
+from agents.services import PolicyError, apikey_issue, apikey_revoke, policy_publish
+from audit.models import AuditEvent
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_agent_prints_the_key_alone_on_the_last_line() -> None:
+    out = io.StringIO()
+    call_command(
+        "create_agent",
+        "edr-bot",
+        "--grant",
+        "isolate_host=2",
+        "--grant",
+        "block_ip=3",
+        "--auto-threshold",
+        "0.95",
+        "--review-threshold",
+        "0.6",
+        stdout=out,
+    )
+    raw = out.getvalue().strip().splitlines()[-1]
+    assert raw.startswith("soc_")
+    key = ApiKey.objects.get(agent__slug="edr-bot")
+    assert raw not in key.digest  # only a keyed digest is stored
+    assert keys.matches(raw, key.digest)
+    policy = Policy.objects.get(agent__slug="edr-bot")
+    assert (policy.version, policy.auto_threshold, policy.review_threshold) == (1, 0.95, 0.6)
+    assert {g.action: g.level for g in policy.grants.all()} == {"isolate_host": 2, "block_ip": 3}
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get("/api/v1/proposals/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grant", "block_ip"], "ACTION=LEVEL"),
+        (["--grant", "nuke=2"], "unknown action"),
+        (["--grant", "block_ip=7"], "0 to 4"),
+        (["--auto-threshold", "1.5"], "between 0 and 1"),
+        (["--auto-threshold", "0.4", "--review-threshold", "0.6"], "above the auto threshold"),
+    ],
+)
+def test_create_agent_refuses_bad_arguments_and_creates_nothing(args, message) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("create_agent", "bad-bot", *args, stdout=io.StringIO())
+    assert not ApiKey.objects.filter(agent__slug="bad-bot").exists()
+
+
+def test_create_agent_refuses_a_duplicate_slug() -> None:
+    call_command("create_agent", "twin", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_agent", "twin", stdout=io.StringIO())
+
+
+def test_policy_edit_publishes_a_new_version_and_old_proposals_keep_theirs(
+    agent_with_key,
+) -> None:
+    first = factories.proposal(
+        agent_with_key, action="block_ip", target="198.18.0.9", confidence=0.95
+    )
+    assert first.status == "auto_approved"
+    policy_publish(agent=agent_with_key.agent, grants={"block_ip": 2}, by="ciso")
+    second = factories.proposal(
+        agent_with_key, action="block_ip", target="198.18.0.10", confidence=0.95
+    )
+    assert second.status == "pending"
+    assert (first.policy_version, second.policy_version) == (1, 2)
+    versions = list(agent_with_key.agent.policies.values_list("version", flat=True))
+    assert sorted(versions) == [1, 2]
+    # the untouched grants carried over to version 2
+    assert Policy.objects.get(agent=agent_with_key.agent, version=2).level_for("isolate_host") == 2
+    assert AuditEvent.objects.filter(event_type="policy.published").count() == 2
+
+
+def test_policy_with_review_threshold_above_auto_is_refused(agent_with_key) -> None:
+    with pytest.raises(PolicyError):
+        policy_publish(agent=agent_with_key.agent, by="x", auto_threshold=0.5, review_threshold=0.7)
+    assert agent_with_key.agent.policies.count() == 1
+
+
+def test_revoking_a_key_is_audited_once(agent_with_key) -> None:
+    key = agent_with_key.agent.keys.get()
+    assert apikey_revoke(key=key, by="admin") is True
+    assert apikey_revoke(key=key, by="admin") is False
+    assert AuditEvent.objects.filter(event_type="apikey.revoked").count() == 1
+
+
+def test_a_second_key_works_and_records_last_use(agent_with_key) -> None:
+    issued = apikey_issue(agent=agent_with_key.agent, by="admin", label="rotation")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.raw}")
+    assert client.get("/api/v1/proposals/").status_code == 200
+    issued.key.refresh_from_db()
+    assert issued.key.last_used_at is not None
+
+
+def test_required_evidence_is_enforced(db) -> None:
+    strict = factories.agent("strict", grants={"block_ip": 2}, required_evidence=["alert"])
+    blocked = factories.proposal(
+        strict, action="block_ip", target="198.18.0.1", evidence=[{"kind": "hunch", "ref": "gut"}]
+    )
+    assert (blocked.status, blocked.block_code) == ("blocked", "evidence_required")
+    allowed = factories.proposal(strict, action="block_ip", target="198.18.0.2")
+    assert allowed.status == "pending"
+
+
+def test_seed_demo_creates_the_five_roles_and_is_idempotent_with_if_empty() -> None:
+    from django.contrib.auth.models import User
+
+    call_command("seed_demo", "--weeks", "0", "--pending", "3", stdout=io.StringIO())
+    names = set(User.objects.values_list("username", flat=True))
+    assert {"analyst", "analyst2", "senior", "manager", "admin"} <= names
+    out = io.StringIO()
+    call_command("seed_demo", "--if-empty", stdout=out)
+    assert "skipping" in out.getvalue()
