@@ -25,6 +25,7 @@ seed: migrate
 
 # Web server, Celery worker, Celery beat and simulated agents, together.
 run: services seed
+	@mkdir -p .run
 	$(BIN)/honcho start -f Procfile
 
 lint: install
