@@ -229,25 +229,74 @@ SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 10.0, minimum=0.5)
 CONNECTOR_LATENCY_MS = env_int("CONNECTOR_LATENCY_MS", 0, minimum=0)
 CONNECTOR_FAILURE = env_str("CONNECTOR_FAILURE", "")  # "", "transient" or "permanent"
 CALLBACK_TIMEOUT_SECONDS = env_float("CALLBACK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+WORKER_HEARTBEAT_INTERVAL_SECONDS = env_float("WORKER_HEARTBEAT_INTERVAL_SECONDS", 10.0, minimum=1)
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 60, minimum=5)
+if WORKER_HEARTBEAT_MAX_AGE_SECONDS <= WORKER_HEARTBEAT_INTERVAL_SECONDS:
+    raise ImproperlyConfigured(
+        "WORKER_HEARTBEAT_MAX_AGE_SECONDS must exceed WORKER_HEARTBEAT_INTERVAL_SECONDS, or "
+        "/healthz reports healthy workers as degraded between two beats"
+    )
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# At least once: a message is acknowledged after its task ran, and goes back to the queue when
+# the worker process running it dies. Running twice is safe (claims are compare-and-set,
+# connector calls carry the execution's idempotency key); never running is not.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# A task must end well before Redis would redeliver it to another worker.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
-CELERY_TASK_TIME_LIMIT = 120
-CELERY_TASK_SOFT_TIME_LIMIT = 100
+# Redis hands an unacknowledged message to another worker after the visibility timeout. Every
+# task, and every retry's countdown, must end well before that, or one slow task runs twice at
+# the same time.
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=60)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+    # A broker outage must cost an approval a moment, not hang it: the sweeper re-dispatches
+    # whatever could not be enqueued.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 120, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = max(CELERY_TASK_TIME_LIMIT - 20, 1)
+if CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        "CELERY_TASK_TIME_LIMIT must be below CELERY_VISIBILITY_TIMEOUT_SECONDS, or Redis "
+        "redelivers a task that is still running"
+    )
+if EXECUTION_BACKOFF_MAX_SECONDS >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        "EXECUTION_BACKOFF_MAX_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS: a retry "
+        "waiting out its countdown is an unacknowledged message that Redis would redeliver"
+    )
+# With late acks a lost broker connection means the running tasks' messages will be delivered
+# again; stop them rather than let two attempts overlap (the lease and the sweeper recover
+# the stopped ones).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "soc")
 CELERY_BEAT_SCHEDULE = {
-    "sweep-executions": {"task": "approvals.tasks.sweep", "schedule": SWEEP_INTERVAL_SECONDS},
-    "worker-heartbeat": {"task": "approvals.tasks.heartbeat", "schedule": 10.0},
+    # Ticks expire: those piled up while no worker ran are dropped instead of arriving in a
+    # burst. A sweep tick keeps a minute's grace so that a long queue cannot starve the sweeper.
+    "sweep-executions": {
+        "task": "approvals.tasks.sweep",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": max(6 * SWEEP_INTERVAL_SECONDS, 60.0)},
+    },
+    "worker-heartbeat": {
+        "task": "approvals.tasks.heartbeat",
+        "schedule": WORKER_HEARTBEAT_INTERVAL_SECONDS,
+        "options": {"expires": WORKER_HEARTBEAT_INTERVAL_SECONDS},
+    },
 }
 
 LOGGING = {
@@ -255,4 +304,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # One line per agent request from the simulator drowns the worker's log.
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
