@@ -2,24 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import services
-from .models import Agent, ApiKey, Asset, EmergencyStop, Grant, Policy
-
-
-class GrantInline(admin.TabularInline):
-    model = Grant
-    extra = 0
-    can_delete = False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from .models import Agent, ApiKey, Asset, EmergencyStop, Policy
 
 
 @admin.register(Agent)
@@ -28,7 +18,25 @@ class AgentAdmin(admin.ModelAdmin):
     search_fields = ("slug", "name")
     # Suspension goes through the audited service (the console's agent page), never a raw save.
     readonly_fields = ("suspended", "suspended_reason", "created_at")
+    exclude = ("callback_secret",)
     actions = ["issue_key"]
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # A new agent gets policy v1 (no grants: everything manual until an admin grants it)
+        # and its first key, through the same service as create_agent.
+        agent, issued = services.agent_register(
+            slug=obj.slug,
+            by=request.user.get_username(),
+            name=obj.name,
+            description=obj.description,
+        )
+        obj.pk = agent.pk
+        self.message_user(
+            request, f"{agent.slug}: API key {issued.raw} — copy it now", messages.WARNING
+        )
 
     @admin.action(description="Issue a new API key (shown once)")
     def issue_key(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
@@ -57,31 +65,71 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {revoked} key(s).")
 
 
+def parse_grants(text: str) -> dict[str, int]:
+    grants: dict[str, int] = {}
+    for part in text.replace("\n", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        action, sep, level = part.partition("=")
+        if not sep or not level.strip().isdigit() or not 0 <= int(level) <= 4:
+            raise forms.ValidationError(
+                f"{part!r}: write ACTION=LEVEL with a level from 0 to 4, for example block_ip=2"
+            )
+        grants[action.strip()] = int(level)
+    return grants
+
+
+class PolicyForm(forms.ModelForm):
+    grants_text = forms.CharField(
+        label="Grants",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="One ACTION=LEVEL per line (0 manual only … 4 high-stakes autonomy). "
+        "Actions left out keep their level from the previous version.",
+    )
+
+    class Meta:
+        model = Policy
+        fields = ["agent", *services.POLICY_FIELDS]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["grants_text"].initial = "\n".join(
+                f"{g.action}={g.level}" for g in self.instance.grants.all()
+            )
+
+    def clean_grants_text(self) -> dict[str, int]:
+        return parse_grants(self.cleaned_data.get("grants_text", ""))
+
+
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
     """Policies are versioned: saving an edited policy publishes a new version."""
 
+    form = PolicyForm
     list_display = ("agent", "version", "auto_threshold", "review_threshold", "created_at")
     list_filter = ("agent",)
-    inlines = [GrantInline]
     readonly_fields = ("version", "created_at", "created_by")
 
     def save_model(self, request: HttpRequest, obj: Policy, form: Any, change: bool) -> None:
-        fields = {
-            name: form.cleaned_data[name]
-            for name in services.POLICY_FIELDS
-            if name in form.cleaned_data
-        }
-        published = services.policy_publish(
-            agent=form.cleaned_data["agent"] if not change else obj.agent,
-            by=request.user.get_username(),
-            **fields,
-        )
+        fields = {name: form.cleaned_data[name] for name in services.POLICY_FIELDS}
+        try:
+            published = services.policy_publish(
+                agent=form.cleaned_data["agent"],
+                grants=form.cleaned_data["grants_text"],
+                by=request.user.get_username(),
+                **fields,
+            )
+        except services.PolicyError as exc:
+            raise ValidationError(str(exc)) from exc
         obj.pk = published.pk
         obj.version = published.version
+        self.message_user(request, f"Published {published}.")
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        return None
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # proposals keep the version they were judged under
 
 
 @admin.register(Asset)

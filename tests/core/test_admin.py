@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+
+from agents.models import Agent, ApiKey, Policy
+from audit.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    User.objects.create_superuser("root", "root@soc.example", "pass-for-tests")
+    client.login(username="root", password="pass-for-tests")
+    return client
+
+
+def test_adding_an_agent_in_the_admin_registers_it_with_a_policy_and_a_key(admin_client) -> None:
+    response = admin_client.post(
+        "/admin/agents/agent/add/",
+        {"slug": "admin-made", "name": "Admin made", "description": "", "callback_url": ""},
+        follow=True,
+    )
+    assert response.status_code == 200
+    agent = Agent.objects.get(slug="admin-made")
+    assert agent.policies.count() == 1
+    assert ApiKey.objects.filter(agent=agent).count() == 1
+    assert b"copy it now" in response.content
+    assert AuditEvent.objects.filter(event_type="agent.registered").exists()
+
+
+def test_editing_a_policy_in_the_admin_publishes_a_new_version(admin_client, agent_with_key):
+    policy = agent_with_key.agent.current_policy
+    form = {
+        "agent": agent_with_key.agent.pk,
+        "purpose": "tightened after an incident",
+        "scope_tiers": "[]",
+        "scope_groups": "[]",
+        "allowed_connectors": "[]",
+        "auto_threshold": "0.95",
+        "review_threshold": "0.6",
+        "escalate_after_minutes": "10",
+        "expire_after_minutes": "120",
+        "notify": "senior_analyst",
+        "required_evidence": "[]",
+        "rollback_procedure": "",
+        "grants_text": "block_ip=2\nisolate_host=1",
+        "grants-TOTAL_FORMS": "0",
+        "grants-INITIAL_FORMS": "0",
+    }
+    response = admin_client.post(f"/admin/agents/policy/{policy.pk}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+    newest = Policy.objects.filter(agent=agent_with_key.agent).order_by("-version").first()
+    assert newest.version == 2
+    assert newest.auto_threshold == 0.95
+    assert newest.level_for("block_ip") == 2
+    assert newest.level_for("isolate_host") == 1
+    assert newest.level_for("kill_process") == 3  # carried over
+    policy.refresh_from_db()
+    assert policy.auto_threshold == 0.9  # the old version is unchanged
+
+
+def test_a_bad_grant_in_the_admin_is_a_form_error(admin_client, agent_with_key):
+    policy = agent_with_key.agent.current_policy
+    response = admin_client.post(
+        f"/admin/agents/policy/{policy.pk}/change/",
+        {
+            "agent": agent_with_key.agent.pk,
+            "auto_threshold": "0.9",
+            "review_threshold": "0.5",
+            "escalate_after_minutes": "10",
+            "expire_after_minutes": "100",
+            "scope_tiers": "[]",
+            "scope_groups": "[]",
+            "allowed_connectors": "[]",
+            "required_evidence": "[]",
+            "grants_text": "block_ip=9",
+            "grants-TOTAL_FORMS": "0",
+            "grants-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200
+    assert b"level from 0 to 4" in response.content
+    assert agent_with_key.agent.policies.count() == 1
