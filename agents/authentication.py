@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import authentication, exceptions
+from rest_framework.permissions import BasePermission
 
 from . import keys
 from .models import Agent, ApiKey
@@ -61,3 +63,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: HttpRequest) -> str:
         return 'Bearer realm="agents"'
+
+
+class IsAgent(BasePermission):
+    message = "This call is for agents: authenticate with 'Authorization: Bearer <api key>'."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return isinstance(request.user, AgentPrincipal)

@@ -134,3 +134,22 @@ def agent_register(
     policy_publish(agent=agent, grants=grants or {}, by=by, **policy_fields)
     issued = apikey_issue(agent=agent, by=by, label="initial")
     return agent, issued
+
+
+@transaction.atomic
+def agent_set_callback(*, agent: Agent, url: str, by: str) -> str:
+    """Register (or clear, with "") where the agent hears about decisions and completions.
+
+    Returns the new HMAC secret for the callbacks' signatures, shown once; "" when cleared.
+    """
+    import secrets
+
+    secret = secrets.token_hex(32) if url else ""
+    Agent.objects.filter(pk=agent.pk).update(callback_url=url, callback_secret=secret)
+    log.record(
+        event_type="agent.callback_set",
+        actor=by,
+        actor_type="agent" if by == agent.slug else "user",
+        data={"agent": agent.slug, "callback_url": url},
+    )
+    return secret

@@ -18,7 +18,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.authentication import AgentPrincipal
+from agents.authentication import AgentPrincipal, IsAgent
 from agents.throttling import ApiKeyRateThrottle
 from soc_console import roles
 from soc_console.errors import InvalidInput, NotFound, NotPermitted
@@ -176,13 +176,6 @@ class DecisionInSerializer(serializers.Serializer):
         return attrs
 
 
-class IsAgent(BasePermission):
-    message = "This call is for agents: authenticate with 'Authorization: Bearer <api key>'."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return isinstance(request.user, AgentPrincipal)
-
-
 class IsAnalyst(BasePermission):
     message = "Only analysts, senior analysts and admins decide proposals."
 
@@ -291,8 +284,10 @@ def proposals(request: Request) -> Response:
         request_hash=request_hash(request.data),
     )
     # A new proposal has no decisions yet: answer from the row in hand, without a re-read.
-    proposal = submission.proposal if submission.created else selectors.proposal_detail(
-        submission.proposal.pk
+    proposal = (
+        submission.proposal
+        if submission.created
+        else selectors.proposal_detail(submission.proposal.pk)
     )
     payload = selectors.proposal_payload(proposal)
     if submission.proposal.status == ProposalStatus.BLOCKED:

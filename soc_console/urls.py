@@ -5,12 +5,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from agents import api as agent_api
 from approvals import api
 from approvals import views as console
 
 from .health import healthz
 
 api_v1 = [
+    path("agent/", agent_api.me, name="api-agent"),
     path("proposals/", api.proposals, name="api-proposals"),
     path("proposals/<uuid:proposal_id>/", api.proposal_detail, name="api-proposal"),
     path("proposals/<uuid:proposal_id>/withdraw/", api.proposal_withdraw, name="api-withdraw"),

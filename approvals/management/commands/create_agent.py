@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 from django.utils.text import slugify
 
-from agents.services import PolicyError, agent_register
+from agents.services import PolicyError, agent_register, agent_set_callback
 from approvals import catalogue
 
 
@@ -67,15 +67,8 @@ class Command(BaseCommand):
         except PolicyError as exc:
             raise CommandError(str(exc)) from exc
         if options["callback_url"]:
-            import secrets
-
-            from agents.models import Agent
-
-            secret = secrets.token_hex(16)
-            Agent.objects.filter(pk=agent.pk).update(
-                callback_url=options["callback_url"], callback_secret=secret
-            )
-            self.stdout.write(f"callback secret (HMAC-SHA256 key): {secret}")
+            secret = agent_set_callback(agent=agent, url=options["callback_url"], by="create_agent")
+            self.stdout.write(f"callback secret (HMAC-SHA256 key, shown once): {secret}")
         summary = ", ".join(f"{a}={lvl}" for a, lvl in sorted(grants.items())) or "none"
         self.stdout.write(f"agent {slug} registered; policy v1 grants: {summary}")
         self.stdout.write("API key (shown once, store it now):")
