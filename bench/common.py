@@ -48,7 +48,11 @@ def drop_database(name: str) -> None:
 
 def manage(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         check=True,
     )
     return done.stdout
@@ -56,10 +60,23 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 def start_server(env: dict[str, str], port: int, *, workers: int = 1) -> subprocess.Popen:
     process = subprocess.Popen(
-        [PYTHON, "-m", "uvicorn", "soc_console.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level",
-         "warning"],
-        cwd=ROOT, env=env,
+        [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "soc_console.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -16,8 +16,18 @@ from soc_console.urls import urlpatterns as product_urls
 class BareProposalSerializer(serializers.ModelSerializer):
     class Meta:
         model = Proposal
-        fields = ["id", "action", "target", "params", "confidence", "rationale", "evidence",
-                  "severity", "status", "created_at"]
+        fields = [
+            "id",
+            "action",
+            "target",
+            "params",
+            "confidence",
+            "rationale",
+            "evidence",
+            "severity",
+            "status",
+            "created_at",
+        ]
         read_only_fields = ["id", "status", "created_at"]
 
 
@@ -27,7 +37,10 @@ class BareCreate(generics.CreateAPIView):
     def perform_create(self, serializer: BareProposalSerializer) -> None:
         principal: AgentPrincipal = self.request.user
         serializer.save(
-            agent=principal.agent, status="pending", criticality="medium", risk="medium",
+            agent=principal.agent,
+            status="pending",
+            criticality="medium",
+            risk="medium",
             created_at=timezone.now(),
         )
 
