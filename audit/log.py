@@ -37,7 +37,8 @@ def canonical(
         "actor_type": actor_type,
         "actor": actor,
         "event_type": event_type,
-        "proposal_id": str(proposal_id) if proposal_id else None,
+        # SQLite returns UUIDs as bare hex; hash the canonical hyphenated form everywhere.
+        "proposal_id": str(uuid.UUID(str(proposal_id))) if proposal_id else None,
         "data": data,
     }
     return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
