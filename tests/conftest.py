@@ -5,20 +5,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 from rest_framework.test import APIClient
 
 from tests import factories
-
-
-@pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> None:
-    # The audit table refuses TRUNCATE unless this is on; flushing the test database needs it.
-    with django_db_blocker.unblock():
-        name = connection.settings_dict["NAME"]
-        with connection.cursor() as cursor:
-            cursor.execute(f"ALTER DATABASE \"{name}\" SET soc.allow_audit_truncate = 'on'")
-        connection.close()
 
 
 @pytest.fixture(autouse=True)

@@ -15,3 +15,7 @@ os.environ.setdefault("CHANNEL_PREFIX", "soc-test")
 os.environ.setdefault("CELERY_QUEUE", "soc-test")
 
 from soc_console.settings import *  # noqa: E402, F403
+
+# The audit table refuses TRUNCATE unless this session setting is on; flushing the test
+# database between transactional tests needs it. Only the test process's connections set it.
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c soc.allow_audit_truncate=on"  # noqa: F405
