@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
+import uuid
 
 import httpx
 from django.conf import settings
 
 from .models import Proposal
 from .selectors import proposal_payload
+
+logger = logging.getLogger(__name__)
 
 
 class DeliveryError(Exception):
@@ -23,9 +27,23 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+def schedule(*, proposal_id: uuid.UUID | str, event: str) -> None:
+    """Enqueue a delivery, unless the agent listens to nothing: most agents poll, and a task per
+    event for them would only take worker time from the executions."""
+    from . import tasks
+
+    if Proposal.objects.filter(pk=proposal_id).exclude(agent__callback_url="").exists():
+        tasks.deliver_callback.delay(str(proposal_id), event)
+
+
 def deliver(*, proposal_id: str, event: str) -> int | None:
+    """POST the event to the agent's callback URL; DeliveryError when it should be retried."""
     proposal = Proposal.objects.select_related("agent").filter(pk=proposal_id).first()
     if proposal is None or not proposal.agent.callback_url:
+        return None
+    if not proposal.agent.callback_secret:
+        # An HMAC with an empty key proves nothing; an agent must not learn to trust it.
+        logger.warning("agent %s has a callback URL but no secret: not sent", proposal.agent.slug)
         return None
     body = json.dumps(
         {"event": event, "proposal": proposal_payload(proposal)}, default=str
@@ -34,6 +52,8 @@ def deliver(*, proposal_id: str, event: str) -> int | None:
     headers = {
         "Content-Type": "application/json",
         "X-SOC-Event": event,
+        # The same on every retry of one event, so the agent can drop duplicates.
+        "X-SOC-Delivery": f"{proposal.id}:{event}",
         "X-SOC-Timestamp": timestamp,
         "X-SOC-Signature": sign(proposal.agent.callback_secret, timestamp, body),
     }

@@ -157,10 +157,11 @@ def _apply(
     idempotency_key: str,
     change: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Change the simulated system and write the ledger row in one transaction."""
-    replay = _ledger_result(idempotency_key)
-    if replay is not None:
-        return replay
+    """Change the simulated system and write the ledger row in one transaction.
+
+    The callers looked the key up in the ledger already; a concurrent call with the same key
+    that committed since is caught by the ledger's unique constraint below.
+    """
     try:
         with transaction.atomic():
             now = timezone.now()

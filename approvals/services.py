@@ -10,6 +10,7 @@ status field.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db import connections as db_connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -66,9 +68,9 @@ def _dispatch(execution_id: uuid.UUID, *, rollback: bool = False, countdown: flo
 
 
 def _callback(proposal_id: uuid.UUID, event: str) -> None:
-    from . import tasks
+    from . import callbacks
 
-    _after_commit(lambda: tasks.deliver_callback.delay(str(proposal_id), event))
+    _after_commit(lambda: callbacks.schedule(proposal_id=proposal_id, event=event))
 
 
 def _username(user: AbstractBaseUser) -> str:
@@ -669,6 +671,7 @@ def _execution_move(
     guard: Q | None = None,
     changes: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
+    publish: bool = True,
 ) -> Execution | None:
     """The one way an execution changes status: a compare-and-set plus its audit event.
 
@@ -690,7 +693,8 @@ def _execution_move(
         proposal_id=execution.proposal_id,
         data={"execution": str(execution.id), "status": to, **(data or {})},
     )
-    _publish_proposal(execution.proposal_id)
+    if publish:
+        _publish_proposal(execution.proposal_id)
     return execution
 
 
@@ -702,10 +706,11 @@ class Claim:
 
 
 @transaction.atomic
-def execution_claim(*, execution_id: uuid.UUID | str) -> Claim | None:
+def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> Claim | None:
     """A worker takes a queued execution: queued → running, attempt + 1, with a lease.
 
     With the emergency stop engaged or the agent suspended the execution is held instead.
+    announce=False leaves the live update of the start to the caller (see execution_run).
     """
     # The stop row's lock orders claims against emergency_stop_engage: an execution either
     # started before the stop committed, or sees the stop and is held.
@@ -738,12 +743,13 @@ def execution_claim(*, execution_id: uuid.UUID | str) -> Claim | None:
             "started_at": now,
         },
         data={"attempt": attempt},
+        publish=announce,
     )
     return Claim(moved, attempt, rollback=False) if moved else None
 
 
 @transaction.atomic
-def rollback_claim(*, execution_id: uuid.UUID | str) -> Claim | None:
+def rollback_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> Claim | None:
     now = timezone.now()
     execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
     if execution is None or execution.status != ExecutionStatus.ROLLING_BACK:
@@ -751,6 +757,10 @@ def rollback_claim(*, execution_id: uuid.UUID | str) -> Claim | None:
     if execution.lease_until and execution.lease_until > now:
         return None  # another worker holds it
     if execution.not_before and execution.not_before > now:
+        return None
+    if execution.rollback_attempts >= settings.EXECUTION_MAX_ATTEMPTS:
+        # Only lost attempts get here: a transient error on the last one settles as failed.
+        _give_up_lost(execution_id, rollback=True, guard=None, now=now)
         return None
     attempt = execution.rollback_attempts + 1
     moved = _execution_move(
@@ -763,6 +773,7 @@ def rollback_claim(*, execution_id: uuid.UUID | str) -> Claim | None:
             "lease_until": now + timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
         },
         data={"attempt": attempt},
+        publish=announce,
     )
     return Claim(moved, attempt, rollback=True) if moved else None
 
@@ -843,13 +854,44 @@ def execution_settle(
     return moved
 
 
+# A connector call shorter than this goes from queued to its result on the consoles without a
+# "running" frame in between: nobody could read it, and rendering it would slow the call.
+ANNOUNCE_RUNNING_AFTER_SECONDS = 0.05
+
+
+def _announce_running(proposal_id: uuid.UUID) -> threading.Timer:
+    """Broadcast the start from a thread of its own (and its own connection), unless cancelled
+    first. Cancel and join it before settling, so the final state is always the last one sent.
+    """
+    from . import live
+
+    def announce() -> None:
+        try:
+            live.proposal_changed(proposal_id)
+        except Exception:  # a live update must never fail the execution
+            logger.warning("live update for %s not sent", proposal_id, exc_info=True)
+        finally:
+            db_connections.close_all()  # this thread's connections only
+
+    timer = threading.Timer(ANNOUNCE_RUNNING_AFTER_SECONDS, announce)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> Execution | None:
     """Claim, call the connector outside any transaction, and settle. Used by the worker."""
-    claim = (rollback_claim if rollback else execution_claim)(execution_id=execution_id)
+    claim = (rollback_claim if rollback else execution_claim)(
+        execution_id=execution_id, announce=False
+    )
     if claim is None:
         return None
+    # Rendering the "running" card takes longer than a fast connector call; it must not delay
+    # the action, so it runs beside a call that takes a while and not at all for a quick one.
+    announcing = _announce_running(claim.execution.proposal_id)
     proposal = claim.execution.proposal
     key = claim.execution.idempotency_key + (":undo" if rollback else "")
+    outcome, result, error = "succeeded", None, ""
     try:
         if rollback:
             result = connectors.undo(
@@ -866,10 +908,13 @@ def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> E
                 idempotency_key=key,
             )
     except connectors.TransientError as exc:
-        return execution_settle(claim=claim, outcome="transient", error=str(exc))
+        outcome, error = "transient", str(exc)
     except connectors.PermanentError as exc:
-        return execution_settle(claim=claim, outcome="permanent", error=str(exc))
-    return execution_settle(claim=claim, outcome="succeeded", result=result)
+        outcome, error = "permanent", str(exc)
+    finally:
+        announcing.cancel()
+        announcing.join()
+    return execution_settle(claim=claim, outcome=outcome, result=result, error=error)
 
 
 @transaction.atomic
@@ -931,6 +976,12 @@ def rollback_request(
 def execution_requeue_expired(*, execution_id: uuid.UUID | str) -> Execution | None:
     """The sweeper's recovery: a running execution whose lease ran out (its worker died)."""
     now = timezone.now()
+    # A lost attempt counts like a failed one: an action that kills or hangs its worker every
+    # time must end failed and reported, not go round forever.
+    exhausted = Q(lease_until__lt=now, attempts__gte=settings.EXECUTION_MAX_ATTEMPTS)
+    failed = _give_up_lost(execution_id, rollback=False, guard=exhausted, now=now)
+    if failed:
+        return failed
     moved = _execution_move(
         execution_id,
         allowed=[ExecutionStatus.RUNNING],
@@ -942,6 +993,28 @@ def execution_requeue_expired(*, execution_id: uuid.UUID | str) -> Execution | N
     )
     if moved:
         _dispatch(moved.pk)
+    return moved
+
+
+def _give_up_lost(
+    execution_id: uuid.UUID | str, *, rollback: bool, guard: Q | None, now: Any
+) -> Execution | None:
+    """Fail an execution whose attempts were all used up by workers that died or hung."""
+    error = (
+        f"the worker stopped answering (gave up after {settings.EXECUTION_MAX_ATTEMPTS} attempts)"
+    )
+    moved = _execution_move(
+        execution_id,
+        allowed=[ExecutionStatus.ROLLING_BACK if rollback else ExecutionStatus.RUNNING],
+        to=ExecutionStatus.ROLLBACK_FAILED if rollback else ExecutionStatus.FAILED,
+        guard=guard,
+        event_type="execution.rollback_failed" if rollback else "execution.failed",
+        changes={"lease_until": None, "finished_at": now, "error": error},
+        data={"error": error},
+    )
+    if moved:
+        _after_commit(lambda: notify.execution_failed(moved.pk))
+        _callback(moved.proposal_id, "rollback_failed" if rollback else "failed")
     return moved
 
 
@@ -963,7 +1036,8 @@ def sweep() -> SweepReport:
     for pk in Execution.objects.filter(
         status=ExecutionStatus.RUNNING, lease_until__lt=now
     ).values_list("pk", flat=True):
-        requeued += execution_requeue_expired(execution_id=pk) is not None
+        moved = execution_requeue_expired(execution_id=pk)
+        requeued += moved is not None and moved.status == ExecutionStatus.QUEUED
     # Queued (or rolling back) for longer than the bound and not waiting out a backoff: the
     # task was lost between commit and broker, or in a broker restart. Dispatching again is
     # safe: a claim is a compare-and-set and the connector call is idempotent.

@@ -1,4 +1,4 @@
-"""/healthz: the database, Redis and the workers' heartbeat, ok or degraded."""
+"""/healthz: the database, Redis, the Celery broker and the workers' heartbeat."""
 
 from __future__ import annotations
 
@@ -21,12 +21,16 @@ def _database() -> str:
         return f"degraded: {exc.__class__.__name__}"
 
 
-def _redis() -> str:
+def _ping(url: str) -> str:
+    # Short timeouts: a load balancer's probe must get an answer, not hang with Redis.
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping()
+        client.ping()
         return "ok"
     except Exception as exc:
         return f"degraded: {exc.__class__.__name__}"
+    finally:
+        client.close()
 
 
 def _workers() -> str:
@@ -46,6 +50,13 @@ def _workers() -> str:
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": _database(), "redis": _redis(), "workers": _workers()}
+    checks = {
+        "database": _database(),
+        "redis": _ping(settings.REDIS_URL),
+        # The broker may be a different Redis: approvals still commit without it, but nothing
+        # is dispatched until it is back.
+        "broker": _ping(settings.CELERY_BROKER_URL),
+        "workers": _workers(),
+    }
     ok = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503)

@@ -1,0 +1,172 @@
+"""Agents hear about decisions and completions through HMAC-signed POSTs, retried on errors."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from agents.models import Agent
+from approvals import callbacks, tasks
+from tests import factories
+from tests.execution.conftest import approved, broker_messages
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "cb-secret-for-tests"
+
+
+@dataclass
+class Receiver:
+    """A real HTTP endpoint standing in for the agent: answers from a script, records requests."""
+
+    url: str
+    answers: list[int]
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(url="", answers=[])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.received.append({"headers": dict(self.headers), "body": body})
+            status = state.answers.pop(0) if state.answers else 200
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _listen(agent: Agent, url: str) -> None:
+    Agent.objects.filter(pk=agent.pk).update(callback_url=url, callback_secret=SECRET)
+
+
+def _valid_signature(request: dict[str, Any]) -> bool:
+    headers = request["headers"]
+    message = headers["X-SOC-Timestamp"].encode() + b"." + request["body"]
+    expected = "sha256=" + hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers["X-SOC-Signature"])
+
+
+def test_completion_is_posted_signed_to_the_agents_callback(
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver
+) -> None:
+    _listen(responder.agent, receiver.url)
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.60")
+    tasks.run_execution(str(execution.id))
+
+    outcome = tasks.deliver_callback.apply(args=[str(execution.proposal_id), "completed"])
+
+    assert outcome.get() == 200
+    [request] = receiver.received
+    assert _valid_signature(request)
+    assert request["headers"]["X-SOC-Event"] == "completed"
+    payload = json.loads(request["body"])
+    assert payload["event"] == "completed"
+    assert payload["proposal"]["id"] == str(execution.proposal_id)
+    assert payload["proposal"]["execution"]["status"] == "succeeded"
+
+
+def test_callback_is_retried_after_a_500_with_a_fresh_valid_signature(
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver
+) -> None:
+    _listen(responder.agent, receiver.url)
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.61")
+    receiver.answers = [500, 503]
+
+    # apply() runs the task here and runs its retries at once instead of after a countdown.
+    outcome = tasks.deliver_callback.apply(args=[str(execution.proposal_id), "decided"])
+
+    assert outcome.get() == 200
+    assert len(receiver.received) == 3
+    assert all(_valid_signature(r) for r in receiver.received)
+    bodies = {r["body"] for r in receiver.received}
+    assert len(bodies) == 1  # the same event each time, so the agent can de-duplicate
+    deliveries = {r["headers"]["X-SOC-Delivery"] for r in receiver.received}
+    assert len(deliveries) == 1
+
+
+def test_callback_gives_up_after_its_retries(
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver
+) -> None:
+    _listen(responder.agent, receiver.url)
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.62")
+    receiver.answers = [500] * 20
+
+    outcome = tasks.deliver_callback.apply(args=[str(execution.proposal_id), "decided"])
+
+    assert outcome.failed()
+    assert isinstance(outcome.result, callbacks.DeliveryError)
+    assert len(receiver.received) == tasks.deliver_callback.max_retries + 1
+
+
+def test_a_signature_made_with_another_secret_does_not_verify(
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver
+) -> None:
+    _listen(responder.agent, receiver.url)
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.63")
+    callbacks.deliver(proposal_id=str(execution.proposal_id), event="decided")
+    [request] = receiver.received
+    forged = dict(request, headers={**request["headers"]})
+    forged["headers"]["X-SOC-Signature"] = callbacks.sign(
+        "another", request["headers"]["X-SOC-Timestamp"], request["body"]
+    )
+    assert _valid_signature(request)
+    assert not _valid_signature(forged)
+
+
+def test_agent_without_a_callback_url_gets_no_post(
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver
+) -> None:
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.64")
+    assert callbacks.deliver(proposal_id=str(execution.proposal_id), event="decided") is None
+    assert receiver.received == []
+
+
+def test_decision_and_completion_enqueue_callbacks_after_commit(
+    responder: factories.AgentWithKey,
+    analyst: User,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    _listen(responder.agent, "http://127.0.0.1:9/unused")
+    with django_capture_on_commit_callbacks(execute=True):
+        execution = approved(responder, analyst, action="block_ip", target="203.0.113.65")
+        tasks.run_execution(str(execution.id))
+    sent = [m["args"] for m in broker_messages() if m["task"].endswith("deliver_callback")]
+    assert sent == [
+        [str(execution.proposal_id), "decided"],
+        [str(execution.proposal_id), "completed"],
+    ]
+
+
+def test_no_callback_task_is_queued_for_an_agent_that_does_not_listen(
+    responder: factories.AgentWithKey,
+    analyst: User,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        execution = approved(responder, analyst, action="block_ip", target="203.0.113.66")
+        tasks.run_execution(str(execution.id))
+    assert [m["task"] for m in broker_messages()] == ["approvals.tasks.run_execution"]
