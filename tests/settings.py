@@ -13,6 +13,9 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/soc_co
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
 os.environ.setdefault("CHANNEL_PREFIX", "soc-test")
 os.environ.setdefault("CELERY_QUEUE", "soc-test")
+# No connection pool in the test process: pytest-django drops the test database at the end,
+# and a pool's idle connections would keep it "in use by other users".
+os.environ.setdefault("DATABASE_POOL_MAX", "0")
 
 from soc_console.settings import *  # noqa: E402, F403
 
