@@ -1,19 +1,85 @@
-"""The console's websocket: signed-in users join one group and receive rendered HTML.
+"""The console's websocket: signed-in users receive the HTML the services broadcast.
 
 No database work here: the services render and broadcast; this only forwards. The one thing
 a browser sends is which card its analyst is looking at, relayed to the others.
+
+Fan-out happens once per server process. Rather than every console joining the channel-layer
+group (one decode and one dispatch per console per broadcast, which at 200 consoles and 20
+proposals a second cost a 2-core server more CPU than it had, see bench/live.py), each process
+keeps one relay channel in the group and hands the HTML it receives to its local consoles.
+Each console has a bounded outbox and its own sender, so that one slow browser neither
+delays the others nor gets its updates out of order; a console that falls too far behind is
+closed with 1013 ("try again later"), and its page reconnects and re-fetches the queue rather
+than quietly missing an update.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import uuid
+import weakref
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils.html import escape
 
 from .live import GROUP
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_SIZE = 500  # updates a console may fall behind before it is told to reconnect
+
+
+class _Relay:
+    """The group member of one server process (one event loop): fans out to local consoles."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.consoles: set[ConsoleConsumer] = set()
+        self.lock = asyncio.Lock()
+        self.task: asyncio.Task[None] | None = None
+
+    async def join(self, console: ConsoleConsumer) -> None:
+        async with self.lock:
+            if self.task is None:
+                channel = await self.layer.new_channel(prefix="console-relay.")
+                # In the group before the first console is accepted: nothing committed after
+                # a page's socket opens can be missed.
+                await self.layer.group_add(GROUP, channel)
+                self.task = asyncio.create_task(self._run(channel))
+        self.consoles.add(console)
+
+    def leave(self, console: ConsoleConsumer) -> None:
+        # The relay stays for the life of the process: one idle subscription costs nothing.
+        self.consoles.discard(console)
+
+    async def _run(self, channel: str) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(channel)
+            except Exception:
+                # Redis away: keep trying. What was broadcast meanwhile is lost to this
+                # process; the next broadcast or the page's next re-fetch corrects it.
+                logger.warning("console relay: receive failed", exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            if message.get("type") == "console.html":
+                for console in list(self.consoles):
+                    console.deliver(message["html"])
+
+
+_relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Relay] = weakref.WeakKeyDictionary()
+
+
+def _relay_for(layer: Any) -> _Relay:
+    loop = asyncio.get_running_loop()
+    relay = _relays.get(loop)
+    if relay is None or relay.layer is not layer:
+        relay = _relays[loop] = _Relay(layer)
+    return relay
 
 
 class ConsoleConsumer(AsyncWebsocketConsumer):
@@ -23,11 +89,34 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self.close(code=4401)
             return
         self.username = user.get_username()
-        await self.channel_layer.group_add(GROUP, self.channel_name)
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self.sender = asyncio.create_task(self._send_outbox())
+        self.relay = _relay_for(self.channel_layer)
+        await self.relay.join(self)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(GROUP, self.channel_name)
+        sender = getattr(self, "sender", None)
+        if sender is None:
+            return  # refused at connect: nothing was set up
+        self.relay.leave(self)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+
+    def deliver(self, html: str) -> None:
+        try:
+            self.outbox.put_nowait(html)
+        except asyncio.QueueFull:
+            logger.warning("console of %s fell behind; asking it to reconnect", self.username)
+            self.relay.leave(self)
+            self.sender.cancel()
+            asyncio.get_running_loop().create_task(self.close(code=1013))
+
+    async def _send_outbox(self) -> None:
+        while True:
+            html = await self.outbox.get()
+            await self.send(text_data=html)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -41,6 +130,3 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             f"{escape(self.username)}</span>"
         )
         await self.channel_layer.group_send(GROUP, {"type": "console.html", "html": html})
-
-    async def console_html(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["html"])

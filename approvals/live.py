@@ -45,10 +45,9 @@ def proposal_changed(proposal_id: uuid.UUID) -> None:
 def stop_changed() -> None:
     send_html(
         render_to_string(
-            "approvals/stop_banner.html",
-            {
-                "emergency_stop": selectors.emergency_stop(),
-                "oob": True,
-            },
+            "approvals/stop.html",
+            # The control goes to everyone; pages without one (analysts') drop it unswapped,
+            # and the server refuses the stop to anyone who is not a manager or admin.
+            {"emergency_stop": selectors.emergency_stop(), "oob": True, "can_stop": True},
         )
     )

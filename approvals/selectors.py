@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from agents.models import EmergencyStop
@@ -108,6 +108,35 @@ class Card:
         p = self.proposal
         return p.criticality == "critical" and p.approvals + 1 >= p.required_approvals
 
+    @property
+    def approval_note(self) -> str:
+        """The two-person rule in words, so nobody learns it from a refusal."""
+        p = self.proposal
+        if p.criticality != "critical":
+            return ""
+        if self.needs_senior:
+            return "the next approval must come from a senior analyst"
+        return "two analysts; the second must be a senior analyst"
+
+    @property
+    def approval_hint(self) -> str:
+        """The same rule, short enough for the card's line of facts."""
+        p = self.proposal
+        if p.criticality != "critical":
+            return ""
+        return "next must be a senior" if self.needs_senior else "2nd must be a senior"
+
+    @property
+    def outcome_note(self) -> str:
+        """What happened to a card that left the queue, for the analyst who had it open."""
+        p = self.proposal
+        what = f"{self.action.label if self.action else p.action} {p.target}"
+        status = p.get_status_display().lower()
+        decisions = list(p.decisions.all())  # prefetched; no query
+        if p.status in (ProposalStatus.APPROVED, ProposalStatus.REJECTED) and decisions:
+            return f"{what} was just {status} by {decisions[-1].analyst.get_username()}."
+        return f"{what} is no longer pending: it was {status}."
+
 
 def card_for(proposal: Proposal, now: Any = None) -> Card:
     now = now or timezone.now()
@@ -150,18 +179,31 @@ class Counters:
 
 
 def queue_counters() -> Counters:
-    pending = Proposal.objects.filter(status=ProposalStatus.PENDING)
+    """Three aggregate queries, whatever the queue's size: this runs for every broadcast."""
+    pending = Proposal.objects.filter(status=ProposalStatus.PENDING).aggregate(
+        pending=Count("pk"),
+        escalated=Count("pk", filter=Q(escalated_at__isnull=False)),
+        awaiting_second=Count("pk", filter=Q(approvals__gt=0)),
+    )
+    executions = Execution.objects.filter(
+        status__in=[
+            ExecutionStatus.HELD,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.ROLLBACK_FAILED,
+        ]
+    ).aggregate(
+        held=Count("pk", filter=Q(status=ExecutionStatus.HELD)),
+        failed=Count("pk", filter=~Q(status=ExecutionStatus.HELD)),
+    )
     return Counters(
-        pending=pending.count(),
-        escalated=pending.filter(escalated_at__isnull=False).count(),
-        awaiting_second=pending.filter(approvals__gt=0).count(),
-        held=Execution.objects.filter(status=ExecutionStatus.HELD).count(),
+        pending=pending["pending"],
+        escalated=pending["escalated"],
+        awaiting_second=pending["awaiting_second"],
+        held=executions["held"],
         unreviewed_auto=Proposal.objects.filter(
             status=ProposalStatus.AUTO_APPROVED, reviewed_at__isnull=True
         ).count(),
-        failed=Execution.objects.filter(
-            status__in=[ExecutionStatus.FAILED, ExecutionStatus.ROLLBACK_FAILED]
-        ).count(),
+        failed=executions["failed"],
     )
 
 
@@ -186,10 +228,13 @@ def held_executions() -> QuerySet[Execution]:
 
 
 def unreviewed_auto() -> QuerySet[Proposal]:
+    # Not yet reviewed first: PostgreSQL sorts NULLs last by default, which would bury the
+    # ones that still need an analyst under the already confirmed ones.
     return (
         proposals_with_details()
+        .select_related("reviewed_by")
         .filter(status=ProposalStatus.AUTO_APPROVED)
-        .order_by("reviewed_at", "-created_at")
+        .order_by(F("reviewed_at").asc(nulls_first=True), "-created_at")
     )
 
 

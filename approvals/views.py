@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from agents.models import Agent
@@ -19,6 +20,7 @@ from soc_console import roles
 from soc_console.errors import DomainError
 
 from . import catalogue, selectors, services
+from .models import ProposalStatus
 
 
 def console_role(check: Callable[[Any], bool] = roles.can_view_console) -> Callable:
@@ -37,12 +39,33 @@ def console_role(check: Callable[[Any], bool] = roles.can_view_console) -> Calla
     return decorator
 
 
-def _flash(request: HttpRequest, *, ok: bool, text: str, status: int = 200) -> HttpResponse:
-    """An htmx request gets the message as a fragment; a plain form post gets a redirect."""
+def _flash(
+    request: HttpRequest, *, ok: bool, text: str, status: int = 200, outcome: str = ""
+) -> HttpResponse:
+    """An htmx request gets the message as a fragment; a plain form post gets a redirect.
+
+    `outcome` tells the page's script whether the card is finished ("decided") or still
+    waits for another approver ("partial"), so it removes only what really left the queue.
+    """
     if request.htmx:
-        return render(request, "approvals/flash.html", {"ok": ok, "text": text}, status=status)
+        return render(
+            request,
+            "approvals/flash.html",
+            {"ok": ok, "text": text, "outcome": outcome},
+            status=status,
+        )
     (messages.success if ok else messages.error)(request, text)
-    return redirect(request.POST.get("next") or request.META.get("HTTP_REFERER") or "/")
+    return redirect(_safe_next(request))
+
+
+def _safe_next(request: HttpRequest) -> str:
+    # Only ever bounce back inside the console: `next` and Referer come from the browser.
+    target = request.POST.get("next") or request.META.get("HTTP_REFERER") or "/"
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return "/"
 
 
 def _run(request: HttpRequest, action: Callable[[], Any], success: str) -> HttpResponse:
@@ -51,6 +74,11 @@ def _run(request: HttpRequest, action: Callable[[], Any], success: str) -> HttpR
     except DomainError as exc:
         return _flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
     return _flash(request, ok=True, text=success)
+
+
+def _what(proposal: Any) -> str:
+    kind = catalogue.get(proposal.action)
+    return f"{kind.label if kind else proposal.action} {proposal.target}"
 
 
 @require_GET
@@ -68,7 +96,9 @@ def queue(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_role()
 def stop_banner(request: HttpRequest) -> HttpResponse:
-    return render(request, "approvals/stop_banner.html", {"oob": False})
+    """The banner (and, for managers, the stop control) as they are now: fetched after a
+    websocket reconnect, since a stop pulled while the socket was down was never seen."""
+    return render(request, "approvals/stop.html", {"oob": False})
 
 
 @require_POST
@@ -77,29 +107,45 @@ def decide(request: HttpRequest, proposal_id: str) -> HttpResponse:
     verdict = request.POST.get("verdict")
     reason = request.POST.get("reason", "")
     seconds = request.POST.get("seconds_on_card")
-    if verdict == "approve":
-        return _run(
-            request,
-            lambda: services.proposal_approve(
+    try:
+        if verdict == "approve":
+            proposal = services.proposal_approve(
                 proposal_id=proposal_id,
                 analyst=request.user,
                 reason=reason,
                 seconds_on_card=seconds,
-            ),
-            "Approved.",
-        )
-    if verdict == "reject":
-        return _run(
-            request,
-            lambda: services.proposal_reject(
+            )
+        elif verdict == "reject":
+            proposal = services.proposal_reject(
                 proposal_id=proposal_id,
                 analyst=request.user,
                 reason=reason,
                 seconds_on_card=seconds,
-            ),
-            "Rejected.",
+            )
+        else:
+            return _flash(request, ok=False, text="Choose approve or reject.")
+    except DomainError as exc:
+        # The loser of a race learns who decided ("Already approved by bob.").
+        return _flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
+    if proposal.status == ProposalStatus.PENDING:
+        card = selectors.card_for(proposal)
+        who = "a senior analyst" if card.needs_senior else "another analyst"
+        text = (
+            f"Your approval of {_what(proposal)} is recorded "
+            f"({proposal.approvals} of {proposal.required_approvals}); "
+            f"it now needs {who}."
         )
-    return _flash(request, ok=False, text="Choose approve or reject.")
+        return _flash(request, ok=True, text=text, outcome="partial")
+    if proposal.status == ProposalStatus.APPROVED and selectors.emergency_stop():
+        text = (
+            f"Approved: {_what(proposal)}. The emergency stop is on: it is held until the stop "
+            "is lifted and it is re-confirmed."
+        )
+    elif proposal.status == ProposalStatus.APPROVED:
+        text = f"Approved: {_what(proposal)}. It is queued to run."
+    else:
+        text = f"Rejected: {_what(proposal)}."
+    return _flash(request, ok=True, text=text, outcome="decided")
 
 
 @require_GET
@@ -117,6 +163,9 @@ def proposal_page(request: HttpRequest, proposal_id: str) -> HttpResponse:
             "proposal": proposal,
             "timeline": selectors.proposal_timeline(proposal.pk),
             "reversible": bool(card.action and card.action.reversible),
+            # decisions are prefetched: no query. The server refuses a second decision anyway;
+            # this only spares the analyst buttons that cannot work.
+            "decided_by_me": any(d.analyst_id == request.user.pk for d in proposal.decisions.all()),
         },
     )
 

@@ -165,8 +165,14 @@ CACHES = {
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{CHANNEL_PREFIX}:asgi", "capacity": 1000},
+        # Pub/sub: one Redis PUBLISH per broadcast, received once per server process, which
+        # hands it to its open consoles (approvals/consumers.py). The list-based
+        # RedisChannelLayer pushed, popped and decoded one Redis message per console; at 200
+        # consoles and 20 proposals a second a 2-core server fell tens of seconds behind
+        # (bench/live.py). Console updates are at-most-once either way: a page that loses its
+        # socket re-fetches the queue when it reconnects.
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{CHANNEL_PREFIX}:asgi"},
     }
 }
 

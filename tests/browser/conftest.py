@@ -1,0 +1,196 @@
+"""End-to-end: a live uvicorn server (a subprocess, the real ASGI app and Redis channel layer)
+against the pytest test database, driven by Debian's Chromium through Playwright.
+
+The tests are `django_db(transaction=True)`: the server is another process and only sees
+committed rows, and the tables are flushed between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+PASSWORD = "pass-for-tests"  # tests.factories.user's default
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+    """uvicorn serving soc_console.asgi on a free port, on the test database."""
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+        db = connection.settings_dict
+    port = _free_port()
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "soc_console.settings",
+        "DATABASE_URL": f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:"
+        f"{db.get('PORT') or 5432}/{name}",
+        "REDIS_URL": settings.REDIS_URL,
+        "CHANNEL_PREFIX": settings.CHANNEL_PREFIX,
+        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "LOG_LEVEL": "WARNING",
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "live-server.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "soc_console.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"the live server exited: see {log_path}")
+            try:
+                if httpx.get(f"{url}/accounts/login/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the live server did not start in 30 s: see {log_path}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium; missing it skips locally and fails in CI.
+
+    Module-scoped: Playwright's sync API keeps an asyncio loop on the main thread while it
+    runs, and Django refuses ORM calls "from an async context" then. These tests do ORM work
+    only between browser steps, never concurrently with them, so the check is switched off
+    while the browser is up, and the loop is gone before other modules' tests run.
+    """
+    executable = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - the test extra installs it
+        if in_ci:
+            pytest.fail(f"playwright is not installed: {exc}")
+        pytest.skip(f"playwright is not installed: {exc}")
+    if not Path(executable).exists():
+        reason = (
+            f"Chromium not found at {executable}: apt-get install chromium, or set CHROMIUM_PATH"
+        )
+        if in_ci:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            yield launched
+            launched.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _keep_screenshots(request: pytest.FixtureRequest, pages: list[Any]) -> None:
+    """On failure, every page the test opened is kept as a screenshot in test-artifacts/."""
+    report = getattr(request.node, "rep_call", None)
+    if report is None or not report.failed:
+        return
+    ARTIFACTS.mkdir(exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    for index, page in enumerate(pages):
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"{stem}-{index}.png"), full_page=True)
+        except Exception as exc:  # a crashed page must not hide the test's own failure
+            print(f"no screenshot of page {index}: {exc}")
+
+
+@pytest.fixture
+def console(
+    request: pytest.FixtureRequest, browser: Any, live_server_url: str
+) -> Iterator[Callable[[User], Any]]:
+    """Sign a user in through the login form in a fresh browser context (1280×800) and
+    return the queue page once its websocket is live."""
+    contexts: list[Any] = []
+    pages: list[Any] = []
+
+    def open_console(user: User) -> Any:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(5000)
+        pages.append(page)
+        page.goto(f"{live_server_url}/accounts/login/")
+        page.fill("#id_username", user.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server_url}/")
+        page.wait_for_selector("#live-status.ok")
+        # Set once; a reload would lose it, so tests can prove an update came without one.
+        page.evaluate("window.__sameDocument = true")
+        return page
+
+    yield open_console
+    _keep_screenshots(request, pages)
+    for context in contexts:
+        context.close()

@@ -1,0 +1,259 @@
+"""Decisions from the queue: the two-person rule, races, time on card."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+
+from approvals.models import Decision, Execution, Proposal
+from audit.models import AuditEvent
+from tests import factories
+
+T = TypeVar("T")
+
+
+def _decide(client: Client, proposal: Proposal, verdict: str, **extra: str) -> str:
+    """Post a decision as the queue's htmx form does; return the message the analyst sees."""
+    response = client.post(
+        f"/proposals/{proposal.id}/decide/",
+        {"verdict": verdict, **extra},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+@pytest.mark.django_db
+def test_approve_from_the_queue_queues_the_execution_and_is_audited(
+    signed_in: Callable[[User], Client], analyst: User, pending: Proposal
+) -> None:
+    message = _decide(signed_in(analyst), pending, "approve", seconds_on_card="7.5")
+    assert "Approved: Isolate host ws-0142.corp.example. It is queued to run." in message
+    assert 'data-outcome="decided"' in message
+    pending.refresh_from_db()
+    assert pending.status == "approved" and pending.approvals == 1
+    assert Execution.objects.get(proposal=pending).status == "queued"
+    event = AuditEvent.objects.get(proposal_id=pending.id, event_type="proposal.approved")
+    assert event.actor == "alice" and event.data["seconds_on_card"] == 7.5
+
+
+@pytest.mark.django_db
+def test_reject_needs_a_reason(
+    signed_in: Callable[[User], Client], analyst: User, pending: Proposal
+) -> None:
+    client = signed_in(analyst)
+    message = _decide(client, pending, "reject", reason="  ")
+    assert "A rejection needs a reason." in message
+    pending.refresh_from_db()
+    assert pending.status == "pending" and not Decision.objects.exists()
+
+    message = _decide(client, pending, "reject", reason="Known scanner, allow-listed")
+    assert "Rejected: Isolate host ws-0142.corp.example." in message
+    pending.refresh_from_db()
+    assert pending.status == "rejected"
+    assert Decision.objects.get().reason == "Known scanner, allow-listed"
+    assert not Execution.objects.filter(proposal=pending).exists()
+
+
+@pytest.mark.django_db
+def test_second_approval_by_same_analyst_is_refused(
+    signed_in: Callable[[User], Client], analyst: User, critical_pending: Proposal
+) -> None:
+    client = signed_in(analyst)
+    first = _decide(client, critical_pending, "approve")
+    assert "recorded (1 of 2); it now needs a senior analyst." in first
+    assert 'data-outcome="partial"' in first
+    again = _decide(client, critical_pending, "approve")
+    assert "a second, different analyst must give the other approval" in again
+    critical_pending.refresh_from_db()
+    assert critical_pending.status == "pending" and critical_pending.approvals == 1
+    assert Decision.objects.filter(proposal=critical_pending).count() == 1
+
+
+@pytest.mark.django_db
+def test_critical_asset_second_approval_must_be_senior(
+    signed_in: Callable[[User], Client],
+    analyst: User,
+    analyst2: User,
+    senior: User,
+    critical_pending: Proposal,
+) -> None:
+    _decide(signed_in(analyst), critical_pending, "approve")
+    refused = _decide(signed_in(analyst2), critical_pending, "approve")
+    assert "the final approval must come from a senior analyst" in refused
+    critical_pending.refresh_from_db()
+    assert critical_pending.status == "pending"
+
+    done = _decide(signed_in(senior), critical_pending, "approve")
+    assert "Approved: Isolate host dc01.corp.example." in done
+    critical_pending.refresh_from_db()
+    assert critical_pending.status == "approved" and critical_pending.approvals == 2
+    assert [d.analyst.username for d in critical_pending.decisions.all()] == ["alice", "sam"]
+    assert list(
+        AuditEvent.objects.filter(proposal_id=critical_pending.id)
+        .order_by("seq")
+        .values_list("event_type", flat=True)
+    ) == ["proposal.submitted", "proposal.approval_recorded", "proposal.approved"]
+
+
+@pytest.mark.django_db
+def test_a_senior_alone_cannot_give_both_critical_approvals(
+    signed_in: Callable[[User], Client], senior: User, critical_pending: Proposal
+) -> None:
+    client = signed_in(senior)
+    _decide(client, critical_pending, "approve")
+    _decide(client, critical_pending, "approve")
+    critical_pending.refresh_from_db()
+    assert critical_pending.status == "pending" and critical_pending.approvals == 1
+
+
+@pytest.mark.django_db
+def test_proposal_page_says_the_approver_waits_for_someone_else(
+    signed_in: Callable[[User], Client], analyst: User, critical_pending: Proposal
+) -> None:
+    client = signed_in(analyst)
+    _decide(client, critical_pending, "approve")
+    page = client.get(f"/proposals/{critical_pending.id}/").content.decode()
+    assert "You approved this one; it now waits for another analyst." in page
+    assert "1 of 2 approvals" in page
+    assert f'hx-post="/proposals/{critical_pending.id}/decide/"' not in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("12.5", 12.5),
+        ("0", 0.0),
+        ("", None),
+        ("-3", None),
+        ("abc", None),
+        ("nan", None),
+        ("999999", 3600.0),  # a tab left open overnight is clamped to REVIEW_SECONDS_MAX
+    ],
+)
+def test_seconds_on_card_is_validated_and_clamped(
+    signed_in: Callable[[User], Client],
+    analyst: User,
+    pending: Proposal,
+    sent: str,
+    stored: float | None,
+) -> None:
+    _decide(signed_in(analyst), pending, "approve", seconds_on_card=sent)
+    assert Decision.objects.get(proposal=pending).seconds_on_card == stored
+    event = AuditEvent.objects.get(proposal_id=pending.id, event_type="proposal.approved")
+    assert event.data["seconds_on_card"] == stored
+
+
+def _race(workers: list[Callable[[], T]]) -> list[T]:
+    """Run the callables at the same instant in threads, each with its own connection."""
+    barrier = threading.Barrier(len(workers))
+    results: list[Any] = [None] * len(workers)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[index] = workers[index]()
+        except BaseException as exc:  # surfaced to the test below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_decisions_exactly_one_wins_and_the_loser_learns_who(
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    deciders = [factories.user(f"analyst{i}", factories.ANALYST) for i in range(4)]
+    for _ in range(3):  # a few rounds: a race that only sometimes overlaps still gets caught
+        proposal = factories.proposal(agent_with_key, target="ws-0142.corp.example")
+        clients = []
+        for user in deciders:
+            client = Client()
+            client.force_login(user)
+            clients.append(client)
+        verdicts = ["approve", "reject", "approve", "reject"]
+        messages = _race(
+            [
+                lambda c=c, v=v, p=proposal: _decide(c, p, v, reason="race: duplicate alert")
+                for c, v in zip(clients, verdicts, strict=True)
+            ]
+        )
+        proposal.refresh_from_db()
+        decisions = list(Decision.objects.filter(proposal=proposal))
+        assert len(decisions) == 1
+        winner = decisions[0]
+        assert proposal.status == ("approved" if winner.verdict == "approve" else "rejected")
+        wins = [m for m in messages if 'data-outcome="decided"' in m]
+        assert len(wins) == 1
+        losers = [m for m in messages if m not in wins]
+        verb = "approved" if winner.verdict == "approve" else "rejected"
+        for message in losers:
+            assert f"Already {verb} by {winner.analyst.username}." in message
+        assert Execution.objects.filter(proposal=proposal).count() == (
+            1 if winner.verdict == "approve" else 0
+        )
+        assert (
+            AuditEvent.objects.filter(
+                proposal_id=proposal.id, event_type__in=["proposal.approved", "proposal.rejected"]
+            ).count()
+            == 1
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_api_decisions_one_201_and_the_rest_409(
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    from rest_framework.test import APIClient
+
+    users = [factories.user(f"bot-op{i}", factories.ANALYST) for i in range(3)]
+    proposal = factories.proposal(agent_with_key, target="ws-0142.corp.example")
+    clients = []
+    for user in users:
+        client = APIClient()
+        client.force_login(user)
+        clients.append(client)
+
+    def call(client: APIClient) -> tuple[int, str]:
+        response = client.post(
+            f"/api/v1/proposals/{proposal.id}/decisions/",
+            {"verdict": "approve", "reason": ""},
+            format="json",
+        )
+        return response.status_code, response.json().get("detail", "")
+
+    outcomes = _race([lambda c=c: call(c) for c in clients])
+    statuses = sorted(status for status, _ in outcomes)
+    assert statuses == [201, 409, 409]
+    winner = Decision.objects.get(proposal=proposal).analyst.username
+    for status, detail in outcomes:
+        if status == 409:
+            assert detail == f"Already approved by {winner}."
+
+
+@pytest.mark.django_db
+def test_approval_during_the_emergency_stop_says_it_is_held(
+    signed_in: Callable[[User], Client], analyst: User, manager: User, pending: Proposal
+) -> None:
+    from approvals import services
+
+    services.emergency_stop_engage(by=manager, reason="investigating an agent")
+    message = _decide(signed_in(analyst), pending, "approve")
+    assert "The emergency stop is on: it is held until the stop is lifted" in message
+    assert "queued to run" not in message

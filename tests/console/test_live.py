@@ -1,0 +1,304 @@
+"""The console's websocket over the real Redis channel layer: who may connect, and what the
+services broadcast after they commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core import mail
+from django.db import connections
+from django.test import Client
+from django.utils import timezone
+
+from approvals import services
+from approvals.models import Proposal
+from audit.models import AuditEvent
+from soc_console.asgi import application
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+
+
+def _cookie(user: User) -> tuple[bytes, bytes]:
+    client = Client()
+    client.force_login(user)
+    return (
+        b"cookie",
+        f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
+    )
+
+
+def _socket(*headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, "/ws/queue/", headers=list(headers))
+
+
+async def _receive_until(
+    socket: WebsocketCommunicator, wanted: Callable[[str], bool], timeout: float = 5.0
+) -> str:
+    """The next message that matches; others (counters, reviews) may arrive first."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        assert left > 0, "no matching message arrived"
+        message = await socket.receive_from(timeout=left)
+        if wanted(message):
+            return message
+
+
+def _run(scenario: Callable[[], Any]) -> None:
+    """Run the scenario's event loop in a thread of its own: whatever else the session has
+    on the main thread (a browser driver's loop), the consumers get a clean one."""
+
+    def in_thread() -> None:
+        try:
+            async_to_sync(scenario)()
+        finally:
+            connections.close_all()  # the ORM work of sync_to_async ran on this thread
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(in_thread).result()
+
+
+def test_anonymous_is_refused() -> None:
+    async def scenario() -> None:
+        socket = _socket(ORIGIN)
+        connected, _ = await socket.connect()
+        assert not connected
+        await socket.disconnect()
+
+    _run(scenario)
+
+
+def test_bad_origin_is_refused(analyst: User) -> None:
+    cookie = _cookie(analyst)
+
+    async def scenario() -> None:
+        socket = _socket((b"origin", b"https://evil.example"), cookie)
+        connected, _ = await socket.connect()
+        assert not connected
+        await socket.disconnect()
+
+    _run(scenario)
+
+
+def test_inactive_user_is_refused(analyst: User) -> None:
+    cookie = _cookie(analyst)
+    User.objects.filter(pk=analyst.pk).update(is_active=False)
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        connected, _ = await socket.connect()
+        assert not connected
+        await socket.disconnect()
+
+    _run(scenario)
+
+
+def test_signed_in_user_receives_the_card_after_a_proposal_is_submitted(
+    analyst: User, agent_with_key: factories.AgentWithKey
+) -> None:
+    cookie = _cookie(analyst)
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        connected, _ = await socket.connect()
+        assert connected
+        proposal: Proposal = await sync_to_async(factories.proposal)(
+            agent_with_key, target="ws-0142.corp.example", rationale="Beaconing every 60 s."
+        )
+        html = await _receive_until(socket, lambda m: str(proposal.id) in m)
+        assert '<div hx-swap-oob="beforeend:#queue-cards">' in html
+        assert f'<article id="card-{proposal.id}"' in html
+        assert "Beaconing every 60 s." in html
+        assert 'id="queue-counters"' in html and '<strong data-count="pending">1</strong>' in html
+        await socket.disconnect()
+
+    _run(scenario)
+
+
+def test_nothing_is_broadcast_for_a_change_that_rolled_back(
+    analyst: User, agent_with_key: factories.AgentWithKey
+) -> None:
+    cookie = _cookie(analyst)
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        assert (await socket.connect())[0]
+
+        def submit_then_fail() -> None:
+            from django.db import transaction
+
+            with pytest.raises(RuntimeError), transaction.atomic():
+                factories.proposal(agent_with_key)
+                raise RuntimeError("the outer transaction fails")
+
+        await sync_to_async(submit_then_fail)()
+        assert await socket.receive_nothing(timeout=0.5)
+        await socket.disconnect()
+
+    _run(scenario)
+
+
+def test_decided_card_is_deleted_in_every_console(
+    analyst: User, analyst2: User, agent_with_key: factories.AgentWithKey
+) -> None:
+    watchers = [_cookie(analyst), _cookie(analyst2)]
+    proposal = factories.proposal(agent_with_key, target="ws-0142.corp.example")
+
+    async def scenario() -> None:
+        sockets = [_socket(ORIGIN, cookie) for cookie in watchers]
+        for socket in sockets:
+            assert (await socket.connect())[0]
+        await sync_to_async(services.proposal_approve)(proposal_id=proposal.id, analyst=analyst)
+        for socket in sockets:
+            html = await _receive_until(socket, lambda m: f'id="card-{proposal.id}"' in m)
+            assert f'<div id="card-{proposal.id}" hx-swap-oob="delete"' in html
+            assert "was just approved by alice." in html
+            # The proposal page's state and decisions follow, out of band by id.
+            assert f'<section id="state-{proposal.id}" class="state" hx-swap-oob="true">' in html
+            assert f'<div id="decisions-{proposal.id}" hx-swap-oob="true">' in html
+            assert "<td>alice</td><td>approve</td>" in html
+            assert '<strong data-count="pending">0</strong>' in html
+            await socket.disconnect()
+
+    _run(scenario)
+
+
+def test_reviewing_is_relayed_to_the_others(
+    analyst: User, analyst2: User, pending: Proposal
+) -> None:
+    alice, bob = _cookie(analyst), _cookie(analyst2)
+
+    async def scenario() -> None:
+        looking, watching = _socket(ORIGIN, alice), _socket(ORIGIN, bob)
+        assert (await looking.connect())[0] and (await watching.connect())[0]
+        await looking.send_json_to({"reviewing": str(pending.id)})
+        html = await _receive_until(watching, lambda m: "reviewing-" in m)
+        assert f'id="reviewing-{pending.id}"' in html
+        assert "being reviewed by alice" in html
+        # Anything else a browser sends is ignored, and markup in it never reaches others.
+        await looking.send_to(text_data='{"reviewing": "<script>alert(1)</script>"}')
+        await looking.send_to(text_data="not json")
+        assert await watching.receive_nothing(timeout=0.3)
+        await looking.disconnect()
+        await watching.disconnect()
+
+    _run(scenario)
+
+
+def test_emergency_stop_banner_is_broadcast(analyst: User, manager: User) -> None:
+    cookie = _cookie(analyst)
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        assert (await socket.connect())[0]
+        await sync_to_async(services.emergency_stop_engage)(by=manager, reason="rogue agent")
+        html = await _receive_until(socket, lambda m: 'id="stop-banner"' in m)
+        assert "EMERGENCY STOP ENGAGED" in html and "rogue agent" in html and "maya" in html
+        assert 'id="stop-control"' in html and "Lift the emergency stop" in html
+        await sync_to_async(services.emergency_stop_release)(by=manager, reason="")
+        html = await _receive_until(socket, lambda m: 'id="stop-banner"' in m)
+        assert "EMERGENCY STOP ENGAGED" not in html
+        assert "Engage emergency stop" in html
+        await socket.disconnect()
+
+    _run(scenario)
+
+
+def test_sweep_escalates_audits_broadcasts_and_mails_the_seniors(
+    analyst: User, senior: User, pending: Proposal
+) -> None:
+    cookie = _cookie(analyst)
+    Proposal.objects.filter(pk=pending.pk).update(escalate_at=timezone.now() - timedelta(seconds=1))
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        assert (await socket.connect())[0]
+        report = await sync_to_async(services.sweep)()
+        assert report.escalated == 1 and report.expired == 0
+        html = await _receive_until(socket, lambda m: str(pending.id) in m)
+        assert f'<article id="card-{pending.id}" class="card' in html
+        assert " escalated" in html and '<span class="badge esc">escalated</span>' in html
+        assert "<strong>1</strong> escalated" in html
+        await socket.disconnect()
+
+    _run(scenario)
+    pending.refresh_from_db()
+    assert pending.status == "pending" and pending.escalated_at is not None
+    event = AuditEvent.objects.get(proposal_id=pending.id, event_type="proposal.escalated")
+    assert event.actor == "system"
+    assert [m.to for m in mail.outbox] == [["sam@soc.example"]]
+    assert "Escalated: isolate_host ws-0142.corp.example" in mail.outbox[0].subject
+    # A second sweep does not escalate twice.
+    assert services.sweep().escalated == 0
+
+
+def test_sweep_expires_audits_and_removes_the_card_everywhere(
+    analyst: User, pending: Proposal
+) -> None:
+    cookie = _cookie(analyst)
+    Proposal.objects.filter(pk=pending.pk).update(
+        escalated_at=timezone.now(), expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        assert (await socket.connect())[0]
+        report = await sync_to_async(services.sweep)()
+        assert report.expired == 1
+        html = await _receive_until(socket, lambda m: str(pending.id) in m)
+        assert f'<div id="card-{pending.id}" hx-swap-oob="delete"' in html
+        assert "is no longer pending: it was expired." in html
+        await socket.disconnect()
+
+    _run(scenario)
+    pending.refresh_from_db()
+    assert pending.status == "expired"
+    assert (
+        AuditEvent.objects.filter(proposal_id=pending.id, event_type="proposal.expired").count()
+        == 1
+    )
+
+
+def test_many_consoles_connecting_at_once_each_get_every_update_in_order(
+    analyst: User, agent_with_key: factories.AgentWithKey
+) -> None:
+    cookie = _cookie(analyst)
+
+    async def scenario() -> None:
+        sockets = [_socket(ORIGIN, cookie) for _ in range(60)]
+        results = await asyncio.gather(*(socket.connect() for socket in sockets))
+        assert all(connected for connected, _ in results)
+        first = await sync_to_async(factories.proposal)(
+            agent_with_key, target="ws-0001.corp.example"
+        )
+        second = await sync_to_async(factories.proposal)(
+            agent_with_key, target="ws-0002.corp.example"
+        )
+        for socket in sockets:
+            got = [
+                await _receive_until(socket, lambda m: "card-" in m and "beforeend" in m)
+                for _ in range(2)
+            ]
+            assert str(first.id) in got[0] and str(second.id) in got[1]
+        # A console that leaves stops receiving; the others carry on.
+        await sockets[0].disconnect()
+        third = await sync_to_async(factories.proposal)(
+            agent_with_key, target="ws-0003.corp.example"
+        )
+        for socket in sockets[1:]:
+            assert str(third.id) in await _receive_until(socket, lambda m: str(third.id) in m)
+            await socket.disconnect()
+
+    _run(scenario)
