@@ -126,3 +126,26 @@ def test_seed_demo_creates_the_five_roles_and_is_idempotent_with_if_empty() -> N
     out = io.StringIO()
     call_command("seed_demo", "--if-empty", stdout=out)
     assert "skipping" in out.getvalue()
+
+
+def test_simulate_agents_posts_over_http_and_retires_its_keys(live_server) -> None:
+    from approvals.models import Proposal
+
+    out = io.StringIO()
+    call_command(
+        "simulate_agents",
+        "--rate",
+        "20",
+        "--duration",
+        "1.5",
+        "--seed",
+        "3",
+        "--base-url",
+        live_server.url,
+        stdout=out,
+    )
+    assert "done:" in out.getvalue()
+    assert Proposal.objects.count() >= 10
+    simulator_keys = ApiKey.objects.filter(label="simulator")
+    assert simulator_keys.exists()
+    assert not simulator_keys.filter(revoked_at__isnull=True).exists()

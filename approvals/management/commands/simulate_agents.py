@@ -8,9 +8,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from agents.client import AgentClient
-from agents.models import Agent
-from agents.services import apikey_issue
+from agents.models import Agent, ApiKey
+from agents.services import apikey_issue, apikey_revoke
 from approvals import demo
+
+SIMULATOR_LABEL = "simulator"
 
 
 class Command(BaseCommand):
@@ -31,8 +33,13 @@ class Command(BaseCommand):
         rng = random.Random(options["seed"])
         demo.ensure_agents()
         clients = {}
+        issued_keys = []
+        # Keys left by an earlier run that was killed: they are this command's, so retire them.
+        for stale in ApiKey.objects.filter(label=SIMULATOR_LABEL, revoked_at__isnull=True):
+            apikey_revoke(key=stale, by="simulate_agents")
         for agent in Agent.objects.filter(slug__in=list(demo.AGENTS)):
-            issued = apikey_issue(agent=agent, by="simulate_agents", label="simulator")
+            issued = apikey_issue(agent=agent, by="simulate_agents", label=SIMULATOR_LABEL)
+            issued_keys.append(issued.key)
             clients[agent.slug] = AgentClient(options["base_url"], issued.raw)
         deadline = time.monotonic() + options["duration"] if options["duration"] else None
         sent = 0
@@ -74,4 +81,6 @@ class Command(BaseCommand):
         finally:
             for client in clients.values():
                 client.close()
+            for key in issued_keys:
+                apikey_revoke(key=key, by="simulate_agents")
         self.stdout.write(f"done: {sent} sent: {outcomes}")
