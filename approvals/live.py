@@ -3,12 +3,19 @@ open console over the channel layer. The htmx ws extension swaps them in out-of-
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import queue
+import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connections
 from django.template.loader import render_to_string
 
 from . import selectors
@@ -23,7 +30,11 @@ def send_html(html: str) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(GROUP, {"type": "console.html", "html": html})
+        own = getattr(_local, "broadcaster", None)
+        if own is not None:
+            own.send(html)
+        else:
+            async_to_sync(layer.group_send)(GROUP, {"type": "console.html", "html": html})
     except Exception:
         # A Redis outage must not undo or fail a committed change; browsers re-fetch the
         # queue when their socket reconnects.
@@ -51,3 +62,80 @@ def stop_changed() -> None:
             {"emergency_stop": selectors.emergency_stop(), "oob": True, "can_stop": True},
         )
     )
+
+
+class _Broadcaster:
+    """Renders and sends live updates on a thread of its own, in commit order.
+
+    The request or task that committed the change answers without waiting for the render and
+    the Redis round trip; the thread keeps one event loop, so the channel layer's Redis
+    connection is reused instead of being set up for every message.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle = threading.Condition()
+        self._outstanding = 0
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            # A Celery worker forks after import: each child needs its own thread.
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._queue = queue.SimpleQueue()
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="live-updates", daemon=True)
+                self._thread.start()
+        with self._idle:
+            self._outstanding += 1
+        self._queue.put((fn, args))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until everything submitted so far has been sent (or the timeout passes)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._outstanding == 0, timeout=timeout)
+
+    def send(self, html: str) -> None:
+        layer = get_channel_layer()
+        if layer is None or self._loop is None:
+            return
+        self._loop.run_until_complete(
+            layer.group_send(GROUP, {"type": "console.html", "html": html})
+        )
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        _local.broadcaster = self
+        while True:
+            fn, args = self._queue.get()
+            try:
+                fn(*args)
+            except Exception:
+                logger.warning("live update not sent", exc_info=True)
+            if self._queue.empty():
+                connections.close_all()  # this thread's connections only
+            with self._idle:
+                self._outstanding -= 1
+                self._idle.notify_all()
+
+
+_local = threading.local()
+_broadcaster = _Broadcaster()
+
+
+def publish(fn: Callable[..., None], *args: Any) -> None:
+    """Run a live update (proposal_changed, stop_changed) after commit, off the caller's path."""
+    if settings.LIVE_UPDATES_IN_BACKGROUND:
+        _broadcaster.submit(fn, *args)
+    else:
+        fn(*args)
+
+
+def wait_idle(timeout: float = 5.0) -> bool:
+    """Wait until this process's queued live updates have gone out (tests, shutdown)."""
+    return _broadcaster.wait_idle(timeout)

@@ -57,7 +57,7 @@ def _after_commit(fn: Callable[[], Any]) -> None:
 def _publish_proposal(proposal_id: uuid.UUID) -> None:
     from . import live
 
-    _after_commit(lambda: live.proposal_changed(proposal_id))
+    _after_commit(lambda: live.publish(live.proposal_changed, proposal_id))
 
 
 def _dispatch(execution_id: uuid.UUID, *, rollback: bool = False, countdown: float = 0) -> None:
@@ -117,10 +117,8 @@ def proposal_submit(
     kind = catalogue.get(action)
     if kind is None:
         raise ValueError(f"unknown action {action!r}")  # the API validated it already
-    if idempotency_key:
-        existing = _replay(agent, idempotency_key, request_hash)
-        if existing is not None:
-            return Submission(existing, created=False)
+    # A replay is rare: insert first and let the unique (agent, key) constraint catch it,
+    # rather than spend a look-up on every first submission.
     try:
         with transaction.atomic():
             proposal = _record_submission(
@@ -137,7 +135,8 @@ def proposal_submit(
                 request_hash=request_hash,
             )
     except IntegrityError:
-        # Two requests with one key raced; the other one's proposal is the answer.
+        # The key was used before (a replay, or two requests racing): the first proposal is
+        # the answer, or a 409 when the bodies differ.
         if not idempotency_key:
             raise
         existing = _replay(agent, idempotency_key, request_hash)
@@ -238,6 +237,8 @@ def _record_submission(
     if status == ProposalStatus.AUTO_APPROVED:
         proposal.decided_at = now
     proposal.save(force_insert=True)
+    # A new proposal has no decisions yet; readers of the returned row need no query for that.
+    proposal._prefetched_objects_cache = {"decisions": Decision.objects.none()}
     data: dict[str, Any] = {
         "agent": agent.slug,
         "action": kind.name,
@@ -253,6 +254,7 @@ def _record_submission(
     if status == ProposalStatus.AUTO_APPROVED:
         execution = _execution_create(proposal, now)
         data["execution"] = str(execution.id)
+
         _callback(proposal.id, "decided")
     log.record(
         event_type="proposal.submitted",
@@ -595,7 +597,7 @@ def emergency_stop_engage(*, by: AbstractBaseUser, reason: str) -> EmergencyStop
     )
     from . import live
 
-    _after_commit(live.stop_changed)
+    _after_commit(lambda: live.publish(live.stop_changed))
     _publish_executions(held)
     return stop
 
@@ -619,7 +621,7 @@ def emergency_stop_release(*, by: AbstractBaseUser, reason: str = "") -> Emergen
     )
     from . import live
 
-    _after_commit(live.stop_changed)
+    _after_commit(lambda: live.publish(live.stop_changed))
     return stop
 
 

@@ -150,7 +150,6 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_PREFIX = env_str("CHANNEL_PREFIX", "soc")
@@ -223,6 +222,8 @@ API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
 
 # Queue and lifecycle.
 QUEUE_PAGE_SIZE = env_int("QUEUE_PAGE_SIZE", 50, minimum=1)
+# Render and send live updates on a background thread, so a request or task does not wait.
+LIVE_UPDATES_IN_BACKGROUND = env_bool("LIVE_UPDATES_IN_BACKGROUND", True)
 REVIEW_SECONDS_MAX = env_int("REVIEW_SECONDS_MAX", 3600, minimum=60)
 RUBBER_STAMP_SECONDS = env_float("RUBBER_STAMP_SECONDS", 4.0)
 

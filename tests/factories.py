@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group, User
 
 from agents.models import Agent, Asset
 from agents.services import agent_register
-from approvals import services
+from approvals import live, services
 from approvals.models import Proposal
 from soc_console.roles import ADMIN, ANALYST, MANAGER, SENIOR
 
@@ -56,7 +56,7 @@ def proposal(
     params: dict[str, Any] | None = None,
 ) -> Proposal:
     the_agent = owner.agent if isinstance(owner, AgentWithKey) else owner
-    return services.proposal_submit(
+    submitted = services.proposal_submit(
         agent=the_agent,
         api_key=None,
         action=action,
@@ -69,3 +69,7 @@ def proposal(
         idempotency_key=uuid.uuid4().hex,
         request_hash=uuid.uuid4().hex,
     ).proposal
+    # Its arrival goes out to the consoles on a background thread; let that finish, so a test
+    # that listens next hears only what it caused.
+    live.wait_idle()
+    return submitted

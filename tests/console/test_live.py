@@ -19,7 +19,7 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from approvals import services
+from approvals import live, services
 from approvals.models import Proposal
 from audit.models import AuditEvent
 from soc_console.asgi import application
@@ -155,6 +155,7 @@ def test_decided_card_is_deleted_in_every_console(
 ) -> None:
     watchers = [_cookie(analyst), _cookie(analyst2)]
     proposal = factories.proposal(agent_with_key, target="ws-0142.corp.example")
+    assert live.wait_idle()  # its arrival is broadcast before the consoles connect
 
     async def scenario() -> None:
         sockets = [_socket(ORIGIN, cookie) for cookie in watchers]

@@ -54,6 +54,7 @@ def test_start_and_result_of_a_slow_call_are_broadcast_in_order(
 ) -> None:
     settings.CONNECTOR_LATENCY_MS = 300
     execution = approved(responder, analyst, action="block_ip", target="203.0.113.70")
+    assert live.wait_idle()  # the approval's own update is out before we listen
     pushed = async_to_sync(_run_and_listen)(str(execution.id))
 
     assert _shown(pushed, execution) == ["running", "succeeded"]
@@ -65,6 +66,7 @@ def test_a_call_quicker_than_the_running_frame_goes_straight_to_its_result(
     # A generous bound, so that a loaded machine cannot make the call look slow.
     monkeypatch.setattr(services, "ANNOUNCE_RUNNING_AFTER_SECONDS", 5.0)
     execution = approved(responder, analyst, action="block_ip", target="203.0.113.71")
+    assert live.wait_idle()
     pushed = async_to_sync(_run_and_listen)(str(execution.id))
 
     assert _shown(pushed, execution) == ["succeeded"]
