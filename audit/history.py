@@ -1,10 +1,537 @@
-"""Synthetic decision history for demos and the report benchmarks."""
+"""Synthetic decision history for demos and the report benchmarks.
+
+The rows are what the services would have written had the history happened live: proposals
+routed by the real routing function under each agent's current policy, decisions with the time
+on card, executions with their timings and outcomes, and one audit event per state change,
+appended to the hash chain in time order so that verify_audit passes afterwards.
+
+The people and agents behave differently on purpose, so that the reports have something to
+find: `analyst` rubber-stamps (about 2 s on the card, approves ~97%), `analyst2` reads and
+rejects what is wrong, `senior` works an overloaded night shift and gets faster and less
+careful as the night goes on; `triage-bot` has earned level 3 for isolate_host, `edr-responder`
+is over-confident and should lose autonomy.
+"""
 
 from __future__ import annotations
 
+import heapq
+import json
+import math
 import random
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import Agent, Policy
+from agents.routing import RoutingInput, route
+from approvals import catalogue, demo
+
+from . import bulk
+from .log import PendingEvent, record_many
+
+CHUNK = 5000  # proposals per transaction: bounded memory, and the head lock is released often
+
+
+@dataclass(frozen=True)
+class AnalystStyle:
+    """How one demo analyst works: what the fatigue report should pick out."""
+
+    card_median: float  # median seconds on the card at the start of a shift
+    card_sigma: float  # spread of the log-normal time on card
+    fatigue: float  # factor applied to time on card per hour into the shift
+    approve_anyway: float  # chance of approving a proposal that deserved a rejection
+    wait_minutes: float  # mean wait in the queue before this analyst decides
+
+
+STYLES: dict[str, AnalystStyle] = {
+    "analyst": AnalystStyle(2.0, 0.35, 1.0, 0.9, 4.0),
+    "analyst2": AnalystStyle(45.0, 0.45, 1.0, 0.08, 9.0),
+    "senior": AnalystStyle(30.0, 0.5, 0.85, 0.35, 24.0),
+}
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """An agent's true track record: share of its proposals worth approving, by confidence."""
+
+    weight: float
+    actions: dict[str, float]
+    confidence: tuple[float, float]  # mean and spread
+    good_at: Callable[[float], float]  # probability a proposal at this confidence is right
+    failure_rate: float
+
+
+RECORDS: dict[str, AgentRecord] = {
+    "triage-bot": AgentRecord(
+        0.45,
+        {"isolate_host": 0.45, "block_ip": 0.3, "create_ticket": 0.15, "close_duplicate": 0.1},
+        (0.84, 0.08),
+        # Wrong more often than not below 0.7, almost never from 0.8 up: a clear threshold.
+        lambda c: 0.2 + 0.795 * min(1.0, max(0.0, (c - 0.6) / 0.2)),
+        0.01,
+    ),
+    "phish-hunter": AgentRecord(
+        0.3,
+        {"disable_user": 0.5, "revoke_sessions": 0.3, "reset_password": 0.2},
+        (0.78, 0.1),
+        lambda c: 0.55 + 0.4 * c,
+        0.03,
+    ),
+    "edr-responder": AgentRecord(
+        0.22,
+        {"isolate_host": 0.6, "kill_process": 0.25, "block_ip": 0.15},
+        (0.86, 0.07),
+        lambda c: 0.5,  # confident whatever it knows: approval does not rise with confidence
+        0.12,
+    ),
+    "intern-bot": AgentRecord(
+        0.03, {"block_ip": 0.6, "disable_user": 0.4}, (0.7, 0.1), lambda c: 0.5, 0
+    ),
+}
+
+CRITICALITY = (("low", 0.35), ("medium", 0.35), ("high", 0.2), ("critical", 0.1))
+# Arrivals by hour of day (UTC): busy office hours, and a night with an incident backlog.
+HOURLY = [6, 5, 5, 4, 4, 4, 5, 7, 10, 12, 12, 11, 10, 11, 11, 10, 9, 8, 7, 6, 8, 9, 8, 7]
+
+
+def on_shift(at: datetime, rng: random.Random) -> str:
+    """Who works the queue at this moment (times in UTC)."""
+    if at.hour >= 20 or at.hour < 8:
+        return "senior"
+    if at.weekday() >= 5:
+        return "analyst2"
+    if at.hour < 12:
+        return "analyst"
+    if at.hour < 16:
+        return "analyst" if rng.random() < 0.6 else "analyst2"
+    return "analyst2"
+
+
+def hours_into_shift(at: datetime, who: str) -> float:
+    start = {"senior": 20, "analyst": 8, "analyst2": 8 if at.weekday() >= 5 else 12}[who]
+    return ((at.hour - start) % 24) + at.minute / 60
+
+
+@dataclass
+class Generated:
+    proposals: list[tuple[Any, ...]] = field(default_factory=list)
+    decisions: list[tuple[Any, ...]] = field(default_factory=list)
+    executions: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[datetime, int, PendingEvent]] = field(default_factory=list)
+
+
+PROPOSAL_COLUMNS = (
+    "id",
+    "agent_id",
+    "action",
+    "target",
+    "params",
+    "confidence",
+    "rationale",
+    "evidence",
+    "severity",
+    "status",
+    "block_code",
+    "routing_explanation",
+    "required_approvals",
+    "approvals",
+    "policy_id",
+    "policy_version",
+    "criticality",
+    "risk",
+    "priority",
+    "request_hash",
+    "created_at",
+    "decided_at",
+    "escalate_at",
+    "escalated_at",
+    "expires_at",
+)
+DECISION_COLUMNS = (
+    "proposal_id",
+    "analyst_id",
+    "verdict",
+    "reason",
+    "seconds_on_card",
+    "created_at",
+)
+EXECUTION_COLUMNS = (
+    "id",
+    "proposal_id",
+    "status",
+    "idempotency_key",
+    "attempts",
+    "rollback_attempts",
+    "result",
+    "error",
+    "created_at",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+)
+
+
+class Generator:
+    """Turns a stream of arrival times into consistent rows and audit events."""
+
+    def __init__(self, rng: random.Random, *, compact_events: bool = False) -> None:
+        self.rng = rng
+        # The benchmark keeps one event per state change that the reports read, not every
+        # intermediate step, so that a million decisions stays a few million events.
+        self.compact = compact_events
+        self.agents = {a.slug: a for a in Agent.objects.filter(slug__in=RECORDS)}
+        self.policies: dict[str, Policy] = {}
+        self.levels: dict[str, dict[str, int]] = {}
+        for slug, agent in self.agents.items():
+            policy = agent.current_policy
+            if policy is None:
+                continue
+            self.policies[slug] = policy
+            self.levels[slug] = {g.action: g.level for g in policy.grants.all()}
+        self.users = {u.username: u.pk for u in User.objects.filter(username__in=STYLES)}
+        missing = set(STYLES) - set(self.users)
+        if missing or not self.policies:
+            raise RuntimeError(
+                "history needs the demo users and agents: run seed_demo (missing: "
+                f"{', '.join(sorted(missing)) or 'agents'})"
+            )
+        slugs = [s for s in RECORDS if s in self.policies]
+        self.agent_slugs = slugs
+        self.agent_weights = [RECORDS[s].weight for s in slugs]
+        self.order = 0  # tie-breaker keeping events of one proposal in causal order
+
+    def _event(
+        self,
+        out: Generated,
+        at: datetime,
+        actor_type: str,
+        actor: str,
+        kind: str,
+        pid: Any,
+        data: dict,
+    ) -> None:
+        self.order += 1
+        out.events.append((at, self.order, PendingEvent(at, actor_type, actor, kind, pid, data)))
+
+    def proposal(self, out: Generated, created: datetime) -> int:
+        """One proposal and everything that followed it; returns the decisions made."""
+        rng = self.rng
+        slug = rng.choices(self.agent_slugs, self.agent_weights)[0]
+        record = RECORDS[slug]
+        policy = self.policies[slug]
+        action = rng.choices(list(record.actions), list(record.actions.values()))[0]
+        kind = catalogue.get(action)
+        if kind is None:
+            raise RuntimeError(f"{action} is not in the action catalogue")
+        pick = demo.scenario(rng, slug)
+        confidence = round(min(0.99, max(0.3, rng.gauss(*record.confidence))), 2)
+        criticality = rng.choices([c for c, _ in CRITICALITY], [w for _, w in CRITICALITY])[0]
+        routed = route(
+            RoutingInput(
+                level=self.levels[slug].get(action, 0),
+                confidence=confidence,
+                auto_threshold=policy.auto_threshold,
+                review_threshold=policy.review_threshold,
+                reversible=kind.reversible,
+                criticality=criticality,
+                in_scope=True,
+                connector_allowed=True,
+                evidence_complete=True,
+                emergency_stop=False,
+                suspended=False,
+            )
+        )
+        pid = uuid.uuid4()
+        status = routed.outcome.value
+        good = rng.random() < record.good_at(confidence)
+        decided_at = None
+        escalate_at = escalated_at = expires_at = None
+        approvals = 0
+        decisions = 0
+        if status == "pending":
+            escalate_at = created + timedelta(minutes=policy.escalate_after_minutes)
+            expires_at = created + timedelta(minutes=policy.expire_after_minutes)
+        events_data: dict[str, Any] = {
+            "agent": slug,
+            "action": action,
+            "target": pick.target,
+            "confidence": confidence,
+            "status": status,
+            "policy_version": policy.version,
+            "criticality": criticality,
+            "explanation": routed.explanation,
+        }
+        self._event(out, created, "agent", slug, "proposal.submitted", pid, events_data)
+        executed_at = None
+        if status == "auto_approved":
+            decided_at = created
+            executed_at = created
+        elif status == "pending":
+            who = on_shift(created, rng)
+            style = STYLES[who]
+            wait = rng.expovariate(1 / (style.wait_minutes * 60))
+            if who == "senior" and rng.random() < 0.03:
+                wait = policy.expire_after_minutes * 60 + 1  # lost in the night's backlog
+            first_at = created + timedelta(seconds=max(5.0, wait))
+            if expires_at and first_at >= expires_at:
+                if escalate_at:
+                    escalated_at = escalate_at
+                    self._event(out, escalate_at, "system", "system", "proposal.escalated", pid, {})
+                status = "expired"
+                decided_at = expires_at
+                self._event(out, expires_at, "system", "system", "proposal.expired", pid, {})
+            else:
+                if escalate_at and first_at > escalate_at:
+                    escalated_at = escalate_at
+                    self._event(out, escalate_at, "system", "system", "proposal.escalated", pid, {})
+                deciders = [who]
+                if routed.required_approvals == 2:
+                    deciders = [who if who != "senior" else "analyst2", "senior"]
+                at = first_at
+                for index, name in enumerate(deciders):
+                    style = STYLES[name]
+                    into = hours_into_shift(at, name)
+                    median = style.card_median * (style.fatigue**into)
+                    card = round(
+                        min(900.0, rng.lognormvariate(math.log(median), style.card_sigma)), 1
+                    )
+                    tired = 1 - style.fatigue**into  # careless approvals rise as the night goes
+                    approve = good or rng.random() < style.approve_anyway + 0.5 * tired
+                    verdict = "approve" if approve else "reject"
+                    reason = "" if approve else "Evidence does not support this action."
+                    out.decisions.append((pid, self.users[name], verdict, reason, card, at))
+                    decisions += 1
+                    final = index == len(deciders) - 1 or verdict == "reject"
+                    data = {"verdict": verdict, "reason": reason, "seconds_on_card": card}
+                    if verdict == "reject":
+                        status = "rejected"
+                        decided_at = at
+                        self._event(out, at, "user", name, "proposal.rejected", pid, data)
+                        break
+                    approvals += 1
+                    if final:
+                        status = "approved"
+                        decided_at = at
+                        executed_at = at
+                        self._event(out, at, "user", name, "proposal.approved", pid, data)
+                        break
+                    self._event(out, at, "user", name, "proposal.approval_recorded", pid, data)
+                    at = at + timedelta(seconds=rng.expovariate(1 / 600) + 30)
+        out.proposals.append(
+            (
+                pid,
+                self.agents[slug].pk,
+                action,
+                pick.target,
+                json.dumps(pick.params),
+                confidence,
+                pick.rationale,
+                json.dumps([{"kind": pick.evidence_kind, "ref": f"REF-{rng.randint(100, 999)}"}]),
+                "high",
+                status,
+                "",
+                routed.explanation[:300],
+                routed.required_approvals,
+                approvals,
+                policy.pk,
+                policy.version,
+                criticality,
+                kind.risk,
+                0.0,
+                "history",
+                created,
+                decided_at,
+                escalate_at,
+                escalated_at,
+                expires_at,
+            )
+        )
+        if executed_at is not None:
+            self._execution(out, pid, action, kind.reversible, executed_at, good, slug)
+        return decisions
+
+    def _execution(
+        self,
+        out: Generated,
+        pid: Any,
+        action: str,
+        reversible: bool,
+        at: datetime,
+        good: bool,
+        slug: str,
+    ) -> None:
+        rng = self.rng
+        eid = uuid.uuid4()
+        started = at + timedelta(seconds=rng.lognormvariate(math.log(2.0), 0.6))
+        finished = started + timedelta(seconds=rng.lognormvariate(math.log(3.0), 0.5))
+        failed = rng.random() < RECORDS[slug].failure_rate
+        status = "failed" if failed else "succeeded"
+        updated = finished
+        if not self.compact:
+            self._event(
+                out,
+                started,
+                "system",
+                "system",
+                "execution.started",
+                pid,
+                {"execution": str(eid), "status": "running", "attempt": 1},
+            )
+        if failed:
+            self._event(
+                out,
+                finished,
+                "system",
+                "system",
+                "execution.failed",
+                pid,
+                {
+                    "execution": str(eid),
+                    "status": "failed",
+                    "attempt": 1,
+                    "error": "connector refused the change",
+                },
+            )
+        else:
+            self._event(
+                out,
+                finished,
+                "system",
+                "system",
+                "execution.succeeded",
+                pid,
+                {"execution": str(eid), "status": "succeeded", "attempt": 1},
+            )
+            if not good and reversible and rng.random() < 0.6:
+                status = "rolled_back"
+                asked = finished + timedelta(minutes=rng.uniform(5, 240))
+                updated = asked + timedelta(seconds=4)
+                self._event(
+                    out,
+                    asked,
+                    "user",
+                    "analyst2",
+                    "execution.rollback_requested",
+                    pid,
+                    {"execution": str(eid), "status": "rolling_back", "reason": "false positive"},
+                )
+                if not self.compact:
+                    self._event(
+                        out,
+                        updated,
+                        "system",
+                        "system",
+                        "execution.rollback_succeeded",
+                        pid,
+                        {"execution": str(eid), "status": "rolled_back", "attempt": 1},
+                    )
+        out.executions.append(
+            (
+                eid,
+                pid,
+                status,
+                uuid.uuid4().hex,
+                1,
+                1 if status == "rolled_back" else 0,
+                json.dumps({"ok": not failed}),
+                "connector refused the change" if failed else "",
+                at,
+                at,
+                started,
+                finished,
+                updated,
+            )
+        )
+
+
+def arrivals(
+    rng: random.Random, *, start: datetime, end: datetime, per_hour: float
+) -> Iterator[datetime]:
+    """Poisson arrivals whose rate follows the hour-of-day profile, in time order."""
+    mean = sum(HOURLY) / len(HOURLY)
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    while hour < end:
+        rate = per_hour * HOURLY[hour.hour] / mean
+        t = 0.0
+        while True:
+            t += rng.expovariate(rate / 3600) if rate > 0 else 3600
+            if t >= 3600:
+                break
+            at = hour + timedelta(seconds=t)
+            if start <= at < end:
+                yield at
+        hour += timedelta(hours=1)
+
+
+def _flush(out: Generated, heap: list, until: datetime | None) -> int:
+    """Write the chunk's rows and the events that happened before `until`, in time order."""
+    with transaction.atomic():
+        bulk.write_rows("approvals_proposal", PROPOSAL_COLUMNS, out.proposals)
+        bulk.write_rows("approvals_decision", DECISION_COLUMNS, out.decisions)
+        bulk.write_rows("approvals_execution", EXECUTION_COLUMNS, out.executions)
+        for item in out.events:
+            heapq.heappush(heap, item)
+        ready = []
+        while heap and (until is None or heap[0][0] < until):
+            ready.append(heapq.heappop(heap)[2])
+        # A decision made after the next proposal's submission waits in the heap, so the
+        # chain's order is the order things happened.
+        written = record_many(ready, write=bulk.write_rows)
+    out.proposals.clear()
+    out.decisions.clear()
+    out.executions.clear()
+    out.events.clear()
+    return written
+
+
+def generate(
+    *,
+    rng: random.Random,
+    end: datetime,
+    weeks: float | None = None,
+    decisions: int | None = None,
+    per_hour: float = 6.0,
+    compact_events: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, int, int]:
+    """Generate history ending at `end`: for a number of weeks, or until N decisions.
+
+    Returns (proposals, decisions, audit events).
+    """
+    gen = Generator(rng, compact_events=compact_events)
+    if decisions is not None:
+        # About 0.98 decisions per proposal with this mix (two-person approvals make up for
+        # the auto-approved, flagged and expired); size the window to end close to `end`.
+        hours = decisions / (per_hour * 0.97)
+        start = end - timedelta(hours=hours)
+    else:
+        start = end - timedelta(weeks=weeks or 4)
+    out = Generated()
+    heap: list = []
+    n_proposals = n_decisions = n_events = 0
+    for at in arrivals(rng, start=start, end=end, per_hour=per_hour):
+        n_decisions += gen.proposal(out, at)
+        n_proposals += 1
+        if len(out.proposals) >= CHUNK:
+            n_events += _flush(out, heap, at)
+            if progress:
+                progress(n_proposals, n_decisions)
+        if decisions is not None and n_decisions >= decisions:
+            break
+    n_events += _flush(out, heap, None)
+    return n_proposals, n_decisions, n_events
 
 
 def seed_history(*, weeks: int, rng: random.Random) -> int:
-    """Placeholder replaced by the reports work: returns the number of proposals created."""
-    return 0
+    """Several weeks of history for the demo; returns the number of proposals created."""
+    proposals, _, _ = generate(
+        rng=rng, end=timezone.now() - timedelta(minutes=30), weeks=weeks, per_hour=3.0
+    )
+    return proposals

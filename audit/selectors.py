@@ -19,8 +19,11 @@ def audit_events(
     proposal_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    upto_seq: int | None = None,
 ) -> QuerySet[AuditEvent]:
     qs = AuditEvent.objects.all()
+    if upto_seq:
+        qs = qs.filter(seq__lte=upto_seq)
     if actor:
         qs = qs.filter(actor=actor)
     if event_type:
@@ -57,3 +60,24 @@ def agent_track_records() -> dict[int, dict[str, Any]]:
         rolled_back=Count("id", filter=Q(execution__status=ExecutionStatus.ROLLED_BACK)),
     )
     return {row["agent_id"]: row for row in rows}
+
+
+def report_choices() -> dict[str, list[str]]:
+    """What the report filters offer: actions, agents and the people who decide."""
+    from django.contrib.auth.models import User
+
+    from agents.models import Agent
+    from approvals import catalogue
+    from soc_console import roles
+
+    analysts = (
+        User.objects.filter(groups__name__in=[roles.ANALYST, roles.SENIOR])
+        .order_by("username")
+        .values_list("username", flat=True)
+        .distinct()
+    )
+    return {
+        "actions": sorted(catalogue.ACTIONS),
+        "agents": list(Agent.objects.order_by("slug").values_list("slug", flat=True)),
+        "analysts": list(analysts),
+    }

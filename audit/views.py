@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import csv
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_GET
 from approvals.views import console_role
 from soc_console import roles
 
-from . import exports, selectors
+from . import charts, exports, reports, selectors
 
 
 def _when(raw: str | None) -> datetime | None:
@@ -38,6 +39,8 @@ def _filters(request: HttpRequest) -> dict:
         "proposal_id": request.GET.get("proposal") or None,
         "since": _when(request.GET.get("since")),
         "until": _when(request.GET.get("until")),
+        # Jump to an event (the first bad one after a failed verification) by its number.
+        "upto_seq": int(upto) if (upto := request.GET.get("upto", "")).isdigit() else None,
     }
 
 
@@ -78,13 +81,89 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     return response
 
 
+def _report_filters(request: HttpRequest) -> reports.Filters:
+    """The report filters from the query string; anything unreadable falls back to a default."""
+    default = reports.Filters.default()
+    since = _when(request.GET.get("since")) or default.since
+    until = _when(request.GET.get("until"))
+    # A date picked as "until" means through the end of that day.
+    until = until + timedelta(days=1) if until and len(request.GET["until"]) == 10 else until
+    return reports.Filters(
+        since=since,
+        until=until or default.until,
+        action=request.GET.get("action") or None,
+        agent=request.GET.get("agent") or None,
+        analyst=request.GET.get("analyst") or None,
+        sla_minutes=_number(request.GET.get("sla"), int, default.sla_minutes, 1, 24 * 60),
+        threshold=_number(request.GET.get("threshold"), float, default.threshold, 0.0, 1.0),
+        scope="reversible" if request.GET.get("scope") == "reversible" else "granted",
+    )
+
+
+def _number(raw: str | None, kind: type, default: Any, low: float, high: float) -> Any:
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        return default
+    return value if low <= value <= high else default
+
+
 @require_GET
 @console_role(roles.can_read_reports)
 def reports_page(request: HttpRequest) -> HttpResponse:
-    raise PermissionDenied("Reports are not available yet.")
+    name = request.GET.get("report") or "latency"
+    build = reports.REPORTS.get(name)
+    if build is None:
+        raise Http404("Unknown report.")
+    filters = _report_filters(request)
+    report = build(filters)
+    query = request.GET.copy()
+    query.pop("report", None)
+    return render(
+        request,
+        "audit/reports.html",
+        {
+            "report": report,
+            "charts": [charts.render(c) for c in [report.chart, *report.extra_charts]],
+            "tabs": REPORT_TABS,
+            "filters": filters,
+            "until_shown": (filters.until - timedelta(seconds=1)).date(),
+            "choices": selectors.report_choices(),
+            "query": query.urlencode(),
+        },
+    )
+
+
+REPORT_TABS = [
+    ("latency", "Approval latency"),
+    ("fatigue", "Approval fatigue"),
+    ("trust", "Agent trust"),
+    ("whatif", "Threshold what-if"),
+]
 
 
 @require_GET
 @console_role(roles.can_read_reports)
 def report_csv(request: HttpRequest, report: str) -> HttpResponse:
-    raise Http404("Unknown report.")
+    build = reports.REPORTS.get(report)
+    if build is None:
+        raise Http404("Unknown report.")
+    filters = _report_filters(request)
+    result = build(filters)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{report}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            "report",
+            result.title,
+            "from",
+            filters.since.isoformat(),
+            "until",
+            filters.until.isoformat(),
+        ]
+    )
+    writer.writerow(["finding", result.finding])
+    for row in result.csv_rows():
+        writer.writerow(row)
+    return response

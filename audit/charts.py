@@ -1,0 +1,144 @@
+"""Server-rendered SVG charts: no script, readable without colour (values are labelled)."""
+
+from __future__ import annotations
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from .reports import Chart, duration
+
+PALETTE = ["#0b57d0", "#a4161a", "#0f6b2f", "#8a5300", "#7a0f56", "#4a5260"]
+
+
+def _label(value: float | None, unit: str) -> str:
+    if value is None:
+        return "not enough data"
+    if unit == "s":
+        return duration(value)
+    if unit == "%":
+        return f"{value * 100:.0f}%"
+    return f"{value:g}"
+
+
+def render(chart: Chart) -> SafeString:
+    if chart.kind == "lines":
+        return _lines(chart)
+    return _bars(chart)
+
+
+def _legend(chart: Chart, x: int, y: int) -> list[str]:
+    parts = []
+    for index, name in enumerate(chart.series):
+        colour = PALETTE[index % len(PALETTE)]
+        left = x + index * 150
+        parts.append(
+            f'<rect x="{left}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{left + 14}" y="{y}">{escape(name)}</text>'
+        )
+    return parts
+
+
+def _bars(chart: Chart) -> SafeString:
+    """Grouped horizontal bars, one group per label, the value written at each bar's end."""
+    names = list(chart.series)
+    bar, gap, left, width = 11, 8, 130, 520
+    group = bar * len(names) + gap
+    height = 40 + group * max(1, len(chart.labels)) + 10
+    peak = max((v for values in chart.series.values() for v in values if v is not None), default=0)
+    scale = (width - 70) / peak if peak else 0
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        f'viewBox="0 0 {left + width} {height}" width="{left + width}" height="{height}">',
+        f"<title>{escape(chart.title)}</title>",
+        f'<text x="0" y="14" font-weight="600">{escape(chart.title)}</text>',
+        *_legend(chart, left, 32),
+    ]
+    for row, label in enumerate(chart.labels):
+        top = 42 + row * group
+        parts.append(
+            f'<text x="{left - 6}" y="{top + bar}" text-anchor="end">{escape(label)}</text>'
+        )
+        for index, name in enumerate(names):
+            value = chart.series[name][row]
+            y = top + index * bar
+            colour = PALETTE[index % len(PALETTE)]
+            length = (value or 0) * scale
+            parts.append(
+                f'<rect x="{left}" y="{y}" width="{length:.1f}" height="{bar - 2}" '
+                f'fill="{colour}"><title>{escape(name)}: {_label(value, chart.unit)}</title></rect>'
+            )
+            parts.append(
+                f'<text x="{left + length + 4:.1f}" y="{y + bar - 3}">'
+                f"{_label(value, chart.unit)}</text>"
+            )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 every label above is escaped
+
+
+def _lines(chart: Chart) -> SafeString:
+    """Lines over categories; a percentage chart gets a 0–100% axis and the diagonal."""
+    left, top, width, height = 50, 40, 600, 200
+    count = len(chart.labels)
+    values = [v for series in chart.series.values() for v in series if v is not None]
+    if chart.unit == "%":
+        low, high = 0.0, 1.0
+    else:
+        low, high = 0.0, max(values, default=0) or 1.0
+    step = width / max(1, count - 1)
+
+    def x(index: int) -> float:
+        return left + index * step
+
+    def y(value: float) -> float:
+        return top + height - (value - low) / (high - low) * height
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        f'viewBox="0 0 {left + width + 40} {top + height + 40}" '
+        f'width="{left + width + 40}" height="{top + height + 40}">',
+        f"<title>{escape(chart.title)}</title>",
+        f'<text x="0" y="14" font-weight="600">{escape(chart.title)}</text>',
+        *_legend(chart, left, 30),
+        f'<line x1="{left}" y1="{top + height}" x2="{left + width}" y2="{top + height}" '
+        'stroke="#8893a3"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + height}" stroke="#8893a3"/>',
+    ]
+    for tick in (low, (low + high) / 2, high):
+        parts.append(
+            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">'
+            f"{_label(tick, chart.unit)}</text>"
+        )
+    if chart.reference and chart.unit == "%":
+        # What a perfectly calibrated agent would show: approval rate equal to its confidence.
+        first = 0.55
+        last = 0.95
+        parts.append(
+            f'<line x1="{x(0):.1f}" y1="{y(first):.1f}" x2="{x(count - 1):.1f}" '
+            f'y2="{y(last):.1f}" stroke="#8893a3" stroke-dasharray="4 4">'
+            "<title>perfect calibration</title></line>"
+        )
+    every = max(1, count // 12)
+    for index, label in enumerate(chart.labels):
+        if index % every == 0:
+            parts.append(
+                f'<text x="{x(index):.1f}" y="{top + height + 16}" text-anchor="middle">'
+                f"{escape(label)}</text>"
+            )
+    for number, (name, series) in enumerate(chart.series.items()):
+        colour = PALETTE[number % len(PALETTE)]
+        points = [(x(i), y(v)) for i, v in enumerate(series) if v is not None]
+        if len(points) > 1:
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+            parts.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>'
+            )
+        if count <= 24:
+            for i, v in enumerate(series):
+                if v is not None:
+                    parts.append(
+                        f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}">'
+                        f"<title>{escape(name)} {escape(chart.labels[i])}: "
+                        f"{_label(v, chart.unit)}</title></circle>"
+                    )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 every label above is escaped

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from audit import exports, selectors
+
+
+def _moment(raw: str | None, name: str) -> datetime | None:
+    if not raw:
+        return None
+    parsed = parse_datetime(raw)
+    if parsed is None:
+        day = parse_date(raw)
+        if day is None:
+            raise CommandError(f"--{name} must be a date (2026-11-01) or an ISO datetime")
+        parsed = datetime(day.year, day.month, day.day)  # noqa: DTZ001 made aware below
+    return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+
+
+class Command(BaseCommand):
+    help = "Export audit events as JSON lines for a SIEM: --since inclusive, --until exclusive."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--since", help="Date or ISO datetime; events at or after it.")
+        parser.add_argument("--until", help="Date or ISO datetime; events before it.")
+        parser.add_argument("--output", help="File to write; standard output when omitted.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        since = _moment(options.get("since"), "since")
+        until = _moment(options.get("until"), "until")
+        events = selectors.audit_events(since=since, until=until).order_by("seq")
+        path = options.get("output")
+        count = 0
+        out = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+        try:
+            for line in exports.jsonl_rows(events):
+                text = json.dumps(line)
+                if out:
+                    out.write(text + "\n")
+                else:
+                    self.stdout.write(text)  # adds the newline itself
+                count += 1
+        finally:
+            if out:
+                out.close()
+        if path:
+            # On stderr, so that standard output stays pure JSON lines when piped.
+            sys.stderr.write(f"wrote {count} events to {path}\n")
