@@ -252,10 +252,11 @@ def _record_submission(
     if proposal.block_code:
         data["code"] = proposal.block_code
     if status == ProposalStatus.AUTO_APPROVED:
-        execution = _execution_create(proposal, now)
+        execution = _execution_create(proposal, now)  # also caches proposal.execution
         data["execution"] = str(execution.id)
-
         _callback(proposal.id, "decided")
+    else:
+        Proposal.execution.related.set_cached_value(proposal, None)  # none exists yet
     log.record(
         event_type="proposal.submitted",
         actor=agent.slug,
