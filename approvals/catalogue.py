@@ -28,7 +28,11 @@ class TargetError(ValueError):
 def ip_or_network(value: str) -> str:
     try:
         if "/" in value:
-            return str(ipaddress.ip_network(value, strict=False))
+            network = ipaddress.ip_network(value, strict=False)
+            # A /32 (or /128) is one address: spell it as one, so the inventory matches it.
+            if network.num_addresses == 1:
+                return str(network.network_address)
+            return str(network)
         return str(ipaddress.ip_address(value))
     except ValueError as exc:
         raise TargetError("must be an IPv4 or IPv6 address or CIDR network") from exc
@@ -124,6 +128,9 @@ class ActionType:
                 continue
             if spec.kind is str and (not isinstance(value, str) or len(value) > spec.max_length):
                 errors.append(f"{key} must be a string of at most {spec.max_length} characters")
+                continue
+            if spec.kind is str and "\x00" in value:
+                errors.append(f"{key} must not contain NUL characters")
                 continue
             if spec.minimum is not None and value < spec.minimum:
                 errors.append(f"{key} must be at least {spec.minimum}")

@@ -234,14 +234,33 @@ def undo(*, action: str, target: str, idempotency_key: str, original_key: str) -
         return replay
     _latency()
     _inject_faults(kind.connector, target, idempotency_key)
-    previous = dict(original.result.get("before", {}))
+    before = dict(original.result.get("before", {}))
+    after = dict(original.result.get("after", {}))
     return _apply(
         connector=kind.connector,
         operation=f"{action}:{kind.undo}",
         target=target,
         idempotency_key=idempotency_key,
-        change=lambda state: previous,
+        change=lambda state: restore(state, before=before, after=after),
     )
+
+
+def restore(
+    state: dict[str, Any], *, before: dict[str, Any], after: dict[str, Any]
+) -> dict[str, Any]:
+    """Undo one call: put back only what that call changed, and leave what later calls did.
+
+    Rolling back an isolation must not also forget a process kill made since on the same host.
+    """
+    restored = dict(state)
+    for key in set(before) | set(after):
+        if before.get(key) == after.get(key):
+            continue
+        if key in before:
+            restored[key] = before[key]
+        else:
+            restored.pop(key, None)
+    return restored
 
 
 def state_of(connector: str, target: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ status field.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import uuid
@@ -90,10 +91,33 @@ def emergency_stop_engaged() -> bool:
     return EmergencyStop.objects.filter(id=1, engaged=True).exists()
 
 
+CRITICALITY_ORDER = ["low", "medium", "high", "critical"]
+
+
 def _find_asset(action: catalogue.ActionType, target: str) -> Asset | None:
+    """The inventory entry a target touches; for a network, its most critical address.
+
+    Matching must not be fooled by spelling: `10.0.0.10/32` is `10.0.0.10`, a /8 touches every
+    inventoried address inside it, and host and user names match whatever their case.
+    """
     if not action.asset_kind:
         return None
-    return Asset.objects.filter(kind=action.asset_kind, identifier=target).first()
+    if action.asset_kind != "ip":
+        return Asset.objects.filter(kind=action.asset_kind, identifier__iexact=target).first()
+    network = ipaddress.ip_network(target, strict=False)
+    if network.num_addresses == 1:
+        return Asset.objects.filter(
+            kind="ip", identifier__in=[str(network.network_address), str(network)]
+        ).first()
+    touched = []
+    for asset in Asset.objects.filter(kind="ip"):
+        try:
+            other = ipaddress.ip_network(asset.identifier, strict=False)
+        except ValueError:
+            continue
+        if other.version == network.version and network.overlaps(other):
+            touched.append(asset)
+    return max(touched, key=lambda a: CRITICALITY_ORDER.index(a.criticality), default=None)
 
 
 def proposal_submit(
@@ -296,6 +320,13 @@ def _locked_pending(proposal_id: uuid.UUID | str) -> Proposal:
         raise NotFound(f"No proposal {proposal_id}.")
     if proposal.status != ProposalStatus.PENDING:
         raise NotPending(_not_pending_detail(proposal), status_now=proposal.status)
+    if proposal.expires_at and proposal.expires_at <= timezone.now():
+        # The sweeper has not closed it yet (beat may be down); it is expired all the same.
+        raise NotPending(
+            f"This proposal expired at {proposal.expires_at:%Y-%m-%d %H:%M:%S %Z} and can no "
+            "longer be decided.",
+            status_now="expired",
+        )
     return proposal
 
 
@@ -556,21 +587,23 @@ def proposal_review_confirm(
 # --- emergency stop and suspension ----------------------------------------------------------
 
 
-def _hold_queued(executions: Iterable[Execution] | Any) -> list[str]:
-    ids = [
-        str(pk)
-        for pk in executions.filter(status=ExecutionStatus.QUEUED).values_list("pk", flat=True)
-    ]
-    if ids:
-        Execution.objects.filter(pk__in=ids, status=ExecutionStatus.QUEUED).update(
-            status=ExecutionStatus.HELD, updated_at=timezone.now(), lease_until=None
+def _hold_queued(executions: Any, *, why: str, actor: str) -> list[str]:
+    """Hold every queued execution of the set, each with its own audit event."""
+    held = []
+    for pk in executions.filter(status=ExecutionStatus.QUEUED).values_list("pk", flat=True):
+        moved = _execution_move(
+            pk,
+            allowed=[ExecutionStatus.QUEUED],
+            to=ExecutionStatus.HELD,
+            event_type="execution.held",
+            actor=actor,
+            actor_type="user",
+            changes={"lease_until": None},
+            data={"why": why},
         )
-    return ids
-
-
-def _publish_executions(ids: list[str]) -> None:
-    for proposal_id in Proposal.objects.filter(execution__pk__in=ids).values_list("pk", flat=True):
-        _publish_proposal(proposal_id)
+        if moved:
+            held.append(str(pk))
+    return held
 
 
 @transaction.atomic
@@ -590,7 +623,7 @@ def emergency_stop_engage(*, by: AbstractBaseUser, reason: str) -> EmergencyStop
     stop.changed_by = by
     stop.changed_at = timezone.now()
     stop.save(update_fields=["engaged", "reason", "changed_by", "changed_at"])
-    held = _hold_queued(Execution.objects.all())
+    held = _hold_queued(Execution.objects.all(), why="emergency stop", actor=_username(by))
     log.record(
         event_type="emergency_stop.engaged",
         actor=_username(by),
@@ -599,7 +632,6 @@ def emergency_stop_engage(*, by: AbstractBaseUser, reason: str) -> EmergencyStop
     from . import live
 
     _after_commit(lambda: live.publish(live.stop_changed))
-    _publish_executions(held)
     return stop
 
 
@@ -637,13 +669,16 @@ def agent_suspend(*, agent: Agent, by: AbstractBaseUser, reason: str) -> Agent:
     )
     if not updated:
         raise WrongState(f"{agent.slug} is already suspended.")
-    held = _hold_queued(Execution.objects.filter(proposal__agent=agent))
+    held = _hold_queued(
+        Execution.objects.filter(proposal__agent=agent),
+        why="agent suspended",
+        actor=_username(by),
+    )
     log.record(
         event_type="agent.suspended",
         actor=_username(by),
         data={"agent": agent.slug, "reason": reason.strip(), "held_executions": held},
     )
-    _publish_executions(held)
     return Agent.objects.get(pk=agent.pk)
 
 
@@ -753,6 +788,11 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
 
 @transaction.atomic
 def rollback_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> Claim | None:
+    # Ordered against the stop like execution_claim; a rollback waiting here while the stop is
+    # on stays rolling_back and the sweeper dispatches it again once the stop is lifted.
+    stop, _ = EmergencyStop.objects.select_for_update().get_or_create(id=1)
+    if stop.engaged:
+        return None
     now = timezone.now()
     execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
     if execution is None or execution.status != ExecutionStatus.ROLLING_BACK:
@@ -959,6 +999,8 @@ def rollback_request(
     kind = catalogue.get(execution.proposal.action)
     if kind is None or not kind.reversible:
         raise WrongState(f"{execution.proposal.action} cannot be rolled back.")
+    if emergency_stop_engaged():
+        raise WrongState("The emergency stop is engaged: nothing runs, rollbacks included.")
     moved = _execution_move(
         execution_id,
         allowed=[ExecutionStatus.SUCCEEDED],

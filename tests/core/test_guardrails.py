@@ -1,0 +1,112 @@
+"""Guardrails that a careless spelling or a late click must not get around."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from approvals import connectors, services
+from approvals.models import Execution, Proposal
+from audit.models import AuditEvent
+from soc_console.errors import NotPending, WrongState
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("target", ["10.0.0.10", "10.0.0.10/32", "10.0.0.0/8", "10.0.0.8/29"])
+def test_a_target_that_touches_a_critical_address_needs_two_humans(agent_with_key, target):
+    factories.asset("10.0.0.10", kind="ip", criticality="critical")
+    proposal = factories.proposal(agent_with_key, action="block_ip", target=target, confidence=0.99)
+    assert proposal.status == "pending"
+    assert proposal.criticality == "critical"
+    assert proposal.required_approvals == 2
+
+
+def test_a_network_that_touches_no_inventoried_address_is_not_critical(agent_with_key):
+    factories.asset("10.0.0.10", kind="ip", criticality="critical")
+    proposal = factories.proposal(
+        agent_with_key, action="block_ip", target="192.0.2.0/24", confidence=0.99
+    )
+    assert proposal.status == "auto_approved"
+
+
+def test_host_names_match_the_inventory_whatever_their_case(agent_with_key):
+    factories.asset("DC01.corp.example", criticality="critical")
+    proposal = factories.proposal(agent_with_key, target="dc01.CORP.example")
+    assert proposal.criticality == "critical"
+
+
+def test_an_expired_proposal_cannot_be_approved_even_before_the_sweeper_runs(
+    agent_with_key, analyst
+):
+    proposal = factories.proposal(agent_with_key)
+    Proposal.objects.filter(pk=proposal.pk).update(expires_at=timezone.now() - timedelta(1))
+    with pytest.raises(NotPending, match="expired"):
+        services.proposal_approve(proposal_id=proposal.pk, analyst=analyst)
+    assert not Execution.objects.exists()
+
+
+def test_the_emergency_stop_holds_each_execution_with_its_own_event(
+    agent_with_key, analyst, manager
+):
+    proposal = factories.proposal(agent_with_key)
+    services.proposal_approve(proposal_id=proposal.pk, analyst=analyst)
+    services.emergency_stop_engage(by=manager, reason="bridge call")
+    assert Execution.objects.get(proposal=proposal).status == "held"
+    held = AuditEvent.objects.get(proposal_id=proposal.pk, event_type="execution.held")
+    assert held.data["why"] == "emergency stop"
+    assert held.actor == "maya"
+
+
+def test_no_rollback_while_the_emergency_stop_is_engaged(agent_with_key, analyst, manager):
+    proposal = factories.proposal(
+        agent_with_key, action="block_ip", target="198.18.0.4", confidence=0.95
+    )
+    execution = Execution.objects.get(proposal=proposal)
+    services.execution_run(execution_id=execution.pk)
+    services.emergency_stop_engage(by=manager, reason="bridge call")
+    with pytest.raises(WrongState, match="emergency stop"):
+        services.rollback_request(execution_id=execution.pk, analyst=analyst)
+    assert Execution.objects.get(pk=execution.pk).status == "succeeded"
+
+
+def test_undoing_one_call_keeps_what_later_calls_changed() -> None:
+    first = connectors.perform(
+        action="isolate_host", target="ws-9.corp.example", params={}, idempotency_key="k-isolate"
+    )
+    connectors.perform(
+        action="kill_process",
+        target="ws-9.corp.example",
+        params={"pid": 4242},
+        idempotency_key="k-kill",
+    )
+    connectors.undo(
+        action="isolate_host",
+        target="ws-9.corp.example",
+        idempotency_key="k-isolate:undo",
+        original_key="k-isolate",
+    )
+    state = connectors.state_of("edr", "ws-9.corp.example")
+    assert first["after"]["isolated"] is True
+    assert "isolated" not in state
+    assert state["killed"] == [4242]
+
+
+def test_a_nul_character_in_a_parameter_is_a_clear_400(api) -> None:
+    body = {
+        "action": "create_ticket",
+        "target": "SOC-1",
+        "params": {"title": "a\x00b"},
+        "confidence": 0.7,
+        "rationale": "x",
+    }
+    response = api.post(
+        "/api/v1/proposals/", data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "params" in response.json()["errors"]
+    assert not Proposal.objects.exists()
