@@ -23,8 +23,11 @@ import uuid
 import weakref
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils.html import escape
+
+from soc_console import roles
 
 from .live import GROUP
 
@@ -87,6 +90,11 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close(code=4401)
+            return
+        # The same rule as every console page: signed in is not enough, a console role is.
+        # This one look-up at connect is the only database work the consumer does.
+        if not await database_sync_to_async(roles.can_view_console)(user):
+            await self.close(code=4403)
             return
         self.username = user.get_username()
         self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)

@@ -30,7 +30,14 @@ from agents.routing import RoutingInput, route
 from agents.selectors import routing_context
 from audit import log
 from soc_console import roles
-from soc_console.errors import IdempotencyConflict, NotFound, NotPending, NotPermitted, WrongState
+from soc_console.errors import (
+    IdempotencyConflict,
+    InvalidInput,
+    NotFound,
+    NotPending,
+    NotPermitted,
+    WrongState,
+)
 
 from . import catalogue, connectors, notify
 from .models import (
@@ -47,6 +54,28 @@ logger = logging.getLogger(__name__)
 
 UNKNOWN_ASSET_CRITICALITY = "medium"
 SYSTEM = "system"
+
+
+MAX_TEXT = 2000
+
+
+def _text(value: Any, *, field: str) -> str:
+    """Free text from a person (a reason, a note): trimmed, bounded, and storable.
+
+    PostgreSQL cannot store a NUL character; refusing it here gives a clear error instead of
+    a failed transaction.
+    """
+    text = "" if value is None else str(value).strip()
+    if "\x00" in text:
+        raise InvalidInput(
+            f"The {field} contains a NUL character.", errors={field: ["Remove NUL characters."]}
+        )
+    if len(text) > MAX_TEXT:
+        raise InvalidInput(
+            f"The {field} is {len(text)} characters long; the limit is {MAX_TEXT}.",
+            errors={field: [f"At most {MAX_TEXT} characters."]},
+        )
+    return text
 
 
 def _after_commit(fn: Callable[[], Any]) -> None:
@@ -404,6 +433,7 @@ def proposal_approve(
     seconds_on_card: Any = None,
 ) -> Proposal:
     _check_may_decide(analyst)
+    reason = _text(reason, field="reason")
     proposal = _locked_pending(proposal_id)
     if proposal.decisions.filter(analyst=analyst).exists():
         raise NotPermitted(
@@ -424,14 +454,14 @@ def proposal_approve(
         proposal=proposal,
         analyst=analyst,
         verdict=Verdict.APPROVE,
-        reason=reason.strip(),
+        reason=reason,
         seconds_on_card=seconds,
         created_at=now,
     )
     approvals = proposal.approvals + 1
     data = {
         "verdict": "approve",
-        "reason": reason.strip(),
+        "reason": reason,
         "approvals": approvals,
         "required_approvals": proposal.required_approvals,
         "seconds_on_card": seconds,
@@ -469,10 +499,8 @@ def proposal_reject(
     seconds_on_card: Any = None,
 ) -> Proposal:
     _check_may_decide(analyst)
-    reason = (reason or "").strip()
+    reason = _text(reason, field="reason")
     if len(reason) < 3:
-        from soc_console.errors import InvalidInput
-
         raise InvalidInput(
             "A rejection needs a reason.", errors={"reason": ["Say why you reject it."]}
         )
@@ -568,6 +596,7 @@ def proposal_review_confirm(
 ) -> Proposal:
     """An analyst confirms, after the fact, an action that ran without approval."""
     _check_may_decide(analyst)
+    note = _text(note, field="note")
     now = timezone.now()
     updated = Proposal.objects.filter(
         pk=proposal_id, status=ProposalStatus.AUTO_APPROVED, reviewed_at__isnull=True
@@ -578,7 +607,7 @@ def proposal_review_confirm(
         event_type="proposal.review_confirmed",
         actor=_username(analyst),
         proposal_id=proposal_id,
-        data={"note": note.strip()},
+        data={"note": note},
     )
     _publish_proposal(uuid.UUID(str(proposal_id)))
     return Proposal.objects.get(pk=proposal_id)
@@ -610,10 +639,8 @@ def _hold_queued(executions: Any, *, why: str, actor: str) -> list[str]:
 def emergency_stop_engage(*, by: AbstractBaseUser, reason: str) -> EmergencyStop:
     if not roles.can_stop(by):
         raise NotPermitted("Only managers and admins can pull the emergency stop.")
-    reason = reason.strip()
+    reason = _text(reason, field="reason")
     if not reason:
-        from soc_console.errors import InvalidInput
-
         raise InvalidInput("Say why you stop.", errors={"reason": ["A reason is required."]})
     stop, _ = EmergencyStop.objects.select_for_update().get_or_create(id=1)
     if stop.engaged:
@@ -639,11 +666,12 @@ def emergency_stop_engage(*, by: AbstractBaseUser, reason: str) -> EmergencyStop
 def emergency_stop_release(*, by: AbstractBaseUser, reason: str = "") -> EmergencyStop:
     if not roles.can_stop(by):
         raise NotPermitted("Only managers and admins can lift the emergency stop.")
+    reason = _text(reason, field="reason")
     stop, _ = EmergencyStop.objects.select_for_update().get_or_create(id=1)
     if not stop.engaged:
         raise WrongState("The emergency stop is not engaged.")
     stop.engaged = False
-    stop.reason = reason.strip()
+    stop.reason = reason
     stop.changed_by = by
     stop.changed_at = timezone.now()
     stop.save(update_fields=["engaged", "reason", "changed_by", "changed_at"])
@@ -662,10 +690,11 @@ def emergency_stop_release(*, by: AbstractBaseUser, reason: str = "") -> Emergen
 def agent_suspend(*, agent: Agent, by: AbstractBaseUser, reason: str) -> Agent:
     if not roles.can_manage_agents(by) and not roles.can_stop(by):
         raise NotPermitted("Only managers and admins can suspend an agent.")
+    reason = _text(reason, field="reason")
     # Taking the stop row's lock orders this against execution claims (see execution_claim).
     EmergencyStop.objects.select_for_update().get_or_create(id=1)
     updated = Agent.objects.filter(pk=agent.pk, suspended=False).update(
-        suspended=True, suspended_reason=reason.strip()
+        suspended=True, suspended_reason=reason
     )
     if not updated:
         raise WrongState(f"{agent.slug} is already suspended.")
@@ -677,7 +706,7 @@ def agent_suspend(*, agent: Agent, by: AbstractBaseUser, reason: str) -> Agent:
     log.record(
         event_type="agent.suspended",
         actor=_username(by),
-        data={"agent": agent.slug, "reason": reason.strip(), "held_executions": held},
+        data={"agent": agent.slug, "reason": reason, "held_executions": held},
     )
     return Agent.objects.get(pk=agent.pk)
 
@@ -993,6 +1022,7 @@ def rollback_request(
     *, execution_id: uuid.UUID | str, analyst: AbstractBaseUser, reason: str = ""
 ) -> Execution:
     _check_may_decide(analyst)
+    reason = _text(reason, field="reason")
     execution = Execution.objects.select_related("proposal").filter(pk=execution_id).first()
     if execution is None:
         raise NotFound(f"No execution {execution_id}.")
@@ -1009,7 +1039,7 @@ def rollback_request(
         actor=_username(analyst),
         actor_type="user",
         changes={"lease_until": None, "not_before": None, "queued_at": timezone.now()},
-        data={"reason": reason.strip(), "undo": kind.undo},
+        data={"reason": reason, "undo": kind.undo},
     )
     if moved is None:
         raise WrongState("Only a succeeded execution can be rolled back.")

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.paginator import Paginator
@@ -18,25 +19,48 @@ from soc_console import roles
 from . import charts, exports, reports, selectors
 
 
+class BadFilter(ValueError):
+    """A filter value that cannot be read: answered with 400 and the reason, never a 500."""
+
+
 def _when(raw: str | None) -> datetime | None:
     if not raw:
         return None
-    parsed = parse_datetime(raw)
-    if parsed is None:
-        day = parse_date(raw)
-        if day is None:
-            return None
-        parsed = datetime(day.year, day.month, day.day)  # noqa: DTZ001 made aware below
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed)
+    try:
+        parsed = parse_datetime(raw)
+        if parsed is None:
+            day = parse_date(raw)
+            if day is None:
+                raise BadFilter(f"{raw!r} is not a date (YYYY-MM-DD) or a date and time.")
+            parsed = datetime(day.year, day.month, day.day)  # noqa: DTZ001 made aware below
+        if timezone.is_naive(parsed):
+            parsed = timezone.make_aware(parsed)
+        parsed.astimezone(UTC)  # far-off dates overflow here rather than in the query
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, BadFilter):
+            raise
+        raise BadFilter(f"{raw!r} is not a valid date.") from exc
     return parsed
+
+
+def _proposal_filter(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError as exc:
+        raise BadFilter(f"{raw!r} is not a proposal id.") from exc
+
+
+def _bad_filter(exc: BadFilter) -> HttpResponse:
+    return HttpResponse(f"Bad filter: {exc}", status=400, content_type="text/plain")
 
 
 def _filters(request: HttpRequest) -> dict:
     return {
         "actor": request.GET.get("actor") or None,
         "event_type": request.GET.get("event_type") or None,
-        "proposal_id": request.GET.get("proposal") or None,
+        "proposal_id": _proposal_filter(request.GET.get("proposal")),
         "since": _when(request.GET.get("since")),
         "until": _when(request.GET.get("until")),
         # Jump to an event (the first bad one after a failed verification) by its number.
@@ -47,12 +71,12 @@ def _filters(request: HttpRequest) -> dict:
 @require_GET
 @console_role(roles.can_read_reports)
 def audit_page(request: HttpRequest) -> HttpResponse:
-    filters = _filters(request)
     try:
-        events = selectors.audit_events(**filters).order_by("-seq")
-        page = Paginator(events, 100).get_page(request.GET.get("page"))
-    except Exception as exc:  # a malformed proposal id in the filter
-        raise Http404("Bad filter.") from exc
+        filters = _filters(request)
+    except BadFilter as exc:
+        return _bad_filter(exc)
+    events = selectors.audit_events(**filters).order_by("-seq")
+    page = Paginator(events, 100).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -71,8 +95,12 @@ def audit_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @console_role(roles.can_read_reports)
-def audit_export(request: HttpRequest) -> StreamingHttpResponse:
-    events = selectors.audit_events(**_filters(request)).order_by("seq")
+def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    try:
+        filters = _filters(request)
+    except BadFilter as exc:
+        return _bad_filter(exc)
+    events = selectors.audit_events(**filters).order_by("seq")
     response = StreamingHttpResponse(
         (json.dumps(line) + "\n" for line in exports.jsonl_rows(events)),
         content_type="application/x-ndjson",
@@ -87,7 +115,13 @@ def _report_filters(request: HttpRequest) -> reports.Filters:
     since = _when(request.GET.get("since")) or default.since
     until = _when(request.GET.get("until"))
     # A date picked as "until" means through the end of that day.
-    until = until + timedelta(days=1) if until and len(request.GET["until"]) == 10 else until
+    if until and len(request.GET["until"]) == 10:
+        try:
+            until = until + timedelta(days=1)
+        except OverflowError as exc:
+            raise BadFilter(f"{request.GET['until']!r} is too far in the future.") from exc
+    if until and since >= until:
+        raise BadFilter("the start of the period must come before its end.")
     return reports.Filters(
         since=since,
         until=until or default.until,
@@ -115,7 +149,10 @@ def reports_page(request: HttpRequest) -> HttpResponse:
     build = reports.REPORTS.get(name)
     if build is None:
         raise Http404("Unknown report.")
-    filters = _report_filters(request)
+    try:
+        filters = _report_filters(request)
+    except BadFilter as exc:
+        return _bad_filter(exc)
     report = build(filters)
     query = request.GET.copy()
     query.pop("report", None)
@@ -148,7 +185,10 @@ def report_csv(request: HttpRequest, report: str) -> HttpResponse:
     build = reports.REPORTS.get(report)
     if build is None:
         raise Http404("Unknown report.")
-    filters = _report_filters(request)
+    try:
+        filters = _report_filters(request)
+    except BadFilter as exc:
+        return _bad_filter(exc)
     result = build(filters)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{report}.csv"'

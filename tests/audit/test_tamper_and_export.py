@@ -227,3 +227,22 @@ def test_parallel_verification_names_the_same_event(
     assert words in broken.problem
     assert broken.events == bad_seq - 1
     assert broken.head_hash == AuditEvent.objects.get(seq=bad_seq - 1).hash
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/audit/?since=2026-02-30",
+        "/reports/?until=9999-12-31",
+        "/reports/?since=2026-05-01&until=2026-04-01",
+        "/audit/?proposal=not-a-uuid",
+        "/audit/export.jsonl?proposal=x",
+        "/reports/?since=2026-02-30",
+        "/reports/latency.csv?until=2026-13-01",
+    ],
+)
+def test_a_bad_filter_is_a_400_that_says_why(client, manager, url) -> None:
+    client.force_login(manager)
+    response = client.get(url)
+    assert response.status_code == 400
+    assert b"Bad filter" in response.content

@@ -105,6 +105,19 @@ def test_inactive_user_is_refused(analyst: User) -> None:
     _run(scenario)
 
 
+def test_a_signed_in_user_without_a_console_role_is_refused() -> None:
+    cookie = _cookie(factories.user("visitor"))
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        connected, code = await socket.connect()
+        assert not connected
+        assert code == 4403
+        await socket.disconnect()
+
+    _run(scenario)
+
+
 def test_signed_in_user_receives_the_card_after_a_proposal_is_submitted(
     analyst: User, agent_with_key: factories.AgentWithKey
 ) -> None:

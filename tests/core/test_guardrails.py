@@ -110,3 +110,12 @@ def test_a_nul_character_in_a_parameter_is_a_clear_400(api) -> None:
     assert response.status_code == 400
     assert "params" in response.json()["errors"]
     assert not Proposal.objects.exists()
+
+
+def test_a_nul_character_in_a_reason_is_refused_clearly(agent_with_key, analyst) -> None:
+    from soc_console.errors import InvalidInput
+
+    proposal = factories.proposal(agent_with_key)
+    with pytest.raises(InvalidInput, match="NUL"):
+        services.proposal_reject(proposal_id=proposal.pk, analyst=analyst, reason="no\x00pe")
+    assert Proposal.objects.get(pk=proposal.pk).status == "pending"
