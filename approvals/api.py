@@ -290,8 +290,9 @@ def proposals(request: Request) -> Response:
         else selectors.proposal_detail(submission.proposal.pk)
     )
     payload = selectors.proposal_payload(proposal)
-    if submission.proposal.status == ProposalStatus.BLOCKED:
+    if submission.proposal.status == ProposalStatus.BLOCKED and submission.created:
         return _blocked_response(payload)
+    # A replay (same key, same body) is 200 with the proposal as recorded, blocked or not.
     return Response(payload, status=status.HTTP_201_CREATED if submission.created else 200)
 
 
@@ -366,15 +367,8 @@ def proposal_decide(request: Request, proposal_id: str) -> Response:
 @api_view(["POST"])
 @permission_classes([IsAnalyst])
 def proposal_rollback(request: Request, proposal_id: str) -> Response:
-    proposal = _visible_proposal(request, proposal_id)
-    execution = selectors.execution_of(proposal)
-    if execution is None:
-        from soc_console.errors import WrongState
-
-        raise WrongState("This proposal has no execution to roll back.")
+    _visible_proposal(request, proposal_id)
     reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
-    services.rollback_request(
-        execution_id=execution.pk, analyst=request.user, reason=str(reason)[:2000]
-    )
+    services.rollback_request(proposal_id=proposal_id, analyst=request.user, reason=str(reason))
     payload = selectors.proposal_payload(selectors.proposal_detail(proposal_id))
     return Response(payload, status=status.HTTP_202_ACCEPTED)

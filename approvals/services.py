@@ -1019,13 +1019,20 @@ def execution_confirm_held(
 
 @transaction.atomic
 def rollback_request(
-    *, execution_id: uuid.UUID | str, analyst: AbstractBaseUser, reason: str = ""
+    *,
+    analyst: AbstractBaseUser,
+    execution_id: uuid.UUID | str | None = None,
+    proposal_id: uuid.UUID | str | None = None,
+    reason: str = "",
 ) -> Execution:
+    """Roll back a succeeded, reversible execution, named by its id or its proposal's."""
     _check_may_decide(analyst)
     reason = _text(reason, field="reason")
-    execution = Execution.objects.select_related("proposal").filter(pk=execution_id).first()
+    lookup = {"pk": execution_id} if execution_id else {"proposal_id": proposal_id}
+    execution = Execution.objects.select_related("proposal").filter(**lookup).first()
     if execution is None:
-        raise NotFound(f"No execution {execution_id}.")
+        raise WrongState("There is no execution to roll back.")
+    execution_id = execution.pk
     kind = catalogue.get(execution.proposal.action)
     if kind is None or not kind.reversible:
         raise WrongState(f"{execution.proposal.action} cannot be rolled back.")

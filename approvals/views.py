@@ -173,14 +173,10 @@ def proposal_page(request: HttpRequest, proposal_id: str) -> HttpResponse:
 @require_POST
 @console_role(roles.can_decide)
 def rollback(request: HttpRequest, proposal_id: str) -> HttpResponse:
-    proposal = selectors.proposal_detail(proposal_id)
-    execution = selectors.execution_of(proposal) if proposal else None
-    if execution is None:
-        return _flash(request, ok=False, text="Nothing to roll back.")
     return _run(
         request,
         lambda: services.rollback_request(
-            execution_id=execution.pk, analyst=request.user, reason=request.POST.get("reason", "")
+            proposal_id=proposal_id, analyst=request.user, reason=request.POST.get("reason", "")
         ),
         "Rollback requested.",
     )

@@ -300,3 +300,15 @@ def test_unknown_asset_targets_default_to_medium(api) -> None:
     body = post(api, BODY).json()
     assert body["criticality"] == "medium"
     assert not Asset.objects.exists()
+
+
+def test_replaying_a_blocked_proposal_returns_200_with_the_recorded_proposal(api) -> None:
+    body = {**BODY, "action": "reset_password", "target": "jdoe@corp.example", "params": {}}
+    first = post(api, body, key="blocked-once")
+    assert first.status_code == 403
+    again = post(api, body, key="blocked-once")
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["proposal"]["id"]
+    assert again.json()["status"] == "blocked"
+    assert again.json()["code"] == "action_not_permitted"
+    assert Proposal.objects.count() == 1
