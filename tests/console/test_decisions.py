@@ -257,3 +257,24 @@ def test_approval_during_the_emergency_stop_says_it_is_held(
     message = _decide(signed_in(analyst), pending, "approve")
     assert "The emergency stop is on: it is held until the stop is lifted" in message
     assert "queued to run" not in message
+
+
+def test_a_plain_form_post_without_javascript_works_with_csrf_checks(
+    agent_with_key, analyst
+) -> None:
+    import re
+
+    from django.test import Client
+
+    proposal = factories.proposal(agent_with_key, target="ws-0200.corp.example")
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(analyst)
+    page = browser.get(f"/proposals/{proposal.pk}/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    response = browser.post(
+        f"/proposals/{proposal.pk}/decide/",
+        {"verdict": "approve", "csrfmiddlewaretoken": token},
+    )
+    assert response.status_code == 302
+    proposal.refresh_from_db()
+    assert proposal.status == "approved"
