@@ -17,7 +17,9 @@ class AgentAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "suspended", "created_at")
     search_fields = ("slug", "name")
     # Suspension goes through the audited service (the console's agent page), never a raw save.
-    readonly_fields = ("suspended", "suspended_reason", "created_at")
+    # Suspension and the callback go through audited services (the console's agent page, the
+    # agent API, create_agent), never a raw save.
+    readonly_fields = ("suspended", "suspended_reason", "callback_url", "created_at")
     exclude = ("callback_secret",)
     actions = ["issue_key"]
 
@@ -56,6 +58,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # keys are issued from the agent's page or create_agent
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead: a deleted key leaves no trace
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
@@ -137,12 +142,25 @@ class AssetAdmin(admin.ModelAdmin):
     list_display = ("identifier", "kind", "criticality", "group", "owner")
     list_filter = ("kind", "criticality", "group")
     search_fields = ("identifier", "owner", "description")
+    actions = None  # bulk delete would skip the audit trail
+
+    def save_model(self, request: HttpRequest, obj: Asset, form: Any, change: bool) -> None:
+        services.asset_save(asset=obj, by=request.user.get_username())
+
+    def delete_model(self, request: HttpRequest, obj: Asset) -> None:
+        services.asset_delete(asset=obj, by=request.user.get_username())
 
 
 @admin.register(EmergencyStop)
 class EmergencyStopAdmin(admin.ModelAdmin):
+    """Read-only: the stop is pulled and lifted in the console, where it is audited and shown
+    live to every analyst."""
+
     list_display = ("engaged", "reason", "changed_by", "changed_at")
     readonly_fields = ("engaged", "reason", "changed_by", "changed_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

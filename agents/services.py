@@ -11,7 +11,7 @@ from django.utils import timezone
 from audit import log
 
 from . import keys
-from .models import Agent, ApiKey, Grant, Policy
+from .models import Agent, ApiKey, Asset, Grant, Policy
 
 POLICY_FIELDS = (
     "purpose",
@@ -153,3 +153,33 @@ def agent_set_callback(*, agent: Agent, url: str, by: str) -> str:
         data={"agent": agent.slug, "callback_url": url},
     )
     return secret
+
+
+@transaction.atomic
+def asset_save(*, asset: Asset, by: str) -> Asset:
+    """Add or change an inventory entry. Criticality decides the two-person rule, so every
+    change is audited with what it was before."""
+    before = Asset.objects.filter(pk=asset.pk).values().first() if asset.pk else None
+    asset.save()
+    log.record(
+        event_type="asset.saved",
+        actor=by,
+        data={
+            "kind": asset.kind,
+            "identifier": asset.identifier,
+            "criticality": asset.criticality,
+            "group": asset.group,
+            "before": before and {k: before[k] for k in ("identifier", "criticality", "group")},
+        },
+    )
+    return asset
+
+
+@transaction.atomic
+def asset_delete(*, asset: Asset, by: str) -> None:
+    log.record(
+        event_type="asset.deleted",
+        actor=by,
+        data={"kind": asset.kind, "identifier": asset.identifier, "criticality": asset.criticality},
+    )
+    asset.delete()

@@ -83,3 +83,38 @@ def test_a_bad_grant_in_the_admin_is_a_form_error(admin_client, agent_with_key):
     assert response.status_code == 200
     assert b"level from 0 to 4" in response.content
     assert agent_with_key.agent.policies.count() == 1
+
+
+def test_changing_an_assets_criticality_in_the_admin_is_audited_with_the_old_value(
+    admin_client,
+) -> None:
+    from agents.models import Asset
+
+    asset = Asset.objects.create(kind="host", identifier="db9.corp.example", criticality="low")
+    response = admin_client.post(
+        f"/admin/agents/asset/{asset.pk}/change/",
+        {
+            "kind": "host",
+            "identifier": "db9.corp.example",
+            "criticality": "critical",
+            "group": "",
+            "owner": "",
+            "description": "",
+        },
+    )
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(event_type="asset.saved")
+    assert event.actor == "root"
+    assert event.data["criticality"] == "critical"
+    assert event.data["before"]["criticality"] == "low"
+
+
+def test_api_keys_cannot_be_deleted_in_the_admin_only_revoked(
+    admin_client, agent_with_key
+) -> None:
+    key = agent_with_key.agent.keys.get()
+    assert (
+        admin_client.post(f"/admin/agents/apikey/{key.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    assert ApiKey.objects.filter(pk=key.pk).exists()
