@@ -225,3 +225,19 @@ def test_api_decision_needs_sign_in(pending: Proposal) -> None:
     response = _decide(APIClient(), pending, "approve")
     assert response.status_code in (401, 403)
     assert not Decision.objects.exists()
+
+
+def test_a_chat_ops_bot_decides_with_its_users_token(agent_with_key, analyst) -> None:
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    proposal = factories.proposal(agent_with_key, target="ws-0300.corp.example")
+    bot = APIClient(enforce_csrf_checks=True)
+    bot.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=analyst).key}")
+    response = bot.post(
+        f"/api/v1/proposals/{proposal.pk}/decisions/",
+        {"verdict": "approve", "reason": "confirmed in chat"},
+        format="json",
+    )
+    assert response.status_code == 201
+    assert response.json()["decisions"][0]["analyst"] == "alice"
