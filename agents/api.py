@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from .authentication import AgentPrincipal, IsAgent
 from .selectors import routing_context
-from .services import agent_set_callback
+from .services import agent_set_callback, callback_address_problem
 from .throttling import ApiKeyRateThrottle
 
 
@@ -33,6 +33,9 @@ class CallbackSerializer(serializers.Serializer):
         parsed = urlparse(value)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise serializers.ValidationError("Must be an absolute http(s) URL.")
+        problem = callback_address_problem(value, resolve=False)
+        if problem:
+            raise serializers.ValidationError(f"Refused: {problem}.")
         return value
 
 

@@ -183,3 +183,38 @@ def asset_delete(*, asset: Asset, by: str) -> None:
         data={"kind": asset.kind, "identifier": asset.identifier, "criticality": asset.criticality},
     )
     asset.delete()
+
+
+def callback_address_problem(url: str, *, resolve: bool) -> str | None:
+    """Why the console must not POST to this URL, or None.
+
+    A compromised agent must not turn the workers into a proxy into the SOC's own network:
+    loopback, private, link-local and other special addresses are refused unless
+    CALLBACK_ALLOW_PRIVATE_NETWORKS is on. `resolve` also checks what a name resolves to now
+    (at delivery time, so a name cannot be pointed inward after it was registered).
+    """
+    import ipaddress
+    import socket
+    from urllib.parse import urlparse
+
+    from django.conf import settings
+
+    if settings.CALLBACK_ALLOW_PRIVATE_NETWORKS:
+        return None
+    host = urlparse(url).hostname or ""
+    if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return f"{host} is this machine"
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if not resolve:
+            return None
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return f"{host} does not resolve"
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not address.is_global:
+            return f"{host} is a private, loopback or reserved address ({address})"
+    return None

@@ -12,6 +12,8 @@ import uuid
 import httpx
 from django.conf import settings
 
+from agents.services import callback_address_problem
+
 from .models import Proposal
 from .selectors import proposal_payload
 
@@ -44,6 +46,10 @@ def deliver(*, proposal_id: str, event: str) -> int | None:
     if not proposal.agent.callback_secret:
         # An HMAC with an empty key proves nothing; an agent must not learn to trust it.
         logger.warning("agent %s has a callback URL but no secret: not sent", proposal.agent.slug)
+        return None
+    problem = callback_address_problem(proposal.agent.callback_url, resolve=True)
+    if problem:
+        logger.warning("callback for agent %s not sent: %s", proposal.agent.slug, problem)
         return None
     body = json.dumps(
         {"event": event, "proposal": proposal_payload(proposal)}, default=str

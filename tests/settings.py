@@ -16,6 +16,8 @@ os.environ.setdefault("CELERY_QUEUE", "soc-test")
 # No connection pool in the test process: pytest-django drops the test database at the end,
 # and a pool's idle connections would keep it "in use by other users".
 os.environ.setdefault("DATABASE_POOL_MAX", "0")
+# The callback tests listen on 127.0.0.1; the refusal itself is tested with this turned off.
+os.environ.setdefault("CALLBACK_ALLOW_PRIVATE_NETWORKS", "1")
 
 from soc_console.settings import *  # noqa: E402, F403
 

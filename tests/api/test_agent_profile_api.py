@@ -42,3 +42,34 @@ def test_a_bad_callback_is_refused_and_nothing_changes(api, body) -> None:
 def test_a_console_user_is_not_an_agent(client, analyst) -> None:
     client.force_login(analyst)
     assert client.get("/api/v1/agent/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.1.2.3/hook",
+        "http://localhost:8000/hook",
+        "http://[::1]/hook",
+    ],
+)
+def test_a_callback_into_the_socs_own_network_is_refused(api, settings, url) -> None:
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+    response = api.put("/api/v1/agent/", {"callback_url": url}, format="json")
+    assert response.status_code == 400
+    assert "Refused" in response.json()["errors"]["callback_url"][0]
+    assert Agent.objects.get(slug="triage-bot").callback_url == ""
+
+
+def test_delivery_refuses_a_name_that_resolves_inward(agent_with_key, settings) -> None:
+    from approvals import callbacks
+    from tests import factories
+
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+    # Registered while allowed (or pointed inward later): delivery checks again and sends nothing.
+    Agent.objects.filter(pk=agent_with_key.agent.pk).update(
+        callback_url="http://localhost.localdomain:9/hook", callback_secret="s" * 64
+    )
+    proposal = factories.proposal(agent_with_key, action="block_ip", target="198.18.0.7")
+    assert callbacks.deliver(proposal_id=str(proposal.pk), event="decided") is None
