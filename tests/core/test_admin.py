@@ -109,9 +109,7 @@ def test_changing_an_assets_criticality_in_the_admin_is_audited_with_the_old_val
     assert event.data["before"]["criticality"] == "low"
 
 
-def test_api_keys_cannot_be_deleted_in_the_admin_only_revoked(
-    admin_client, agent_with_key
-) -> None:
+def test_api_keys_cannot_be_deleted_in_the_admin_only_revoked(admin_client, agent_with_key) -> None:
     key = agent_with_key.agent.keys.get()
     assert (
         admin_client.post(f"/admin/agents/apikey/{key.pk}/delete/", {"post": "yes"}).status_code
