@@ -196,7 +196,11 @@ def test_emergency_stop_with_work_queued_lets_nothing_start(
     assert statuses() == {ExecutionStatus.HELD: 10}
     assert not ConnectorCall.objects.exists()
     assert not AuditEvent.objects.filter(event_type="execution.started").exists()
-    assert AuditEvent.objects.filter(event_type="execution.held").count() == 5
+    # Each execution's hold is on its own timeline: five by the stop itself (the manager's
+    # act), five by the worker's claim that found the stop on.
+    held = AuditEvent.objects.filter(event_type="execution.held")
+    assert held.filter(actor=manager.get_username()).count() == 5
+    assert held.filter(actor="system").count() == 5
 
     services.emergency_stop_release(by=manager, reason="contained")
     time.sleep(2)
