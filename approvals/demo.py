@@ -11,6 +11,8 @@ from agents.models import Agent, Asset
 from agents.services import agent_register
 from soc_console import roles
 
+from . import catalogue
+
 DEMO_PASSWORD = "soc-demo"  # noqa: S105 demo accounts on a local console
 
 USERS = [
@@ -239,3 +241,50 @@ def scenario(rng: random.Random, slug: str) -> Scenario:
         ],
     }
     return rng.choice(choices[slug])
+
+
+TARGETS = {
+    "ip": lambda rng: rng.choice(
+        [
+            f"203.0.113.{rng.randint(1, 254)}",
+            f"198.18.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+            f"10.20.1.{rng.randint(2, 40)}",
+        ]
+    ),
+    "host": lambda rng: rng.choice(
+        [
+            "ws-0142.corp.example",
+            "ws-0217.corp.example",
+            "ws-0311.corp.example",
+            "build07.corp.example",
+            "web-prod03.corp.example",
+            f"ws-{rng.randint(1000, 1999)}.corp.example",
+        ]
+    ),
+    "user": lambda rng: rng.choice(
+        [
+            "jdoe@corp.example",
+            "asmith@corp.example",
+            "svc-backup@corp.example",
+            f"user{rng.randint(10, 99)}@corp.example",
+        ]
+    ),
+    "mailbox": lambda rng: f"<{rng.randint(10**6, 10**7)}@mail.example>",
+    "ticket": lambda rng: f"SIEM-{rng.randint(1000, 99999)}",
+}
+
+
+def scenario_for(rng: random.Random, slug: str, action: str) -> Scenario:
+    """A plausible proposal of this action by this agent, its target valid for the action."""
+    for _ in range(8):
+        pick = scenario(rng, slug)
+        if pick.action == action:
+            return pick
+    kind = catalogue.ACTIONS[action]
+    return Scenario(
+        action,
+        TARGETS[kind.target_kind](rng),
+        f"{kind.label}: pattern matched on correlated alerts.",
+        "alert",
+        {},
+    )

@@ -230,7 +230,7 @@ class Generator:
         kind = catalogue.get(action)
         if kind is None:
             raise RuntimeError(f"{action} is not in the action catalogue")
-        pick = demo.scenario(rng, slug)
+        pick = demo.scenario_for(rng, slug, action)
         confidence = round(min(0.99, max(0.3, rng.gauss(*record.confidence))), 2)
         criticality = rng.choices([c for c, _ in CRITICALITY], [w for _, w in CRITICALITY])[0]
         routed = route(
