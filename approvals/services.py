@@ -1028,6 +1028,11 @@ def rollback_request(
     """Roll back a succeeded, reversible execution, named by its id or its proposal's."""
     _check_may_decide(analyst)
     reason = _text(reason, field="reason")
+    if len(reason) < 3:
+        # Undoing containment is a decision like a rejection: it needs its reason on record.
+        raise InvalidInput(
+            "A rollback needs a reason.", errors={"reason": ["Say why you roll it back."]}
+        )
     lookup = {"pk": execution_id} if execution_id else {"proposal_id": proposal_id}
     execution = Execution.objects.select_related("proposal").filter(**lookup).first()
     if execution is None:

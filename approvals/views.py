@@ -68,11 +68,20 @@ def _safe_next(request: HttpRequest) -> str:
     return "/"
 
 
-def _run(request: HttpRequest, action: Callable[[], Any], success: str) -> HttpResponse:
+def _run(
+    request: HttpRequest, action: Callable[[], Any], success: str, *, refresh: bool = False
+) -> HttpResponse:
+    """Call a service and say how it went. `refresh` reloads the page after a success, for
+    controls whose own state changed (a rolled-back execution offers no second rollback)."""
     try:
         action()
     except DomainError as exc:
         return _flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
+    if refresh and request.htmx:
+        messages.success(request, success)  # shown by the reloaded page
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
     return _flash(request, ok=True, text=success)
 
 
@@ -179,6 +188,7 @@ def rollback(request: HttpRequest, proposal_id: str) -> HttpResponse:
             proposal_id=proposal_id, analyst=request.user, reason=request.POST.get("reason", "")
         ),
         "Rollback requested.",
+        refresh=True,
     )
 
 
@@ -191,6 +201,7 @@ def confirm_review(request: HttpRequest, proposal_id: str) -> HttpResponse:
             proposal_id=proposal_id, analyst=request.user, note=request.POST.get("note", "")
         ),
         "Confirmed.",
+        refresh=True,
     )
 
 
@@ -201,6 +212,7 @@ def release_held(request: HttpRequest, execution_id: str) -> HttpResponse:
         request,
         lambda: services.execution_confirm_held(execution_id=execution_id, analyst=request.user),
         "Re-confirmed: it runs now.",
+        refresh=True,
     )
 
 
@@ -270,7 +282,11 @@ def agent_suspend(request: HttpRequest, slug: str) -> HttpResponse:
                 agent=agent, by=request.user, reason=request.POST.get("reason", "")
             ),
             f"{agent.slug} suspended.",
+            refresh=True,
         )
     return _run(
-        request, lambda: services.agent_resume(agent=agent, by=request.user), f"{slug} resumed."
+        request,
+        lambda: services.agent_resume(agent=agent, by=request.user),
+        f"{slug} resumed.",
+        refresh=True,
     )

@@ -70,7 +70,9 @@ def test_no_rollback_while_the_emergency_stop_is_engaged(agent_with_key, analyst
     services.execution_run(execution_id=execution.pk)
     services.emergency_stop_engage(by=manager, reason="bridge call")
     with pytest.raises(WrongState, match="emergency stop"):
-        services.rollback_request(execution_id=execution.pk, analyst=analyst)
+        services.rollback_request(
+            execution_id=execution.pk, analyst=analyst, reason="false positive"
+        )
     assert Execution.objects.get(pk=execution.pk).status == "succeeded"
 
 
@@ -119,3 +121,20 @@ def test_a_nul_character_in_a_reason_is_refused_clearly(agent_with_key, analyst)
     with pytest.raises(InvalidInput, match="NUL"):
         services.proposal_reject(proposal_id=proposal.pk, analyst=analyst, reason="no\x00pe")
     assert Proposal.objects.get(pk=proposal.pk).status == "pending"
+
+
+def test_a_rollback_needs_a_reason_on_record(agent_with_key, analyst) -> None:
+    from soc_console.errors import InvalidInput
+
+    proposal = factories.proposal(
+        agent_with_key, action="block_ip", target="198.18.0.5", confidence=0.95
+    )
+    execution = Execution.objects.get(proposal=proposal)
+    services.execution_run(execution_id=execution.pk)
+    with pytest.raises(InvalidInput, match="reason"):
+        services.rollback_request(proposal_id=proposal.pk, analyst=analyst, reason="  ")
+    services.rollback_request(proposal_id=proposal.pk, analyst=analyst, reason="false positive")
+    event = AuditEvent.objects.get(
+        proposal_id=proposal.pk, event_type="execution.rollback_requested"
+    )
+    assert event.data["reason"] == "false positive"

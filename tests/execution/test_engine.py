@@ -384,7 +384,9 @@ def test_irreversible_action_cannot_be_rolled_back(
     execution = approved(responder, analyst, action="kill_process", target="ws-9.corp.example")
     tasks.run_execution(str(execution.id))
     with pytest.raises(WrongState):
-        services.rollback_request(execution_id=execution.id, analyst=analyst)
+        services.rollback_request(
+            execution_id=execution.id, analyst=analyst, reason="false positive"
+        )
     execution.refresh_from_db()
     assert execution.status == ExecutionStatus.SUCCEEDED
 
@@ -394,7 +396,9 @@ def test_only_a_succeeded_execution_can_be_rolled_back(
 ) -> None:
     execution = approved(responder, analyst, action="block_ip", target="203.0.113.50")
     with pytest.raises(WrongState):
-        services.rollback_request(execution_id=execution.id, analyst=analyst)
+        services.rollback_request(
+            execution_id=execution.id, analyst=analyst, reason="false positive"
+        )
 
 
 def test_execution_whose_workers_keep_dying_fails_after_the_attempt_limit(
@@ -431,7 +435,7 @@ def test_rollback_whose_workers_keep_dying_ends_rollback_failed(
     settings.EXECUTION_MAX_ATTEMPTS = 1
     execution = approved(responder, analyst, action="block_ip", target="203.0.113.43")
     tasks.run_execution(str(execution.id))
-    services.rollback_request(execution_id=execution.id, analyst=analyst)
+    services.rollback_request(execution_id=execution.id, analyst=analyst, reason="false positive")
     assert services.rollback_claim(execution_id=execution.id) is not None
     _expire_lease(execution)  # the worker died during the undo
 
