@@ -13,7 +13,12 @@ from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view, permission_classes, throttle_classes
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+    throttle_classes,
+)
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -372,3 +377,16 @@ def proposal_rollback(request: Request, proposal_id: str) -> Response:
     services.rollback_request(proposal_id=proposal_id, analyst=request.user, reason=str(reason))
     payload = selectors.proposal_payload(selectors.proposal_detail(proposal_id))
     return Response(payload, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE"])
+@permission_classes([])
+@authentication_classes([])
+def not_found(request: Request) -> Response:
+    return problem(
+        status_code=404,
+        title="Not found",
+        detail=f"No API endpoint at {request.path}. See /api/v1/docs/.",
+        code="not_found",
+    )

@@ -120,7 +120,7 @@ def test_proposal_page_says_the_approver_waits_for_someone_else(
     client = signed_in(analyst)
     _decide(client, critical_pending, "approve")
     page = client.get(f"/proposals/{critical_pending.id}/").content.decode()
-    assert "You approved this one; it now waits for another analyst." in page
+    assert "You approved this one; it now waits for a senior analyst." in page
     assert "1 of 2 approvals" in page
     assert f'hx-post="/proposals/{critical_pending.id}/decide/"' not in page
 

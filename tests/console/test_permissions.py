@@ -241,3 +241,20 @@ def test_a_chat_ops_bot_decides_with_its_users_token(agent_with_key, analyst) ->
     )
     assert response.status_code == 201
     assert response.json()["decisions"][0]["analyst"] == "alice"
+
+
+def test_a_refused_page_explains_itself_inside_the_console(client, analyst) -> None:
+    client.force_login(analyst)
+    response = client.get("/reports/")
+    assert response.status_code == 403
+    assert b"Not for your role" in response.content
+    assert b"Back to the queue" in response.content
+
+
+def test_an_unknown_api_path_answers_in_problem_json(db) -> None:
+    from rest_framework.test import APIClient
+
+    response = APIClient().post("/api/v1/propsals/", {}, format="json")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+    assert "/api/v1/docs/" in response.json()["detail"]
