@@ -98,6 +98,13 @@ class Proposal(models.Model):
     def __str__(self) -> str:
         return f"{self.action} {self.target} ({self.status})"
 
+    @property
+    def action_label(self) -> str:
+        from .catalogue import get
+
+        kind = get(self.action)
+        return kind.label if kind else self.action
+
 
 class Verdict(models.TextChoices):
     APPROVE = "approve", "Approve"

@@ -26,6 +26,13 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"#{self.seq} {self.event_type} by {self.actor}"
 
+    @property
+    def data_text(self) -> str:
+        """The event's data as the export writes it: JSON, keys sorted."""
+        import json
+
+        return json.dumps(self.data, sort_keys=True, ensure_ascii=False)
+
 
 class AuditHead(models.Model):
     """A single row holding the chain's tip.

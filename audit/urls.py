@@ -7,6 +7,7 @@ from . import views
 urlpatterns = [
     path("audit/", views.audit_page, name="audit"),
     path("audit/export.jsonl", views.audit_export, name="audit-export"),
+    path("audit/verify/", views.audit_verify, name="audit-verify"),
     path("reports/", views.reports_page, name="reports"),
     path("reports/<slug:report>.csv", views.report_csv, name="report-csv"),
 ]

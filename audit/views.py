@@ -6,17 +6,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from approvals.views import console_role
 from soc_console import roles
 
 from . import charts, exports, reports, selectors
+from .log import verify_and_record
 
 
 class BadFilter(ValueError):
@@ -207,3 +209,17 @@ def report_csv(request: HttpRequest, report: str) -> HttpResponse:
     for row in result.csv_rows():
         writer.writerow(row)
     return response
+
+
+@require_POST
+@console_role(roles.can_read_reports)
+def audit_verify(request: HttpRequest) -> HttpResponse:
+    """Verify the chain from the browser; the outcome is recorded and shown on the page."""
+    result = verify_and_record()
+    if result.ok:
+        messages.success(request, f"Audit chain intact: {result.events} events.")
+    else:
+        messages.error(
+            request, f"Audit chain BROKEN at event #{result.first_bad_seq}: {result.problem}"
+        )
+    return redirect("/audit/")

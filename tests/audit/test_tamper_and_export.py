@@ -10,6 +10,7 @@ from django.test import Client
 
 from audit import log
 from audit.models import AuditEvent, VerificationRun
+from tests import factories
 
 DAY = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
@@ -246,3 +247,19 @@ def test_a_bad_filter_is_a_400_that_says_why(client, manager, url) -> None:
     response = client.get(url)
     assert response.status_code == 400
     assert b"Bad filter" in response.content
+
+
+def test_a_manager_verifies_the_chain_from_the_audit_page(client, manager, agent_with_key) -> None:
+    from audit.models import VerificationRun
+
+    factories.proposal(agent_with_key)
+    client.force_login(manager)
+    response = client.post("/audit/verify/", follow=True)
+    assert response.status_code == 200
+    assert b"Audit chain intact" in response.content
+    assert VerificationRun.objects.get().ok
+
+
+def test_an_analyst_cannot_run_the_verification(client, analyst) -> None:
+    client.force_login(analyst)
+    assert client.post("/audit/verify/").status_code == 403
