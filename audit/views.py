@@ -2,56 +2,21 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from approvals.views import console_role
 from soc_console import roles
 
 from . import charts, exports, reports, selectors
+from .filters import BadFilter, moment, proposal_id
 from .log import verify_and_record
-
-
-class BadFilter(ValueError):
-    """A filter value that cannot be read: answered with 400 and the reason, never a 500."""
-
-
-def _when(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        parsed = parse_datetime(raw)
-        if parsed is None:
-            day = parse_date(raw)
-            if day is None:
-                raise BadFilter(f"{raw!r} is not a date (YYYY-MM-DD) or a date and time.")
-            parsed = datetime(day.year, day.month, day.day)  # noqa: DTZ001 made aware below
-        if timezone.is_naive(parsed):
-            parsed = timezone.make_aware(parsed)
-        parsed.astimezone(UTC)  # far-off dates overflow here rather than in the query
-    except (ValueError, OverflowError) as exc:
-        if isinstance(exc, BadFilter):
-            raise
-        raise BadFilter(f"{raw!r} is not a valid date.") from exc
-    return parsed
-
-
-def _proposal_filter(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError as exc:
-        raise BadFilter(f"{raw!r} is not a proposal id.") from exc
 
 
 def _bad_filter(exc: BadFilter) -> HttpResponse:
@@ -62,9 +27,9 @@ def _filters(request: HttpRequest) -> dict:
     return {
         "actor": request.GET.get("actor") or None,
         "event_type": request.GET.get("event_type") or None,
-        "proposal_id": _proposal_filter(request.GET.get("proposal")),
-        "since": _when(request.GET.get("since")),
-        "until": _when(request.GET.get("until")),
+        "proposal_id": proposal_id(request.GET.get("proposal")),
+        "since": moment(request.GET.get("since")),
+        "until": moment(request.GET.get("until")),
         # Jump to an event (the first bad one after a failed verification) by its number.
         "upto_seq": int(upto) if (upto := request.GET.get("upto", "")).isdigit() else None,
     }
@@ -114,8 +79,8 @@ def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
 def _report_filters(request: HttpRequest) -> reports.Filters:
     """The report filters from the query string; anything unreadable falls back to a default."""
     default = reports.Filters.default()
-    since = _when(request.GET.get("since")) or default.since
-    until = _when(request.GET.get("until"))
+    since = moment(request.GET.get("since")) or default.since
+    until = moment(request.GET.get("until"))
     # A date picked as "until" means through the end of that day.
     if until and len(request.GET["until"]) == 10:
         try:

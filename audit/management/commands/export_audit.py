@@ -6,22 +6,16 @@ from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from audit import exports, selectors
+from audit.filters import BadFilter, moment
 
 
 def _moment(raw: str | None, name: str) -> datetime | None:
-    if not raw:
-        return None
-    parsed = parse_datetime(raw)
-    if parsed is None:
-        day = parse_date(raw)
-        if day is None:
-            raise CommandError(f"--{name} must be a date (2026-11-01) or an ISO datetime")
-        parsed = datetime(day.year, day.month, day.day)  # noqa: DTZ001 made aware below
-    return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+    try:
+        return moment(raw)
+    except BadFilter as exc:
+        raise CommandError(f"--{name}: {exc}") from exc
 
 
 class Command(BaseCommand):
