@@ -109,18 +109,22 @@ def _number(raw: str | None, kind: type, default: Any, low: float, high: float) 
     return value if low <= value <= high else default
 
 
-@require_GET
-@console_role(roles.can_read_reports)
-def reports_page(request: HttpRequest) -> HttpResponse:
-    name = request.GET.get("report") or "latency"
+def _build_report(request: HttpRequest, name: str) -> tuple[Any, reports.Filters]:
+    """The named report under the request's filters: what the page and its CSV both show."""
     build = reports.REPORTS.get(name)
     if build is None:
         raise Http404("Unknown report.")
+    filters = _report_filters(request)
+    return build(filters), filters
+
+
+@require_GET
+@console_role(roles.can_read_reports)
+def reports_page(request: HttpRequest) -> HttpResponse:
     try:
-        filters = _report_filters(request)
+        report, filters = _build_report(request, request.GET.get("report") or "latency")
     except BadFilter as exc:
         return _bad_filter(exc)
-    report = build(filters)
     query = request.GET.copy()
     query.pop("report", None)
     return render(
@@ -149,14 +153,10 @@ REPORT_TABS = [
 @require_GET
 @console_role(roles.can_read_reports)
 def report_csv(request: HttpRequest, report: str) -> HttpResponse:
-    build = reports.REPORTS.get(report)
-    if build is None:
-        raise Http404("Unknown report.")
     try:
-        filters = _report_filters(request)
+        result, filters = _build_report(request, report)
     except BadFilter as exc:
         return _bad_filter(exc)
-    result = build(filters)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{report}.csv"'
     writer = csv.writer(response)
