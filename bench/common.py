@@ -58,7 +58,10 @@ def manage(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def start_server(env: dict[str, str], port: int, *, workers: int = 1) -> subprocess.Popen:
+def start_server(
+    env: dict[str, str], port: int, *, workers: int = 1, extra: Sequence[str] = ()
+) -> subprocess.Popen:
+    """The console under uvicorn on 127.0.0.1:port; returns once the port accepts."""
     process = subprocess.Popen(
         [
             PYTHON,
@@ -74,6 +77,7 @@ def start_server(env: dict[str, str], port: int, *, workers: int = 1) -> subproc
             "--no-access-log",
             "--log-level",
             "warning",
+            *extra,
         ],
         cwd=ROOT,
         env=env,

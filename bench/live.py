@@ -40,7 +40,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import drop_database, free_port, machine, percentile, scratch_database
+from bench.common import (
+    drop_database,
+    free_port,
+    machine,
+    percentile,
+    scratch_database,
+    start_server,
+)
 
 DATABASE = "soc_bench_live"
 CARD_ID = re.compile(r'<article id="card-([0-9a-f-]{36})"')
@@ -309,27 +316,11 @@ def main() -> None:
     cookies = _analyst_sessions(args.clients)
     key = _agent_key()
 
-    from django.conf import settings
-
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "soc_console.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--workers",
-            str(args.workers),
-            *(["--ws-per-message-deflate", "false"] if not args.deflate else []),
-        ],
-        env=env,
-        cwd=str(settings.BASE_DIR),
+    server = start_server(
+        env,
+        port,
+        workers=args.workers,
+        extra=["--ws-per-message-deflate", "false"] if not args.deflate else [],
     )
     context = multiprocessing.get_context("spawn")
     ready, out, stop = context.Queue(), context.Queue(), context.Event()
