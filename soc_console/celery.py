@@ -2,10 +2,24 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
+from celery import Celery, Task
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "soc_console.settings")
 
 app = Celery("soc_console")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _release_database_connections(sender: Task | None = None, **kwargs: object) -> None:
+    # As Django does around a request: a connection with errors, or past CONN_MAX_AGE, is
+    # closed (with the pool: handed back to it), and the next query takes a sound one. A
+    # task run in place with apply() shares its caller's connection and transaction.
+    if sender is None or getattr(sender.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

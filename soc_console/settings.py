@@ -137,6 +137,10 @@ if DATABASE_URL:
             DATABASES["default"]["OPTIONS"] = {
                 "pool": {"min_size": 1, "max_size": pool_size, "timeout": 10}
             }
+            # The pool checks a connection (one empty query) before handing it out, so one
+            # that PostgreSQL dropped (a restart, a failover) is replaced instead of failing
+            # the next request or task.
+            DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES = {
         "default": {
@@ -267,6 +271,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fix-up closes every database connection (and, in a prefork child, the whole
+# pool) before and after each task, so each task would open a new PostgreSQL connection.
+# This setting stops that; soc_console/celery.py hands connections back the way Django does
+# after a request, which keeps the pool and still drops broken or expired connections.
+CELERY_DB_REUSE_MAX = 10**9
 # Redis hands an unacknowledged message to another worker after the visibility timeout. Every
 # task, and every retry's countdown, must end well before that, or one slow task runs twice at
 # the same time.

@@ -221,6 +221,9 @@ class CeleryEnvironment:
             EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
             PYTHONUNBUFFERED="1",
             PYTHONPATH=str(PROJECT_DIR),
+            # As in production: each worker process keeps a small pool (this test process
+            # runs without one).
+            DATABASE_POOL_MAX="4",
         )
         env.update(self.extra)
         env.update(overrides)

@@ -265,3 +265,42 @@ def test_fifty_concurrent_approvals_each_run_exactly_once(
     assert AuditEvent.objects.filter(event_type="proposal.approved").count() == 50
     assert_each_took_effect_once(executions, connector="identity", counter="sessions_revoked")
     assert ConnectorState.objects.filter(connector="identity").count() == 50
+
+
+def _worker_backends() -> set[int]:
+    # Every other session on the test database: the worker processes' connections.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_workers_keep_their_connections_and_replace_ones_postgresql_dropped(
+    fleet: Fleet, responder: factories.AgentWithKey, analyst: User
+) -> None:
+    # No beat: a task that failed on a dead connection would stay queued, and this test
+    # would time out instead of passing late.
+    fleet.worker(concurrency=2)
+    first = approve_all(submit(responder, 6, action="reset_password", prefix="first"), analyst)
+    wait_all(ExecutionStatus.SUCCEEDED, 6, timeout=20)
+    before = _worker_backends()
+    second = approve_all(submit(responder, 6, action="reset_password", prefix="second"), analyst)
+    wait_all(ExecutionStatus.SUCCEEDED, 12, timeout=20)
+    kept = _worker_backends()
+    # Six more tasks ran on the connections the first six left open: the workers reuse them
+    # instead of connecting for every task.
+    assert before & kept, (before, kept)
+
+    with connection.cursor() as cursor:  # what a PostgreSQL restart does to them
+        for pid in kept:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    wait_for(lambda: not (_worker_backends() & kept), timeout=5, what="the sessions to end")
+
+    third = approve_all(submit(responder, 6, action="reset_password", prefix="third"), analyst)
+    wait_all(ExecutionStatus.SUCCEEDED, 18, timeout=20)
+    assert not AuditEvent.objects.filter(event_type="execution.requeued").exists()
+    assert_each_took_effect_once(
+        first + second + third, connector="identity", counter="password_resets"
+    )
