@@ -120,6 +120,24 @@ def emergency_stop_engaged() -> bool:
     return EmergencyStop.objects.filter(id=1, engaged=True).exists()
 
 
+def _stop_engaged_locked() -> bool:
+    """Whether the emergency stop is on, holding a shared lock on its row until commit.
+
+    Claims take it shared, so they do not wait for each other; engaging the stop takes the row
+    for update, so it waits for the claims in flight, and a claim after it sees the stop.
+    """
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        # One plain statement: this runs at the start of every claim, on the action's path.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT engaged FROM agents_emergencystop WHERE id = 1 FOR SHARE")
+            row = cursor.fetchone()
+        if row is not None:
+            return bool(row[0])
+    stop, _ = EmergencyStop.objects.select_for_update().get_or_create(id=1)
+    return stop.engaged
+
+
 CRITICALITY_ORDER = ["low", "medium", "high", "critical"]
 
 
@@ -739,20 +757,28 @@ def _execution_move(
     changes: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
     publish: bool = True,
+    locked: Execution | None = None,
 ) -> Execution | None:
     """The one way an execution changes status: a compare-and-set plus its audit event.
 
     Returns None when the row was not in an allowed state (another worker, the sweeper or an
-    analyst got there first); the caller decides whether that is an error.
+    analyst got there first); the caller decides whether that is an error. A caller that
+    holds the row's lock passes its copy as `locked`, which is updated instead of re-read.
     """
     now = timezone.now()
+    values = {"status": to, "updated_at": now, **(changes or {})}
     query = Q(pk=execution_id, status__in=list(allowed))
     if guard is not None:
         query &= guard
-    updated = Execution.objects.filter(query).update(status=to, updated_at=now, **(changes or {}))
+    updated = Execution.objects.filter(query).update(**values)
     if not updated:
         return None
-    execution = Execution.objects.select_related("proposal").get(pk=execution_id)
+    if locked is not None:
+        execution = locked
+        for field, value in values.items():
+            setattr(execution, field, value)
+    else:
+        execution = Execution.objects.select_related("proposal").get(pk=execution_id)
     log.record(
         event_type=event_type,
         actor=actor,
@@ -781,21 +807,27 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
     """
     # The stop row's lock orders claims against emergency_stop_engage: an execution either
     # started before the stop committed, or sees the stop and is held.
-    stop, _ = EmergencyStop.objects.select_for_update().get_or_create(id=1)
-    execution = Execution.objects.select_related("proposal__agent").filter(pk=execution_id).first()
+    stopped = _stop_engaged_locked()
+    execution = (
+        Execution.objects.select_for_update(of=("self",))
+        .select_related("proposal__agent")
+        .filter(pk=execution_id)
+        .first()
+    )
     if execution is None or execution.status != ExecutionStatus.QUEUED:
         return None
     now = timezone.now()
     if execution.not_before and execution.not_before > now:
         return None  # a retry's backoff is not over; its own delayed task will come
-    if stop.engaged or execution.proposal.agent.suspended:
-        why = "emergency stop" if stop.engaged else "agent suspended"
+    if stopped or execution.proposal.agent.suspended:
+        why = "emergency stop" if stopped else "agent suspended"
         _execution_move(
             execution_id,
             allowed=[ExecutionStatus.QUEUED],
             to=ExecutionStatus.HELD,
             event_type="execution.held",
             data={"why": why},
+            locked=execution,
         )
         return None
     attempt = execution.attempts + 1
@@ -811,6 +843,7 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
         },
         data={"attempt": attempt},
         publish=announce,
+        locked=execution,
     )
     return Claim(moved, attempt, rollback=False) if moved else None
 
@@ -819,11 +852,15 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
 def rollback_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> Claim | None:
     # Ordered against the stop like execution_claim; a rollback waiting here while the stop is
     # on stays rolling_back and the sweeper dispatches it again once the stop is lifted.
-    stop, _ = EmergencyStop.objects.select_for_update().get_or_create(id=1)
-    if stop.engaged:
+    if _stop_engaged_locked():
         return None
     now = timezone.now()
-    execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+    execution = (
+        Execution.objects.select_for_update(of=("self",))
+        .select_related("proposal")
+        .filter(pk=execution_id)
+        .first()
+    )
     if execution is None or execution.status != ExecutionStatus.ROLLING_BACK:
         return None
     if execution.lease_until and execution.lease_until > now:
@@ -846,6 +883,7 @@ def rollback_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> C
         },
         data={"attempt": attempt},
         publish=announce,
+        locked=execution,
     )
     return Claim(moved, attempt, rollback=True) if moved else None
 
