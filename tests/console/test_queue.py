@@ -20,8 +20,9 @@ from django.utils import timezone
 
 from agents.models import Criticality
 from approvals import catalogue
-from approvals.models import Decision, Proposal, ProposalStatus
+from approvals.models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.priority import priority_key
+from approvals.selectors import Counters, queue_counters
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -218,3 +219,39 @@ def test_queue_query_count_does_not_grow_with_the_pending_count(
         )
     # Best of five: other suites share this machine, and a slow run says nothing about the view.
     assert best <= 0.150
+
+
+def test_the_top_bar_counts_each_kind_of_work(agent_with_key: factories.AgentWithKey) -> None:
+    now = timezone.now()
+    made = [
+        factories.proposal(agent_with_key, target=f"ws-{n:04d}.corp.example") for n in range(11)
+    ]
+    ids = [p.pk for p in made]
+    Proposal.objects.filter(pk=ids[0]).update(escalated_at=now)
+    Proposal.objects.filter(pk__in=ids[1:3]).update(approvals=1)
+    Proposal.objects.filter(pk=ids[3]).update(status=ProposalStatus.AUTO_APPROVED)
+    Proposal.objects.filter(pk=ids[4]).update(status=ProposalStatus.AUTO_APPROVED, reviewed_at=now)
+    Proposal.objects.filter(pk__in=ids[5:]).update(status=ProposalStatus.APPROVED)
+    for proposal_id, status in zip(
+        ids[5:],
+        [
+            ExecutionStatus.HELD,
+            ExecutionStatus.HELD,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.ROLLBACK_FAILED,
+            ExecutionStatus.SUCCEEDED,
+            ExecutionStatus.QUEUED,
+        ],
+        strict=True,
+    ):
+        Execution.objects.create(
+            proposal_id=proposal_id,
+            status=status,
+            idempotency_key=uuid.uuid4().hex,
+            created_at=now,
+            updated_at=now,
+        )
+
+    assert queue_counters() == Counters(
+        pending=3, escalated=1, awaiting_second=2, held=2, unreviewed_auto=1, failed=2
+    )
