@@ -181,19 +181,20 @@ class Counters:
 
 _COUNTERS_SQL = """
 SELECT
-    (SELECT COUNT(*) FROM approvals_proposal WHERE status = %(pending)s),
-    (SELECT COUNT(*) FROM approvals_proposal
-        WHERE status = %(pending)s AND escalated_at IS NOT NULL),
-    (SELECT COUNT(*) FROM approvals_proposal WHERE status = %(pending)s AND approvals > 0),
+    COUNT(*),
+    COUNT(*) FILTER (WHERE escalated_at IS NOT NULL),
+    COUNT(*) FILTER (WHERE approvals > 0),
     (SELECT COUNT(*) FROM approvals_execution WHERE status = %(held)s),
     (SELECT COUNT(*) FROM approvals_proposal
         WHERE status = %(auto_approved)s AND reviewed_at IS NULL),
     (SELECT COUNT(*) FROM approvals_execution WHERE status IN (%(failed)s, %(rollback_failed)s))
+FROM approvals_proposal
+WHERE status = %(pending)s
 """
 
 
 def queue_counters() -> Counters:
-    """The top bar's counts in one statement, whatever the queue's size.
+    """The top bar's counts in one statement: one pass over the pending proposals.
 
     Every live update carries them, so this runs once per broadcast: one round trip and no
     query building, where six ORM counts cost several milliseconds of CPU each time.
