@@ -8,6 +8,8 @@ run, against a bare DRF create of an equivalent row:
 
 1. closed loop: N concurrent clients post as fast as they can for D seconds → throughput;
 2. open loop: a fixed rate (default 50/s) for D seconds → p50/p99/max latency.
+
+Both are repeated (--rounds, default 3) and printed round by round and pooled.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Result:
     def line(self, label: str) -> str:
         lat = self.latencies_ms
         return (
-            f"{label:<34} {self.ok:>6}/{self.sent:<6} ok  {self.throughput:8.1f} req/s  "
+            f"{label:<40} {self.ok:>6}/{self.sent:<6} ok  {self.throughput:8.1f} req/s  "
             f"p50 {percentile(lat, 50):6.1f} ms  p99 {percentile(lat, 99):6.1f} ms  "
             f"max {max(lat) if lat else float('nan'):6.1f} ms"
         )
@@ -114,12 +116,30 @@ async def open_loop(base: str, key: str, path: str, rate: float, seconds: float)
     return out
 
 
+def pooled(results: list[Result]) -> Result:
+    """Several rounds as one: throughput over their summed time, percentiles over all calls."""
+    return Result(
+        sent=sum(r.sent for r in results),
+        ok=sum(r.ok for r in results),
+        seconds=sum(r.seconds for r in results),
+        latencies_ms=[ms for r in results for ms in r.latencies_ms],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=16, help="closed-loop concurrency")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rate", type=float, default=50.0, help="open-loop proposals/s")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="repeat both loops, real and bare alternating; each round and the pooled figures "
+        "are printed (one round swings with how the kernel spread the connections over the "
+        "worker processes)",
+    )
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
 
@@ -141,14 +161,21 @@ def main() -> None:
     port = free_port()
     server = start_server(env, port, workers=args.workers)
     base = f"http://127.0.0.1:{port}"
+    closed: dict[str, list[Result]] = {REAL: [], BARE: []}
+    opened: dict[str, list[Result]] = {REAL: [], BARE: []}
     try:
         # Warm both paths (imports, connections) before measuring.
         asyncio.run(closed_loop(base, key, REAL, 4, 2))
         asyncio.run(closed_loop(base, key, BARE, 4, 2))
-        real_closed = asyncio.run(closed_loop(base, key, REAL, args.clients, args.seconds))
-        bare_closed = asyncio.run(closed_loop(base, key, BARE, args.clients, args.seconds))
-        real_open = asyncio.run(open_loop(base, key, REAL, args.rate, args.seconds))
-        bare_open = asyncio.run(open_loop(base, key, BARE, args.rate, args.seconds))
+        for _ in range(args.rounds):
+            for path in (REAL, BARE):
+                closed[path].append(
+                    asyncio.run(closed_loop(base, key, path, args.clients, args.seconds))
+                )
+            for path in (REAL, BARE):
+                opened[path].append(
+                    asyncio.run(open_loop(base, key, path, args.rate, args.seconds))
+                )
     finally:
         stop(server)
         import redis
@@ -158,12 +185,20 @@ def main() -> None:
             drop_database(db_name)
     print(f"machine: {machine()}; server: uvicorn, {args.workers} worker processes; PostgreSQL")
     print(f"closed loop, {args.clients} concurrent clients, {args.seconds:.0f} s each:")
-    print(real_closed.line("  proposals API"))
-    print(bare_closed.line("  bare DRF create (reference)"))
-    print(f"  ratio real/bare throughput: {real_closed.throughput / bare_closed.throughput:.2f}")
-    print(f"open loop at {args.rate:.0f}/s for {args.seconds:.0f} s:")
-    print(real_open.line("  proposals API"))
-    print(bare_open.line("  bare DRF create (reference)"))
+    for n, (real, bare) in enumerate(zip(closed[REAL], closed[BARE], strict=True), start=1):
+        print(real.line(f"  round {n}: proposals API"))
+        print(bare.line(f"  round {n}: bare DRF create"))
+        print(f"  round {n}: ratio real/bare throughput: {real.throughput / bare.throughput:.2f}")
+    real, bare = pooled(closed[REAL]), pooled(closed[BARE])
+    print(real.line("  all rounds: proposals API"))
+    print(bare.line("  all rounds: bare DRF create"))
+    print(f"  all rounds: ratio real/bare throughput: {real.throughput / bare.throughput:.2f}")
+    print(f"open loop at {args.rate:.0f}/s for {args.seconds:.0f} s each:")
+    for n, (real, bare) in enumerate(zip(opened[REAL], opened[BARE], strict=True), start=1):
+        print(real.line(f"  round {n}: proposals API"))
+        print(bare.line(f"  round {n}: bare DRF create"))
+    print(pooled(opened[REAL]).line("  all rounds: proposals API"))
+    print(pooled(opened[BARE]).line("  all rounds: bare DRF create"))
 
 
 if __name__ == "__main__":
