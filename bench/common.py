@@ -11,7 +11,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.error import HTTPError
 from urllib.parse import urlparse, urlunparse
+from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -61,13 +63,13 @@ def manage(env: dict[str, str], *args: str) -> str:
 def start_server(
     env: dict[str, str], port: int, *, workers: int = 1, extra: Sequence[str] = ()
 ) -> subprocess.Popen:
-    """The console under uvicorn on 127.0.0.1:port; returns once the port accepts."""
+    """The console as the Procfile runs it (soc_console.serve) on 127.0.0.1:port; returns once
+    the port accepts."""
     process = subprocess.Popen(
         [
             PYTHON,
             "-m",
-            "uvicorn",
-            "soc_console.asgi:application",
+            "soc_console.serve",
             "--host",
             "127.0.0.1",
             "--port",
@@ -82,11 +84,14 @@ def start_server(
         cwd=ROOT,
         env=env,
     )
+    # The port accepts as soon as it is bound; wait for a worker to answer.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process
+            urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=1).close()
+            return process
+        except HTTPError:
+            return process  # answered, if not with 200
         except OSError:
             time.sleep(0.2)
     process.kill()

@@ -7,7 +7,8 @@ validation, idempotency, policy routing, audit chain append, live broadcast) and
 run, against a bare DRF create of an equivalent row:
 
 1. closed loop: N concurrent clients post as fast as they can for D seconds → throughput;
-2. open loop: a fixed rate (default 50/s) for D seconds → p50/p99/max latency.
+2. open loop: N agents, each on its own connections, send in turn at a fixed rate in all
+   (default 50/s) for D seconds → p50/p99/max latency.
 
 Both are repeated (--rounds, default 3) and printed round by round and pooled.
 """
@@ -97,11 +98,18 @@ async def closed_loop(base: str, key: str, path: str, clients: int, seconds: flo
     return out
 
 
-async def open_loop(base: str, key: str, path: str, rate: float, seconds: float) -> Result:
+async def open_loop(
+    base: str, key: str, path: str, rate: float, seconds: float, clients: int
+) -> Result:
+    """`clients` agents, each with its own connections, sending in turn at `rate` in all."""
     out = Result(0, 0, 0.0, [])
     headers = {"Authorization": f"Bearer {key}"}
-    limits = httpx.Limits(max_connections=200)
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as c:
+    limits = httpx.Limits(max_connections=8)
+    agents = [
+        httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30)
+        for _ in range(clients)
+    ]
+    try:
         started = time.perf_counter()
         tasks = []
         total = int(rate * seconds)
@@ -110,9 +118,13 @@ async def open_loop(base: str, key: str, path: str, rate: float, seconds: float)
             delay = started + n / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(post_one(c, path, 10**6 + n, out)))
+            agent = agents[n % clients]
+            tasks.append(asyncio.create_task(post_one(agent, path, 10**6 + n, out)))
         await asyncio.gather(*tasks)
         out.seconds = time.perf_counter() - started
+    finally:
+        for agent in agents:
+            await agent.aclose()
     return out
 
 
@@ -128,7 +140,9 @@ def pooled(results: list[Result]) -> Result:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clients", type=int, default=16, help="closed-loop concurrency")
+    parser.add_argument(
+        "--clients", type=int, default=16, help="agents: closed-loop concurrency; open-loop senders"
+    )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rate", type=float, default=50.0, help="open-loop proposals/s")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
@@ -174,7 +188,7 @@ def main() -> None:
                 )
             for path in (REAL, BARE):
                 opened[path].append(
-                    asyncio.run(open_loop(base, key, path, args.rate, args.seconds))
+                    asyncio.run(open_loop(base, key, path, args.rate, args.seconds, args.clients))
                 )
     finally:
         stop(server)
@@ -193,7 +207,7 @@ def main() -> None:
     print(real.line("  all rounds: proposals API"))
     print(bare.line("  all rounds: bare DRF create"))
     print(f"  all rounds: ratio real/bare throughput: {real.throughput / bare.throughput:.2f}")
-    print(f"open loop at {args.rate:.0f}/s for {args.seconds:.0f} s each:")
+    print(f"open loop at {args.rate:.0f}/s from {args.clients} agents, {args.seconds:.0f} s each:")
     for n, (real, bare) in enumerate(zip(opened[REAL], opened[BARE], strict=True), start=1):
         print(real.line(f"  round {n}: proposals API"))
         print(bare.line(f"  round {n}: bare DRF create"))

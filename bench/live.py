@@ -4,8 +4,8 @@
         [--clients 200] [--rate 20] [--duration 20] [--workers 1]
 
 Creates (afresh) and migrates its own PostgreSQL database (`soc_bench_live` on the
-DATABASE_URL server), starts its own uvicorn server on a free port with the project's Redis
-channel layer under its own prefix (REDIS_URL, default redis://127.0.0.1:6379/0;
+DATABASE_URL server), starts its own server (soc_console.serve) on a free port with the
+project's Redis channel layer under its own prefix (REDIS_URL, default redis://127.0.0.1:6379/0;
 CHANNEL_PREFIX, default bench-live), and signs in M analysts: sessions written directly
 through Django's session engine, each analyst a websocket client (the `websockets` package,
 with the Origin header a browser sends) in separate client processes, so that the clients'
@@ -279,7 +279,7 @@ def main() -> None:
     )
     parser.add_argument("--probes", type=float, default=2.0, help="reference probes per second")
     parser.add_argument(
-        "--workers", type=int, default=1, help="uvicorn worker processes (the Procfile runs 1)"
+        "--workers", type=int, default=1, help="web worker processes (the Procfile runs 2)"
     )
     parser.add_argument(
         "--no-deflate",

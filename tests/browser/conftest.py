@@ -1,5 +1,5 @@
-"""End-to-end: a live uvicorn server (a subprocess, the real ASGI app and Redis channel layer)
-against the pytest test database, driven by Debian's Chromium through Playwright.
+"""End-to-end: a live server (soc_console.serve in a subprocess, the real ASGI app and Redis
+channel layer) against the pytest test database, driven by Debian's Chromium through Playwright.
 
 The tests are `django_db(transaction=True)`: the server is another process and only sees
 committed rows, and the tables are flushed between tests.
@@ -69,12 +69,13 @@ def live_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[s
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "soc_console.asgi:application",
+                "soc_console.serve",  # as the Procfile runs it: two processes
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(port),
+                "--workers",
+                "2",
                 "--no-access-log",
             ],
             cwd=settings.BASE_DIR,
