@@ -19,6 +19,7 @@ from django.db import connections
 from django.template.loader import render_to_string
 
 from . import selectors
+from .models import Proposal
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,23 @@ def send_html(html: str) -> None:
 
 def proposal_changed(proposal_id: uuid.UUID) -> None:
     proposal = selectors.proposal_detail(proposal_id)
-    if proposal is None:
-        return
+    if proposal is not None:
+        _send_proposal(proposal)
+
+
+def proposal_arrived(proposal: Proposal) -> None:
+    """A new proposal, rendered from the row its request committed instead of read back.
+
+    Every submission broadcasts, so this is the commonest update. If an analyst decided on it
+    in the meantime (someone opened it from a freshly loaded queue), what is true now is sent.
+    """
+    if selectors.proposal_progress(proposal.pk) != (proposal.status, proposal.approvals):
+        proposal_changed(proposal.pk)
+    else:
+        _send_proposal(proposal)
+
+
+def _send_proposal(proposal: Proposal) -> None:
     context: dict[str, Any] = {
         "card": selectors.card_for(proposal),
         "proposal": proposal,

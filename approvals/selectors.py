@@ -229,6 +229,11 @@ def proposal_detail(proposal_id: uuid.UUID | str) -> Proposal | None:
     return proposals_with_details().select_related("api_key").filter(pk=proposal_id).first()
 
 
+def proposal_progress(proposal_id: uuid.UUID | str) -> tuple[str, int] | None:
+    """(status, approvals) as committed: whether anyone has decided since a row was read."""
+    return Proposal.objects.filter(pk=proposal_id).values_list("status", "approvals").first()
+
+
 def proposal_timeline(proposal_id: uuid.UUID | str) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(proposal_id=proposal_id).order_by("seq")
 

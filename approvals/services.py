@@ -9,6 +9,7 @@ status field.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 import threading
@@ -88,6 +89,14 @@ def _publish_proposal(proposal_id: uuid.UUID) -> None:
     from . import live
 
     _after_commit(lambda: live.publish(live.proposal_changed, proposal_id))
+
+
+def _publish_arrival(proposal: Proposal) -> None:
+    from . import live
+
+    # A copy: the request goes on using its own instance while the live update renders this.
+    arrived = copy.copy(proposal)
+    _after_commit(lambda: live.publish(live.proposal_arrived, arrived))
 
 
 def _dispatch(execution_id: uuid.UUID, *, rollback: bool = False, countdown: float = 0) -> None:
@@ -336,7 +345,7 @@ def _record_submission(
         data=data,
     )
     if status in (ProposalStatus.PENDING, ProposalStatus.AUTO_APPROVED):
-        _publish_proposal(proposal.id)
+        _publish_arrival(proposal)
     return proposal
 
 

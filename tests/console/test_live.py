@@ -316,3 +316,25 @@ def test_many_consoles_connecting_at_once_each_get_every_update_in_order(
             await socket.disconnect()
 
     _run(scenario)
+
+
+def test_a_new_card_is_rendered_from_the_submitted_row_unless_decided_since(
+    analyst: User, agent_with_key: factories.AgentWithKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+    monkeypatch.setattr(live, "send_html", sent.append)
+    proposal = factories.proposal(agent_with_key, target="ws-0042.corp.example")
+    assert proposal.status == "pending"
+    (arrival,) = sent
+    assert 'hx-swap-oob="beforeend:#queue-cards"' in arrival
+    assert f'data-id="{proposal.id}"' in arrival and "ws-0042.corp.example" in arrival
+
+    # The render was late and an analyst approved in the meantime: what goes out is the
+    # decided proposal (its card removed), not the pending card from the submitted row.
+    services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
+    live.wait_idle()
+    sent.clear()
+    live.proposal_arrived(proposal)
+    (late,) = sent
+    assert f'id="card-{proposal.id}" hx-swap-oob="delete"' in late
+    assert "beforeend:#queue-cards" not in late
