@@ -230,8 +230,15 @@ def proposal_detail(proposal_id: uuid.UUID | str) -> Proposal | None:
 
 
 def proposal_progress(proposal_id: uuid.UUID | str) -> tuple[str, int] | None:
-    """(status, approvals) as committed: whether anyone has decided since a row was read."""
-    return Proposal.objects.filter(pk=proposal_id).values_list("status", "approvals").first()
+    """(status, approvals) as committed: whether anyone has decided since a row was read.
+
+    A plain statement: every new proposal's live update asks it.
+    """
+    with connection.cursor() as cursor:
+        key = Proposal._meta.pk.get_db_prep_value(proposal_id, connection)  # SQLite: bare hex
+        cursor.execute("SELECT status, approvals FROM approvals_proposal WHERE id = %s", [key])
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def proposal_timeline(proposal_id: uuid.UUID | str) -> QuerySet[AuditEvent]:
