@@ -22,6 +22,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 APP = "soc_console.asgi:application"
+STARTUP_SECONDS = 10
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -78,13 +79,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
     spawn = multiprocessing.get_context("spawn")
 
+    started_at: dict[int, float] = {}
+
     def start(sock: socket.socket) -> BaseProcess:
         process = spawn.Process(target=_worker, args=(sock, options), name="soc-web")
         process.start()
+        started_at[id(process)] = time.monotonic()
         return process
 
     workers = [start(sock) for sock in sockets]
     stopping = False
+    quick_failures = 0
 
     def shut_down(signum: int, frame: Any) -> None:
         nonlocal stopping
@@ -93,12 +98,22 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
     print(f"serving on http://{args.host}:{args.port} with {args.workers} workers", flush=True)
+    failed = False
     while not stopping:
         time.sleep(0.5)
         for n, process in enumerate(workers):
-            if not process.is_alive() and not stopping:
-                print(f"worker {process.pid} exited ({process.exitcode}); starting another")
-                workers[n] = start(sockets[n])
+            if process.is_alive() or stopping:
+                continue
+            # A worker that dies right after starting (a settings error, say) would die
+            # again: after three in a row, stop instead of restarting it forever.
+            lived = time.monotonic() - started_at.pop(id(process))
+            quick_failures = quick_failures + 1 if lived < STARTUP_SECONDS else 0
+            if quick_failures >= 3:
+                print("workers keep exiting at start-up; see the errors above", flush=True)
+                stopping = failed = True
+                break
+            print(f"worker {process.pid} exited ({process.exitcode}); starting another", flush=True)
+            workers[n] = start(sockets[n])
     for process in workers:
         process.terminate()  # uvicorn finishes the requests in flight, then exits
     deadline = time.monotonic() + 10
@@ -106,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         process.join(max(deadline - time.monotonic(), 0.1))
         if process.is_alive():
             process.kill()
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -139,3 +139,23 @@ def test_a_port_in_use_is_refused_at_once() -> None:
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in output
+
+
+def test_workers_that_cannot_start_stop_the_server_with_the_error() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "soc_console.serve", "--port", str(port), "--workers", "2"],
+        cwd=settings.BASE_DIR,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "soc_console.settings",
+            "EXECUTION_LEASE_SECONDS": "soon",  # a malformed setting: every worker dies
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "EXECUTION_LEASE_SECONDS" in output
+    assert "workers keep exiting at start-up" in output
