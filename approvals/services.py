@@ -94,6 +94,11 @@ def _publish_proposal(proposal_id: uuid.UUID) -> None:
 def _publish_arrival(proposal: Proposal) -> None:
     from . import live
 
+    if proposal.status != ProposalStatus.PENDING:
+        # An auto-approved one is already executing: its live update must read the
+        # execution as it is by then, not as it was at commit.
+        _publish_proposal(proposal.id)
+        return
     # A copy: the request goes on using its own instance while the live update renders this.
     arrived = copy.copy(proposal)
     _after_commit(lambda: live.publish(live.proposal_arrived, arrived))
@@ -130,16 +135,18 @@ def emergency_stop_engaged() -> bool:
 
 
 def _stop_engaged_locked() -> bool:
-    """Whether the emergency stop is on, holding a shared lock on its row until commit.
+    """Whether the emergency stop is on, holding its row's lock until commit.
 
-    Claims take it shared, so they do not wait for each other; engaging the stop takes the row
-    for update, so it waits for the claims in flight, and a claim after it sees the stop.
+    Engaging the stop takes the same lock, so a claim either finished before the stop
+    committed or sees it. The lock is exclusive on purpose: a shared one would let claims that
+    overlap keep the stop waiting for as long as a backlog lasts. (Claims queue on the audit
+    chain's head right after anyway.)
     """
     connection = transaction.get_connection()
     if connection.vendor == "postgresql":
         # One plain statement: this runs at the start of every claim, on the action's path.
         with connection.cursor() as cursor:
-            cursor.execute("SELECT engaged FROM agents_emergencystop WHERE id = 1 FOR SHARE")
+            cursor.execute("SELECT engaged FROM agents_emergencystop WHERE id = 1 FOR UPDATE")
             row = cursor.fetchone()
         if row is not None:
             return bool(row[0])

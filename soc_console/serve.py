@@ -44,7 +44,6 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -78,49 +77,62 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         sys.exit(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
     spawn = multiprocessing.get_context("spawn")
-
     started_at: dict[int, float] = {}
-
-    def start(sock: socket.socket) -> BaseProcess:
-        process = spawn.Process(target=_worker, args=(sock, options), name="soc-web")
-        process.start()
-        started_at[id(process)] = time.monotonic()
-        return process
-
-    workers = [start(sock) for sock in sockets]
     stopping = False
-    quick_failures = 0
 
     def shut_down(signum: int, frame: Any) -> None:
         nonlocal stopping
         stopping = True
 
+    # Before any worker exists, so that no signal can leave one behind.
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
-    print(f"serving on http://{args.host}:{args.port} with {args.workers} workers", flush=True)
+
+    def start(sock: socket.socket) -> BaseProcess:
+        process = spawn.Process(target=_worker, args=(sock, options), name="soc-web")
+        process.start()
+        started_at[process.pid] = time.monotonic()
+        return process
+
+    workers: list[BaseProcess] = []
     failed = False
-    while not stopping:
-        time.sleep(0.5)
-        for n, process in enumerate(workers):
-            if process.is_alive() or stopping:
-                continue
-            # A worker that dies right after starting (a settings error, say) would die
-            # again: after three in a row, stop instead of restarting it forever.
-            lived = time.monotonic() - started_at.pop(id(process))
-            quick_failures = quick_failures + 1 if lived < STARTUP_SECONDS else 0
-            if quick_failures >= 3:
-                print("workers keep exiting at start-up; see the errors above", flush=True)
-                stopping = failed = True
-                break
-            print(f"worker {process.pid} exited ({process.exitcode}); starting another", flush=True)
-            workers[n] = start(sockets[n])
-    for process in workers:
-        process.terminate()  # uvicorn finishes the requests in flight, then exits
-    deadline = time.monotonic() + 10
-    for process in workers:
-        process.join(max(deadline - time.monotonic(), 0.1))
-        if process.is_alive():
-            process.kill()
+    try:
+        workers = [start(sock) for sock in sockets]
+        print(f"serving on http://{args.host}:{args.port} with {args.workers} workers", flush=True)
+        quick_failures = 0
+        while not stopping:
+            time.sleep(0.5)
+            now = time.monotonic()
+            for n, process in enumerate(workers):
+                if stopping:
+                    break
+                if process.is_alive():
+                    if now - started_at[process.pid] > STARTUP_SECONDS:
+                        quick_failures = 0  # workers do start: earlier deaths were not that
+                    continue
+                # A worker that dies right after starting (a settings error, say) would die
+                # again: after three in a row, stop instead of restarting it forever.
+                lived = now - started_at.pop(process.pid)
+                quick_failures = quick_failures + 1 if lived < STARTUP_SECONDS else 0
+                if quick_failures >= 3:
+                    print("workers keep exiting at start-up; see the errors above", flush=True)
+                    stopping = failed = True
+                    break
+                print(
+                    f"worker {process.pid} exited ({process.exitcode}); starting another",
+                    flush=True,
+                )
+                workers[n] = start(sockets[n])
+    finally:
+        for sock in sockets:
+            sock.close()  # this process's copies; each worker closes its own as it stops
+        for process in workers:
+            process.terminate()  # uvicorn finishes the requests in flight, then exits
+        deadline = time.monotonic() + 10
+        for process in workers:
+            process.join(max(deadline - time.monotonic(), 0.1))
+            if process.is_alive():
+                process.kill()
     if failed:
         sys.exit(1)
 

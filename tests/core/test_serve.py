@@ -127,7 +127,8 @@ def test_a_worker_that_dies_is_replaced(server: tuple[subprocess.Popen, int]) ->
     # Fresh connections land on both sockets, the replaced worker's included.
     for _ in range(20):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            assert client.get(PROBE, timeout=10).status_code == 404
+            # A request hashed to the new worker's socket waits while Django starts there.
+            assert client.get(PROBE, timeout=30).status_code == 404
 
 
 def test_a_port_in_use_is_refused_at_once() -> None:

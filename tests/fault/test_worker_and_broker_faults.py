@@ -267,12 +267,15 @@ def test_fifty_concurrent_approvals_each_run_exactly_once(
     assert ConnectorState.objects.filter(connector="identity").count() == 50
 
 
+WORKER_SESSIONS = "soc-worker-under-test"  # the workers' application_name (libpq's PGAPPNAME)
+
+
 def _worker_backends() -> set[int]:
-    # Every other session on the test database: the worker processes' connections.
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND application_name = %s",
+            [WORKER_SESSIONS],
         )
         return {row[0] for row in cursor.fetchall()}
 
@@ -282,7 +285,7 @@ def test_workers_keep_their_connections_and_replace_ones_postgresql_dropped(
 ) -> None:
     # No beat: a task that failed on a dead connection would stay queued, and this test
     # would time out instead of passing late.
-    fleet.worker(concurrency=2)
+    fleet.worker(concurrency=2, PGAPPNAME=WORKER_SESSIONS)
     first = approve_all(submit(responder, 6, action="reset_password", prefix="first"), analyst)
     wait_all(ExecutionStatus.SUCCEEDED, 6, timeout=20)
     before = _worker_backends()
