@@ -145,8 +145,18 @@ def _verdict(target: str) -> str:
 
 
 def _ledger_result(idempotency_key: str) -> dict[str, Any] | None:
-    call = ConnectorCall.objects.filter(idempotency_key=idempotency_key).first()
-    return None if call is None else {**call.result, "replayed": True}
+    # One plain statement: every call looks its key up first, on the action's path.
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT result FROM approvals_connectorcall WHERE idempotency_key = %s",
+            [idempotency_key],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    result = ConnectorCall._meta.get_field("result").from_db_value(row[0], None, connection)
+    return {**result, "replayed": True}
 
 
 def _apply(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import ipaddress
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db import connections as db_connections
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -795,12 +793,32 @@ def _execution_move(
             setattr(execution, field, value)
     else:
         execution = Execution.objects.select_related("proposal").get(pk=execution_id)
+    return _execution_moved(
+        execution,
+        event_type=event_type,
+        actor=actor,
+        actor_type=actor_type,
+        data=data,
+        publish=publish,
+    )
+
+
+def _execution_moved(
+    execution: Execution,
+    *,
+    event_type: str,
+    actor: str = SYSTEM,
+    actor_type: str = "system",
+    data: dict[str, Any] | None = None,
+    publish: bool = True,
+) -> Execution:
+    """What follows every status change: its audit event, and the live update on commit."""
     log.record(
         event_type=event_type,
         actor=actor,
         actor_type=actor_type,
         proposal_id=execution.proposal_id,
-        data={"execution": str(execution.id), "status": to, **(data or {})},
+        data={"execution": str(execution.id), "status": execution.status, **(data or {})},
     )
     if publish:
         _publish_proposal(execution.proposal_id)
@@ -824,6 +842,18 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
     # The stop row's lock orders claims against emergency_stop_engage: an execution either
     # started before the stop committed, or sees the stop and is held.
     stopped = _stop_engaged_locked()
+    now = timezone.now()
+    if not stopped:
+        execution = _claim_queued(execution_id, now)
+        if execution is not None:
+            moved = _execution_moved(
+                execution,
+                event_type="execution.started",
+                data={"attempt": execution.attempts},
+                publish=announce,
+            )
+            return Claim(moved, execution.attempts, rollback=False)
+    # Not claimed: say why, and hold the execution if the stop or a suspension is the reason.
     execution = (
         Execution.objects.select_for_update(of=("self",))
         .select_related("proposal__agent")
@@ -832,7 +862,6 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
     )
     if execution is None or execution.status != ExecutionStatus.QUEUED:
         return None
-    now = timezone.now()
     if execution.not_before and execution.not_before > now:
         return None  # a retry's backoff is not over; its own delayed task will come
     if stopped or execution.proposal.agent.suspended:
@@ -845,23 +874,76 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
             data={"why": why},
             locked=execution,
         )
-        return None
-    attempt = execution.attempts + 1
-    moved = _execution_move(
-        execution_id,
-        allowed=[ExecutionStatus.QUEUED],
-        to=ExecutionStatus.RUNNING,
-        event_type="execution.started",
-        changes={
-            "attempts": attempt,
-            "lease_until": now + timedelta(seconds=settings.EXECUTION_LEASE_SECONDS),
-            "started_at": now,
-        },
-        data={"attempt": attempt},
-        publish=announce,
-        locked=execution,
+    # Otherwise the agent was resumed between the two statements: the sweeper dispatches it.
+    return None
+
+
+_CLAIM_SQL = """
+UPDATE approvals_execution
+   SET status = %s, attempts = attempts + 1, lease_until = %s, started_at = %s, updated_at = %s
+ WHERE id = %s AND status = %s AND (not_before IS NULL OR not_before <= %s)
+   AND NOT EXISTS (
+       SELECT 1 FROM approvals_proposal AS p JOIN agents_agent AS a ON a.id = p.agent_id
+        WHERE p.id = approvals_execution.proposal_id AND a.suspended
+   )
+RETURNING {execution}
+"""
+_PROPOSAL_SQL = "SELECT {proposal} FROM approvals_proposal WHERE id = %s"
+
+
+def _claim_queued(execution_id: uuid.UUID | str, now: Any) -> Execution | None:
+    """queued → running as one conditional UPDATE, with its proposal loaded for the call.
+
+    Two plain statements instead of a locking read, an update and the ORM building both: this
+    runs between an approval and its action on every execution, so it is kept short.
+    """
+    connection = transaction.get_connection()
+    ops = connection.ops
+    when = ops.adapt_datetimefield_value(now)
+    lease = ops.adapt_datetimefield_value(now + timedelta(seconds=settings.EXECUTION_LEASE_SECONDS))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_SQL.format(execution=_columns(Execution, connection)),
+            [
+                ExecutionStatus.RUNNING,
+                lease,
+                when,
+                when,
+                Execution._meta.pk.get_db_prep_value(execution_id, connection),
+                ExecutionStatus.QUEUED,
+                when,
+            ],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        execution = _from_row(Execution, row, connection)
+        cursor.execute(
+            _PROPOSAL_SQL.format(proposal=_columns(Proposal, connection)),
+            [Proposal._meta.pk.get_db_prep_value(execution.proposal_id, connection)],
+        )
+        proposal = _from_row(Proposal, cursor.fetchone(), connection)
+    Execution.proposal.field.set_cached_value(execution, proposal)
+    return execution
+
+
+def _columns(model: type[models.Model], connection: Any) -> str:
+    quote = connection.ops.quote_name
+    return ", ".join(quote(field.column) for field in model._meta.concrete_fields)
+
+
+def _from_row(model: type[models.Model], row: Iterable[Any], connection: Any) -> models.Model:
+    """A model instance from a row of all its concrete columns, converted as the ORM would."""
+    values = []
+    for field, value in zip(model._meta.concrete_fields, row, strict=True):
+        column = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        for convert in converters:
+            value = convert(value, column, connection)
+        values.append(value)
+    return model.from_db(
+        connection.alias, [field.attname for field in model._meta.concrete_fields], values
     )
-    return Claim(moved, attempt, rollback=False) if moved else None
 
 
 @transaction.atomic
@@ -985,26 +1067,6 @@ def execution_settle(
 ANNOUNCE_RUNNING_AFTER_SECONDS = 0.05
 
 
-def _announce_running(proposal_id: uuid.UUID) -> threading.Timer:
-    """Broadcast the start from a thread of its own (and its own connection), unless cancelled
-    first. Cancel and join it before settling, so the final state is always the last one sent.
-    """
-    from . import live
-
-    def announce() -> None:
-        try:
-            live.proposal_changed(proposal_id)
-        except Exception:  # a live update must never fail the execution
-            logger.warning("live update for %s not sent", proposal_id, exc_info=True)
-        finally:
-            db_connections.close_all()  # this thread's connections only
-
-    timer = threading.Timer(ANNOUNCE_RUNNING_AFTER_SECONDS, announce)
-    timer.daemon = True
-    timer.start()
-    return timer
-
-
 def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> Execution | None:
     """Claim, call the connector outside any transaction, and settle. Used by the worker."""
     claim = (rollback_claim if rollback else execution_claim)(
@@ -1014,7 +1076,11 @@ def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> E
         return None
     # Rendering the "running" card takes longer than a fast connector call; it must not delay
     # the action, so it runs beside a call that takes a while and not at all for a quick one.
-    announcing = _announce_running(claim.execution.proposal_id)
+    from . import live
+
+    announcing = live.announce_later(
+        ANNOUNCE_RUNNING_AFTER_SECONDS, live.proposal_changed, claim.execution.proposal_id
+    )
     proposal = claim.execution.proposal
     key = claim.execution.idempotency_key + (":undo" if rollback else "")
     outcome, result, error = "succeeded", None, ""
@@ -1038,8 +1104,7 @@ def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> E
     except connectors.PermanentError as exc:
         outcome, error = "permanent", str(exc)
     finally:
-        announcing.cancel()
-        announcing.join()
+        announcing.cancel()  # and wait if it is being sent: the result must come after it
     return execution_settle(claim=claim, outcome=outcome, result=result, error=error)
 
 

@@ -137,10 +137,10 @@ if DATABASE_URL:
             DATABASES["default"]["OPTIONS"] = {
                 "pool": {"min_size": 1, "max_size": pool_size, "timeout": 10}
             }
-            # The pool checks a connection (one empty query) before handing it out, so one
-            # that PostgreSQL dropped (a restart, a failover) is replaced instead of failing
-            # the next request or task.
-            DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+            # A connection that PostgreSQL dropped (a restart, a failover) is replaced before
+            # the pool lends it, instead of failing the next request or task. This backend
+            # checks that without a query; see soc_console/postgresql/base.py.
+            DATABASES["default"]["ENGINE"] = "soc_console.postgresql"
 else:
     DATABASES = {
         "default": {

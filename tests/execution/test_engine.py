@@ -445,3 +445,58 @@ def test_rollback_whose_workers_keep_dying_ends_rollback_failed(
     assert execution.status == ExecutionStatus.ROLLBACK_FAILED
     assert "gave up after 1 attempts" in execution.error
     assert connectors.state_of("firewall", "203.0.113.43") == {"blocked": True}
+
+
+def test_claim_takes_the_execution_with_its_proposal_and_a_lease(
+    responder: factories.AgentWithKey, analyst: User, settings: Any
+) -> None:
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.33")
+    before = timezone.now()
+
+    claim = services.execution_claim(execution_id=execution.id)
+
+    assert claim is not None and claim.attempt == 1
+    stored = Execution.objects.get(pk=execution.pk)
+    for field in Execution._meta.concrete_fields:
+        assert getattr(claim.execution, field.attname) == getattr(stored, field.attname)
+    assert stored.status == ExecutionStatus.RUNNING
+    assert stored.started_at >= before
+    assert stored.lease_until == stored.started_at + timedelta(
+        seconds=settings.EXECUTION_LEASE_SECONDS
+    )
+    assert claim.execution.proposal.target == "203.0.113.33"
+    assert claim.execution.proposal.params == execution.proposal.params
+    started = AuditEvent.objects.get(event_type="execution.started")
+    assert started.data == {"execution": str(execution.id), "status": "running", "attempt": 1}
+    # A second claim of the same execution (a duplicate message) gets nothing.
+    assert services.execution_claim(execution_id=execution.id) is None
+
+
+def test_claim_holds_the_execution_of_an_agent_suspended_since_it_was_queued(
+    responder: factories.AgentWithKey, analyst: User
+) -> None:
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.34")
+    # The flag alone, as when a suspension commits while this execution's task is on its way.
+    Agent.objects.filter(pk=responder.agent.pk).update(suspended=True)
+
+    assert services.execution_claim(execution_id=execution.id) is None
+
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.HELD
+    assert execution.attempts == 0
+    assert AuditEvent.objects.get(event_type="execution.held").data["why"] == "agent suspended"
+
+
+def test_claim_leaves_an_execution_whose_backoff_is_not_over(
+    responder: factories.AgentWithKey, analyst: User
+) -> None:
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.35")
+    Execution.objects.filter(pk=execution.pk).update(
+        not_before=timezone.now() + timedelta(seconds=30)
+    )
+
+    assert services.execution_claim(execution_id=execution.id) is None
+
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.QUEUED
+    assert not AuditEvent.objects.filter(event_type__startswith="execution.").exists()
