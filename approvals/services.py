@@ -109,9 +109,11 @@ def _dispatch(execution_id: uuid.UUID, *, rollback: bool = False, countdown: flo
     _after_commit(lambda: task.apply_async((str(execution_id),), countdown=countdown or None))
 
 
-def _callback(proposal_id: uuid.UUID, event: str) -> None:
+def _callback(proposal_id: uuid.UUID, event: str, *, agent: Agent | None = None) -> None:
     from . import callbacks
 
+    if agent is not None and not agent.callback_url:
+        return  # most agents poll: with the row at hand, no lookup after commit
     _after_commit(lambda: callbacks.schedule(proposal_id=proposal_id, event=event))
 
 
@@ -339,7 +341,7 @@ def _record_submission(
     if status == ProposalStatus.AUTO_APPROVED:
         execution = _execution_create(proposal, now)  # also caches proposal.execution
         data["execution"] = str(execution.id)
-        _callback(proposal.id, "decided")
+        _callback(proposal.id, "decided", agent=agent)
     else:
         Proposal.execution.related.set_cached_value(proposal, None)  # none exists yet
     log.record(
@@ -452,7 +454,11 @@ def _finish_pending(
         data=data,
     )
     _publish_proposal(proposal.id)
-    _callback(proposal.id, "decided")
+    _callback(
+        proposal.id,
+        "decided",
+        agent=proposal.agent if Proposal.agent.is_cached(proposal) else None,
+    )
     return proposal
 
 

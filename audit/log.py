@@ -58,30 +58,90 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data, default=str))
 
 
-# Every service transaction appends one event, so on PostgreSQL the append is two plain
-# statements instead of three ORM queries: lock the head, then insert and move the head.
-_PG_LOCK_HEAD = "SELECT seq, hash FROM audit_audithead WHERE id = 1 FOR UPDATE"
+# Every service transaction appends one event, so on PostgreSQL the append is one plain
+# statement: lock the head, insert the event chained to it, move the head. The hash is taken
+# there too, over the same bytes `chain_hash` hashes: the event's canonical content ends with
+# its sequence number (`"seq":N}`, the last key in sorted order), so this side sends the rest
+# and the database, which alone knows N and the previous hash under the lock, finishes it.
 _PG_APPEND = """
-WITH event AS (
+WITH head AS (
+    SELECT seq + 1 AS seq, hash FROM audit_audithead WHERE id = 1 FOR UPDATE
+), event AS (
     INSERT INTO audit_auditevent
         (seq, at, actor_type, actor, event_type, proposal_id, data, prev_hash, hash)
-    VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
-    RETURNING id
+    SELECT head.seq, %s, %s, %s, %s, %s, %s::jsonb, head.hash,
+           encode(sha256(convert_to(head.hash, 'UTF8') || %s::bytea
+                         || convert_to(head.seq::text || '}', 'UTF8')), 'hex')
+      FROM head
+    RETURNING id, seq, prev_hash, hash
 )
-UPDATE audit_audithead SET seq = %s, hash = %s WHERE id = 1 RETURNING (SELECT id FROM event)
+UPDATE audit_audithead AS moved SET seq = event.seq, hash = event.hash
+  FROM event
+ WHERE moved.id = 1
+RETURNING event.id, event.seq, event.prev_hash, event.hash
 """
+_SEQ_PLACEHOLDER = 0
+_SEQ_TAIL = b'"seq":0}'
 
 
 def _locked_head() -> tuple[int, str]:
-    connection = transaction.get_connection()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_PG_LOCK_HEAD)
-            row = cursor.fetchone()
-        if row is not None:
-            return row[0], row[1]
     head, _ = AuditHead.objects.select_for_update().get_or_create(id=1)
     return head.seq, head.hash
+
+
+def _append_pg(
+    connection: Any,
+    *,
+    at: datetime,
+    actor_type: str,
+    actor: str,
+    event_type: str,
+    proposal_id: uuid.UUID | str | None,
+    data: dict[str, Any],
+) -> AuditEvent | None:
+    """Append in one statement; None when there is no head row yet (a fresh database)."""
+    content = canonical(
+        seq=_SEQ_PLACEHOLDER,
+        at=at,
+        actor_type=actor_type,
+        actor=actor,
+        event_type=event_type,
+        proposal_id=proposal_id,
+        data=data,
+    )
+    if not content.endswith(_SEQ_TAIL):  # the layout the statement relies on
+        raise RuntimeError("the canonical form no longer ends with the sequence number")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PG_APPEND,
+            [
+                at,
+                actor_type,
+                actor,
+                event_type,
+                proposal_id,
+                json.dumps(data),
+                content[: -len(_SEQ_TAIL)] + b'"seq":',
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, seq, prev_hash, digest = row
+    event = AuditEvent(
+        pk=pk,
+        seq=seq,
+        at=at,
+        actor_type=actor_type,
+        actor=actor,
+        event_type=event_type,
+        proposal_id=proposal_id,
+        data=data,
+        prev_hash=prev_hash,
+        hash=digest,
+    )
+    event._state.adding = False
+    return event
 
 
 def record(
@@ -96,6 +156,18 @@ def record(
     if not connection.in_atomic_block:
         raise RuntimeError("audit events are recorded inside the transaction they describe")
     payload = _jsonable(data or {})
+    if connection.vendor == "postgresql":
+        event = _append_pg(
+            connection,
+            at=timezone.now(),
+            actor_type=actor_type,
+            actor=actor,
+            event_type=event_type,
+            proposal_id=proposal_id,
+            data=payload,
+        )
+        if event is not None:
+            return event
     head_seq, head_hash = _locked_head()
     at = timezone.now()
     seq = head_seq + 1
@@ -122,27 +194,6 @@ def record(
         prev_hash=head_hash,
         hash=digest,
     )
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _PG_APPEND,
-                [
-                    seq,
-                    at,
-                    actor_type,
-                    actor,
-                    event_type,
-                    proposal_id,
-                    json.dumps(payload),
-                    head_hash,
-                    digest,
-                    seq,
-                    digest,
-                ],
-            )
-            event.pk = cursor.fetchone()[0]
-        event._state.adding = False
-        return event
     event.save(force_insert=True)
     AuditHead.objects.filter(id=1).update(seq=seq, hash=digest)
     return event
