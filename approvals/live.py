@@ -49,13 +49,17 @@ def proposal_changed(proposal_id: uuid.UUID) -> None:
         _send_proposal(proposal)
 
 
-def proposal_arrived(proposal: Proposal) -> None:
-    """A new proposal, rendered from the row its request committed instead of read back.
+def proposal_committed(proposal: Proposal) -> None:
+    """A proposal a service just wrote (submitted, approved, rejected, …), rendered from the
+    copy that service holds instead of read back.
 
-    Every submission broadcasts, so this is the commonest update. If an analyst decided on it
-    in the meantime (someone opened it from a freshly loaded queue), what is true now is sent.
+    Every submission and every decision broadcasts, so these are the commonest updates. If
+    anything moved since (an analyst decided, a worker took the execution further), what is
+    true now is sent instead.
     """
-    if selectors.proposal_progress(proposal.pk) != (proposal.status, proposal.approvals):
+    execution = selectors.execution_of(proposal)
+    written = (proposal.status, proposal.approvals, execution.status if execution else None)
+    if selectors.proposal_progress(proposal.pk) != written:
         proposal_changed(proposal.pk)
     else:
         _send_proposal(proposal)

@@ -229,16 +229,21 @@ def proposal_detail(proposal_id: uuid.UUID | str) -> Proposal | None:
     return proposals_with_details().select_related("api_key").filter(pk=proposal_id).first()
 
 
-def proposal_progress(proposal_id: uuid.UUID | str) -> tuple[str, int] | None:
-    """(status, approvals) as committed: whether anyone has decided since a row was read.
+def proposal_progress(proposal_id: uuid.UUID | str) -> tuple[str, int, str | None] | None:
+    """(status, approvals, execution status) as committed: whether anything moved since a row
+    was read.
 
-    A plain statement: every new proposal's live update asks it.
+    A plain statement: every live update of a submission or a decision asks it.
     """
     with connection.cursor() as cursor:
         key = Proposal._meta.pk.get_db_prep_value(proposal_id, connection)  # SQLite: bare hex
-        cursor.execute("SELECT status, approvals FROM approvals_proposal WHERE id = %s", [key])
+        cursor.execute(
+            "SELECT p.status, p.approvals, e.status FROM approvals_proposal AS p"
+            " LEFT JOIN approvals_execution AS e ON e.proposal_id = p.id WHERE p.id = %s",
+            [key],
+        )
         row = cursor.fetchone()
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1], row[2]) if row else None
 
 
 def proposal_timeline(proposal_id: uuid.UUID | str) -> QuerySet[AuditEvent]:

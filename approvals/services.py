@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, models, transaction
-from django.db.models import Q
+from django.db.models import Prefetch, Q, prefetch_related_objects
 from django.utils import timezone
 
 from agents.models import Agent, ApiKey, Asset, EmergencyStop
@@ -89,17 +89,24 @@ def _publish_proposal(proposal_id: uuid.UUID) -> None:
     _after_commit(lambda: live.publish(live.proposal_changed, proposal_id))
 
 
-def _publish_arrival(proposal: Proposal) -> None:
+def _publish_committed(proposal: Proposal) -> None:
+    """Broadcast a proposal this transaction wrote, rendered from this copy after commit.
+
+    Reading it back after commit would cost the web process the proposal page's queries at
+    the moment a worker starts the action the decision let through. Its decisions are loaded
+    here, inside the transaction, unless already known (a new proposal has none).
+    """
     from . import live
 
-    if proposal.status != ProposalStatus.PENDING:
-        # An auto-approved one is already executing: its live update must read the
-        # execution as it is by then, not as it was at commit.
-        _publish_proposal(proposal.id)
-        return
+    if "decisions" not in getattr(proposal, "_prefetched_objects_cache", {}):
+        prefetch_related_objects([proposal], _decisions_with_analysts())
     # A copy: the request goes on using its own instance while the live update renders this.
-    arrived = copy.copy(proposal)
-    _after_commit(lambda: live.publish(live.proposal_arrived, arrived))
+    written = copy.copy(proposal)
+    _after_commit(lambda: live.publish(live.proposal_committed, written))
+
+
+def _decisions_with_analysts() -> Prefetch:
+    return Prefetch("decisions", queryset=Decision.objects.select_related("analyst"))
 
 
 def _dispatch(execution_id: uuid.UUID, *, rollback: bool = False, countdown: float = 0) -> None:
@@ -352,7 +359,7 @@ def _record_submission(
         data=data,
     )
     if status in (ProposalStatus.PENDING, ProposalStatus.AUTO_APPROVED):
-        _publish_arrival(proposal)
+        _publish_committed(proposal)
     return proposal
 
 
@@ -390,6 +397,7 @@ def _locked_pending(proposal_id: uuid.UUID | str) -> Proposal:
             "longer be decided.",
             status_now="expired",
         )
+    Proposal.execution.related.set_cached_value(proposal, None)  # none while pending
     return proposal
 
 
@@ -453,7 +461,7 @@ def _finish_pending(
         proposal_id=proposal.id,
         data=data,
     )
-    _publish_proposal(proposal.id)
+    _publish_committed(proposal)
     _callback(
         proposal.id,
         "decided",
@@ -513,7 +521,7 @@ def proposal_approve(
             proposal_id=proposal.id,
             data=data,
         )
-        _publish_proposal(proposal.id)
+        _publish_committed(proposal)
         return proposal
     execution = _execution_create(proposal, now)
     data["execution"] = str(execution.id)

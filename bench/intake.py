@@ -154,6 +154,9 @@ def main() -> None:
         "are printed (one round swings with how the kernel spread the connections over the "
         "worker processes)",
     )
+    parser.add_argument(
+        "--loops", choices=["both", "closed", "open"], default="both", help="which loads to run"
+    )
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
 
@@ -182,11 +185,11 @@ def main() -> None:
         asyncio.run(closed_loop(base, key, REAL, 4, 2))
         asyncio.run(closed_loop(base, key, BARE, 4, 2))
         for _ in range(args.rounds):
-            for path in (REAL, BARE):
+            for path in (REAL, BARE) if args.loops != "open" else ():
                 closed[path].append(
                     asyncio.run(closed_loop(base, key, path, args.clients, args.seconds))
                 )
-            for path in (REAL, BARE):
+            for path in (REAL, BARE) if args.loops != "closed" else ():
                 opened[path].append(
                     asyncio.run(open_loop(base, key, path, args.rate, args.seconds, args.clients))
                 )
@@ -198,6 +201,13 @@ def main() -> None:
         if not args.keep_db:
             drop_database(db_name)
     print(f"machine: {machine()}; server: uvicorn, {args.workers} worker processes; PostgreSQL")
+    if closed[REAL]:
+        print_closed(closed, args)
+    if opened[REAL]:
+        print_open(opened, args)
+
+
+def print_closed(closed: dict[str, list[Result]], args: argparse.Namespace) -> None:
     print(f"closed loop, {args.clients} concurrent clients, {args.seconds:.0f} s each:")
     for n, (real, bare) in enumerate(zip(closed[REAL], closed[BARE], strict=True), start=1):
         print(real.line(f"  round {n}: proposals API"))
@@ -207,6 +217,9 @@ def main() -> None:
     print(real.line("  all rounds: proposals API"))
     print(bare.line("  all rounds: bare DRF create"))
     print(f"  all rounds: ratio real/bare throughput: {real.throughput / bare.throughput:.2f}")
+
+
+def print_open(opened: dict[str, list[Result]], args: argparse.Namespace) -> None:
     print(f"open loop at {args.rate:.0f}/s from {args.clients} agents, {args.seconds:.0f} s each:")
     for n, (real, bare) in enumerate(zip(opened[REAL], opened[BARE], strict=True), start=1):
         print(real.line(f"  round {n}: proposals API"))

@@ -334,7 +334,7 @@ def test_a_new_card_is_rendered_from_the_submitted_row_unless_decided_since(
     services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
     live.wait_idle()
     sent.clear()
-    live.proposal_arrived(proposal)
+    live.proposal_committed(proposal)
     (late,) = sent
     assert f'id="card-{proposal.id}" hx-swap-oob="delete"' in late
     assert "beforeend:#queue-cards" not in late
