@@ -9,6 +9,7 @@ status field.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ipaddress
 import logging
@@ -853,20 +854,16 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
     With the emergency stop engaged or the agent suspended the execution is held instead.
     announce=False leaves the live update of the start to the caller (see execution_run).
     """
-    # The stop row's lock orders claims against emergency_stop_engage: an execution either
-    # started before the stop committed, or sees the stop and is held.
-    stopped = _stop_engaged_locked()
     now = timezone.now()
-    if not stopped:
-        execution = _claim_queued(execution_id, now)
-        if execution is not None:
-            moved = _execution_moved(
-                execution,
-                event_type="execution.started",
-                data={"attempt": execution.attempts},
-                publish=announce,
-            )
-            return Claim(moved, execution.attempts, rollback=False)
+    stopped, execution = _claim_queued(execution_id, now)
+    if execution is not None:
+        moved = _execution_moved(
+            execution,
+            event_type="execution.started",
+            data={"attempt": execution.attempts},
+            publish=announce,
+        )
+        return Claim(moved, execution.attempts, rollback=False)
     # Not claimed: say why, and hold the execution if the stop or a suspension is the reason.
     execution = (
         Execution.objects.select_for_update(of=("self",))
@@ -892,53 +889,64 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
     return None
 
 
+# The claim in three statements sent together (one round trip on PostgreSQL, whose pipeline
+# still runs them in order, each on a fresh snapshot). The first takes the stop row's lock,
+# which orders claims against emergency_stop_engage: an execution either started before the
+# stop committed, or the second statement sees the stop and leaves it queued for the caller to
+# hold. The second is the compare-and-set; the third loads the proposal for the call.
+_STOP_SQL = "SELECT engaged FROM agents_emergencystop WHERE id = 1 FOR UPDATE"
 _CLAIM_SQL = """
 UPDATE approvals_execution
    SET status = %s, attempts = attempts + 1, lease_until = %s, started_at = %s, updated_at = %s
  WHERE id = %s AND status = %s AND (not_before IS NULL OR not_before <= %s)
+   AND NOT EXISTS (SELECT 1 FROM agents_emergencystop WHERE id = 1 AND engaged)
    AND NOT EXISTS (
        SELECT 1 FROM approvals_proposal AS p JOIN agents_agent AS a ON a.id = p.agent_id
         WHERE p.id = approvals_execution.proposal_id AND a.suspended
    )
 RETURNING {execution}
 """
-_PROPOSAL_SQL = "SELECT {proposal} FROM approvals_proposal WHERE id = %s"
+_PROPOSAL_SQL = """
+SELECT {proposal} FROM approvals_proposal
+ WHERE id = (SELECT proposal_id FROM approvals_execution WHERE id = %s)
+"""
 
 
-def _claim_queued(execution_id: uuid.UUID | str, now: Any) -> Execution | None:
-    """queued → running as one conditional UPDATE, with its proposal loaded for the call.
+def _claim_queued(execution_id: uuid.UUID | str, now: Any) -> tuple[bool, Execution | None]:
+    """(whether the stop is engaged, the execution if it went queued → running).
 
-    Two plain statements instead of a locking read, an update and the ORM building both: this
-    runs between an approval and its action on every execution, so it is kept short.
+    Plain statements sent in one go instead of a locking read, an update and the ORM building
+    each: this runs between an approval and its action on every execution.
     """
     connection = transaction.get_connection()
     ops = connection.ops
     when = ops.adapt_datetimefield_value(now)
     lease = ops.adapt_datetimefield_value(now + timedelta(seconds=settings.EXECUTION_LEASE_SECONDS))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _CLAIM_SQL.format(execution=_columns(Execution, connection)),
-            [
-                ExecutionStatus.RUNNING,
-                lease,
-                when,
-                when,
-                Execution._meta.pk.get_db_prep_value(execution_id, connection),
-                ExecutionStatus.QUEUED,
-                when,
-            ],
-        )
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        execution = _from_row(Execution, row, connection)
-        cursor.execute(
-            _PROPOSAL_SQL.format(proposal=_columns(Proposal, connection)),
-            [Proposal._meta.pk.get_db_prep_value(execution.proposal_id, connection)],
-        )
-        proposal = _from_row(Proposal, cursor.fetchone(), connection)
-    Execution.proposal.field.set_cached_value(execution, proposal)
-    return execution
+    key = Execution._meta.pk.get_db_prep_value(execution_id, connection)
+    connection.ensure_connection()
+    together = getattr(connection.connection, "pipeline", contextlib.nullcontext)
+    with (
+        connection.cursor() as stop,
+        connection.cursor() as claim,
+        connection.cursor() as proposal,
+    ):
+        with together():
+            stop.execute(_STOP_SQL)
+            claim.execute(
+                _CLAIM_SQL.format(execution=_columns(Execution, connection)),
+                [ExecutionStatus.RUNNING, lease, when, when, key, ExecutionStatus.QUEUED, when],
+            )
+            proposal.execute(_PROPOSAL_SQL.format(proposal=_columns(Proposal, connection)), [key])
+        stop_row, claimed, proposal_row = stop.fetchone(), claim.fetchone(), proposal.fetchone()
+    # No stop row yet (a fresh database): nobody can have engaged it; create and lock it.
+    stopped = bool(stop_row[0]) if stop_row is not None else _stop_engaged_locked()
+    if claimed is None:
+        return stopped, None
+    execution = _from_row(Execution, claimed, connection)
+    Execution.proposal.field.set_cached_value(
+        execution, _from_row(Proposal, proposal_row, connection)
+    )
+    return stopped, execution
 
 
 def _columns(model: type[models.Model], connection: Any) -> str:
