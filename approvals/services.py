@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, Q, prefetch_related_objects
 from django.utils import timezone
 
@@ -29,7 +29,7 @@ from agents.models import Agent, ApiKey, Asset, EmergencyStop
 from agents.routing import RoutingInput, route
 from agents.selectors import routing_context
 from audit import log
-from soc_console import roles
+from soc_console import roles, rows
 from soc_console.errors import (
     IdempotencyConflict,
     InvalidInput,
@@ -174,12 +174,12 @@ def _find_asset(action: catalogue.ActionType, target: str) -> Asset | None:
     if not action.asset_kind:
         return None
     if action.asset_kind != "ip":
-        return Asset.objects.filter(kind=action.asset_kind, identifier__iexact=target).first()
+        return _asset_where("UPPER(identifier) = UPPER(%s)", action.asset_kind, target)
     network = ipaddress.ip_network(target, strict=False)
     if network.num_addresses == 1:
-        return Asset.objects.filter(
-            kind="ip", identifier__in=[str(network.network_address), str(network)]
-        ).first()
+        return _asset_where(
+            "identifier IN (%s, %s)", "ip", str(network.network_address), str(network)
+        )
     touched = []
     for asset in Asset.objects.filter(kind="ip"):
         try:
@@ -189,6 +189,19 @@ def _find_asset(action: catalogue.ActionType, target: str) -> Asset | None:
         if other.version == network.version and network.overlaps(other):
             touched.append(asset)
     return max(touched, key=lambda a: CRITICALITY_ORDER.index(a.criticality), default=None)
+
+
+def _asset_where(condition: str, kind: str, *values: str) -> Asset | None:
+    # A plain statement: every submission looks its target up.
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {rows.columns(Asset, connection)} FROM agents_asset"  # noqa: S608
+            f" WHERE kind = %s AND {condition} ORDER BY identifier LIMIT 1",
+            [kind, *values],
+        )
+        row = cursor.fetchone()
+    return rows.instance(Asset, row, connection) if row else None
 
 
 def proposal_submit(
@@ -933,39 +946,22 @@ def _claim_queued(execution_id: uuid.UUID | str, now: Any) -> tuple[bool, Execut
         with together():
             stop.execute(_STOP_SQL)
             claim.execute(
-                _CLAIM_SQL.format(execution=_columns(Execution, connection)),
+                _CLAIM_SQL.format(execution=rows.columns(Execution, connection)),
                 [ExecutionStatus.RUNNING, lease, when, when, key, ExecutionStatus.QUEUED, when],
             )
-            proposal.execute(_PROPOSAL_SQL.format(proposal=_columns(Proposal, connection)), [key])
+            proposal.execute(
+                _PROPOSAL_SQL.format(proposal=rows.columns(Proposal, connection)), [key]
+            )
         stop_row, claimed, proposal_row = stop.fetchone(), claim.fetchone(), proposal.fetchone()
     # No stop row yet (a fresh database): nobody can have engaged it; create and lock it.
     stopped = bool(stop_row[0]) if stop_row is not None else _stop_engaged_locked()
     if claimed is None:
         return stopped, None
-    execution = _from_row(Execution, claimed, connection)
+    execution = rows.instance(Execution, claimed, connection)
     Execution.proposal.field.set_cached_value(
-        execution, _from_row(Proposal, proposal_row, connection)
+        execution, rows.instance(Proposal, proposal_row, connection)
     )
     return stopped, execution
-
-
-def _columns(model: type[models.Model], connection: Any) -> str:
-    quote = connection.ops.quote_name
-    return ", ".join(quote(field.column) for field in model._meta.concrete_fields)
-
-
-def _from_row(model: type[models.Model], row: Iterable[Any], connection: Any) -> models.Model:
-    """A model instance from a row of all its concrete columns, converted as the ORM would."""
-    values = []
-    for field, value in zip(model._meta.concrete_fields, row, strict=True):
-        column = field.get_col(model._meta.db_table)
-        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-        for convert in converters:
-            value = convert(value, column, connection)
-        values.append(value)
-    return model.from_db(
-        connection.alias, [field.attname for field in model._meta.concrete_fields], values
-    )
 
 
 @transaction.atomic
