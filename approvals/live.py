@@ -54,8 +54,9 @@ def proposal_committed(proposal: Proposal) -> None:
     copy that service holds instead of read back.
 
     Every submission and every decision broadcasts, so these are the commonest updates. If
-    anything moved since (an analyst decided, a worker took the execution further), what is
-    true now is sent instead.
+    the proposal or its execution moved on before the render (an analyst decided, a worker
+    took the execution further), it is read back instead. (A move during the render is sent by
+    whoever made it, a moment later, as with any live update.)
     """
     execution = selectors.execution_of(proposal)
     written = (proposal.status, proposal.approvals, execution.status if execution else None)

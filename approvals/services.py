@@ -154,7 +154,7 @@ def _stop_engaged_locked() -> bool:
     if connection.vendor == "postgresql":
         # One plain statement: this runs at the start of every claim, on the action's path.
         with connection.cursor() as cursor:
-            cursor.execute("SELECT engaged FROM agents_emergencystop WHERE id = 1 FOR UPDATE")
+            cursor.execute(_STOP_SQL + " FOR UPDATE")
             row = cursor.fetchone()
         if row is not None:
             return bool(row[0])
@@ -801,7 +801,10 @@ def _execution_move(
     publish: bool = True,
     locked: Execution | None = None,
 ) -> Execution | None:
-    """The one way an execution changes status: a compare-and-set plus its audit event.
+    """The way an execution changes status: a compare-and-set plus its audit event.
+
+    (The claim, queued → running, is the one other: the same compare-and-set written as a
+    single statement in _claim_queued, followed by the same _execution_moved.)
 
     Returns None when the row was not in an allowed state (another worker, the sweeper or an
     analyst got there first); the caller decides whether that is an error. A caller that
@@ -907,12 +910,14 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
 # which orders claims against emergency_stop_engage: an execution either started before the
 # stop committed, or the second statement sees the stop and leaves it queued for the caller to
 # hold. The second is the compare-and-set; the third loads the proposal for the call.
-_STOP_SQL = "SELECT engaged FROM agents_emergencystop WHERE id = 1 FOR UPDATE"
+# (The stop row must exist for a claim: the first claim on a fresh database creates it, with
+# its lock, before trying again.)
+_STOP_SQL = "SELECT engaged FROM agents_emergencystop WHERE id = 1"
 _CLAIM_SQL = """
 UPDATE approvals_execution
    SET status = %s, attempts = attempts + 1, lease_until = %s, started_at = %s, updated_at = %s
  WHERE id = %s AND status = %s AND (not_before IS NULL OR not_before <= %s)
-   AND NOT EXISTS (SELECT 1 FROM agents_emergencystop WHERE id = 1 AND engaged)
+   AND EXISTS (SELECT 1 FROM agents_emergencystop WHERE id = 1 AND NOT engaged)
    AND NOT EXISTS (
        SELECT 1 FROM approvals_proposal AS p JOIN agents_agent AS a ON a.id = p.agent_id
         WHERE p.id = approvals_execution.proposal_id AND a.suspended
@@ -938,13 +943,15 @@ def _claim_queued(execution_id: uuid.UUID | str, now: Any) -> tuple[bool, Execut
     key = Execution._meta.pk.get_db_prep_value(execution_id, connection)
     connection.ensure_connection()
     together = getattr(connection.connection, "pipeline", contextlib.nullcontext)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with (
         connection.cursor() as stop,
         connection.cursor() as claim,
         connection.cursor() as proposal,
     ):
-        with together():
-            stop.execute(_STOP_SQL)
+        # Errors surface when the pipeline ends: translated there as Django's own would be.
+        with connection.wrap_database_errors, together():
+            stop.execute(_STOP_SQL + lock)
             claim.execute(
                 _CLAIM_SQL.format(execution=rows.columns(Execution, connection)),
                 [ExecutionStatus.RUNNING, lease, when, when, key, ExecutionStatus.QUEUED, when],
@@ -953,8 +960,12 @@ def _claim_queued(execution_id: uuid.UUID | str, now: Any) -> tuple[bool, Execut
                 _PROPOSAL_SQL.format(proposal=rows.columns(Proposal, connection)), [key]
             )
         stop_row, claimed, proposal_row = stop.fetchone(), claim.fetchone(), proposal.fetchone()
-    # No stop row yet (a fresh database): nobody can have engaged it; create and lock it.
-    stopped = bool(stop_row[0]) if stop_row is not None else _stop_engaged_locked()
+    if stop_row is None:
+        # A fresh database: nothing was claimed (the UPDATE needs the row). Create the row,
+        # holding its lock, and claim with it.
+        _stop_engaged_locked()
+        return _claim_queued(execution_id, now)
+    stopped = bool(stop_row[0])
     if claimed is None:
         return stopped, None
     execution = rows.instance(Execution, claimed, connection)

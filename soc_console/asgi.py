@@ -28,15 +28,3 @@ application = ProtocolTypeRouter(
         ),
     }
 )
-
-
-def _loaded() -> None:
-    from django.urls import get_resolver
-
-    from soc_console.celery import freeze_start_up_objects
-
-    get_resolver().url_patterns  # noqa: B018 - loads the URLconf now rather than on request
-    freeze_start_up_objects()
-
-
-_loaded()

@@ -49,8 +49,15 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 def _worker(sock: socket.socket, options: dict[str, Any]) -> None:
     import uvicorn
+    from django.urls import get_resolver
 
-    uvicorn.Server(uvicorn.Config(APP, **options)).run(sockets=[sock])
+    from soc_console.celery import freeze_start_up_objects
+
+    config = uvicorn.Config(APP, **options)
+    config.load()  # the application, before freezing what it loaded
+    get_resolver().url_patterns  # noqa: B018 - the URLconf now, not on the first request
+    freeze_start_up_objects()
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def main(argv: list[str] | None = None) -> None:

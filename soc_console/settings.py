@@ -136,12 +136,12 @@ if DATABASE_URL:
         # again and again (a claim, an audit append, the queue's reads) is prepared after its
         # fifth run: PostgreSQL plans it once per connection instead of on every execution,
         # and planning costs more than running most of these. Turn it off for a connection
-        # pooler that cannot keep prepared statements (PgBouncer before 1.21).
+        # pooler that cannot keep prepared statements (PgBouncer before 1.21, or without
+        # max_prepared_statements). Options given in DATABASE_URL (sslmode, …) are kept.
         prepared = env_bool("DATABASE_PREPARED_STATEMENTS", True)
-        DATABASES["default"]["OPTIONS"] = {
-            "server_side_binding": prepared,
-            "prepare_threshold": 5 if prepared else None,
-        }
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            {"server_side_binding": prepared, "prepare_threshold": 5 if prepared else None}
+        )
         pool_size = env_int("DATABASE_POOL_MAX", 8, minimum=0)
         if pool_size:
             DATABASES["default"]["OPTIONS"]["pool"] = {

@@ -11,7 +11,7 @@ from django.core import mail
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import Agent
+from agents.models import Agent, EmergencyStop
 from approvals import connectors, services, tasks
 from approvals.models import ConnectorCall, Execution, ExecutionStatus
 from approvals.selectors import proposal_payload
@@ -500,3 +500,16 @@ def test_claim_leaves_an_execution_whose_backoff_is_not_over(
     execution.refresh_from_db()
     assert execution.status == ExecutionStatus.QUEUED
     assert not AuditEvent.objects.filter(event_type__startswith="execution.").exists()
+
+
+def test_the_first_claim_on_a_fresh_database_creates_the_stop_row_and_runs(
+    responder: factories.AgentWithKey, analyst: User
+) -> None:
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.36")
+    EmergencyStop.objects.all().delete()  # as on a database no stop was ever pulled on
+
+    claim = services.execution_claim(execution_id=execution.id)
+
+    assert claim is not None and claim.attempt == 1
+    assert EmergencyStop.objects.get(id=1).engaged is False
+    assert Execution.objects.get(pk=execution.pk).status == ExecutionStatus.RUNNING
