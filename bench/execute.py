@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("-n", "--approvals", type=int, default=300)
+    parser.add_argument("-n", "--approvals", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=20, help="rounds measured but not counted")
     parser.add_argument("--database", default="soc_bench_execute")
     parser.add_argument("--keep-db", action="store_true", help="leave the database for a look")
