@@ -86,7 +86,34 @@ def stop_changed() -> None:
     )
 
 
-class _Broadcaster:
+class _QueueThread:
+    """A daemon thread of this process that works through a queue, started on first use.
+
+    A Celery worker forks after import: each child starts its own thread, with its own queue.
+    """
+
+    name = "queue"
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def _put(self, item: Any) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._queue = queue.SimpleQueue()
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+        self._queue.put(item)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class _Broadcaster(_QueueThread):
     """Renders and sends live updates on a thread of its own, in commit order.
 
     The request or task that committed the change answers without waiting for the render and
@@ -94,28 +121,18 @@ class _Broadcaster:
     connection is reused instead of being set up for every message.
     """
 
+    name = "live-updates"
+
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
-            queue.SimpleQueue()
-        )
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        super().__init__()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle = threading.Condition()
         self._outstanding = 0
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        with self._lock:
-            # A Celery worker forks after import: each child needs its own thread.
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._queue = queue.SimpleQueue()
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="live-updates", daemon=True)
-                self._thread.start()
         with self._idle:
             self._outstanding += 1
-        self._queue.put((fn, args))
+        self._put((fn, args))
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until everything submitted so far has been sent (or the timeout passes)."""
@@ -191,28 +208,17 @@ class Announcement:
                 connections.close_all()  # this thread's connections only
 
 
-class _Announcer:
+class _Announcer(_QueueThread):
     """One thread per process that sends announcements when they fall due.
 
     A thread started for each one would cost its start-up on the path of every execution;
     this one waits on a queue.
     """
 
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Announcement] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+    name = "announcer"
 
     def submit(self, announcement: Announcement) -> None:
-        with self._lock:
-            # A Celery worker forks after import: each child needs its own thread.
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._queue = queue.SimpleQueue()
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="announcer", daemon=True)
-                self._thread.start()
-        self._queue.put(announcement)
+        self._put(announcement)
 
     def _run(self) -> None:
         while True:

@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,8 +80,29 @@ UPDATE audit_audithead AS moved SET seq = event.seq, hash = event.hash
  WHERE moved.id = 1
 RETURNING event.id, event.seq, event.prev_hash, event.hash
 """
-_SEQ_PLACEHOLDER = 0
 _SEQ_TAIL = b'"seq":0}'
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event before it takes its place in the chain: what it says, not where it stands.
+
+    `record` appends one, now; `record_many` appends backfilled history, in chain order.
+    """
+
+    at: datetime
+    actor_type: str
+    actor: str
+    event_type: str
+    proposal_id: uuid.UUID | str | None
+    data: dict[str, Any]
+
+    def content(self, seq: int) -> bytes:
+        """The bytes its hash covers, as the event at position `seq`."""
+        return canonical(seq=seq, **vars(self))
+
+    def stored(self, *, seq: int, prev_hash: str, digest: str) -> AuditEvent:
+        return AuditEvent(seq=seq, prev_hash=prev_hash, hash=digest, **vars(self))
 
 
 def _locked_head() -> tuple[int, str]:
@@ -89,38 +110,21 @@ def _locked_head() -> tuple[int, str]:
     return head.seq, head.hash
 
 
-def _append_pg(
-    connection: Any,
-    *,
-    at: datetime,
-    actor_type: str,
-    actor: str,
-    event_type: str,
-    proposal_id: uuid.UUID | str | None,
-    data: dict[str, Any],
-) -> AuditEvent | None:
+def _append_pg(connection: Any, pending: PendingEvent) -> AuditEvent | None:
     """Append in one statement; None when there is no head row yet (a fresh database)."""
-    content = canonical(
-        seq=_SEQ_PLACEHOLDER,
-        at=at,
-        actor_type=actor_type,
-        actor=actor,
-        event_type=event_type,
-        proposal_id=proposal_id,
-        data=data,
-    )
+    content = pending.content(0)
     if not content.endswith(_SEQ_TAIL):  # the layout the statement relies on
         raise RuntimeError("the canonical form no longer ends with the sequence number")
     with connection.cursor() as cursor:
         cursor.execute(
             _PG_APPEND,
             [
-                at,
-                actor_type,
-                actor,
-                event_type,
-                proposal_id,
-                json.dumps(data),
+                pending.at,
+                pending.actor_type,
+                pending.actor,
+                pending.event_type,
+                pending.proposal_id,
+                json.dumps(pending.data),
                 content[: -len(_SEQ_TAIL)] + b'"seq":',
             ],
         )
@@ -128,18 +132,8 @@ def _append_pg(
     if row is None:
         return None
     pk, seq, prev_hash, digest = row
-    event = AuditEvent(
-        pk=pk,
-        seq=seq,
-        at=at,
-        actor_type=actor_type,
-        actor=actor,
-        event_type=event_type,
-        proposal_id=proposal_id,
-        data=data,
-        prev_hash=prev_hash,
-        hash=digest,
-    )
+    event = pending.stored(seq=seq, prev_hash=prev_hash, digest=digest)
+    event.pk = pk
     event._state.adding = False
     return event
 
@@ -152,63 +146,33 @@ def record(
     proposal_id: uuid.UUID | str | None = None,
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
+    """Append one event to the chain inside the caller's transaction.
+
+    Its time is when the service recorded it; its place is the order in which transactions
+    took the head, so under contention times can run a few milliseconds backwards along seq.
+    """
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("audit events are recorded inside the transaction they describe")
-    payload = _jsonable(data or {})
-    if connection.vendor == "postgresql":
-        event = _append_pg(
-            connection,
-            at=timezone.now(),
-            actor_type=actor_type,
-            actor=actor,
-            event_type=event_type,
-            proposal_id=proposal_id,
-            data=payload,
-        )
-        if event is not None:
-            return event
-    head_seq, head_hash = _locked_head()
-    at = timezone.now()
-    seq = head_seq + 1
-    digest = chain_hash(
-        head_hash,
-        canonical(
-            seq=seq,
-            at=at,
-            actor_type=actor_type,
-            actor=actor,
-            event_type=event_type,
-            proposal_id=proposal_id,
-            data=payload,
-        ),
-    )
-    event = AuditEvent(
-        seq=seq,
-        at=at,
+    pending = PendingEvent(
+        at=timezone.now(),
         actor_type=actor_type,
         actor=actor,
         event_type=event_type,
         proposal_id=proposal_id,
-        data=payload,
-        prev_hash=head_hash,
-        hash=digest,
+        data=_jsonable(data or {}),
     )
+    if connection.vendor == "postgresql":
+        event = _append_pg(connection, pending)
+        if event is not None:
+            return event
+    head_seq, head_hash = _locked_head()
+    seq = head_seq + 1
+    digest = chain_hash(head_hash, pending.content(seq))
+    event = pending.stored(seq=seq, prev_hash=head_hash, digest=digest)
     event.save(force_insert=True)
     AuditHead.objects.filter(id=1).update(seq=seq, hash=digest)
     return event
-
-
-@dataclass(frozen=True)
-class PendingEvent:
-    """An event to append with its own timestamp: backfilled history, in chain order."""
-
-    at: datetime
-    actor_type: str
-    actor: str
-    event_type: str
-    proposal_id: uuid.UUID | str | None
-    data: dict[str, Any]
 
 
 EVENT_COLUMNS = (
@@ -243,18 +207,7 @@ def record_many(events: Iterable[PendingEvent], *, write: RowWriter | None = Non
         # The JSON text is what the column stores and what verification re-reads.
         text = json.dumps(event.data, default=str)
         payload = json.loads(text)
-        digest = chain_hash(
-            prev,
-            canonical(
-                seq=seq,
-                at=event.at,
-                actor_type=event.actor_type,
-                actor=event.actor,
-                event_type=event.event_type,
-                proposal_id=event.proposal_id,
-                data=payload,
-            ),
-        )
+        digest = chain_hash(prev, replace(event, data=payload).content(seq))
         rows.append(
             (
                 seq,
