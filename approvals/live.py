@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import queue
 import threading
@@ -27,15 +28,22 @@ logger = logging.getLogger(__name__)
 GROUP = "console"
 
 
-def send_html(html: str) -> None:
+def send_html(html: str, *, counters: bool = False) -> None:
+    """Push `html` to every open console; with `counters`, the top bar's counts go along.
+
+    On the broadcaster thread the html joins that thread's next message, and the counts are
+    read at most every LIVE_COUNTERS_SECONDS (see _Broadcaster); anywhere else both go at once.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
     try:
         own = getattr(_local, "broadcaster", None)
         if own is not None:
-            own.send(html)
+            own.add(html, counters=counters)
         else:
+            if counters:
+                html += counters_html()
             async_to_sync(layer.group_send)(GROUP, {"type": "console.html", "html": html})
     except Exception:
         # A Redis outage must not undo or fail a committed change; browsers re-fetch the
@@ -67,12 +75,14 @@ def proposal_committed(proposal: Proposal) -> None:
 
 
 def _send_proposal(proposal: Proposal) -> None:
-    context: dict[str, Any] = {
-        "card": selectors.card_for(proposal),
-        "proposal": proposal,
-        "counters": selectors.queue_counters(),
-    }
-    send_html(render_to_string("approvals/live.html", context))
+    context: dict[str, Any] = {"card": selectors.card_for(proposal), "proposal": proposal}
+    send_html(render_to_string("approvals/live.html", context), counters=True)
+
+
+def counters_html() -> str:
+    return render_to_string(
+        "approvals/counters.html", {"counters": selectors.queue_counters(), "oob": True}
+    )
 
 
 def stop_changed() -> None:
@@ -119,15 +129,29 @@ class _Broadcaster(_QueueThread):
     The request or task that committed the change answers without waiting for the render and
     the Redis round trip; the thread keeps one event loop, so the channel layer's Redis
     connection is reused instead of being set up for every message.
+
+    Under load, updates queue up while one is rendered: the thread takes all of them (up to
+    BATCH) and sends them as one message, whose pieces the browser swaps in order.
+
+    The top bar's counts take one pass over the pending proposals, so their cost grows with
+    the queue. They are read at most every LIVE_COUNTERS_SECONDS: the first update after a
+    quiet spell carries fresh counts, and updates within the interval are followed, once it
+    has passed, by one message with the counts as they are then. A console is never left
+    showing counts older than the interval.
     """
 
     name = "live-updates"
+    BATCH = 32
 
     def __init__(self) -> None:
         super().__init__()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle = threading.Condition()
         self._outstanding = 0
+        self._parts: list[str] = []
+        self._counters_wanted = False
+        self._counters_owed = False  # wanted within the interval: sent when it has passed
+        self._counters_at = -math.inf
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         with self._idle:
@@ -135,9 +159,14 @@ class _Broadcaster(_QueueThread):
         self._put((fn, args))
 
     def wait_idle(self, timeout: float) -> bool:
-        """Block until everything submitted so far has been sent (or the timeout passes)."""
+        """Block until everything submitted so far has been sent, counts owed included (or
+        the timeout passes)."""
         with self._idle:
             return self._idle.wait_for(lambda: self._outstanding == 0, timeout=timeout)
+
+    def add(self, html: str, *, counters: bool) -> None:
+        self._parts.append(html)
+        self._counters_wanted = self._counters_wanted or counters
 
     def send(self, html: str) -> None:
         layer = get_channel_layer()
@@ -151,16 +180,61 @@ class _Broadcaster(_QueueThread):
         self._loop = asyncio.new_event_loop()
         _local.broadcaster = self
         while True:
-            fn, args = self._queue.get()
-            try:
-                fn(*args)
-            except Exception:
-                logger.warning("live update not sent", exc_info=True)
+            batch = self._take()
+            for fn, args in batch:
+                try:
+                    fn(*args)
+                except Exception:
+                    logger.warning("live update not sent", exc_info=True)
+            owed_change = self._flush()
             if self._queue.empty():
                 connections.close_all()  # this thread's connections only
             with self._idle:
-                self._outstanding -= 1
+                # Owed counts count as outstanding, so that wait_idle waits for them too.
+                self._outstanding += owed_change - len(batch)
                 self._idle.notify_all()
+
+    def _take(self) -> list[tuple[Callable[..., None], tuple[Any, ...]]]:
+        """The next updates in the queue; none when owed counts fall due first."""
+        timeout = None
+        if self._counters_owed:
+            timeout = max(self._counters_at + settings.LIVE_COUNTERS_SECONDS - time.monotonic(), 0)
+        try:
+            batch = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(batch) < self.BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _flush(self) -> int:
+        """Send what the batch rendered, with the counts if due. Returns +1 when counts became
+        owed, -1 when owed counts went out, else 0."""
+        owed_before = self._counters_owed
+        if self._counters_wanted or self._counters_owed:
+            now = time.monotonic()
+            if now - self._counters_at >= settings.LIVE_COUNTERS_SECONDS:
+                try:
+                    self._parts.append(counters_html())
+                except Exception:
+                    logger.warning("live counters not sent", exc_info=True)
+                self._counters_at = now
+                self._counters_owed = False
+            else:
+                self._counters_owed = True
+            self._counters_wanted = False
+        parts, self._parts = self._parts, []
+        if parts:
+            try:
+                self.send("".join(parts))
+            except Exception:
+                # A Redis outage must not undo or fail a committed change; browsers re-fetch
+                # the queue when their socket reconnects.
+                logger.warning("live update not sent", exc_info=True)
+        return int(self._counters_owed) - int(owed_before)
 
 
 _local = threading.local()

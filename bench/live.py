@@ -474,14 +474,14 @@ def _card_size(proposal_id: str) -> int:
     """The size of a real card broadcast, for the reference probe's payload."""
     from django.template.loader import render_to_string
 
-    from approvals.selectors import card_for, proposal_detail, queue_counters
+    from approvals.live import counters_html
+    from approvals.selectors import card_for, proposal_detail
 
     proposal = proposal_detail(proposal_id)
     html = render_to_string(
-        "approvals/live.html",
-        {"card": card_for(proposal), "proposal": proposal, "counters": queue_counters()},
+        "approvals/live.html", {"card": card_for(proposal), "proposal": proposal}
     )
-    return len(html.encode())
+    return len((html + counters_html()).encode())
 
 
 if __name__ == "__main__":

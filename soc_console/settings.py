@@ -249,6 +249,9 @@ API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
 QUEUE_PAGE_SIZE = env_int("QUEUE_PAGE_SIZE", 50, minimum=1)
 # Render and send live updates on a background thread, so a request or task does not wait.
 LIVE_UPDATES_IN_BACKGROUND = env_bool("LIVE_UPDATES_IN_BACKGROUND", True)
+# The top bar's counts in live updates are read at most this often per process (each read is
+# one pass over the pending proposals); a burst of updates is followed by one with fresh counts.
+LIVE_COUNTERS_SECONDS = env_float("LIVE_COUNTERS_SECONDS", 0.25)
 REVIEW_SECONDS_MAX = env_int("REVIEW_SECONDS_MAX", 3600, minimum=60)
 RUBBER_STAMP_SECONDS = env_float("RUBBER_STAMP_SECONDS", 4.0)
 

@@ -7,11 +7,15 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from approvals import live
 from tests import factories
 
 
 @pytest.fixture(autouse=True)
 def _clean_redis() -> Iterator[None]:
+    # The last test's live updates (counts owed after a burst, say) go out before this one
+    # listens.
+    live.wait_idle()
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.flushdb()
     yield

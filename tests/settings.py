@@ -18,6 +18,9 @@ os.environ.setdefault("CELERY_QUEUE", "soc-test")
 os.environ.setdefault("DATABASE_POOL_MAX", "0")
 # The callback tests listen on 127.0.0.1; the refusal itself is tested with this turned off.
 os.environ.setdefault("CALLBACK_ALLOW_PRIVATE_NETWORKS", "1")
+# Live counts owed after a burst go out this soon: tests that wait for live updates to settle
+# wait for these too.
+os.environ.setdefault("LIVE_COUNTERS_SECONDS", "0.05")
 
 from soc_console.settings import *  # noqa: E402, F403
 

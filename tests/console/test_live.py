@@ -56,6 +56,14 @@ async def _receive_until(
             return message
 
 
+async def _with_counts(socket: WebsocketCommunicator, html: str) -> str:
+    """The top bar's counts that go with an update: in its own message, or in the next one
+    within LIVE_COUNTERS_SECONDS when this process read them a moment before."""
+    if 'id="queue-counters"' in html:
+        return html
+    return await _receive_until(socket, lambda m: 'id="queue-counters"' in m, timeout=2)
+
+
 def _run(scenario: Callable[[], Any]) -> None:
     """Run the scenario's event loop in a thread of its own: whatever else the session has
     on the main thread (a browser driver's loop), the consumers get a clean one."""
@@ -134,7 +142,7 @@ def test_signed_in_user_receives_the_card_after_a_proposal_is_submitted(
         assert '<div hx-swap-oob="beforeend:#queue-cards">' in html
         assert f'<article id="card-{proposal.id}"' in html
         assert "Beaconing every 60 s." in html
-        assert 'id="queue-counters"' in html and '<strong data-count="pending">1</strong>' in html
+        assert '<strong data-count="pending">1</strong>' in await _with_counts(socket, html)
         await socket.disconnect()
 
     _run(scenario)
@@ -183,7 +191,7 @@ def test_decided_card_is_deleted_in_every_console(
             assert f'<section id="state-{proposal.id}" class="state" hx-swap-oob="true">' in html
             assert f'<div id="decisions-{proposal.id}" hx-swap-oob="true">' in html
             assert "<td>alice</td><td>approve</td>" in html
-            assert '<strong data-count="pending">0</strong>' in html
+            assert '<strong data-count="pending">0</strong>' in await _with_counts(socket, html)
             await socket.disconnect()
 
     _run(scenario)
@@ -244,7 +252,7 @@ def test_sweep_escalates_audits_broadcasts_and_mails_the_seniors(
         html = await _receive_until(socket, lambda m: str(pending.id) in m)
         assert f'<article id="card-{pending.id}" class="card' in html
         assert " escalated" in html and '<span class="badge esc">escalated</span>' in html
-        assert "<strong>1</strong> escalated" in html
+        assert "<strong>1</strong> escalated" in await _with_counts(socket, html)
         await socket.disconnect()
 
     _run(scenario)
@@ -322,7 +330,7 @@ def test_a_new_card_is_rendered_from_the_submitted_row_unless_decided_since(
     analyst: User, agent_with_key: factories.AgentWithKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[str] = []
-    monkeypatch.setattr(live, "send_html", sent.append)
+    monkeypatch.setattr(live, "send_html", lambda html, counters=False: sent.append(html))
     proposal = factories.proposal(agent_with_key, target="ws-0042.corp.example")
     assert proposal.status == "pending"
     (arrival,) = sent
@@ -338,3 +346,70 @@ def test_a_new_card_is_rendered_from_the_submitted_row_unless_decided_since(
     (late,) = sent
     assert f'id="card-{proposal.id}" hx-swap-oob="delete"' in late
     assert "beforeend:#queue-cards" not in late
+
+
+def test_a_burst_of_submissions_reads_the_counts_at_most_once_per_interval_and_ends_on_the_latest(
+    analyst: User,
+    agent_with_key: factories.AgentWithKey,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    import re
+    import time
+    import uuid
+
+    from approvals import selectors
+
+    settings.LIVE_COUNTERS_SECONDS = 0.4
+    reads: list[float] = []
+    real_counters = selectors.queue_counters
+
+    def counting() -> selectors.Counters:
+        reads.append(time.monotonic())
+        return real_counters()
+
+    monkeypatch.setattr(selectors, "queue_counters", counting)
+    cookie = _cookie(analyst)
+    burst = 8
+
+    def submit_burst() -> list[str]:
+        time.sleep(0.4)  # whatever read the counts last, it was more than an interval ago
+        return [
+            str(
+                services.proposal_submit(
+                    agent=agent_with_key.agent,
+                    api_key=None,
+                    action="isolate_host",
+                    target=f"ws-{n:04d}.corp.example",
+                    params={},
+                    confidence=0.9,
+                    rationale="Beaconing.",
+                    evidence=[],
+                    severity="high",
+                    idempotency_key=uuid.uuid4().hex,
+                    request_hash=uuid.uuid4().hex,
+                ).proposal.id
+            )
+            for n in range(burst)
+        ]
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        assert (await socket.connect())[0]
+        ids = await sync_to_async(submit_burst)()
+        cards: set[str] = set()
+        pending_shown: list[int] = []
+        while len(cards) < burst or pending_shown[-1:] != [burst]:
+            message = await _receive_until(socket, lambda m: True, timeout=3)
+            cards.update(re.findall(r'<article id="card-([0-9a-f-]+)"', message))
+            pending_shown += [int(n) for n in re.findall(r'data-count="pending">(\d+)<', message)]
+        await socket.disconnect()
+        assert cards == set(ids)
+        # Each card was sent as it came; the counts were not read for each one, and the last
+        # counts sent are those after the whole burst.
+        assert pending_shown[-1] == burst
+        assert 1 <= len(reads) < burst
+        gaps = [b - a for a, b in zip(reads, reads[1:], strict=False)]
+        assert all(gap >= 0.35 for gap in gaps), gaps  # 0.4 s, less the read itself
+
+    _run(scenario)
