@@ -239,16 +239,23 @@
 
   // The proposal page's timeline comes from the audit log; rather than send it to every
   // console with each broadcast, the page showing that proposal fetches it when it changes.
+  // Likewise the held list, whose re-confirm buttons appear once the emergency stop is lifted.
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     var target = event.detail.target;
-    if (!target || !target.id || target.id.indexOf("state-") !== 0) return;
+    if (!target || !target.id) return;
+    if (target.id === "stop-banner" && document.getElementById("held-executions")) {
+      refetchSection("held-executions");
+      return;
+    }
+    if (target.id.indexOf("state-") !== 0) return;
     var timeline = document.getElementById("timeline-" + target.id.slice(6));
     if (!timeline || timelineTimer) return;
     // One fetch for a burst of updates (htmx reports a swap once per settled element).
-    timelineTimer = setTimeout(function () { timelineTimer = null; refetchTimeline(timeline.id); }, 300);
+    timelineTimer = setTimeout(function () { timelineTimer = null; refetchSection(timeline.id); }, 300);
   });
   var timelineTimer = null;
-  function refetchTimeline(id) {
+  // Replace the element `id` with the same element of this page as the server renders it now.
+  function refetchSection(id) {
     fetch(window.location.pathname, { credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.text() : ""; })
       .then(function (html) {
@@ -256,7 +263,7 @@
         template.innerHTML = html;
         var fresh = template.content.getElementById(id);
         var current = document.getElementById(id);
-        if (fresh && current) current.replaceWith(fresh);
+        if (fresh && current) { current.replaceWith(fresh); htmx.process(fresh); }
       })
       .catch(function () {});
   }

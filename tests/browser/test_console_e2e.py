@@ -210,3 +210,72 @@ def test_critical_asset_needs_an_analyst_then_a_senior(
     proposal = Proposal.objects.get(pk=proposal_id)
     assert proposal.status == "approved"
     assert [d.analyst.username for d in proposal.decisions.all()] == ["alice", "sam"]
+
+
+def test_rollback_asks_first_and_nothing_happens_when_the_analyst_cancels(
+    console: Callable[[User], Any],
+    live_server_url: str,
+    analyst: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    from approvals import services
+    from approvals.models import Execution
+
+    proposal_id = _propose(live_server_url, agent_with_key, "ws-0150.corp.example")
+    services.proposal_approve(proposal_id=proposal_id, analyst=analyst)
+    execution = Execution.objects.get(proposal_id=proposal_id)
+    services.execution_run(execution_id=execution.id)  # the worker's part, in this process
+    assert Execution.objects.get(pk=execution.id).status == "succeeded"
+
+    alice = console(analyst)
+    alice.goto(f"{live_server_url}/proposals/{proposal_id}/")
+    alice.fill("#rb-reason", "The host was a false positive: the beacon is the backup agent.")
+    asked: list[str] = []
+
+    def cancel(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    alice.once("dialog", cancel)
+    alice.locator("button.danger", has_text="Roll back").click()
+    expect(alice.locator("#rb-reason")).to_be_visible()
+    time.sleep(0.5)  # a request, had one gone, would have been answered by now
+    assert asked and asked[0].startswith("Roll back Isolate host on ws-0150.corp.example?")
+    assert Execution.objects.get(pk=execution.id).status == "succeeded"
+
+    alice.once("dialog", lambda dialog: dialog.accept())
+    alice.locator("button.danger", has_text="Roll back").click()
+    expect(alice.locator("#flash")).to_contain_text("Rollback requested.", timeout=LIVE)
+    assert Execution.objects.get(pk=execution.id).status == "rolling_back"
+
+
+def test_held_list_offers_re_confirmation_as_soon_as_the_stop_is_lifted(
+    console: Callable[[User], Any],
+    live_server_url: str,
+    analyst: User,
+    manager: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    from approvals import services
+    from approvals.models import Execution
+
+    proposal_id = _propose(live_server_url, agent_with_key, "ws-0151.corp.example")
+    services.emergency_stop_engage(by=manager, reason="Drill.")
+    services.proposal_approve(proposal_id=proposal_id, analyst=analyst)
+    execution = Execution.objects.get(proposal_id=proposal_id)
+    services.execution_run(execution_id=execution.id)  # a worker's claim, refused by the stop
+    assert Execution.objects.get(pk=execution.id).status == "held"
+
+    alice = console(analyst)
+    alice.goto(f"{live_server_url}/lists/")
+    alice.wait_for_selector("#live-status.ok")
+    alice.evaluate("window.__sameDocument = true")  # a reload would drop it
+    held = alice.locator("#held-executions")
+    expect(held).to_contain_text("ws-0151.corp.example")
+    expect(held).to_contain_text("after the stop is lifted")
+    expect(held.locator("button", has_text="Re-confirm")).to_have_count(0)
+
+    services.emergency_stop_release(by=manager, reason="Drill over.")
+    expect(held.locator("button", has_text="Re-confirm")).to_have_count(1, timeout=LIVE)
+    expect(alice.locator("#held-executions")).not_to_contain_text("after the stop is lifted")
+    assert alice.evaluate("window.__sameDocument") is True
