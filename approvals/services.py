@@ -377,7 +377,7 @@ def _record_submission(
     return proposal
 
 
-def _execution_create(proposal: Proposal, now: Any) -> Execution:
+def _execution_create(proposal: Proposal, now: Any, *, dispatch: bool = True) -> Execution:
     execution = Execution.objects.create(
         proposal=proposal,
         status=ExecutionStatus.QUEUED,
@@ -386,7 +386,8 @@ def _execution_create(proposal: Proposal, now: Any) -> Execution:
         queued_at=now,
         updated_at=now,
     )
-    _dispatch(execution.id)
+    if dispatch:
+        _dispatch(execution.id)
     return execution
 
 
@@ -537,9 +538,19 @@ def proposal_approve(
         )
         _publish_committed(proposal)
         return proposal
-    execution = _execution_create(proposal, now)
+    # With the stop on or the agent suspended nothing may start: the execution is held as soon
+    # as it exists, not left queued for a worker's claim to hold (the claim still checks, for
+    # a stop engaged after this read).
+    hold_why = (
+        "emergency stop"
+        if emergency_stop_engaged()
+        else "agent suspended"
+        if proposal.agent.suspended
+        else None
+    )
+    execution = _execution_create(proposal, now, dispatch=hold_why is None)
     data["execution"] = str(execution.id)
-    return _finish_pending(
+    approved = _finish_pending(
         proposal,
         to=ProposalStatus.APPROVED,
         event_type="proposal.approved",
@@ -548,6 +559,15 @@ def proposal_approve(
         data=data,
         extra={"approvals": approvals},
     )
+    if hold_why:
+        _hold_queued(
+            Execution.objects.filter(pk=execution.pk),
+            why=hold_why,
+            actor=SYSTEM,
+            actor_type="system",
+        )
+        execution.refresh_from_db(fields=["status", "updated_at", "lease_until"])
+    return approved
 
 
 @transaction.atomic
@@ -676,7 +696,7 @@ def proposal_review_confirm(
 # --- emergency stop and suspension ----------------------------------------------------------
 
 
-def _hold_queued(executions: Any, *, why: str, actor: str) -> list[str]:
+def _hold_queued(executions: Any, *, why: str, actor: str, actor_type: str = "user") -> list[str]:
     """Hold every queued execution of the set, each with its own audit event."""
     held = []
     for pk in executions.filter(status=ExecutionStatus.QUEUED).values_list("pk", flat=True):
@@ -686,7 +706,7 @@ def _hold_queued(executions: Any, *, why: str, actor: str) -> list[str]:
             to=ExecutionStatus.HELD,
             event_type="execution.held",
             actor=actor,
-            actor_type="user",
+            actor_type=actor_type,
             changes={"lease_until": None},
             data={"why": why},
         )

@@ -230,14 +230,38 @@ def test_emergency_stop_holds_queued_executions_until_an_analyst_reconfirms(
     assert released.actor == analyst.username
 
 
-def test_execution_claimed_while_the_stop_is_engaged_is_held_instead(
-    responder: factories.AgentWithKey, analyst: User, manager: User
+def test_approval_while_the_stop_is_engaged_is_held_at_once(
+    responder: factories.AgentWithKey,
+    analyst: User,
+    manager: User,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     proposal = factories.proposal(responder, action="block_ip", target="203.0.113.31")
     services.emergency_stop_engage(by=manager, reason="incident review")
-    services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
     execution = Execution.objects.get(proposal=proposal)
+    assert execution.status == ExecutionStatus.HELD
+    # Not sent to a worker: nothing would run it until an analyst re-confirms.
+    assert [m for m in broker_messages() if m["task"] == "approvals.tasks.run_execution"] == []
+    events = list(
+        AuditEvent.objects.filter(proposal_id=proposal.id).values_list("event_type", flat=True)
+    )
+    assert events[-2:] == ["proposal.approved", "execution.held"]
+    held = AuditEvent.objects.get(event_type="execution.held")
+    assert held.data["why"] == "emergency stop" and held.actor == "system"
+    assert tasks.run_execution(str(execution.id)) is None
+    assert not ConnectorCall.objects.exists()
+
+
+def test_execution_claimed_after_the_stop_was_engaged_is_held_instead(
+    responder: factories.AgentWithKey, analyst: User
+) -> None:
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.33")
     assert execution.status == ExecutionStatus.QUEUED
+    # The stop engaged between the approval's look at it and its commit: the engage's hold
+    # did not see this execution, so the claim is what holds it.
+    EmergencyStop.objects.update_or_create(id=1, defaults={"engaged": True})
 
     assert tasks.run_execution(str(execution.id)) is None
 
