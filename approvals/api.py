@@ -182,7 +182,10 @@ class DecisionInSerializer(serializers.Serializer):
 
 
 class IsAnalyst(BasePermission):
-    message = "Only analysts, senior analysts and admins decide proposals."
+    message = (
+        "Only analysts, senior analysts and admins decide proposals and roll back actions; "
+        "an agent's API key cannot."
+    )
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return not isinstance(request.user, AgentPrincipal) and roles.can_decide(request.user)
@@ -194,10 +197,17 @@ def request_hash(data: Any) -> str:
     ).hexdigest()
 
 
+# The problem's title by block code: the stop and a suspension are not the policy's doing.
+BLOCKED_TITLES = {
+    "emergency_stop": "Emergency stop engaged",
+    "agent_suspended": "Agent suspended",
+}
+
+
 def _blocked_response(payload: dict[str, Any]) -> Response:
     return problem(
         status_code=403,
-        title="Proposal outside policy",
+        title=BLOCKED_TITLES.get(payload["code"], "Proposal outside policy"),
         detail=f"Blocked: {payload['explanation']}. The proposal was recorded as blocked.",
         code=payload["code"],
         proposal=payload,

@@ -9,7 +9,8 @@ and returns the first result, can be slow (CONNECTOR_LATENCY_MS) and can fail:
   CONNECTOR_FAILURE=permanent: every call fails.
 - By target: a target starting with `flaky-` (or an IP in 198.51.100.0/25) fails twice
   transiently and then succeeds; one starting with `broken-` (or in 198.51.100.128/25) fails
-  permanently.
+  permanently; one starting with `slow-` takes CONNECTOR_SLOW_MS (default 15 s) per call, long
+  enough to stop a worker in the middle of it.
 """
 
 from __future__ import annotations
@@ -85,9 +86,12 @@ def _inject_faults(connector: str, target: str, idempotency_key: str) -> None:
             raise TransientError(f"{connector} timed out (simulated outage {failures + 1})")
 
 
-def _latency() -> None:
-    if settings.CONNECTOR_LATENCY_MS:
-        time.sleep(settings.CONNECTOR_LATENCY_MS / 1000.0)
+def _latency(target: str) -> None:
+    milliseconds = settings.CONNECTOR_LATENCY_MS
+    if target.lower().startswith("slow-"):
+        milliseconds = max(milliseconds, settings.CONNECTOR_SLOW_MS)
+    if milliseconds:
+        time.sleep(milliseconds / 1000.0)
 
 
 # What each action does to the target's state. Each returns the new state from the old.
@@ -219,7 +223,7 @@ def perform(
     replay = _ledger_result(idempotency_key)
     if replay is not None:
         return replay
-    _latency()
+    _latency(target)
     _inject_faults(kind.connector, target, idempotency_key)
     effect = EFFECTS[action]
     return _apply(
@@ -242,7 +246,7 @@ def undo(*, action: str, target: str, idempotency_key: str, original_key: str) -
     replay = _ledger_result(idempotency_key)
     if replay is not None:
         return replay
-    _latency()
+    _latency(target)
     _inject_faults(kind.connector, target, idempotency_key)
     before = dict(original.result.get("before", {}))
     after = dict(original.result.get("after", {}))

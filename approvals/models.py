@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 
 from django.conf import settings
@@ -169,6 +170,11 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.proposal_id} {self.status}"
+
+    @property
+    def result_json(self) -> str:
+        """The connector's result as the API returns it: JSON, for the proposal page."""
+        return json.dumps(self.result, indent=2, sort_keys=True)
 
 
 class ConnectorCall(models.Model):

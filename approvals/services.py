@@ -444,7 +444,8 @@ def clamp_seconds_on_card(raw: Any) -> float | None:
 def _check_may_decide(user: AbstractBaseUser) -> None:
     if not roles.can_decide(user):
         raise NotPermitted(
-            "Only analysts, senior analysts and admins decide proposals.", code="not_an_analyst"
+            "Only analysts, senior analysts and admins decide proposals and roll back actions.",
+            code="not_an_analyst",
         )
 
 

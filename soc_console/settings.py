@@ -263,6 +263,8 @@ EXECUTION_BACKOFF_BASE_SECONDS = env_float("EXECUTION_BACKOFF_BASE_SECONDS", 1.0
 EXECUTION_BACKOFF_MAX_SECONDS = env_float("EXECUTION_BACKOFF_MAX_SECONDS", 30.0)
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 10.0, minimum=0.5)
 CONNECTOR_LATENCY_MS = env_int("CONNECTOR_LATENCY_MS", 0, minimum=0)
+# Targets named slow-… take this long per call (a slow outside system; stop a worker mid-call).
+CONNECTOR_SLOW_MS = env_int("CONNECTOR_SLOW_MS", 15000, minimum=0)
 CONNECTOR_FAILURE = env_str("CONNECTOR_FAILURE", "")  # "", "transient" or "permanent"
 # Agents' callback URLs on private or loopback addresses are refused unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env_bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", False)

@@ -151,6 +151,7 @@ def test_suspended_agent_is_blocked(api, agent_with_key, manager) -> None:
     response = post(api, BODY)
     assert response.status_code == 403
     assert response.json()["code"] == "agent_suspended"
+    assert response.json()["title"] == "Agent suspended"
 
 
 def test_emergency_stop_blocks_proposals(api, manager) -> None:
@@ -160,6 +161,7 @@ def test_emergency_stop_blocks_proposals(api, manager) -> None:
     response = post(api, BODY)
     assert response.status_code == 403
     assert response.json()["code"] == "emergency_stop"
+    assert response.json()["title"] == "Emergency stop engaged"
 
 
 @pytest.mark.parametrize(
@@ -290,9 +292,13 @@ def test_rate_limit_is_429_with_retry_after(api, agent_with_key) -> None:
 
 def test_schema_and_docs_are_served(db) -> None:
     client = APIClient()
-    schema = client.get("/api/v1/schema/")
+    schema = client.get("/api/v1/schema/?format=json")
     assert schema.status_code == 200
-    assert b"/api/v1/proposals/" in schema.content
+    document = schema.json()
+    # The agent's key is a documented scheme, and the proposals endpoint accepts it.
+    assert document["components"]["securitySchemes"]["agentApiKey"]["scheme"] == "bearer"
+    submit = document["paths"]["/api/v1/proposals/"]["post"]
+    assert {"agentApiKey": []} in submit["security"]
     docs = client.get("/api/v1/docs/")
     assert docs.status_code == 200
     # Served from the console itself: works offline, runs no third-party script.

@@ -258,3 +258,29 @@ def test_an_unknown_api_path_answers_in_problem_json(db) -> None:
     assert response.status_code == 404
     assert response["Content-Type"] == "application/problem+json"
     assert "/api/v1/docs/" in response.json()["detail"]
+
+
+def test_rollback_by_api_is_for_analysts_not_agents(agent_with_key, analyst) -> None:
+    from rest_framework.authtoken.models import Token
+
+    from approvals import services
+    from approvals.models import Execution
+
+    proposal = factories.proposal(agent_with_key, target="ws-0301.corp.example")
+    services.proposal_approve(proposal_id=proposal.pk, analyst=analyst)
+    execution = Execution.objects.get(proposal=proposal)
+    services.execution_run(execution_id=execution.id)
+    path = f"/api/v1/proposals/{proposal.pk}/rollback/"
+
+    agent = APIClient()
+    agent.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_with_key.raw_key}")
+    refused = agent.post(path, {"reason": "the agent changed its mind"}, format="json")
+    assert refused.status_code == 403
+    assert "an agent's API key cannot" in refused.json()["detail"]
+
+    bot = APIClient()
+    bot.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=analyst).key}")
+    response = bot.post(path, {"reason": "false positive, confirmed in chat"}, format="json")
+    assert response.status_code == 202
+    assert response.json()["execution"]["status"] == "rolling_back"
+    assert Execution.objects.get(pk=execution.pk).status == "rolling_back"

@@ -116,3 +116,28 @@ def test_api_keys_cannot_be_deleted_in_the_admin_only_revoked(admin_client, agen
         == 403
     )
     assert ApiKey.objects.filter(pk=key.pk).exists()
+
+
+def test_connector_state_and_ledger_are_readable_in_the_admin_and_not_editable(
+    admin_client,
+) -> None:
+    from approvals import connectors
+    from approvals.models import ConnectorState
+
+    connectors.perform(
+        action="block_ip", target="203.0.113.9", params={}, idempotency_key="admin-view-1"
+    )
+    listing = admin_client.get("/admin/approvals/connectorstate/")
+    assert listing.status_code == 200
+    assert b"203.0.113.9" in listing.content
+    ledger = admin_client.get("/admin/approvals/connectorcall/")
+    assert ledger.status_code == 200 and b"admin-view-1" in ledger.content
+    assert admin_client.get("/admin/approvals/connectorstate/add/").status_code == 403
+    state = ConnectorState.objects.get(connector="firewall", target="203.0.113.9")
+    response = admin_client.post(
+        f"/admin/approvals/connectorstate/{state.pk}/change/",
+        {"connector": "firewall", "target": "203.0.113.9", "state": "{}"},
+    )
+    assert response.status_code == 403
+    state.refresh_from_db()
+    assert state.state == {"blocked": True}

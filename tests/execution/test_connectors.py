@@ -105,6 +105,27 @@ def test_failure_mode_can_be_set_for_every_target(settings: Any) -> None:
         connectors.perform(action="block_ip", target="203.0.113.5", params={}, idempotency_key="x")
 
 
+def test_slow_target_takes_its_time_on_the_first_call_not_on_a_replay(settings: Any) -> None:
+    import time
+
+    settings.CONNECTOR_SLOW_MS = 300
+    started = time.monotonic()
+    connectors.perform(
+        action="isolate_host", target="slow-ws01.corp.example", params={}, idempotency_key="s-1"
+    )
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    connectors.perform(
+        action="isolate_host", target="ws02.corp.example", params={}, idempotency_key="s-2"
+    )
+    assert time.monotonic() - started < 0.3
+    started = time.monotonic()
+    replay = connectors.perform(
+        action="isolate_host", target="slow-ws01.corp.example", params={}, idempotency_key="s-1"
+    )
+    assert time.monotonic() - started < 0.3 and replay["replayed"] is True
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_calls_with_one_key_have_one_effect() -> None:
     # A stale worker and its replacement calling at the same moment: the ledger's unique key

@@ -184,9 +184,9 @@ def test_emergency_stop_with_work_queued_lets_nothing_start(
     approve_all(proposals[:5], analyst)
     services.emergency_stop_engage(by=manager, reason="agent misbehaving")
     assert statuses() == {ExecutionStatus.HELD: 5}
-    # Approved while the stop is on: queued and dispatched, to be held by the worker's claim.
+    # Approved while the stop is on: held at once, never sent to a worker.
     during = approve_all(proposals[5:], analyst)
-    assert statuses() == {ExecutionStatus.HELD: 5, ExecutionStatus.QUEUED: 5}
+    assert statuses() == {ExecutionStatus.HELD: 10}
 
     fleet.worker(concurrency=2)
     fleet.beat()
@@ -197,7 +197,7 @@ def test_emergency_stop_with_work_queued_lets_nothing_start(
     assert not ConnectorCall.objects.exists()
     assert not AuditEvent.objects.filter(event_type="execution.started").exists()
     # Each execution's hold is on its own timeline: five by the stop itself (the manager's
-    # act), five by the worker's claim that found the stop on.
+    # act), five by the approvals that found the stop on.
     held = AuditEvent.objects.filter(event_type="execution.held")
     assert held.filter(actor=manager.get_username()).count() == 5
     assert held.filter(actor="system").count() == 5

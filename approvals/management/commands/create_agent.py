@@ -41,12 +41,34 @@ class Command(BaseCommand):
     help = "Register an agent with a policy and print its new API key once, alone on the last line."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("slug")
-        parser.add_argument("--grant", action="append", default=[], metavar="ACTION=LEVEL")
-        parser.add_argument("--auto-threshold", default="0.90")
-        parser.add_argument("--review-threshold", default="0.50")
-        parser.add_argument("--description", default="")
-        parser.add_argument("--callback-url", default="")
+        parser.add_argument("slug", help="the agent's name: lower case, digits and dashes")
+        parser.add_argument(
+            "--grant",
+            action="append",
+            default=[],
+            metavar="ACTION=LEVEL",
+            help="allow an action at an autonomy level (repeat for more actions): 0 refused, "
+            "1 advisory (recorded, never run), 2 runs after an analyst approves, 3 runs at "
+            "once when reversible, confident and not on a critical asset, 4 the same for "
+            "irreversible actions too; 3 and 4 fall back to 2 otherwise. Actions not "
+            "granted are refused",
+        )
+        parser.add_argument(
+            "--auto-threshold",
+            default="0.90",
+            help="confidence at or above which levels 3 and 4 run without a human (default 0.90)",
+        )
+        parser.add_argument(
+            "--review-threshold",
+            default="0.50",
+            help="confidence below which a proposal is only flagged for tuning (default 0.50)",
+        )
+        parser.add_argument("--description", default="", help="what the agent does")
+        parser.add_argument(
+            "--callback-url",
+            default="",
+            help="receives a signed POST when a proposal is decided and when its action ends",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         slug = options["slug"]
