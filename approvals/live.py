@@ -99,7 +99,8 @@ def stop_changed() -> None:
 class _QueueThread:
     """A daemon thread of this process that works through a queue, started on first use.
 
-    A Celery worker forks after import: each child starts its own thread, with its own queue.
+    A Celery worker forks after import: each child starts its own thread, with its own queue
+    and its own state (see _started).
     """
 
     name = "queue"
@@ -110,14 +111,21 @@ class _QueueThread:
         self._pid = 0
         self._lock = threading.Lock()
 
-    def _put(self, item: Any) -> None:
+    def _ensure_started(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
                 self._queue = queue.SimpleQueue()
                 self._pid = os.getpid()
+                self._started()
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
+
+    def _put(self, item: Any) -> None:
+        self._ensure_started()
         self._queue.put(item)
+
+    def _started(self) -> None:
+        """Reset per-thread state: a new process (a fork) or a thread that died starts clean."""
 
     def _run(self) -> None:
         raise NotImplementedError
@@ -128,25 +136,25 @@ class _Broadcaster(_QueueThread):
 
     The request or task that committed the change answers without waiting for the render and
     the Redis round trip; the thread keeps one event loop, so the channel layer's Redis
-    connection is reused instead of being set up for every message.
-
-    Under load, updates queue up while one is rendered: the thread takes all of them (up to
-    BATCH) and sends them as one message, whose pieces the browser swaps in order.
+    connection is reused instead of being set up for every message. Each update is sent as
+    soon as it is rendered.
 
     The top bar's counts take one pass over the pending proposals, so their cost grows with
     the queue. They are read at most every LIVE_COUNTERS_SECONDS: the first update after a
     quiet spell carries fresh counts, and updates within the interval are followed, once it
-    has passed, by one message with the counts as they are then. A console is never left
-    showing counts older than the interval.
+    has passed, by one message with the counts as they are then (a failed read is retried at
+    the next interval).
     """
 
     name = "live-updates"
-    BATCH = 32
 
     def __init__(self) -> None:
         super().__init__()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle = threading.Condition()
+        self._started()
+
+    def _started(self) -> None:
         self._outstanding = 0
         self._parts: list[str] = []
         self._counters_wanted = False
@@ -154,9 +162,10 @@ class _Broadcaster(_QueueThread):
         self._counters_at = -math.inf
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._ensure_started()  # before counting: a fresh thread starts from zero
         with self._idle:
             self._outstanding += 1
-        self._put((fn, args))
+        self._queue.put((fn, args))
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until everything submitted so far has been sent, counts owed included (or
@@ -180,52 +189,53 @@ class _Broadcaster(_QueueThread):
         self._loop = asyncio.new_event_loop()
         _local.broadcaster = self
         while True:
-            batch = self._take()
-            for fn, args in batch:
-                try:
-                    fn(*args)
-                except Exception:
-                    logger.warning("live update not sent", exc_info=True)
-            owed_change = self._flush()
-            if self._queue.empty():
-                connections.close_all()  # this thread's connections only
+            taken = 0
+            owed_change = 0
+            try:
+                item = self._take()
+                if item is not None:
+                    taken = 1
+                    fn, args = item
+                    try:
+                        fn(*args)
+                    except Exception:
+                        logger.warning("live update not sent", exc_info=True)
+                owed_change = self._flush()
+                if self._queue.empty():
+                    connections.close_all()  # this thread's connections only
+            except Exception:  # the thread must outlive any one update
+                self._parts = []
+                logger.warning("live update not sent", exc_info=True)
             with self._idle:
                 # Owed counts count as outstanding, so that wait_idle waits for them too.
-                self._outstanding += owed_change - len(batch)
+                self._outstanding += owed_change - taken
                 self._idle.notify_all()
 
-    def _take(self) -> list[tuple[Callable[..., None], tuple[Any, ...]]]:
-        """The next updates in the queue; none when owed counts fall due first."""
+    def _take(self) -> tuple[Callable[..., None], tuple[Any, ...]] | None:
+        """The next update in the queue; None when owed counts fall due first."""
         timeout = None
         if self._counters_owed:
             timeout = max(self._counters_at + settings.LIVE_COUNTERS_SECONDS - time.monotonic(), 0)
         try:
-            batch = [self._queue.get(timeout=timeout)]
+            return self._queue.get(timeout=timeout)
         except queue.Empty:
-            return []
-        while len(batch) < self.BATCH:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+            return None
 
     def _flush(self) -> int:
-        """Send what the batch rendered, with the counts if due. Returns +1 when counts became
+        """Send what the update rendered, with the counts if due. Returns +1 when counts became
         owed, -1 when owed counts went out, else 0."""
         owed_before = self._counters_owed
         if self._counters_wanted or self._counters_owed:
             now = time.monotonic()
+            self._counters_wanted = False
+            self._counters_owed = True
             if now - self._counters_at >= settings.LIVE_COUNTERS_SECONDS:
+                self._counters_at = now
                 try:
                     self._parts.append(counters_html())
+                    self._counters_owed = False
                 except Exception:
-                    logger.warning("live counters not sent", exc_info=True)
-                self._counters_at = now
-                self._counters_owed = False
-            else:
-                self._counters_owed = True
-            self._counters_wanted = False
+                    logger.warning("live counters not read; trying again shortly", exc_info=True)
         parts, self._parts = self._parts, []
         if parts:
             try:

@@ -196,8 +196,8 @@ WHERE status = %(pending)s
 def queue_counters() -> Counters:
     """The top bar's counts in one statement: one pass over the pending proposals.
 
-    Every live update carries them, so this runs once per broadcast: one round trip and no
-    query building, where six ORM counts cost several milliseconds of CPU each time.
+    Live updates carry them (at most every LIVE_COUNTERS_SECONDS per process): one round trip
+    and no query building, where six ORM counts cost several milliseconds of CPU each time.
     """
     with connection.cursor() as cursor:
         cursor.execute(

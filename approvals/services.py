@@ -539,17 +539,7 @@ def proposal_approve(
         )
         _publish_committed(proposal)
         return proposal
-    # With the stop on or the agent suspended nothing may start: the execution is held as soon
-    # as it exists, not left queued for a worker's claim to hold (the claim still checks, for
-    # a stop engaged after this read).
-    hold_why = (
-        "emergency stop"
-        if emergency_stop_engaged()
-        else "agent suspended"
-        if proposal.agent.suspended
-        else None
-    )
-    execution = _execution_create(proposal, now, dispatch=hold_why is None)
+    execution = _execution_create(proposal, now, dispatch=False)
     data["execution"] = str(execution.id)
     approved = _finish_pending(
         proposal,
@@ -560,7 +550,21 @@ def proposal_approve(
         data=data,
         extra={"approvals": approvals},
     )
-    if hold_why:
+    # With the stop on or the agent suspended nothing may start: the execution is held as soon
+    # as it exists, not left queued for a worker's claim to hold. Read after the approval's
+    # audit event, whose head lock orders this transaction against the stop's engage and
+    # release (each records its own event): a stop that committed first is seen here; one
+    # that commits later finds this execution queued, and the worker's claim holds it.
+    hold_why = (
+        "emergency stop"
+        if emergency_stop_engaged()
+        else "agent suspended"
+        if Agent.objects.filter(pk=proposal.agent_id, suspended=True).exists()
+        else None
+    )
+    if hold_why is None:
+        _dispatch(execution.id)
+    else:
         _hold_queued(
             Execution.objects.filter(pk=execution.pk),
             why=hold_why,

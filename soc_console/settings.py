@@ -7,6 +7,7 @@ ImproperlyConfigured instead of being silently ignored.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
         value = float(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from exc
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name} must be a finite number, not {raw!r}")
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
     return value
@@ -251,7 +254,7 @@ QUEUE_PAGE_SIZE = env_int("QUEUE_PAGE_SIZE", 50, minimum=1)
 LIVE_UPDATES_IN_BACKGROUND = env_bool("LIVE_UPDATES_IN_BACKGROUND", True)
 # The top bar's counts in live updates are read at most this often per process (each read is
 # one pass over the pending proposals); a burst of updates is followed by one with fresh counts.
-LIVE_COUNTERS_SECONDS = env_float("LIVE_COUNTERS_SECONDS", 0.25)
+LIVE_COUNTERS_SECONDS = min(env_float("LIVE_COUNTERS_SECONDS", 0.25), 60.0)
 REVIEW_SECONDS_MAX = env_int("REVIEW_SECONDS_MAX", 3600, minimum=60)
 RUBBER_STAMP_SECONDS = env_float("RUBBER_STAMP_SECONDS", 4.0)
 

@@ -136,11 +136,9 @@
     } else if (current) {
       selectedIndex = list.indexOf(current);
     }
-    var pending = document.querySelector('[data-count="pending"]');
-    var count = pending ? parseInt(pending.textContent, 10) : list.length;
     document.getElementById("queue-empty").hidden = list.length > 0;
-    document.getElementById("queue-more").hidden = !(count > list.length);
-    if (count > list.length && list.length < limit) scheduleRefill();
+    document.getElementById("queue-more").hidden = !(pendingCount() > list.length);
+    if (queueShort()) scheduleRefill();
     expireReviews();
     refreshTimes();
   }
@@ -188,9 +186,25 @@
     select(list[index]);
   }
 
+  function pendingCount() {
+    var pending = document.querySelector('[data-count="pending"]');
+    return pending ? parseInt(pending.textContent, 10) : cards().length;
+  }
+
+  // More pending than shown, with room on the page: cards below the page's limit moved up.
+  function queueShort() {
+    var queue = document.getElementById("queue");
+    if (!queue) return false;
+    var limit = parseInt(queue.dataset.pageSize || "50", 10);
+    var shown = cards().length;
+    return pendingCount() > shown && shown < limit;
+  }
+
   function scheduleRefill() {
     if (refillTimer) return;
-    refillTimer = setTimeout(function () { refillTimer = null; refetchQueue(); }, 800);
+    // Checked again when due: the counts follow a decision by up to LIVE_COUNTERS_SECONDS, and
+    // once they have caught up there may be nothing to fetch.
+    refillTimer = setTimeout(function () { refillTimer = null; if (queueShort()) refetchQueue(); }, 800);
   }
 
   // Fetch the queue as the server has it now. Cards and counters that reached this page over
@@ -243,10 +257,7 @@
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     var target = event.detail.target;
     if (!target || !target.id) return;
-    if (target.id === "stop-banner" && document.getElementById("held-executions")) {
-      refetchSection("held-executions");
-      return;
-    }
+    if (target.id === "stop-banner") { scheduleHeldRefresh(); return; }
     if (target.id.indexOf("state-") !== 0) return;
     var timeline = document.getElementById("timeline-" + target.id.slice(6));
     if (!timeline || timelineTimer) return;
@@ -254,6 +265,12 @@
     timelineTimer = setTimeout(function () { timelineTimer = null; refetchSection(timeline.id); }, 300);
   });
   var timelineTimer = null;
+  var heldTimer = null;
+  // One fetch for a burst (htmx reports a swap once per settled element of a message).
+  function scheduleHeldRefresh() {
+    if (!document.getElementById("held-executions") || heldTimer) return;
+    heldTimer = setTimeout(function () { heldTimer = null; refetchSection("held-executions"); }, 300);
+  }
   // Replace the element `id` with the same element of this page as the server renders it now.
   function refetchSection(id) {
     fetch(window.location.pathname, { credentials: "same-origin" })
@@ -410,6 +427,7 @@
       // Whatever was broadcast while the socket was down is fetched now.
       refetchQueue();
       refetchStop();
+      scheduleHeldRefresh();
     }
   });
   document.addEventListener("htmx:wsClose", function (event) {

@@ -254,6 +254,20 @@ def test_approval_while_the_stop_is_engaged_is_held_at_once(
     assert not ConnectorCall.objects.exists()
 
 
+def test_approval_for_a_suspended_agent_is_held_at_once(
+    responder: factories.AgentWithKey, analyst: User, manager: User
+) -> None:
+    proposal = factories.proposal(responder, action="block_ip", target="203.0.113.34")
+    services.agent_suspend(agent=responder.agent, by=manager, reason="rogue")
+    services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
+    execution = Execution.objects.get(proposal=proposal)
+    assert execution.status == ExecutionStatus.HELD
+    held = AuditEvent.objects.get(event_type="execution.held", proposal_id=proposal.id)
+    assert held.data["why"] == "agent suspended"
+    assert tasks.run_execution(str(execution.id)) is None
+    assert not ConnectorCall.objects.exists()
+
+
 def test_execution_claimed_after_the_stop_was_engaged_is_held_instead(
     responder: factories.AgentWithKey, analyst: User
 ) -> None:

@@ -47,7 +47,8 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="ACTION=LEVEL",
-            help="allow an action at an autonomy level (repeat for more actions): 0 refused, "
+            help="allow an action at an autonomy level (repeat for more actions): 0 manual only "
+            "(refused), "
             "1 advisory (recorded, never run), 2 runs after an analyst approves, 3 runs at "
             "once when reversible, confident and not on a critical asset, 4 the same for "
             "irreversible actions too; 3 and 4 fall back to 2 otherwise. Actions not "
