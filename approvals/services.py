@@ -110,11 +110,23 @@ def _decisions_with_analysts() -> Prefetch:
     return Prefetch("decisions", queryset=Decision.objects.select_related("analyst"))
 
 
-def _dispatch(execution_id: uuid.UUID, *, rollback: bool = False, countdown: float = 0) -> None:
+def _dispatch(
+    execution_id: uuid.UUID,
+    *,
+    rollback: bool = False,
+    countdown: float = 0,
+    unless: Callable[[], bool] | None = None,
+) -> None:
+    """Enqueue the execution's task on commit; `unless`, asked then, can call it off."""
     from . import tasks
 
     task = tasks.run_rollback if rollback else tasks.run_execution
-    _after_commit(lambda: task.apply_async((str(execution_id),), countdown=countdown or None))
+
+    def send() -> None:
+        if unless is None or not unless():
+            task.apply_async((str(execution_id),), countdown=countdown or None)
+
+    _after_commit(send)
 
 
 def _callback(proposal_id: uuid.UUID, event: str, *, agent: Agent | None = None) -> None:
@@ -540,6 +552,10 @@ def proposal_approve(
         _publish_committed(proposal)
         return proposal
     execution = _execution_create(proposal, now, dispatch=False)
+    hold_why: str | None = None
+    # Registered before the approval's other after-commit work, so that a worker hears of it
+    # first; called off if the execution is held below.
+    _dispatch(execution.id, unless=lambda: hold_why is not None)
     data["execution"] = str(execution.id)
     approved = _finish_pending(
         proposal,
@@ -562,9 +578,7 @@ def proposal_approve(
         if Agent.objects.filter(pk=proposal.agent_id, suspended=True).exists()
         else None
     )
-    if hold_why is None:
-        _dispatch(execution.id)
-    else:
+    if hold_why is not None:
         _hold_queued(
             Execution.objects.filter(pk=execution.pk),
             why=hold_why,
