@@ -579,13 +579,7 @@ def proposal_approve(
         else None
     )
     if hold_why is not None:
-        _hold_queued(
-            Execution.objects.filter(pk=execution.pk),
-            why=hold_why,
-            actor=SYSTEM,
-            actor_type="system",
-        )
-        execution.refresh_from_db(fields=["status", "updated_at", "lease_until"])
+        _hold(execution.pk, why=hold_why, locked=execution)
     return approved
 
 
@@ -715,21 +709,33 @@ def proposal_review_confirm(
 # --- emergency stop and suspension ----------------------------------------------------------
 
 
+def _hold(
+    execution_id: uuid.UUID | str,
+    *,
+    why: str,
+    actor: str = SYSTEM,
+    actor_type: str = "system",
+    locked: Execution | None = None,
+) -> Execution | None:
+    """queued → held, with its audit event: the one way an execution is held."""
+    return _execution_move(
+        execution_id,
+        allowed=[ExecutionStatus.QUEUED],
+        to=ExecutionStatus.HELD,
+        event_type="execution.held",
+        actor=actor,
+        actor_type=actor_type,
+        changes={"lease_until": None},
+        data={"why": why},
+        locked=locked,
+    )
+
+
 def _hold_queued(executions: Any, *, why: str, actor: str, actor_type: str = "user") -> list[str]:
     """Hold every queued execution of the set, each with its own audit event."""
     held = []
     for pk in executions.filter(status=ExecutionStatus.QUEUED).values_list("pk", flat=True):
-        moved = _execution_move(
-            pk,
-            allowed=[ExecutionStatus.QUEUED],
-            to=ExecutionStatus.HELD,
-            event_type="execution.held",
-            actor=actor,
-            actor_type=actor_type,
-            changes={"lease_until": None},
-            data={"why": why},
-        )
-        if moved:
+        if _hold(pk, why=why, actor=actor, actor_type=actor_type):
             held.append(str(pk))
     return held
 
@@ -931,13 +937,9 @@ def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> 
     if execution.not_before and execution.not_before > now:
         return None  # a retry's backoff is not over; its own delayed task will come
     if stopped or execution.proposal.agent.suspended:
-        why = "emergency stop" if stopped else "agent suspended"
-        _execution_move(
+        _hold(
             execution_id,
-            allowed=[ExecutionStatus.QUEUED],
-            to=ExecutionStatus.HELD,
-            event_type="execution.held",
-            data={"why": why},
+            why="emergency stop" if stopped else "agent suspended",
             locked=execution,
         )
     # Otherwise the agent was resumed between the two statements: the sweeper dispatches it.

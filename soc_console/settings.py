@@ -75,7 +75,10 @@ SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me-in-productio
 API_KEY_PEPPER = env_str("API_KEY_PEPPER", SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Where links in callbacks, exports and API answers point; by default the port `make run` uses.
+PUBLIC_URL = env_str("PUBLIC_URL", f"http://127.0.0.1:{os.environ.get('SOC_PORT') or 8000}").rstrip(
+    "/"
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -328,6 +328,20 @@ def test_sweeper_requeues_an_execution_whose_lease_expired(
     assert dispatched == [[str(execution.id)]]
 
 
+def test_proposal_page_says_when_a_running_execution_would_be_retried(
+    responder: factories.AgentWithKey, analyst: User, client: Any
+) -> None:
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.42")
+    claim = services.execution_claim(execution_id=execution.id)
+    assert claim is not None
+    execution.refresh_from_db()
+    client.force_login(analyst)
+    page = client.get(f"/proposals/{execution.proposal_id}/").content.decode()
+    assert "Running" in page
+    lease = timezone.localtime(execution.lease_until).strftime("%H:%M:%S")
+    assert f"Should its worker be lost, the next attempt starts after {lease}." in page
+
+
 def test_sweeper_redispatches_a_queued_execution_whose_task_was_lost(
     responder: factories.AgentWithKey, analyst: User, settings: Any
 ) -> None:
