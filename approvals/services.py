@@ -731,11 +731,11 @@ def _hold(
     )
 
 
-def _hold_queued(executions: Any, *, why: str, actor: str, actor_type: str = "user") -> list[str]:
+def _hold_queued(executions: Any, *, why: str, actor: str) -> list[str]:
     """Hold every queued execution of the set, each with its own audit event."""
     held = []
     for pk in executions.filter(status=ExecutionStatus.QUEUED).values_list("pk", flat=True):
-        if _hold(pk, why=why, actor=actor, actor_type=actor_type):
+        if _hold(pk, why=why, actor=actor, actor_type="user"):
             held.append(str(pk))
     return held
 
@@ -908,13 +908,25 @@ class Claim:
     rollback: bool
 
 
-@transaction.atomic
+class _StopRowAppeared(Exception):
+    """A claim went through without the stop row's lock: see _claim_queued."""
+
+
 def execution_claim(*, execution_id: uuid.UUID | str, announce: bool = True) -> Claim | None:
     """A worker takes a queued execution: queued → running, attempt + 1, with a lease.
 
     With the emergency stop engaged or the agent suspended the execution is held instead.
     announce=False leaves the live update of the start to the caller (see execution_run).
     """
+    try:
+        return _execution_claim(execution_id=execution_id, announce=announce)
+    except _StopRowAppeared:
+        # Rolled back; the row is committed now, so this attempt takes its lock.
+        return _execution_claim(execution_id=execution_id, announce=announce)
+
+
+@transaction.atomic
+def _execution_claim(*, execution_id: uuid.UUID | str, announce: bool) -> Claim | None:
     now = timezone.now()
     stopped, execution = _claim_queued(execution_id, now)
     if execution is not None:
@@ -1002,6 +1014,11 @@ def _claim_queued(execution_id: uuid.UUID | str, now: Any) -> tuple[bool, Execut
             )
         stop_row, claimed, proposal_row = stop.fetchone(), claim.fetchone(), proposal.fetchone()
     if stop_row is None:
+        if claimed is not None:
+            # Another claim committed the row between the first two statements (each reads
+            # afresh): the UPDATE saw it, the locking read did not, so this claim holds no
+            # lock against a stop. Start over rather than run unordered.
+            raise _StopRowAppeared
         # A fresh database: nothing was claimed (the UPDATE needs the row). Create the row,
         # holding its lock, and claim with it.
         _stop_engaged_locked()

@@ -54,6 +54,7 @@ def proposal(
     rationale: str = "Beaconing to a known C2 domain every 60 s.",
     evidence: list[dict[str, str]] | None = None,
     params: dict[str, Any] | None = None,
+    settle: bool = True,
 ) -> Proposal:
     the_agent = owner.agent if isinstance(owner, AgentWithKey) else owner
     submitted = services.proposal_submit(
@@ -70,6 +71,7 @@ def proposal(
         request_hash=uuid.uuid4().hex,
     ).proposal
     # Its arrival goes out to the consoles on a background thread; let that finish, so a test
-    # that listens next hears only what it caused.
-    live.wait_idle()
+    # that listens next hears only what it caused (unless the test wants a burst).
+    if settle:
+        live.wait_idle()
     return submitted

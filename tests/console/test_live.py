@@ -356,7 +356,6 @@ def test_a_burst_of_submissions_reads_the_counts_at_most_once_per_interval_and_e
 ) -> None:
     import re
     import time
-    import uuid
 
     from approvals import selectors
 
@@ -376,19 +375,9 @@ def test_a_burst_of_submissions_reads_the_counts_at_most_once_per_interval_and_e
         time.sleep(0.4)  # whatever read the counts last, it was more than an interval ago
         return [
             str(
-                services.proposal_submit(
-                    agent=agent_with_key.agent,
-                    api_key=None,
-                    action="isolate_host",
-                    target=f"ws-{n:04d}.corp.example",
-                    params={},
-                    confidence=0.9,
-                    rationale="Beaconing.",
-                    evidence=[],
-                    severity="high",
-                    idempotency_key=uuid.uuid4().hex,
-                    request_hash=uuid.uuid4().hex,
-                ).proposal.id
+                factories.proposal(
+                    agent_with_key, target=f"ws-{n:04d}.corp.example", confidence=0.9, settle=False
+                ).id
             )
             for n in range(burst)
         ]

@@ -342,6 +342,33 @@ def test_proposal_page_says_when_a_running_execution_would_be_retried(
     assert f"Should its worker be lost, the next attempt starts after {lease}." in page
 
 
+def test_claim_that_saw_the_stop_row_appear_mid_claim_starts_over_and_runs(
+    responder: factories.AgentWithKey, analyst: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.43")
+    EmergencyStop.objects.update_or_create(id=1, defaults={"engaged": False})
+
+    class CommittedJustAfterTheLockingRead(str):
+        """The claim's locking read misses the row; its UPDATE, a moment later, sees it."""
+
+        missed = 0
+
+        def __add__(self, other: str) -> str:
+            if type(self).missed == 0:
+                type(self).missed = 1
+                return "SELECT engaged FROM agents_emergencystop WHERE id = -1" + other
+            return str.__add__(self, other)
+
+    monkeypatch.setattr(services, "_STOP_SQL", CommittedJustAfterTheLockingRead(services._STOP_SQL))
+    claim = services.execution_claim(execution_id=execution.id)
+
+    assert CommittedJustAfterTheLockingRead.missed == 1
+    assert claim is not None and claim.attempt == 1
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.RUNNING and execution.attempts == 1
+    assert AuditEvent.objects.filter(event_type="execution.started").count() == 1
+
+
 def test_sweeper_redispatches_a_queued_execution_whose_task_was_lost(
     responder: factories.AgentWithKey, analyst: User, settings: Any
 ) -> None:
