@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents.authentication import AgentPrincipal, IsAgent
+from agents.routing import Outcome
 from agents.throttling import ApiKeyRateThrottle
 from soc_console import roles
 from soc_console.errors import InvalidInput, NotFound, NotPermitted
@@ -104,8 +105,9 @@ class ProposalInSerializer(serializers.Serializer):
                 f"Unknown action {action!r}. Known actions: {', '.join(sorted(catalogue.ACTIONS))}."
             ]
         if kind is not None and "target" not in errors:
+            # Kept as written; judged, hashed and executed as its canonical identity.
             try:
-                value["target"] = kind.clean_target(data.get("target"))
+                value["identity"] = kind.clean_target(data.get("target"))
             except catalogue.TargetError as exc:
                 errors["target"] = [f"For {kind.name} the target {exc}."]
         if kind is not None and "params" not in errors:
@@ -127,7 +129,35 @@ class ProposalOutSerializer(serializers.Serializer):
     explanation = serializers.CharField()
     agent = serializers.CharField()
     action = serializers.CharField()
-    target = serializers.CharField()
+    target = serializers.CharField(help_text="The target as the agent wrote it.")
+    target_canonical = serializers.CharField(
+        help_text="Its one canonical identity: what was routed, matched to the inventory and "
+        "acted on (an embedded IPv4 address unwrapped, a host route as its address, names case- "
+        "and Unicode-folded, CORP\\user as user@dns.suffix)."
+    )
+    asset = inline_serializer(
+        "MatchedAsset",
+        {
+            "identifier": serializers.CharField(),
+            "criticality": serializers.CharField(help_text="low, medium, high or critical"),
+        },
+        allow_null=True,
+        help_text="The inventoried asset the target matched, the most critical when several "
+        "did; null when none did (criticality is then UNKNOWN_ASSET_CRITICALITY).",
+    )
+    routing = inline_serializer(
+        "Routing",
+        {
+            "outcome": serializers.ChoiceField(choices=[o.value for o in Outcome]),
+            "code": serializers.CharField(
+                allow_null=True, help_text="Why it was blocked (the 403 code); null otherwise."
+            ),
+            "reason": serializers.CharField(help_text="The routing decision in words."),
+            "policy_version": serializers.IntegerField(allow_null=True),
+            "shadow_version": serializers.IntegerField(allow_null=True),
+        },
+        help_text="How the guardrails judged the proposal when it arrived.",
+    )
     params = serializers.DictField()
     confidence = serializers.FloatField()
     rationale = serializers.CharField()
@@ -296,7 +326,9 @@ def proposals(request: Request) -> Response:
         evidence=[dict(item) for item in data.get("evidence", [])],
         severity=data["severity"],
         idempotency_key=key,
-        request_hash=request_hash(request.data),
+        # Two spellings of one target are one request.
+        request_hash=request_hash({**request.data, "target": data["identity"].value}),
+        identity=data["identity"],
     )
     # A new proposal has no decisions yet: answer from the row in hand, without a re-read.
     proposal = (

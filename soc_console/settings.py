@@ -251,6 +251,40 @@ SPECTACULAR_SETTINGS = {
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 65536, minimum=1024)
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
 
+# Targets and the asset inventory (agents/targets.py).
+# The criticality of a target that matches nothing in the inventory: failing closed, an
+# unknown asset is treated as an important one.
+UNKNOWN_ASSET_CRITICALITY = env_str("UNKNOWN_ASSET_CRITICALITY", "high").strip().lower()
+if UNKNOWN_ASSET_CRITICALITY not in ("low", "medium", "high", "critical"):
+    raise ImproperlyConfigured(
+        "UNKNOWN_ASSET_CRITICALITY must be low, medium, high or critical, "
+        f"not {UNKNOWN_ASSET_CRITICALITY!r}"
+    )
+
+
+def env_domains(name: str) -> dict[str, str]:
+    """NetBIOS domain → DNS suffix, from "CORP=corp.example,EU=eu.corp.example"."""
+    mapping: dict[str, str] = {}
+    for item in env_list(name, []):
+        netbios, sep, suffix = item.partition("=")
+        netbios, suffix = netbios.strip().casefold(), suffix.strip().casefold().rstrip(".")
+        if (
+            not sep
+            or not (netbios + suffix).isascii()
+            or not netbios.replace("-", "").replace("_", "").isalnum()
+            or "." not in suffix
+            or not suffix.replace("-", "").replace(".", "").isalnum()
+        ):
+            raise ImproperlyConfigured(
+                f"{name} must list DOMAIN=dns.suffix pairs such as CORP=corp.example, not {item!r}"
+            )
+        mapping[netbios] = suffix
+    return mapping
+
+
+# Down-level user names (CORP\jdoe) are the user principal jdoe@corp.example.
+TARGET_DOMAINS = env_domains("TARGET_DOMAINS")
+
 # Queue and lifecycle.
 QUEUE_PAGE_SIZE = env_int("QUEUE_PAGE_SIZE", 50, minimum=1)
 # Render and send live updates on a background thread, so a request or task does not wait.
