@@ -195,6 +195,9 @@ class AssetAlias(models.Model):
     # string comparison on PostgreSQL and SQLite alike; "" for names.
     first = models.CharField(max_length=32, blank=True)
     last = models.CharField(max_length=32, blank=True)
+    # A network (more than one address). A column of its own, so that PostgreSQL knows from its
+    # statistics how few rows the containment test has to look at.
+    network = models.BooleanField(default=False)
     primary = models.BooleanField(default=False, help_text="The asset's identifier.")
 
     class Meta:
@@ -213,7 +216,7 @@ class AssetAlias(models.Model):
             # Inventoried networks, for an address inside one of them.
             models.Index(
                 fields=["namespace", "first", "last"],
-                condition=models.Q(first__lt=models.F("last")),
+                condition=models.Q(network=True),
                 name="asset_alias_network",
             ),
         ]

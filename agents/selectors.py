@@ -69,7 +69,8 @@ NO_ASSET_CRITICALITY = Criticality.MEDIUM
 
 @dataclass(frozen=True)
 class InventoryMatch:
-    """Every inventoried asset a target may be, most critical first."""
+    """The inventoried assets a target may be, most critical first: one for each
+    (criticality, group) among them, which is all that routing and the scope look at."""
 
     identity: Identity
     assets: list[Asset]
@@ -88,10 +89,20 @@ class InventoryMatch:
         return settings.UNKNOWN_ASSET_CRITICALITY
 
 
-# One plain statement on the intake path. Most critical first, so the first row is the answer.
+# One plain statement on the intake path. A broad network may touch thousands of assets; what
+# routing needs is the most critical of them and every (criticality, group) among them for the
+# scope, so one asset per pair comes back, most critical first.
 _INVENTORY_SQL = """
-SELECT {asset} FROM agents_asset a
-WHERE a.id IN (SELECT m.asset_id FROM agents_assetalias m WHERE m.namespace = %s AND ({where}))
+SELECT {asset} FROM (
+    SELECT a.*, ROW_NUMBER() OVER (
+        PARTITION BY a.criticality, a."group" ORDER BY a.identifier
+    ) AS nth
+    FROM agents_asset a
+    WHERE a.id IN (
+        SELECT m.asset_id FROM agents_assetalias m WHERE m.namespace = %s AND ({where})
+    )
+) a
+WHERE a.nth = 1
 ORDER BY CASE a.criticality WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2
          ELSE 3 END, a.identifier
 """
@@ -110,7 +121,7 @@ def _inventory_condition(identity: Identity) -> tuple[str, list[object]]:
     if identity.namespace is Namespace.IP:
         if identity.address is not None:
             (point, _), *_ = identity.ranges
-            return "m.key = %s OR (m.first < m.last AND m.first <= %s AND m.last >= %s)", [
+            return "m.key = %s OR (m.network AND m.first <= %s AND m.last >= %s)", [
                 identity.key,
                 point,
                 point,

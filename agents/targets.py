@@ -420,7 +420,7 @@ def _domains() -> Mapping[str, str]:
     return settings.TARGET_DOMAINS
 
 
-def alias_columns(identity: Identity) -> dict[str, str]:
+def alias_columns(identity: Identity) -> dict[str, str | bool]:
     """How an inventory name is stored (agents.AssetAlias) so that `canonical` targets find it."""
     if identity.namespace not in (Namespace.IP, Namespace.HOST, Namespace.USER):
         raise TargetError("is not a name an asset can have")
@@ -432,4 +432,5 @@ def alias_columns(identity: Identity) -> dict[str, str]:
         "label": identity.label,
         "first": first,
         "last": last,
+        "network": first != last,
     }
