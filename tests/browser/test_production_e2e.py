@@ -8,7 +8,9 @@ import asyncio
 import json
 import re
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +28,7 @@ from tests import factories
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PASSWORD = "pass-for-tests"
+T = TypeVar("T")
 
 
 def _propose(url: str, agent: factories.AgentWithKey, target: str, **extra: Any) -> str:
@@ -46,6 +49,13 @@ def _session_cookie(user: User) -> str:
     client = Client()
     client.force_login(user)
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def _run(scenario: Callable[[], Awaitable[T]]) -> T:
+    """Run an asyncio scenario on a thread of its own: the browser fixture's Playwright keeps
+    an event loop on the main thread while it is up."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, scenario()).result()
 
 
 def _ws_url(live_server_url: str) -> str:
@@ -162,7 +172,7 @@ def test_a_websocket_from_another_port_of_the_same_host_is_refused(
     cookie = _session_cookie(analyst)
     url = _ws_url(live_server_url)
     port = urlsplit(live_server_url).port
-    assert asyncio.run(_handshake(url, live_server_url, cookie)) == 101
+    assert _run(lambda: _handshake(url, live_server_url, cookie)) == 101
     for origin in (
         f"http://127.0.0.1:{port + 1}",  # another service on this host
         "http://127.0.0.1",  # the same host on port 80
@@ -170,7 +180,7 @@ def test_a_websocket_from_another_port_of_the_same_host_is_refused(
         f"http://localhost:{port}",  # another name
         "null",  # a sandboxed frame or a file
     ):
-        assert asyncio.run(_handshake(url, origin, cookie)) == 403, origin
+        assert _run(lambda origin=origin: _handshake(url, origin, cookie)) == 403, origin
 
 
 # --- the "being reviewed by" relay under a flood -----------------------------------------------
@@ -219,7 +229,7 @@ def test_a_flood_of_review_frames_reaches_other_consoles_at_a_bounded_rate(
                     reviews.extend(re.findall(r'<span id="reviewing-[^>]*>', message))
             return len(reviews), loop.time() - started, card_after
 
-    count, elapsed, card_after = asyncio.run(scenario())
+    count, elapsed, card_after = _run(scenario)
     print(f"\n{count} review frames reached the watcher in {elapsed:.2f} s")
     print(f"an agent's new card reached it {card_after * 1000:.0f} ms after the 201")
     assert count <= REVIEW_BURST + REVIEW_PER_SECOND * elapsed + 1
