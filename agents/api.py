@@ -31,10 +31,10 @@ _IPV6 = (  # every hexadecimal spelling of an IPv6 address, as ipaddress reads t
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 _HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[{_IPV6}\])"
 # An absolute http(s) URL naming a host or an address and an optional port, with no user
-# info; or "" to clear. urlparse alone takes almost anything (and raises on a malformed
-# bracketed address); the schema states this same pattern.
+# info ("" clears the callback). urlparse alone takes almost anything (and raises on a
+# malformed bracketed address); the schema states this same pattern.
 CALLBACK_URL_RE = re.compile(
-    rf"^(?:https?://{_HOST}(?::{_PORT})?(?:[/?#][A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?)?$"
+    rf"^https?://{_HOST}(?::{_PORT})?(?:[/?#][A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?$"
 )
 
 

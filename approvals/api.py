@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +14,6 @@ from django.http import Http404
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
-    PolymorphicProxySerializer,
     extend_schema,
 )
 from rest_framework import serializers, status
@@ -36,6 +36,7 @@ from soc_console.contract import (
     ClosedSerializer,
     ProblemSerializer,
     StrictCharField,
+    Variants,
     problem_responses,
 )
 from soc_console.errors import InvalidInput, NotFound, NotPermitted
@@ -50,6 +51,7 @@ MAX_EVIDENCE_ITEMS = 25
 MAX_EVIDENCE_TEXT = 500
 MAX_IDEMPOTENCY_KEY = 128
 EVIDENCE_KEYS = {"kind", "ref", "url", "note"}
+PAGE_RE = re.compile(r"[1-9][0-9]*")
 
 
 class StrictFloatField(serializers.FloatField):
@@ -201,7 +203,7 @@ class RejectInSerializer(ClosedSerializer):
 
 
 # The decision as the schema states it: a rejection needs a reason of 3 characters or more.
-DECISION_REQUEST = PolymorphicProxySerializer(
+DECISION_REQUEST = Variants(
     component_name="DecisionIn",
     serializers={"approve": ApproveInSerializer, "reject": RejectInSerializer},
     resource_type_field_name="verdict",
@@ -251,6 +253,24 @@ def _blocked_response(payload: dict[str, Any]) -> Response:
     )
 
 
+def _check_list_query(request: Request) -> None:
+    """The list's query as the schema states it: each parameter once, a known status, a page
+    number. (DRF would take the last of repeated values, `?status=` as no filter and
+    `?page=last`: all answers the schema does not promise.)"""
+    query = request.query_params
+    errors = {name: ["Give this parameter once."] for name in query if len(query.getlist(name)) > 1}
+    wanted = query.get("status")
+    if "status" not in errors and wanted is not None and wanted not in ProposalStatus.values:
+        errors["status"] = [f"One of: {', '.join(ProposalStatus.values)}."]
+    page = query.get("page")
+    if "page" not in errors and page is not None and not PAGE_RE.fullmatch(page):
+        errors["page"] = ["A page number: 1, 2, …"]
+    if errors:
+        raise InvalidInput(
+            f"The query has invalid parameters: {', '.join(sorted(errors))}.", errors=errors
+        )
+
+
 def _check_body_size(request: Request) -> None:
     length = request.META.get("CONTENT_LENGTH") or "0"
     try:
@@ -284,7 +304,13 @@ def _check_body_size(request: Request) -> None:
     parameters=[
         OpenApiParameter(
             "Idempotency-Key",
-            {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+            {
+                "type": "string",
+                "maxLength": MAX_IDEMPOTENCY_KEY,
+                # Printable: no control characters, no-break space or soft hyphen (a header
+                # arrives as Latin-1).
+                "pattern": r"^[^\x00-\x1f\x7f-\xa0\xad]*$",
+            },
             OpenApiParameter.HEADER,
             description="Same key and body again returns the first proposal (200); the same "
             "key with another body is 409. Printable characters only.",
@@ -321,12 +347,8 @@ def _check_body_size(request: Request) -> None:
 def proposals(request: Request) -> Response:
     principal: AgentPrincipal = request.user
     if request.method == "GET":
-        wanted = request.query_params.get("status") or None
-        if wanted and wanted not in ProposalStatus.values:
-            raise InvalidInput(
-                f"Unknown status {wanted!r}.",
-                errors={"status": [f"One of: {', '.join(ProposalStatus.values)}."]},
-            )
+        _check_list_query(request)
+        wanted = request.query_params.get("status")
         from rest_framework.pagination import PageNumberPagination
 
         paginator = PageNumberPagination()

@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
-from soc_console.contract import WHITESPACE_CLASS, ClosedSerializer, StrictCharField
+from soc_console.contract import WHITESPACE_CLASS, ClosedSerializer, StrictCharField, Variants
 
 from . import catalogue
 
@@ -86,10 +85,15 @@ class TargetFieldSchema(OpenApiSerializerFieldExtension):
 
 
 def _param_field(name: str, spec: catalogue.Param) -> serializers.Field:
+    # Every parameter is optional.
     if spec.kind is int:
-        return serializers.IntegerField(min_value=spec.minimum, max_value=spec.maximum)
+        return serializers.IntegerField(
+            min_value=spec.minimum, max_value=spec.maximum, required=False
+        )
     # Parameters are taken as sent: no trimming, blank allowed, NUL refused.
-    return StrictCharField(max_length=spec.max_length, allow_blank=True, trim_whitespace=False)
+    return StrictCharField(
+        max_length=spec.max_length, allow_blank=True, trim_whitespace=False, required=False
+    )
 
 
 def _with_bounds(field: serializers.Field) -> serializers.Field:
@@ -133,7 +137,7 @@ def _variant(kind: catalogue.ActionType, common: dict[str, serializers.Field]) -
     )
 
 
-def proposal_request(base: type[serializers.Serializer]) -> PolymorphicProxySerializer:
+def proposal_request(base: type[serializers.Serializer]) -> Variants:
     """One variant per catalogue action, told apart by `action`; the fields every action shares
     come from the serializer the API validates with."""
     common = {
@@ -141,7 +145,7 @@ def proposal_request(base: type[serializers.Serializer]) -> PolymorphicProxySeri
         for name, field in base().get_fields().items()
         if name not in ("action", "target", "params")
     }
-    return PolymorphicProxySerializer(
+    return Variants(
         component_name="ProposalIn",
         serializers={name: _variant(kind, common) for name, kind in catalogue.ACTIONS.items()},
         resource_type_field_name="action",

@@ -14,7 +14,8 @@ from drf_spectacular.extensions import (
     OpenApiSerializerExtension,
     OpenApiSerializerFieldExtension,
 )
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.serializers import PolymorphicProxySerializerExtension
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -84,6 +85,21 @@ class ClosedSerializerSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         if direction == "request":
             schema["additionalProperties"] = False
+        return schema
+
+
+class Variants(PolymorphicProxySerializer):
+    """A request body that is one of several objects, told apart by a field it must carry."""
+
+
+class VariantsSchema(PolymorphicProxySerializerExtension):
+    target_class = "soc_console.contract.Variants"
+    priority = 0
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema = super().map_serializer(auto_schema, direction)
+        # Without it the schema would allow an empty body (and call the body optional).
+        schema["required"] = [self.target.resource_type_field_name]
         return schema
 
 
