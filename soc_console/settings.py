@@ -334,6 +334,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Severity, criticality and scope tiers share one scale; name it once.
+    "ENUM_NAME_OVERRIDES": {"LowToCriticalEnum": "agents.models.Criticality"},
 }
 
 # Agent API limits.

@@ -322,3 +322,45 @@ def test_replaying_a_blocked_proposal_returns_200_with_the_recorded_proposal(api
     assert again.json()["status"] == "blocked"
     assert again.json()["code"] == "action_not_permitted"
     assert Proposal.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("status=", "status"),
+        ("status=pending&status=flagged", "status"),
+        ("page=last", "page"),
+        ("page=0", "page"),
+        ("page=", "page"),
+    ],
+)
+def test_a_list_query_the_schema_does_not_allow_is_a_400(api, query, field) -> None:
+    response = api.get(f"/api/v1/proposals/?{query}")
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+
+
+def test_a_page_past_the_last_is_a_404_problem(api) -> None:
+    response = api.get("/api/v1/proposals/?page=2")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "body", [{"reason": 12345}, {"reason": "ok"}, {}, {"reason": "why", "x": 1}]
+)
+def test_a_rollback_body_is_validated_like_a_decision(api, analyst, body) -> None:
+    from rest_framework.authtoken.models import Token
+
+    pid = post(api, BODY).json()["id"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=analyst).key}")
+    response = client.post(f"/api/v1/proposals/{pid}/rollback/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"]
+
+
+def test_an_ip_target_with_a_zone_id_is_refused(api) -> None:
+    response = post(api, {**BODY, "target": "fe80::1%eth0"})
+    assert response.status_code == 400
+    assert "target" in response.json()["errors"]
