@@ -41,17 +41,15 @@ class ApiBodyLimit:
                     "Bad Request",
                     "The Content-Length header is not a number.",
                     code="bad_content_length",
-                    close=True,
                 )
             elif declared > limit:
-                # Slightly over: the server may read and drop the rest, and the client reads
-                # its answer on a connection still open. Far over: close it, read nothing more.
-                await _too_large(send, limit, declared, close=declared > 2 * limit)
+                await _too_large(send, limit, declared)
             else:
                 await self.app(scope, receive, send)  # the server reads no more than declared
             return
         # No Content-Length (a chunked body, or none at all): read what there is, up to the
-        # limit and one byte more, then hand it on as it came.
+        # limit and one byte more, then hand it on as it came, with its length now known
+        # (Django reads no further than Content-Length, and without one reads nothing).
         read: list[Message] = []
         size = 0
         while True:
@@ -61,10 +59,13 @@ class ApiBodyLimit:
                 break  # the client went away; Django hears of it from the replay
             size += len(message.get("body", b""))
             if size > limit:
-                await _too_large(send, limit, None, close=True)
+                await _too_large(send, limit, None)
                 return
             if not message.get("more_body", False):
                 break
+        if size:
+            length = (b"content-length", str(size).encode())
+            scope = {**scope, "headers": [*scope["headers"], length]}
         await self.app(scope, _replay(read, receive), send)
 
 
@@ -87,30 +88,29 @@ def _replay(read: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
-async def _too_large(send: Send, limit: int, declared: int | None, *, close: bool) -> None:
-    size = f"The body is {declared} bytes" if declared is not None else "The body is larger"
+async def _too_large(send: Send, limit: int, declared: int | None) -> None:
+    size = f"{declared} bytes" if declared is not None else "more than that"
     await _answer(
         send,
         413,
         "Content Too Large",
-        f"{size}; the limit is {limit} bytes. Nothing was read or recorded.",
+        f"The limit is {limit} bytes and the body is {size}. Nothing was read or recorded.",
         code="too_large",
-        close=close,
         errors={"body": [f"At most {limit} bytes."]},
     )
 
 
 async def _answer(
-    send: Send, status: int, title: str, detail: str, *, code: str, close: bool, **extra: Any
+    send: Send, status: int, title: str, detail: str, *, code: str, **extra: Any
 ) -> None:
+    """Answer and close the connection: the server then reads nothing more of the body."""
     body = json.dumps(
         problem_body(status_code=status, title=title, detail=detail, code=code, **extra)
     ).encode()
     headers = [
         (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
         (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
     ]
-    if close:
-        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
