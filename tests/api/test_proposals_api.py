@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from rest_framework.test import APIClient
@@ -314,3 +315,30 @@ def test_replaying_a_blocked_proposal_returns_200_with_the_recorded_proposal(api
     assert again.json()["status"] == "blocked"
     assert again.json()["code"] == "action_not_permitted"
     assert Proposal.objects.count() == 1
+
+
+def test_rate_limit_counts_per_process_while_redis_is_down(
+    api, agent_with_key, settings, monkeypatch, caplog
+) -> None:
+    from agents import throttling
+    from tests.processes import free_port
+
+    key = agent_with_key.agent.keys.get()
+    key.rate_limit_per_minute = 3
+    key.save(update_fields=["rate_limit_per_minute"])
+    redis_url = settings.REDIS_URL
+    # Nothing listens there: every connection is refused, as when Redis is stopped.
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setattr(throttling, "_client", None)
+    monkeypatch.setattr(throttling, "_local", throttling._LocalCounter())
+
+    statuses = [api.get("/api/v1/proposals/").status_code for _ in range(5)]
+
+    assert statuses == [200, 200, 200, 429, 429]
+    assert caplog.text.count("Redis is not answering") == 1  # once for the outage
+
+    settings.REDIS_URL = redis_url
+    throttling._client = None
+    time.sleep(throttling.REDIS_RETRY_SECONDS)
+    assert api.get("/api/v1/proposals/").status_code == 200  # a fresh count in Redis
+    assert caplog.text.count("Redis answers again") == 1
