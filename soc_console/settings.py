@@ -278,6 +278,9 @@ CONNECTOR_FAILURE = env_str("CONNECTOR_FAILURE", "")  # "", "transient" or "perm
 # Agents' callback URLs on private or loopback addresses are refused unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env_bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", False)
 CALLBACK_TIMEOUT_SECONDS = env_float("CALLBACK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+# A delivery's whole time, name check, connect, send and reading the answer's status together:
+# the per-step timeout above never fires on a receiver that trickles a byte every few seconds.
+CALLBACK_DEADLINE_SECONDS = env_float("CALLBACK_DEADLINE_SECONDS", 10.0, minimum=0.5)
 WORKER_HEARTBEAT_INTERVAL_SECONDS = env_float("WORKER_HEARTBEAT_INTERVAL_SECONDS", 10.0, minimum=1)
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 60, minimum=5)
 if WORKER_HEARTBEAT_MAX_AGE_SECONDS <= WORKER_HEARTBEAT_INTERVAL_SECONDS:
@@ -338,6 +341,10 @@ if EXECUTION_BACKOFF_MAX_SECONDS >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "soc")
+# Callbacks wait on agents' servers: on a queue and worker of their own (the Procfile's
+# `callbacks`), a slow receiver can never hold a worker process that executions need.
+CALLBACK_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-callbacks"
+CELERY_TASK_ROUTES = {"approvals.tasks.deliver_callback": {"queue": CALLBACK_QUEUE}}
 CELERY_BEAT_SCHEDULE = {
     # Ticks expire: those piled up while no worker ran are dropped instead of arriving in a
     # burst. A sweep tick keeps a minute's grace so that a long queue cannot starve the sweeper.
