@@ -189,25 +189,30 @@ def test_the_limit_is_the_apis_alone(settings: Any) -> None:
 # --- a committed decision stands, and is answered as committed --------------------------------
 
 
+def _terminate(backend: int) -> None:
+    """End a PostgreSQL session from another one, as a restart or a failover does."""
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=db["NAME"],
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s, 5000)", [backend])
+
+
 def _drop_after_commit(statement: str) -> tuple[Any, list[int]]:
     """An execute wrapper that, once `statement` runs in a transaction, has PostgreSQL terminate
     this connection's session as soon as that transaction commits: every query after the
     commit meets a dead connection, as after a database restart or a failover."""
     connection.ensure_connection()
     backend = connection.connection.info.backend_pid
-    db = connection.settings_dict
     dropped: list[int] = []
 
     def terminate() -> None:
-        with psycopg.connect(
-            host=db["HOST"] or "127.0.0.1",
-            port=db["PORT"] or 5432,
-            user=db["USER"],
-            password=db["PASSWORD"] or None,
-            dbname=db["NAME"],
-            autocommit=True,
-        ) as other:
-            other.execute("SELECT pg_terminate_backend(%s, 5000)", [backend])
+        _terminate(backend)
         dropped.append(backend)
 
     def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -272,3 +277,17 @@ def test_a_withdrawal_is_answered_as_committed_when_the_database_drops(api: APIC
     assert response.json()["status"] == "withdrawn"
     connection.close()
     assert Proposal.objects.get(pk=submitted["id"]).status == "withdrawn"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_gone_mid_request_is_a_503_problem_with_retry_after(api: APIClient) -> None:
+    connection.ensure_connection()
+    _terminate(connection.connection.info.backend_pid)
+
+    response = api.post("/api/v1/proposals/", json.dumps(BODY), content_type="application/json")
+
+    problem = assert_problem(response, 503)
+    assert problem["code"] == "unavailable"
+    assert int(response["Retry-After"]) >= 1
+    connection.close()
+    assert not Proposal.objects.exists()
