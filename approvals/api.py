@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 from typing import Any
 
-from django.conf import settings
+from django.db import DatabaseError
 from django.http import Http404
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -43,8 +44,10 @@ from soc_console.errors import InvalidInput, NotFound, NotPermitted
 from soc_console.problems import problem
 
 from . import catalogue, contract, selectors, services
-from .models import ExecutionStatus, ProposalStatus, Severity, Verdict
+from .models import ExecutionStatus, Proposal, ProposalStatus, Severity, Verdict
 from .services import MAX_TEXT
+
+logger = logging.getLogger(__name__)
 
 MAX_RATIONALE = 4000
 MAX_EVIDENCE_ITEMS = 25
@@ -58,8 +61,12 @@ class StrictFloatField(serializers.FloatField):
     def to_internal_value(self, data: Any) -> float:
         if isinstance(data, bool) or not isinstance(data, int | float):
             raise serializers.ValidationError("Must be a number between 0 and 1, not a string.")
-        if not math.isfinite(float(data)):
-            raise serializers.ValidationError("Must be a finite number.")
+        try:
+            finite = math.isfinite(float(data))
+        except OverflowError:  # an integer with hundreds of digits
+            finite = False
+        if not finite:
+            raise serializers.ValidationError("Must be a finite number between 0 and 1.")
         return super().to_internal_value(data)
 
 
@@ -271,18 +278,22 @@ def _check_list_query(request: Request) -> None:
         )
 
 
-def _check_body_size(request: Request) -> None:
-    length = request.META.get("CONTENT_LENGTH") or "0"
+def _committed_payload(written: Proposal) -> dict[str, Any]:
+    """The proposal a service just committed, as it stands now, or, when it cannot be read
+    back (the database went away after the commit), as that service's transaction wrote it.
+
+    The change stands either way; answering an error would have the client retry it and be
+    told it was already decided.
+    """
     try:
-        size = int(length)
-    except ValueError:
-        size = 0
-    size = max(size, len(request.body))
-    if size > settings.API_MAX_BODY_BYTES:
-        raise InvalidInput(
-            f"The body is {size} bytes; the limit is {settings.API_MAX_BODY_BYTES}.",
-            errors={"body": [f"At most {settings.API_MAX_BODY_BYTES} bytes."]},
+        return selectors.proposal_payload(selectors.proposal_detail(written.pk))
+    except DatabaseError:
+        logger.warning(
+            "proposal %s committed but could not be read back; answered from the written copy",
+            written.pk,
+            exc_info=True,
         )
+        return selectors.proposal_payload(written)
 
 
 @extend_schema(
@@ -357,7 +368,6 @@ def proposals(request: Request) -> Response:
         )
         return paginator.get_paginated_response([selectors.proposal_payload(p) for p in page or []])
 
-    _check_body_size(request)
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and (len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable()):
         raise InvalidInput(
@@ -436,10 +446,10 @@ def proposal_withdraw(request: Request, proposal_id: str) -> Response:
     principal: AgentPrincipal = request.user
     _visible_proposal(request, proposal_id)
     try:
-        services.proposal_withdraw(proposal_id=proposal_id, agent=principal.agent)
+        withdrawn = services.proposal_withdraw(proposal_id=proposal_id, agent=principal.agent)
     except NotFound as exc:
         raise Http404 from exc
-    return Response(selectors.proposal_payload(selectors.proposal_detail(proposal_id)))
+    return Response(_committed_payload(withdrawn))
 
 
 @extend_schema(
@@ -461,12 +471,9 @@ def proposal_decide(request: Request, proposal_id: str) -> Response:
     incoming.is_valid(raise_exception=True)
     verdict = incoming.validated_data["verdict"]
     reason = incoming.validated_data["reason"]
-    if verdict == "approve":
-        services.proposal_approve(proposal_id=proposal_id, analyst=request.user, reason=reason)
-    else:
-        services.proposal_reject(proposal_id=proposal_id, analyst=request.user, reason=reason)
-    payload = selectors.proposal_payload(selectors.proposal_detail(proposal_id))
-    return Response(payload, status=status.HTTP_201_CREATED)
+    decide = services.proposal_approve if verdict == "approve" else services.proposal_reject
+    decided = decide(proposal_id=proposal_id, analyst=request.user, reason=reason)
+    return Response(_committed_payload(decided), status=status.HTTP_201_CREATED)
 
 
 @extend_schema(

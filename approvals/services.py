@@ -624,9 +624,11 @@ def proposal_reject(
 
 @transaction.atomic
 def proposal_withdraw(*, proposal_id: uuid.UUID | str, agent: Agent) -> Proposal:
-    proposal = Proposal.objects.filter(pk=proposal_id, agent=agent).first()
+    proposal = Proposal.objects.select_related("agent").filter(pk=proposal_id, agent=agent).first()
     if proposal is None:
         raise NotFound(f"No proposal {proposal_id}.")
+    # Only a pending proposal is withdrawn, and it has no execution: the returned row is whole.
+    Proposal.execution.related.set_cached_value(proposal, None)
     return _finish_pending(
         proposal,
         to=ProposalStatus.WITHDRAWN,

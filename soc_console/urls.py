@@ -21,8 +21,9 @@ api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Split: the page loads its start-up script from ?script, as the CSP allows no inline one.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
-    # Anything else under the API answers in the API's own error format.
-    re_path(r"^.*$", api.not_found),
+    # Anything else under the API answers in the API's own error format; [\s\S] rather than
+    # `.`, so that a path with a newline in it (%0A) is "anything else" too.
+    re_path(r"^[\s\S]*$", api.not_found),
 ]
 
 urlpatterns = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from rest_framework.test import APIClient
@@ -202,14 +203,6 @@ def test_missing_field_is_reported(api) -> None:
     assert "rationale" in response.json()["errors"]
 
 
-def test_body_over_the_size_cap_is_400(api, settings) -> None:
-    settings.API_MAX_BODY_BYTES = 2048
-    response = post(api, {**BODY, "rationale": "x" * 3000})
-    assert response.status_code == 400
-    assert "body" in response.json()["errors"]
-    assert Proposal.objects.count() == 0
-
-
 def test_malformed_json_is_400(api) -> None:
     response = post(api, "{not json")
     assert response.status_code == 400
@@ -364,3 +357,30 @@ def test_an_ip_target_with_a_zone_id_is_refused(api) -> None:
     response = post(api, {**BODY, "target": "fe80::1%eth0"})
     assert response.status_code == 400
     assert "target" in response.json()["errors"]
+
+
+def test_rate_limit_counts_per_process_while_redis_is_down(
+    api, agent_with_key, settings, monkeypatch, caplog
+) -> None:
+    from agents import throttling
+    from tests.processes import free_port
+
+    key = agent_with_key.agent.keys.get()
+    key.rate_limit_per_minute = 3
+    key.save(update_fields=["rate_limit_per_minute"])
+    redis_url = settings.REDIS_URL
+    # Nothing listens there: every connection is refused, as when Redis is stopped.
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setattr(throttling, "_client", None)
+    monkeypatch.setattr(throttling, "_local", throttling._LocalCounter())
+
+    statuses = [api.get("/api/v1/proposals/").status_code for _ in range(5)]
+
+    assert statuses == [200, 200, 200, 429, 429]
+    assert caplog.text.count("Redis is not answering") == 1  # once for the outage
+
+    settings.REDIS_URL = redis_url
+    throttling._client = None
+    time.sleep(throttling.REDIS_RETRY_SECONDS)
+    assert api.get("/api/v1/proposals/").status_code == 200  # a fresh count in Redis
+    assert caplog.text.count("Redis answers again") == 1
