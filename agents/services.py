@@ -259,8 +259,9 @@ def callback_address_problem(url: str, *, resolve: bool) -> str | None:
     if settings.CALLBACK_ALLOW_PRIVATE_NETWORKS:
         return None
     try:
-        # Parsed as the client that sends the callback parses it.
-        host = httpx.URL(url).host
+        # Parsed as the client that sends the callback parses it; the host as it goes on the
+        # wire (an internationalised name as its A-labels).
+        host = httpx.URL(url).raw_host.decode("ascii")
     except (httpx.InvalidURL, TypeError, ValueError):
         return "the URL cannot be parsed"
     if not host:

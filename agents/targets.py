@@ -10,14 +10,19 @@ the idempotency hash and the connector all see the same canonical value.
 (plus the NetBIOS→DNS domain mappings, TARGET_DOMAINS by default). It raises `TargetError`,
 whose message completes the sentence "the target …", for anything it cannot read.
 
+Targets are written in ASCII. What each kind accepts is one grammar, published as regular
+expressions (`PATTERNS`, which the OpenAPI schema states): a target is checked against it
+first and only then read, so the schema and the API accept exactly the same strings. Any
+other character is refused: a fullwidth or Cyrillic look-alike cannot dodge a match because it
+cannot get in. A name that is really internationalised is written as its A-labels (`xn--…`);
+those are decoded and matched by what they look like (see `skeleton`), so a look-alike
+written that way matches the inventory entry it imitates, while the connector gets the A-label.
+
 What an identity holds:
 
 - `value`: the canonical spelling, stored on the proposal and sent to the connector;
-- `key`: what the inventory is matched on. For host names and principals it is the value's
-  *skeleton*: Unicode compatibility forms folded (NFKC: fullwidth, mathematical and circled
-  letters), case folded, combining marks and invisible format characters dropped, and letters
-  of other scripts that look like ASCII ones (Cyrillic `с`, Greek `ο`, …) replaced by them.
-  Punycode labels (`xn--…`) are decoded first, so an A-label cannot hide a look-alike either;
+- `key`: what the inventory is matched on: the value, with A-labels replaced by the skeleton
+  of the name they stand for;
 - `label`: the first label of a host name or the local part of a principal, for the
   fail-closed short-name match;
 - `short`: the name carries no domain (`dc01`, `ceo`, or `CORP\\ceo` when CORP is not
@@ -36,8 +41,6 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-
-import idna
 
 
 class TargetError(ValueError):
@@ -80,6 +83,106 @@ class Identity:
         this one, or a shorter spelling of it, may have."""
         labels = self.key.split(".")
         return [".".join(labels[: n + 1]) for n in range(len(labels))]
+
+
+# --- the grammar ----------------------------------------------------------------------------
+# Written for Python's re and ECMAScript alike (the OpenAPI schema's dialect): classes,
+# groups, bounded repeats and lookaheads only.
+
+_DIGITS = string.digits + "abcdef"
+
+
+def _digit_class(low: int, high: int, base: int) -> str:
+    """The digits low..high of `base`, hex letters in either case."""
+    chars = "".join(
+        _DIGITS[d] + (_DIGITS[d].upper() if d > 9 else "") for d in range(low, high + 1)
+    )
+    return chars if len(chars) == 1 else f"[{chars}]"
+
+
+def _up_to(limit: int, base: int) -> str:
+    """The numbers 1..limit in `base`, without leading zeros."""
+    digits = ""
+    while limit:
+        limit, d = divmod(limit, base)
+        digits = _DIGITS[d] + digits
+    any_digit = _digit_class(0, base - 1, base)
+    options = []
+    if len(digits) > 1:  # shorter numbers
+        tail = f"{any_digit}{{0,{len(digits) - 2}}}" if len(digits) > 2 else ""
+        options.append(_digit_class(1, base - 1, base) + tail)
+    for position, digit in enumerate(digits):  # as long as the limit, and below it here
+        value = _DIGITS.index(digit)
+        lowest = 1 if position == 0 else 0
+        if value > lowest:
+            rest = len(digits) - position - 1
+            prefix = "".join(
+                _digit_class(_DIGITS.index(d), _DIGITS.index(d), base) for d in digits[:position]
+            )
+            tail = f"{any_digit}{{{rest}}}" if rest > 1 else (any_digit if rest else "")
+            options.append(prefix + _digit_class(lowest, value - 1, base) + tail)
+    options.append("".join(_digit_class(_DIGITS.index(d), _DIGITS.index(d), base) for d in digits))
+    return "(?:" + "|".join(options) + ")"
+
+
+def _number(limit: int) -> str:
+    """One part of an inet_aton address up to `limit`: decimal, octal after a 0, hex after 0x."""
+    return (
+        f"(?:0[xX](?:0*{_up_to(limit, 16)}|0+)|0(?:0*{_up_to(limit, 8)}|0+)|{_up_to(limit, 10)}|0)"
+    )
+
+
+_P8, _P16, _P24, _P32 = (_number(2**bits - 1) for bits in (8, 16, 24, 32))
+# Every spelling inet_aton reads: 1 to 4 parts, the last filling the bytes left.
+IPV4 = rf"(?:{_P8}\.{_P8}\.{_P8}\.{_P8}|{_P8}\.{_P8}\.{_P16}|{_P8}\.{_P24}|{_P32})"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_H16 = r"[0-9A-Fa-f]{1,4}"
+_LS32 = rf"(?:{_H16}:{_H16}|{_OCTET}(?:\.{_OCTET}){{3}})"
+# RFC 3986's IPv6address, which is what Python's ipaddress reads (no zone).
+IPV6 = (
+    rf"(?:(?:{_H16}:){{6}}{_LS32}|::(?:{_H16}:){{5}}{_LS32}|(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}"
+    rf"|(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}"
+    rf"|(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}"
+    rf"|(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}"
+    rf"|(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}"
+    rf"|(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}"
+    rf"|(?:(?:{_H16}:){{0,6}}{_H16})?::)"
+)
+_PREFIX4 = r"(?:3[0-2]|[12]?[0-9])"
+_PREFIX6 = r"(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A last label that is a number makes a broken address, not a name (`host.10`, `a.0x1`).
+_NUMERIC = r"(?:[0-9]+|0[xX][0-9A-Fa-f]*)"
+
+
+def _dns_name(end: str, *, dotted: bool) -> str:
+    """A host name of at most 253 characters followed by `end` (a lookahead), with at least
+    two labels when `dotted`."""
+    labels = rf"(?:{_LABEL}\.)+" if dotted else rf"(?:{_LABEL}\.)*"
+    return rf"(?=[A-Za-z0-9.-]{{1,253}}{end}){labels}(?!{_NUMERIC}{end}){_LABEL}"
+
+
+_END_OF_NAME = r"\.?$"  # an optional root dot, then the end
+_BEFORE_USER = r"\\"  # the backslash of DOMAIN\user
+_NAME = _dns_name(_END_OF_NAME, dotted=False) + r"\.?"
+_LOCAL = r"[A-Za-z0-9._%+-]{1,64}"
+_NETBIOS = r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}"
+_UPN_DOMAIN = rf"(?:{_NETBIOS}|{_dns_name(_END_OF_NAME, dotted=True)})\.?"
+_DOWN_LEVEL_DOMAIN = rf"(?:{_NETBIOS}|{_dns_name(_BEFORE_USER, dotted=True)})"
+
+PATTERNS = {
+    "ip": rf"^(?:{IPV4}(?:/{_PREFIX4})?|{IPV6}(?:/{_PREFIX6})?)$",
+    "host": rf"^(?:{IPV4}|{IPV6}|{_NAME})$",
+    "user": rf"^(?:{_LOCAL}@{_UPN_DOMAIN}|{_DOWN_LEVEL_DOMAIN}\\{_LOCAL}|{_LOCAL})$",
+    "mailbox_address": rf"^{_LOCAL}@{_dns_name(_END_OF_NAME, dotted=True)}\.?$",
+    # Ticket ids (SOC-1234) are alert ids too.
+    "ticket": r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$",
+}
+_RE = {name: re.compile(pattern) for name, pattern in PATTERNS.items()}
+_IPV4_RE = re.compile(rf"^{IPV4}$")
+_IPV6_RE = re.compile(rf"^{IPV6}$")
+_NETBIOS_RE = re.compile(rf"^{_NETBIOS}$")
+MESSAGE_ID_RE = re.compile(r"^<[^<>\s@]{1,200}@[^<>\s@]{1,200}>$")
 
 
 # --- addresses ------------------------------------------------------------------------------
@@ -130,13 +233,6 @@ def inet_aton(text: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(value)
 
 
-def _address(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return inet_aton(text)
-
-
 def _unembed(network: IPNetwork) -> IPNetwork:
     """An IPv6 network that only carries IPv4 addresses, as that IPv4 network."""
     if network.version != 6:
@@ -160,22 +256,17 @@ def _span(network: IPNetwork) -> tuple[str, str]:
     return f"{low:032x}", f"{high:032x}"
 
 
-def _ip(text: str) -> Identity:
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    address_text, slash, prefix_text = text.partition("/")
-    # A zone (fe80::1%eth0) says which link, not which address.
-    address_text = address_text.partition("%")[0]
-    address = _address(address_text)
-    if address is None:
-        raise TargetError("must be an IPv4 or IPv6 address or CIDR network")
-    try:
-        if slash:
-            network = ipaddress.ip_network(f"{address}/{prefix_text}", strict=False)
-        else:
-            network = ipaddress.ip_network(address)
-    except ValueError as exc:
-        raise TargetError("must be an IPv4 or IPv6 address or CIDR network") from exc
+def _span(network: IPNetwork) -> tuple[str, str]:
+    base = _V4_IN_V6 if network.version == 4 else 0
+    low = base | int(network.network_address)
+    high = base | int(network.broadcast_address)
+    return f"{low:032x}", f"{high:032x}"
+
+
+IP_HINT = "must be an IPv4 or IPv6 address or CIDR network, without a zone id"
+
+
+def _ip_identity(network: IPNetwork) -> Identity:
     network = _unembed(network)
     # A host route (/32, /128) is the address itself.
     value = str(network.network_address) if network.num_addresses == 1 else str(network)
@@ -186,11 +277,26 @@ def _ip(text: str) -> Identity:
     return Identity(Namespace.IP, value, value, ranges=tuple(ranges), network=network)
 
 
-# --- host names -----------------------------------------------------------------------------
+def _address(text: str) -> IPAddress:
+    """An address the grammar admitted, as its kind reads it."""
+    if ":" in text:
+        return ipaddress.IPv6Address(text)
+    address = inet_aton(text)
+    if address is None:  # the grammar and the reader disagree: refuse rather than guess
+        raise TargetError(IP_HINT)
+    return address
 
-LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-# Full stops that IDNA treats as dots (NFKC folds the fullwidth one, not the ideographic).
-_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+def _ip(text: str) -> Identity:
+    if not _RE["ip"].fullmatch(text):
+        raise TargetError(IP_HINT)
+    address_text, slash, prefix = text.partition("/")
+    address = _address(address_text)
+    bits = int(prefix) if slash else address.max_prefixlen
+    return _ip_identity(ipaddress.ip_network((address, bits), strict=False))
+
+
+# --- host names -----------------------------------------------------------------------------
 
 # Letters of other scripts that are drawn like an ASCII letter, by case (applied before case
 # folding, so that Greek capital Ν stays N while small ν becomes v). A curated subset of the
@@ -222,145 +328,112 @@ _LOOKALIKES = {
     "ı": "i", "ȷ": "j", "ɑ": "a", "ɩ": "i", "ĸ": "k", "ʋ": "u", "ℓ": "l",
 }  # fmt: skip
 _SKELETON = str.maketrans(_LOOKALIKES)
+# Full stops that IDNA reads as dots (NFKC folds the fullwidth one, not the ideographic).
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 
 def skeleton(text: str) -> str:
     """What a name looks like: the form compared when matching the inventory.
 
-    Takes the name before case folding, so that a capital's look-alike is judged as a capital.
+    Compatibility forms folded (NFKC: fullwidth, mathematical, circled letters), look-alike
+    letters of other scripts read as the ASCII ones they imitate (judged before case folding,
+    so that a capital's look-alike counts as a capital), accents and invisible characters
+    dropped, case folded.
     """
     folded = unicodedata.normalize("NFKC", text).translate(_DOTS)
     if folded.isascii():
         return folded.casefold()
     drawn = unicodedata.normalize("NFD", folded.translate(_SKELETON)).translate(_SKELETON)
-    # Accents and invisible joiners do not make another name to the eye.
     bare = "".join(c for c in drawn if unicodedata.category(c) not in ("Mn", "Me", "Cf"))
     return unicodedata.normalize("NFC", bare).casefold().translate(_SKELETON)
 
 
-def _label_forms(label: str) -> tuple[str, str | None]:
-    """The A-label sent over the wire for one case-folded DNS label, and the U-label that an
-    A-label stands for (None when the label was not punycode)."""
-    if label.isascii():
-        if label.startswith("xn--"):
-            try:
-                return label, idna.decode(label)
-            except idna.IDNAError as exc:
-                raise TargetError(f"has a label {label!r} that is not valid punycode") from exc
-        return label, None
+def _label_key(label: str) -> str:
+    """How one lower-case label is matched: an A-label by the skeleton of what it stands for."""
+    if not label.startswith("xn--"):
+        return label
     try:
-        return idna.encode(label, uts46=True).decode("ascii"), None
-    except idna.IDNAError as exc:
-        raise TargetError(f"has a label {label!r} that is not a valid host name label") from exc
+        return skeleton(label[4:].encode("ascii").decode("punycode"))
+    except UnicodeError:
+        return label  # not punycode after all: it stands for nothing else
 
 
 HOST_HINT = "must be a host name such as ws-0142.corp.example, or an address"
-# The last label of a name is never a number: `host.10` is a broken address, not a name.
-NUMERIC_LABEL_RE = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+ASCII_HINT = "must be written in ASCII (an internationalised name as its xn-- A-labels)"
+
+
+def _name(text: str) -> Identity:
+    """A host name the grammar admitted."""
+    value = text.lower().removesuffix(".")  # the root: dc01.corp.example. is dc01.corp.example
+    key = ".".join(_label_key(label) for label in value.split("."))
+    # From the key: an A-label may stand for more than one label (`dc01．corp`).
+    return Identity(Namespace.HOST, value, key, label=key.split(".")[0], short="." not in key)
 
 
 def _host(text: str) -> Identity:
-    shown = unicodedata.normalize("NFKC", text).translate(_DOTS)
-    if shown.endswith("."):
-        shown = shown[:-1]  # the root: dc01.corp.example. is dc01.corp.example
-    folded = shown.casefold()
-    # A number is an address to every resolver (`10.0.0.10`, `0x0a00000a`, `[::1]`): match it
-    # as the address it is, never as a name that happens to be digits.
-    if folded.startswith("[") or ":" in folded or inet_aton(folded) is not None:
-        try:
-            return _ip(folded)
-        except TargetError as exc:
-            raise TargetError(HOST_HINT) from exc
-    labels, shown_labels = folded.split("."), shown.split(".")
-    if len(folded) > 253 or len(labels) != len(shown_labels):
+    if not text.isascii():
+        raise TargetError(ASCII_HINT)
+    if not _RE["host"].fullmatch(text):
         raise TargetError(HOST_HINT)
-    if NUMERIC_LABEL_RE.match(labels[-1]):
-        raise TargetError(HOST_HINT)
-    a_labels, looks = [], []
-    for label, shown_label in zip(labels, shown_labels, strict=True):
-        if not label:
-            raise TargetError(HOST_HINT)
-        a_label, decoded = _label_forms(label)
-        if not LABEL_RE.match(a_label):
-            raise TargetError(HOST_HINT)
-        a_labels.append(a_label)
-        looks.append(skeleton(decoded if decoded is not None else shown_label))
-    value = ".".join(a_labels)
-    if len(value) > 253:
-        raise TargetError(HOST_HINT)
-    key = ".".join(looks)
-    return Identity(Namespace.HOST, value, key, label=looks[0], short=len(a_labels) == 1)
+    # A number is an address to every resolver (`10.0.0.10`, `0x0a00000a`, `::1`): it is
+    # matched as the address it is, never as a name that happens to be digits.
+    if _IPV4_RE.fullmatch(text) or _IPV6_RE.fullmatch(text):
+        return _ip_identity(ipaddress.ip_network(_address(text)))
+    return _name(text)
 
 
 # --- principals -----------------------------------------------------------------------------
 
-LOCAL_RE = re.compile(r"^[a-z0-9._%+\-]{1,64}$")
-NETBIOS_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 USER_HINT = "must be a user principal such as jdoe@corp.example, CORP\\jdoe or jdoe"
 MAILBOX_HINT = "must be a mailbox address or a message id such as <abc123@mail.example>"
-MESSAGE_ID_RE = re.compile(r"^<[^<>\s@]{1,200}@[^<>\s@]{1,200}>$")
 
 
-def _principal(local: str, domain: str, *, hint: str, domains: Mapping[str, str]) -> Identity:
-    """`local` and `domain` as written (after NFKC), `domain` "" when there is none."""
-    look = skeleton(local)
-    name = local.casefold()
-    if not LOCAL_RE.match(look) or not name.isprintable():
-        raise TargetError(hint)
-    domain = domain.casefold()
-    if domain.endswith("."):
-        domain = domain[:-1]
+def _principal(local: str, domain: str, domains: Mapping[str, str]) -> Identity:
+    """A user name and its domain (a NetBIOS or DNS name, "" for none) the grammar admitted."""
+    name = local.lower()
+    domain = domain.lower().removesuffix(".")
     if not domain:
-        return Identity(Namespace.USER, name, look, label=look, short=True)
-    if "." not in domain and domain not in domains:
-        if not NETBIOS_RE.match(domain):
-            raise TargetError(hint)
-        # A NetBIOS domain nobody mapped may stand for any DNS domain: only the name is known.
-        return Identity(Namespace.USER, f"{domain}\\{name}", look, label=look, short=True)
-    try:
-        host = _host(domains.get(domain, domain))
-    except TargetError as exc:
-        raise TargetError(hint) from exc
-    if host.namespace is not Namespace.HOST:
-        raise TargetError(hint)
-    return Identity(Namespace.USER, f"{name}@{host.value}", f"{look}@{host.key}", label=look)
+        return Identity(Namespace.USER, name, name, label=name, short=True)
+    if _NETBIOS_RE.fullmatch(domain):
+        suffix = domains.get(domain)
+        if suffix is None:
+            # A NetBIOS domain nobody mapped may stand for any DNS domain: only the name is
+            # known.
+            return Identity(Namespace.USER, f"{domain}\\{name}", name, label=name, short=True)
+        domain = suffix
+    host = _name(domain)
+    return Identity(Namespace.USER, f"{name}@{host.value}", f"{name}@{host.key}", label=name)
 
 
 def _user(text: str, domains: Mapping[str, str]) -> Identity:
-    shown = unicodedata.normalize("NFKC", text)
-    if "\\" in shown:
-        # A down-level logon name, DOMAIN\user: the domain a NetBIOS name (or a DNS one).
-        domain, _, local = shown.partition("\\")
-        if not domain or "\\" in local or "@" in local:
-            raise TargetError(USER_HINT)
-        return _principal(local, domain, hint=USER_HINT, domains=domains)
-    local, at, domain = shown.rpartition("@")
-    if not at:
-        return _principal(shown, "", hint=USER_HINT, domains=domains)  # a bare name
-    if not domain:
+    if not text.isascii():
+        raise TargetError(ASCII_HINT)
+    if not _RE["user"].fullmatch(text):
         raise TargetError(USER_HINT)
-    return _principal(local, domain, hint=USER_HINT, domains=domains)
+    if "\\" in text:  # a down-level logon name: DOMAIN\user
+        domain, _, local = text.partition("\\")
+        return _principal(local, domain, domains)
+    local, _, domain = text.partition("@")
+    return _principal(local, domain, domains)
 
 
 def _mailbox(text: str, domains: Mapping[str, str]) -> Identity:
-    if MESSAGE_ID_RE.match(text):
+    if MESSAGE_ID_RE.fullmatch(text):
         # Message ids are compared as sent: their left part is case-sensitive.
         return Identity(Namespace.MESSAGE, text, text)
-    shown = unicodedata.normalize("NFKC", text)
-    local, at, domain = shown.rpartition("@")
-    if not at or "." not in domain.rstrip("."):
+    if not text.isascii():
+        raise TargetError(ASCII_HINT)
+    if not _RE["mailbox_address"].fullmatch(text):
         raise TargetError(MAILBOX_HINT)
-    return _principal(local, domain, hint=MAILBOX_HINT, domains=domains)
+    local, _, domain = text.partition("@")
+    return _principal(local, domain, domains)
 
 
 # --- tickets --------------------------------------------------------------------------------
 
-TICKET_RE = re.compile(r"^[A-Z][A-Z0-9]{1,15}-\d{1,10}$")
-ALERT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
-
 
 def _ticket(text: str) -> Identity:
-    if TICKET_RE.match(text) or ALERT_RE.match(text):
+    if _RE["ticket"].fullmatch(text):
         return Identity(Namespace.TICKET, text, text)
     raise TargetError("must be a ticket or alert id such as SOC-1234")
 
@@ -378,14 +451,11 @@ def canonical(kind: str, raw: object, *, domains: Mapping[str, str] | None = Non
         raise TargetError("must be a non-empty string")
     if len(raw) > MAX_LENGTH:
         raise TargetError(f"must be at most {MAX_LENGTH} characters")
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in raw):
-        raise TargetError("must not contain control characters")
     text = raw.strip()
     if kind == "ip":
-        folded = unicodedata.normalize("NFKC", text)
-        if not folded.isascii():
-            raise TargetError("must be an IPv4 or IPv6 address or CIDR network")
-        return _ip(folded)
+        if not text.isascii():
+            raise TargetError(ASCII_HINT)
+        return _ip(text)
     if kind == "host":
         return _host(text)
     if kind in ("user", "mailbox"):
@@ -402,8 +472,8 @@ ASSET_KINDS = {"host": "host", "ip": "ip", "user": "user", "mailbox": "mailbox"}
 
 def of_asset(asset_kind: str, raw: str, *, alias: bool = False) -> Identity:
     """The identity of an inventory name: an asset's identifier or, with `alias`, one of its
-    other names. Any asset may be known by an address too; a user's or a mailbox's other
-    names may be down-level or bare names."""
+    other names. Any asset may be known by an address or a network too; a user's or a
+    mailbox's other names may be down-level or bare names."""
     if alias:
         try:
             return canonical("ip", raw)

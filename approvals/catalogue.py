@@ -8,6 +8,9 @@ from typing import Any
 from agents import targets
 from agents.targets import TargetError
 
+# The kinds of target an action takes (agents.targets reads each).
+TARGET_KINDS = targets.KINDS
+
 RISK_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 4.0}
 CRITICALITY_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 4.0}
 

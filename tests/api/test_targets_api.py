@@ -191,14 +191,25 @@ def test_a_spelling_does_not_escape_the_asset_scope(db) -> None:
 def test_the_schema_documents_the_new_fields(db) -> None:
     document = APIClient().get("/api/v1/schema/?format=json").json()
     schemas = document["components"]["schemas"]
+
+    def resolved(schema: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in schema or "allOf" in schema:
+            schema = schema["allOf"][0] if "allOf" in schema else schema
+            if "$ref" in schema:
+                schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+        return schema
+
     proposal = schemas["ProposalOut"]["properties"]
     assert {"target", "target_canonical", "asset", "routing"} <= set(proposal)
-    assert proposal["asset"].get("nullable") is True or {"type": "null"} in proposal["asset"].get(
-        "oneOf", []
-    )
-    routing = schemas["Routing"]["properties"]
+    assert proposal["asset"]["nullable"] is True
+    assert set(resolved(proposal["asset"])["properties"]) == {"identifier", "criticality"}
+    routing = resolved(proposal["routing"])["properties"]
     assert set(routing) == {"outcome", "code", "reason", "policy_version", "shadow_version"}
-    outcome = routing["outcome"]
-    if "$ref" in outcome:
-        outcome = schemas[outcome["$ref"].rsplit("/", 1)[1]]
-    assert set(outcome["enum"]) == {"blocked", "advisory", "flagged", "pending", "auto_approved"}
+    assert set(resolved(routing["outcome"])["enum"]) == {
+        "blocked",
+        "advisory",
+        "flagged",
+        "pending",
+        "auto_approved",
+    }
+    assert routing["shadow_version"]["nullable"] is True

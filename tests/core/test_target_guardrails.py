@@ -3,7 +3,9 @@
 The guardrails judge a proposal by the asset its target names. Hypothesis writes the names of
 the inventory's critical assets every way a resolver, a directory or a person's eye would
 still read as that asset, and each spelling goes through the agent API as an agent would send
-it, for agents at levels 2, 3 and 4 with confidence up to 1.0.
+it, for agents at levels 2, 3 and 4 with confidence up to 1.0. A spelling in ASCII (look-alike
+letters as punycode A-labels) must reach two humans; one with any other character must be
+refused with nothing recorded.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import idna
 import pytest
 from django.db import transaction
-from hypothesis import HealthCheck, assume, given
+from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
@@ -151,8 +152,9 @@ def _fullwidth(c: str) -> str:
 
 @st.composite
 def disguised(draw: st.DrawFn, text: str, *, unicode: bool = True) -> str:
-    """`text` in random case, with characters swapped for their fullwidth, bold or
-    other-script look-alikes, or given a combining accent."""
+    """`text` in random case and, half the time, with characters swapped for their
+    fullwidth, bold or other-script look-alikes, or given a combining accent."""
+    unicode = unicode and draw(st.booleans())
     out = []
     for c in text:
         c = c.upper() if draw(st.booleans()) else c
@@ -196,9 +198,7 @@ def ipv4_spelling(draw: st.DrawFn, address: ipaddress.IPv4Address, *, as_host: b
         f"2002:{n >> 16:x}:{n & 0xFFFF:x}::{draw(st.integers(0, 0xFFFF)):x}",
         "".join(_fullwidth(c) for c in str(address)),
     ]
-    if as_host:
-        forms.append(f"[::ffff:{address}]")
-    else:
+    if not as_host:
         prefix = draw(st.integers(0, 32))
         forms += [
             f"{address}/32",
@@ -213,10 +213,18 @@ def ipv4_spelling(draw: st.DrawFn, address: ipaddress.IPv4Address, *, as_host: b
 @st.composite
 def ipv6_spelling(draw: st.DrawFn, *, as_host: bool) -> str:
     address = ipaddress.IPv6Address(CRITICAL_V6)
-    forms = [address.exploded, address.exploded.upper(), f"[{address}]"]
+    forms = [address.exploded, address.exploded.upper(), str(address)]
     if not as_host:
         forms += [f"{address}/128", f"{address}/{draw(st.integers(0, 127))}"]
     return draw(st.sampled_from(forms))
+
+
+def _a_labels(name: str) -> str:
+    """A name as it goes on the wire: each label that is not ASCII as its A-label."""
+    return ".".join(
+        label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+        for label in name.split(".")
+    )
 
 
 @st.composite
@@ -224,16 +232,12 @@ def host_spelling(draw: st.DrawFn, name: str) -> str:
     labels = name.split(".")
     chosen = ".".join(labels[: draw(st.integers(1, len(labels)))])  # dc01, dc01.corp, full
     spelled = draw(disguised(chosen))
-    if draw(st.booleans()):
+    if not spelled.isascii() and draw(st.integers(0, 2)):
+        spelled = _a_labels(spelled)  # as punycode, which must not hide the look-alikes
+    elif draw(st.booleans()):
         spelled = spelled.replace(".", draw(st.sampled_from(["．", "。"])))
     if draw(st.booleans()):
         spelled += "."
-    if draw(st.booleans()):
-        # As the A-labels of whatever look-alikes were drawn: punycode must not hide them.
-        try:
-            spelled = idna.encode(spelled, uts46=True).decode("ascii")
-        except idna.IDNAError:
-            assume(False)
     return spelled
 
 
@@ -241,17 +245,14 @@ def host_spelling(draw: st.DrawFn, name: str) -> str:
 def user_spelling(draw: st.DrawFn, principal: str, *, mailbox: bool) -> str:
     local, _, domain = principal.partition("@")
     spelled = draw(disguised(local))
+    # A look-alike domain, as its A-labels: it must not hide whose account it is.
+    domain = draw(st.sampled_from([domain, domain.upper(), _a_labels(draw(disguised(domain)))]))
     if mailbox:
-        forms = [
-            f"@{domain}",
-            f"@{domain.upper()}.",
-            "＠" + domain,
-            "@" + "．".join(domain.split(".")),
-        ]
+        forms = [f"@{domain}", f"@{domain}.", "＠" + domain]
         return spelled + draw(st.sampled_from(forms))
     forms = [
         f"{spelled}@{domain}",
-        f"{spelled}@{draw(disguised(domain, unicode=False))}.",
+        f"{spelled}@{domain}.",
         f"CORP\\{spelled}",
         f"corp\\{spelled}",
         f"ＣＯＲＰ＼{spelled}",
@@ -310,7 +311,7 @@ def _post(client: APIClient, action: str, target: str, confidence: float):
 
 
 @hypothesis_settings(
-    max_examples=300,
+    max_examples=500,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
 )
@@ -326,9 +327,18 @@ def test_no_spelling_of_a_critical_asset_runs_without_two_humans(
     # Each example starts from the same inventory and no proposals.
     with transaction.atomic():
         response = _post(inventory.by_level[level], action, target, confidence)
+        if not target.isascii():
+            event("refused: not ASCII")
+            # Targets are written in ASCII: a look-alike that is not an A-label never gets in.
+            assert response.status_code == 400, (target, response.json())
+            assert "target" in response.json()["errors"]
+            assert not Proposal.objects.exists()
+            transaction.set_rollback(True)
+            return
         assert response.status_code == 201, (target, response.json())
+        event(f"routed: {action}")
         body = response.json()
-        assert body["target"] == target.strip()
+        assert body["target"] == target
         assert body["status"] == "pending", (target, body["target_canonical"], body["explanation"])
         assert body["required_approvals"] == 2
         assert body["criticality"] == "critical"
