@@ -393,9 +393,10 @@ def _execution_create(proposal: Proposal, now: Any, *, dispatch: bool = True) ->
 
 
 def _locked_pending(proposal_id: uuid.UUID | str) -> Proposal:
+    # The asset comes along: the answer shows it, even when it cannot be read after commit.
     proposal = (
         Proposal.objects.select_for_update(of=("self",))
-        .select_related("agent")
+        .select_related("agent", "asset")
         .filter(pk=proposal_id)
         .first()
     )
@@ -610,7 +611,11 @@ def proposal_reject(
 
 @transaction.atomic
 def proposal_withdraw(*, proposal_id: uuid.UUID | str, agent: Agent) -> Proposal:
-    proposal = Proposal.objects.select_related("agent").filter(pk=proposal_id, agent=agent).first()
+    proposal = (
+        Proposal.objects.select_related("agent", "asset")
+        .filter(pk=proposal_id, agent=agent)
+        .first()
+    )
     if proposal is None:
         raise NotFound(f"No proposal {proposal_id}.")
     # Only a pending proposal is withdrawn, and it has no execution: the returned row is whole.
