@@ -134,7 +134,7 @@ def _number(limit: int) -> str:
 
 _P8, _P16, _P24, _P32 = (_number(2**bits - 1) for bits in (8, 16, 24, 32))
 # Every spelling inet_aton reads: 1 to 4 parts, the last filling the bytes left.
-IPV4 = rf"(?:{_P8}\.{_P8}\.{_P8}\.{_P8}|{_P8}\.{_P8}\.{_P16}|{_P8}\.{_P24}|{_P32})"
+IPV4 = rf"(?:(?:{_P8}\.){{3}}{_P8}|(?:{_P8}\.){{2}}{_P16}|{_P8}\.{_P24}|{_P32})"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _H16 = r"[0-9A-Fa-f]{1,4}"
 _LS32 = rf"(?:{_H16}:{_H16}|{_OCTET}(?:\.{_OCTET}){{3}})"

@@ -246,7 +246,8 @@ def user_spelling(draw: st.DrawFn, principal: str, *, mailbox: bool) -> str:
     local, _, domain = principal.partition("@")
     spelled = draw(disguised(local))
     # A look-alike domain, as its A-labels: it must not hide whose account it is.
-    domain = draw(st.sampled_from([domain, domain.upper(), _a_labels(draw(disguised(domain)))]))
+    lookalike = ".".join(draw(disguised(label)) for label in domain.split("."))
+    domain = draw(st.sampled_from([domain, domain.upper(), _a_labels(lookalike)]))
     if mailbox:
         forms = [f"@{domain}", f"@{domain}.", "＠" + domain]
         return spelled + draw(st.sampled_from(forms))

@@ -201,6 +201,12 @@ def test_numeric_spellings_are_read_exactly_as_the_system_resolver_reads_them(
     except OSError:
         system = None
     assert inet_aton(text) == system
+    # and the grammar the schema states admits exactly those
+    try:
+        read = canonical("ip", text).address
+    except TargetError:
+        read = None
+    assert read == system
 
 
 def _aton_spellings(address: ipaddress.IPv4Address) -> st.SearchStrategy[str]:
