@@ -213,7 +213,15 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# `collectstatic` (run by `make run` and the image build) writes each file under a name with
+# its content's hash, gzipped beside it, and a manifest; pages link those names, and WhiteNoise
+# serves them with a year's Cache-Control (soc_console/static.py). With DEBUG on, pages link
+# the plain names and WhiteNoise finds them in the apps' static folders.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "soc-console@localhost")

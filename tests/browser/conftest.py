@@ -43,7 +43,27 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def live_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+def collected_static(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`collectstatic` into a directory of the session: the live server serves the hashed,
+    compressed files as a deployment does."""
+    root = tmp_path_factory.mktemp("static")
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=settings.BASE_DIR,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "soc_console.settings",
+            "STATIC_ROOT": str(root),
+        },
+        check=True,
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def live_server_url(
+    django_db_setup: None, django_db_blocker: Any, collected_static: Path
+) -> Iterator[str]:
     """uvicorn serving soc_console.asgi on a free port, on the test database."""
     with django_db_blocker.unblock():
         name = connection.settings_dict["NAME"]
@@ -61,6 +81,7 @@ def live_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[s
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "LOG_LEVEL": "WARNING",
+        "STATIC_ROOT": str(collected_static),
     }
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "live-server.log"
