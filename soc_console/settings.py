@@ -358,6 +358,9 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# /metrics: with a token, only `Authorization: Bearer <token>`; without one, loopback only.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

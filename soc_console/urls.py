@@ -10,6 +10,7 @@ from approvals import api
 from approvals import views as console
 
 from .health import healthz, readyz
+from .metrics import metrics
 
 api_v1 = [
     path("agent/", agent_api.me, name="api-agent"),
@@ -43,4 +44,5 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]
