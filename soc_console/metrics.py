@@ -35,7 +35,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Case, Count, Min, Value, When
+from django.db.models import Count, Min, Q
 from django.db.models.fields.json import KT
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -301,22 +301,24 @@ def _database_metrics() -> Iterator[Metric]:
     now = timezone.now()
     age_points = AGE_POINTS_PER_HOUR * now.timestamp() / 3600.0
     # priority (stored) + age_points is the priority now (approvals/priority.py).
-    band = Case(
-        *[
-            When(priority__gte=floor - age_points, then=Value(name))
-            for name, floor in PRIORITY_BANDS[:-1]
-        ],
-        default=Value(PRIORITY_BANDS[-1][0]),
+    # One pass over the pending proposals: each band's count and the oldest.
+    floors = [floor - age_points for _name, floor in PRIORITY_BANDS]
+    bands = {
+        name: Count("pk", filter=Q(priority__gte=floors[n]) & ~Q(priority__gte=floors[n - 1]))
+        if n
+        else Count("pk", filter=Q(priority__gte=floors[n]))
+        for n, (name, _floor) in enumerate(PRIORITY_BANDS)
+    }
+    counts = Proposal.objects.filter(status=ProposalStatus.PENDING).aggregate(
+        oldest=Min("created_at"), **bands
     )
-    pending = Proposal.objects.filter(status=ProposalStatus.PENDING)
-    counts = dict(pending.annotate(band=band).values_list("band").annotate(n=Count("pk")))
     family = GaugeMetricFamily(
         "soc_proposals_pending", "Pending proposals by priority band.", labels=["band"]
     )
     for name, _floor in PRIORITY_BANDS:
-        family.add_metric([name], counts.get(name, 0))
+        family.add_metric([name], counts[name])
     yield family
-    oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
+    oldest = counts["oldest"]
     yield GaugeMetricFamily(
         "soc_proposals_pending_oldest_age_seconds",
         "Age of the oldest pending proposal (0 when none is pending).",
