@@ -65,7 +65,10 @@ class _Presence:
                     await client.hset(
                         key(), self.field, f"{self.count} {time.time() + TTL_SECONDS:.0f}"
                     )
-                except Exception:
+                except (redis.RedisError, OSError):
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise  # the loop is closing (the client may report it as an error)
                     # Redis away: the count is written again at the next change or refresh.
                     logger.warning("console count not recorded", exc_info=True)
                 with contextlib.suppress(TimeoutError):

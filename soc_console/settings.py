@@ -101,6 +101,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: whatever is logged while a request is handled carries its request id.
+    "soc_console.logs.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -361,10 +363,27 @@ CELERY_BEAT_SCHEDULE = {
 # /metrics: with a token, only `Authorization: Bearer <token>`; without one, loopback only.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, and the request,
+# proposal and execution the line concerns); text otherwise.
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+# The worker keeps these settings' handlers instead of installing its own text format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
+
+LOGGING_CONFIG = "soc_console.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "soc_console.logs.ContextFilter"}},
+    "formatters": {"json": {"()": "soc_console.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["context"],
+            **({"formatter": "json"} if LOG_FORMAT == "json" else {}),
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # One line per agent request from the simulator drowns the worker's log.
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
