@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import csv
 import json
 from datetime import timedelta
 from typing import Any
@@ -159,7 +158,7 @@ def report_csv(request: HttpRequest, report: str) -> HttpResponse:
         return _bad_filter(exc)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{report}.csv"'
-    writer = csv.writer(response)
+    writer = exports.CsvWriter(response)
     writer.writerow(
         [
             "report",
