@@ -116,8 +116,9 @@ if not SECURE_HSTS_SECONDS and (SECURE_HSTS_INCLUDE_SUBDOMAINS or SECURE_HSTS_PR
         "without it no Strict-Transport-Security header is sent at all"
     )
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-# Load balancers and orchestrators probe /healthz over plain http from inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Load balancers, orchestrators and Prometheus reach /healthz, /readyz and /metrics over plain
+# http from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 # Only behind a proxy that sets X-Forwarded-Proto itself and strips any a client sent: with
 # this on, that header alone decides whether a request came over https.
 if env_bool("TRUST_PROXY_SSL_HEADER", False):
