@@ -42,11 +42,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def collected_static(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _collect_static(root: Path) -> None:
     """`collectstatic` into a directory of the session: the live server serves the hashed,
     compressed files as a deployment does."""
-    root = tmp_path_factory.mktemp("static")
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
         cwd=settings.BASE_DIR,
@@ -57,14 +55,15 @@ def collected_static(tmp_path_factory: pytest.TempPathFactory) -> Path:
         },
         check=True,
     )
-    return root
 
 
 @pytest.fixture(scope="session")
 def live_server_url(
-    django_db_setup: None, django_db_blocker: Any, collected_static: Path
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """uvicorn serving soc_console.asgi on a free port, on the test database."""
+    collected_static = tmp_path_factory.mktemp("static")
+    _collect_static(collected_static)
     with django_db_blocker.unblock():
         name = connection.settings_dict["NAME"]
         db = connection.settings_dict
