@@ -70,6 +70,7 @@ WITHDRAWN = "withdrawn by the agent"
 PENDING = "still pending"
 AUTO = "ran without a human"
 DECISIONS = "decisions"
+DECISIONS_ON = "decisions on these proposals"
 SLA_JUDGED = "judged against the SLA"
 SLA_BREACHES = "SLA breaches"
 PROPOSALS = "proposals"
@@ -90,6 +91,8 @@ DEFINITIONS = {
     AUTO: "proposals a level 3 or 4 grant ran at once, with no analyst (auto-approved).",
     DECISIONS: "analysts' approve and reject verdicts, counted by when they were given; a "
     "two-person approval is two decisions, one per analyst.",
+    DECISIONS_ON: "analysts' approve and reject verdicts on the proposals submitted in the "
+    "period, whenever they were given; a two-person approval is two decisions.",
     SLA_JUDGED: "proposals sent to analysts whose SLA can be judged: decided by analysts, "
     "expired unanswered, or withdrawn or still pending once the SLA had run out. Proposals "
     "still inside their SLA, or withdrawn within it, are left out.",
@@ -633,8 +636,8 @@ def latency(f: Filters) -> Report:
     else:
         points.append(
             Point(
-                f"Half of the {overall[1]} proposals {DECIDED} were decided within {o50}, "
-                f"90% within {o90}."
+                f"Half of the {overall[1]} proposals {DECIDED} were decided within {o50}"
+                + (f", 90% within {o90}." if o90.value is not None else ".")
             )
         )
         points.append(sla.point())
@@ -713,7 +716,7 @@ def latency(f: Filters) -> Report:
         ),
         table("Latency by action", "action"),
         table("Latency by agent", "agent"),
-        table("Latency by analyst", "analyst", DECISIONS),
+        table("Latency by analyst", "analyst", DECISIONS_ON),
         Table(**{**table(f"Latency by hour of day ({tz})", "hour").__dict__, "folded": True}),
         Table(
             "Queue depth over time",
@@ -764,7 +767,7 @@ def latency(f: Filters) -> Report:
                 SLA_BREACHES,
                 ESCALATED,
                 PEAK,
-                DECISIONS,
+                DECISIONS_ON,
             )
         ],
     )
