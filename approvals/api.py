@@ -155,6 +155,7 @@ class ProposalOutSerializer(serializers.Serializer):
             "id": serializers.UUIDField(),
             "status": serializers.CharField(),
             "attempts": serializers.IntegerField(),
+            "not_before": serializers.DateTimeField(allow_null=True),
             "result": serializers.JSONField(allow_null=True),
             "error": serializers.CharField(allow_null=True),
             "updated_at": serializers.DateTimeField(),
@@ -372,6 +373,19 @@ def proposal_decide(request: Request, proposal_id: str) -> Response:
         services.proposal_reject(proposal_id=proposal_id, analyst=request.user, reason=reason)
     payload = selectors.proposal_payload(selectors.proposal_detail(proposal_id))
     return Response(payload, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    request=None,
+    responses={200: ProposalOutSerializer, 403: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+    summary="Undo your approval within its undo window, before it runs (analysts)",
+)
+@api_view(["POST"])
+@permission_classes([IsAnalyst])
+def approval_undo(request: Request, proposal_id: str) -> Response:
+    _visible_proposal(request, proposal_id)
+    services.approval_undo(proposal_id=proposal_id, analyst=request.user)
+    return Response(selectors.proposal_payload(selectors.proposal_detail(proposal_id)))
 
 
 @extend_schema(

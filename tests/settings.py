@@ -21,6 +21,8 @@ os.environ.setdefault("CALLBACK_ALLOW_PRIVATE_NETWORKS", "1")
 # Live counts owed after a burst go out this soon: tests that wait for live updates to settle
 # wait for these too.
 os.environ.setdefault("LIVE_COUNTERS_SECONDS", "0.05")
+# Approvals run at once unless a test opens the undo window itself (tests of the undo do).
+os.environ.setdefault("APPROVAL_UNDO_SECONDS", "0")
 
 from soc_console.settings import *  # noqa: E402, F403
 
