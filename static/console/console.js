@@ -214,14 +214,16 @@
     showFlash(text, "info");
   }
 
+  // Removing a notice moves the cards below it: never between a press and its release, or
+  // the click would land on whatever moved under the pointer (see the click listener).
   function clearNotices() {
     document.querySelectorAll(".card-left").forEach(function (el) { el.remove(); });
+    noteSteadiness();
   }
 
   function select(card, keepFocus) {
     if (!card) return;
     var hadFocus = document.activeElement && document.activeElement.classList.contains("card-left");
-    clearNotices();
     if (hadFocus) keepFocus = false; // the focus was on the notice: it moves to the new card
     mark(card);
     if (!keepFocus) card.focus({ preventScroll: true });
@@ -249,6 +251,7 @@
     } else {
       index = Math.min(list.length - 1, Math.max(0, index + step));
     }
+    clearNotices();
     select(list[index]);
   }
 
@@ -540,6 +543,8 @@
     // forget which submit button was pressed.
     var control = event.target.closest("button, a, input, summary");
     if (card && (card.dataset.id !== selectedId || announced !== selectedId)) select(card, !!control);
+    // After this click has done what it was for (a button's submit included).
+    if (card && document.querySelector(".card-left")) setTimeout(clearNotices, 0);
   });
 
   // --- decisions ------------------------------------------------------------------------------

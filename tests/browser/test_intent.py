@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -90,6 +91,13 @@ def test_typing_while_another_analyst_approves_the_card_makes_no_decision(
     expect(notice).to_contain_text("select another card")
     expect(alice.locator("#flash")).to_contain_text("approved by bob")
     expect(alice.locator("#flash")).to_have_attribute("aria-live", "polite")
+
+    # The notice goes once she picks a card, without moving that card under her pointer: the
+    # click on its Approve button is the click that approves it.
+    alice.locator(f"#card-{others[0]} button.approve").click()
+    expect(alice.locator("#flash")).to_contain_text("Approved: Disable user asmith@corp.example")
+    expect(notice).to_have_count(0)
+    assert Decision.objects.get(analyst=analyst).proposal_id == uuid.UUID(others[0])
 
 
 def test_enter_in_the_text_box_with_an_approval_note_does_not_reject(
