@@ -412,6 +412,10 @@ EXECUTION_QUEUED_STALE_SECONDS = env_int("EXECUTION_QUEUED_STALE_SECONDS", 30, m
 EXECUTION_MAX_ATTEMPTS = env_int("EXECUTION_MAX_ATTEMPTS", 5, minimum=1)
 EXECUTION_BACKOFF_BASE_SECONDS = env_float("EXECUTION_BACKOFF_BASE_SECONDS", 1.0)
 EXECUTION_BACKOFF_MAX_SECONDS = env_float("EXECUTION_BACKOFF_MAX_SECONDS", 30.0)
+# An analyst's approval waits this long before its execution may start, so that a slip (the
+# wrong card, the wrong key) can be undone before anything reaches a connector; 0 turns the
+# window off. Automatic approvals are not delayed: no human gave them.
+APPROVAL_UNDO_SECONDS = env_float("APPROVAL_UNDO_SECONDS", 5.0)
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 10.0, minimum=0.5)
 CONNECTOR_LATENCY_MS = env_int("CONNECTOR_LATENCY_MS", 0, minimum=0)
 # Targets named slow-… take this long per call (a slow outside system; stop a worker mid-call).
@@ -476,6 +480,11 @@ if EXECUTION_BACKOFF_MAX_SECONDS >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
     raise ImproperlyConfigured(
         "EXECUTION_BACKOFF_MAX_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS: a retry "
         "waiting out its countdown is an unacknowledged message that Redis would redeliver"
+    )
+if APPROVAL_UNDO_SECONDS >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        "APPROVAL_UNDO_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS: an approval's "
+        "task waits out the window as an unacknowledged message that Redis would redeliver"
     )
 # With late acks a lost broker connection means the running tasks' messages will be delivered
 # again; stop them rather than let two attempts overlap (the lease and the sweeper recover
