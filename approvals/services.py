@@ -116,26 +116,35 @@ def _dispatch(
     *,
     rollback: bool = False,
     countdown: float = 0,
+    due: Any = None,
     unless: Callable[[], bool] | None = None,
 ) -> None:
-    """Enqueue the execution's task on commit; `unless`, asked then, can call it off."""
+    """Enqueue the execution's task on commit, to run `countdown` seconds after it is sent or
+    at `due` (a datetime); `unless`, asked then, can call it off."""
     from . import tasks
 
     task = tasks.run_rollback if rollback else tasks.run_execution
 
     def send() -> None:
         if unless is None or not unless():
-            task.apply_async((str(execution_id),), countdown=countdown or None)
+            if due is not None:
+                task.apply_async((str(execution_id),), eta=due)
+            else:
+                task.apply_async((str(execution_id),), countdown=countdown or None)
 
     _after_commit(send)
 
 
-def _callback(proposal_id: uuid.UUID, event: str, *, agent: Agent | None = None) -> None:
+def _callback(
+    proposal_id: uuid.UUID, event: str, *, agent: Agent | None = None, countdown: float = 0
+) -> None:
     from . import callbacks
 
     if agent is not None and not agent.callback_url:
         return  # most agents poll: with the row at hand, no lookup after commit
-    _after_commit(lambda: callbacks.schedule(proposal_id=proposal_id, event=event))
+    _after_commit(
+        lambda: callbacks.schedule(proposal_id=proposal_id, event=event, countdown=countdown)
+    )
 
 
 def _username(user: AbstractBaseUser) -> str:
@@ -390,11 +399,14 @@ def _record_submission(
     return proposal
 
 
-def _execution_create(proposal: Proposal, now: Any, *, dispatch: bool = True) -> Execution:
+def _execution_create(
+    proposal: Proposal, now: Any, *, dispatch: bool = True, not_before: Any = None
+) -> Execution:
     execution = Execution.objects.create(
         proposal=proposal,
         status=ExecutionStatus.QUEUED,
         idempotency_key=uuid.uuid4().hex,
+        not_before=not_before,
         created_at=now,
         queued_at=now,
         updated_at=now,
@@ -471,8 +483,12 @@ def _finish_pending(
     actor_type: str,
     data: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    callback_delay: float = 0,
 ) -> Proposal:
-    """Move a pending proposal to a final status: the one way a pending proposal leaves."""
+    """Move a pending proposal to a final status: the one way a pending proposal leaves.
+
+    (An approval undone within its window brings it back: see approval_undo.)
+    """
     now = timezone.now()
     changes = {"status": to, "decided_at": now, **(extra or {})}
     updated = Proposal.objects.filter(pk=proposal.pk, status=ProposalStatus.PENDING).update(
@@ -495,6 +511,7 @@ def _finish_pending(
         proposal.id,
         "decided",
         agent=proposal.agent if Proposal.agent.is_cached(proposal) else None,
+        countdown=callback_delay,
     )
     return proposal
 
@@ -552,12 +569,18 @@ def proposal_approve(
         )
         _publish_committed(proposal)
         return proposal
-    execution = _execution_create(proposal, now, dispatch=False)
+    # The undo window: the execution may not start before it ends (the claim checks
+    # not_before, whatever message arrives), and its task is due the moment it ends.
+    window = settings.APPROVAL_UNDO_SECONDS
+    not_before = now + timedelta(seconds=window) if window else None
+    execution = _execution_create(proposal, now, dispatch=False, not_before=not_before)
     hold_why: str | None = None
     # Registered before the approval's other after-commit work, so that a worker hears of it
     # first; called off if the execution is held below.
-    _dispatch(execution.id, unless=lambda: hold_why is not None)
+    _dispatch(execution.id, due=not_before, unless=lambda: hold_why is not None)
     data["execution"] = str(execution.id)
+    if not_before is not None:
+        data["undo_until"] = not_before
     approved = _finish_pending(
         proposal,
         to=ProposalStatus.APPROVED,
@@ -566,6 +589,8 @@ def proposal_approve(
         actor_type="user",
         data=data,
         extra={"approvals": approvals},
+        # The agent hears of the approval once it can no longer be undone.
+        callback_delay=window,
     )
     # With the stop on or the agent suspended nothing may start: the execution is held as soon
     # as it exists, not left queued for a worker's claim to hold. Read after the approval's
@@ -621,6 +646,93 @@ def proposal_reject(
         actor_type="user",
         data={"verdict": "reject", "reason": reason, "seconds_on_card": seconds},
     )
+
+
+@transaction.atomic
+def approval_undo(*, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser) -> Proposal:
+    """Take back an approval within its undo window, before its execution may start.
+
+    Only the analyst whose approval let the action run may undo it, and only while the
+    execution has not started and the window (APPROVAL_UNDO_SECONDS) is open; the proposal is
+    pending again and anyone, this analyst included, may decide it afresh.
+
+    The approval's decision and its never-started execution are removed rather than marked:
+    every reader that counts decisions (the two-person rule, the one-decision-per-analyst
+    constraint, the card, the API, the reports) then stays right without a filter that one
+    of them could miss. The audit log keeps the approval's event and this one, which carries
+    the removed decision and execution.
+    """
+    _check_may_decide(analyst)
+    proposal = (
+        Proposal.objects.select_for_update(of=("self",))
+        .select_related("agent")
+        .filter(pk=proposal_id)
+        .first()
+    )
+    if proposal is None:
+        raise NotFound(f"No proposal {proposal_id}.")
+    if proposal.status != ProposalStatus.APPROVED:
+        raise WrongState(
+            f"This proposal is {proposal.get_status_display().lower()}: there is no approval "
+            "waiting to run, so nothing to undo."
+        )
+    decision = (
+        Decision.objects.select_related("analyst")
+        .filter(proposal=proposal)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if decision is None or decision.analyst_id != analyst.pk:
+        who = decision.analyst.get_username() if decision else "another analyst"
+        raise NotPermitted(
+            f"Only {who}, whose approval let it run, can undo it.", code="not_your_approval"
+        )
+    # Compare-and-set under the execution's row lock: a worker's claim takes the same lock,
+    # so either it started first (too late) or it finds nothing to start.
+    now = timezone.now()
+    execution = Execution.objects.select_for_update().filter(proposal=proposal).first()
+    if (
+        execution is None
+        or execution.attempts
+        or execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.HELD)
+        or execution.not_before is None
+        or execution.not_before <= now
+    ):
+        raise WrongState(
+            "Too late to undo: the undo window has ended and the action may have run. If it "
+            "is reversible, roll it back from the proposal's page.",
+            code="undo_window_over",
+        )
+    Execution.objects.filter(pk=execution.pk).delete()
+    decision.delete()
+    approvals = max(proposal.approvals - 1, 0)
+    changes = {"status": ProposalStatus.PENDING, "decided_at": None, "approvals": approvals}
+    Proposal.objects.filter(pk=proposal.pk, status=ProposalStatus.APPROVED).update(**changes)
+    for name, value in changes.items():
+        setattr(proposal, name, value)
+    Proposal.execution.related.set_cached_value(proposal, None)
+    log.record(
+        event_type="proposal.approval_undone",
+        actor=_username(analyst),
+        proposal_id=proposal.id,
+        data={
+            "execution": str(execution.id),
+            "execution_status": execution.status,
+            "undo_until": execution.not_before,
+            "seconds_left": round((execution.not_before - now).total_seconds(), 3),
+            "approval": {
+                "reason": decision.reason,
+                "seconds_on_card": decision.seconds_on_card,
+                "at": decision.created_at,
+            },
+            "approvals": approvals,
+            "required_approvals": proposal.required_approvals,
+        },
+    )
+    _publish_committed(proposal)
+    # No callback: the agent hears of an approval only once its window is over (see
+    # proposal_approve), and by then this one is gone.
+    return proposal
 
 
 @transaction.atomic
@@ -954,7 +1066,11 @@ def _execution_claim(*, execution_id: uuid.UUID | str, announce: bool) -> Claim 
     if execution is None or execution.status != ExecutionStatus.QUEUED:
         return None
     if execution.not_before and execution.not_before > now:
-        return None  # a retry's backoff is not over; its own delayed task will come
+        # Early: an approval's undo window or a retry's backoff is not over. Its own delayed
+        # task is due then; this message, come early (a re-dispatch, a clock a little ahead),
+        # is sent again for that moment instead of leaving the execution to the sweeper.
+        _dispatch(execution.pk, due=execution.not_before)
+        return None
     if stopped or execution.proposal.agent.suspended:
         _hold(
             execution_id,

@@ -11,6 +11,7 @@ import math
 import os
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from csp.constants import NONE, SELF
@@ -366,12 +367,66 @@ LIVE_COUNTERS_SECONDS = min(env_float("LIVE_COUNTERS_SECONDS", 0.25), 60.0)
 REVIEW_SECONDS_MAX = env_int("REVIEW_SECONDS_MAX", 3600, minimum=60)
 RUBBER_STAMP_SECONDS = env_float("RUBBER_STAMP_SECONDS", 4.0)
 
+
+def parse_shift_bands(raw: str) -> tuple[tuple[str, int, int], ...]:
+    """'day=05-12,afternoon=12-19,night=19-05': named bands of the day, by the hour a shift
+    starts (end excluded, wrapping past midnight); together they cover every hour once."""
+    bands = []
+    for item in raw.split(","):
+        name, _, hours = item.strip().partition("=")
+        start, _, end = hours.partition("-")
+        if not name.strip() or not start.strip().isdigit() or not end.strip().isdigit():
+            raise ValueError(f"{item.strip()!r} is not name=HH-HH")
+        first, last = int(start), int(end)
+        if not (0 <= first <= 23 and 0 <= last <= 24 and first != last):
+            raise ValueError(f"{item.strip()!r}: hours run 00-24 and a band is not empty")
+        bands.append((name.strip(), first, last % 24))
+    for hour in range(24):
+        if sum(_in_band(hour, first, last) for _, first, last in bands) != 1:
+            raise ValueError(f"the bands must cover each hour exactly once; {hour:02d}:00 is not")
+    if len({name for name, _, _ in bands}) != len(bands):
+        raise ValueError("each band needs its own name")
+    return tuple(bands)
+
+
+def _in_band(hour: int, first: int, last: int) -> bool:
+    return first <= hour < last if first < last else (hour >= first or hour < last)
+
+
+def env_shift_bands(name: str, default: str) -> tuple[tuple[str, int, int], ...]:
+    raw = os.environ.get(name) or default
+    try:
+        return parse_shift_bands(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from exc
+
+
+def env_time_zone(name: str, default: str) -> str:
+    raw = os.environ.get(name) or default
+    try:
+        ZoneInfo(raw)
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        raise ImproperlyConfigured(
+            f"{name} must be a time zone such as Europe/Paris, not {raw!r}"
+        ) from exc
+    return raw
+
+
+# Reports: the time zone of their dates, hours of day and shift bands (the console's own by
+# default), and the bands a shift is filed under by the hour it starts.
+REPORT_TIME_ZONE = env_time_zone("REPORT_TIME_ZONE", TIME_ZONE)
+SHIFT_BANDS = env_shift_bands("SHIFT_BANDS", "day=05-12,afternoon=12-19,night=19-05")
+
 # Execution engine.
 EXECUTION_LEASE_SECONDS = env_int("EXECUTION_LEASE_SECONDS", 60, minimum=1)
 EXECUTION_QUEUED_STALE_SECONDS = env_int("EXECUTION_QUEUED_STALE_SECONDS", 30, minimum=1)
 EXECUTION_MAX_ATTEMPTS = env_int("EXECUTION_MAX_ATTEMPTS", 5, minimum=1)
 EXECUTION_BACKOFF_BASE_SECONDS = env_float("EXECUTION_BACKOFF_BASE_SECONDS", 1.0)
 EXECUTION_BACKOFF_MAX_SECONDS = env_float("EXECUTION_BACKOFF_MAX_SECONDS", 30.0)
+# An analyst's approval waits this long before its execution may start, so that a slip (the
+# wrong card, the wrong key) can be undone before anything reaches a connector; 0 turns the
+# window off. Automatic approvals are not delayed: no human gave them.
+APPROVAL_UNDO_SECONDS = env_float("APPROVAL_UNDO_SECONDS", 5.0)
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 10.0, minimum=0.5)
 CONNECTOR_LATENCY_MS = env_int("CONNECTOR_LATENCY_MS", 0, minimum=0)
 # Targets named slow-… take this long per call (a slow outside system; stop a worker mid-call).
@@ -436,6 +491,11 @@ if EXECUTION_BACKOFF_MAX_SECONDS >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
     raise ImproperlyConfigured(
         "EXECUTION_BACKOFF_MAX_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS: a retry "
         "waiting out its countdown is an unacknowledged message that Redis would redeliver"
+    )
+if APPROVAL_UNDO_SECONDS >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        "APPROVAL_UNDO_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS: an approval's "
+        "task waits out the window as an unacknowledged message that Redis would redeliver"
     )
 # With late acks a lost broker connection means the running tasks' messages will be delivered
 # again; stop them rather than let two attempts overlap (the lease and the sweeper recover

@@ -26,6 +26,8 @@ os.environ.setdefault("LIVE_COUNTERS_SECONDS", "0.05")
 # refusal.
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("API_KEY_PEPPER", "tests-only-api-key-pepper-0123456789abcdef")
+# Approvals run at once unless a test opens the undo window itself (tests of the undo do).
+os.environ.setdefault("APPROVAL_UNDO_SECONDS", "0")
 
 from soc_console.settings import *  # noqa: E402, F403
 
