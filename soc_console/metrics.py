@@ -98,6 +98,7 @@ def _new_totals() -> dict[str, Any]:
         "escalations": 0,
         "holds": {},  # why -> n
         "breaker_trips": 0,
+        "undone": {},  # action -> approvals undone within their window
     }
 
 
@@ -121,6 +122,9 @@ def _fold_rows(totals: dict[str, Any], rows: list[tuple], proposals: dict[Any, t
                 waited = max((at - created_at).total_seconds(), 0.0)
                 key = f"{action} {DECISION_EVENTS[event_type]}"
                 _observe(totals["decisions"], key, DECISION_BUCKETS, waited)
+        elif event_type == "proposal.approval_undone":
+            action = proposals.get(proposal_id, ("unknown", None))[0]
+            _add(totals.setdefault("undone", {}), action)
         elif event_type == "proposal.escalated":
             totals["escalations"] += 1
         elif event_type == "agent.suspended" and actor_type == "system":
@@ -174,7 +178,10 @@ def _proposals_of(rows: list[tuple]) -> dict[Any, tuple[str, datetime]]:
     wanted = {
         row[5]
         for row in rows
-        if row[5] is not None and (row[2] in DECISION_EVENTS or row[8] is not None)
+        if row[5] is not None
+        and (
+            row[2] in DECISION_EVENTS or row[2] == "proposal.approval_undone" or row[8] is not None
+        )
     }
     if not wanted:
         return {}
@@ -262,6 +269,14 @@ def _audit_metrics() -> Iterator[Metric]:
         DECISION_BUCKETS,
         totals["decisions"],
     )
+    undone = CounterMetricFamily(
+        "soc_approvals_undone",
+        "Approvals undone within their undo window (still counted in soc_decision_seconds).",
+        labels=["action"],
+    )
+    for action, count in sorted(totals.get("undone", {}).items()):
+        undone.add_metric([action], count)
+    yield undone
     transitions = CounterMetricFamily(
         "soc_execution_transitions",
         "Executions entering each status (an attempt started, succeeded, failed, held, ...).",

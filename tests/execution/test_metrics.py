@@ -137,6 +137,22 @@ def test_figures_match_the_rows(
 
 
 @pytest.mark.django_db
+def test_an_undone_approval_is_counted_as_undone(
+    client: Client, responder: factories.AgentWithKey, analyst: User, settings: Any
+) -> None:
+    settings.APPROVAL_UNDO_SECONDS = 30
+    proposal = factories.proposal(responder, target="ws-undo.corp.example")
+    services.proposal_approve(proposal_id=proposal.id, analyst=analyst, reason="confirmed")
+    services.approval_undo(proposal_id=proposal.id, analyst=analyst)
+    samples = scrape(client)
+    assert value(samples, "soc_approvals_undone_total", action="isolate_host") == 1
+    # The approval was given (and its time measured); the proposal is pending again.
+    labels = {"action": "isolate_host", "verdict": "approve"}
+    assert value(samples, "soc_decision_seconds_count", **labels) == 1
+    assert sum(v for k, v in samples.items() if k[0] == "soc_proposals_pending") == 1
+
+
+@pytest.mark.django_db
 def test_counters_follow_new_events_and_never_count_one_twice(
     client: Client, responder: factories.AgentWithKey, analyst: User
 ) -> None:
