@@ -155,7 +155,7 @@ def test_a_callback_task_logs_with_its_proposal(
         callback_url="https://agent.example/cb", callback_secret=""
     )
     caplog.handler.addFilter(logs.ContextFilter())
-    task = tasks.deliver_callback.apply(args=[str(proposal.id), "decided"])
+    task = tasks.deliver_callback.apply(args=[str(proposal.id), "completed"])
     assert task.result is None  # refused: a URL without a secret
     warned = [r for r in caplog.records if "no secret" in r.getMessage()]
     assert len(warned) == 1
