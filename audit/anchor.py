@@ -157,10 +157,14 @@ def anchor_head(urls: list[str] | None = None) -> Checkpoint | None:
 @dataclass
 class AnchorCheck:
     listed: int = 10  # problems named; all are counted
-    checkpoints: int = 0
+    loaded: list[Checkpoint] = field(default_factory=list)
     bad_events: int = 0
     findings: list[tuple[int | None, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def checkpoints(self) -> int:
+        return len(self.loaded)
 
     def add(self, seq: int | None, problem: str, weight: int = 1) -> None:
         self.bad_events += weight
@@ -168,13 +172,12 @@ class AnchorCheck:
             self.findings.append((seq, problem))
 
 
-def _read(path: Path, out: AnchorCheck) -> list[Checkpoint]:
+def _read(path: Path, out: AnchorCheck) -> None:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         out.notes.append(f"anchor {path} does not exist yet: no checkpoint to compare with")
-        return []
-    found = []
+        return
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -182,20 +185,15 @@ def _read(path: Path, out: AnchorCheck) -> list[Checkpoint]:
         if checkpoint is None:
             out.add(None, f"{path} line {number} is not a checkpoint signed with AUDIT_KEY")
         else:
-            found.append(checkpoint)
-    return found
+            out.loaded.append(checkpoint)
 
 
-def _hashes_at(seqs: list[int]) -> dict[int, str]:
-    stored: dict[int, str] = {}
-    for start in range(0, len(seqs), LOOKUP_CHUNK):
-        chunk = seqs[start : start + LOOKUP_CHUNK]
-        stored.update(AuditEvent.objects.filter(seq__in=chunk).values_list("seq", "hash"))
-    return stored
+def read_checkpoints(*, listed: int = 10) -> AnchorCheck:
+    """Every signed checkpoint in the file anchors (lines that are not one count as bad).
 
-
-def check_chain(*, last_seq: int, listed: int = 10) -> AnchorCheck:
-    """Compare the chain, whose last event is `last_seq`, with every file anchor's checkpoints."""
+    Read before the chain is walked: a checkpoint taken meanwhile could name events the walk
+    started too early to see.
+    """
     out = AnchorCheck(listed=listed)
     urls = list(settings.AUDIT_ANCHOR_URL)
     paths = [path for url in urls if (path := file_path(url)) is not None]
@@ -206,20 +204,32 @@ def check_chain(*, last_seq: int, listed: int = 10) -> AnchorCheck:
             if not urls
             else "checkpoints go to syslog only: compare them with the chain in the SIEM"
         )
-        return out
-    checkpoints = [c for path in paths for c in _read(path, out)]
-    out.checkpoints = len(checkpoints)
-    if not checkpoints:
-        return out
+    for path in paths:
+        _read(path, out)
+    return out
+
+
+def _hashes_at(seqs: list[int]) -> dict[int, str]:
+    stored: dict[int, str] = {}
+    for start in range(0, len(seqs), LOOKUP_CHUNK):
+        chunk = seqs[start : start + LOOKUP_CHUNK]
+        stored.update(AuditEvent.objects.filter(seq__in=chunk).values_list("seq", "hash"))
+    return stored
+
+
+def compare(check: AnchorCheck, *, last_seq: int) -> None:
+    """Add to `check` every checkpoint the chain, whose last event is `last_seq`, breaks."""
+    if not check.loaded:
+        return
     # Every checkpoint within the chain must match the event at its seq...
-    within = {(c.seq, c.hash): c for c in checkpoints if c.seq <= last_seq}
+    within = {(c.seq, c.hash): c for c in check.loaded if c.seq <= last_seq}
     stored = _hashes_at(sorted({seq for seq, _ in within}))
     for (seq, digest), checkpoint in sorted(within.items()):
         found = stored.get(seq)
         if found == digest:
             continue
         at = checkpoint.payload()["at"]
-        out.add(
+        check.add(
             seq,
             f"event #{seq} is missing, though the checkpoint of {at} recorded it"
             if found is None
@@ -227,12 +237,11 @@ def check_chain(*, last_seq: int, listed: int = 10) -> AnchorCheck:
             "or reset after it",
         )
     # ... and the chain must reach the furthest one.
-    furthest = max(checkpoints, key=lambda c: c.seq)
+    furthest = max(check.loaded, key=lambda c: c.seq)
     if furthest.seq > last_seq:
-        out.add(
+        check.add(
             last_seq + 1,
             f"the chain ends at #{last_seq} but the checkpoint of {furthest.payload()['at']} "
             f"recorded #{furthest.seq}: events were removed from the end, or the chain was reset",
             furthest.seq - last_seq,
         )
-    return out

@@ -29,8 +29,8 @@ from django.conf import settings
 
 # Deeper nesting than this is refused rather than risk a RecursionError when verifying.
 MAX_DEPTH = 64
-# Integers this long cannot be parsed back (Python's default limit on int digits is 4300).
-MAX_INT_DIGITS = 4000
+# About 3,600 digits: Python refuses to parse integers longer than 4,300 digits back.
+MAX_INT_BITS = 12_000
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 encode = _ENCODER.encode  # the one encoder: for hashes, stored rows and verification alike
@@ -61,9 +61,10 @@ def canonical_data(value: Any, *, where: str = "data", depth: int = 0) -> Any:
     if value is None or value is True or value is False:
         return value
     if isinstance(value, str):
-        return _text(value, where)
+        # A str subclass (a TextChoices status) is recorded as the plain text it holds.
+        return _text(value if type(value) is str else str.__str__(value), where)
     if isinstance(value, int):
-        if value.bit_length() > MAX_INT_DIGITS * 3:  # about 3.3 bits per digit: a cheap bound
+        if value.bit_length() > MAX_INT_BITS:
             raise NotCanonical(f"{where}: integer too large to record")
         return int(value)  # an IntEnum or bool-like subclass becomes a plain number
     if isinstance(value, float):
@@ -79,7 +80,9 @@ def canonical_data(value: Any, *, where: str = "data", depth: int = 0) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotCanonical(f"{where}: key {key!r} is not text")
-            out[_text(key, where)] = canonical_data(item, where=f"{where}.{key}", depth=depth + 1)
+            out[_text(str.__str__(key), where)] = canonical_data(
+                item, where=f"{where}.{key}", depth=depth + 1
+            )
         return out
     if isinstance(value, list | tuple):
         return [

@@ -545,6 +545,7 @@ def verify_chain(*, batch_size: int = 20000) -> Verification:
     reaches its seq and has its hash there, which catches what the walk alone cannot see (the
     end cut off, the chain reset, or rewritten and re-hashed after a checkpoint).
     """
+    anchored = anchor.read_checkpoints(listed=FIRST_FEW)
     with transaction.atomic():
         if connection.vendor == "postgresql":
             last = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
@@ -557,7 +558,7 @@ def verify_chain(*, batch_size: int = 20000) -> Verification:
             "every event fails its hash: AUDIT_KEY is not the key this chain was written "
             "with, or the whole chain was re-hashed without it"
         )
-    anchored = anchor.check_chain(last_seq=walked.last_seq, listed=FIRST_FEW)
+    anchor.compare(anchored, last_seq=walked.last_seq)
     findings = sorted(
         [*walked.findings, *(Finding(seq, problem) for seq, problem in anchored.findings)],
         key=lambda f: (f.seq is None, f.seq or 0),

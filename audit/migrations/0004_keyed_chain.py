@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import uuid
 from typing import Any
 
 from django.db import migrations
@@ -80,7 +81,9 @@ class _LegacyCheck:
         self.expected_seq, self.expected_prev = 1, GENESIS
         self.bad, self.first = 0, ""
 
-    def see(self, seq: int, prev: str, digest: str, content: bytes) -> None:
+    def see(self, seq: int, prev: str, digest: str, body: dict[str, Any]) -> None:
+        # The old encoder, as it was: whatever the column returns, unnormalised.
+        content = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
         problem = ""
         if seq != self.expected_seq:
             problem = f"event #{self.expected_seq} is missing"
@@ -145,26 +148,40 @@ def rekey(apps: Any, schema_editor: Any) -> None:
     new_prev, last_old = GENESIS, GENESIS
     batch: list[tuple[int, str, str]] = []
     _set_update_trigger(db, enabled=False)  # before the cursor: ALTER waits for none
-    # A server-side cursor on PostgreSQL: the table may hold millions of events.
+    # A server-side cursor on PostgreSQL: the table may hold millions of events. SQLite reads
+    # them all first, because it leaves updates to a table that a statement is still reading
+    # undefined (and a local database is small).
     with db.chunked_cursor() as rows:
         rows.execute(f"SELECT {COLUMNS} FROM audit_auditevent ORDER BY seq")  # noqa: S608
-        while chunk := rows.fetchmany(BATCH):
+        chunks = iter(lambda: rows.fetchmany(BATCH), [])
+        if db.vendor != "postgresql":
+            chunks = iter([rows.fetchall()])
+        for chunk in chunks:
             for seq, at, actor_type, actor, event_type, proposal_id, data, prev, digest in chunk:
                 if isinstance(at, str):
                     at = datetime.fromisoformat(at)
                 if at.tzinfo is None:
                     at = at.replace(tzinfo=UTC)
-                content = log.canonical(
-                    seq=seq,
-                    at=at,
-                    actor_type=actor_type,
-                    actor=actor,
-                    event_type=event_type,
-                    proposal_id=proposal_id,
-                    data=json.loads(data) if isinstance(data, str) else data,
+                event = {
+                    "seq": seq,
+                    "at": at,
+                    "actor_type": actor_type,
+                    "actor": actor,
+                    "event_type": event_type,
+                    "proposal_id": proposal_id,
+                    "data": json.loads(data) if isinstance(data, str) else data,
+                }
+                legacy.see(
+                    seq,
+                    prev,
+                    digest,
+                    {
+                        **event,
+                        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+                        "proposal_id": str(uuid.UUID(str(proposal_id))) if proposal_id else None,
+                    },
                 )
-                legacy.see(seq, prev, digest, content)
-                new = log.event_hash(new_prev, content)
+                new = log.event_hash(new_prev, log.canonical(**event))
                 batch.append((seq, new_prev, new))
                 new_prev, last_old = new, digest
             _write(db, batch)
