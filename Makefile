@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# SECRET_KEY, API_KEY_PEPPER and AUDIT_KEY from .run/secrets.env, generated on first use.
+SECRETS := bin/with-secrets
 
 .PHONY: run test lint install services migrate seed clean
 
@@ -18,10 +20,10 @@ services: install
 	@bin/ensure-redis
 
 migrate: install
-	$(BIN)/python manage.py migrate --noinput
+	$(SECRETS) $(BIN)/python manage.py migrate --noinput
 
 seed: migrate
-	$(BIN)/python manage.py seed_demo --if-empty
+	$(SECRETS) $(BIN)/python manage.py seed_demo --if-empty
 
 # Web server, Celery worker, Celery beat and simulated agents, together.
 run: services seed

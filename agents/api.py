@@ -2,37 +2,62 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import urlparse
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes, throttle_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from soc_console.contract import RESPONSE_HEADERS, ClosedSerializer, problem_responses
+
 from .authentication import AgentPrincipal, IsAgent
+from .models import Criticality
 from .selectors import routing_context
 from .services import agent_set_callback, callback_address_problem
 from .throttling import ApiKeyRateThrottle
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_H = r"[0-9A-Fa-f]{1,4}"
+_IPV6 = (  # every hexadecimal spelling of an IPv6 address, as ipaddress reads them
+    rf"(?:(?:{_H}:){{7}}{_H}|(?:{_H}:){{1,7}}:|(?:{_H}:){{1,6}}:{_H}"
+    rf"|(?:{_H}:){{1,5}}(?::{_H}){{1,2}}|(?:{_H}:){{1,4}}(?::{_H}){{1,3}}"
+    rf"|(?:{_H}:){{1,3}}(?::{_H}){{1,4}}|(?:{_H}:){{1,2}}(?::{_H}){{1,5}}"
+    rf"|{_H}:(?::{_H}){{1,6}}|:(?:(?::{_H}){{1,7}}|:))"
+)
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[{_IPV6}\])"
+# An absolute http(s) URL naming a host or an address and an optional port, with no user
+# info ("" clears the callback). urlparse alone takes almost anything (and raises on a
+# malformed bracketed address); the schema states this same pattern.
+CALLBACK_URL_RE = re.compile(
+    rf"^https?://{_HOST}(?::{_PORT})?(?:[/?#][A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?$"
+)
 
-class CallbackSerializer(serializers.Serializer):
-    callback_url = serializers.CharField(max_length=200, allow_blank=True)
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
+class CallbackSerializer(ClosedSerializer):
+    callback_url = serializers.CharField(
+        max_length=200,
+        allow_blank=True,
+        trim_whitespace=False,
+        validators=[
+            RegexValidator(
+                CALLBACK_URL_RE,
+                "Must be an absolute http(s) URL naming a host and optional port, "
+                "without user info.",
+            )
+        ],
+        help_text='Where to POST signed callbacks; "" clears it.',
+    )
 
     def validate_callback_url(self, value: str) -> str:
         if not value:
             return value
-        parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise serializers.ValidationError("Must be an absolute http(s) URL.")
+        if not CALLBACK_URL_RE.fullmatch(value):  # "$" alone would let a final newline through
+            raise serializers.ValidationError("Must not end with a line break.")
         problem = callback_address_problem(value, resolve=False)
         if problem:
             raise serializers.ValidationError(f"Refused: {problem}.")
@@ -65,15 +90,61 @@ def profile(principal: AgentPrincipal) -> dict[str, Any]:
     }
 
 
+class PolicySerializer(serializers.Serializer):
+    """Documents the agent's current policy as profile() shows it."""
+
+    version = serializers.IntegerField(min_value=1)
+    purpose = serializers.CharField(allow_blank=True)
+    grants = serializers.DictField(
+        child=serializers.IntegerField(min_value=0, max_value=4),
+        help_text="Autonomy level per action: 0 never, 1 advisory, 2 a human approves, "
+        "3 automatic above the auto threshold, 4 automatic.",
+    )
+    auto_threshold = serializers.FloatField(min_value=0, max_value=1)
+    review_threshold = serializers.FloatField(min_value=0, max_value=1)
+    scope_tiers = serializers.ListField(
+        child=serializers.ChoiceField(choices=Criticality.choices),
+        help_text="Criticalities it may touch; empty means all.",
+    )
+    scope_groups = serializers.ListField(child=serializers.CharField())
+    allowed_connectors = serializers.ListField(child=serializers.CharField())
+    required_evidence = serializers.ListField(child=serializers.CharField())
+    escalate_after_minutes = serializers.IntegerField(min_value=0)
+    expire_after_minutes = serializers.IntegerField(min_value=0)
+
+
+class AgentProfileSerializer(serializers.Serializer):
+    """Documents the agent's profile as profile() builds it."""
+
+    agent = serializers.CharField(help_text="The agent's slug.")
+    suspended = serializers.BooleanField()
+    emergency_stop = serializers.BooleanField(help_text="Whether the emergency stop is engaged.")
+    callback_url = serializers.URLField(allow_null=True)
+    policy = PolicySerializer(allow_null=True, help_text="null before a policy is set.")
+
+
+class CallbackSetSerializer(AgentProfileSerializer):
+    callback_secret = serializers.CharField(
+        allow_null=True,
+        help_text="The HMAC-SHA256 key of the callbacks' signatures, shown this once; null "
+        "when the callback was cleared.",
+    )
+
+
 @extend_schema(
     methods=["GET"],
-    responses={200: inline_serializer("AgentProfile", {"agent": serializers.CharField()})},
+    responses={200: AgentProfileSerializer, **problem_responses(401, 403, 429, 503)},
+    parameters=RESPONSE_HEADERS,
     summary="The calling agent's current policy, suspension and callback",
 )
 @extend_schema(
     methods=["PUT"],
     request=CallbackSerializer,
-    responses={200: inline_serializer("CallbackSet", {"callback_secret": serializers.CharField()})},
+    responses={
+        200: CallbackSetSerializer,
+        **problem_responses(400, 401, 403, 413, 415, 429, 503),
+    },
+    parameters=RESPONSE_HEADERS,
     summary="Register the callback URL; the response carries its HMAC secret, once",
 )
 @api_view(["GET", "PUT"])

@@ -94,6 +94,7 @@ def _key_with_agent(prefix: str) -> ApiKey | None:
 
 
 class IsAgent(BasePermission):
+    audience = "agents"  # the schema lists only the agent API key for these calls
     message = "This call is for agents: authenticate with 'Authorization: Bearer <api key>'."
 
     def has_permission(self, request: Any, view: Any) -> bool:

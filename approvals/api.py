@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import re
 from typing import Any
 
-from django.conf import settings
+from django.db import DatabaseError
 from django.http import Http404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import serializers, status
 from rest_framework.decorators import (
     api_view,
@@ -24,36 +29,44 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents.authentication import AgentPrincipal, IsAgent
+from agents.models import Criticality
 from agents.throttling import ApiKeyRateThrottle
 from soc_console import roles
+from soc_console.contract import (
+    RESPONSE_HEADERS,
+    ClosedSerializer,
+    ProblemSerializer,
+    StrictCharField,
+    Variants,
+    problem_responses,
+)
 from soc_console.errors import InvalidInput, NotFound, NotPermitted
 from soc_console.problems import problem
 
-from . import catalogue, selectors, services
-from .models import ProposalStatus, Severity
+from . import catalogue, contract, selectors, services
+from .models import ExecutionStatus, Proposal, ProposalStatus, Severity, Verdict
+from .services import MAX_TEXT
+
+logger = logging.getLogger(__name__)
 
 MAX_RATIONALE = 4000
 MAX_EVIDENCE_ITEMS = 25
 MAX_EVIDENCE_TEXT = 500
 MAX_IDEMPOTENCY_KEY = 128
 EVIDENCE_KEYS = {"kind", "ref", "url", "note"}
-
-
-class StrictCharField(serializers.CharField):
-    """A string field that refuses numbers and booleans instead of converting them."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+PAGE_RE = re.compile(r"[1-9][0-9]*")
 
 
 class StrictFloatField(serializers.FloatField):
     def to_internal_value(self, data: Any) -> float:
         if isinstance(data, bool) or not isinstance(data, int | float):
             raise serializers.ValidationError("Must be a number between 0 and 1, not a string.")
-        if not math.isfinite(float(data)):
-            raise serializers.ValidationError("Must be a finite number.")
+        try:
+            finite = math.isfinite(float(data))
+        except OverflowError:  # an integer with hundreds of digits
+            finite = False
+        if not finite:
+            raise serializers.ValidationError("Must be a finite number between 0 and 1.")
         return super().to_internal_value(data)
 
 
@@ -63,17 +76,11 @@ def _unknown_fields(data: Any, allowed: Any) -> dict[str, list[str]]:
     return {name: ["Unknown field."] for name in sorted(set(data) - set(allowed))}
 
 
-class EvidenceSerializer(serializers.Serializer):
+class EvidenceSerializer(ClosedSerializer):
     kind = StrictCharField(max_length=40)
     ref = StrictCharField(max_length=MAX_EVIDENCE_TEXT)
     url = StrictCharField(max_length=MAX_EVIDENCE_TEXT, required=False)
     note = StrictCharField(max_length=MAX_EVIDENCE_TEXT, required=False)
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        unknown = _unknown_fields(data, self.fields)
-        if unknown:
-            raise serializers.ValidationError(unknown)
-        return super().to_internal_value(data)
 
 
 class ProposalInSerializer(serializers.Serializer):
@@ -118,62 +125,73 @@ class ProposalInSerializer(serializers.Serializer):
         return value
 
 
+class DecisionOutSerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=Verdict.choices)
+    reason = serializers.CharField(allow_blank=True)
+    analyst = serializers.CharField(help_text="The analyst's username.")
+    at = serializers.DateTimeField()
+
+
+class ExecutionOutSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=ExecutionStatus.choices)
+    attempts = serializers.IntegerField(min_value=0)
+    result = serializers.JSONField(allow_null=True, help_text="What the connector reported.")
+    error = serializers.CharField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+
+
 class ProposalOutSerializer(serializers.Serializer):
     """Documents the proposal as responses show it (built by selectors.proposal_payload)."""
 
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=ProposalStatus.choices)
-    code = serializers.CharField(allow_null=True)
-    explanation = serializers.CharField()
-    agent = serializers.CharField()
-    action = serializers.CharField()
+    code = serializers.CharField(
+        allow_null=True, help_text="Why it was blocked (`blocked` only); null otherwise."
+    )
+    explanation = serializers.CharField(allow_blank=True, help_text="The routing, in words.")
+    agent = serializers.CharField(help_text="The proposing agent's slug.")
+    action = serializers.ChoiceField(choices=sorted(catalogue.ACTIONS))
     target = serializers.CharField()
     params = serializers.DictField()
-    confidence = serializers.FloatField()
-    rationale = serializers.CharField()
+    confidence = serializers.FloatField(min_value=0, max_value=1)
+    rationale = serializers.CharField(allow_blank=True)
     evidence = EvidenceSerializer(many=True)
-    severity = serializers.CharField()
-    criticality = serializers.CharField()
-    required_approvals = serializers.IntegerField()
-    approvals = serializers.IntegerField()
+    severity = serializers.ChoiceField(choices=Severity.choices)
+    criticality = serializers.ChoiceField(choices=Criticality.choices)
+    required_approvals = serializers.IntegerField(min_value=0)
+    approvals = serializers.IntegerField(min_value=0)
     policy_version = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
-    expires_at = serializers.DateTimeField(allow_null=True)
-    decisions = inline_serializer(
-        "DecisionOut",
-        {
-            "verdict": serializers.CharField(),
-            "reason": serializers.CharField(),
-            "analyst": serializers.CharField(),
-            "at": serializers.DateTimeField(),
-        },
-        many=True,
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a pending proposal expires; null when it does not."
     )
-    execution = inline_serializer(
-        "ExecutionOut",
-        {
-            "id": serializers.UUIDField(),
-            "status": serializers.CharField(),
-            "attempts": serializers.IntegerField(),
-            "result": serializers.JSONField(allow_null=True),
-            "error": serializers.CharField(allow_null=True),
-            "updated_at": serializers.DateTimeField(),
-        },
-        allow_null=True,
+    decisions = DecisionOutSerializer(many=True)
+    execution = ExecutionOutSerializer(
+        allow_null=True, help_text="null until the proposal is approved (or auto-approved)."
     )
     url = serializers.URLField()
     console_url = serializers.URLField()
 
 
-class DecisionInSerializer(serializers.Serializer):
-    verdict = serializers.ChoiceField(choices=["approve", "reject"])
-    reason = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
+class ProposalPageSerializer(serializers.Serializer):
+    """The proposals list's page: the count of all matches and links to the pages around."""
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        unknown = _unknown_fields(data, self.fields)
-        if unknown:
-            raise serializers.ValidationError(unknown)
-        return super().to_internal_value(data)
+    count = serializers.IntegerField(min_value=0)
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ProposalOutSerializer(many=True)
+
+
+class BlockedProblemSerializer(ProblemSerializer):
+    proposal = ProposalOutSerializer(
+        required=False, help_text="The proposal as recorded (status `blocked`)."
+    )
+
+
+class DecisionInSerializer(ClosedSerializer):
+    verdict = serializers.ChoiceField(choices=Verdict.choices)
+    reason = StrictCharField(max_length=MAX_TEXT, required=False, allow_blank=True, default="")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["verdict"] == "reject" and len(attrs["reason"].strip()) < 3:
@@ -181,7 +199,35 @@ class DecisionInSerializer(serializers.Serializer):
         return attrs
 
 
+class ApproveInSerializer(ClosedSerializer):
+    verdict = serializers.ChoiceField(choices=[Verdict.APPROVE.value])
+    reason = StrictCharField(max_length=MAX_TEXT, required=False, allow_blank=True)
+
+
+class RejectInSerializer(ClosedSerializer):
+    verdict = serializers.ChoiceField(choices=[Verdict.REJECT.value])
+    reason = StrictCharField(max_length=MAX_TEXT, min_length=3, help_text="Required.")
+
+
+# The decision as the schema states it: a rejection needs a reason of 3 characters or more.
+DECISION_REQUEST = Variants(
+    component_name="DecisionIn",
+    serializers={"approve": ApproveInSerializer, "reject": RejectInSerializer},
+    resource_type_field_name="verdict",
+    many=False,
+)
+
+
+class RollbackInSerializer(ClosedSerializer):
+    reason = StrictCharField(
+        max_length=MAX_TEXT,
+        min_length=3,
+        help_text="Why: undoing containment is a decision, and its reason goes on record.",
+    )
+
+
 class IsAnalyst(BasePermission):
+    audience = "analysts"  # the schema lists an analyst's token and session for these calls
     message = (
         "Only analysts, senior analysts and admins decide proposals and roll back actions; "
         "an agent's API key cannot."
@@ -214,45 +260,96 @@ def _blocked_response(payload: dict[str, Any]) -> Response:
     )
 
 
-def _check_body_size(request: Request) -> None:
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    try:
-        size = int(length)
-    except ValueError:
-        size = 0
-    size = max(size, len(request.body))
-    if size > settings.API_MAX_BODY_BYTES:
+def _check_list_query(request: Request) -> None:
+    """The list's query as the schema states it: each parameter once, a known status, a page
+    number. (DRF would take the last of repeated values, `?status=` as no filter and
+    `?page=last`: all answers the schema does not promise.)"""
+    query = request.query_params
+    errors = {name: ["Give this parameter once."] for name in query if len(query.getlist(name)) > 1}
+    wanted = query.get("status")
+    if "status" not in errors and wanted is not None and wanted not in ProposalStatus.values:
+        errors["status"] = [f"One of: {', '.join(ProposalStatus.values)}."]
+    page = query.get("page")
+    if "page" not in errors and page is not None and not PAGE_RE.fullmatch(page):
+        errors["page"] = ["A page number: 1, 2, …"]
+    if errors:
         raise InvalidInput(
-            f"The body is {size} bytes; the limit is {settings.API_MAX_BODY_BYTES}.",
-            errors={"body": [f"At most {settings.API_MAX_BODY_BYTES} bytes."]},
+            f"The query has invalid parameters: {', '.join(sorted(errors))}.", errors=errors
         )
+
+
+def _committed_payload(written: Proposal) -> dict[str, Any]:
+    """The proposal a service just committed, as it stands now, or, when it cannot be read
+    back (the database went away after the commit), as that service's transaction wrote it.
+
+    The change stands either way; answering an error would have the client retry it and be
+    told it was already decided.
+    """
+    try:
+        return selectors.proposal_payload(selectors.proposal_detail(written.pk))
+    except DatabaseError:
+        logger.warning(
+            "proposal %s committed but could not be read back; answered from the written copy",
+            written.pk,
+            exc_info=True,
+        )
+        return selectors.proposal_payload(written)
 
 
 @extend_schema(
     methods=["POST"],
-    request=ProposalInSerializer,
+    request=contract.proposal_request(ProposalInSerializer),
     responses={
-        200: ProposalOutSerializer,
-        201: ProposalOutSerializer,
-        400: OpenApiTypes.OBJECT,
-        403: OpenApiTypes.OBJECT,
-        409: OpenApiTypes.OBJECT,
-        429: OpenApiTypes.OBJECT,
+        201: OpenApiResponse(
+            ProposalOutSerializer, description="Recorded; `status` says how it was routed."
+        ),
+        200: OpenApiResponse(
+            ProposalOutSerializer,
+            description="A replay: the same "
+            "Idempotency-Key and body again; the proposal as first recorded.",
+        ),
+        **problem_responses(
+            400, 401, 403, 409, 413, 415, 429, 503, status_403=BlockedProblemSerializer
+        ),
     },
     parameters=[
         OpenApiParameter(
             "Idempotency-Key",
-            str,
+            {
+                "type": "string",
+                "maxLength": MAX_IDEMPOTENCY_KEY,
+                # Printable: no control characters, no-break space or soft hyphen (a header
+                # arrives as Latin-1).
+                "pattern": r"^[^\x00-\x1f\x7f-\xa0\xad]*$",
+            },
             OpenApiParameter.HEADER,
-            description="Same key and body again returns the first proposal.",
-        )
+            description="Same key and body again returns the first proposal (200); the same "
+            "key with another body is 409. Printable characters only.",
+        ),
+        *RESPONSE_HEADERS,
     ],
     summary="Propose an action",
+    description="The body's `action` names a catalogue action; each action takes one kind of "
+    "target and its own `params` (see the variants). A proposal outside the agent's policy is "
+    "recorded as `blocked` and answered with 403, its `code` saying why (`action_not_permitted`, "
+    "`target_out_of_scope`, `evidence_required`, `agent_suspended`, `emergency_stop`).",
 )
 @extend_schema(
     methods=["GET"],
-    responses={200: ProposalOutSerializer(many=True)},
-    parameters=[OpenApiParameter("status", str, enum=[s for s, _ in ProposalStatus.choices])],
+    responses={
+        200: ProposalPageSerializer,
+        **problem_responses(400, 401, 403, 404, 429, 503),
+    },
+    parameters=[
+        OpenApiParameter("status", str, enum=[s for s, _ in ProposalStatus.choices]),
+        OpenApiParameter(
+            "page",
+            {"type": "integer", "minimum": 1},
+            description="1-based; a page past the last is 404.",
+        ),
+        *RESPONSE_HEADERS,
+    ],
+    operation_id="proposals_list",
     summary="List the calling agent's own proposals, newest first",
 )
 @api_view(["GET", "POST"])
@@ -261,12 +358,8 @@ def _check_body_size(request: Request) -> None:
 def proposals(request: Request) -> Response:
     principal: AgentPrincipal = request.user
     if request.method == "GET":
-        wanted = request.query_params.get("status") or None
-        if wanted and wanted not in ProposalStatus.values:
-            raise InvalidInput(
-                f"Unknown status {wanted!r}.",
-                errors={"status": [f"One of: {', '.join(ProposalStatus.values)}."]},
-            )
+        _check_list_query(request)
+        wanted = request.query_params.get("status")
         from rest_framework.pagination import PageNumberPagination
 
         paginator = PageNumberPagination()
@@ -275,7 +368,6 @@ def proposals(request: Request) -> Response:
         )
         return paginator.get_paginated_response([selectors.proposal_payload(p) for p in page or []])
 
-    _check_body_size(request)
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and (len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable()):
         raise InvalidInput(
@@ -325,8 +417,11 @@ def _visible_proposal(request: Request, proposal_id: str) -> Any:
 
 
 @extend_schema(
-    responses={200: ProposalOutSerializer, 404: OpenApiTypes.OBJECT},
+    responses={200: ProposalOutSerializer, **problem_responses(401, 403, 404, 429, 503)},
+    parameters=RESPONSE_HEADERS,
     summary="One proposal, with its decisions and execution",
+    description="An agent sees its own proposals only (another agent's is 404); an analyst "
+    "sees any.",
 )
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
@@ -337,7 +432,11 @@ def proposal_detail(request: Request, proposal_id: str) -> Response:
 
 @extend_schema(
     request=None,
-    responses={200: ProposalOutSerializer, 409: OpenApiTypes.OBJECT},
+    responses={
+        200: ProposalOutSerializer,
+        **problem_responses(401, 403, 404, 409, 413, 429, 503),
+    },
+    parameters=RESPONSE_HEADERS,
     summary="Withdraw a pending proposal",
 )
 @api_view(["POST"])
@@ -347,16 +446,22 @@ def proposal_withdraw(request: Request, proposal_id: str) -> Response:
     principal: AgentPrincipal = request.user
     _visible_proposal(request, proposal_id)
     try:
-        services.proposal_withdraw(proposal_id=proposal_id, agent=principal.agent)
+        withdrawn = services.proposal_withdraw(proposal_id=proposal_id, agent=principal.agent)
     except NotFound as exc:
         raise Http404 from exc
-    return Response(selectors.proposal_payload(selectors.proposal_detail(proposal_id)))
+    return Response(_committed_payload(withdrawn))
 
 
 @extend_schema(
-    request=DecisionInSerializer,
-    responses={201: ProposalOutSerializer, 403: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+    request=DECISION_REQUEST,
+    responses={
+        201: ProposalOutSerializer,
+        **problem_responses(400, 401, 403, 404, 409, 413, 415),
+    },
+    parameters=RESPONSE_HEADERS,
     summary="Approve or reject a pending proposal (analysts; session or token)",
+    description="403 when this analyst may not decide it (a critical asset's last approval "
+    "needs a senior analyst; nobody decides twice); 409 when it is no longer pending.",
 )
 @api_view(["POST"])
 @permission_classes([IsAnalyst])
@@ -366,25 +471,31 @@ def proposal_decide(request: Request, proposal_id: str) -> Response:
     incoming.is_valid(raise_exception=True)
     verdict = incoming.validated_data["verdict"]
     reason = incoming.validated_data["reason"]
-    if verdict == "approve":
-        services.proposal_approve(proposal_id=proposal_id, analyst=request.user, reason=reason)
-    else:
-        services.proposal_reject(proposal_id=proposal_id, analyst=request.user, reason=reason)
-    payload = selectors.proposal_payload(selectors.proposal_detail(proposal_id))
-    return Response(payload, status=status.HTTP_201_CREATED)
+    decide = services.proposal_approve if verdict == "approve" else services.proposal_reject
+    decided = decide(proposal_id=proposal_id, analyst=request.user, reason=reason)
+    return Response(_committed_payload(decided), status=status.HTTP_201_CREATED)
 
 
 @extend_schema(
-    request=inline_serializer("RollbackIn", {"reason": serializers.CharField(required=False)}),
-    responses={202: ProposalOutSerializer, 409: OpenApiTypes.OBJECT},
+    request=RollbackInSerializer,
+    responses={
+        202: ProposalOutSerializer,
+        **problem_responses(400, 401, 403, 404, 409, 413, 415),
+    },
+    parameters=RESPONSE_HEADERS,
     summary="Roll back a succeeded, reversible execution (analysts)",
+    description="409 when there is nothing to roll back: no execution, an irreversible "
+    "action, an execution that has not succeeded, or the emergency stop engaged.",
 )
 @api_view(["POST"])
 @permission_classes([IsAnalyst])
 def proposal_rollback(request: Request, proposal_id: str) -> Response:
     _visible_proposal(request, proposal_id)
-    reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
-    services.rollback_request(proposal_id=proposal_id, analyst=request.user, reason=str(reason))
+    incoming = RollbackInSerializer(data=request.data)
+    incoming.is_valid(raise_exception=True)
+    services.rollback_request(
+        proposal_id=proposal_id, analyst=request.user, reason=incoming.validated_data["reason"]
+    )
     payload = selectors.proposal_payload(selectors.proposal_detail(proposal_id))
     return Response(payload, status=status.HTTP_202_ACCEPTED)
 

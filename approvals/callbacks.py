@@ -1,13 +1,21 @@
-"""HMAC-signed POSTs to an agent's callback URL on decision and on completion."""
+"""HMAC-signed POSTs to an agent's callback URL on decision and on completion.
+
+Deliveries run on their own Celery queue (settings.CALLBACK_QUEUE), consumed by their own
+worker, and each has a total deadline (CALLBACK_DEADLINE_SECONDS): an agent's slow or hostile
+receiver delays its own callbacks, never an execution.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import httpx
 from django.conf import settings
@@ -47,10 +55,6 @@ def deliver(*, proposal_id: str, event: str) -> int | None:
         # An HMAC with an empty key proves nothing; an agent must not learn to trust it.
         logger.warning("agent %s has a callback URL but no secret: not sent", proposal.agent.slug)
         return None
-    problem = callback_address_problem(proposal.agent.callback_url, resolve=True)
-    if problem:
-        logger.warning("callback for agent %s not sent: %s", proposal.agent.slug, problem)
-        return None
     body = json.dumps(
         {"event": event, "proposal": proposal_payload(proposal)}, default=str
     ).encode()
@@ -63,15 +67,53 @@ def deliver(*, proposal_id: str, event: str) -> int | None:
         "X-SOC-Timestamp": timestamp,
         "X-SOC-Signature": sign(proposal.agent.callback_secret, timestamp, body),
     }
+    deadline = settings.CALLBACK_DEADLINE_SECONDS
     try:
-        response = httpx.post(
-            proposal.agent.callback_url,
-            content=body,
-            headers=headers,
-            timeout=settings.CALLBACK_TIMEOUT_SECONDS,
+        status = _within(
+            deadline, _post(proposal.agent.slug, proposal.agent.callback_url, body, headers)
         )
+    except TimeoutError as exc:
+        raise DeliveryError(f"no answer within the {deadline:g} s deadline") from exc
     except httpx.HTTPError as exc:
-        raise DeliveryError(str(exc)) from exc
-    if response.status_code >= 500 or response.status_code == 429:
-        raise DeliveryError(f"callback answered {response.status_code}")
-    return response.status_code
+        raise DeliveryError(str(exc) or exc.__class__.__name__) from exc
+    if status is None:
+        return None
+    if status >= 500 or status == 429:
+        raise DeliveryError(f"callback answered {status}")
+    return status
+
+
+T = TypeVar("T")
+
+
+def _within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end or cancel it after `seconds`, whatever it is waiting on.
+
+    A loop of its own rather than asyncio.run, whose clean-up waits for the resolver's threads:
+    a name lookup that hangs must not outlast the deadline either.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(asyncio.wait_for(work, seconds))
+    finally:
+        loop.close()
+
+
+async def _post(agent: str, url: str, body: bytes, headers: dict[str, str]) -> int | None:
+    """The delivery itself: the address check (which resolves the name), then the POST, up to
+    the answer's status line. The answer's body is never read: only its status matters."""
+    loop = asyncio.get_running_loop()
+    problem = await loop.run_in_executor(None, _address_problem, url)
+    if problem:
+        logger.warning("callback for agent %s not sent: %s", agent, problem)
+        return None
+    timeout = httpx.Timeout(settings.CALLBACK_TIMEOUT_SECONDS)
+    async with (
+        httpx.AsyncClient(timeout=timeout) as client,
+        client.stream("POST", url, content=body, headers=headers) as response,
+    ):
+        return response.status_code
+
+
+def _address_problem(url: str) -> str | None:
+    return callback_address_problem(url, resolve=True)

@@ -14,7 +14,7 @@ HOSTNAME_RE = re.compile(
 PRINCIPAL_RE = re.compile(r"^[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9.\-]{1,190}\.[A-Za-z]{2,63}$")
 SAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}\\[A-Za-z0-9._\-]{1,64}$")
 MESSAGE_ID_RE = re.compile(r"^<[^<>\s@]{1,200}@[^<>\s@]{1,200}>$")
-TICKET_RE = re.compile(r"^[A-Z][A-Z0-9]{1,15}-\d{1,10}$")
+TICKET_RE = re.compile(r"^[A-Z][A-Z0-9]{1,15}-[0-9]{1,10}$")  # ASCII digits: \d is any script
 ALERT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 
 RISK_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 4.0}
@@ -26,6 +26,9 @@ class TargetError(ValueError):
 
 
 def ip_or_network(value: str) -> str:
+    if "%" in value:
+        # A zone id (fe80::1%eth0) names an interface of the sender, not a host to contain.
+        raise TargetError("must be an IPv4 or IPv6 address or CIDR network, without a zone id")
     try:
         if "/" in value:
             network = ipaddress.ip_network(value, strict=False)

@@ -34,6 +34,13 @@ from .live import GROUP
 logger = logging.getLogger(__name__)
 
 OUTBOX_SIZE = 500  # updates a console may fall behind before it is told to reconnect
+# "Being reviewed by" frames one console may relay to all the others: a burst, then a steady
+# rate. Past it frames are dropped, except that the newest is sent when the budget allows, so
+# an analyst running down the queue with j still ends up shown on the card they stopped at.
+# Without a limit one console (any console role) could make every other console render its
+# frames as fast as it sends them.
+REVIEW_BURST = 5
+REVIEW_PER_SECOND = 2.0
 
 
 class _Relay:
@@ -97,6 +104,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self.close(code=4403)
             return
         self.username = user.get_username()
+        self.review_budget = float(REVIEW_BURST)
+        self.review_budget_at = asyncio.get_running_loop().time()
+        self.review_latest: uuid.UUID | None = None  # dropped, to be sent when budget allows
+        self.review_later: asyncio.Task[None] | None = None
         self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.sender = asyncio.create_task(self._send_outbox())
         self.relay = _relay_for(self.channel_layer)
@@ -109,6 +120,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return  # refused at connect: nothing was set up
         self.relay.leave(self)
         sender.cancel()
+        if self.review_later is not None:
+            self.review_later.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
 
@@ -132,6 +145,35 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             proposal_id = uuid.UUID(str(message.get("reviewing")))
         except (ValueError, TypeError, AttributeError):
             return  # anything else a browser sends is ignored
+        if self._take_review_budget():
+            self.review_latest = None
+            await self._relay_review(proposal_id)
+            return
+        self.review_latest = proposal_id
+        if self.review_later is None:
+            self.review_later = asyncio.create_task(self._relay_latest_review())
+
+    def _take_review_budget(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        elapsed = now - self.review_budget_at
+        self.review_budget = min(REVIEW_BURST, self.review_budget + elapsed * REVIEW_PER_SECOND)
+        self.review_budget_at = now
+        if self.review_budget < 1.0:
+            return False
+        self.review_budget -= 1.0
+        return True
+
+    async def _relay_latest_review(self) -> None:
+        try:
+            while self.review_latest is not None:
+                await asyncio.sleep((1.0 - self.review_budget) / REVIEW_PER_SECOND)
+                if self.review_latest is not None and self._take_review_budget():
+                    proposal_id, self.review_latest = self.review_latest, None
+                    await self._relay_review(proposal_id)
+        finally:
+            self.review_later = None
+
+    async def _relay_review(self, proposal_id: uuid.UUID) -> None:
         html = (
             f'<span id="reviewing-{proposal_id}" hx-swap-oob="true" class="reviewing" '
             f'data-reviewer="{escape(self.username)}">being reviewed by '

@@ -624,9 +624,11 @@ def proposal_reject(
 
 @transaction.atomic
 def proposal_withdraw(*, proposal_id: uuid.UUID | str, agent: Agent) -> Proposal:
-    proposal = Proposal.objects.filter(pk=proposal_id, agent=agent).first()
+    proposal = Proposal.objects.select_related("agent").filter(pk=proposal_id, agent=agent).first()
     if proposal is None:
         raise NotFound(f"No proposal {proposal_id}.")
+    # Only a pending proposal is withdrawn, and it has no execution: the returned row is whole.
+    Proposal.execution.related.set_cached_value(proposal, None)
     return _finish_pending(
         proposal,
         to=ProposalStatus.WITHDRAWN,
@@ -793,9 +795,13 @@ def emergency_stop_release(*, by: AbstractBaseUser, reason: str = "") -> Emergen
 
 @transaction.atomic
 def agent_suspend(*, agent: Agent, by: AbstractBaseUser, reason: str) -> Agent:
-    if not roles.can_manage_agents(by) and not roles.can_stop(by):
-        raise NotPermitted("Only managers and admins can suspend an agent.")
+    if not roles.can_suspend_agent(by):
+        raise NotPermitted("Only senior analysts, managers and admins can suspend an agent.")
     reason = _text(reason, field="reason")
+    if not reason:
+        raise InvalidInput(
+            "A suspension needs a reason.", errors={"reason": ["Say why you suspend it."]}
+        )
     # Taking the stop row's lock orders this against execution claims (see execution_claim).
     EmergencyStop.objects.select_for_update().get_or_create(id=1)
     updated = Agent.objects.filter(pk=agent.pk, suspended=False).update(

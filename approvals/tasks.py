@@ -52,7 +52,7 @@ def deliver_callback(self: Task, proposal_id: str, event: str) -> int | None:
     try:
         return callbacks.deliver(proposal_id=proposal_id, event=event)
     except callbacks.DeliveryError as exc:
-        # Capped backoff as a new delayed message, so the worker is free between tries (each
-        # try holds it for at most CALLBACK_TIMEOUT_SECONDS).
+        # Capped backoff as a new delayed message on the callbacks' queue, so the worker is
+        # free between tries (each try holds it for at most CALLBACK_DEADLINE_SECONDS).
         countdown = min(2**self.request.retries, CALLBACK_MAX_BACKOFF_SECONDS)
         raise self.retry(exc=exc, countdown=countdown) from exc

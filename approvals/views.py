@@ -267,12 +267,17 @@ def agents_page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "approvals/agents.html",
-        {"rows": rows, "actions": catalogue.ACTIONS, "can_manage": roles.can_stop(request.user)},
+        {
+            "rows": rows,
+            "actions": catalogue.ACTIONS,
+            "can_suspend": roles.can_suspend_agent(request.user),
+            "can_resume": roles.can_stop(request.user),
+        },
     )
 
 
 @require_POST
-@console_role(roles.can_stop)
+@console_role(roles.can_suspend_agent)
 def agent_suspend(request: HttpRequest, slug: str) -> HttpResponse:
     agent = get_object_or_404(Agent, slug=slug)
     if request.POST.get("suspend") == "1":

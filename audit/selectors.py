@@ -71,8 +71,11 @@ def report_choices() -> dict[str, list[str]]:
     from approvals import catalogue
     from soc_console import roles
 
+    # Everyone who may decide a proposal: admins may, and their decisions are reported too.
     analysts = (
-        User.objects.filter(groups__name__in=[roles.ANALYST, roles.SENIOR])
+        User.objects.filter(
+            Q(groups__name__in=[roles.ANALYST, roles.SENIOR, roles.ADMIN]) | Q(is_superuser=True)
+        )
         .order_by("username")
         .values_list("username", flat=True)
         .distinct()

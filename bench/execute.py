@@ -19,11 +19,18 @@ interleaved so that both see the same machine:
 
 Prints p50/p99/max of each and the ratios; the target is approval → call p99 ≤ 250 ms and
 ≤ 2× the reference p99. A benchmark prints what it measures; it asserts nothing.
+
+A callbacks worker runs beside the executions' worker, as in the Procfile. With
+--trickling-callbacks, before the first round another agent gets 50 approvals and its callback
+URL is a receiver on 127.0.0.1 that answers a byte every 4 s: its deliveries (and their retries)
+keep the callbacks worker busy for the whole run, and the figures show whether executions
+notice.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -37,6 +44,7 @@ import redis
 from celery import shared_task
 
 from bench.common import drop_database, machine, percentile, scratch_database
+from tests.receivers import TricklingReceiver
 
 QUEUE = "bench-execute"
 T = TypeVar("T")
@@ -85,6 +93,11 @@ def main() -> None:
     parser.add_argument("--database", default="soc_bench_execute")
     parser.add_argument("--keep-db", action="store_true", help="leave the database for a look")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--trickling-callbacks",
+        action="store_true",
+        help="50 approvals of an agent whose callback receiver trickles a byte every 4 s",
+    )
     args = parser.parse_args()
 
     from tests import processes
@@ -95,14 +108,22 @@ def main() -> None:
     database_url = scratch_database(args.database)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-execute-"))
     broker = processes.start_redis(log_dir)
-    worker = None
+    worker = callbacks_worker = None
+    trickle = TricklingReceiver(interval=4.0, hold=600)
+    receivers = contextlib.ExitStack()
+    trickling = ""
     try:
         environment = processes.CeleryEnvironment(
             database_url=database_url,
             redis_url=broker.url(),
             queue=QUEUE,
             channel_prefix=QUEUE,
-            extra={"CONNECTOR_LATENCY_MS": "0", "CONNECTOR_FAILURE": ""},
+            extra={
+                "CONNECTOR_LATENCY_MS": "0",
+                "CONNECTOR_FAILURE": "",
+                # The trickling receiver listens on 127.0.0.1.
+                "CALLBACK_ALLOW_PRIVATE_NETWORKS": "1",
+            },
         )
         # This process is configured exactly like the worker: same database, broker, queue.
         os.environ.update(environment.build())
@@ -118,10 +139,29 @@ def main() -> None:
             concurrency=args.concurrency,
             include=["bench.execute"],
         )
+        callbacks_worker = processes.start_worker(
+            environment,
+            log_dir=log_dir,
+            queue=f"{QUEUE}-callbacks",
+            pool="threads",
+            concurrency=8,
+        )
+        if args.trickling_callbacks:
+            receivers.enter_context(trickle)
+            listened = listen_slowly(trickle)
         from_commit, from_return, from_call, reference = run(args.approvals, args.warmup)
+        if args.trickling_callbacks:
+            held = trickle.finished()
+            trickling = (
+                f"callbacks: {listened} approvals of an agent whose receiver answers a byte every "
+                f"4 s; {len(trickle.holds)} deliveries reached it during the run, "
+                f"{len(held)} cut off, longest {max(h.seconds for h in held):.1f} s"
+            )
     finally:
-        if worker is not None:
-            worker.stop()
+        for process in (worker, callbacks_worker):
+            if process is not None:
+                process.stop()
+        receivers.close()
         broker.stop()
         if not args.keep_db:
             from django.apps import apps
@@ -132,6 +172,8 @@ def main() -> None:
             drop_database(args.database)
 
     print(f"machine: {machine()}; PostgreSQL, Redis, Celery prefork x{args.concurrency}")
+    if args.trickling_callbacks:
+        print(trickling)
     print(f"{args.approvals} approvals after {args.warmup} warm-up rounds, zero-latency connector:")
     for series in (from_commit, from_return, from_call, reference):
         print(series.line())
@@ -143,6 +185,54 @@ def main() -> None:
             f"  {series.name}: p99 {p99 / reference99:.2f}x the reference p99; "
             f"target p99 <= 250 ms and <= 2x reference: {verdict}"
         )
+
+
+def listen_slowly(trickle: TricklingReceiver, count: int = 50) -> int:
+    """`count` approvals of an agent whose callbacks go to the trickling receiver; returns once
+    their executions ran and the receiver holds deliveries, so that the rounds measure a
+    callbacks worker under siege, not an executions' worker still catching up."""
+    from django.contrib.auth.models import Group, User
+
+    from agents.models import Agent
+    from agents.services import agent_register
+    from approvals import services
+    from approvals.models import Execution, ExecutionStatus
+    from soc_console.roles import ANALYST
+
+    analyst, _ = User.objects.get_or_create(username="bench-listener-analyst")
+    analyst.groups.add(Group.objects.get_or_create(name=ANALYST)[0])
+    agent, _key = agent_register(
+        slug=f"bench-listener-{uuid.uuid4().hex[:8]}", by="bench", grants={"block_ip": 2}
+    )
+    Agent.objects.filter(pk=agent.pk).update(callback_url=trickle.url, callback_secret="s" * 64)
+    agent.refresh_from_db()
+    for n in range(count):
+        proposal = services.proposal_submit(
+            agent=agent,
+            api_key=None,
+            action="block_ip",
+            target=f"198.19.{n // 250}.{n % 250 + 1}",
+            params={},
+            confidence=0.8,
+            rationale="benchmark: a listening agent",
+            evidence=[],
+            severity="high",
+            idempotency_key=None,
+            request_hash=str(n),
+        ).proposal
+        services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
+    _wait_for(
+        lambda: (
+            Execution.objects.filter(
+                proposal__agent=agent, status=ExecutionStatus.SUCCEEDED
+            ).count()
+            == count
+            or None
+        ),
+        timeout=60,
+    )
+    _wait_for(lambda: len(trickle.holds) >= 8 or None, timeout=30)
+    return count
 
 
 def run(count: int, warmup: int) -> tuple[Series, Series, Series, Series]:

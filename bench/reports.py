@@ -109,7 +109,8 @@ def main() -> None:
     client = Client()
     client.force_login(User.objects.get(username="manager"))
     whole = f"since={first:%Y-%m-%d}&until={last:%Y-%m-%d}"
-    # The page's default period is the last 28 days before now; the history may end earlier.
+    # The page's default period is the last 28 whole days, today included; the history may
+    # end earlier.
     recent = f"since={last - timedelta(days=27):%Y-%m-%d}&until={last:%Y-%m-%d}"
     with connection.cursor() as cursor:
         cursor.execute(

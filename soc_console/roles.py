@@ -41,6 +41,12 @@ def can_stop(user: Any) -> bool:
     return bool(names(user) & {MANAGER, ADMIN})
 
 
+def can_suspend_agent(user: Any) -> bool:
+    # Suspending only stops an agent (and holds its queued work); the senior analyst who sees
+    # one misbehave should not have to find a manager first. Resuming stays with can_stop.
+    return bool(names(user) & {SENIOR, MANAGER, ADMIN})
+
+
 def can_read_reports(user: Any) -> bool:
     return bool(names(user) & {MANAGER, ADMIN})
 

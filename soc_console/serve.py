@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -60,6 +61,19 @@ def _worker(sock: socket.socket, options: dict[str, Any]) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def _check_settings() -> None:
+    """Read the settings here, once, before any worker starts: a missing secret or a malformed
+    value stops the server with its one line instead of every worker dying of it in turn."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "soc_console.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 - the first read imports the settings module
+    except ImproperlyConfigured as exc:
+        sys.exit(f"cannot start: {exc}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -78,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         "ws_per_message_deflate": args.ws_per_message_deflate == "true",
     }
 
+    _check_settings()
     try:
         _check_free(args.host, args.port)
         sockets = [_listening_socket(args.host, args.port) for _ in range(args.workers)]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -70,16 +73,78 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-# A fixed development key keeps `make run` zero-config; production sets SECRET_KEY.
-SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me-in-production-0123456789")
-# API keys are stored as a keyed digest; rotating SECRET_KEY must not invalidate every agent.
-API_KEY_PEPPER = env_str("API_KEY_PEPPER", SECRET_KEY)
+# Published keys, for DEBUG only. Anywhere else a known SECRET_KEY lets anyone forge a session,
+# and a known pepper lets a copy of the key table be checked offline, so both must be the
+# deployment's own (`make run` keeps generated ones in .run/secrets.env, see bin/with-secrets).
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me-in-production-0123456789"  # noqa: S105
+DEV_API_KEY_PEPPER = "dev-only-insecure-api-key-pepper"
+SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY if DEBUG else "")
+# API keys are stored as a keyed digest under their own pepper, never derived from SECRET_KEY:
+# rotating SECRET_KEY (sessions, CSRF) must not invalidate every agent's key.
+API_KEY_PEPPER = env_str("API_KEY_PEPPER", DEV_API_KEY_PEPPER if DEBUG else "")
+if not DEBUG:
+    _unsafe = [
+        name
+        for name, value, published in (
+            ("SECRET_KEY", SECRET_KEY, DEV_SECRET_KEY),
+            ("API_KEY_PEPPER", API_KEY_PEPPER, DEV_API_KEY_PEPPER),
+        )
+        if not value.strip() or value == published
+    ]
+    if _unsafe:
+        # SystemExit rather than ImproperlyConfigured: every entry point (manage.py, the web
+        # server, Celery) stops with this one line instead of a traceback.
+        raise SystemExit(
+            f"{' and '.join(_unsafe)} must be set to a secret of this deployment when DEBUG is "
+            "off (generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))'); "
+            "`make run` generates its own in .run/secrets.env"
+        )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Where links in callbacks, exports and API answers point; by default the port `make run` uses.
 PUBLIC_URL = env_str("PUBLIC_URL", f"http://127.0.0.1:{os.environ.get('SOC_PORT') or 8000}").rstrip(
     "/"
 )
+
+# HTTPS. All off by default, because `make run` serves plain http on localhost; a deployment
+# behind TLS turns them on (README, "Production").
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if not SECURE_HSTS_SECONDS and (SECURE_HSTS_INCLUDE_SUBDOMAINS or SECURE_HSTS_PRELOAD):
+    raise ImproperlyConfigured(
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS and SECURE_HSTS_PRELOAD need SECURE_HSTS_SECONDS: "
+        "without it no Strict-Transport-Security header is sent at all"
+    )
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Load balancers and orchestrators probe /healthz over plain http from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Only behind a proxy that sets X-Forwarded-Proto itself and strips any a client sent: with
+# this on, that header alone decides whether a request came over https.
+if env_bool("TRUST_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Content-Security-Policy (django-csp): scripts, styles and connections from this origin only,
+# no inline script or style, no eval. htmx is told not to inject its indicator styles nor to
+# evaluate anything (templates/base.html). The API docs page relaxes it for Swagger UI
+# (soc_console/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # data: for the page's empty favicon (and the admin's and Swagger UI's inline icons).
+        "img-src": [SELF, "data:"],
+        # 'self' covers the console's own ws:// and wss:// socket.
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -96,12 +161,16 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "channels",
+    "axes",
+    "csp",
     "audit",
     "agents",
     "approvals",
 ]
 
 MIDDLEWARE = [
+    # First: every error under /api/v1/, whoever answers it, in problem+json.
+    "soc_console.problems.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -110,6 +179,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires: it turns a refused sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # The intake benchmark adds a bare reference endpoint; nothing else sets this.
@@ -217,6 +289,26 @@ CHANNEL_LAYERS = {
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Sign-in throttling (django-axes): after AXES_FAILURE_LIMIT failed sign-ins for a username, or
+# from an address, within AXES_COOLOFF_MINUTES, that username or address is refused for
+# AXES_COOLOFF_MINUTES (counted from the lockout: attempts during it do not prolong it).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("AXES_COOLOFF_MINUTES", 15.0, minimum=0.001))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one alone locks
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not clear the count: it would let someone with any account reset the
+# address's count by signing in between guesses at another's password.
+AXES_RESET_ON_SUCCESS = False
+# The peer address as the server saw it: a client-supplied X-Forwarded-For must not pick the
+# address it is counted under (uvicorn's --proxy-headers rewrites it for trusted proxies only).
+AXES_CLIENT_IP_CALLABLE = "approvals.accounts.client_address"
+AXES_LOCKOUT_CALLABLE = "approvals.accounts.lockout_response"
+AXES_VERBOSE = False
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -243,7 +335,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON that jsonb and the audit hash can hold alike, nested at most 20 deep, or a 400.
+    "DEFAULT_PARSER_CLASSES": ["soc_console.parsers.StrictJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -260,21 +353,23 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Severity, criticality and scope tiers share one scale; name it once.
+    "ENUM_NAME_OVERRIDES": {"LowToCriticalEnum": "agents.models.Criticality"},
 }
 
 # The audit log: each event's hash is an HMAC under AUDIT_KEY, which never reaches the
-# database, so whoever can write the tables cannot re-hash the chain after rewriting it.
-AUDIT_KEY = env_str("AUDIT_KEY", "")
-if not AUDIT_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "AUDIT_KEY is not set: the audit log needs a secret key of at least 32 characters "
-            "(keep it outside the database; changing it makes every recorded event fail "
-            "verification)"
-        )
-    AUDIT_KEY = "dev-only-audit-key-not-for-production-0123456789"
+# database, so whoever can write the tables cannot re-hash the chain after rewriting it. Like
+# SECRET_KEY, it must be the deployment's own when DEBUG is off (`make run` generates one).
+DEV_AUDIT_KEY = "dev-only-audit-key-not-for-production-0123456789"
+AUDIT_KEY = env_str("AUDIT_KEY", DEV_AUDIT_KEY if DEBUG else "")
+if not DEBUG and (not AUDIT_KEY.strip() or AUDIT_KEY == DEV_AUDIT_KEY):
+    raise SystemExit(
+        "AUDIT_KEY must be set to a secret of this deployment when DEBUG is off (generate one "
+        "with: python3 -c 'import secrets; print(secrets.token_hex(32))'), kept outside the "
+        "database; `make run` generates its own in .run/secrets.env"
+    )
 if len(AUDIT_KEY) < 32:
-    raise ImproperlyConfigured("AUDIT_KEY must be at least 32 characters long")
+    raise SystemExit("AUDIT_KEY must be at least 32 characters long")
 # Signed checkpoints of the chain's head go to each of these (comma-separated):
 # file:///path.jsonl (verify_audit reads it back) and syslog+tcp://host:port.
 AUDIT_ANCHOR_URL = env_list("AUDIT_ANCHOR_URL", [])
@@ -309,6 +404,56 @@ LIVE_COUNTERS_SECONDS = min(env_float("LIVE_COUNTERS_SECONDS", 0.25), 60.0)
 REVIEW_SECONDS_MAX = env_int("REVIEW_SECONDS_MAX", 3600, minimum=60)
 RUBBER_STAMP_SECONDS = env_float("RUBBER_STAMP_SECONDS", 4.0)
 
+
+def parse_shift_bands(raw: str) -> tuple[tuple[str, int, int], ...]:
+    """'day=05-12,afternoon=12-19,night=19-05': named bands of the day, by the hour a shift
+    starts (end excluded, wrapping past midnight); together they cover every hour once."""
+    bands = []
+    for item in raw.split(","):
+        name, _, hours = item.strip().partition("=")
+        start, _, end = hours.partition("-")
+        if not name.strip() or not start.strip().isdigit() or not end.strip().isdigit():
+            raise ValueError(f"{item.strip()!r} is not name=HH-HH")
+        first, last = int(start), int(end)
+        if not (0 <= first <= 23 and 0 <= last <= 24 and first != last):
+            raise ValueError(f"{item.strip()!r}: hours run 00-24 and a band is not empty")
+        bands.append((name.strip(), first, last % 24))
+    for hour in range(24):
+        if sum(_in_band(hour, first, last) for _, first, last in bands) != 1:
+            raise ValueError(f"the bands must cover each hour exactly once; {hour:02d}:00 is not")
+    if len({name for name, _, _ in bands}) != len(bands):
+        raise ValueError("each band needs its own name")
+    return tuple(bands)
+
+
+def _in_band(hour: int, first: int, last: int) -> bool:
+    return first <= hour < last if first < last else (hour >= first or hour < last)
+
+
+def env_shift_bands(name: str, default: str) -> tuple[tuple[str, int, int], ...]:
+    raw = os.environ.get(name) or default
+    try:
+        return parse_shift_bands(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from exc
+
+
+def env_time_zone(name: str, default: str) -> str:
+    raw = os.environ.get(name) or default
+    try:
+        ZoneInfo(raw)
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        raise ImproperlyConfigured(
+            f"{name} must be a time zone such as Europe/Paris, not {raw!r}"
+        ) from exc
+    return raw
+
+
+# Reports: the time zone of their dates, hours of day and shift bands (the console's own by
+# default), and the bands a shift is filed under by the hour it starts.
+REPORT_TIME_ZONE = env_time_zone("REPORT_TIME_ZONE", TIME_ZONE)
+SHIFT_BANDS = env_shift_bands("SHIFT_BANDS", "day=05-12,afternoon=12-19,night=19-05")
+
 # Execution engine.
 EXECUTION_LEASE_SECONDS = env_int("EXECUTION_LEASE_SECONDS", 60, minimum=1)
 EXECUTION_QUEUED_STALE_SECONDS = env_int("EXECUTION_QUEUED_STALE_SECONDS", 30, minimum=1)
@@ -323,6 +468,9 @@ CONNECTOR_FAILURE = env_str("CONNECTOR_FAILURE", "")  # "", "transient" or "perm
 # Agents' callback URLs on private or loopback addresses are refused unless this is on.
 CALLBACK_ALLOW_PRIVATE_NETWORKS = env_bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", False)
 CALLBACK_TIMEOUT_SECONDS = env_float("CALLBACK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+# A delivery's whole time, name check, connect, send and reading the answer's status together:
+# the per-step timeout above never fires on a receiver that trickles a byte every few seconds.
+CALLBACK_DEADLINE_SECONDS = env_float("CALLBACK_DEADLINE_SECONDS", 10.0, minimum=0.5)
 WORKER_HEARTBEAT_INTERVAL_SECONDS = env_float("WORKER_HEARTBEAT_INTERVAL_SECONDS", 10.0, minimum=1)
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 60, minimum=5)
 if WORKER_HEARTBEAT_MAX_AGE_SECONDS <= WORKER_HEARTBEAT_INTERVAL_SECONDS:
@@ -383,6 +531,10 @@ if EXECUTION_BACKOFF_MAX_SECONDS >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "soc")
+# Callbacks wait on agents' servers: on a queue and worker of their own (the Procfile's
+# `callbacks`), a slow receiver can never hold a worker process that executions need.
+CALLBACK_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-callbacks"
+CELERY_TASK_ROUTES = {"approvals.tasks.deliver_callback": {"queue": CALLBACK_QUEUE}}
 CELERY_BEAT_SCHEDULE = {
     # Ticks expire: those piled up while no worker ran are dropped instead of arriving in a
     # burst. A sweep tick keeps a minute's grace so that a long queue cannot starve the sweeper.
@@ -411,6 +563,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # One line per agent request from the simulator drowns the worker's log.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    # One line per agent request from the simulator drowns the worker's log; django-axes
+    # writes two per sign-in (its failures and lockouts are warnings, and stay).
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+    },
 }

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from agents import api as agent_api
 from approvals import api
@@ -19,9 +19,11 @@ api_v1 = [
     path("proposals/<uuid:proposal_id>/decisions/", api.proposal_decide, name="api-decisions"),
     path("proposals/<uuid:proposal_id>/rollback/", api.proposal_rollback, name="api-rollback"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    # Anything else under the API answers in the API's own error format.
-    re_path(r"^.*$", api.not_found),
+    # Split: the page loads its start-up script from ?script, as the CSP allows no inline one.
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    # Anything else under the API answers in the API's own error format; [\s\S] rather than
+    # `.`, so that a path with a newline in it (%0A) is "anything else" too.
+    re_path(r"^[\s\S]*$", api.not_found),
 ]
 
 urlpatterns = [

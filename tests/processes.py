@@ -242,9 +242,11 @@ def start_worker(
     concurrency: int = 1,
     include: list[str] | None = None,
     ready_timeout: float = 30.0,
+    queue: str | None = None,
     **env: str,
 ) -> ManagedProcess:
-    """Start `celery -A soc_console worker` on the environment's queue and wait until ready."""
+    """Start `celery -A soc_console worker` on the environment's queue (or `queue`) and wait
+    until ready."""
     name = f"worker-{uuid.uuid4().hex[:8]}"
     argv = [
         _celery(),
@@ -255,7 +257,7 @@ def start_worker(
         f"--pool={pool}",
         f"--concurrency={concurrency}",
         "-Q",
-        environment.queue,
+        queue or environment.queue,
         "-n",
         f"{name}@%h",
         # Nothing to learn from other workers here, and each of these costs start-up seconds.
@@ -298,6 +300,44 @@ def start_beat(environment: CeleryEnvironment, *, log_dir: Path, **env: str) -> 
     if not process.alive():
         _fail_with_log(process, f"{name} exited during start-up")
     return process
+
+
+# --- Web server -----------------------------------------------------------------------------
+
+
+def start_web(
+    environment: CeleryEnvironment, *, log_dir: Path, workers: int = 1, **env: str
+) -> tuple[ManagedProcess, str]:
+    """Start the web server as the Procfile runs it (soc_console.serve) on a spare port, wait
+    until it answers, and return it with its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "soc_console.serve", "--port", str(port)]
+    argv += ["--workers", str(workers), "--no-access-log"]
+    process = _spawn(
+        f"web-{uuid.uuid4().hex[:8]}",
+        argv,
+        env=environment.build(PUBLIC_URL=url, **env),
+        log_dir=log_dir,
+    )
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /api/v1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                return sock.recv(16).startswith(b"HTTP/1.1")
+        except OSError:
+            return False
+
+    try:
+        wait_for(
+            lambda: not process.alive() or answers(), timeout=30, what=f"the web server on {port}"
+        )
+    except TimeoutError:
+        _fail_with_log(process, "the web server did not answer within 30 s")
+    if not process.alive():
+        _fail_with_log(process, "the web server exited during start-up")
+    return process, url
 
 
 @contextlib.contextmanager

@@ -21,6 +21,11 @@ os.environ.setdefault("CALLBACK_ALLOW_PRIVATE_NETWORKS", "1")
 # Live counts owed after a burst go out this soon: tests that wait for live updates to settle
 # wait for these too.
 os.environ.setdefault("LIVE_COUNTERS_SECONDS", "0.05")
+# DEBUG is off, as in production, which refuses to start without secrets of its own. These are
+# the suite's (its servers and workers inherit them); tests/core/test_production.py checks the
+# refusal.
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("API_KEY_PEPPER", "tests-only-api-key-pepper-0123456789abcdef")
 # The audit log's HMAC key; workers and servers the tests start inherit it, so that the events
 # they append verify in the test process.
 os.environ.setdefault("AUDIT_KEY", "test-only-audit-key-0123456789abcdef")

@@ -73,3 +73,21 @@ def test_delivery_refuses_a_name_that_resolves_inward(agent_with_key, settings) 
     )
     proposal = factories.proposal(agent_with_key, action="block_ip", target="198.18.0.7")
     assert callbacks.deliver(proposal_id=str(proposal.pk), event="decided") is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[zz]/hook",  # urlparse raises on these: they were a 500
+        "http://[::1/hook",
+        "https://user:pass@agent.example/hook",
+        "https://agent.example/hook\n",
+        " https://agent.example/hook",
+        "https://agent.example:99999/hook",
+    ],
+)
+def test_a_malformed_callback_url_is_a_400(api, url) -> None:
+    response = api.put("/api/v1/agent/", {"callback_url": url}, format="json")
+    assert response.status_code == 400
+    assert "callback_url" in response.json()["errors"]
+    assert Agent.objects.get(slug="triage-bot").callback_url == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from rest_framework.test import APIClient
@@ -202,14 +203,6 @@ def test_missing_field_is_reported(api) -> None:
     assert "rationale" in response.json()["errors"]
 
 
-def test_body_over_the_size_cap_is_400(api, settings) -> None:
-    settings.API_MAX_BODY_BYTES = 2048
-    response = post(api, {**BODY, "rationale": "x" * 3000})
-    assert response.status_code == 400
-    assert "body" in response.json()["errors"]
-    assert Proposal.objects.count() == 0
-
-
 def test_malformed_json_is_400(api) -> None:
     response = post(api, "{not json")
     assert response.status_code == 400
@@ -322,3 +315,72 @@ def test_replaying_a_blocked_proposal_returns_200_with_the_recorded_proposal(api
     assert again.json()["status"] == "blocked"
     assert again.json()["code"] == "action_not_permitted"
     assert Proposal.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("status=", "status"),
+        ("status=pending&status=flagged", "status"),
+        ("page=last", "page"),
+        ("page=0", "page"),
+        ("page=", "page"),
+    ],
+)
+def test_a_list_query_the_schema_does_not_allow_is_a_400(api, query, field) -> None:
+    response = api.get(f"/api/v1/proposals/?{query}")
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+
+
+def test_a_page_past_the_last_is_a_404_problem(api) -> None:
+    response = api.get("/api/v1/proposals/?page=2")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "body", [{"reason": 12345}, {"reason": "ok"}, {}, {"reason": "why", "x": 1}]
+)
+def test_a_rollback_body_is_validated_like_a_decision(api, analyst, body) -> None:
+    from rest_framework.authtoken.models import Token
+
+    pid = post(api, BODY).json()["id"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=analyst).key}")
+    response = client.post(f"/api/v1/proposals/{pid}/rollback/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"]
+
+
+def test_an_ip_target_with_a_zone_id_is_refused(api) -> None:
+    response = post(api, {**BODY, "target": "fe80::1%eth0"})
+    assert response.status_code == 400
+    assert "target" in response.json()["errors"]
+
+
+def test_rate_limit_counts_per_process_while_redis_is_down(
+    api, agent_with_key, settings, monkeypatch, caplog
+) -> None:
+    from agents import throttling
+    from tests.processes import free_port
+
+    key = agent_with_key.agent.keys.get()
+    key.rate_limit_per_minute = 3
+    key.save(update_fields=["rate_limit_per_minute"])
+    redis_url = settings.REDIS_URL
+    # Nothing listens there: every connection is refused, as when Redis is stopped.
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setattr(throttling, "_client", None)
+    monkeypatch.setattr(throttling, "_local", throttling._LocalCounter())
+
+    statuses = [api.get("/api/v1/proposals/").status_code for _ in range(5)]
+
+    assert statuses == [200, 200, 200, 429, 429]
+    assert caplog.text.count("Redis is not answering") == 1  # once for the outage
+
+    settings.REDIS_URL = redis_url
+    throttling._client = None
+    time.sleep(throttling.REDIS_RETRY_SECONDS)
+    assert api.get("/api/v1/proposals/").status_code == 200  # a fresh count in Redis
+    assert caplog.text.count("Redis answers again") == 1

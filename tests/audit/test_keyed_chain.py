@@ -518,7 +518,11 @@ def _start_settings(**env: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("env", "refusal"),
     [
-        ({}, "AUDIT_KEY is not set"),
+        ({}, "AUDIT_KEY must be set to a secret of this deployment when DEBUG is off"),
+        (
+            {"AUDIT_KEY": "dev-only-audit-key-not-for-production-0123456789"},
+            "AUDIT_KEY must be set to a secret of this deployment",
+        ),
         ({"AUDIT_KEY": "short"}, "AUDIT_KEY must be at least 32 characters"),
         ({"AUDIT_KEY": "k" * 32, "AUDIT_ANCHOR_URL": "http://x/"}, "AUDIT_ANCHOR_URL: 'http"),
         ({"AUDIT_KEY": "k" * 32, "AUDIT_ANCHOR_URL": "file://relative"}, "neither file:///"),
@@ -534,6 +538,29 @@ def test_production_start_up_refuses_missing_or_bad_audit_settings(
     done = _start_settings(**env)
     assert done.returncode != 0
     assert refusal in done.stderr
+
+
+def test_manage_py_refuses_to_start_without_an_audit_key_in_one_line() -> None:
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AUDIT_", "DEBUG", "DJANGO_", "PYTEST_"))
+    }
+    environment.update(
+        DJANGO_SETTINGS_MODULE="soc_console.settings", SECRET_KEY="s" * 50, API_KEY_PEPPER="p" * 50
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=django_settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode != 0
+    assert len(output) == 1, output
+    assert output[0].startswith("AUDIT_KEY must be set to a secret of this deployment")
 
 
 def test_anchoring_is_scheduled_when_an_anchor_is_set() -> None:

@@ -28,6 +28,7 @@ from tests import factories
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")
 
 
 def _cookie(user: User) -> tuple[bytes, bytes]:
@@ -40,7 +41,8 @@ def _cookie(user: User) -> tuple[bytes, bytes]:
 
 
 def _socket(*headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
-    return WebsocketCommunicator(application, "/ws/queue/", headers=list(headers))
+    # As a browser on the console's own page sends it: the Host the Origin must match.
+    return WebsocketCommunicator(application, "/ws/queue/", headers=[HOST, *headers])
 
 
 async def _receive_until(

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def admin_client(client):
     User.objects.create_superuser("root", "root@soc.example", "pass-for-tests")
-    client.login(username="root", password="pass-for-tests")
+    client.force_login(User.objects.get(username="root"))
     return client
 
 

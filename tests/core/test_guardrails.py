@@ -110,7 +110,7 @@ def test_a_nul_character_in_a_parameter_is_a_clear_400(api) -> None:
         "/api/v1/proposals/", data=json.dumps(body), content_type="application/json"
     )
     assert response.status_code == 400
-    assert "params" in response.json()["errors"]
+    assert "params.title" in response.json()["errors"]  # named down to the parameter
     assert not Proposal.objects.exists()
 
 

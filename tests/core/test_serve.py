@@ -150,7 +150,9 @@ def test_workers_that_cannot_start_stop_the_server_with_the_error() -> None:
         env={
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "soc_console.settings",
-            "EXECUTION_LEASE_SECONDS": "soon",  # a malformed setting: every worker dies
+            # Settings are read (and refused) before any worker starts; logging is configured
+            # in each worker, so an unknown level makes every worker die.
+            "LOG_LEVEL": "loud",
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -158,5 +160,25 @@ def test_workers_that_cannot_start_stop_the_server_with_the_error() -> None:
     )
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 1
-    assert "EXECUTION_LEASE_SECONDS" in output
+    assert "Unknown level: 'loud'" in output
     assert "workers keep exiting at start-up" in output
+
+
+def test_a_malformed_setting_stops_the_server_before_any_worker_starts() -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "soc_console.serve", "--port", str(free_port()), "--workers", "2"],
+        cwd=settings.BASE_DIR,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "soc_console.settings",
+            "EXECUTION_LEASE_SECONDS": "soon",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 1
+    assert process.stderr.strip().splitlines() == [
+        "cannot start: EXECUTION_LEASE_SECONDS must be an integer, not 'soon'"
+    ]
+    assert "serving on" not in process.stdout

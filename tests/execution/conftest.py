@@ -39,12 +39,13 @@ def approved(
     return Execution.objects.get(proposal=proposal)
 
 
-def broker_messages() -> list[dict[str, Any]]:
-    """The task messages waiting in the test broker's queue, decoded: task name and args."""
+def broker_messages(queue: str | None = None) -> list[dict[str, Any]]:
+    """The task messages waiting in one of the test broker's queues (the executions' by
+    default), decoded: task name and args."""
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     messages = []
     # Producers push on the left and workers pop on the right: oldest last, so reverse.
-    for raw in reversed(client.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)):
+    for raw in reversed(client.lrange(queue or settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)):
         envelope = json.loads(raw)
         args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
         messages.append({"task": envelope["headers"]["task"], "args": args})

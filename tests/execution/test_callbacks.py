@@ -6,18 +6,22 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 
 from agents.models import Agent
 from approvals import callbacks, tasks
 from tests import factories
 from tests.execution.conftest import approved, broker_messages
+from tests.processes import wait_for
+from tests.receivers import TricklingReceiver
 
 pytestmark = pytest.mark.django_db
 
@@ -154,11 +158,13 @@ def test_decision_and_completion_enqueue_callbacks_after_commit(
     with django_capture_on_commit_callbacks(execute=True):
         execution = approved(responder, analyst, action="block_ip", target="203.0.113.65")
         tasks.run_execution(str(execution.id))
-    sent = [m["args"] for m in broker_messages() if m["task"].endswith("deliver_callback")]
+    # On the callbacks' own queue; the executions' queue holds only the execution.
+    sent = [m["args"] for m in broker_messages(settings.CALLBACK_QUEUE)]
     assert sent == [
         [str(execution.proposal_id), "decided"],
         [str(execution.proposal_id), "completed"],
     ]
+    assert [m["task"] for m in broker_messages()] == ["approvals.tasks.run_execution"]
 
 
 def test_no_callback_task_is_queued_for_an_agent_that_does_not_listen(
@@ -170,3 +176,25 @@ def test_no_callback_task_is_queued_for_an_agent_that_does_not_listen(
         execution = approved(responder, analyst, action="block_ip", target="203.0.113.66")
         tasks.run_execution(str(execution.id))
     assert [m["task"] for m in broker_messages()] == ["approvals.tasks.run_execution"]
+    assert broker_messages(settings.CALLBACK_QUEUE) == []
+
+
+@pytest.mark.parametrize("deadline", [1.0, 2.5])
+def test_a_trickling_receiver_holds_a_delivery_no_longer_than_the_deadline(
+    responder: factories.AgentWithKey, analyst: User, settings: Any, deadline: float
+) -> None:
+    settings.CALLBACK_DEADLINE_SECONDS = deadline
+    settings.CALLBACK_TIMEOUT_SECONDS = 5.0  # each byte comes well within the per-step timeout
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.68")
+    with TricklingReceiver(interval=0.4, hold=30) as trickle:
+        _listen(responder.agent, trickle.url)
+        began = time.monotonic()
+        with pytest.raises(callbacks.DeliveryError, match="deadline"):
+            callbacks.deliver(proposal_id=str(execution.proposal_id), event="decided")
+        took = time.monotonic() - began
+        wait_for(lambda: trickle.finished(), timeout=5, what="the receiver to see the hang-up")
+
+    assert deadline <= took < deadline + 0.5, took
+    [hold] = trickle.holds
+    assert hold.bytes_sent >= 2  # it was answering, a byte at a time, when the deadline came
+    assert hold.seconds < deadline + 0.5

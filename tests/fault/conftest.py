@@ -95,7 +95,7 @@ class Fleet:
         self.started: list[processes.ManagedProcess] = []
 
     def worker(self, **env: Any) -> processes.ManagedProcess:
-        options = {k: env.pop(k) for k in ("pool", "concurrency") if k in env}
+        options = {k: env.pop(k) for k in ("pool", "concurrency", "queue") if k in env}
         process = processes.start_worker(
             self.environment,
             log_dir=self.log_dir,

@@ -1,0 +1,123 @@
+"""The API's JSON parser: refuses, naming the field, what the console could not store or hash
+faithfully.
+
+- nesting deeper than MAX_DEPTH (the body itself is level 1): Python's parser and everything
+  after it recurse, and 1,000 levels in `params` ended in a RecursionError;
+- lone UTF-16 surrogates (`"\\ud800"`) and NUL characters, in values and keys alike: neither can
+  be encoded as UTF-8, PostgreSQL refuses both in jsonb and text;
+- `-0.0`, NaN, ±Infinity and numbers too large for a float (`1e400`): jsonb stores `-0.0` as
+  `0.0` and cannot store the others, so what the audit log hashed would differ from what it
+  kept.
+
+Each is a 400 problem with the offending field's path in `errors` (`params.title`,
+`evidence.0.ref`), before any view logic runs: nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import IO, Any
+
+from rest_framework import exceptions
+from rest_framework.parsers import JSONParser, get_encoding
+
+MAX_DEPTH = 20
+
+# Strings Python's parser leaves as lone surrogates (a valid pair becomes one character), and
+# NUL, which PostgreSQL's text and jsonb cannot hold.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The tokens that matter for nesting: strings (skipped whole, escapes included), brackets,
+# and the separators that move along an object or an array.
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]', re.DOTALL)
+
+
+class StrictJSONParser(JSONParser):
+    def parse(
+        self, stream: IO[bytes], media_type: str | None = None, parser_context: Any = None
+    ) -> Any:
+        raw = stream.read()
+        try:
+            text = raw.decode(get_encoding(parser_context or {}))
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise exceptions.ParseError(f"The body could not be decoded: {exc}.") from exc
+        # Fewer brackets than the limit cannot nest beyond it: most bodies skip the scan.
+        if text.count("[") + text.count("{") > MAX_DEPTH:
+            too_deep = _too_deep_at(text)
+            if too_deep is not None:
+                _refuse(too_deep, f"Nested deeper than {MAX_DEPTH} levels.")
+        try:
+            data = json.loads(text, parse_constant=float)
+        except (ValueError, RecursionError) as exc:
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
+        _check_values(data)
+        return data
+
+
+def _field(path: list[str | int]) -> str:
+    # A key may itself hold the surrogate being reported: shown escaped, the answer stays UTF-8.
+    name = ".".join(str(part) for part in path) or "body"
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _refuse(path: list[str | int], message: str) -> None:
+    raise exceptions.ValidationError({_field(path): [message]})
+
+
+def _check_values(data: Any) -> None:
+    """Walk the parsed body (no recursion: its depth is already bounded) for what jsonb and the
+    audit hash cannot agree on."""
+    stack: list[tuple[Any, list[str | int]]] = [(data, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _UNSTORABLE.search(key):
+                    _refuse([*path, key], "The key holds a NUL or a lone surrogate character.")
+                stack.append((item, [*path, key]))
+        elif isinstance(value, list):
+            stack.extend((item, [*path, index]) for index, item in enumerate(value))
+        elif isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                _refuse(
+                    path, "Must not contain NUL or lone surrogate (\\ud800-\\udfff) characters."
+                )
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                _refuse(path, "Must be a finite number (no NaN, Infinity or 1e400).")
+            if value == 0 and math.copysign(1.0, value) < 0:
+                _refuse(path, "Negative zero is not accepted; send 0.")
+
+
+def _too_deep_at(text: str) -> list[str | int] | None:
+    """The path of the first container nested deeper than MAX_DEPTH, read from the text without
+    parsing it (the parser itself would recurse that deep); None when there is none."""
+    # One frame per open container: [is_object, where we are in it (key or index)].
+    frames: list[list[Any]] = []
+    last_string = ""
+    for match in _TOKENS.finditer(text):
+        lexeme = match.group()
+        if lexeme in "[{":
+            if len(frames) >= MAX_DEPTH:
+                return [frame[1] for frame in frames]
+            frames.append([lexeme == "{", "" if lexeme == "{" else 0])
+        elif lexeme in "]}":
+            if frames:
+                frames.pop()
+        elif lexeme == ":":
+            if frames and frames[-1][0]:
+                frames[-1][1] = _key(last_string)
+        elif lexeme == ",":
+            if frames and not frames[-1][0]:
+                frames[-1][1] += 1
+        else:
+            last_string = lexeme
+    return None
+
+
+def _key(token: str) -> str:
+    try:
+        return str(json.loads(token))
+    except ValueError:
+        return token.strip('"')

@@ -1,0 +1,240 @@
+"""Crafted bodies: nesting, lone surrogates, NUL, -0.0, NaN, ±Infinity and out-of-range numbers
+anywhere in a body get a 400 problem naming the field, and nothing is recorded."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rest_framework.test import APIClient
+
+from approvals.models import Proposal
+from audit.models import AuditEvent
+from soc_console.parsers import MAX_DEPTH
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+# Level 1 for the fixture's agent: accepted bodies are recorded as advisory, nothing runs.
+TICKET = {
+    "action": "create_ticket",
+    "target": "SOC-4821",
+    "params": {"title": "Phishing wave", "queue": "tier1"},
+    "confidence": 0.8,
+    "rationale": "Twelve reports of the same lure within an hour.",
+    "evidence": [{"kind": "alert", "ref": "SIEM-4821"}],
+    "severity": "medium",
+}
+
+
+def post(api: APIClient, text: str | bytes, *, key: str = "hostile-1") -> Any:
+    return api.post(
+        "/api/v1/proposals/",
+        data=text,
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+
+
+def with_raw(field_path: str, raw: str, base: dict[str, Any] | None = None) -> str:
+    """TICKET as JSON with the value at `field_path` replaced by the literal JSON text `raw`
+    (NaN, -0.0 and lone surrogates cannot be made by json.dumps from Python values)."""
+    body = json.loads(json.dumps(base or TICKET))
+    *parents, last = field_path.split(".")
+    node: Any = body
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[int(last) if isinstance(node, list) else last] = "@@RAW@@"
+    return json.dumps(body).replace('"@@RAW@@"', raw)
+
+
+def nested(depth: int) -> str:
+    """A JSON value that is `depth` containers deep, alternating objects and arrays."""
+    opened = "".join('{"a":' if n % 2 == 0 else "[" for n in range(depth))
+    closed = "".join("}" if n % 2 == 0 else "]" for n in reversed(range(depth)))
+    return opened + "1" + closed
+
+
+def assert_refused(response: Any, field: str) -> None:
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert field in problem["errors"], problem
+    assert field in problem["detail"]
+    assert not Proposal.objects.exists()
+    assert not AuditEvent.objects.filter(event_type="proposal.submitted").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "raw"),
+    [
+        ("confidence", "-0.0"),
+        ("confidence", "-0e0"),
+        ("confidence", "NaN"),
+        ("confidence", "Infinity"),
+        ("confidence", "-Infinity"),
+        ("confidence", "1e400"),
+        ("confidence", "1" + "0" * 400),  # an integer too large for a float
+        ("params.title", "-0.0"),
+        ("params.title", "NaN"),
+        ("params.title", '"\\ud800"'),
+        ("params.title", '"tail \\udfff"'),
+        ("params.title", '"a\\u0000b"'),
+        ("evidence.0.ref", '"\\udbff"'),
+        ("evidence.0.note", "Infinity"),
+        ("evidence.0.note", "-0.0"),
+        ("rationale", '"why \\ud83d"'),
+    ],
+)
+def test_unstorable_values_are_refused_naming_the_field(
+    api: APIClient, field: str, raw: str
+) -> None:
+    assert_refused(post(api, with_raw(field, raw)), field)
+
+
+def test_a_lone_surrogate_in_a_key_is_refused_and_named_escaped(api: APIClient) -> None:
+    text = json.dumps(TICKET).replace('"queue"', '"q\\ud800"')
+    response = post(api, text)
+    assert_refused(response, "params.q\\ud800")
+    assert response.content.decode("utf-8")  # the answer itself is valid UTF-8
+
+
+def test_a_valid_surrogate_pair_is_a_character_and_accepted(api: APIClient) -> None:
+    response = post(api, with_raw("params.title", '"Lure \\ud83d\\udc1f"'))
+    assert response.status_code == 201, response.content
+    assert Proposal.objects.get().params["title"] == "Lure \U0001f41f"
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 1, MAX_DEPTH])
+def test_nesting_up_to_the_limit_passes_the_parser(api: APIClient, depth: int) -> None:
+    # The body is level 1 and params level 2: `depth - 2` more levels inside params.title.
+    response = post(api, with_raw("params.title", nested(depth - 2)))
+    # Refused by the catalogue (a title is a string), not by the parser's nesting check.
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["params"]
+    assert "Nested" not in json.dumps(response.json())
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1000, 30000])
+def test_nesting_beyond_the_limit_is_refused_naming_where(api: APIClient, depth: int) -> None:
+    response = post(api, with_raw("params.title", nested(depth - 2)))
+    problem = response.json()
+    assert response.status_code == 400, problem
+    [field] = problem["errors"]
+    # The path down to the container that went one level too deep.
+    assert field.startswith("params.title.a.0.a"), field
+    assert len(field.split(".")) == MAX_DEPTH
+    assert problem["errors"][field] == [f"Nested deeper than {MAX_DEPTH} levels."]
+    assert not Proposal.objects.exists()
+
+
+def test_deep_nesting_in_evidence_is_refused_too(api: APIClient) -> None:
+    response = post(api, with_raw("evidence.0.note", nested(1000)))
+    assert response.status_code == 400
+    [field] = response.json()["errors"]
+    assert field.startswith("evidence.0.note.a.0")
+
+
+def test_a_bracket_inside_a_string_is_not_nesting(api: APIClient) -> None:
+    body = {**TICKET, "params": {"title": '[[[[[[[[[[{{{{{{{{{{{{{{[[[[[[[[ \\" [[[['}}
+    response = post(api, json.dumps(body))
+    assert response.status_code == 201, response.content
+
+
+def test_the_decision_api_refuses_them_too(api: APIClient, analyst) -> None:
+    proposal = factories.proposal(factories.agent("other", grants={"isolate_host": 2}))
+    client = APIClient()
+    client.force_authenticate(analyst)
+    response = client.post(
+        f"/api/v1/proposals/{proposal.pk}/decisions/",
+        data='{"verdict": "reject", "reason": "bad \\ud800 lure"}',
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "reason" in response.json()["errors"]
+    proposal.refresh_from_db()
+    assert proposal.status == "pending"
+
+
+# --- a property: whatever the values, the answer is a 2xx or a problem, and an accepted body
+# never held a value the console cannot store and hash faithfully.
+
+SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+CHARACTERS = st.one_of(st.characters(), SURROGATES, st.just("\x00"))
+TEXT = st.text(CHARACTERS, max_size=12)
+NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.just(-0.0),
+    st.integers(),
+    st.integers(min_value=10**300, max_value=10**320),
+    st.floats(min_value=0, max_value=1),
+)
+SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)),
+    max_leaves=12,
+)
+
+
+def unstorable(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value) or (value == 0 and math.copysign(1, value) < 0)
+    if isinstance(value, str):
+        return "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(unstorable(k) or unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(unstorable(v) for v in value)
+    return False
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    confidence=st.one_of(NUMBERS, st.just(0.8)),
+    title=st.one_of(TEXT, VALUES),
+    params=st.one_of(st.none(), st.dictionaries(TEXT, VALUES, max_size=2)),
+    note=st.one_of(st.none(), VALUES),
+    rationale=st.one_of(TEXT, st.just(TICKET["rationale"])),
+)
+def test_any_values_get_a_2xx_or_a_problem_and_never_a_500(
+    api: APIClient,
+    confidence: Any,
+    title: Any,
+    params: Any,
+    note: Any,
+    rationale: Any,
+) -> None:
+    body: dict[str, Any] = {
+        **TICKET,
+        "confidence": confidence,
+        "rationale": rationale,
+        "params": params if params is not None else {"title": title},
+    }
+    if note is not None:
+        body["evidence"] = [{"kind": "alert", "ref": "SIEM-1", "note": note}]
+    before = Proposal.objects.count()
+    # ensure_ascii: lone surrogates travel as \\udxxx escapes, as a hostile client sends them.
+    text = json.dumps(body, allow_nan=True, ensure_ascii=True)
+    response = post(api, text, key=uuid.uuid4().hex)
+
+    assert response.status_code in (200, 201, 400), response.content
+    if response.status_code >= 400:
+        assert response["Content-Type"] == "application/problem+json"
+        assert response.json()["errors"]
+        assert Proposal.objects.count() == before
+    if unstorable(body):
+        assert response.status_code == 400
+    if response.status_code == 201:
+        stored = Proposal.objects.get(pk=response.json()["id"])
+        assert stored.params == response.json()["params"]
+        assert stored.confidence == response.json()["confidence"]
