@@ -20,6 +20,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 # Events and verification runs: the runtime role reads them and appends, nothing else.
 APPEND_ONLY = ("audit_auditevent", "audit_verificationrun")
+# Which migrations ran: only `migrate`, as the owner, writes it.
+READ_ONLY = ("django_migrations",)
 
 
 @contextmanager
@@ -117,7 +119,13 @@ def grant_runtime_role(runtime: str) -> list[str]:
                 continue
             # Start from nothing, so that a broader grant made by hand does not linger.
             statements.append(f"REVOKE ALL ON TABLE {target} FROM {role}")
-            rights = "SELECT, INSERT" if name in APPEND_ONLY else "SELECT, INSERT, UPDATE, DELETE"
+            rights = (
+                "SELECT"
+                if name in READ_ONLY
+                else "SELECT, INSERT"
+                if name in APPEND_ONLY
+                else "SELECT, INSERT, UPDATE, DELETE"
+            )
             statements.append(f"GRANT {rights} ON TABLE {target} TO {role}")
         for statement in statements:
             cursor.execute(statement)

@@ -143,6 +143,9 @@ REFUSED_TO_THE_RUNTIME_ROLE = {
     "alter the table": ["ALTER TABLE audit_auditevent RENAME TO audit_old"],
     "rewrite a verification run": ["UPDATE audit_verificationrun SET ok = true"],
     "delete verification runs": ["DELETE FROM audit_verificationrun"],
+    "mark a migration as run": [
+        "INSERT INTO django_migrations (app, name, applied) VALUES ('audit', 'x', now())"
+    ],
 }
 
 

@@ -44,9 +44,9 @@ DB_EXAMPLES = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-# JSON as agents and services put it in event data: any text jsonb can hold (no NUL), any
-# finite float, -0.0 and exponents included, integers beyond 64 bits.
-texts = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=12)
+# JSON as agents and services put it in event data: any text jsonb can hold (no NUL, no lone
+# surrogate), any finite float, -0.0 and exponents included, integers beyond 64 bits.
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
 scalars = (
     st.none()
     | st.booleans()

@@ -26,7 +26,9 @@ class Command(migrate.Command):
             ran = grants.grant_runtime_role(runtime)
         if options["verbosity"] >= 1:
             tables = sum(1 for s in ran if s.startswith("GRANT") and " ON TABLE " in s)
+            others = tables - len(grants.APPEND_ONLY) - len(grants.READ_ONLY)
             self.stdout.write(
-                f"Granted role {runtime!r} read and write on {tables - len(grants.APPEND_ONLY)} "
-                f"tables, read and append only on {', '.join(grants.APPEND_ONLY)}."
+                f"Granted role {runtime!r} read and write on {others} tables, read and append "
+                f"only on {', '.join(grants.APPEND_ONLY)}, read only on "
+                f"{', '.join(grants.READ_ONLY)}."
             )
