@@ -18,7 +18,8 @@ from soc_console import roles
 
 from . import charts, exports, reports, selectors
 from .filters import BadFilter, moment, proposal_id
-from .log import verify_and_record
+from .log import verification_is_genuine, verify_and_record
+from .models import VerificationRun
 
 
 def _bad_filter(exc: BadFilter) -> HttpResponse:
@@ -37,6 +38,13 @@ def _filters(request: HttpRequest) -> dict:
     }
 
 
+def _bad_seqs(run: VerificationRun | None) -> set[int]:
+    """The events a failed verification named, to mark them in the table."""
+    if run is None or run.ok or not isinstance(run.problems, list):
+        return set()
+    return {p["seq"] for p in run.problems if isinstance(p, dict) and isinstance(p.get("seq"), int)}
+
+
 @require_GET
 @console_role(roles.can_read_reports)
 def audit_page(request: HttpRequest) -> HttpResponse:
@@ -48,13 +56,17 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     page = Paginator(events, 100).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    verification = selectors.last_verification()
+    genuine = verification is not None and verification_is_genuine(verification)
     return render(
         request,
         "audit/audit.html",
         {
             "page": page,
             "head": selectors.chain_head(),
-            "verification": selectors.last_verification(),
+            "verification": verification,
+            "verification_genuine": genuine,
+            "bad_seqs": _bad_seqs(verification) if genuine else set(),
             "event_types": selectors.event_types(),
             "query": query.urlencode(),
             "filters": request.GET,
@@ -271,7 +283,5 @@ def audit_verify(request: HttpRequest) -> HttpResponse:
     if result.ok:
         messages.success(request, f"Audit chain intact: {result.events} events.")
     else:
-        messages.error(
-            request, f"Audit chain BROKEN at event #{result.first_bad_seq}: {result.problem}"
-        )
+        messages.error(request, f"Audit chain {result.broken_summary()}")
     return redirect("/audit/")

@@ -1,6 +1,6 @@
 """Report and audit-chain benchmark at scale (a script, not a test).
 
-    python bench/reports.py [--decisions 1000000] [--drop]
+    python -m bench.reports [--decisions 1000000] [--drop]
 
 Uses its own PostgreSQL database (BENCH_DATABASE_URL, default soc_bench_reports on the local
 server), migrates it, generates synthetic history until it holds the requested number of

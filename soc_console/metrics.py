@@ -35,7 +35,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Max, Min, Q
 from django.db.models.fields.json import KT
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -52,7 +52,7 @@ from agents.models import Agent, EmergencyStop
 from approvals import catalogue, presence
 from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.priority import AGE_POINTS_PER_HOUR
-from audit.models import AuditEvent, AuditHead
+from audit.models import AuditEvent
 
 logger = logging.getLogger(__name__)
 
@@ -361,7 +361,7 @@ def _database_metrics() -> Iterator[Metric]:
         "Agents suspended (by a person or the breaker).",
         value=Agent.objects.filter(suspended=True).count(),
     )
-    head = AuditHead.objects.filter(id=1).values_list("seq", flat=True).first() or 0
+    head = AuditEvent.objects.aggregate(last=Max("seq"))["last"] or 0  # the seq index's end
     yield CounterMetricFamily("soc_audit_events", "Events in the audit log.", value=head)
 
 

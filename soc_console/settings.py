@@ -11,6 +11,7 @@ import math
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
@@ -249,6 +250,20 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The role that owns the tables and runs `migrate`; DATABASE_URL is then the runtime role,
+# which `migrate` grants what the app needs and no more (audit tables: read and append only).
+MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL", "")
+if MIGRATION_DATABASE_URL:
+    _owner = dj_database_url.parse(MIGRATION_DATABASE_URL)
+    _runtime = DATABASES["default"]
+    if not _runtime["ENGINE"].endswith("postgresql") or not _owner["ENGINE"].endswith("postgresql"):
+        raise ImproperlyConfigured(
+            "MIGRATION_DATABASE_URL needs PostgreSQL in both it and DATABASE_URL (roles)"
+        )
+    if any(_owner.get(k) != _runtime.get(k) for k in ("NAME", "HOST", "PORT")):
+        raise ImproperlyConfigured(
+            "MIGRATION_DATABASE_URL must name the same database, host and port as DATABASE_URL"
+        )
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_PREFIX = env_str("CHANNEL_PREFIX", "soc")
@@ -352,6 +367,39 @@ SPECTACULAR_SETTINGS = {
     # Severity, criticality and scope tiers share one scale; name it once.
     "ENUM_NAME_OVERRIDES": {"LowToCriticalEnum": "agents.models.Criticality"},
 }
+
+# The audit log: each event's hash is an HMAC under AUDIT_KEY, which never reaches the
+# database, so whoever can write the tables cannot re-hash the chain after rewriting it. Like
+# SECRET_KEY, it must be the deployment's own when DEBUG is off (`make run` generates one).
+DEV_AUDIT_KEY = "dev-only-audit-key-not-for-production-0123456789"
+AUDIT_KEY = env_str("AUDIT_KEY", DEV_AUDIT_KEY if DEBUG else "")
+if not DEBUG and (not AUDIT_KEY.strip() or AUDIT_KEY == DEV_AUDIT_KEY):
+    raise SystemExit(
+        "AUDIT_KEY must be set to a secret of this deployment when DEBUG is off (generate one "
+        "with: python3 -c 'import secrets; print(secrets.token_hex(32))'), kept outside the "
+        "database; `make run` generates its own in .run/secrets.env"
+    )
+if len(AUDIT_KEY) < 32:
+    raise SystemExit("AUDIT_KEY must be at least 32 characters long")
+# Signed checkpoints of the chain's head go to each of these (comma-separated):
+# file:///path.jsonl (verify_audit reads it back) and syslog+tcp://host:port.
+AUDIT_ANCHOR_URL = env_list("AUDIT_ANCHOR_URL", [])
+for _url in AUDIT_ANCHOR_URL:
+    _parts = urlsplit(_url)
+    try:
+        _port = _parts.port
+    except ValueError:
+        _port = None
+    if not (
+        (_parts.scheme == "file" and _parts.netloc == "" and _parts.path.startswith("/"))
+        or (_parts.scheme == "syslog+tcp" and _parts.hostname and _port)
+    ):
+        raise ImproperlyConfigured(
+            f"AUDIT_ANCHOR_URL: {_url!r} is neither file:///absolute/path.jsonl nor "
+            "syslog+tcp://host:port"
+        )
+AUDIT_ANCHOR_SECONDS = env_float("AUDIT_ANCHOR_SECONDS", 60.0, minimum=1.0)
+
 
 # Agent API limits.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 65536, minimum=1024)
@@ -521,6 +569,14 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": WORKER_HEARTBEAT_INTERVAL_SECONDS},
     },
 }
+
+if AUDIT_ANCHOR_URL:
+    # A missed tick is not worth catching up: the next checkpoint covers the events since.
+    CELERY_BEAT_SCHEDULE["audit-anchor"] = {
+        "task": "audit.tasks.anchor",
+        "schedule": AUDIT_ANCHOR_SECONDS,
+        "options": {"expires": AUDIT_ANCHOR_SECONDS},
+    }
 
 # /metrics: with a token, only `Authorization: Bearer <token>`; without one, loopback only.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")

@@ -186,7 +186,12 @@ def test_a_key_pressed_as_a_new_card_pushes_the_selected_one_down_decides_nothin
         }"""
     )
     arrived = _propose(live_server_url, identity_bot, "hq-fw01.corp.example", action="isolate_host")
-    alice.wait_for_function("window.__pressed === true", timeout=LIVE)
+    # Polled from here: wait_for_function evaluates its predicate with eval, which the
+    # console's Content-Security-Policy refuses.
+    deadline = time.monotonic() + LIVE / 1000
+    while not alice.evaluate("() => window.__pressed === true"):
+        assert time.monotonic() < deadline, "the new card never arrived"
+        time.sleep(0.02)
     ids = alice.eval_on_selector_all("#queue-cards > .card", "cs => cs.map(c => c.dataset.id)")
     assert ids == [arrived, waiting]  # the new card took the top, the selected one moved
     expect(alice.locator("#flash")).to_contain_text("Not approved: the cards moved just now")

@@ -23,6 +23,7 @@ SECRETS = {
     "API_KEY_PEPPER": "p" * 50,
     "AUDIT_KEY": "a" * 50,
     "POSTGRES_PASSWORD": "pw",
+    "APP_DB_PASSWORD": "app-pw",
 }
 
 
@@ -58,6 +59,14 @@ def test_the_compose_file_is_valid_and_needs_its_secrets() -> None:
         }
         assert services[name]["environment"]["SECRET_KEY"] == SECRETS["SECRET_KEY"]
     assert services["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    # migrate runs as the owner; everything else as the runtime role, which cannot rewrite the
+    # audit log.
+    migrate_env = services["migrate"]["environment"]
+    assert migrate_env["MIGRATION_DATABASE_URL"] == "postgres://soc:pw@postgres:5432/soc"
+    assert migrate_env["DATABASE_URL"] == "postgres://soc_app:app-pw@postgres:5432/soc"
+    for name in ("web", "worker", "beat"):
+        assert "MIGRATION_DATABASE_URL" not in services[name]["environment"]
+        assert services[name]["environment"]["DATABASE_URL"] == migrate_env["DATABASE_URL"]
     assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])
     for name in SECRETS:
         missing = _compose_config({k: v for k, v in SECRETS.items() if k != name})

@@ -41,10 +41,16 @@ def window(settings: Any) -> float:
 
 
 def _sent(task: str) -> list[dict[str, Any]]:
-    """Messages for `task` waiting in the test broker's queue: args and eta (None if none)."""
+    """Messages for `task` waiting in the test broker's queues (the executions' and the
+    callbacks'): args and eta (None if none)."""
     client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
     found = []
-    for raw in reversed(client.lrange(django_settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)):
+    waiting = [
+        raw
+        for queue in (django_settings.CELERY_TASK_DEFAULT_QUEUE, django_settings.CALLBACK_QUEUE)
+        for raw in reversed(client.lrange(queue, 0, -1))
+    ]
+    for raw in waiting:
         envelope = json.loads(raw)
         if envelope["headers"]["task"] != task:
             continue
