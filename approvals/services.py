@@ -13,6 +13,7 @@ import contextlib
 import copy
 import ipaddress
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -1202,14 +1203,21 @@ def backoff_seconds(attempt: int) -> float:
 
 @transaction.atomic
 def execution_settle(
-    *, claim: Claim, outcome: str, result: dict[str, Any] | None = None, error: str = ""
+    *,
+    claim: Claim,
+    outcome: str,
+    result: dict[str, Any] | None = None,
+    error: str = "",
+    connector_seconds: float | None = None,
 ) -> Execution | None:
     """Record what the connector said for the claimed attempt.
 
     outcome is "succeeded", "transient" or "permanent". The attempt number fences out a stale
     worker whose lease expired and whose execution another worker has since claimed.
+    connector_seconds, how long the call took, goes into the audit event (/metrics reads it).
     """
     now = timezone.now()
+    timing = {} if connector_seconds is None else {"connector_seconds": round(connector_seconds, 6)}
     running = ExecutionStatus.ROLLING_BACK if claim.rollback else ExecutionStatus.RUNNING
     counter = "rollback_attempts" if claim.rollback else "attempts"
     guard = Q(**{counter: claim.attempt})
@@ -1228,7 +1236,7 @@ def execution_settle(
             guard=guard,
             changes=changes,
             event_type=f"{prefix}succeeded",
-            data={"attempt": claim.attempt, "result": result},
+            data={"attempt": claim.attempt, "result": result, **timing},
         )
         if moved:
             _callback(moved.proposal_id, "rolled_back" if claim.rollback else "completed")
@@ -1248,7 +1256,12 @@ def execution_settle(
                 "error": error,
             },
             event_type=f"{prefix}retry_scheduled",
-            data={"attempt": claim.attempt, "error": error, "retry_in_seconds": delay},
+            data={
+                "attempt": claim.attempt,
+                "error": error,
+                "retry_in_seconds": delay,
+                **timing,
+            },
         )
         if moved:
             _dispatch(moved.pk, rollback=claim.rollback, countdown=delay)
@@ -1263,7 +1276,7 @@ def execution_settle(
         guard=guard,
         changes={"lease_until": None, "finished_at": now, "error": error},
         event_type=f"{prefix}failed",
-        data={"attempt": claim.attempt, "error": error},
+        data={"attempt": claim.attempt, "error": error, **timing},
     )
     if moved:
         _after_commit(lambda: notify.execution_failed(moved.pk))
@@ -1293,6 +1306,7 @@ def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> E
     proposal = claim.execution.proposal
     key = claim.execution.idempotency_key + (":undo" if rollback else "")
     outcome, result, error = "succeeded", None, ""
+    started = time.monotonic()
     try:
         if rollback:
             result = connectors.undo(
@@ -1313,8 +1327,11 @@ def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> E
     except connectors.PermanentError as exc:
         outcome, error = "permanent", str(exc)
     finally:
+        seconds = time.monotonic() - started
         announcing.cancel()  # and wait if it is being sent: the result must come after it
-    return execution_settle(claim=claim, outcome=outcome, result=result, error=error)
+    return execution_settle(
+        claim=claim, outcome=outcome, result=result, error=error, connector_seconds=seconds
+    )
 
 
 @transaction.atomic

@@ -118,8 +118,9 @@ if not SECURE_HSTS_SECONDS and (SECURE_HSTS_INCLUDE_SUBDOMAINS or SECURE_HSTS_PR
         "without it no Strict-Transport-Security header is sent at all"
     )
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-# Load balancers and orchestrators probe /healthz over plain http from inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Load balancers, orchestrators and Prometheus reach /healthz, /readyz and /metrics over plain
+# http from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 # Only behind a proxy that sets X-Forwarded-Proto itself and strips any a client sent: with
 # this on, that header alone decides whether a request came over https.
 if env_bool("TRUST_PROXY_SSL_HEADER", False):
@@ -169,7 +170,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: every error under /api/v1/, whoever answers it, in problem+json.
+    # First: whatever is logged while a request is handled carries its request id.
+    "soc_console.logs.RequestContextMiddleware",
+    # Then every error under /api/v1/, whoever answers it, in problem+json.
     "soc_console.problems.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -320,7 +323,15 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# `collectstatic` (run by `make run` and the image build) writes each file under a name with
+# its content's hash, gzipped beside it, and a manifest; pages link those names, and WhiteNoise
+# serves them with a year's Cache-Control (soc_console/static.py). With DEBUG on, pages link
+# the plain names and WhiteNoise finds them in the apps' static folders.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "soc-console@localhost")
@@ -567,10 +578,30 @@ if AUDIT_ANCHOR_URL:
         "options": {"expires": AUDIT_ANCHOR_SECONDS},
     }
 
+# /metrics: with a token, only `Authorization: Bearer <token>`; without one, loopback only.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, and the request,
+# proposal and execution the line concerns); text otherwise.
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+# The worker keeps these settings' handlers instead of installing its own text format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
+
+LOGGING_CONFIG = "soc_console.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "soc_console.logs.ContextFilter"}},
+    "formatters": {"json": {"()": "soc_console.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["context"],
+            **({"formatter": "json"} if LOG_FORMAT == "json" else {}),
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # One line per agent request from the simulator drowns the worker's log; django-axes
     # writes two per sign-in (its failures and lockouts are warnings, and stay).

@@ -9,7 +9,8 @@ from agents import api as agent_api
 from approvals import api
 from approvals import views as console
 
-from .health import healthz
+from .health import healthz, readyz
+from .metrics import metrics
 
 api_v1 = [
     path("agent/", agent_api.me, name="api-agent"),
@@ -48,4 +49,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -38,3 +38,10 @@ from soc_console.settings import *  # noqa: E402, F403
 # owns the table (or is a superuser); flushing the test database between transactional tests
 # needs it. Only the test process's connections set it.
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c soc.allow_audit_truncate=on"  # noqa: F405
+
+# Pages rendered in the test process link plain static names: no collectstatic manifest is
+# needed. The live server (tests/browser) serves collectstatic's hashed files as deployed.
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -7,12 +7,15 @@ committed rows, and the tables are flushed between tests.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +48,30 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+_static_root: Path | None = None
+
+
+def _collected_static() -> Path:
+    """`collectstatic`, once per test session, into a directory of its own: the live servers
+    serve the hashed, compressed files as a deployment does."""
+    global _static_root
+    if _static_root is None:
+        root = Path(tempfile.mkdtemp(prefix="soc-static-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+            cwd=settings.BASE_DIR,
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "soc_console.settings",
+                "STATIC_ROOT": str(root),
+            },
+            check=True,
+        )
+        _static_root = root
+    return _static_root
+
+
 @contextlib.contextmanager
 def _serve(django_db_blocker: Any, log_name: str, **extra_env: str) -> Iterator[str]:
     """uvicorn serving soc_console.asgi on a free port, on the test database."""
@@ -64,6 +91,7 @@ def _serve(django_db_blocker: Any, log_name: str, **extra_env: str) -> Iterator[
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "LOG_LEVEL": "WARNING",
+        "STATIC_ROOT": str(_collected_static()),
         **extra_env,
     }
     ARTIFACTS.mkdir(exist_ok=True)
