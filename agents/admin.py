@@ -137,15 +137,63 @@ class PolicyAdmin(admin.ModelAdmin):
         return False  # proposals keep the version they were judged under
 
 
+class AssetForm(forms.ModelForm):
+    aliases_text = forms.CharField(
+        label="Aliases",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Other names the asset is known by, one per line: host names, addresses or "
+        "networks, user principals, CORP\\user or bare user names. They are stored in "
+        "canonical form; any spelling of any of them matches this asset.",
+    )
+
+    class Meta:
+        model = Asset
+        fields = ["kind", "identifier", "criticality", "group", "owner", "description"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["aliases_text"].initial = "\n".join(
+                self.instance.aliases.filter(primary=False).values_list("value", flat=True)
+            )
+
+    def clean_aliases_text(self) -> list[str]:
+        text = self.cleaned_data.get("aliases_text", "")
+        return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        kind, identifier = cleaned.get("kind"), cleaned.get("identifier")
+        if kind and identifier and "aliases_text" in cleaned:
+            try:
+                services.asset_names(
+                    kind=kind, identifier=identifier, aliases=cleaned["aliases_text"]
+                )
+            except services.AssetError as exc:
+                self.add_error("aliases_text" if exc.field == "aliases" else exc.field, str(exc))
+        return cleaned
+
+
 @admin.register(Asset)
 class AssetAdmin(admin.ModelAdmin):
-    list_display = ("identifier", "kind", "criticality", "group", "owner")
+    form = AssetForm
+    list_display = ("identifier", "kind", "criticality", "group", "owner", "alias_list")
     list_filter = ("kind", "criticality", "group")
-    search_fields = ("identifier", "owner", "description")
+    search_fields = ("identifier", "owner", "description", "aliases__value")
     actions = None  # bulk delete would skip the audit trail
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Asset]:
+        return super().get_queryset(request).prefetch_related("aliases")
+
+    @admin.display(description="aliases")
+    def alias_list(self, obj: Asset) -> str:
+        return ", ".join(a.value for a in obj.aliases.all() if not a.primary)
+
     def save_model(self, request: HttpRequest, obj: Asset, form: Any, change: bool) -> None:
-        services.asset_save(asset=obj, by=request.user.get_username())
+        services.asset_save(
+            asset=obj, by=request.user.get_username(), aliases=form.cleaned_data["aliases_text"]
+        )
 
     def delete_model(self, request: HttpRequest, obj: Asset) -> None:
         services.asset_delete(asset=obj, by=request.user.get_username())

@@ -169,6 +169,62 @@ class Asset(models.Model):
         return f"{self.identifier} ({self.criticality})"
 
 
+class AssetAlias(models.Model):
+    """One name an asset is known by, canonical (agents.targets): its identifier, another host
+    name, an address or network, a down-level or bare user name.
+
+    Every asset has one row for its identifier (`primary`), written by the service that saves
+    the asset, so that matching a target against the whole inventory is one indexed query.
+    """
+
+    class Namespace(models.TextChoices):
+        IP = "ip", "Address or network"
+        HOST = "host", "Host name"
+        USER = "user", "User or mailbox"
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="aliases")
+    namespace = models.CharField(max_length=8, choices=Namespace.choices)
+    value = models.CharField(max_length=255, help_text="The canonical name.")
+    key = models.CharField(
+        max_length=255, help_text="What targets are matched on: the name's look-alike skeleton."
+    )
+    label = models.CharField(
+        max_length=255, blank=True, help_text="First label of a host name; a user's local part."
+    )
+    # Addresses covered, as 32 hex digits (IPv4 at ::ffff:0:0/96), so that containment is a
+    # string comparison on PostgreSQL and SQLite alike; "" for names.
+    first = models.CharField(max_length=32, blank=True)
+    last = models.CharField(max_length=32, blank=True)
+    # A network (more than one address). A column of its own, so that PostgreSQL knows from its
+    # statistics how few rows the containment test has to look at.
+    network = models.BooleanField(default=False)
+    primary = models.BooleanField(default=False, help_text="The asset's identifier.")
+
+    class Meta:
+        ordering = ["asset", "-primary", "value"]
+        verbose_name_plural = "asset aliases"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset", "namespace", "value"], name="asset_alias_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["namespace", "key"], name="asset_alias_key"),
+            models.Index(fields=["namespace", "label"], name="asset_alias_label"),
+            # Addresses and networks inside a target network.
+            models.Index(fields=["namespace", "first"], name="asset_alias_first"),
+            # Inventoried networks, for an address inside one of them.
+            models.Index(
+                fields=["namespace", "first", "last"],
+                condition=models.Q(network=True),
+                name="asset_alias_network",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class EmergencyStop(models.Model):
     """The global stop: one row. History lives in the audit log."""
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from audit import log
 
-from . import keys
-from .models import Agent, ApiKey, Asset, Grant, Policy
+from . import keys, targets
+from .models import Agent, ApiKey, Asset, AssetAlias, Grant, Policy
 
 POLICY_FIELDS = (
     "purpose",
@@ -155,21 +159,74 @@ def agent_set_callback(*, agent: Agent, url: str, by: str) -> str:
     return secret
 
 
+class AssetError(ValueError):
+    """An inventory entry that cannot be saved; `field` says which of its parts is wrong."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def asset_names(
+    *, kind: str, identifier: str, aliases: Iterable[str] = ()
+) -> list[targets.Identity]:
+    """The canonical identities of an asset's identifier (first) and its other names."""
+    try:
+        names = [targets.of_asset(kind, identifier)]
+    except targets.TargetError as exc:
+        raise AssetError(f"The identifier {exc}.", field="identifier") from exc
+    for alias in aliases:
+        try:
+            identity = targets.of_asset(kind, alias, alias=True)
+        except targets.TargetError as exc:
+            raise AssetError(f"The alias {alias!r} {exc}.", field="aliases") from exc
+        if all((identity.namespace, identity.value) != (n.namespace, n.value) for n in names):
+            names.append(identity)
+    return names
+
+
 @transaction.atomic
-def asset_save(*, asset: Asset, by: str) -> Asset:
-    """Add or change an inventory entry. Criticality decides the two-person rule, so every
-    change is audited with what it was before."""
-    before = Asset.objects.filter(pk=asset.pk).values().first() if asset.pk else None
+def asset_save(*, asset: Asset, by: str, aliases: Iterable[str] | None = None) -> Asset:
+    """Add or change an inventory entry and the other names it is known by (None keeps them).
+
+    Names are stored canonical, so that every spelling of a target finds them. Criticality
+    decides the two-person rule, so every change is audited with what it was before.
+    """
+    before = None
+    before_aliases: list[str] = []
+    if asset.pk:
+        before = Asset.objects.filter(pk=asset.pk).values().first()
+        before_aliases = list(
+            AssetAlias.objects.filter(asset_id=asset.pk, primary=False).values_list(
+                "value", flat=True
+            )
+        )
+    names = asset_names(
+        kind=asset.kind,
+        identifier=asset.identifier,
+        aliases=before_aliases if aliases is None else aliases,
+    )
+    asset.identifier = names[0].value
     asset.save()
+    AssetAlias.objects.filter(asset=asset).delete()
+    AssetAlias.objects.bulk_create(
+        AssetAlias(asset=asset, primary=n == 0, **targets.alias_columns(identity))
+        for n, identity in enumerate(names)
+    )
     log.record(
         event_type="asset.saved",
         actor=by,
         data={
             "kind": asset.kind,
             "identifier": asset.identifier,
+            "aliases": [identity.value for identity in names[1:]],
             "criticality": asset.criticality,
             "group": asset.group,
-            "before": before and {k: before[k] for k in ("identifier", "criticality", "group")},
+            "before": before
+            and {
+                **{k: before[k] for k in ("identifier", "criticality", "group")},
+                "aliases": before_aliases,
+            },
         },
     )
     return asset
@@ -185,36 +242,48 @@ def asset_delete(*, asset: Asset, by: str) -> None:
     asset.delete()
 
 
+# Names that are this machine whatever DNS says.
+LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
 def callback_address_problem(url: str, *, resolve: bool) -> str | None:
     """Why the console must not POST to this URL, or None.
 
     A compromised agent must not turn the workers into a proxy into the SOC's own network:
     loopback, private, link-local and other special addresses are refused unless
-    CALLBACK_ALLOW_PRIVATE_NETWORKS is on. `resolve` also checks what a name resolves to now
-    (at delivery time, so a name cannot be pointed inward after it was registered).
+    CALLBACK_ALLOW_PRIVATE_NETWORKS is on. The host is read by the same canonicaliser as
+    targets, so `2130706433`, `0x7f000001`, `127.1`, `[::ffff:127.0.0.1]` and `localhost.` are
+    the loopback addresses they are. `resolve` also checks what a name resolves to now (at
+    delivery time, so a name cannot be pointed inward after it was registered).
     """
-    import ipaddress
-    import socket
-    from urllib.parse import urlparse
-
-    from django.conf import settings
-
     if settings.CALLBACK_ALLOW_PRIVATE_NETWORKS:
         return None
-    host = urlparse(url).hostname or ""
-    if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
-        return f"{host} is this machine"
     try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
+        # Parsed as the client that sends the callback parses it; the host as it goes on the
+        # wire (an internationalised name as its A-labels).
+        host = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "the URL cannot be parsed"
+    if not host:
+        return "the URL names no host"
+    try:
+        identity = targets.canonical("host", host, domains={})
+    except targets.TargetError:
+        return f"{host} is not a valid host name"
+    if identity.namespace is targets.Namespace.HOST:
+        name = identity.key
+        if name in LOCAL_NAMES or name.endswith(".localhost"):
+            return f"{host} is this machine"
         if not resolve:
             return None
         try:
-            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except OSError:
+            infos = socket.getaddrinfo(identity.value, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError):
             return f"{host} does not resolve"
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+        addresses = [targets.canonical("ip", str(info[4][0])).address for info in infos]
+    else:
+        addresses = [identity.address]
     for address in addresses:
-        if not address.is_global:
-            return f"{host} is a private, loopback or reserved address ({address})"
+        if address is None or not address.is_global:
+            return f"{host} is a private, loopback or reserved address ({address or host})"
     return None

@@ -30,6 +30,7 @@ from rest_framework.response import Response
 
 from agents.authentication import AgentPrincipal, IsAgent
 from agents.models import Criticality
+from agents.routing import Outcome
 from agents.throttling import ApiKeyRateThrottle
 from soc_console import roles
 from soc_console.contract import (
@@ -111,8 +112,9 @@ class ProposalInSerializer(serializers.Serializer):
                 f"Unknown action {action!r}. Known actions: {', '.join(sorted(catalogue.ACTIONS))}."
             ]
         if kind is not None and "target" not in errors:
+            # Kept as written; judged, hashed and executed as its canonical identity.
             try:
-                value["target"] = kind.clean_target(data.get("target"))
+                value["identity"] = kind.clean_target(data.get("target"))
             except catalogue.TargetError as exc:
                 errors["target"] = [f"For {kind.name} the target {exc}."]
         if kind is not None and "params" not in errors:
@@ -145,6 +147,28 @@ class ExecutionOutSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+class MatchedAssetSerializer(serializers.Serializer):
+    identifier = serializers.CharField(help_text="The asset's identifier in the inventory.")
+    criticality = serializers.ChoiceField(
+        choices=Criticality.choices, help_text="Its criticality when the proposal was judged."
+    )
+
+
+class RoutingSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(
+        choices=[o.value for o in Outcome],
+        help_text="Where routing sent the proposal; `status` moves on from `pending`.",
+    )
+    code = serializers.CharField(
+        allow_null=True, help_text="Why it was blocked (the 403 `code`); null otherwise."
+    )
+    reason = serializers.CharField(allow_blank=True, help_text="The routing, in words.")
+    policy_version = serializers.IntegerField(allow_null=True, min_value=1)
+    shadow_version = serializers.IntegerField(
+        allow_null=True, help_text="The shadow policy that also judged it; null: none did."
+    )
+
+
 class ProposalOutSerializer(serializers.Serializer):
     """Documents the proposal as responses show it (built by selectors.proposal_payload)."""
 
@@ -156,7 +180,19 @@ class ProposalOutSerializer(serializers.Serializer):
     explanation = serializers.CharField(allow_blank=True, help_text="The routing, in words.")
     agent = serializers.CharField(help_text="The proposing agent's slug.")
     action = serializers.ChoiceField(choices=sorted(catalogue.ACTIONS))
-    target = serializers.CharField()
+    target = serializers.CharField(help_text="The target as the agent wrote it.")
+    target_canonical = serializers.CharField(
+        help_text="The one identity the target names: what was routed, matched to the "
+        "inventory and acted on (an IPv4 address carried in IPv6 or spelled as a number as "
+        "that address, a host route as its address, names in lower case without the root "
+        "dot, CORP\\user as user@dns.suffix when TARGET_DOMAINS maps CORP)."
+    )
+    asset = MatchedAssetSerializer(
+        allow_null=True,
+        help_text="The inventoried asset the target matched (the most critical when several "
+        "did); null when none did, and the criticality is then UNKNOWN_ASSET_CRITICALITY.",
+    )
+    routing = RoutingSerializer(help_text="How the guardrails judged the proposal on arrival.")
     params = serializers.DictField()
     confidence = serializers.FloatField(min_value=0, max_value=1)
     rationale = serializers.CharField(allow_blank=True)
@@ -392,7 +428,9 @@ def proposals(request: Request) -> Response:
         evidence=[dict(item) for item in data.get("evidence", [])],
         severity=data["severity"],
         idempotency_key=key,
-        request_hash=request_hash(request.data),
+        # Two spellings of one target are one request.
+        request_hash=request_hash({**request.data, "target": data["identity"].value}),
+        identity=data["identity"],
     )
     # A new proposal has no decisions yet: answer from the row in hand, without a re-read.
     proposal = (

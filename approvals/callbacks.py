@@ -48,7 +48,7 @@ def schedule(*, proposal_id: uuid.UUID | str, event: str, countdown: float = 0) 
 
 def deliver(*, proposal_id: str, event: str) -> int | None:
     """POST the event to the agent's callback URL; DeliveryError when it should be retried."""
-    proposal = Proposal.objects.select_related("agent").filter(pk=proposal_id).first()
+    proposal = Proposal.objects.select_related("agent", "asset").filter(pk=proposal_id).first()
     if proposal is None or not proposal.agent.callback_url:
         return None
     if event == "decided" and proposal.status == ProposalStatus.PENDING:

@@ -2,81 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-HOSTNAME_RE = re.compile(
-    r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$"
-)
-PRINCIPAL_RE = re.compile(r"^[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9.\-]{1,190}\.[A-Za-z]{2,63}$")
-SAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}\\[A-Za-z0-9._\-]{1,64}$")
-MESSAGE_ID_RE = re.compile(r"^<[^<>\s@]{1,200}@[^<>\s@]{1,200}>$")
-TICKET_RE = re.compile(r"^[A-Z][A-Z0-9]{1,15}-[0-9]{1,10}$")  # ASCII digits: \d is any script
-ALERT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+from agents import targets
+from agents.targets import TargetError
+
+# The kinds of target an action takes (agents.targets reads each).
+TARGET_KINDS = targets.KINDS
 
 RISK_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 4.0}
 CRITICALITY_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 4.0}
-
-
-class TargetError(ValueError):
-    pass
-
-
-def ip_or_network(value: str) -> str:
-    if "%" in value:
-        # A zone id (fe80::1%eth0) names an interface of the sender, not a host to contain.
-        raise TargetError("must be an IPv4 or IPv6 address or CIDR network, without a zone id")
-    try:
-        if "/" in value:
-            network = ipaddress.ip_network(value, strict=False)
-            # A /32 (or /128) is one address: spell it as one, so the inventory matches it.
-            if network.num_addresses == 1:
-                return str(network.network_address)
-            return str(network)
-        return str(ipaddress.ip_address(value))
-    except ValueError as exc:
-        raise TargetError("must be an IPv4 or IPv6 address or CIDR network") from exc
-
-
-def hostname(value: str) -> str:
-    if not HOSTNAME_RE.match(value) or value.replace(".", "").isdigit():
-        raise TargetError("must be a hostname such as ws-0142.corp.example")
-    return value.lower().rstrip(".")
-
-
-def principal(value: str) -> str:
-    if PRINCIPAL_RE.match(value):
-        return value.lower()
-    if SAM_RE.match(value):
-        return value
-    raise TargetError("must be a user principal such as jdoe@corp.example or CORP\\jdoe")
-
-
-def mailbox_or_message(value: str) -> str:
-    if PRINCIPAL_RE.match(value):
-        return value.lower()
-    if MESSAGE_ID_RE.match(value):
-        return value
-    raise TargetError("must be a mailbox address or a message id such as <abc123@mail.example>")
-
-
-def ticket_or_alert(value: str) -> str:
-    if TICKET_RE.match(value) or ALERT_RE.match(value):
-        return value
-    raise TargetError("must be a ticket or alert id such as SOC-1234")
-
-
-TARGET_KINDS: dict[str, tuple[str, Callable[[str], str]]] = {
-    # target kind -> (asset inventory kind, validator)
-    "ip": ("ip", ip_or_network),
-    "host": ("host", hostname),
-    "user": ("user", principal),
-    "mailbox": ("mailbox", mailbox_or_message),
-    "ticket": ("", ticket_or_alert),
-}
 
 
 @dataclass(frozen=True)
@@ -102,16 +38,9 @@ class ActionType:
     def describe(self, target: str) -> str:
         return self.effect.format(target=target)
 
-    def clean_target(self, raw: Any) -> str:
-        if not isinstance(raw, str) or not raw.strip():
-            raise TargetError("must be a non-empty string")
-        if len(raw) > 255:
-            raise TargetError("must be at most 255 characters")
-        return TARGET_KINDS[self.target_kind][1](raw.strip())
-
-    @property
-    def asset_kind(self) -> str:
-        return TARGET_KINDS[self.target_kind][0]
+    def clean_target(self, raw: Any) -> targets.Identity:
+        """The target's one identity (agents.targets); TargetError says what is wrong."""
+        return targets.canonical(self.target_kind, raw)
 
     def clean_params(self, raw: Any) -> dict[str, Any]:
         if raw is None:

@@ -14,53 +14,44 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
+from agents import targets
 from soc_console.contract import WHITESPACE_CLASS, ClosedSerializer, StrictCharField, Variants
 
 from . import catalogue
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _MESSAGE_ID_PART = rf"[^<>@\x00{WHITESPACE_CLASS}]{{1,200}}"
 
 # Per target kind: the schema of a target (before the outer spaces DRF trims) and its words.
+# The patterns are the grammar the canonicaliser checks every target against first.
 TARGET_SCHEMAS: dict[str, dict[str, Any]] = {
     "ip": {
-        "anyOf": [
-            {"format": "ipv4"},
-            {"format": "ipv6"},
-            {"pattern": rf"^{_OCTET}(?:\.{_OCTET}){{3}}/(?:3[0-2]|[12]?[0-9])$"},
-        ],
+        "pattern": targets.PATTERNS["ip"],
         "description": "An IPv4 or IPv6 address or CIDR network: `203.0.113.7`, "
-        "`198.51.100.0/24`, `2001:db8::1`.",
+        "`198.51.100.0/24`, `2001:db8::1`. Any spelling the system resolver reads is that "
+        "address (`2130706433`, `0x7f000001`, `127.1`), and IPv4 carried in IPv6 "
+        "(`::ffff:10.0.0.10`, NAT64, 6to4) is the IPv4 address; a zone id is refused.",
     },
     "host": {
-        "allOf": [
-            {"pattern": rf"^{_LABEL}(?:\.{_LABEL})*\.?$"},
-            # A name of digits and dots only is an address written wrong, not a host.
-            {"pattern": "[A-Za-z-]"},
-        ],
-        "maxLength": 253,
-        "description": "A host name: `ws-0142.corp.example`; case and a trailing dot do not "
-        "matter.",
+        "pattern": targets.PATTERNS["host"],
+        "description": "A host name: `ws-0142.corp.example`, `dc01`; case and a trailing dot do "
+        "not matter; an internationalised name is written as its `xn--` A-labels. An address "
+        "(any spelling an `ip` target takes, without a network) names the host that has it.",
     },
     "user": {
-        "anyOf": [
-            {"pattern": catalogue.PRINCIPAL_RE.pattern},
-            {"pattern": catalogue.SAM_RE.pattern},
-        ],
-        "description": "A user principal: `jdoe@corp.example` or `CORP\\jdoe`.",
+        "pattern": targets.PATTERNS["user"],
+        "description": "A user: `jdoe@corp.example`, `CORP\\jdoe`, `jdoe@CORP` or `jdoe`; a "
+        "NetBIOS domain is its DNS suffix when TARGET_DOMAINS maps it.",
     },
     "mailbox": {
         "anyOf": [
-            {"pattern": catalogue.PRINCIPAL_RE.pattern},
+            {"pattern": targets.PATTERNS["mailbox_address"]},
             {"pattern": rf"^<{_MESSAGE_ID_PART}@{_MESSAGE_ID_PART}>$"},
         ],
         "description": "A mailbox address or a message id: `jdoe@corp.example`, "
         "`<abc123@mail.example>`.",
     },
     "ticket": {
-        # Ticket ids (SOC-1234) are alert ids too.
-        "pattern": catalogue.ALERT_RE.pattern,
+        "pattern": targets.PATTERNS["ticket"],
         "description": "A ticket or alert id: `SOC-1234`, `SIEM-4821`.",
     },
 }

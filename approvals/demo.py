@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import Group, User
 
 from agents.models import Agent, Asset
-from agents.services import agent_register
+from agents.services import agent_register, asset_save
 from soc_console import roles
 
 from . import catalogue
@@ -70,22 +70,52 @@ AGENTS = {
     ),
 }
 
+# kind, identifier, criticality, group, owner, aliases (other names the asset is known by)
 ASSETS = [
-    ("host", "dc01.corp.example", "critical", "domain-controllers", "it-infra"),
-    ("host", "pay-db01.corp.example", "critical", "payments", "payments-team"),
-    ("host", "web-prod03.corp.example", "high", "web", "web-team"),
-    ("host", "build07.corp.example", "medium", "ci", "devex"),
-    ("host", "ws-0142.corp.example", "low", "workstations", "jdoe"),
-    ("host", "ws-0217.corp.example", "low", "workstations", "asmith"),
-    ("host", "ws-0311.corp.example", "medium", "workstations", "cfo-office"),
-    ("ip", "10.0.0.10", "critical", "core-network", "netops"),
-    ("ip", "10.20.1.15", "high", "dmz", "netops"),
-    ("ip", "192.168.50.23", "low", "guest-wifi", "netops"),
-    ("user", "ceo@corp.example", "critical", "executives", "hr"),
-    ("user", "svc-backup@corp.example", "high", "service-accounts", "it-infra"),
-    ("user", "jdoe@corp.example", "low", "staff", "hr"),
-    ("user", "asmith@corp.example", "medium", "staff", "hr"),
-    ("mailbox", "finance@corp.example", "high", "shared-mailboxes", "finance"),
+    (
+        "host",
+        "dc01.corp.example",
+        "critical",
+        "domain-controllers",
+        "it-infra",
+        ["10.0.0.11", "ldap.corp.example"],
+    ),
+    (
+        "host",
+        "pay-db01.corp.example",
+        "critical",
+        "payments",
+        "payments-team",
+        ["10.30.0.21", "payments-db.corp.example"],
+    ),
+    ("host", "web-prod03.corp.example", "high", "web", "web-team", ["www.corp.example"]),
+    ("host", "build07.corp.example", "medium", "ci", "devex", []),
+    ("host", "ws-0142.corp.example", "low", "workstations", "jdoe", []),
+    ("host", "ws-0217.corp.example", "low", "workstations", "asmith", []),
+    ("host", "ws-0311.corp.example", "medium", "workstations", "cfo-office", []),
+    ("ip", "10.0.0.10", "critical", "core-network", "netops", []),
+    ("ip", "10.20.1.15", "high", "dmz", "netops", []),
+    ("ip", "192.168.50.23", "low", "guest-wifi", "netops", []),
+    ("ip", "10.30.0.0/24", "critical", "payments", "netops", []),
+    (
+        "user",
+        "ceo@corp.example",
+        "critical",
+        "executives",
+        "hr",
+        ["chief.executive@corp.example", "CORP\\ceo"],
+    ),
+    (
+        "user",
+        "svc-backup@corp.example",
+        "high",
+        "service-accounts",
+        "it-infra",
+        ["CORP\\svc-backup"],
+    ),
+    ("user", "jdoe@corp.example", "low", "staff", "hr", []),
+    ("user", "asmith@corp.example", "medium", "staff", "hr", []),
+    ("mailbox", "finance@corp.example", "high", "shared-mailboxes", "finance", ["ap@corp.example"]),
 ]
 
 
@@ -127,12 +157,19 @@ def ensure_agents() -> list[Agent]:
 
 
 def ensure_assets() -> None:
-    for kind, identifier, criticality, group, owner in ASSETS:
-        Asset.objects.get_or_create(
-            kind=kind,
-            identifier=identifier,
-            defaults={"criticality": criticality, "group": group, "owner": owner},
-        )
+    for kind, identifier, criticality, group, owner, aliases in ASSETS:
+        if not Asset.objects.filter(kind=kind, identifier=identifier).exists():
+            asset_save(
+                asset=Asset(
+                    kind=kind,
+                    identifier=identifier,
+                    criticality=criticality,
+                    group=group,
+                    owner=owner,
+                ),
+                by="seed_demo",
+                aliases=aliases,
+            )
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,9 @@ class Proposal(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="proposals")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
     action = models.CharField(max_length=64)
-    target = models.CharField(max_length=255)
+    target = models.CharField(max_length=255)  # as the agent wrote it
+    # The one identity it names (agents.targets): what was routed, matched and acted on.
+    target_canonical = models.CharField(max_length=255, default="")
     params = models.JSONField(default=dict, blank=True)
     confidence = models.FloatField()
     rationale = models.TextField(blank=True)

@@ -55,6 +55,36 @@ def execution_of(proposal: Proposal) -> Execution | None:
         return None
 
 
+# What routing made of a proposal, from its status now: a decision, an expiry or a withdrawal
+# came after a proposal routed to the queue.
+_ROUTED_TO_QUEUE = {
+    ProposalStatus.APPROVED,
+    ProposalStatus.REJECTED,
+    ProposalStatus.EXPIRED,
+    ProposalStatus.WITHDRAWN,
+}
+
+
+def routing_payload(proposal: Proposal) -> dict[str, Any]:
+    """How the guardrails judged the proposal when it arrived (DESIGN §11, Additions)."""
+    status = proposal.status
+    return {
+        "outcome": ProposalStatus.PENDING.value if status in _ROUTED_TO_QUEUE else status,
+        "code": proposal.block_code or None,
+        "reason": proposal.routing_explanation,
+        "policy_version": proposal.policy_version,
+        "shadow_version": None,  # no shadow policy judged it
+    }
+
+
+def asset_payload(proposal: Proposal) -> dict[str, Any] | None:
+    """The inventoried asset the target matched (the most critical, when several did), with
+    the criticality it had when the proposal was judged."""
+    if proposal.asset_id is None:
+        return None
+    return {"identifier": proposal.asset.identifier, "criticality": proposal.criticality}
+
+
 def proposal_payload(proposal: Proposal) -> dict[str, Any]:
     """The proposal as the agent API, callbacks and exports show it (DESIGN §11)."""
     return {
@@ -65,6 +95,9 @@ def proposal_payload(proposal: Proposal) -> dict[str, Any]:
         "agent": proposal.agent.slug,
         "action": proposal.action,
         "target": proposal.target,
+        "target_canonical": proposal.target_canonical or proposal.target,
+        "asset": asset_payload(proposal),
+        "routing": routing_payload(proposal),
         "params": proposal.params,
         "confidence": proposal.confidence,
         "rationale": proposal.rationale,
@@ -148,7 +181,10 @@ def card_for(proposal: Proposal, now: Any = None) -> Card:
     return Card(
         proposal=proposal,
         action=kind,
-        effect=kind.describe(proposal.target) if kind else proposal.action,
+        # What the connector will act on: the canonical target.
+        effect=kind.describe(proposal.target_canonical or proposal.target)
+        if kind
+        else proposal.action,
         priority=round(priority_now(proposal.priority, now), 2),
         seconds_to_escalation=(proposal.escalate_at - now).total_seconds()
         if proposal.escalate_at

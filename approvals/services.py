@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ipaddress
 import logging
 import time
 import uuid
@@ -26,9 +25,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, Q, prefetch_related_objects
 from django.utils import timezone
 
-from agents.models import Agent, ApiKey, Asset, EmergencyStop
+from agents import targets
+from agents.models import Agent, ApiKey, EmergencyStop, Policy
 from agents.routing import RoutingInput, route
-from agents.selectors import routing_context
+from agents.selectors import InventoryMatch, inventory_match, routing_context
 from audit import log
 from soc_console import roles, rows
 from soc_console.errors import (
@@ -53,7 +53,6 @@ from .priority import priority_key
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN_ASSET_CRITICALITY = "medium"
 SYSTEM = "system"
 
 
@@ -184,46 +183,26 @@ def _stop_engaged_locked() -> bool:
     return stop.engaged
 
 
-CRITICALITY_ORDER = ["low", "medium", "high", "critical"]
+def target_identity(kind: catalogue.ActionType, target: str) -> targets.Identity:
+    """The target's one identity, or a 400 naming the field."""
+    try:
+        return kind.clean_target(target)
+    except targets.TargetError as exc:
+        message = f"For {kind.name} the target {exc}."
+        raise InvalidInput(message, errors={"target": [message]}) from exc
 
 
-def _find_asset(action: catalogue.ActionType, target: str) -> Asset | None:
-    """The inventory entry a target touches; for a network, its most critical address.
-
-    Matching must not be fooled by spelling: `10.0.0.10/32` is `10.0.0.10`, a /8 touches every
-    inventoried address inside it, and host and user names match whatever their case.
-    """
-    if not action.asset_kind:
-        return None
-    if action.asset_kind != "ip":
-        return _asset_where("UPPER(identifier) = UPPER(%s)", action.asset_kind, target)
-    network = ipaddress.ip_network(target, strict=False)
-    if network.num_addresses == 1:
-        return _asset_where(
-            "identifier IN (%s, %s)", "ip", str(network.network_address), str(network)
-        )
-    touched = []
-    for asset in Asset.objects.filter(kind="ip"):
-        try:
-            other = ipaddress.ip_network(asset.identifier, strict=False)
-        except ValueError:
-            continue
-        if other.version == network.version and network.overlaps(other):
-            touched.append(asset)
-    return max(touched, key=lambda a: CRITICALITY_ORDER.index(a.criticality), default=None)
-
-
-def _asset_where(condition: str, kind: str, *values: str) -> Asset | None:
-    # A plain statement: every submission looks its target up.
-    connection = transaction.get_connection()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {rows.columns(Asset, connection)} FROM agents_asset"  # noqa: S608
-            f" WHERE kind = %s AND {condition} ORDER BY identifier LIMIT 1",
-            [kind, *values],
-        )
-        row = cursor.fetchone()
-    return rows.instance(Asset, row, connection) if row else None
+def _in_scope(policy: Policy, match: InventoryMatch) -> bool:
+    """Whether the policy's asset scope admits every asset the target may be (fail closed)."""
+    if policy.scope_tiers:
+        tiers = {a.criticality for a in match.assets} or {match.criticality}
+        if not tiers <= set(policy.scope_tiers):
+            return False
+    if policy.scope_groups:
+        groups = {a.group for a in match.assets}
+        if not groups or not groups <= set(policy.scope_groups):
+            return False
+    return True
 
 
 def proposal_submit(
@@ -239,14 +218,19 @@ def proposal_submit(
     severity: str,
     idempotency_key: str | None,
     request_hash: str,
+    identity: targets.Identity | None = None,
 ) -> Submission:
     """Judge a validated proposal under the agent's current policy and record the outcome.
 
+    The target is kept as written and judged by its canonical identity, which `identity`
+    gives when the caller has computed it already (the API does, to validate and to hash).
     A replay with the same idempotency key and body returns the first proposal unchanged.
     """
     kind = catalogue.get(action)
     if kind is None:
         raise ValueError(f"unknown action {action!r}")  # the API validated it already
+    if identity is None:
+        identity = target_identity(kind, target)
     # A replay is rare: insert first and let the unique (agent, key) constraint catch it,
     # rather than spend a look-up on every first submission.
     try:
@@ -256,6 +240,7 @@ def proposal_submit(
                 api_key=api_key,
                 kind=kind,
                 target=target,
+                identity=identity,
                 params=params,
                 confidence=confidence,
                 rationale=rationale,
@@ -292,6 +277,7 @@ def _record_submission(
     api_key: ApiKey | None,
     kind: catalogue.ActionType,
     target: str,
+    identity: targets.Identity,
     params: dict[str, Any],
     confidence: float,
     rationale: str,
@@ -303,18 +289,15 @@ def _record_submission(
     now = timezone.now()
     context = routing_context(agent.pk)  # fresh: suspension and policy may have changed
     agent, policy = context.agent, context.policy
-    asset = _find_asset(kind, target)
-    criticality = asset.criticality if asset else UNKNOWN_ASSET_CRITICALITY
+    match = inventory_match(identity)
+    asset, criticality = match.asset, match.criticality
     level = policy.level_for(kind.name) if policy else 0
     evidence_kinds = {str(item.get("kind")) for item in evidence}
     in_scope = True
     connector_allowed = True
     evidence_complete = True
     if policy is not None:
-        if policy.scope_tiers and criticality not in policy.scope_tiers:
-            in_scope = False
-        if policy.scope_groups and (asset is None or asset.group not in policy.scope_groups):
-            in_scope = False
+        in_scope = _in_scope(policy, match)
         connector_allowed = not policy.allowed_connectors or (
             kind.connector in policy.allowed_connectors
         )
@@ -340,6 +323,7 @@ def _record_submission(
         api_key=api_key,
         action=kind.name,
         target=target,
+        target_canonical=identity.value,
         params=params,
         confidence=confidence,
         rationale=rationale,
@@ -373,9 +357,11 @@ def _record_submission(
         "agent": agent.slug,
         "action": kind.name,
         "target": target,
+        "target_canonical": identity.value,
         "confidence": confidence,
         "status": status.value,
         "policy_version": proposal.policy_version,
+        "asset": asset.identifier if asset else None,
         "criticality": criticality,
         "explanation": proposal.routing_explanation,
     }
@@ -420,9 +406,10 @@ def _execution_create(
 
 
 def _locked_pending(proposal_id: uuid.UUID | str) -> Proposal:
+    # The asset comes along: the answer shows it, even when it cannot be read after commit.
     proposal = (
         Proposal.objects.select_for_update(of=("self",))
-        .select_related("agent")
+        .select_related("agent", "asset")
         .filter(pk=proposal_id)
         .first()
     )
@@ -737,7 +724,11 @@ def approval_undo(*, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser) ->
 
 @transaction.atomic
 def proposal_withdraw(*, proposal_id: uuid.UUID | str, agent: Agent) -> Proposal:
-    proposal = Proposal.objects.select_related("agent").filter(pk=proposal_id, agent=agent).first()
+    proposal = (
+        Proposal.objects.select_related("agent", "asset")
+        .filter(pk=proposal_id, agent=agent)
+        .first()
+    )
     if proposal is None:
         raise NotFound(f"No proposal {proposal_id}.")
     # Only a pending proposal is withdrawn, and it has no execution: the returned row is whole.
@@ -1311,14 +1302,14 @@ def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> E
         if rollback:
             result = connectors.undo(
                 action=proposal.action,
-                target=proposal.target,
+                target=proposal.target_canonical or proposal.target,
                 idempotency_key=key,
                 original_key=claim.execution.idempotency_key,
             )
         else:
             result = connectors.perform(
                 action=proposal.action,
-                target=proposal.target,
+                target=proposal.target_canonical or proposal.target,
                 params=proposal.params,
                 idempotency_key=key,
             )

@@ -131,6 +131,7 @@ PROPOSAL_COLUMNS = (
     "agent_id",
     "action",
     "target",
+    "target_canonical",
     "params",
     "confidence",
     "rationale",
@@ -330,6 +331,7 @@ class Generator:
                 self.agents[slug].pk,
                 action,
                 pick.target,
+                pick.target,  # the demo's targets are written canonically
                 json.dumps(pick.params),
                 confidence,
                 pick.rationale,

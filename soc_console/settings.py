@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -404,6 +405,45 @@ AUDIT_ANCHOR_SECONDS = env_float("AUDIT_ANCHOR_SECONDS", 60.0, minimum=1.0)
 # Agent API limits.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 65536, minimum=1024)
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
+
+# Targets and the asset inventory (agents/targets.py).
+# The criticality of a target that matches nothing in the inventory: failing closed, an
+# unknown asset is treated as an important one.
+UNKNOWN_ASSET_CRITICALITY = env_str("UNKNOWN_ASSET_CRITICALITY", "high").strip().lower()
+if UNKNOWN_ASSET_CRITICALITY not in ("low", "medium", "high", "critical"):
+    raise ImproperlyConfigured(
+        "UNKNOWN_ASSET_CRITICALITY must be low, medium, high or critical, "
+        f"not {UNKNOWN_ASSET_CRITICALITY!r}"
+    )
+
+
+_NETBIOS_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+# Two labels or more, the last not a number (which would make it an address).
+_DNS_SUFFIX = re.compile(rf"(?:{_DNS_LABEL}\.)+(?!(?:[0-9]+|0x[0-9a-f]*)$){_DNS_LABEL}")
+
+
+def env_domains(name: str) -> dict[str, str]:
+    """NetBIOS domain → DNS suffix, from "CORP=corp.example,EU=eu.corp.example"."""
+    mapping: dict[str, str] = {}
+    for item in env_list(name, []):
+        netbios, sep, suffix = item.partition("=")
+        netbios, suffix = netbios.strip().lower(), suffix.strip().lower().removesuffix(".")
+        if (
+            not sep
+            or not _NETBIOS_NAME.fullmatch(netbios)
+            or not _DNS_SUFFIX.fullmatch(suffix)
+            or len(suffix) > 253
+        ):
+            raise ImproperlyConfigured(
+                f"{name} must list DOMAIN=dns.suffix pairs such as CORP=corp.example, not {item!r}"
+            )
+        mapping[netbios] = suffix
+    return mapping
+
+
+# Down-level user names (CORP\jdoe) are the user principal jdoe@corp.example.
+TARGET_DOMAINS = env_domains("TARGET_DOMAINS")
 
 # Queue and lifecycle.
 QUEUE_PAGE_SIZE = env_int("QUEUE_PAGE_SIZE", 50, minimum=1)

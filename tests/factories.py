@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth.models import Group, User
 
 from agents.models import Agent, Asset
-from agents.services import agent_register
+from agents.services import agent_register, asset_save
 from approvals import live, services
 from approvals.models import Proposal
 from soc_console.roles import ADMIN, ANALYST, MANAGER, SENIOR
@@ -38,10 +38,17 @@ def agent(slug: str, *, grants: dict[str, int], **policy: Any) -> AgentWithKey:
 
 
 def asset(
-    identifier: str, *, kind: str = "host", criticality: str = "medium", group: str = ""
+    identifier: str,
+    *,
+    kind: str = "host",
+    criticality: str = "medium",
+    group: str = "",
+    aliases: tuple[str, ...] = (),
 ) -> Asset:
-    return Asset.objects.create(
-        kind=kind, identifier=identifier, criticality=criticality, group=group
+    return asset_save(
+        asset=Asset(kind=kind, identifier=identifier, criticality=criticality, group=group),
+        by="tests",
+        aliases=aliases,
     )
 
 

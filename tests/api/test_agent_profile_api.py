@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from agents.models import Agent
+from agents.services import callback_address_problem
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +79,81 @@ def test_delivery_refuses_a_name_that_resolves_inward(agent_with_key, settings) 
     )
     proposal = factories.proposal(agent_with_key, action="block_ip", target="198.18.0.7")
     assert callbacks.deliver(proposal_id=str(proposal.pk), event="decided") is None
+
+
+INWARD = [
+    ipaddress.ip_network(n)
+    for n in (
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "0.0.0.0/8",
+    )
+]
+
+
+def _aton(address: ipaddress.IPv4Address, parts: int, bases: list[str]) -> str:
+    number = int(address)
+    octets = [(number >> (8 * (3 - i))) & 0xFF for i in range(4)]
+    values = [*octets[: parts - 1], number & ((1 << (8 * (5 - parts))) - 1)]
+    forms = {"d": "{}", "o": "0{:o}", "x": "0x{:x}", "X": "0X{:X}"}
+    return ".".join(forms[b].format(v) for v, b in zip(values, bases, strict=False))
+
+
+@st.composite
+def inward_host(draw: st.DrawFn) -> str:
+    """The host part of a URL that leads into the SOC's own network, however it is spelled."""
+    network = draw(st.sampled_from(INWARD))
+    address = network.network_address + draw(st.integers(0, network.num_addresses - 1))
+    n = int(address)
+    spellings = [
+        _aton(
+            address,
+            draw(st.integers(1, 4)),
+            draw(st.lists(st.sampled_from("doxX"), min_size=4, max_size=4)),
+        ),
+        f"[::ffff:{address}]",
+        f"[::ffff:{n >> 16:x}:{n & 0xFFFF:x}]",
+        f"[64:ff9b::{address}]",
+        f"[2002:{n >> 16:x}:{n & 0xFFFF:x}::1]",
+        "[::1]",
+        "[fe80::1%25eth0]",
+        "[fd00::5]",
+        draw(
+            st.sampled_from(["localhost.", "LocalHost", "api.localhost", "localhost.localdomain."])
+        ),
+    ]
+    if n > 1:
+        spellings.append(f"[::{address}]")
+    return draw(st.sampled_from(spellings))
+
+
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(host=inward_host(), port=st.sampled_from(["", ":80", ":6379"]))
+def test_a_callback_into_the_socs_network_is_refused_in_every_spelling(
+    api, settings, host: str, port: str
+) -> None:
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+    url = f"http://{host}{port}/hook"
+    # Checked when it is set, and again when a callback is sent.
+    assert callback_address_problem(url, resolve=True)
+    response = api.put("/api/v1/agent/", {"callback_url": url}, format="json")
+    assert response.status_code == 400, url
+    # Refused as an address inward, or (a zone, a root dot) as no URL the pattern admits.
+    assert response.json()["errors"]["callback_url"]
+    assert Agent.objects.get(slug="triage-bot").callback_url == ""
+
+
+@pytest.mark.parametrize("host", ["134744072", "0x08080808", "8.8.8.8", "[2001:4860:4860::8888]"])
+def test_a_public_address_is_accepted_in_any_spelling(api, settings, host: str) -> None:
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+    response = api.put("/api/v1/agent/", {"callback_url": f"https://{host}/hook"}, format="json")
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -263,6 +263,30 @@ def test_a_decision_is_201_with_what_committed_when_the_database_drops_after_com
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_decision_on_an_inventoried_asset_is_answered_with_its_asset_after_the_drop(
+    analyst: Any,
+) -> None:
+    factories.asset("203.0.113.9", kind="ip", criticality="high")
+    owner = factories.agent("bot", grants={"block_ip": 2})
+    proposal = factories.proposal(owner, action="block_ip", target="203.0.113.9")
+    client = APIClient()
+    client.force_authenticate(analyst)
+    wrapper, dropped = _drop_after_commit('INSERT INTO "approvals_decision"')
+
+    with connection.execute_wrapper(wrapper):
+        response = client.post(
+            f"/api/v1/proposals/{proposal.pk}/decisions/",
+            {"verdict": "approve", "reason": "seen it in the SIEM"},
+            format="json",
+        )
+
+    assert dropped
+    assert response.status_code == 201, response.content
+    assert response.json()["asset"] == {"identifier": "203.0.113.9", "criticality": "high"}
+    connection.close()  # the session was ended: the next query opens a new one
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_withdrawal_is_answered_as_committed_when_the_database_drops(api: APIClient) -> None:
     submitted = api.post(
         "/api/v1/proposals/", json.dumps(BODY), content_type="application/json"

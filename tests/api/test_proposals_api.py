@@ -299,10 +299,18 @@ def test_schema_and_docs_are_served(db) -> None:
     assert b"cdn." not in docs.content
 
 
-def test_unknown_asset_targets_default_to_medium(api) -> None:
+def test_a_target_outside_the_inventory_takes_the_unknown_asset_criticality(api, settings) -> None:
     body = post(api, BODY).json()
-    assert body["criticality"] == "medium"
+    assert body["criticality"] == "high"  # the default: unknown fails closed
+    assert body["asset"] is None
     assert not Asset.objects.exists()
+    settings.UNKNOWN_ASSET_CRITICALITY = "critical"
+    body = post(api, {**BODY, "target": "203.0.113.9", "confidence": 0.99}, key="k2").json()
+    assert (body["criticality"], body["status"], body["required_approvals"]) == (
+        "critical",
+        "pending",
+        2,
+    )
 
 
 def test_replaying_a_blocked_proposal_returns_200_with_the_recorded_proposal(api) -> None:

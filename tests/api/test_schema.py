@@ -21,6 +21,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
 
+from agents.targets import canonical
 from approvals import catalogue, tasks
 from approvals.api import ProposalInSerializer
 from approvals.contract import TARGET_SCHEMAS
@@ -237,9 +238,7 @@ def _kind_validator(kind: str) -> Draft202012Validator:
 def _accepted(kind: str, value: str) -> bool:
     """As the API takes a target: the body's field first (a string, no NUL), then the kind."""
     try:
-        catalogue.TARGET_KINDS[kind][1](
-            ProposalInSerializer().fields["target"].run_validation(value)
-        )
+        canonical(kind, ProposalInSerializer().fields["target"].run_validation(value), domains={})
     except (catalogue.TargetError, ValidationError):
         return False
     return True

@@ -17,10 +17,12 @@ def test_seeded_history_only_holds_proposals_the_api_would_have_accepted() -> No
     demo.ensure_assets()
     created = seed_history(weeks=1, rng=random.Random(5))
     assert created > 50
-    for action, target in Proposal.objects.values_list("action", "target"):
+    rows = Proposal.objects.values_list("action", "target", "target_canonical")
+    for action, target, canonical in rows:
         kind = catalogue.get(action)
         assert kind is not None
         try:
-            kind.clean_target(target)
+            identity = kind.clean_target(target)
         except catalogue.TargetError as exc:
             pytest.fail(f"{action} {target}: {exc}")
+        assert canonical == identity.value

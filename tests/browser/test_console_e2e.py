@@ -118,6 +118,8 @@ def test_keyboard_moves_and_approves(
     agent_with_key: factories.AgentWithKey,
 ) -> None:
     factories.asset("web-prod03.corp.example", criticality=Criticality.HIGH)
+    # Inventoried: a target outside the inventory would be high too (it fails closed).
+    factories.asset("ws-0311.corp.example", criticality=Criticality.LOW)
     low = _propose(live_server_url, agent_with_key, "ws-0311.corp.example", confidence=0.6)
     high = _propose(live_server_url, agent_with_key, "web-prod03.corp.example", confidence=0.6)
     alice = console(analyst)

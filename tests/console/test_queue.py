@@ -65,6 +65,23 @@ def test_card_shows_what_the_analyst_needs(
     assert "1 pending" in page.replace('<strong data-count="pending">1</strong>', "1")
 
 
+def test_card_and_page_show_the_canonical_target_beside_the_one_submitted(
+    signed_in: Callable[[User], Client], analyst: User, agent_with_key: factories.AgentWithKey
+) -> None:
+    factories.asset("dc01.corp.example", criticality=Criticality.CRITICAL)
+    proposal = factories.proposal(agent_with_key, target="DC01")
+    client = signed_in(analyst)
+    page = client.get("/").content.decode()
+    card = page[page.index(f'id="card-{proposal.id}"') :]
+    card = card[: card.index("</article>")]
+    assert '<code class="target">DC01</code> <span class="canonical"' in card
+    assert '= <code class="target">dc01</code>' in card
+    assert "critical asset" in card
+    detail = client.get(f"/proposals/{proposal.id}/").content.decode()
+    assert "<code>DC01</code> as submitted; canonical <code>dc01</code>" in detail
+    assert "(dc01.corp.example, no group" in detail  # the inventory entry it matched
+
+
 def test_queue_is_ordered_by_priority(
     signed_in: Callable[[User], Client], analyst: User, agent_with_key: factories.AgentWithKey
 ) -> None:

@@ -109,6 +109,60 @@ def test_changing_an_assets_criticality_in_the_admin_is_audited_with_the_old_val
     assert event.data["before"]["criticality"] == "low"
 
 
+ASSET_FORM = {
+    "kind": "host",
+    "identifier": "DC01.Corp.Example.",
+    "criticality": "critical",
+    "group": "domain-controllers",
+    "owner": "",
+    "description": "",
+}
+
+
+def test_an_assets_aliases_are_edited_in_the_admin_and_stored_canonical(admin_client) -> None:
+    from agents.models import Asset, AssetAlias
+
+    response = admin_client.post(
+        "/admin/agents/asset/add/",
+        {**ASSET_FORM, "aliases_text": "LDAP.corp.example.\n::ffff:10.0.0.11\n"},
+    )
+    assert response.status_code == 302
+    asset = Asset.objects.get()
+    assert asset.identifier == "dc01.corp.example"
+    names = dict(AssetAlias.objects.filter(asset=asset).values_list("value", "primary"))
+    assert names == {"dc01.corp.example": True, "ldap.corp.example": False, "10.0.0.11": False}
+    page = admin_client.get(f"/admin/agents/asset/{asset.pk}/change/").content.decode()
+    assert "10.0.0.11\nldap.corp.example</textarea>" in page
+    response = admin_client.post(
+        f"/admin/agents/asset/{asset.pk}/change/",
+        {**ASSET_FORM, "aliases_text": "ldap.corp.example"},
+    )
+    assert response.status_code == 302
+    assert set(AssetAlias.objects.values_list("value", flat=True)) == {
+        "dc01.corp.example",
+        "ldap.corp.example",
+    }
+    event = AuditEvent.objects.filter(event_type="asset.saved").last()
+    assert event.data["aliases"] == ["ldap.corp.example"]
+    assert event.data["before"]["aliases"] == ["10.0.0.11", "ldap.corp.example"]
+
+
+def test_an_alias_that_names_nothing_is_refused_in_the_admin_and_nothing_is_saved(
+    admin_client,
+) -> None:
+    from agents.models import Asset
+
+    response = admin_client.post(
+        "/admin/agents/asset/add/", {**ASSET_FORM, "aliases_text": "ldap..corp.example"}
+    )
+    assert response.status_code == 200
+    assert "The alias &#x27;ldap..corp.example&#x27; must be a host name" in (
+        response.content.decode()
+    )
+    assert not Asset.objects.exists()
+    assert not AuditEvent.objects.filter(event_type="asset.saved").exists()
+
+
 def test_api_keys_cannot_be_deleted_in_the_admin_only_revoked(admin_client, agent_with_key) -> None:
     key = agent_with_key.agent.keys.get()
     assert (

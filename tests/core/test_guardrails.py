@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from approvals import connectors, services
 from approvals.models import Execution, Proposal
@@ -38,6 +39,38 @@ def test_host_names_match_the_inventory_whatever_their_case(agent_with_key):
     factories.asset("DC01.corp.example", criticality="critical")
     proposal = factories.proposal(agent_with_key, target="dc01.CORP.example")
     assert proposal.criticality == "critical"
+
+
+@pytest.mark.parametrize(
+    ("identifier", "kind", "action", "spelling"),
+    [
+        ("dc01.corp.example", "host", "isolate_host", "dc01"),
+        ("10.0.0.10", "ip", "update_firewall_policy", "::ffff:10.0.0.10"),
+        ("ceo@corp.example", "user", "disable_user", "CORP\\ceo"),
+    ],
+)
+def test_the_reported_spellings_of_critical_assets_still_need_two_humans(
+    settings, identifier, kind, action, spelling
+) -> None:
+    settings.TARGET_DOMAINS = {"corp": "corp.example"}
+    factories.asset(identifier, kind=kind, criticality="critical")
+    bot = factories.agent(
+        "bold-bot", grants={"isolate_host": 3, "update_firewall_policy": 4, "disable_user": 4}
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {bot.raw_key}")
+    body = {"action": action, "target": spelling, "confidence": 0.95, "rationale": "Sure."}
+    response = client.post(
+        "/api/v1/proposals/", data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 201
+    proposal = response.json()
+    assert (proposal["status"], proposal["criticality"], proposal["required_approvals"]) == (
+        "pending",
+        "critical",
+        2,
+    )
+    assert not Execution.objects.exists()
 
 
 def test_an_expired_proposal_cannot_be_approved_even_before_the_sweeper_runs(

@@ -1,0 +1,506 @@
+"""One identity per target: the canonical form of every name an agent can give a target.
+
+A guardrail that compares spellings can be walked around: `dc01` is `dc01.corp.example`,
+`::ffff:10.0.0.10` is `10.0.0.10`, `CORP\\ceo` is `ceo@corp.example`, and `2130706433` is
+`127.0.0.1` to every resolver that reads numbers the way inet_aton does. So each target is
+turned into an `Identity` once, before anything looks at it: routing, the inventory match,
+the idempotency hash and the connector all see the same canonical value.
+
+`canonical(kind, raw)` is a pure function of the catalogue's target kind and the raw text
+(plus the NetBIOS→DNS domain mappings, TARGET_DOMAINS by default). It raises `TargetError`,
+whose message completes the sentence "the target …", for anything it cannot read.
+
+Targets are written in ASCII. What each kind accepts is one grammar, published as regular
+expressions (`PATTERNS`, which the OpenAPI schema states): a target is checked against it
+first and only then read, so the schema and the API accept exactly the same strings. Any
+other character is refused: a fullwidth or Cyrillic look-alike cannot dodge a match because it
+cannot get in. A name that is really internationalised is written as its A-labels (`xn--…`);
+those are decoded and matched by what they look like (see `skeleton`), so a look-alike
+written that way matches the inventory entry it imitates, while the connector gets the A-label.
+
+What an identity holds:
+
+- `value`: the canonical spelling, stored on the proposal and sent to the connector;
+- `key`: what the inventory is matched on: the value, with A-labels replaced by the skeleton
+  of the name they stand for;
+- `label`: the first label of a host name or the local part of a principal, for the
+  fail-closed short-name match;
+- `short`: the name carries no domain (`dc01`, `ceo`, or `CORP\\ceo` when CORP is not
+  mapped), so it may be any inventoried name with that label;
+- `ranges`: for addresses and networks, the span of addresses covered, as 32-digit hex
+  strings in one IPv6 space where IPv4 lives at ::ffff:0:0/96, so that containment is a string
+  comparison in any database.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class TargetError(ValueError):
+    pass
+
+
+class Namespace(StrEnum):
+    """What kind of name an identity is; the inventory is matched within one namespace."""
+
+    IP = "ip"  # an address or a network
+    HOST = "host"  # a DNS host name
+    USER = "user"  # a user principal or a mailbox address
+    MESSAGE = "message"  # a mail message id: never an inventoried asset
+    TICKET = "ticket"  # a ticket or alert id: never an inventoried asset
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Identity:
+    namespace: Namespace
+    value: str
+    key: str
+    label: str = ""
+    short: bool = False
+    ranges: tuple[tuple[str, str], ...] = field(default=())
+    network: IPNetwork | None = None
+
+    @property
+    def address(self) -> IPAddress | None:
+        """The one address an IP identity names, or None (a network, or not an address)."""
+        if self.network is None or self.network.num_addresses != 1:
+            return None
+        return self.network.network_address
+
+    def host_prefixes(self) -> list[str]:
+        """`dc01`, `dc01.corp`, `dc01.corp.example`: the names an inventoried entry that is
+        this one, or a shorter spelling of it, may have."""
+        labels = self.key.split(".")
+        return [".".join(labels[: n + 1]) for n in range(len(labels))]
+
+
+# --- the grammar ----------------------------------------------------------------------------
+# Written for Python's re and ECMAScript alike (the OpenAPI schema's dialect): classes,
+# groups, bounded repeats and lookaheads only.
+
+_DIGITS = string.digits + "abcdef"
+
+
+def _digit_class(low: int, high: int, base: int) -> str:
+    """The digits low..high of `base`, hex letters in either case."""
+    chars = "".join(
+        _DIGITS[d] + (_DIGITS[d].upper() if d > 9 else "") for d in range(low, high + 1)
+    )
+    return chars if len(chars) == 1 else f"[{chars}]"
+
+
+def _up_to(limit: int, base: int) -> str:
+    """The numbers 1..limit in `base`, without leading zeros."""
+    digits = ""
+    while limit:
+        limit, d = divmod(limit, base)
+        digits = _DIGITS[d] + digits
+    any_digit = _digit_class(0, base - 1, base)
+    options = []
+    if len(digits) > 1:  # shorter numbers
+        tail = f"{any_digit}{{0,{len(digits) - 2}}}" if len(digits) > 2 else ""
+        options.append(_digit_class(1, base - 1, base) + tail)
+    for position, digit in enumerate(digits):  # as long as the limit, and below it here
+        value = _DIGITS.index(digit)
+        lowest = 1 if position == 0 else 0
+        if value > lowest:
+            rest = len(digits) - position - 1
+            prefix = "".join(
+                _digit_class(_DIGITS.index(d), _DIGITS.index(d), base) for d in digits[:position]
+            )
+            tail = f"{any_digit}{{{rest}}}" if rest > 1 else (any_digit if rest else "")
+            options.append(prefix + _digit_class(lowest, value - 1, base) + tail)
+    options.append("".join(_digit_class(_DIGITS.index(d), _DIGITS.index(d), base) for d in digits))
+    return "(?:" + "|".join(options) + ")"
+
+
+def _number(limit: int) -> str:
+    """One part of an inet_aton address up to `limit`: decimal, octal after a 0, hex after 0x."""
+    return (
+        f"(?:0[xX](?:0*{_up_to(limit, 16)}|0+)|0(?:0*{_up_to(limit, 8)}|0+)|{_up_to(limit, 10)}|0)"
+    )
+
+
+_P8, _P16, _P24, _P32 = (_number(2**bits - 1) for bits in (8, 16, 24, 32))
+# Every spelling inet_aton reads: 1 to 4 parts, the last filling the bytes left.
+IPV4 = rf"(?:(?:{_P8}\.){{3}}{_P8}|(?:{_P8}\.){{2}}{_P16}|{_P8}\.{_P24}|{_P32})"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_H16 = r"[0-9A-Fa-f]{1,4}"
+_LS32 = rf"(?:{_H16}:{_H16}|{_OCTET}(?:\.{_OCTET}){{3}})"
+# RFC 3986's IPv6address, which is what Python's ipaddress reads (no zone).
+IPV6 = (
+    rf"(?:(?:{_H16}:){{6}}{_LS32}|::(?:{_H16}:){{5}}{_LS32}|(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}"
+    rf"|(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}"
+    rf"|(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}"
+    rf"|(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}"
+    rf"|(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}"
+    rf"|(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}"
+    rf"|(?:(?:{_H16}:){{0,6}}{_H16})?::)"
+)
+_PREFIX4 = r"(?:3[0-2]|[12]?[0-9])"
+_PREFIX6 = r"(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# A last label that is a number makes a broken address, not a name (`host.10`, `a.0x1`).
+_NUMERIC = r"(?:[0-9]+|0[xX][0-9A-Fa-f]*)"
+
+
+def _dns_name(end: str, *, dotted: bool) -> str:
+    """A host name of at most 253 characters followed by `end` (a lookahead), with at least
+    two labels when `dotted`."""
+    labels = rf"(?:{_LABEL}\.)+" if dotted else rf"(?:{_LABEL}\.)*"
+    return rf"(?=[A-Za-z0-9.-]{{1,253}}{end}){labels}(?!{_NUMERIC}{end}){_LABEL}"
+
+
+_END_OF_NAME = r"\.?$"  # an optional root dot, then the end
+_BEFORE_USER = r"\\"  # the backslash of DOMAIN\user
+_NAME = _dns_name(_END_OF_NAME, dotted=False) + r"\.?"
+_LOCAL = r"[A-Za-z0-9._%+-]{1,64}"
+_NETBIOS = r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}"
+_UPN_DOMAIN = rf"(?:{_NETBIOS}|{_dns_name(_END_OF_NAME, dotted=True)})\.?"
+_DOWN_LEVEL_DOMAIN = rf"(?:{_NETBIOS}|{_dns_name(_BEFORE_USER, dotted=True)})"
+
+PATTERNS = {
+    "ip": rf"^(?:{IPV4}(?:/{_PREFIX4})?|{IPV6}(?:/{_PREFIX6})?)$",
+    "host": rf"^(?:{IPV4}|{IPV6}|{_NAME})$",
+    "user": rf"^(?:{_LOCAL}@{_UPN_DOMAIN}|{_DOWN_LEVEL_DOMAIN}\\{_LOCAL}|{_LOCAL})$",
+    "mailbox_address": rf"^{_LOCAL}@{_dns_name(_END_OF_NAME, dotted=True)}\.?$",
+    # Ticket ids (SOC-1234) are alert ids too.
+    "ticket": r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$",
+}
+_RE = {name: re.compile(pattern) for name, pattern in PATTERNS.items()}
+_IPV4_RE = re.compile(rf"^{IPV4}$")
+_IPV6_RE = re.compile(rf"^{IPV6}$")
+_NETBIOS_RE = re.compile(rf"^{_NETBIOS}$")
+MESSAGE_ID_RE = re.compile(r"^<[^<>\s@]{1,200}@[^<>\s@]{1,200}>$")
+
+
+# --- addresses ------------------------------------------------------------------------------
+
+_V4_IN_V6 = 0xFFFF << 32  # IPv4 lives at ::ffff:0:0/96 in the ranges
+_ALL_V4 = (f"{_V4_IN_V6:032x}", f"{_V4_IN_V6 | 0xFFFFFFFF:032x}")
+MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+COMPATIBLE = ipaddress.IPv6Network("::/96")
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+# Each way an IPv6 address carries an IPv4 one: (prefix, where the IPv4 bits end, counted from
+# the right). 6to4 puts them right after its 16-bit prefix.
+_EMBEDDINGS = ((MAPPED, 0), (COMPATIBLE, 0), (NAT64, 0), (SIX_TO_FOUR, 80))
+
+_HEX = frozenset(string.hexdigits)
+_OCTAL = frozenset(string.octdigits)
+_DECIMAL = frozenset(string.digits)
+
+
+def inet_aton(text: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address that inet_aton (and so getaddrinfo, and curl, and most connectors)
+    reads in `text`, or None.
+
+    One to four parts, each decimal, octal (leading 0) or hex (0x); the last part fills the
+    remaining bytes: `127.1`, `2130706433`, `0x7f000001` and `0177.0.0.01` are all 127.0.0.1.
+    """
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = []
+    for part in parts:
+        if part[:2] in ("0x", "0X"):
+            digits, base, allowed = part[2:], 16, _HEX
+        elif len(part) > 1 and part[0] == "0":
+            digits, base, allowed = part[1:], 8, _OCTAL
+        else:
+            digits, base, allowed = part, 10, _DECIMAL
+        # Checked by hand: int() would also take "+1", "1_0" and non-ASCII digits.
+        if not digits or not set(digits) <= allowed:
+            return None
+        numbers.append(int(digits, base))
+    *leading, last = numbers
+    if any(n > 0xFF for n in leading) or last >= 256 ** (4 - len(leading)):
+        return None
+    value = last
+    for position, number in enumerate(leading):
+        value |= number << (8 * (3 - position))
+    return ipaddress.IPv4Address(value)
+
+
+def _unembed(network: IPNetwork) -> IPNetwork:
+    """An IPv6 network that only carries IPv4 addresses, as that IPv4 network."""
+    if network.version != 6:
+        return network
+    for prefix, shift in _EMBEDDINGS:
+        if not network.subnet_of(prefix):  # type: ignore[arg-type]
+            continue
+        if prefix is COMPATIBLE and network.prefixlen == 128 and int(network.network_address) < 2:
+            return network  # :: and ::1 are IPv6's own unspecified and loopback addresses
+        # The prefix is followed by the 32 IPv4 bits; a 6to4 /48 or longer is one IPv4 site.
+        v4_prefix = min(32, network.prefixlen - prefix.prefixlen)
+        value = (int(network.network_address) >> shift) & 0xFFFFFFFF
+        return ipaddress.IPv4Network((value, v4_prefix), strict=False)
+    return network
+
+
+def _span(network: IPNetwork) -> tuple[str, str]:
+    base = _V4_IN_V6 if network.version == 4 else 0
+    low = base | int(network.network_address)
+    high = base | int(network.broadcast_address)
+    return f"{low:032x}", f"{high:032x}"
+
+
+def _span(network: IPNetwork) -> tuple[str, str]:
+    base = _V4_IN_V6 if network.version == 4 else 0
+    low = base | int(network.network_address)
+    high = base | int(network.broadcast_address)
+    return f"{low:032x}", f"{high:032x}"
+
+
+IP_HINT = "must be an IPv4 or IPv6 address or CIDR network, without a zone id"
+
+
+def _ip_identity(network: IPNetwork) -> Identity:
+    network = _unembed(network)
+    # A host route (/32, /128) is the address itself.
+    value = str(network.network_address) if network.num_addresses == 1 else str(network)
+    ranges = [_span(network)]
+    if network.version == 6 and any(network.supernet_of(p) for p, _ in _EMBEDDINGS):
+        # A network around a whole embedding prefix (::/0, 2000::/3) reaches every IPv4 address.
+        ranges.append(_ALL_V4)
+    return Identity(Namespace.IP, value, value, ranges=tuple(ranges), network=network)
+
+
+def _address(text: str) -> IPAddress:
+    """An address the grammar admitted, as its kind reads it."""
+    if ":" in text:
+        return ipaddress.IPv6Address(text)
+    address = inet_aton(text)
+    if address is None:  # the grammar and the reader disagree: refuse rather than guess
+        raise TargetError(IP_HINT)
+    return address
+
+
+def _ip(text: str) -> Identity:
+    if not _RE["ip"].fullmatch(text):
+        raise TargetError(IP_HINT)
+    address_text, slash, prefix = text.partition("/")
+    address = _address(address_text)
+    bits = int(prefix) if slash else address.max_prefixlen
+    return _ip_identity(ipaddress.ip_network((address, bits), strict=False))
+
+
+# --- host names -----------------------------------------------------------------------------
+
+# Letters of other scripts that are drawn like an ASCII letter, by case (applied before case
+# folding, so that Greek capital Ν stays N while small ν becomes v). A curated subset of the
+# look-alikes in Unicode's confusables data: Cyrillic, Greek, Armenian and Latin extensions,
+# the scripts seen in homograph attacks on Latin-script names. A name whose skeleton is still
+# not ASCII matches no ASCII inventory name and is, like any unknown target, treated as
+# UNKNOWN_ASSET_CRITICALITY.
+_LOOKALIKES = {
+    # Cyrillic capitals
+    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P",
+    "С": "C", "Т": "T", "Х": "X", "У": "Y", "Ү": "Y", "Ѕ": "S", "І": "I", "Ӏ": "I",
+    "Ј": "J", "Ԛ": "Q", "Ԝ": "W", "Һ": "H", "Ԁ": "D", "Ԍ": "G", "Ɩ": "I",
+    # Cyrillic small letters
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "ү": "y", "х": "x",
+    "ѕ": "s", "і": "i", "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l",
+    "ь": "b", "ѵ": "v", "ɡ": "g",
+    # Greek capitals
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M",
+    "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "Ϳ": "J",
+    # NFKC turns the lunate sigmas (Ϲ ϲ, drawn like C c) into Σ and ς: those stand for C too.
+    "Σ": "C", "σ": "c", "ς": "c",
+    # Greek small letters
+    "α": "a", "ο": "o", "ν": "v", "ι": "i", "κ": "k", "ρ": "p", "τ": "t", "υ": "u",
+    "χ": "x", "ϳ": "j", "γ": "y", "ω": "w", "ε": "e",
+    # Armenian
+    "օ": "o", "ս": "u", "հ": "h", "ո": "n", "ց": "g", "զ": "q", "ա": "w", "ե": "t",
+    "Օ": "O", "Ս": "U",
+    # Latin letters outside ASCII drawn like ASCII ones
+    "ı": "i", "ȷ": "j", "ɑ": "a", "ɩ": "i", "ĸ": "k", "ʋ": "u", "ℓ": "l",
+}  # fmt: skip
+_SKELETON = str.maketrans(_LOOKALIKES)
+# Full stops that IDNA reads as dots (NFKC folds the fullwidth one, not the ideographic).
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+
+def skeleton(text: str) -> str:
+    """What a name looks like: the form compared when matching the inventory.
+
+    Compatibility forms folded (NFKC: fullwidth, mathematical, circled letters), look-alike
+    letters of other scripts read as the ASCII ones they imitate (judged before case folding,
+    so that a capital's look-alike counts as a capital), accents and invisible characters
+    dropped, case folded.
+    """
+    folded = unicodedata.normalize("NFKC", text).translate(_DOTS)
+    if folded.isascii():
+        return folded.casefold()
+    drawn = unicodedata.normalize("NFD", folded.translate(_SKELETON)).translate(_SKELETON)
+    bare = "".join(c for c in drawn if unicodedata.category(c) not in ("Mn", "Me", "Cf"))
+    return unicodedata.normalize("NFC", bare).casefold().translate(_SKELETON)
+
+
+def _label_key(label: str) -> str:
+    """How one lower-case label is matched: an A-label by the skeleton of what it stands for."""
+    if not label.startswith("xn--"):
+        return label
+    try:
+        return skeleton(label[4:].encode("ascii").decode("punycode"))
+    except UnicodeError:
+        return label  # not punycode after all: it stands for nothing else
+
+
+HOST_HINT = "must be a host name such as ws-0142.corp.example, or an address"
+ASCII_HINT = "must be written in ASCII (an internationalised name as its xn-- A-labels)"
+
+
+def _name(text: str) -> Identity:
+    """A host name the grammar admitted."""
+    value = text.lower().removesuffix(".")  # the root: dc01.corp.example. is dc01.corp.example
+    key = ".".join(_label_key(label) for label in value.split("."))
+    # From the key: an A-label may stand for more than one label (`dc01．corp`).
+    return Identity(Namespace.HOST, value, key, label=key.split(".")[0], short="." not in key)
+
+
+def _host(text: str) -> Identity:
+    if not text.isascii():
+        raise TargetError(ASCII_HINT)
+    if not _RE["host"].fullmatch(text):
+        raise TargetError(HOST_HINT)
+    # A number is an address to every resolver (`10.0.0.10`, `0x0a00000a`, `::1`): it is
+    # matched as the address it is, never as a name that happens to be digits.
+    if _IPV4_RE.fullmatch(text) or _IPV6_RE.fullmatch(text):
+        return _ip_identity(ipaddress.ip_network(_address(text)))
+    return _name(text)
+
+
+# --- principals -----------------------------------------------------------------------------
+
+USER_HINT = "must be a user principal such as jdoe@corp.example, CORP\\jdoe or jdoe"
+MAILBOX_HINT = "must be a mailbox address or a message id such as <abc123@mail.example>"
+
+
+def _principal(local: str, domain: str, domains: Mapping[str, str]) -> Identity:
+    """A user name and its domain (a NetBIOS or DNS name, "" for none) the grammar admitted."""
+    name = local.lower()
+    domain = domain.lower().removesuffix(".")
+    if not domain:
+        return Identity(Namespace.USER, name, name, label=name, short=True)
+    if _NETBIOS_RE.fullmatch(domain):
+        suffix = domains.get(domain)
+        if suffix is None:
+            # A NetBIOS domain nobody mapped may stand for any DNS domain: only the name is
+            # known.
+            return Identity(Namespace.USER, f"{domain}\\{name}", name, label=name, short=True)
+        domain = suffix
+    host = _name(domain)
+    return Identity(Namespace.USER, f"{name}@{host.value}", f"{name}@{host.key}", label=name)
+
+
+def _user(text: str, domains: Mapping[str, str]) -> Identity:
+    if not text.isascii():
+        raise TargetError(ASCII_HINT)
+    if not _RE["user"].fullmatch(text):
+        raise TargetError(USER_HINT)
+    if "\\" in text:  # a down-level logon name: DOMAIN\user
+        domain, _, local = text.partition("\\")
+        return _principal(local, domain, domains)
+    local, _, domain = text.partition("@")
+    return _principal(local, domain, domains)
+
+
+def _mailbox(text: str, domains: Mapping[str, str]) -> Identity:
+    if MESSAGE_ID_RE.fullmatch(text):
+        # Message ids are compared as sent: their left part is case-sensitive.
+        return Identity(Namespace.MESSAGE, text, text)
+    if not text.isascii():
+        raise TargetError(ASCII_HINT)
+    if not _RE["mailbox_address"].fullmatch(text):
+        raise TargetError(MAILBOX_HINT)
+    local, _, domain = text.partition("@")
+    return _principal(local, domain, domains)
+
+
+# --- tickets --------------------------------------------------------------------------------
+
+
+def _ticket(text: str) -> Identity:
+    if _RE["ticket"].fullmatch(text):
+        return Identity(Namespace.TICKET, text, text)
+    raise TargetError("must be a ticket or alert id such as SOC-1234")
+
+
+# --- the one entry point --------------------------------------------------------------------
+
+MAX_LENGTH = 255
+KINDS = ("ip", "host", "user", "mailbox", "ticket")
+
+
+def canonical(kind: str, raw: object, *, domains: Mapping[str, str] | None = None) -> Identity:
+    """The identity of a target of the catalogue's `kind` ("ip", "host", "user", "mailbox",
+    "ticket"); `domains` maps NetBIOS domain names to DNS suffixes (TARGET_DOMAINS)."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise TargetError("must be a non-empty string")
+    if len(raw) > MAX_LENGTH:
+        raise TargetError(f"must be at most {MAX_LENGTH} characters")
+    text = raw.strip()
+    if kind == "ip":
+        if not text.isascii():
+            raise TargetError(ASCII_HINT)
+        return _ip(text)
+    if kind == "host":
+        return _host(text)
+    if kind in ("user", "mailbox"):
+        mapping = _domains() if domains is None else domains
+        return _user(text, mapping) if kind == "user" else _mailbox(text, mapping)
+    if kind == "ticket":
+        return _ticket(text)
+    raise ValueError(f"unknown target kind {kind!r}")
+
+
+# An asset's kind in the inventory -> the target kind its identifier is read as.
+ASSET_KINDS = {"host": "host", "ip": "ip", "user": "user", "mailbox": "mailbox"}
+
+
+def of_asset(asset_kind: str, raw: str, *, alias: bool = False) -> Identity:
+    """The identity of an inventory name: an asset's identifier or, with `alias`, one of its
+    other names. Any asset may be known by an address or a network too; a user's or a
+    mailbox's other names may be down-level or bare names."""
+    if alias:
+        try:
+            return canonical("ip", raw)
+        except TargetError:
+            pass
+        if asset_kind == "mailbox":
+            return canonical("user", raw)
+    return canonical(ASSET_KINDS[asset_kind], raw)
+
+
+def _domains() -> Mapping[str, str]:
+    from django.conf import settings
+
+    return settings.TARGET_DOMAINS
+
+
+def alias_columns(identity: Identity) -> dict[str, str | bool]:
+    """How an inventory name is stored (agents.AssetAlias) so that `canonical` targets find it."""
+    if identity.namespace not in (Namespace.IP, Namespace.HOST, Namespace.USER):
+        raise TargetError("is not a name an asset can have")
+    first, last = identity.ranges[0] if identity.ranges else ("", "")
+    return {
+        "namespace": identity.namespace.value,
+        "value": identity.value,
+        "key": identity.key,
+        "label": identity.label,
+        "first": first,
+        "last": last,
+        "network": first != last,
+    }
