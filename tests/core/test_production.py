@@ -126,6 +126,16 @@ def test_make_run_generates_its_secrets_once_readable_by_its_user_only(tmp_path:
     assert again[:2] == first[:2] and len(again[2]) == 64
 
 
+def test_make_run_anchors_the_audit_chain_beside_its_secrets(tmp_path: Path) -> None:
+    script = _checkout_copy(tmp_path)
+    show = [str(script), PYTHON, "-c", "import os; print(os.environ['AUDIT_ANCHOR_URL'])"]
+    done = _run(show, _environment(AUDIT_ANCHOR_URL=None))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (tmp_path / ".run" / "audit-anchor.jsonl").as_uri()
+    own = _run(show, _environment(AUDIT_ANCHOR_URL="syslog+tcp://127.0.0.1:6514"))
+    assert own.stdout.strip() == "syslog+tcp://127.0.0.1:6514"
+
+
 def test_make_run_commands_start_with_no_set_up(tmp_path: Path) -> None:
     script = _checkout_copy(tmp_path)
     done = _run([str(script), PYTHON, str(PROJECT / "manage.py"), "check"], _environment())
