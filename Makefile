@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # SECRET_KEY, API_KEY_PEPPER and AUDIT_KEY from .run/secrets.env, generated on first use.
 SECRETS := bin/with-secrets
 
-.PHONY: run test lint install services migrate seed clean
+.PHONY: run test lint install services migrate seed static clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,13 @@ migrate: install
 seed: migrate
 	$(SECRETS) $(BIN)/python manage.py seed_demo --if-empty
 
+# Hashed, compressed copies of the static files, which the web server serves (WhiteNoise).
+# It reads no secret, so it runs with DEBUG's defaults.
+static: install
+	DEBUG=1 $(BIN)/python manage.py collectstatic --noinput -v0
+
 # Web server, Celery worker, Celery beat and simulated agents, together.
-run: services seed
+run: services seed static
 	@mkdir -p .run
 	$(BIN)/honcho start -f Procfile
 

@@ -138,6 +138,10 @@ class ExecutionOutSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=ExecutionStatus.choices)
     attempts = serializers.IntegerField(min_value=0)
+    not_before = serializers.DateTimeField(
+        allow_null=True,
+        help_text="An analyst's approval may be undone until then; the action runs after it.",
+    )
     result = serializers.JSONField(allow_null=True, help_text="What the connector reported.")
     error = serializers.CharField(allow_null=True)
     updated_at = serializers.DateTimeField()
@@ -512,6 +516,25 @@ def proposal_decide(request: Request, proposal_id: str) -> Response:
     decide = services.proposal_approve if verdict == "approve" else services.proposal_reject
     decided = decide(proposal_id=proposal_id, analyst=request.user, reason=reason)
     return Response(_committed_payload(decided), status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    request=None,
+    responses={
+        200: ProposalOutSerializer,
+        **problem_responses(401, 403, 404, 409),
+    },
+    parameters=RESPONSE_HEADERS,
+    summary="Undo your approval within its undo window, before it runs (analysts)",
+    description="409 when the window is over, the action has started, or the approval is not "
+    "yours to undo.",
+)
+@api_view(["POST"])
+@permission_classes([IsAnalyst])
+def approval_undo(request: Request, proposal_id: str) -> Response:
+    _visible_proposal(request, proposal_id)
+    services.approval_undo(proposal_id=proposal_id, analyst=request.user)
+    return Response(selectors.proposal_payload(selectors.proposal_detail(proposal_id)))
 
 
 @extend_schema(

@@ -22,7 +22,7 @@ from django.conf import settings
 
 from agents.services import callback_address_problem
 
-from .models import Proposal
+from .models import Proposal, ProposalStatus
 from .selectors import proposal_payload
 
 logger = logging.getLogger(__name__)
@@ -37,13 +37,13 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def schedule(*, proposal_id: uuid.UUID | str, event: str) -> None:
+def schedule(*, proposal_id: uuid.UUID | str, event: str, countdown: float = 0) -> None:
     """Enqueue a delivery, unless the agent listens to nothing: most agents poll, and a task per
     event for them would only take worker time from the executions."""
     from . import tasks
 
     if Proposal.objects.filter(pk=proposal_id).exclude(agent__callback_url="").exists():
-        tasks.deliver_callback.delay(str(proposal_id), event)
+        tasks.deliver_callback.apply_async((str(proposal_id), event), countdown=countdown or None)
 
 
 def deliver(*, proposal_id: str, event: str) -> int | None:
@@ -51,6 +51,8 @@ def deliver(*, proposal_id: str, event: str) -> int | None:
     proposal = Proposal.objects.select_related("agent", "asset").filter(pk=proposal_id).first()
     if proposal is None or not proposal.agent.callback_url:
         return None
+    if event == "decided" and proposal.status == ProposalStatus.PENDING:
+        return None  # the approval it announced was undone within its window
     if not proposal.agent.callback_secret:
         # An HMAC with an empty key proves nothing; an agent must not learn to trust it.
         logger.warning("agent %s has a callback URL but no secret: not sent", proposal.agent.slug)

@@ -29,6 +29,7 @@ from django.utils.html import escape
 
 from soc_console import roles
 
+from . import presence
 from .live import GROUP
 
 logger = logging.getLogger(__name__)
@@ -113,11 +114,13 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.relay = _relay_for(self.channel_layer)
         await self.relay.join(self)
         await self.accept()
+        presence.opened()
 
     async def disconnect(self, code: int) -> None:
         sender = getattr(self, "sender", None)
         if sender is None:
             return  # refused at connect: nothing was set up
+        presence.closed()
         self.relay.leave(self)
         sender.cancel()
         if self.review_later is not None:

@@ -75,7 +75,11 @@ def proposal_committed(proposal: Proposal) -> None:
 
 
 def _send_proposal(proposal: Proposal) -> None:
-    context: dict[str, Any] = {"card": selectors.card_for(proposal), "proposal": proposal}
+    context: dict[str, Any] = {
+        "card": selectors.card_for(proposal),
+        "proposal": proposal,
+        "rendered_at": selectors.render_stamp(),
+    }
     send_html(render_to_string("approvals/live.html", context), counters=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,8 @@ def execution_payload(execution: Execution | None) -> dict[str, Any] | None:
         "id": str(execution.id),
         "status": execution.status,
         "attempts": execution.attempts,
+        # Not before this moment: the approval's undo window, or a retry's backoff.
+        "not_before": execution.not_before,
         "result": execution.result,
         "error": execution.error or None,
         "updated_at": execution.updated_at,
@@ -280,6 +283,26 @@ def proposal_progress(proposal_id: uuid.UUID | str) -> tuple[str, int, str | Non
         )
         row = cursor.fetchone()
     return (row[0], row[1], row[2]) if row else None
+
+
+def undo_seconds_left(proposal: Proposal, now: Any = None) -> float | None:
+    """Seconds left to undo this proposal's approval (see services.approval_undo), or None.
+
+    Reads the execution the approval cached on the proposal: no query after a decision.
+    """
+    execution = execution_of(proposal) if proposal.status == ProposalStatus.APPROVED else None
+    if execution is None or execution.attempts or execution.not_before is None:
+        return None
+    if execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.HELD):
+        return None
+    left = (execution.not_before - (now or timezone.now())).total_seconds()
+    return round(left, 3) if left > 0 else None
+
+
+def render_stamp() -> int:
+    """Milliseconds since the epoch, on the server's clock: when a piece of the queue was
+    rendered. Pages keep the newest word on each card across live updates and re-fetches."""
+    return int(time.time() * 1000)
 
 
 def proposal_timeline(proposal_id: uuid.UUID | str) -> QuerySet[AuditEvent]:

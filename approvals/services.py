@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -114,26 +115,35 @@ def _dispatch(
     *,
     rollback: bool = False,
     countdown: float = 0,
+    due: Any = None,
     unless: Callable[[], bool] | None = None,
 ) -> None:
-    """Enqueue the execution's task on commit; `unless`, asked then, can call it off."""
+    """Enqueue the execution's task on commit, to run `countdown` seconds after it is sent or
+    at `due` (a datetime); `unless`, asked then, can call it off."""
     from . import tasks
 
     task = tasks.run_rollback if rollback else tasks.run_execution
 
     def send() -> None:
         if unless is None or not unless():
-            task.apply_async((str(execution_id),), countdown=countdown or None)
+            if due is not None:
+                task.apply_async((str(execution_id),), eta=due)
+            else:
+                task.apply_async((str(execution_id),), countdown=countdown or None)
 
     _after_commit(send)
 
 
-def _callback(proposal_id: uuid.UUID, event: str, *, agent: Agent | None = None) -> None:
+def _callback(
+    proposal_id: uuid.UUID, event: str, *, agent: Agent | None = None, countdown: float = 0
+) -> None:
     from . import callbacks
 
     if agent is not None and not agent.callback_url:
         return  # most agents poll: with the row at hand, no lookup after commit
-    _after_commit(lambda: callbacks.schedule(proposal_id=proposal_id, event=event))
+    _after_commit(
+        lambda: callbacks.schedule(proposal_id=proposal_id, event=event, countdown=countdown)
+    )
 
 
 def _username(user: AbstractBaseUser) -> str:
@@ -375,11 +385,14 @@ def _record_submission(
     return proposal
 
 
-def _execution_create(proposal: Proposal, now: Any, *, dispatch: bool = True) -> Execution:
+def _execution_create(
+    proposal: Proposal, now: Any, *, dispatch: bool = True, not_before: Any = None
+) -> Execution:
     execution = Execution.objects.create(
         proposal=proposal,
         status=ExecutionStatus.QUEUED,
         idempotency_key=uuid.uuid4().hex,
+        not_before=not_before,
         created_at=now,
         queued_at=now,
         updated_at=now,
@@ -457,8 +470,12 @@ def _finish_pending(
     actor_type: str,
     data: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    callback_delay: float = 0,
 ) -> Proposal:
-    """Move a pending proposal to a final status: the one way a pending proposal leaves."""
+    """Move a pending proposal to a final status: the one way a pending proposal leaves.
+
+    (An approval undone within its window brings it back: see approval_undo.)
+    """
     now = timezone.now()
     changes = {"status": to, "decided_at": now, **(extra or {})}
     updated = Proposal.objects.filter(pk=proposal.pk, status=ProposalStatus.PENDING).update(
@@ -481,6 +498,7 @@ def _finish_pending(
         proposal.id,
         "decided",
         agent=proposal.agent if Proposal.agent.is_cached(proposal) else None,
+        countdown=callback_delay,
     )
     return proposal
 
@@ -538,12 +556,18 @@ def proposal_approve(
         )
         _publish_committed(proposal)
         return proposal
-    execution = _execution_create(proposal, now, dispatch=False)
+    # The undo window: the execution may not start before it ends (the claim checks
+    # not_before, whatever message arrives), and its task is due the moment it ends.
+    window = settings.APPROVAL_UNDO_SECONDS
+    not_before = now + timedelta(seconds=window) if window else None
+    execution = _execution_create(proposal, now, dispatch=False, not_before=not_before)
     hold_why: str | None = None
     # Registered before the approval's other after-commit work, so that a worker hears of it
     # first; called off if the execution is held below.
-    _dispatch(execution.id, unless=lambda: hold_why is not None)
+    _dispatch(execution.id, due=not_before, unless=lambda: hold_why is not None)
     data["execution"] = str(execution.id)
+    if not_before is not None:
+        data["undo_until"] = not_before
     approved = _finish_pending(
         proposal,
         to=ProposalStatus.APPROVED,
@@ -552,6 +576,8 @@ def proposal_approve(
         actor_type="user",
         data=data,
         extra={"approvals": approvals},
+        # The agent hears of the approval once it can no longer be undone.
+        callback_delay=window,
     )
     # With the stop on or the agent suspended nothing may start: the execution is held as soon
     # as it exists, not left queued for a worker's claim to hold. Read after the approval's
@@ -607,6 +633,93 @@ def proposal_reject(
         actor_type="user",
         data={"verdict": "reject", "reason": reason, "seconds_on_card": seconds},
     )
+
+
+@transaction.atomic
+def approval_undo(*, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser) -> Proposal:
+    """Take back an approval within its undo window, before its execution may start.
+
+    Only the analyst whose approval let the action run may undo it, and only while the
+    execution has not started and the window (APPROVAL_UNDO_SECONDS) is open; the proposal is
+    pending again and anyone, this analyst included, may decide it afresh.
+
+    The approval's decision and its never-started execution are removed rather than marked:
+    every reader that counts decisions (the two-person rule, the one-decision-per-analyst
+    constraint, the card, the API, the reports) then stays right without a filter that one
+    of them could miss. The audit log keeps the approval's event and this one, which carries
+    the removed decision and execution.
+    """
+    _check_may_decide(analyst)
+    proposal = (
+        Proposal.objects.select_for_update(of=("self",))
+        .select_related("agent")
+        .filter(pk=proposal_id)
+        .first()
+    )
+    if proposal is None:
+        raise NotFound(f"No proposal {proposal_id}.")
+    if proposal.status != ProposalStatus.APPROVED:
+        raise WrongState(
+            f"This proposal is {proposal.get_status_display().lower()}: there is no approval "
+            "waiting to run, so nothing to undo."
+        )
+    decision = (
+        Decision.objects.select_related("analyst")
+        .filter(proposal=proposal)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if decision is None or decision.analyst_id != analyst.pk:
+        who = decision.analyst.get_username() if decision else "another analyst"
+        raise NotPermitted(
+            f"Only {who}, whose approval let it run, can undo it.", code="not_your_approval"
+        )
+    # Compare-and-set under the execution's row lock: a worker's claim takes the same lock,
+    # so either it started first (too late) or it finds nothing to start.
+    now = timezone.now()
+    execution = Execution.objects.select_for_update().filter(proposal=proposal).first()
+    if (
+        execution is None
+        or execution.attempts
+        or execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.HELD)
+        or execution.not_before is None
+        or execution.not_before <= now
+    ):
+        raise WrongState(
+            "Too late to undo: the undo window has ended and the action may have run. If it "
+            "is reversible, roll it back from the proposal's page.",
+            code="undo_window_over",
+        )
+    Execution.objects.filter(pk=execution.pk).delete()
+    decision.delete()
+    approvals = max(proposal.approvals - 1, 0)
+    changes = {"status": ProposalStatus.PENDING, "decided_at": None, "approvals": approvals}
+    Proposal.objects.filter(pk=proposal.pk, status=ProposalStatus.APPROVED).update(**changes)
+    for name, value in changes.items():
+        setattr(proposal, name, value)
+    Proposal.execution.related.set_cached_value(proposal, None)
+    log.record(
+        event_type="proposal.approval_undone",
+        actor=_username(analyst),
+        proposal_id=proposal.id,
+        data={
+            "execution": str(execution.id),
+            "execution_status": execution.status,
+            "undo_until": execution.not_before,
+            "seconds_left": round((execution.not_before - now).total_seconds(), 3),
+            "approval": {
+                "reason": decision.reason,
+                "seconds_on_card": decision.seconds_on_card,
+                "at": decision.created_at,
+            },
+            "approvals": approvals,
+            "required_approvals": proposal.required_approvals,
+        },
+    )
+    _publish_committed(proposal)
+    # No callback: the agent hears of an approval only once its window is over (see
+    # proposal_approve), and by then this one is gone.
+    return proposal
 
 
 @transaction.atomic
@@ -944,7 +1057,11 @@ def _execution_claim(*, execution_id: uuid.UUID | str, announce: bool) -> Claim 
     if execution is None or execution.status != ExecutionStatus.QUEUED:
         return None
     if execution.not_before and execution.not_before > now:
-        return None  # a retry's backoff is not over; its own delayed task will come
+        # Early: an approval's undo window or a retry's backoff is not over. Its own delayed
+        # task is due then; this message, come early (a re-dispatch, a clock a little ahead),
+        # is sent again for that moment instead of leaving the execution to the sweeper.
+        _dispatch(execution.pk, due=execution.not_before)
+        return None
     if stopped or execution.proposal.agent.suspended:
         _hold(
             execution_id,
@@ -1077,14 +1194,21 @@ def backoff_seconds(attempt: int) -> float:
 
 @transaction.atomic
 def execution_settle(
-    *, claim: Claim, outcome: str, result: dict[str, Any] | None = None, error: str = ""
+    *,
+    claim: Claim,
+    outcome: str,
+    result: dict[str, Any] | None = None,
+    error: str = "",
+    connector_seconds: float | None = None,
 ) -> Execution | None:
     """Record what the connector said for the claimed attempt.
 
     outcome is "succeeded", "transient" or "permanent". The attempt number fences out a stale
     worker whose lease expired and whose execution another worker has since claimed.
+    connector_seconds, how long the call took, goes into the audit event (/metrics reads it).
     """
     now = timezone.now()
+    timing = {} if connector_seconds is None else {"connector_seconds": round(connector_seconds, 6)}
     running = ExecutionStatus.ROLLING_BACK if claim.rollback else ExecutionStatus.RUNNING
     counter = "rollback_attempts" if claim.rollback else "attempts"
     guard = Q(**{counter: claim.attempt})
@@ -1103,7 +1227,7 @@ def execution_settle(
             guard=guard,
             changes=changes,
             event_type=f"{prefix}succeeded",
-            data={"attempt": claim.attempt, "result": result},
+            data={"attempt": claim.attempt, "result": result, **timing},
         )
         if moved:
             _callback(moved.proposal_id, "rolled_back" if claim.rollback else "completed")
@@ -1123,7 +1247,12 @@ def execution_settle(
                 "error": error,
             },
             event_type=f"{prefix}retry_scheduled",
-            data={"attempt": claim.attempt, "error": error, "retry_in_seconds": delay},
+            data={
+                "attempt": claim.attempt,
+                "error": error,
+                "retry_in_seconds": delay,
+                **timing,
+            },
         )
         if moved:
             _dispatch(moved.pk, rollback=claim.rollback, countdown=delay)
@@ -1138,7 +1267,7 @@ def execution_settle(
         guard=guard,
         changes={"lease_until": None, "finished_at": now, "error": error},
         event_type=f"{prefix}failed",
-        data={"attempt": claim.attempt, "error": error},
+        data={"attempt": claim.attempt, "error": error, **timing},
     )
     if moved:
         _after_commit(lambda: notify.execution_failed(moved.pk))
@@ -1168,6 +1297,7 @@ def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> E
     proposal = claim.execution.proposal
     key = claim.execution.idempotency_key + (":undo" if rollback else "")
     outcome, result, error = "succeeded", None, ""
+    started = time.monotonic()
     try:
         if rollback:
             result = connectors.undo(
@@ -1188,8 +1318,11 @@ def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> E
     except connectors.PermanentError as exc:
         outcome, error = "permanent", str(exc)
     finally:
+        seconds = time.monotonic() - started
         announcing.cancel()  # and wait if it is being sent: the result must come after it
-    return execution_settle(claim=claim, outcome=outcome, result=result, error=error)
+    return execution_settle(
+        claim=claim, outcome=outcome, result=result, error=error, connector_seconds=seconds
+    )
 
 
 @transaction.atomic

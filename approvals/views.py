@@ -40,18 +40,34 @@ def console_role(check: Callable[[Any], bool] = roles.can_view_console) -> Calla
 
 
 def _flash(
-    request: HttpRequest, *, ok: bool, text: str, status: int = 200, outcome: str = ""
+    request: HttpRequest,
+    *,
+    ok: bool,
+    text: str,
+    status: int = 200,
+    outcome: str = "",
+    field: str = "",
+    undo: dict[str, Any] | None = None,
 ) -> HttpResponse:
     """An htmx request gets the message as a fragment; a plain form post gets a redirect.
 
     `outcome` tells the page's script whether the card is finished ("decided") or still
     waits for another approver ("partial"), so it removes only what really left the queue.
+    `field` names the input the server refused (the page puts the cursor there); `undo` adds
+    an approval's undo button with its countdown.
     """
     if request.htmx:
         return render(
             request,
             "approvals/flash.html",
-            {"ok": ok, "text": text, "outcome": outcome},
+            {
+                "ok": ok,
+                "text": text,
+                "outcome": outcome,
+                "field": field,
+                "undo": undo,
+                "rendered_at": selectors.render_stamp(),
+            },
             status=status,
         )
     (messages.success if ok else messages.error)(request, text)
@@ -97,6 +113,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         "cards": selectors.pending_queue(),
         "counters": selectors.queue_counters(),
         "page_size": settings.QUEUE_PAGE_SIZE,
+        "rendered_at": selectors.render_stamp(),
     }
     template = "approvals/queue.html#queue" if request.htmx else "approvals/queue.html"
     return render(request, template, context)
@@ -134,8 +151,16 @@ def decide(request: HttpRequest, proposal_id: str) -> HttpResponse:
         else:
             return _flash(request, ok=False, text="Choose approve or reject.")
     except DomainError as exc:
-        # The loser of a race learns who decided ("Already approved by bob.").
-        return _flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
+        # The loser of a race learns who decided ("Already approved by bob."); a refused field
+        # (a rejection without its reason) is named, so the page can put the cursor there.
+        field = next(iter(exc.extra.get("errors") or {}), "")
+        return _flash(
+            request,
+            ok=False,
+            text=exc.detail,
+            status=200 if request.htmx else 302,
+            field=field,
+        )
     if proposal.status == ProposalStatus.PENDING:
         card = selectors.card_for(proposal)
         who = "a senior analyst" if card.needs_senior else "another analyst"
@@ -145,16 +170,46 @@ def decide(request: HttpRequest, proposal_id: str) -> HttpResponse:
             f"it now needs {who}."
         )
         return _flash(request, ok=True, text=text, outcome="partial")
+    undo = None
+    seconds_left = selectors.undo_seconds_left(proposal)
+    if seconds_left:
+        undo = {"proposal_id": proposal.pk, "what": _what(proposal), "seconds": seconds_left}
     if proposal.status == ProposalStatus.APPROVED and selectors.emergency_stop():
         text = (
             f"Approved: {_what(proposal)}. The emergency stop is on: it is held until the stop "
             "is lifted and it is re-confirmed."
         )
+    elif proposal.status == ProposalStatus.APPROVED and undo:
+        text = (
+            f"Approved: {_what(proposal)}. It runs in {settings.APPROVAL_UNDO_SECONDS:g} s "
+            "unless you undo it."
+        )
     elif proposal.status == ProposalStatus.APPROVED:
         text = f"Approved: {_what(proposal)}. It is queued to run."
     else:
         text = f"Rejected: {_what(proposal)}."
-    return _flash(request, ok=True, text=text, outcome="decided")
+    return _flash(request, ok=True, text=text, outcome="decided", undo=undo)
+
+
+@require_POST
+@console_role(roles.can_decide)
+def undo_approval(request: HttpRequest, proposal_id: str) -> HttpResponse:
+    """The undo button of an approval's toast, within APPROVAL_UNDO_SECONDS."""
+    try:
+        proposal = services.approval_undo(proposal_id=proposal_id, analyst=request.user)
+    except DomainError as exc:
+        return _flash(
+            request,
+            ok=False,
+            text=exc.detail,
+            status=200 if request.htmx else 302,
+        )
+    return _flash(
+        request,
+        ok=True,
+        text=f"Approval undone: {_what(proposal)} is pending again; nothing ran.",
+        outcome="undone",
+    )
 
 
 @require_GET

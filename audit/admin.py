@@ -17,5 +17,8 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(VerificationRun)
-class VerificationRunAdmin(admin.ModelAdmin):
-    list_display = ("at", "ok", "events", "first_bad_seq", "seconds")
+class VerificationRunAdmin(ReadOnlyAdmin):
+    """Only verify_audit writes verification runs: an edited or added one would show on the
+    audit page as the latest word on the chain."""
+
+    list_display = ("at", "ok", "events", "bad_events", "first_bad_seq", "checkpoints", "seconds")

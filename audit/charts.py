@@ -28,13 +28,16 @@ def render(chart: Chart) -> SafeString:
 
 def _legend(chart: Chart, x: int, y: int) -> list[str]:
     parts = []
+    left = float(x)
     for index, name in enumerate(chart.series):
         colour = PALETTE[index % len(PALETTE)]
-        left = x + index * 150
         parts.append(
-            f'<rect x="{left}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{left + 14}" y="{y}">{escape(name)}</text>'
+            f'<rect x="{left:.0f}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{left + 14:.0f}" y="{y}">{escape(name)}</text>'
         )
+        # Room for the name at about 6.5 px a character in the 11 px font, so that long
+        # names do not run into the next entry.
+        left += max(150.0, 30 + 6.5 * len(name))
     return parts
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -12,9 +12,14 @@ from django.utils.dateparse import parse_date, parse_datetime
 class BadFilter(ValueError):
     """A filter value that cannot be read: answered with its reason, never a crash."""
 
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field  # the form's label for the value, when known
 
-def moment(raw: str | None) -> datetime | None:
-    """A date (midnight, in the console's time zone) or an ISO datetime; None when empty."""
+
+def moment(raw: str | None, zone: tzinfo | None = None) -> datetime | None:
+    """A date (midnight) or an ISO datetime, read in `zone` (the console's time zone by
+    default) unless it carries its own offset; None when empty."""
     if not raw:
         return None
     try:
@@ -25,7 +30,7 @@ def moment(raw: str | None) -> datetime | None:
                 raise BadFilter(f"{raw!r} is not a date (YYYY-MM-DD) or a date and time.")
             parsed = datetime(day.year, day.month, day.day)  # noqa: DTZ001 made aware below
         if timezone.is_naive(parsed):
-            parsed = timezone.make_aware(parsed)
+            parsed = timezone.make_aware(parsed, zone)
         parsed.astimezone(UTC)  # far-off dates overflow here rather than in the query
     except BadFilter:
         raise

@@ -9,7 +9,7 @@ The people and agents behave differently on purpose, so that the reports have so
 find: `analyst` rubber-stamps (about 2 s on the card, approves ~97%), `analyst2` reads and
 rejects what is wrong, `senior` works an overloaded night shift and gets faster and less
 careful as the night goes on; `triage-bot` has earned level 3 for isolate_host, `edr-responder`
-is over-confident and should lose autonomy.
+is over-confident and not ready for more autonomy (none of its grants lets it act alone).
 """
 
 from __future__ import annotations

@@ -2,11 +2,14 @@
 
 This module knows nothing of agents or proposals: services in both apps call `record` inside
 their own transaction, and the event commits or rolls back with the change it describes.
+
+Each event's hash is HMAC-SHA256 under AUDIT_KEY over the previous event's hash and the
+event's canonical content (`audit.canonical`), computed here and only here: the key never
+reaches the database, so a role that can write the table cannot re-hash what it rewrote.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -14,16 +17,19 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import AuditEvent, AuditHead, VerificationRun
+from . import anchor
+from .canonical import canonical_data, encode, keyed_hash, signature, signature_matches
+from .models import AuditEvent, VerificationRun
 
 GENESIS_HASH = "0" * 64
+FIRST_FEW = 10  # bad events named by a verification; all of them are counted
 
 
 def canonical(
@@ -36,6 +42,7 @@ def canonical(
     proposal_id: uuid.UUID | str | None,
     data: dict[str, Any],
 ) -> bytes:
+    """The bytes an event's hash covers (with the previous event's hash in front)."""
     body = {
         "seq": seq,
         "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -46,41 +53,12 @@ def canonical(
         "proposal_id": str(uuid.UUID(str(proposal_id))) if proposal_id else None,
         "data": data,
     }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return encode(canonical_data(body, where="event")).encode()
 
 
-def chain_hash(prev_hash: str, content: bytes) -> str:
-    return hashlib.sha256(prev_hash.encode() + content).hexdigest()
-
-
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    # Round-trip through JSON so that what is hashed is exactly what the JSON column returns.
-    return json.loads(json.dumps(data, default=str))
-
-
-# Every service transaction appends one event, so on PostgreSQL the append is one plain
-# statement: lock the head, insert the event chained to it, move the head. The hash is taken
-# there too, over the same bytes `chain_hash` hashes: the event's canonical content ends with
-# its sequence number (`"seq":N}`, the last key in sorted order), so this side sends the rest
-# and the database, which alone knows N and the previous hash under the lock, finishes it.
-_PG_APPEND = """
-WITH head AS (
-    SELECT seq + 1 AS seq, hash FROM audit_audithead WHERE id = 1 FOR UPDATE
-), event AS (
-    INSERT INTO audit_auditevent
-        (seq, at, actor_type, actor, event_type, proposal_id, data, prev_hash, hash)
-    SELECT head.seq, %s, %s, %s, %s, %s, %s::jsonb, head.hash,
-           encode(sha256(convert_to(head.hash, 'UTF8') || %s::bytea
-                         || convert_to(head.seq::text || '}', 'UTF8')), 'hex')
-      FROM head
-    RETURNING id, seq, prev_hash, hash
-)
-UPDATE audit_audithead AS moved SET seq = event.seq, hash = event.hash
-  FROM event
- WHERE moved.id = 1
-RETURNING event.id, event.seq, event.prev_hash, event.hash
-"""
-_SEQ_TAIL = b'"seq":0}'
+def event_hash(prev_hash: str, content: bytes) -> str:
+    """The one hash of the chain: appending and verifying both use it."""
+    return keyed_hash()(prev_hash.encode() + content)
 
 
 @dataclass(frozen=True)
@@ -105,37 +83,30 @@ class PendingEvent:
         return AuditEvent(seq=seq, prev_hash=prev_hash, hash=digest, **vars(self))
 
 
-def _locked_head() -> tuple[int, str]:
-    head, _ = AuditHead.objects.select_for_update().get_or_create(id=1)
-    return head.seq, head.hash
+def _locked_head(db: Any) -> tuple[int, str]:
+    """The chain's last event (seq, hash), holding the right to append after it until commit.
+
+    On PostgreSQL, audit_chain_head() (migration 0004) takes a transaction-level advisory
+    lock and then reads the last event on a fresh snapshot, so it sees what the previous
+    holder committed. The head is the last event itself: there is no separate head row that
+    a role allowed to append could move back. On SQLite, IMMEDIATE transactions (settings)
+    already hold the whole database's write lock.
+    """
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute("SELECT head_seq, head_hash FROM audit_chain_head()")
+            seq, digest = cursor.fetchone()
+            return int(seq), digest
+    last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    return last if last is not None else (0, GENESIS_HASH)
 
 
-def _append_pg(connection: Any, pending: PendingEvent) -> AuditEvent | None:
-    """Append in one statement; None when there is no head row yet (a fresh database)."""
-    content = pending.content(0)
-    if not content.endswith(_SEQ_TAIL):  # the layout the statement relies on
-        raise RuntimeError("the canonical form no longer ends with the sequence number")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _PG_APPEND,
-            [
-                pending.at,
-                pending.actor_type,
-                pending.actor,
-                pending.event_type,
-                pending.proposal_id,
-                json.dumps(pending.data),
-                content[: -len(_SEQ_TAIL)] + b'"seq":',
-            ],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    pk, seq, prev_hash, digest = row
-    event = pending.stored(seq=seq, prev_hash=prev_hash, digest=digest)
-    event.pk = pk
-    event._state.adding = False
-    return event
+_PG_INSERT = """
+INSERT INTO audit_auditevent
+    (seq, at, actor_type, actor, event_type, proposal_id, data, prev_hash, hash)
+VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
+RETURNING id
+"""
 
 
 def record(
@@ -150,9 +121,11 @@ def record(
 
     Its time is when the service recorded it; its place is the order in which transactions
     took the head, so under contention times can run a few milliseconds backwards along seq.
+    Data the log cannot store exactly as it hashes it raises NotCanonical, and nothing is
+    written.
     """
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
+    db = transaction.get_connection()
+    if not db.in_atomic_block:
         raise RuntimeError("audit events are recorded inside the transaction they describe")
     pending = PendingEvent(
         at=timezone.now(),
@@ -160,18 +133,33 @@ def record(
         actor=actor,
         event_type=event_type,
         proposal_id=proposal_id,
-        data=_jsonable(data or {}),
+        data=canonical_data(data or {}),
     )
-    if connection.vendor == "postgresql":
-        event = _append_pg(connection, pending)
-        if event is not None:
-            return event
-    head_seq, head_hash = _locked_head()
+    head_seq, head_hash = _locked_head(db)
     seq = head_seq + 1
-    digest = chain_hash(head_hash, pending.content(seq))
+    digest = event_hash(head_hash, pending.content(seq))
     event = pending.stored(seq=seq, prev_hash=head_hash, digest=digest)
-    event.save(force_insert=True)
-    AuditHead.objects.filter(id=1).update(seq=seq, hash=digest)
+    if db.vendor != "postgresql":
+        event.save(force_insert=True)
+        return event
+    # One plain statement: this runs in every service transaction.
+    with db.cursor() as cursor:
+        cursor.execute(
+            _PG_INSERT,
+            [
+                seq,
+                event.at,
+                event.actor_type,
+                event.actor,
+                event.event_type,
+                event.proposal_id,
+                encode(event.data),
+                head_hash,
+                digest,
+            ],
+        )
+        event.pk = cursor.fetchone()[0]
+    event._state.adding = False
     return event
 
 
@@ -193,21 +181,30 @@ RowWriter = Callable[[str, tuple[str, ...], list[tuple[Any, ...]]], None]
 def record_many(events: Iterable[PendingEvent], *, write: RowWriter | None = None) -> int:
     """Append many events at once, hashed exactly as `record` hashes one.
 
-    The caller's transaction holds the head lock for the whole batch, so live appends wait
-    and the chain stays linear. `write` receives (table, columns, rows) and may use COPY; the
-    default is a plain bulk insert. Returns the number of events appended.
+    The caller's transaction holds the head for the whole batch, so live appends wait and the
+    chain stays linear. `write` receives (table, columns, rows) and may use COPY (the data
+    column then comes as its canonical JSON text); the default is a plain bulk insert.
+    Returns the number of events appended.
     """
-    if not transaction.get_connection().in_atomic_block:
+    db = transaction.get_connection()
+    if not db.in_atomic_block:
         raise RuntimeError("audit events are recorded inside the transaction they describe")
-    head, _ = AuditHead.objects.select_for_update().get_or_create(id=1)
-    seq, prev = head.seq, head.hash
+    seq, prev = _locked_head(db)
     rows: list[tuple[Any, ...]] = []
+    digest_of = keyed_hash()
     for event in events:
         seq += 1
-        # The JSON text is what the column stores and what verification re-reads.
-        text = json.dumps(event.data, default=str)
-        payload = json.loads(text)
-        digest = chain_hash(prev, replace(event, data=payload).content(seq))
+        data = canonical_data(event.data)
+        content = canonical(
+            seq=seq,
+            at=event.at,
+            actor_type=event.actor_type,
+            actor=event.actor,
+            event_type=event.event_type,
+            proposal_id=event.proposal_id,
+            data=data,
+        )
+        digest = digest_of(prev.encode() + content)
         rows.append(
             (
                 seq,
@@ -216,7 +213,7 @@ def record_many(events: Iterable[PendingEvent], *, write: RowWriter | None = Non
                 event.actor,
                 event.event_type,
                 event.proposal_id,
-                payload if write is None else text,
+                data if write is None else encode(data),
                 prev,
                 digest,
             )
@@ -231,17 +228,129 @@ def record_many(events: Iterable[PendingEvent], *, write: RowWriter | None = Non
         )
     else:
         write(AuditEvent._meta.db_table, EVENT_COLUMNS, rows)
-    AuditHead.objects.filter(id=1).update(seq=seq, hash=prev)
     return len(rows)
+
+
+# --- verification ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong with the chain: an event (by seq) and why, or an anchor line."""
+
+    seq: int | None
+    problem: str
 
 
 @dataclass(frozen=True)
 class Verification:
     ok: bool
-    events: int
-    head_hash: str
-    first_bad_seq: int | None = None
-    problem: str = ""
+    events: int  # events read from the chain
+    head_hash: str  # the last event's stored hash (GENESIS_HASH for an empty chain)
+    bad_events: int = 0  # every bad event and bad checkpoint, counted
+    findings: tuple[Finding, ...] = ()  # the first FIRST_FEW of them, in chain order
+    checkpoints: int = 0  # signed checkpoints the chain was compared with
+    notes: tuple[str, ...] = ()
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        return self.findings[0].seq if self.findings else None
+
+    @property
+    def problem(self) -> str:
+        return self.findings[0].problem if self.findings else ""
+
+    def broken_summary(self) -> str:
+        """'BROKEN at event #N: why (K bad events …)', as the command and the audit page say."""
+        where = f" at event #{self.first_bad_seq}" if self.first_bad_seq is not None else ""
+        count = f"{self.bad_events} bad event{'s' if self.bad_events != 1 else ''}"
+        return f"BROKEN{where}: {self.problem} ({count}; {self.events} events read)"
+
+
+@dataclass
+class _Checked:
+    """The result of checking a run of consecutive events (a block, or the whole chain)."""
+
+    first_seq: int | None = None
+    first_prev: str = ""
+    last_seq: int = 0
+    last_hash: str = ""
+    count: int = 0  # events read
+    forged: int = 0  # events whose content does not match their hash
+    bad_events: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, seq: int | None, problem: str, weight: int = 1) -> None:
+        self.bad_events += weight
+        if len(self.findings) < FIRST_FEW:
+            self.findings.append(Finding(seq, problem))
+
+    def extend(self, other: _Checked) -> None:
+        if other.first_seq is None:
+            return
+        if self.first_seq is None:
+            self.first_seq, self.first_prev = other.first_seq, other.first_prev
+        self.last_seq, self.last_hash = other.last_seq, other.last_hash
+        self.count += other.count
+        self.forged += other.forged
+        self.bad_events += other.bad_events
+        self.findings.extend(other.findings[: FIRST_FEW - len(self.findings)])
+
+
+def _missing(expected: int, found: int) -> str:
+    if found == expected + 1:
+        return f"event #{expected} is missing: the chain jumps to #{found} (removed)"
+    return f"events #{expected} to #{found - 1} are missing: the chain jumps to #{found} (removed)"
+
+
+def _unlinked(seq: int) -> str:
+    return (
+        f"event #{seq} does not follow #{seq - 1}: its prev_hash does not match "
+        "(an earlier event was removed, reordered or rewritten)"
+    )
+
+
+_ALSO_FORGED = "; its content no longer matches its hash either"
+
+
+def _check(
+    rows: Iterable[tuple[int, bytes, str, str, str]],
+    expected_seq: int | None,
+    expected_prev: str | None,
+) -> _Checked:
+    """Check events in order and carry on past bad ones, so that every one is counted.
+
+    After a bad event the walk trusts its stored hash for the next link: a rewritten event is
+    one bad event, not every event after it. With no expectations (a block read in parallel)
+    the first event's link to its predecessor is left to the caller, who knows the previous
+    block's end.
+    """
+    digest_of = keyed_hash()
+    out = _Checked()
+    for seq, content, event_type, prev, digest in rows:
+        if out.first_seq is None:
+            out.first_seq, out.first_prev = seq, prev
+        out.count += 1
+        problem = ""
+        if expected_seq is not None and seq > expected_seq:
+            out.add(expected_seq, _missing(expected_seq, seq), seq - expected_seq)
+        elif expected_seq is not None and seq < expected_seq:
+            problem = f"event #{seq} appears again after #{expected_seq - 1} (duplicated)"
+        elif expected_prev is not None and prev != expected_prev:
+            problem = _unlinked(seq)
+        if digest_of(prev.encode() + content) != digest:
+            out.forged += 1
+            problem = (
+                problem + _ALSO_FORGED
+                if problem
+                else f"event #{seq} ({event_type}) was modified: its content no longer matches "
+                "its hash"
+            )
+        if problem:
+            out.add(seq, problem)
+        expected_seq, expected_prev = seq + 1, digest
+        out.last_seq, out.last_hash = seq, digest
+    return out
 
 
 def _rows_generic(batch_size: int) -> Iterator[tuple[int, bytes, str, str, str]]:
@@ -276,7 +385,9 @@ def _rows_generic(batch_size: int) -> Iterator[tuple[int, bytes, str, str, str]]
 # PostgreSQL streams the table with COPY, the cheapest way out of the server; timestamps come
 # as ISO text in UTC (set for the transaction) and are reshaped here, which costs the server
 # less than formatting them. The text built from each line is byte-for-byte what `canonical`
-# produces (keys in sorted order, compact separators), so the hashes compare exactly.
+# produces (keys in sorted order, compact separators, the same encoder for the data), so the
+# hashes compare exactly. jsonb returns the data in its own layout; `audit.canonical` makes
+# sure that encoding it again gives back what was hashed.
 _PG_COPY_SQL = """
 COPY (SELECT seq, at, actor_type, actor, event_type, proposal_id, data, prev_hash, hash
       FROM audit_auditevent ORDER BY seq) TO STDOUT
@@ -304,8 +415,6 @@ def _iso_utc(text: str) -> str:
 
 
 def _rows_from_copy(block: bytes) -> Iterator[tuple[int, bytes, str, str, str]]:
-    # One encoder for the whole block: json.dumps with options builds a new one per call.
-    encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
     loads = json.loads
     # Actors and event types repeat endlessly: quote each distinct one once.
     quoted: dict[bytes, str] = {}
@@ -329,55 +438,6 @@ def _rows_from_copy(block: bytes) -> Iterator[tuple[int, bytes, str, str, str]]:
             f'"proposal_id":{pid},"seq":{int(seq_raw)}}}'
         ).encode()
         yield int(seq_raw), content, event_type.decode(), prev.decode(), digest.decode()
-
-
-@dataclass(frozen=True)
-class _Checked:
-    """The result of checking a run of consecutive events."""
-
-    first_seq: int | None
-    first_prev: str
-    last_seq: int
-    last_hash: str
-    count: int  # events that passed, up to the first failure
-    failure: tuple[int, str, str | None] | None = None  # seq, problem, expected prev_hash
-
-
-def _check(
-    rows: Iterable[tuple[int, bytes, str, str, str]],
-    expected_seq: int | None,
-    expected_prev: str | None,
-) -> _Checked:
-    """Check events in order. With no expectations (a block read in parallel) the first event's
-    link to its predecessor is left to the caller, who knows the previous block's end."""
-    sha256 = hashlib.sha256
-    first_seq: int | None = None
-    first_prev = ""
-    count = 0
-    for seq, content, event_type, prev, digest in rows:
-        if first_seq is None:
-            first_seq, first_prev = seq, prev
-        if expected_seq is not None and seq != expected_seq:
-            kind = "removed" if seq > expected_seq else "reordered or duplicated"
-            problem = f"event #{expected_seq} is missing: the chain jumps to #{seq} ({kind})"
-            return _Checked(
-                first_seq, first_prev, seq, "", count, (expected_seq, problem, expected_prev)
-            )
-        if expected_prev is not None and prev != expected_prev:
-            problem = (
-                f"event #{seq} does not follow #{seq - 1}: its prev_hash does not match "
-                "(an earlier event was removed, reordered or rewritten)"
-            )
-            return _Checked(first_seq, first_prev, seq, "", count, (seq, problem, expected_prev))
-        if sha256(prev.encode() + content).hexdigest() != digest:
-            problem = (
-                f"event #{seq} ({event_type}) was modified: its content no longer matches its hash"
-            )
-            return _Checked(first_seq, first_prev, seq, "", count, (seq, problem, expected_prev))
-        expected_seq = seq + 1
-        expected_prev = digest
-        count += 1
-    return _Checked(first_seq, first_prev, (expected_seq or 1) - 1, expected_prev or "", count)
 
 
 def _check_block(block: bytes) -> _Checked:
@@ -404,8 +464,8 @@ def _copy_blocks() -> Iterator[bytes]:
 def _check_range(conninfo: str, low: int, high: int | None) -> _Checked:
     """A worker process: read events low..high over its own connection and check them.
 
-    Events up to the head are committed and never change (the table is append-only), so
-    separate snapshots per range see the same chain a single walk would.
+    Committed events never change (the table is append-only), so separate snapshots per
+    range see the same chain a single walk would.
     """
     import psycopg
 
@@ -451,73 +511,106 @@ def _checked_blocks(parallel: bool, total: int) -> Iterator[_Checked]:
     try:
         yield from pool.map(_check_range, [conninfo] * len(lows), lows, highs)
     finally:
-        # After the first bad range the rest need not run.
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _verify_postgresql(total: int) -> tuple[_Checked | None, int, str, int]:
-    """(failure block or None, events verified, last good hash, next expected seq)."""
-    expected_seq, expected_prev, count = 1, GENESIS_HASH, 0
-    for checked in _checked_blocks(total >= PARALLEL_FROM, total):
-        if checked.first_seq is None:
+def _walk_postgresql(total: int) -> _Checked:
+    """Check the blocks, then the seams between them as a sequential walk would meet them."""
+    walked = _Checked()
+    expected_seq, expected_prev = 1, GENESIS_HASH
+    for block in _checked_blocks(total >= PARALLEL_FROM, total):
+        if block.first_seq is None:
             continue
-        if checked.first_seq != expected_seq or checked.first_prev != expected_prev:
-            # Re-check the seam exactly as a sequential walk would have met it.
-            seam = _check(
-                [(checked.first_seq, b"", "", checked.first_prev, "")], expected_seq, expected_prev
-            )
-            return seam, count, expected_prev, expected_seq
-        if checked.failure is not None:
-            return checked, count + checked.count, expected_prev, expected_seq
-        count += checked.count
-        expected_seq = checked.last_seq + 1
-        expected_prev = checked.last_hash
-    return None, count, expected_prev, expected_seq
+        seq = block.first_seq
+        if seq > expected_seq:
+            walked.add(expected_seq, _missing(expected_seq, seq), seq - expected_seq)
+        elif block.first_prev != expected_prev:
+            first = block.findings[0] if block.findings else None
+            if first is not None and first.seq == seq:
+                # The block already counted this event as modified: one bad event, both reasons.
+                block.findings[0] = Finding(seq, _unlinked(seq) + _ALSO_FORGED)
+            else:
+                walked.add(seq, _unlinked(seq))
+        walked.extend(block)
+        expected_seq, expected_prev = block.last_seq + 1, block.last_hash
+    return walked
 
 
 def verify_chain(*, batch_size: int = 20000) -> Verification:
-    """Walk the chain in order and recompute every hash.
+    """Walk the whole chain, recompute every hash, and compare it with the anchor's checkpoints.
 
-    Reports the first event that was modified (its hash no longer matches its content), removed
-    (a gap in seq or a prev_hash that does not match its predecessor) or reordered.
+    Every bad event is counted (modified: its content no longer matches its hash; removed: a
+    gap in seq, or a prev_hash that does not match its predecessor; reordered), and the first
+    few are named. Then every signed checkpoint in the file anchors must still hold: the chain
+    reaches its seq and has its hash there, which catches what the walk alone cannot see (the
+    end cut off, the chain reset, or rewritten and re-hashed after a checkpoint).
     """
-    head = AuditHead.objects.filter(id=1).first()
+    anchored = anchor.read_checkpoints(listed=FIRST_FEW)
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            failed, count, last_hash, _ = _verify_postgresql(head.seq if head else 0)
+            last = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+            walked = _walk_postgresql(last or 0)
         else:
-            checked = _check(_rows_generic(batch_size), 1, GENESIS_HASH)
-            failed = checked if checked.failure else None
-            count, last_hash = checked.count, checked.last_hash or GENESIS_HASH
-    if failed is not None and failed.failure is not None:
-        seq, problem, expected_prev = failed.failure
-        if expected_prev:
-            last_hash = expected_prev
-        return Verification(False, count, last_hash, seq, problem)
-    # The head was read before the walk, so events appended meanwhile make count larger than
-    # head.seq: that is traffic, not tampering. Fewer than the head means the end was cut off.
-    if head is not None and count < head.seq:
-        return Verification(
-            False,
-            count,
-            last_hash,
-            count + 1,
-            f"the chain ends at #{count} but its head says #{head.seq}: events were removed "
-            "from the end",
+            walked = _check(_rows_generic(batch_size), 1, GENESIS_HASH)
+    notes: list[str] = []
+    if walked.count and walked.forged == walked.count:
+        notes.append(
+            "every event fails its hash: AUDIT_KEY is not the key this chain was written "
+            "with, or the whole chain was re-hashed without it"
         )
-    return Verification(True, count, last_hash)
+    anchor.compare(anchored, last_seq=walked.last_seq)
+    findings = sorted(
+        [*walked.findings, *(Finding(seq, problem) for seq, problem in anchored.findings)],
+        key=lambda f: (f.seq is None, f.seq or 0),
+    )[:FIRST_FEW]
+    bad = walked.bad_events + anchored.bad_events
+    return Verification(
+        ok=bad == 0,
+        events=walked.count,
+        head_hash=walked.last_hash or GENESIS_HASH,
+        bad_events=bad,
+        findings=tuple(findings),
+        checkpoints=anchored.checkpoints,
+        notes=(*notes, *anchored.notes),
+    )
+
+
+def _run_payload(run: VerificationRun) -> dict[str, Any]:
+    return {
+        "at": run.at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "ok": run.ok,
+        "events": run.events,
+        "head_hash": run.head_hash,
+        "bad_events": run.bad_events,
+        "first_bad_seq": run.first_bad_seq,
+        "problem": run.problem,
+        "problems": run.problems,
+        "checkpoints": run.checkpoints,
+    }
 
 
 def verify_and_record() -> Verification:
+    """Verify and keep the outcome, signed with AUDIT_KEY so that a row written any other way
+    (an INSERT by whoever can write the table) shows as not genuine."""
     started = timezone.now()
     result = verify_chain()
-    VerificationRun.objects.create(
+    run = VerificationRun(
         at=started,
         ok=result.ok,
         events=result.events,
         head_hash=result.head_hash,
+        bad_events=result.bad_events,
         first_bad_seq=result.first_bad_seq,
         problem=result.problem,
+        problems=[{"seq": f.seq, "problem": f.problem} for f in result.findings],
+        checkpoints=result.checkpoints,
         seconds=(timezone.now() - started).total_seconds(),
     )
+    run.signature = signature("verification", _run_payload(run))
+    run.save(force_insert=True)
     return result
+
+
+def verification_is_genuine(run: VerificationRun) -> bool:
+    """Whether verify_and_record wrote this run (its signature holds under AUDIT_KEY)."""
+    return signature_matches("verification", _run_payload(run), run.signature)

@@ -6,8 +6,9 @@ from django.db import models
 class AuditEvent(models.Model):
     """One link of the hash chain.
 
-    `hash` covers the previous event's hash and this event's canonical content, so changing,
-    removing or reordering any event breaks every hash after it.
+    `hash` is an HMAC under AUDIT_KEY over the previous event's hash and this event's
+    canonical content (audit/log.py), so changing, removing or reordering any event breaks its
+    link, and only the key's holder can hash a replacement. The chain's head is its last event.
     """
 
     seq = models.BigIntegerField(unique=True)
@@ -34,31 +35,24 @@ class AuditEvent(models.Model):
         return json.dumps(self.data, sort_keys=True, ensure_ascii=False)
 
 
-class AuditHead(models.Model):
-    """A single row holding the chain's tip.
-
-    Appending locks this row, so concurrent transactions append one after another and the
-    chain stays linear; the lock is released when the appending transaction commits.
-    """
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    seq = models.BigIntegerField(default=0)
-    hash = models.CharField(max_length=64, default="0" * 64)
-
-    def __str__(self) -> str:
-        return f"head #{self.seq}"
-
-
 class VerificationRun(models.Model):
-    """The outcome of each verify_audit run, shown on the audit page."""
+    """The outcome of each verify_audit run, shown on the audit page.
+
+    `signature` is an HMAC under AUDIT_KEY over the outcome: a row that verify_audit did not
+    write (an INSERT by anyone who can write the table) shows as not genuine.
+    """
 
     at = models.DateTimeField()
     ok = models.BooleanField()
     events = models.BigIntegerField()
     head_hash = models.CharField(max_length=64, blank=True)
+    bad_events = models.BigIntegerField(default=0)
     first_bad_seq = models.BigIntegerField(null=True, blank=True)
     problem = models.TextField(blank=True)
+    problems = models.JSONField(default=list, blank=True)  # the first few: [{seq, problem}]
+    checkpoints = models.BigIntegerField(default=0)  # anchor checkpoints compared with
     seconds = models.FloatField(default=0)
+    signature = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-at"]

@@ -9,7 +9,7 @@ from django.db.models import Count, Q, QuerySet
 
 from approvals.models import ExecutionStatus, Proposal, ProposalStatus
 
-from .models import AuditEvent, AuditHead, VerificationRun
+from .models import AuditEvent, VerificationRun
 
 
 def audit_events(
@@ -37,8 +37,9 @@ def audit_events(
     return qs
 
 
-def chain_head() -> AuditHead | None:
-    return AuditHead.objects.filter(id=1).first()
+def chain_head() -> AuditEvent | None:
+    """The chain's head: its last event."""
+    return AuditEvent.objects.order_by("-seq").only("seq", "hash").first()
 
 
 def last_verification() -> VerificationRun | None:
@@ -70,8 +71,11 @@ def report_choices() -> dict[str, list[str]]:
     from approvals import catalogue
     from soc_console import roles
 
+    # Everyone who may decide a proposal: admins may, and their decisions are reported too.
     analysts = (
-        User.objects.filter(groups__name__in=[roles.ANALYST, roles.SENIOR])
+        User.objects.filter(
+            Q(groups__name__in=[roles.ANALYST, roles.SENIOR, roles.ADMIN]) | Q(is_superuser=True)
+        )
         .order_by("username")
         .values_list("username", flat=True)
         .distinct()

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -15,7 +18,8 @@ from soc_console import roles
 
 from . import charts, exports, reports, selectors
 from .filters import BadFilter, moment, proposal_id
-from .log import verify_and_record
+from .log import verification_is_genuine, verify_and_record
+from .models import VerificationRun
 
 
 def _bad_filter(exc: BadFilter) -> HttpResponse:
@@ -34,6 +38,13 @@ def _filters(request: HttpRequest) -> dict:
     }
 
 
+def _bad_seqs(run: VerificationRun | None) -> set[int]:
+    """The events a failed verification named, to mark them in the table."""
+    if run is None or run.ok or not isinstance(run.problems, list):
+        return set()
+    return {p["seq"] for p in run.problems if isinstance(p, dict) and isinstance(p.get("seq"), int)}
+
+
 @require_GET
 @console_role(roles.can_read_reports)
 def audit_page(request: HttpRequest) -> HttpResponse:
@@ -45,13 +56,17 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     page = Paginator(events, 100).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    verification = selectors.last_verification()
+    genuine = verification is not None and verification_is_genuine(verification)
     return render(
         request,
         "audit/audit.html",
         {
             "page": page,
             "head": selectors.chain_head(),
-            "verification": selectors.last_verification(),
+            "verification": verification,
+            "verification_genuine": genuine,
+            "bad_seqs": _bad_seqs(verification) if genuine else set(),
             "event_types": selectors.event_types(),
             "query": query.urlencode(),
             "filters": request.GET,
@@ -75,55 +90,134 @@ def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     return response
 
 
-def _report_filters(request: HttpRequest) -> reports.Filters:
-    """The report filters from the query string; anything unreadable falls back to a default."""
+# The report form's labels: a bad value is answered naming the field as the form shows it.
+REPORT_FIELDS = {
+    "since": "From",
+    "until": "Until",
+    "action": "Action",
+    "agent": "Agent",
+    "analyst": "Analyst",
+    "sla": "SLA (minutes)",
+    "threshold": "Auto threshold",
+    "scope": "Replay",
+}
+
+
+def _report_filters(request: HttpRequest, choices: dict[str, list[str]]) -> reports.Filters:
+    """The report filters from the query string; an empty field takes its default, a value
+    that cannot be read is refused (BadFilter naming the field)."""
+    get = request.GET
+    zone = ZoneInfo(settings.REPORT_TIME_ZONE)
     default = reports.Filters.default()
-    since = moment(request.GET.get("since")) or default.since
-    until = moment(request.GET.get("until"))
+    since = _field("since", lambda: moment(get.get("since"), zone)) or default.since
+    until = _field("until", lambda: moment(get.get("until"), zone))
     # A date picked as "until" means through the end of that day.
-    if until and len(request.GET["until"]) == 10:
+    if until and len(get["until"]) == 10:
         try:
             until = until + timedelta(days=1)
         except OverflowError as exc:
-            raise BadFilter(f"{request.GET['until']!r} is too far in the future.") from exc
-    if until and since >= until:
-        raise BadFilter("the start of the period must come before its end.")
+            raise BadFilter(
+                f"{get['until']!r} is too far in the future.", field=REPORT_FIELDS["until"]
+            ) from exc
+    until = until or default.until
+    if since >= until:
+        raise BadFilter(
+            "the start of the period must come before its end.", field=REPORT_FIELDS["until"]
+        )
+    picked = {}
+    for name, options in (
+        ("action", choices["actions"]),
+        ("agent", choices["agents"]),
+        ("analyst", choices["analysts"]),
+    ):
+        value = get.get(name) or None
+        if value is not None and value not in options:
+            raise BadFilter(f"there is no {name} {value!r}.", field=REPORT_FIELDS[name])
+        picked[name] = value
+    scope = get.get("scope") or "granted"
+    if scope not in ("granted", "reversible"):
+        raise BadFilter(
+            f"{scope!r} is neither 'granted' nor 'reversible'.", field=REPORT_FIELDS["scope"]
+        )
     return reports.Filters(
         since=since,
-        until=until or default.until,
-        action=request.GET.get("action") or None,
-        agent=request.GET.get("agent") or None,
-        analyst=request.GET.get("analyst") or None,
-        sla_minutes=_number(request.GET.get("sla"), int, default.sla_minutes, 1, 24 * 60),
-        threshold=_number(request.GET.get("threshold"), float, default.threshold, 0.0, 1.0),
-        scope="reversible" if request.GET.get("scope") == "reversible" else "granted",
+        until=until,
+        sla_minutes=_number(get, "sla", int, default.sla_minutes, 1, 24 * 60),
+        threshold=_number(get, "threshold", float, default.threshold, 0.0, 1.0),
+        scope=scope,
+        **picked,
     )
 
 
-def _number(raw: str | None, kind: type, default: Any, low: float, high: float) -> Any:
+def _field(name: str, read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except BadFilter as exc:
+        raise BadFilter(str(exc), field=REPORT_FIELDS[name]) from exc
+
+
+def _number(get: Any, name: str, kind: type, default: Any, low: float, high: float) -> Any:
+    raw = get.get(name)
+    if raw is None or raw == "":
+        return default
+    what = "a whole number" if kind is int else "a number"
     try:
         value = kind(raw)
-    except (TypeError, ValueError):
-        return default
-    return value if low <= value <= high else default
+    except ValueError:
+        value = None
+    # NaN fails both comparisons, so it is refused as well.
+    if value is None or not low <= value <= high:
+        raise BadFilter(
+            f"{raw!r} is not {what} from {low:g} to {high:g}.", field=REPORT_FIELDS[name]
+        )
+    return value
 
 
-def _build_report(request: HttpRequest, name: str) -> tuple[Any, reports.Filters]:
+def _report_problem(request: HttpRequest, name: str, exc: BadFilter) -> HttpResponse:
+    """A filter that cannot be read, answered inside the layout, naming the field."""
+    return render(
+        request,
+        "audit/report_problem.html",
+        {
+            "field": exc.field or "filter",
+            "problem": str(exc),
+            "report": name if name in reports.REPORTS else "latency",
+            "tabs": REPORT_TABS,
+        },
+        status=400,
+    )
+
+
+def _build_report(
+    request: HttpRequest, name: str, choices: dict[str, list[str]]
+) -> tuple[Any, reports.Filters]:
     """The named report under the request's filters: what the page and its CSV both show."""
     build = reports.REPORTS.get(name)
     if build is None:
         raise Http404("Unknown report.")
-    filters = _report_filters(request)
+    filters = _report_filters(request, choices)
     return build(filters), filters
+
+
+def _date_input(at: datetime, *, end: bool) -> tuple[str, str]:
+    """(input type, value) that gives `at` back when the form is applied: a date when `at` is
+    a midnight in the reports' time zone (an end date means through that day), otherwise the
+    date and time."""
+    shown = reports.local(at)
+    if shown.time() == time():
+        return "date", f"{shown - timedelta(days=1) if end else shown:%Y-%m-%d}"
+    return "datetime-local", f"{shown:%Y-%m-%dT%H:%M:%S}"
 
 
 @require_GET
 @console_role(roles.can_read_reports)
 def reports_page(request: HttpRequest) -> HttpResponse:
+    name = request.GET.get("report") or "latency"
+    choices = selectors.report_choices()
     try:
-        report, filters = _build_report(request, request.GET.get("report") or "latency")
+        report, filters = _build_report(request, name, choices)
     except BadFilter as exc:
-        return _bad_filter(exc)
+        return _report_problem(request, name, exc)
     query = request.GET.copy()
     query.pop("report", None)
     return render(
@@ -134,8 +228,10 @@ def reports_page(request: HttpRequest) -> HttpResponse:
             "charts": [charts.render(c) for c in [report.chart, *report.extra_charts]],
             "tabs": REPORT_TABS,
             "filters": filters,
-            "until_shown": (filters.until - timedelta(seconds=1)).date(),
-            "choices": selectors.report_choices(),
+            "since_input": _date_input(filters.since, end=False),
+            "until_input": _date_input(filters.until, end=True),
+            "period": reports.period_text(filters),
+            "choices": choices,
             "query": query.urlencode(),
         },
     )
@@ -153,9 +249,9 @@ REPORT_TABS = [
 @console_role(roles.can_read_reports)
 def report_csv(request: HttpRequest, report: str) -> HttpResponse:
     try:
-        result, filters = _build_report(request, report)
+        result, filters = _build_report(request, report, selectors.report_choices())
     except BadFilter as exc:
-        return _bad_filter(exc)
+        return _report_problem(request, report, exc)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{report}.csv"'
     writer = exports.CsvWriter(response)
@@ -167,6 +263,10 @@ def report_csv(request: HttpRequest, report: str) -> HttpResponse:
             filters.since.isoformat(),
             "until",
             filters.until.isoformat(),
+            "counted",
+            result.counted,
+            "period",
+            reports.period_text(filters),
         ]
     )
     writer.writerow(["finding", result.finding])
@@ -183,7 +283,5 @@ def audit_verify(request: HttpRequest) -> HttpResponse:
     if result.ok:
         messages.success(request, f"Audit chain intact: {result.events} events.")
     else:
-        messages.error(
-            request, f"Audit chain BROKEN at event #{result.first_bad_seq}: {result.problem}"
-        )
+        messages.error(request, f"Audit chain {result.broken_summary()}")
     return redirect("/audit/")

@@ -88,7 +88,7 @@ def start_server(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=1).close()
+            urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).close()
             return process
         except HTTPError:
             return process  # answered, if not with 200

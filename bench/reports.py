@@ -1,6 +1,6 @@
 """Report and audit-chain benchmark at scale (a script, not a test).
 
-    python bench/reports.py [--decisions 1000000] [--drop]
+    python -m bench.reports [--decisions 1000000] [--drop]
 
 Uses its own PostgreSQL database (BENCH_DATABASE_URL, default soc_bench_reports on the local
 server), migrates it, generates synthetic history until it holds the requested number of
@@ -109,7 +109,8 @@ def main() -> None:
     client = Client()
     client.force_login(User.objects.get(username="manager"))
     whole = f"since={first:%Y-%m-%d}&until={last:%Y-%m-%d}"
-    # The page's default period is the last 28 days before now; the history may end earlier.
+    # The page's default period is the last 28 whole days, today included; the history may
+    # end earlier.
     recent = f"since={last - timedelta(days=27):%Y-%m-%d}&until={last:%Y-%m-%d}"
     with connection.cursor() as cursor:
         cursor.execute(

@@ -8,6 +8,9 @@ from celery.signals import task_postrun, task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "soc_console.settings")
 
+# Tasks log with the ids they act on, and carry the id of the request that sent them.
+from soc_console import logs  # noqa: E402, F401
+
 app = Celery("soc_console")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

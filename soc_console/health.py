@@ -1,4 +1,6 @@
-"""/healthz: the database, Redis, the Celery broker and the workers' heartbeat."""
+"""/healthz: the database, Redis, the Celery broker and the workers' heartbeat (is the console
+working?). /readyz: may this web process take traffic (its database answers and every migration
+it knows is applied)?"""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import time
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
@@ -60,3 +63,42 @@ def healthz(request: HttpRequest) -> JsonResponse:
     }
     ok = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if ok else "degraded", **checks}, status=200 if ok else 503)
+
+
+# Once every migration this code knows is applied it stays so (a later release's migrations are
+# not in this code's graph), so the graph is loaded until then, not on every probe.
+_migrated = False
+
+
+def _migrations() -> str:
+    global _migrated
+    if _migrated:
+        return "ok"
+    try:
+        executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except Exception as exc:
+        return f"unknown: {exc.__class__.__name__}"
+    if plan:
+        names = ", ".join(f"{m.app_label}.{m.name}" for m, _backwards in plan[:5])
+        more = f" and {len(plan) - 5} more" if len(plan) > 5 else ""
+        return f"pending: {len(plan)} ({names}{more})"
+    _migrated = True
+    return "ok"
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness, for a load balancer or orchestrator: 503 until the database answers and
+    `migrate` has run, so that a new release takes no traffic before its schema exists.
+    Redis and the workers are /healthz's business: without them the API still answers (503 for
+    what needs them), and taking every web node out of service would not bring them back."""
+    database = _database()
+    checks = {
+        "database": database,
+        "migrations": _migrations() if database == "ok" else "unknown: no database",
+    }
+    ok = all(value == "ok" for value in checks.values())
+    return JsonResponse(
+        {"status": "ready" if ok else "not ready", **checks}, status=200 if ok else 503
+    )

@@ -49,6 +49,12 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 
 def _worker(sock: socket.socket, options: dict[str, Any]) -> None:
+    import django
+
+    # Logging as the settings say (JSON lines with LOG_FORMAT=json) before uvicorn loads its
+    # protocols, which may warn.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "soc_console.settings")
+    django.setup(set_prefix=False)
     import uvicorn
     from django.urls import get_resolver
 
@@ -86,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     options = {
+        # With JSON logs uvicorn's own lines go through the settings' handler like the rest.
+        **({"log_config": None} if os.environ.get("LOG_FORMAT") == "json" else {}),
         "log_level": args.log_level,
         "access_log": not args.no_access_log,
         "ws": "websockets",

@@ -12,6 +12,8 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from csp.constants import NONE, SELF
@@ -117,8 +119,9 @@ if not SECURE_HSTS_SECONDS and (SECURE_HSTS_INCLUDE_SUBDOMAINS or SECURE_HSTS_PR
         "without it no Strict-Transport-Security header is sent at all"
     )
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-# Load balancers and orchestrators probe /healthz over plain http from inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Load balancers, orchestrators and Prometheus reach /healthz, /readyz and /metrics over plain
+# http from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 # Only behind a proxy that sets X-Forwarded-Proto itself and strips any a client sent: with
 # this on, that header alone decides whether a request came over https.
 if env_bool("TRUST_PROXY_SSL_HEADER", False):
@@ -168,7 +171,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: every error under /api/v1/, whoever answers it, in problem+json.
+    # First: whatever is logged while a request is handled carries its request id.
+    "soc_console.logs.RequestContextMiddleware",
+    # Then every error under /api/v1/, whoever answers it, in problem+json.
     "soc_console.problems.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -246,6 +251,20 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The role that owns the tables and runs `migrate`; DATABASE_URL is then the runtime role,
+# which `migrate` grants what the app needs and no more (audit tables: read and append only).
+MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL", "")
+if MIGRATION_DATABASE_URL:
+    _owner = dj_database_url.parse(MIGRATION_DATABASE_URL)
+    _runtime = DATABASES["default"]
+    if not _runtime["ENGINE"].endswith("postgresql") or not _owner["ENGINE"].endswith("postgresql"):
+        raise ImproperlyConfigured(
+            "MIGRATION_DATABASE_URL needs PostgreSQL in both it and DATABASE_URL (roles)"
+        )
+    if any(_owner.get(k) != _runtime.get(k) for k in ("NAME", "HOST", "PORT")):
+        raise ImproperlyConfigured(
+            "MIGRATION_DATABASE_URL must name the same database, host and port as DATABASE_URL"
+        )
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_PREFIX = env_str("CHANNEL_PREFIX", "soc")
@@ -305,7 +324,15 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# `collectstatic` (run by `make run` and the image build) writes each file under a name with
+# its content's hash, gzipped beside it, and a manifest; pages link those names, and WhiteNoise
+# serves them with a year's Cache-Control (soc_console/static.py). With DEBUG on, pages link
+# the plain names and WhiteNoise finds them in the apps' static folders.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "soc-console@localhost")
@@ -341,6 +368,39 @@ SPECTACULAR_SETTINGS = {
     # Severity, criticality and scope tiers share one scale; name it once.
     "ENUM_NAME_OVERRIDES": {"LowToCriticalEnum": "agents.models.Criticality"},
 }
+
+# The audit log: each event's hash is an HMAC under AUDIT_KEY, which never reaches the
+# database, so whoever can write the tables cannot re-hash the chain after rewriting it. Like
+# SECRET_KEY, it must be the deployment's own when DEBUG is off (`make run` generates one).
+DEV_AUDIT_KEY = "dev-only-audit-key-not-for-production-0123456789"
+AUDIT_KEY = env_str("AUDIT_KEY", DEV_AUDIT_KEY if DEBUG else "")
+if not DEBUG and (not AUDIT_KEY.strip() or AUDIT_KEY == DEV_AUDIT_KEY):
+    raise SystemExit(
+        "AUDIT_KEY must be set to a secret of this deployment when DEBUG is off (generate one "
+        "with: python3 -c 'import secrets; print(secrets.token_hex(32))'), kept outside the "
+        "database; `make run` generates its own in .run/secrets.env"
+    )
+if len(AUDIT_KEY) < 32:
+    raise SystemExit("AUDIT_KEY must be at least 32 characters long")
+# Signed checkpoints of the chain's head go to each of these (comma-separated):
+# file:///path.jsonl (verify_audit reads it back) and syslog+tcp://host:port.
+AUDIT_ANCHOR_URL = env_list("AUDIT_ANCHOR_URL", [])
+for _url in AUDIT_ANCHOR_URL:
+    _parts = urlsplit(_url)
+    try:
+        _port = _parts.port
+    except ValueError:
+        _port = None
+    if not (
+        (_parts.scheme == "file" and _parts.netloc == "" and _parts.path.startswith("/"))
+        or (_parts.scheme == "syslog+tcp" and _parts.hostname and _port)
+    ):
+        raise ImproperlyConfigured(
+            f"AUDIT_ANCHOR_URL: {_url!r} is neither file:///absolute/path.jsonl nor "
+            "syslog+tcp://host:port"
+        )
+AUDIT_ANCHOR_SECONDS = env_float("AUDIT_ANCHOR_SECONDS", 60.0, minimum=1.0)
+
 
 # Agent API limits.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 65536, minimum=1024)
@@ -395,12 +455,66 @@ LIVE_COUNTERS_SECONDS = min(env_float("LIVE_COUNTERS_SECONDS", 0.25), 60.0)
 REVIEW_SECONDS_MAX = env_int("REVIEW_SECONDS_MAX", 3600, minimum=60)
 RUBBER_STAMP_SECONDS = env_float("RUBBER_STAMP_SECONDS", 4.0)
 
+
+def parse_shift_bands(raw: str) -> tuple[tuple[str, int, int], ...]:
+    """'day=05-12,afternoon=12-19,night=19-05': named bands of the day, by the hour a shift
+    starts (end excluded, wrapping past midnight); together they cover every hour once."""
+    bands = []
+    for item in raw.split(","):
+        name, _, hours = item.strip().partition("=")
+        start, _, end = hours.partition("-")
+        if not name.strip() or not start.strip().isdigit() or not end.strip().isdigit():
+            raise ValueError(f"{item.strip()!r} is not name=HH-HH")
+        first, last = int(start), int(end)
+        if not (0 <= first <= 23 and 0 <= last <= 24 and first != last):
+            raise ValueError(f"{item.strip()!r}: hours run 00-24 and a band is not empty")
+        bands.append((name.strip(), first, last % 24))
+    for hour in range(24):
+        if sum(_in_band(hour, first, last) for _, first, last in bands) != 1:
+            raise ValueError(f"the bands must cover each hour exactly once; {hour:02d}:00 is not")
+    if len({name for name, _, _ in bands}) != len(bands):
+        raise ValueError("each band needs its own name")
+    return tuple(bands)
+
+
+def _in_band(hour: int, first: int, last: int) -> bool:
+    return first <= hour < last if first < last else (hour >= first or hour < last)
+
+
+def env_shift_bands(name: str, default: str) -> tuple[tuple[str, int, int], ...]:
+    raw = os.environ.get(name) or default
+    try:
+        return parse_shift_bands(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from exc
+
+
+def env_time_zone(name: str, default: str) -> str:
+    raw = os.environ.get(name) or default
+    try:
+        ZoneInfo(raw)
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        raise ImproperlyConfigured(
+            f"{name} must be a time zone such as Europe/Paris, not {raw!r}"
+        ) from exc
+    return raw
+
+
+# Reports: the time zone of their dates, hours of day and shift bands (the console's own by
+# default), and the bands a shift is filed under by the hour it starts.
+REPORT_TIME_ZONE = env_time_zone("REPORT_TIME_ZONE", TIME_ZONE)
+SHIFT_BANDS = env_shift_bands("SHIFT_BANDS", "day=05-12,afternoon=12-19,night=19-05")
+
 # Execution engine.
 EXECUTION_LEASE_SECONDS = env_int("EXECUTION_LEASE_SECONDS", 60, minimum=1)
 EXECUTION_QUEUED_STALE_SECONDS = env_int("EXECUTION_QUEUED_STALE_SECONDS", 30, minimum=1)
 EXECUTION_MAX_ATTEMPTS = env_int("EXECUTION_MAX_ATTEMPTS", 5, minimum=1)
 EXECUTION_BACKOFF_BASE_SECONDS = env_float("EXECUTION_BACKOFF_BASE_SECONDS", 1.0)
 EXECUTION_BACKOFF_MAX_SECONDS = env_float("EXECUTION_BACKOFF_MAX_SECONDS", 30.0)
+# An analyst's approval waits this long before its execution may start, so that a slip (the
+# wrong card, the wrong key) can be undone before anything reaches a connector; 0 turns the
+# window off. Automatic approvals are not delayed: no human gave them.
+APPROVAL_UNDO_SECONDS = env_float("APPROVAL_UNDO_SECONDS", 5.0)
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 10.0, minimum=0.5)
 CONNECTOR_LATENCY_MS = env_int("CONNECTOR_LATENCY_MS", 0, minimum=0)
 # Targets named slow-… take this long per call (a slow outside system; stop a worker mid-call).
@@ -466,6 +580,11 @@ if EXECUTION_BACKOFF_MAX_SECONDS >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
         "EXECUTION_BACKOFF_MAX_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS: a retry "
         "waiting out its countdown is an unacknowledged message that Redis would redeliver"
     )
+if APPROVAL_UNDO_SECONDS >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        "APPROVAL_UNDO_SECONDS must be below CELERY_VISIBILITY_TIMEOUT_SECONDS: an approval's "
+        "task waits out the window as an unacknowledged message that Redis would redeliver"
+    )
 # With late acks a lost broker connection means the running tasks' messages will be delivered
 # again; stop them rather than let two attempts overlap (the lease and the sweeper recover
 # the stopped ones).
@@ -491,10 +610,38 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+if AUDIT_ANCHOR_URL:
+    # A missed tick is not worth catching up: the next checkpoint covers the events since.
+    CELERY_BEAT_SCHEDULE["audit-anchor"] = {
+        "task": "audit.tasks.anchor",
+        "schedule": AUDIT_ANCHOR_SECONDS,
+        "options": {"expires": AUDIT_ANCHOR_SECONDS},
+    }
+
+# /metrics: with a token, only `Authorization: Bearer <token>`; without one, loopback only.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, and the request,
+# proposal and execution the line concerns); text otherwise.
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+# The worker keeps these settings' handlers instead of installing its own text format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
+
+LOGGING_CONFIG = "soc_console.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "soc_console.logs.ContextFilter"}},
+    "formatters": {"json": {"()": "soc_console.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["context"],
+            **({"formatter": "json"} if LOG_FORMAT == "json" else {}),
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # One line per agent request from the simulator drowns the worker's log; django-axes
     # writes two per sign-in (its failures and lockouts are warnings, and stay).

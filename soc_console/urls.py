@@ -9,7 +9,8 @@ from agents import api as agent_api
 from approvals import api
 from approvals import views as console
 
-from .health import healthz
+from .health import healthz, readyz
+from .metrics import metrics
 
 api_v1 = [
     path("agent/", agent_api.me, name="api-agent"),
@@ -17,6 +18,9 @@ api_v1 = [
     path("proposals/<uuid:proposal_id>/", api.proposal_detail, name="api-proposal"),
     path("proposals/<uuid:proposal_id>/withdraw/", api.proposal_withdraw, name="api-withdraw"),
     path("proposals/<uuid:proposal_id>/decisions/", api.proposal_decide, name="api-decisions"),
+    path(
+        "proposals/<uuid:proposal_id>/decisions/undo/", api.approval_undo, name="api-undo-approval"
+    ),
     path("proposals/<uuid:proposal_id>/rollback/", api.proposal_rollback, name="api-rollback"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Split: the page loads its start-up script from ?script, as the CSP allows no inline one.
@@ -31,6 +35,7 @@ urlpatterns = [
     path("partials/stop-banner/", console.stop_banner, name="stop-banner"),
     path("proposals/<uuid:proposal_id>/", console.proposal_page, name="proposal"),
     path("proposals/<uuid:proposal_id>/decide/", console.decide, name="decide"),
+    path("proposals/<uuid:proposal_id>/undo/", console.undo_approval, name="undo-approval"),
     path("proposals/<uuid:proposal_id>/rollback/", console.rollback, name="rollback"),
     path("proposals/<uuid:proposal_id>/confirm/", console.confirm_review, name="confirm-review"),
     path("executions/<uuid:execution_id>/release/", console.release_held, name="release-held"),
@@ -44,4 +49,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -26,9 +26,22 @@ os.environ.setdefault("LIVE_COUNTERS_SECONDS", "0.05")
 # refusal.
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("API_KEY_PEPPER", "tests-only-api-key-pepper-0123456789abcdef")
+# Approvals run at once unless a test opens the undo window itself (tests of the undo do).
+os.environ.setdefault("APPROVAL_UNDO_SECONDS", "0")
+# The audit log's HMAC key; workers and servers the tests start inherit it, so that the events
+# they append verify in the test process.
+os.environ.setdefault("AUDIT_KEY", "test-only-audit-key-0123456789abcdef")
 
 from soc_console.settings import *  # noqa: E402, F403
 
-# The audit table refuses TRUNCATE unless this session setting is on; flushing the test
-# database between transactional tests needs it. Only the test process's connections set it.
+# The audit table refuses TRUNCATE unless this session setting is on and the session's role
+# owns the table (or is a superuser); flushing the test database between transactional tests
+# needs it. Only the test process's connections set it.
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c soc.allow_audit_truncate=on"  # noqa: F405
+
+# Pages rendered in the test process link plain static names: no collectstatic manifest is
+# needed. The live server (tests/browser) serves collectstatic's hashed files as deployed.
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

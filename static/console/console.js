@@ -1,18 +1,27 @@
-// Console behaviour: live queue upkeep, keyboard, time on card, reconnect recovery.
+// Console behaviour: live queue upkeep, keyboard, time on card, reconnect recovery, and the
+// rules that keep a key press from deciding anything the analyst did not mean to decide.
 (function () {
   "use strict";
   var body = document.body;
   var me = body.dataset.username || "";
   var LIVE_CLOSE_CODES = [1006, 1011, 1012, 1013]; // the ws extension reconnects after these
+  // A shortcut acts only on a card selected, on screen and where it is for at least this
+  // long: a card that just arrived, moved or changed under the analyst is not what they read.
+  var STEADY_MS = 300;
   var socket = null;
   var opened = 0;
   var selectedId = null; // the card the analyst is on, kept across re-renders
-  var selectedIndex = 0; // where it was, so that the next card takes its place
+  var selectedIndex = 0; // where it was, so that after a decision the next card takes its place
   var announced = null; // the card other analysts were told this one is reviewing
   var arrivedAt = {}; // proposal id -> ms when the card first reached this page
   var shownAt = {}; // proposal id -> ms when the card was first on screen
-  var gone = {}; // proposal ids that left the queue; a late re-fetch must not bring them back
+  // Proposal ids that left the queue -> the server's clock (ms) when that was rendered. An
+  // older copy of the card (a late message, a re-fetch started before) must not bring it back;
+  // a newer one (an approval undone) does.
+  var gone = {};
   var deciding = {}; // proposal ids this analyst has a decision in flight for
+  var visibleSince = typeof WeakMap === "function" ? new WeakMap() : null; // element -> ms
+  var watch = { el: null, id: null, top: 0, since: 0, why: "selected" }; // see noteSteadiness
   var countersAt = 0;
   var refillTimer = null;
 
@@ -55,16 +64,27 @@
         var colon = oob.indexOf(":");
         var target = colon >= 0 ? document.querySelector(oob.slice(colon + 1)) : document.getElementById(node.id);
         if (node.id && node.id.indexOf("reviewing-") === 0) { clearOtherReviews(node); }
+        var at = Number(node.dataset.at) || 0;
         if (oob === "delete" && node.id.indexOf("card-") === 0) {
           var id = node.id.slice(5);
-          gone[id] = Date.now();
-          if (target && id === selectedId && !deciding[id] && node.dataset.note) {
-            showFlash(node.dataset.note, "info");
+          gone[id] = Math.max(gone[id] || 0, at || 1);
+          // The card the analyst is on, or holds the focus; on a proposal page, its decide panel.
+          var working = target && (id === selectedId || target.contains(document.activeElement) ||
+            target.classList.contains("decide-panel"));
+          if (working && !deciding[id]) {
+            // Decided or withdrawn elsewhere while the analyst was on it: the selection does
+            // not jump to another card (the next key would act there); it stays put and says so.
+            leaveInPlace(target, node.dataset.note);
+            node.remove();
+            return;
           }
         }
         if (colon >= 0 && oob.slice(colon + 1) === "#queue-cards") {
           var card = node.querySelector(".card");
-          if (card && gone[card.dataset.id]) { node.remove(); return; } // arrived out of order
+          if (card && gone[card.dataset.id]) {
+            if (at <= gone[card.dataset.id]) { node.remove(); return; } // older than its leaving
+            delete gone[card.dataset.id]; // back in the queue (an approval was undone)
+          }
           if (card && !arrivedAt[card.dataset.id]) arrivedAt[card.dataset.id] = Date.now();
         }
         if (node.id === "queue-counters") countersAt = Date.now();
@@ -116,10 +136,16 @@
       return (parseFloat(b[0].dataset.priority) - parseFloat(a[0].dataset.priority)) || (a[1] - b[1]);
     }).map(function (pair) { return pair[0]; });
     var limit = parseInt(document.getElementById("queue").dataset.pageSize || "50", 10);
-    var focusLost = !document.activeElement || document.activeElement === body;
+    // Each card goes right after the card before it in priority order, so only cards out of
+    // place move (moving one drops the focus inside it), and a notice of a card that left
+    // (.card-left) keeps its place among the others.
+    var previous = null;
     list.forEach(function (card, index) {
       if (index >= limit) { card.remove(); return; }
-      if (box.children[index] !== card) box.insertBefore(card, box.children[index] || null);
+      if (previousCard(card) !== previous) {
+        box.insertBefore(card, previous ? previous.nextSibling : box.querySelector(":scope > .card"));
+      }
+      previous = card;
       var cid = card.dataset.id;
       if (!arrivedAt[cid]) arrivedAt[cid] = Date.now();
       card.classList.toggle("mine", (card.dataset.deciders || "").split(" ").indexOf(me) >= 0);
@@ -128,14 +154,9 @@
     list = cards();
     var current = selected();
     list.forEach(function (card) { card.classList.toggle("selected", card === current); });
-    if (!current && list.length) {
-      // The card the analyst was on left (decided here or elsewhere): its neighbour takes over.
-      var next = list[Math.min(selectedIndex, list.length - 1)];
-      mark(next);
-      if (focusLost) next.focus({ preventScroll: true });
-    } else if (current) {
-      selectedIndex = list.indexOf(current);
-    }
+    // A card that left is not replaced by another: see leaveInPlace and advanceAfterDecision.
+    if (current) selectedIndex = list.indexOf(current);
+    noteSteadiness();
     document.getElementById("queue-empty").hidden = list.length > 0;
     document.getElementById("queue-more").hidden = !(pendingCount() > list.length);
     if (queueShort()) scheduleRefill();
@@ -158,16 +179,52 @@
     if (oldReview && newReview && !newReview.dataset.reviewer) newReview.replaceWith(oldReview);
   }
 
+  function previousCard(el) {
+    var sibling = el.previousElementSibling;
+    while (sibling && !sibling.classList.contains("card")) sibling = sibling.previousElementSibling;
+    return sibling;
+  }
+
   function mark(card) {
     var current = selected();
     if (current) current.classList.remove("selected");
     card.classList.add("selected");
     selectedId = card.dataset.id;
     selectedIndex = cards().indexOf(card);
+    noteSteadiness();
+  }
+
+  // The card the analyst was on left the queue (another analyst decided it, the agent withdrew
+  // it, it expired): a notice takes its place, keeps the focus if the card had it, and is read
+  // out. Nothing is selected until the analyst chooses a card, so the keys they were typing
+  // (the rest of a reason, say) cannot act on a card they never looked at.
+  function leaveInPlace(card, note) {
+    var hadFocus = card.contains(document.activeElement);
+    var inQueue = !!card.closest("#queue-cards");
+    var text = (note || "This proposal is no longer pending.").replace(/\.$/, "");
+    text += inQueue ? " — select another card (j, k or a click)." : ".";
+    var notice = document.createElement("div");
+    notice.className = "card-left";
+    notice.tabIndex = -1;
+    notice.dataset.left = card.dataset.id || "";
+    notice.textContent = text;
+    card.replaceWith(notice);
+    if (inQueue && card.dataset.id === selectedId) selectedId = null;
+    if (hadFocus) notice.focus({ preventScroll: true });
+    showFlash(text, "info");
+  }
+
+  // Removing a notice moves the cards below it: never between a press and its release, or
+  // the click would land on whatever moved under the pointer (see the click listener).
+  function clearNotices() {
+    document.querySelectorAll(".card-left").forEach(function (el) { el.remove(); });
+    noteSteadiness();
   }
 
   function select(card, keepFocus) {
     if (!card) return;
+    var hadFocus = document.activeElement && document.activeElement.classList.contains("card-left");
+    if (hadFocus) keepFocus = false; // the focus was on the notice: it moves to the new card
     mark(card);
     if (!keepFocus) card.focus({ preventScroll: true });
     card.scrollIntoView({ block: "nearest" });
@@ -182,8 +239,32 @@
     var list = cards();
     if (!list.length) return;
     var index = list.indexOf(selected());
-    index = index < 0 ? 0 : Math.min(list.length - 1, Math.max(0, index + step));
+    var notice = document.querySelector("#queue-cards > .card-left");
+    if (index < 0 && notice) {
+      // Nothing selected since the card left: j takes the card below its notice, k the one above.
+      var after = notice.nextElementSibling;
+      while (after && !after.classList.contains("card")) after = after.nextElementSibling;
+      var below = after ? list.indexOf(after) : list.length;
+      index = Math.min(list.length - 1, Math.max(0, step > 0 ? below : below - 1));
+    } else if (index < 0) {
+      index = 0;
+    } else {
+      index = Math.min(list.length - 1, Math.max(0, index + step));
+    }
+    clearNotices();
     select(list[index]);
+  }
+
+  // After the analyst's own decision the next card takes the place of the one decided (the
+  // keyboard flow through a queue); STEADY_MS keeps a second press from deciding it unseen.
+  function advanceAfterDecision() {
+    var list = cards();
+    if (!list.length || selected()) return;
+    var next = list[Math.min(selectedIndex, list.length - 1)];
+    mark(next);
+    if (!document.activeElement || document.activeElement === body) {
+      next.focus({ preventScroll: true });
+    }
   }
 
   function pendingCount() {
@@ -224,9 +305,24 @@
         var old = document.getElementById("queue");
         if (!fresh || !old) return; // signed out: the next page load shows the login
         var freshBox = fresh.querySelector("#queue-cards");
+        var freshAt = Number(fresh.dataset.at) || 0;
+        Array.prototype.slice.call(freshBox.querySelectorAll(":scope > .card")).forEach(function (card) {
+          // Pending as of a render after it left: it came back (an approval was undone).
+          if (gone[card.dataset.id] && freshAt > gone[card.dataset.id]) delete gone[card.dataset.id];
+        });
         cards().forEach(function (card) {
           if ((arrivedAt[card.dataset.id] || 0) >= started) freshBox.appendChild(card);
         });
+        var notice = old.querySelector("#queue-cards > .card-left");
+        if (notice) {
+          // The notice of a card that left stays where it was, before the same next card.
+          var after = notice.nextElementSibling;
+          while (after && !after.classList.contains("card")) after = after.nextElementSibling;
+          var anchor = after ? freshBox.querySelector("#card-" + after.dataset.id) : null;
+          var focused = document.activeElement === notice;
+          freshBox.insertBefore(notice, anchor);
+          if (focused) notice.focus({ preventScroll: true });
+        }
         if (countersAt >= started) {
           fresh.querySelector("#queue-counters").replaceWith(document.getElementById("queue-counters"));
         }
@@ -288,12 +384,18 @@
   // --- time on card ---------------------------------------------------------------------------
   // "Shown" is when at least half the card was first on screen, not when it was appended
   // below the fold: that is what the fatigue report's time on card means.
+  // The same observer says since when a card has been on screen (half of it at least), for
+  // STEADY_MS: a key acts only on a card the analyst could have been reading.
   var observer = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
     entries.forEach(function (entry) {
       var id = entry.target.dataset.id;
-      if (entry.isIntersecting && !shownAt[id]) shownAt[id] = Date.now();
+      var seen = entry.isIntersecting && entry.intersectionRatio >= 0.5;
+      if (seen && !shownAt[id]) shownAt[id] = Date.now();
+      if (!visibleSince) return;
+      if (!seen) visibleSince.delete(entry.target);
+      else if (!visibleSince.has(entry.target)) visibleSince.set(entry.target, Date.now());
     });
-  }, { threshold: 0.5 }) : null;
+  }, { threshold: [0, 0.5, 1] }) : null;
 
   function observe(card) {
     if (!observer || card.dataset.observed) return;
@@ -334,36 +436,106 @@
     return selected() || document.querySelector(".decide-panel");
   }
 
+  function isTextField(el) {
+    if (!el || el.nodeType !== 1) return false;
+    var tag = el.tagName.toLowerCase();
+    return tag === "input" || tag === "textarea" || tag === "select" || el.isContentEditable;
+  }
+
+  function pageTop(el) { return Math.round(el.getBoundingClientRect().top + window.scrollY); }
+
+  // Keep track of the card a key would act on: when it became that card, and where it is.
+  // A different element (another card selected, or a newer copy of the same card) or a new
+  // position (cards arriving, leaving or growing above it) starts the STEADY_MS clock again.
+  function noteSteadiness() {
+    var el = decideTarget();
+    var now = Date.now();
+    if (!el) { watch = { el: null, id: null, top: 0, since: now, why: "selected" }; return; }
+    var top = pageTop(el);
+    if (watch.el !== el) {
+      var why = watch.id && watch.id === el.dataset.id ? "changed" : "selected";
+      watch = { el: el, id: el.dataset.id, top: top, since: now, why: why };
+    } else if (watch.top !== top) {
+      watch.top = top;
+      watch.since = now;
+      watch.why = "moved";
+    }
+  }
+
+  // Why a key must not act on `el` now, in the analyst's words; "" when it may.
+  function unsteady(el) {
+    noteSteadiness();
+    var now = Date.now();
+    var rect = el.getBoundingClientRect();
+    var onScreen = rect.bottom > 0 && rect.top < window.innerHeight && rect.height > 0;
+    var shown = visibleSince ? visibleSince.get(el) : now - STEADY_MS;
+    if (!onScreen) return "the selected card is not on screen: scroll to it or select another";
+    if (watch.why === "moved" && now - watch.since < STEADY_MS) {
+      return "the cards moved just now; check the selected card";
+    }
+    if (watch.why === "changed" && now - watch.since < STEADY_MS) {
+      return "this card was updated just now; check it";
+    }
+    if (now - watch.since < STEADY_MS) return "this card was selected a moment ago; look at it";
+    if (!shown || now - shown < STEADY_MS) return "this card came on screen a moment ago; look at it";
+    return "";
+  }
+
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) return;
-    var tag = (event.target.tagName || "").toLowerCase();
-    if (tag === "input" || tag === "textarea" || tag === "select") {
+    if (event.isComposing) return;
+    var field = isTextField(event.target) ? event.target : null;
+    if (!field && isTextField(document.activeElement)) field = document.activeElement;
+    if (field) {
+      // Typing is never a shortcut.
       if (event.key === "Escape") {
-        event.target.blur();
-        var owner = event.target.closest(".card");
+        field.blur();
+        var owner = field.closest(".card");
         if (owner) owner.focus();
-      } else if (event.key === "Enter" && event.target.classList.contains("reason")) {
-        // Enter in the reason box rejects with what the analyst just typed.
+      } else if (event.key === "Enter" && field.classList.contains("reason")) {
+        // Enter in the note/reason box never decides. The same box holds an approval's note
+        // and a rejection's reason, so Enter could only guess which the analyst meant (it
+        // used to reject "ok to approve"). A tired analyst's Enter is a reflex; a decision
+        // must be a labelled button, or a or r outside the box, after reading the card.
         event.preventDefault();
-        event.target.closest("form").querySelector("button.reject").click();
+        showFlash("Enter does not decide: press Approve or Reject (Tab moves to them), or Esc and then a or r.", "info");
       }
       return;
     }
-    if (body.dataset.canDecide !== "true" && (event.key === "a" || event.key === "r")) return;
+    var key = event.key;
+    if (key === "j") { move(1); event.preventDefault(); return; }
+    if (key === "k") { move(-1); event.preventDefault(); return; }
+    if (key === "o" && selected()) { window.location = "/proposals/" + selected().dataset.id + "/"; return; }
+    if (key === "u") { undoLatest(); event.preventDefault(); return; }
+    if (key !== "a" && key !== "r") return;
+    event.preventDefault();
+    if (body.dataset.canDecide !== "true" || event.repeat) return; // a held key decides nothing
     var target = decideTarget();
-    if ((event.key === "a" || event.key === "r") && target && target.classList.contains("mine")) {
-      showFlash("You already approved this one; another analyst must give the next approval.", false);
-      event.preventDefault();
+    if (!target) {
+      if (!document.querySelector(".card-left")) showFlash("Select a card first: j, k or a click.", "info");
       return;
     }
-    if (event.key === "j") { move(1); event.preventDefault(); }
-    else if (event.key === "k") { move(-1); event.preventDefault(); }
-    else if (event.key === "a" && target) { target.querySelector("button.approve").click(); event.preventDefault(); }
-    else if (event.key === "r" && target) { target.querySelector("input.reason").focus(); event.preventDefault(); }
-    else if (event.key === "o" && selected()) {
-      window.location = "/proposals/" + selected().dataset.id + "/";
+    if (target.classList.contains("mine")) {
+      showFlash("You already approved this one; another analyst must give the next approval.", false);
+      return;
     }
+    var why = unsteady(target);
+    if (why) {
+      showFlash((key === "a" ? "Not approved: " : "Not rejected: ") + why + ", then press " + key + " again.", "info");
+      return;
+    }
+    // r sends the rejection with the reason in the box; without one the server refuses and
+    // the cursor goes to the box (see htmx:afterRequest).
+    var button = target.querySelector(key === "a" ? "button.approve" : "button.reject");
+    if (button) button.click();
   });
+
+  // Tabbing into a card selects it, so that the card a key acts on is the one the focus is in.
+  document.addEventListener("focusin", function (event) {
+    var card = event.target.closest && event.target.closest("#queue-cards > .card");
+    if (card && card.dataset.id !== selectedId) select(card, true);
+  });
+  window.addEventListener("resize", noteSteadiness);
 
   document.addEventListener("click", function (event) {
     var card = event.target.closest && event.target.closest("#queue-cards > .card");
@@ -371,6 +543,8 @@
     // forget which submit button was pressed.
     var control = event.target.closest("button, a, input, summary");
     if (card && (card.dataset.id !== selectedId || announced !== selectedId)) select(card, !!control);
+    // After this click has done what it was for (a button's submit included).
+    if (card && document.querySelector(".card-left")) setTimeout(clearNotices, 0);
   });
 
   // --- decisions ------------------------------------------------------------------------------
@@ -381,35 +555,100 @@
     var submitter = event.detail.triggeringEvent && event.detail.triggeringEvent.submitter;
     var verdict = submitter ? submitter.value : event.detail.parameters.verdict;
     if (verdict) event.detail.parameters.verdict = verdict;
-    var reason = form.querySelector("input.reason");
-    if (verdict === "reject" && reason.value.trim().length < 3) {
-      // The server refuses it too; saying so here saves a round trip and keeps focus.
-      event.preventDefault();
-      reason.focus();
-      reason.setAttribute("aria-invalid", "true");
-      showFlash("A rejection needs a reason: type why, then press Enter.", false);
-      return;
-    }
-    reason.removeAttribute("aria-invalid");
+    // Whether a rejection's reason is enough is the server's rule: it answers with its message
+    // and names the field (see htmx:afterRequest).
     if (holder) {
       deciding[holder.dataset.id] = true;
       event.detail.parameters.seconds_on_card = secondsOnCard(holder.dataset.id);
     }
   });
 
+  // The message the server answered a decision with (templates/approvals/flash.html).
+  function answerOf(xhr) {
+    var template = document.createElement("template");
+    template.innerHTML = (xhr && xhr.responseText) || "";
+    return template.content.querySelector(".flash") || document.createElement("p");
+  }
+
   document.addEventListener("htmx:afterRequest", function (event) {
+    // An undo was answered, done or refused: its button has nothing more to do.
+    var toast = event.detail.elt.closest && event.detail.elt.closest(".undo-toast");
+    if (toast) {
+      if (event.detail.successful) toast.remove();
+      return;
+    }
     var form = event.detail.elt.closest && event.detail.elt.closest("form.decide");
     if (!form) return;
     var holder = form.closest("[data-id]");
-    if (holder) delete deciding[holder.dataset.id];
-    var decided = /data-outcome="decided"/.test(event.detail.xhr.responseText || "");
-    if (holder && decided && event.detail.successful) {
+    var id = holder ? holder.dataset.id : null;
+    if (id) delete deciding[id];
+    var answer = answerOf(event.detail.xhr);
+    var reason = form.querySelector("input.reason");
+    if (answer.dataset.field === "reason" && reason && reason.isConnected) {
+      reason.setAttribute("aria-invalid", "true");
+      reason.focus();
+    } else if (reason) {
+      reason.removeAttribute("aria-invalid");
+    }
+    if (!id || !event.detail.successful) return;
+    var wasSelected = id === selectedId;
+    if (answer.dataset.outcome === "decided") {
       // Usually the websocket already removed it; without a socket this keeps the page true.
-      gone[holder.dataset.id] = Date.now();
-      holder.remove();
+      gone[id] = Math.max(gone[id] || 0, Number(answer.dataset.at) || 1);
+      if (holder.isConnected) holder.remove();
       normalizeQueue();
+      if (wasSelected) advanceAfterDecision();
+    } else if (wasSelected && !holder.isConnected) {
+      selectedId = null; // decided by someone else while this request was on its way
     }
   });
+
+  // --- undo -----------------------------------------------------------------------------------
+  // Each approval still in its undo window has a toast with an Undo button and a countdown.
+  // The server gives the seconds left when it answered; the page counts down from its arrival,
+  // a little early, so that a click at "1" still reaches the server in time.
+  var UNDO_MARGIN_MS = 300;
+  var undoTimer = null;
+
+  function startUndoToasts() {
+    var tray = document.getElementById("undo-tray");
+    document.querySelectorAll("#flash .undo-toast").forEach(function (toast) {
+      if (tray) tray.insertBefore(toast, tray.firstChild); // the newest first, for u
+    });
+    var now = Date.now();
+    document.querySelectorAll(".undo-toast:not([data-deadline])").forEach(function (toast) {
+      var seconds = parseFloat(toast.dataset.seconds) || 0;
+      toast.dataset.deadline = String(now + seconds * 1000 - UNDO_MARGIN_MS);
+    });
+    tickUndo();
+  }
+
+  function tickUndo() {
+    clearTimeout(undoTimer);
+    var now = Date.now();
+    var live = 0;
+    document.querySelectorAll(".undo-toast[data-deadline]").forEach(function (toast) {
+      if (toast.classList.contains("closed")) return;
+      var left = Number(toast.dataset.deadline) - now;
+      var counter = toast.querySelector(".undo-countdown");
+      if (left > 0) {
+        live += 1;
+        if (counter) counter.textContent = String(Math.ceil(left / 1000));
+        return;
+      }
+      toast.classList.add("closed");
+      var what = toast.querySelector(".undo-what");
+      toast.textContent = (what ? what.textContent.replace(/: runs in.*$/, "") : "Approved") + ": the undo window is over.";
+      setTimeout(function () { toast.remove(); }, 4000);
+    });
+    if (live) undoTimer = setTimeout(tickUndo, 200);
+  }
+
+  function undoLatest() {
+    var button = document.querySelector("#undo-tray .undo-toast:not(.closed) button.undo");
+    if (button) button.click();
+    else showFlash("Nothing to undo: no approval of yours is in its undo window.", "info");
+  }
 
   // --- live status ----------------------------------------------------------------------------
   function setLive(text, ok) {
@@ -437,11 +676,21 @@
     else setLive("offline: reload the page", false);
   });
   document.addEventListener("htmx:wsAfterMessage", normalizeQueue);
-  document.addEventListener("htmx:afterSettle", function () { normalizeQueue(); scheduleFlashClear(); });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "flash") startUndoToasts();
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    normalizeQueue();
+    scheduleFlashClear();
+    startUndoToasts();
+  });
   document.addEventListener("DOMContentLoaded", function () {
     var first = cards()[0];
     if (first) mark(first);
+    var panel = document.querySelector(".decide-panel");
+    if (panel) observe(panel);
     normalizeQueue();
+    noteSteadiness();
     scheduleFlashClear();
   });
   setInterval(refreshTimes, 20000);

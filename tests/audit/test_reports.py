@@ -50,10 +50,16 @@ def test_latency_percentiles_are_those_of_the_known_latencies(triage, analyst) -
     by_analyst = _row(report, "Latency by analyst", analyst.username)
     assert by_analyst[1] == 21 and by_analyst[2].value == pytest.approx(660.0)
     sla = {row[0]: row[1] for row in report.tables[1].rows}
-    assert sla["decided after 15 min (SLA breach)"] == 6
+    assert sla["decided after 15 min"] == 6
+    assert sla[reports.SLA_BREACHES] == 6
     assert sla["escalated"] == 6
-    assert "Half of 21 proposals were decided within 11.0 min" in report.finding
-    assert "6 of 21 queued proposals (29%) broke the 15-minute SLA" in report.finding
+    assert "Half of the 21 proposals decided by analysts were decided within 11.0 min" in (
+        report.finding
+    )
+    assert (
+        "6 of the 21 proposals judged against the SLA (29%) were not decided within the "
+        "15-minute SLA: 6 decided late." in report.finding
+    )
 
 
 @pytest.mark.django_db
@@ -62,7 +68,7 @@ def test_sla_is_configurable(triage, analyst) -> None:
         proposal(triage, created_at=BASE, decided_after=timedelta(minutes=minutes))
     strict = reports.latency(reports.Filters(since=WINDOW.since, until=WINDOW.until, sla_minutes=5))
     sla = {row[0]: row[1] for row in strict.tables[1].rows}
-    assert sla["decided after 5 min (SLA breach)"] == 16
+    assert sla["decided after 5 min"] == 16
 
 
 @pytest.mark.django_db
@@ -70,12 +76,14 @@ def test_a_small_sample_says_not_enough_data(triage, analyst, manager, client: C
     for minutes in (1, 2, 3):
         proposal(triage, created_at=BASE, decided_after=timedelta(minutes=minutes))
     report = reports.latency(WINDOW)
-    assert report.finding == "Not enough data: 3 decided proposals in this period."
+    assert report.points[0].text == (
+        "Not enough data: 3 proposals decided by analysts in this period."
+    )
     assert _row(report, "Latency overall", "submission → final decision")[2].value is None
     client.force_login(manager)
     page = client.get("/reports/", {"since": "2026-11-17", "until": "2026-11-19"})
     assert page.status_code == 200
-    assert "Not enough data: 3 decided proposals" in page.content.decode()
+    assert "Not enough data: 3 proposals decided by analysts" in page.content.decode()
 
 
 @pytest.mark.django_db
@@ -199,7 +207,10 @@ def test_trust_recommends_promotion_at_the_threshold_the_numbers_support(triage,
     [row] = [r for r in rows if r.action == "isolate_host"]
     assert row.level == 2
     assert (row.proposals, row.decided, row.approved) == (80, 80, 70)
-    assert row.recommendation().startswith("promote to level 3 at threshold 0.70: 60 of 60")
+    assert row.recommendation().startswith(
+        "promote to level 3 at threshold 0.70: 60 of 60 proposals decided by analysts at or "
+        "above 0.70 on non-critical targets"
+    )
     # Calibration: half approved in the 0.6–0.7 band, all in 0.8–0.9.
     assert calibration["triage-bot"][2] == (20, 10)
     assert calibration["triage-bot"][4] == (60, 60)
@@ -208,18 +219,30 @@ def test_trust_recommends_promotion_at_the_threshold_the_numbers_support(triage,
 
 
 @pytest.mark.django_db
-def test_trust_recommends_demotion_and_says_why(triage, analyst) -> None:
-    for index in range(25):
+def test_trust_recommends_demotion_on_the_automatic_runs_and_says_why(triage) -> None:
+    # block_ip is level 3 (reversible): 25 runs without a human, 4 failed and 3 rolled back.
+    outcomes = ["succeeded"] * 18 + ["failed"] * 4 + ["rolled_back"] * 3
+    for index, outcome in enumerate(outcomes):
         proposal(
             triage,
             created_at=BASE + timedelta(minutes=index),
             action="block_ip",
-            status="approved" if index < 10 else "rejected",
-            analyst=analyst,
+            status="auto_approved",
+            confidence=0.95,
+            execution=outcome,
         )
     [row] = [r for r in reports.trust_rows(WINDOW)[0] if r.action == "block_ip"]
     assert row.level == 3
-    assert row.recommendation() == "demote to level 2: analysts approved only 40% of 25"
+    assert (row.auto, row.auto_executed, row.auto_bad) == (25, 25, 7)
+    assert row.recommendation() == (
+        "demote to level 2: 7 of 25 automatic runs (28%) failed or were rolled back"
+    )
+    [point] = reports.trust(WINDOW).points
+    assert point.tone == reports.BAD
+    assert point.text == (
+        "triage-bot should lose its autonomy on block_ip (level 3): 7 of 25 automatic runs "
+        "(28%) failed or were rolled back; at level 2 an analyst would decide each of them."
+    )
 
 
 @pytest.mark.django_db
@@ -227,7 +250,9 @@ def test_trust_below_the_minimum_sample(triage, analyst) -> None:
     for index in range(5):
         proposal(triage, created_at=BASE + timedelta(minutes=index), analyst=analyst)
     [row] = reports.trust_rows(WINDOW)[0]
-    assert row.recommendation() == "not enough data (5 decided or auto-run, 20 needed)"
+    assert row.recommendation() == (
+        "not enough data (5 decided by analysts or ran without a human, 20 needed)"
+    )
     assert row.approval_rate.text == "not enough data"
 
 
@@ -252,8 +277,10 @@ def test_threshold_what_if_counts(triage, analyst) -> None:
     f = reports.Filters(since=WINDOW.since, until=WINDOW.until, threshold=0.8)
     total = reports.whatif_rows(f, 0.8)[0]
     assert total.label == "all"
-    assert total.queued == 24
-    # 8 at 0.85 on medium targets; the critical one always needs a human.
+    assert total.sent == 24
+    # 22 block_ip on medium targets; the critical one always needs a human.
+    assert total.covered == 22
+    # 8 of those at 0.85.
     assert total.would_auto == 8
     assert total.rejected == 3
     assert (total.auto_now, total.auto_below) == (1, 0)
@@ -263,8 +290,9 @@ def test_threshold_what_if_counts(triage, analyst) -> None:
     assert (curve["0.60"].would_auto, curve["0.60"].rejected) == (22, 7)
     report = reports.whatif(f)
     assert (
-        "8 of the 24 proposals that waited for an analyst would have run without a human; "
-        "analysts had rejected 3 of those" in report.finding
+        "of the 24 proposals sent to analysts, 22 were covered by such grants (on a "
+        "non-critical target), and 8 of those were at or above 0.80: they would have run "
+        "without a human. Analysts had rejected 3 of those 8." in report.finding
     )
     everything = reports.whatif_rows(
         reports.Filters(since=WINDOW.since, until=WINDOW.until, scope="reversible"), 0.8
@@ -285,34 +313,60 @@ def test_percentile_fallback_matches_postgresql_percentile_cont() -> None:
     assert [reports.percentile(values, q) for q in (0.5, 0.9, 0.99)] == pytest.approx(expected)
 
 
+def _fatigue_figures(f: reports.Filters) -> dict:
+    return {
+        (r.analyst, r.shift): (
+            r.decisions,
+            r.approvals,
+            r.active_hours,
+            r.shifts,
+            r.rubber,
+            r.undone,
+            r.after_hours,
+            r.first_n,
+            r.last_n,
+            r.longest_streak,
+            round(r.median_card or 0, 6),
+        )
+        for r in reports.fatigue_rows(f)
+    }
+
+
+def _trust_figures(f: reports.Filters) -> tuple:
+    rows, calibration = reports.trust_rows(f)
+    return [(r.__dict__, r.recommendation()) for r in rows], dict(calibration)
+
+
 @pytest.mark.django_db
 def test_python_fallback_agrees_with_the_sql_on_generated_history(monkeypatch) -> None:
     demo.ensure_users()
     demo.ensure_agents()
     history.seed_history(weeks=1, rng=random.Random(3))
     f = reports.Filters.default()
+    # The fatigue filters choose decisions; shifts and streaks come from all of them.
+    narrowed = reports.Filters(since=f.since, until=f.until, action="isolate_host")
     sql_latency = reports.latency(f)
-    sql_fatigue = {(r.analyst, r.shift): r for r in reports.fatigue_rows(f)}
-    sql_whatif = reports.whatif_rows(f, 0.8)[0]
+    sql_fatigue = _fatigue_figures(f)
+    sql_narrowed = _fatigue_figures(narrowed)
+    sql_trust = _trust_figures(f)
+    sql_whatif = reports.whatif_rows(f, 0.8)
+    sql_curve = reports.whatif_curve(f)
+    sql_queue = reports.queue_depth(f)
     monkeypatch.setattr(reports, "_pg", lambda: False)  # the SQLite code path, same rows
     py_latency = reports.latency(f)
-    py_fatigue = {(r.analyst, r.shift): r for r in reports.fatigue_rows(f)}
-    assert reports.whatif_rows(f, 0.8)[0] == sql_whatif
+    assert reports.whatif_rows(f, 0.8) == sql_whatif
+    assert reports.whatif_curve(f) == sql_curve
+    assert reports.queue_depth(f) == sql_queue
+    assert sql_queue.peak > 0
+    assert _trust_figures(f) == sql_trust
     assert py_latency.finding == sql_latency.finding
+    assert py_latency.tables[1].rows == sql_latency.tables[1].rows  # SLA and queue
     assert py_latency.tables[0].rows[0][2].value == pytest.approx(
         sql_latency.tables[0].rows[0][2].value
     )
-    assert py_fatigue.keys() == sql_fatigue.keys()
-    for key, row in sql_fatigue.items():
-        other = py_fatigue[key]
-        assert (other.decisions, other.approvals, other.rubber, other.undone) == (
-            row.decisions,
-            row.approvals,
-            row.rubber,
-            row.undone,
-        )
-        assert other.longest_streak == row.longest_streak
-        assert other.median_card == pytest.approx(row.median_card)
+    assert _fatigue_figures(f) == sql_fatigue
+    assert _fatigue_figures(narrowed) == sql_narrowed
+    assert sql_narrowed != sql_fatigue
 
 
 @pytest.mark.django_db
@@ -328,7 +382,10 @@ def test_seeded_history_tells_the_demo_story_and_keeps_the_chain_intact() -> Non
     assert "senior's time on card falls" in fatigue.finding
     trust = reports.trust(f)
     assert "triage-bot is ready for level 3 on isolate_host" in trust.finding
-    assert "edr-responder should lose autonomy" in trust.finding
+    # edr-responder is over-confident, but none of its grants lets it act alone: the report
+    # says it is not ready for more, and takes away nothing it does not have.
+    assert "edr-responder is not ready for more autonomy on isolate_host" in trust.finding
+    assert "lose" not in trust.finding
 
 
 # --- pages, permissions and CSV --------------------------------------------------------------

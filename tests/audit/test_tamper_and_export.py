@@ -97,17 +97,18 @@ def test_reordered_events_are_named_by_command_and_page(client: Client, manager)
     assert "BROKEN at event #2" in message and "reordered" in message
     assert "BROKEN at event #2: event #2 does not follow #1" in page
     run = VerificationRun.objects.get()
-    assert (run.ok, run.first_bad_seq, run.events) == (False, 2, 1)
+    # #2 and #5 were swapped: each, and each one's successor, no longer links up.
+    assert (run.ok, run.first_bad_seq, run.events, run.bad_events) == (False, 2, 6, 4)
+    assert [p["seq"] for p in run.problems] == [2, 3, 5, 6]
 
 
 @pytest.mark.django_db
-def test_events_removed_from_the_end_are_noticed() -> None:
+def test_without_a_file_anchor_events_removed_from_the_end_go_unseen_and_it_says_so() -> None:
     _events()
     _tamper(("DELETE FROM audit_auditevent WHERE seq = 6", []))
     result = log.verify_chain()
-    assert not result.ok
-    assert result.first_bad_seq == 6
-    assert "removed from the end" in result.problem
+    assert result.ok and result.events == 5
+    assert any("no file anchor" in note for note in result.notes)
 
 
 @pytest.mark.django_db
@@ -198,15 +199,15 @@ SWAP_20_21 = [
 # The worker processes read over their own connections: the events must be committed.
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
-    ("statements", "bad_seq", "words"),
+    ("statements", "bad_seq", "words", "bad_count"),
     [
-        (["UPDATE audit_auditevent SET data = '{\"i\": 99}' WHERE seq = 37"], 37, "modified"),
-        (["DELETE FROM audit_auditevent WHERE seq = 41"], 41, "missing"),
-        (SWAP_20_21, 20, "reordered"),
+        (["UPDATE audit_auditevent SET data = '{\"i\": 99}' WHERE seq = 37"], 37, "modified", 1),
+        (["DELETE FROM audit_auditevent WHERE seq = 41"], 41, "missing", 1),
+        (SWAP_20_21, 20, "reordered", 3),  # #20, #21, and #22 whose predecessor changed
     ],
 )
 def test_parallel_verification_names_the_same_event(
-    monkeypatch, statements, bad_seq, words
+    monkeypatch, statements, bad_seq, words, bad_count
 ) -> None:
     # Large chains are checked in ranges by worker processes; shrink the ranges so that this
     # small chain spans many of them, seams included.
@@ -226,8 +227,13 @@ def test_parallel_verification_names_the_same_event(
     assert not broken.ok
     assert broken.first_bad_seq == bad_seq
     assert words in broken.problem
-    assert broken.events == bad_seq - 1
-    assert broken.head_hash == AuditEvent.objects.get(seq=bad_seq - 1).hash
+    assert broken.head_hash == AuditEvent.objects.get(seq=60).hash
+    # The same findings, seams and all, as one sequential walk.
+    monkeypatch.setattr(log, "PARALLEL_FROM", 10**9)
+    monkeypatch.setattr(log, "BLOCK_BYTES", 1 << 30)
+    sequential = log.verify_chain()
+    assert (broken.bad_events, broken.findings) == (sequential.bad_events, sequential.findings)
+    assert broken.bad_events == bad_count
 
 
 @pytest.mark.parametrize(

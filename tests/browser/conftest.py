@@ -7,11 +7,15 @@ committed rows, and the tables are flushed between tests.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +26,8 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
+
+from tests import processes
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -42,8 +48,32 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def live_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+_static_root: Path | None = None
+
+
+def _collected_static() -> Path:
+    """`collectstatic`, once per test session, into a directory of its own: the live servers
+    serve the hashed, compressed files as a deployment does."""
+    global _static_root
+    if _static_root is None:
+        root = Path(tempfile.mkdtemp(prefix="soc-static-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+            cwd=settings.BASE_DIR,
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "soc_console.settings",
+                "STATIC_ROOT": str(root),
+            },
+            check=True,
+        )
+        _static_root = root
+    return _static_root
+
+
+@contextlib.contextmanager
+def _serve(django_db_blocker: Any, log_name: str, **extra_env: str) -> Iterator[str]:
     """uvicorn serving soc_console.asgi on a free port, on the test database."""
     with django_db_blocker.unblock():
         name = connection.settings_dict["NAME"]
@@ -61,9 +91,11 @@ def live_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[s
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "LOG_LEVEL": "WARNING",
+        "STATIC_ROOT": str(_collected_static()),
+        **extra_env,
     }
     ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "live-server.log"
+    log_path = ARTIFACTS / f"{log_name}.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
             [
@@ -105,6 +137,44 @@ def live_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[s
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+    """The console with the test settings: approvals run at once (no undo window)."""
+    with _serve(django_db_blocker, "live-server") as url:
+        yield url
+
+
+UNDO_SECONDS = 3
+
+
+@pytest.fixture(scope="session")
+def undo_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+    """A second console whose approvals wait UNDO_SECONDS before they may run."""
+    with _serve(
+        django_db_blocker, "live-server-undo", APPROVAL_UNDO_SECONDS=str(UNDO_SECONDS)
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+def worker(transactional_db: None, tmp_path: Path) -> Iterator[processes.ManagedProcess]:
+    """A real Celery worker on the test database and the live servers' broker and queue."""
+    db = connection.settings_dict
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    environment = processes.CeleryEnvironment(
+        database_url=f"postgres://{db.get('USER') or 'postgres'}{password}@"
+        f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}",
+        redis_url=settings.REDIS_URL,
+        queue=settings.CELERY_TASK_DEFAULT_QUEUE,
+        channel_prefix=settings.CHANNEL_PREFIX,
+    )
+    process = processes.start_worker(environment, log_dir=tmp_path, concurrency=1)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -169,23 +239,25 @@ def _keep_screenshots(request: pytest.FixtureRequest, pages: list[Any]) -> None:
 @pytest.fixture
 def console(
     request: pytest.FixtureRequest, browser: Any, live_server_url: str
-) -> Iterator[Callable[[User], Any]]:
+) -> Iterator[Callable[..., Any]]:
     """Sign a user in through the login form in a fresh browser context (1280×800) and
-    return the queue page once its websocket is live."""
+    return the queue page once its websocket is live (on `server`, live_server_url unless
+    given)."""
     contexts: list[Any] = []
     pages: list[Any] = []
 
-    def open_console(user: User) -> Any:
+    def open_console(user: User, server: str | None = None) -> Any:
+        url = server or live_server_url
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(5000)
         pages.append(page)
-        page.goto(f"{live_server_url}/accounts/login/")
+        page.goto(f"{url}/accounts/login/")
         page.fill("#id_username", user.username)
         page.fill("#id_password", PASSWORD)
         page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server_url}/")
+        page.wait_for_url(f"{url}/")
         page.wait_for_selector("#live-status.ok")
         # Set once; a reload would lose it, so tests can prove an update came without one.
         page.evaluate("window.__sameDocument = true")

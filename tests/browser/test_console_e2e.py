@@ -92,15 +92,18 @@ def test_reject_without_a_reason_is_refused_then_works_with_one(
     expect(card).to_be_visible(timeout=LIVE)
 
     card.locator("button.reject").click()
+    # The server's rule and its words; the page puts the cursor where the reason goes.
     expect(alice.locator("#flash")).to_contain_text("A rejection needs a reason")
     expect(card.locator("input.reason")).to_be_focused()
     expect(card.locator("input.reason")).to_have_attribute("aria-invalid", "true")
     expect(card).to_be_visible()
     assert Proposal.objects.get(pk=proposal_id).status == "pending"
 
-    # The keyboard path: type the reason, Enter confirms the rejection.
+    # The keyboard path: type the reason, Tab to the Reject button, press it.
     card.locator("input.reason").fill("Known vulnerability scanner, allow-listed")
-    card.locator("input.reason").press("Enter")
+    card.locator("input.reason").press("Tab")
+    expect(card.locator("button.reject")).to_be_focused()
+    alice.keyboard.press("Enter")
     expect(alice.locator("#flash")).to_contain_text("Rejected: Isolate host ws-0217.corp.example.")
     expect(card).to_have_count(0, timeout=LIVE)
     proposal = Proposal.objects.get(pk=proposal_id)
@@ -128,9 +131,11 @@ def test_keyboard_moves_and_approves(
 
     alice.keyboard.press("j")
     expect(alice.locator(f"#card-{low}")).to_be_focused()
+    time.sleep(0.4)  # a key acts on a card selected (and still) for 300 ms: the analyst reads it
     alice.keyboard.press("a")
     expect(alice.locator(f"#card-{low}")).to_have_count(0, timeout=LIVE)
-    # The remaining card takes the selection, so the next key acts on it.
+    # The remaining card takes the selection; the next key acts on it once it has been still
+    # for a moment.
     expect(alice.locator(f"#card-{high}")).to_have_class(re.compile(r"\bselected\b"))
     assert Proposal.objects.get(pk=low).status == "approved"
     assert Proposal.objects.get(pk=high).status == "pending"
@@ -198,6 +203,7 @@ def test_critical_asset_needs_an_analyst_then_a_senior(
         "the next approval must come from a senior"
     )
     expect(sam.locator(f"#timeline-{proposal_id}")).to_contain_text("proposal.approval_recorded")
+    time.sleep(0.4)  # the panel has been on screen, where it is, for 300 ms
     sam.keyboard.press("a")
     expect(sam.locator("#flash")).to_contain_text("Approved: Isolate host dc01.corp.example.")
     expect(sam.locator(f"#state-{proposal_id}")).to_contain_text("Approved", timeout=LIVE)

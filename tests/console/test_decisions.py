@@ -278,3 +278,52 @@ def test_a_plain_form_post_without_javascript_works_with_csrf_checks(
     assert response.status_code == 302
     proposal.refresh_from_db()
     assert proposal.status == "approved"
+
+
+@pytest.mark.django_db
+def test_a_rejection_without_a_reason_names_the_field_for_the_page(
+    signed_in: Callable[[User], Client], analyst: User, pending: Proposal
+) -> None:
+    message = _decide(signed_in(analyst), pending, "reject", reason="")
+    assert "A rejection needs a reason." in message
+    assert 'data-field="reason"' in message
+    assert 'class="flash error"' in message
+
+
+@pytest.mark.django_db
+def test_an_approval_offers_its_undo_with_the_seconds_left(
+    signed_in: Callable[[User], Client], analyst: User, pending: Proposal, settings: Any
+) -> None:
+    import re
+
+    settings.APPROVAL_UNDO_SECONDS = 5
+    client = signed_in(analyst)
+    message = _decide(client, pending, "approve")
+    assert (
+        "Approved: Isolate host ws-0142.corp.example. It runs in 5 s unless you undo it." in message
+    )
+    assert f'id="undo-{pending.id}" class="undo-toast"' in message
+    assert f'hx-post="/proposals/{pending.id}/undo/"' in message
+    seconds = float(re.search(r'data-seconds="([0-9.]+)"', message).group(1))
+    assert 4 < seconds <= 5
+
+    undone = client.post(f"/proposals/{pending.id}/undo/", HTTP_HX_REQUEST="true")
+    assert (
+        "Approval undone: Isolate host ws-0142.corp.example is pending again; nothing ran."
+        in undone.content.decode()
+    )
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+    again = client.post(f"/proposals/{pending.id}/undo/", HTTP_HX_REQUEST="true")
+    assert 'class="flash error"' in again.content.decode()
+    assert "nothing to undo" in again.content.decode()
+
+
+@pytest.mark.django_db
+def test_without_an_undo_window_an_approval_offers_no_undo(
+    signed_in: Callable[[User], Client], analyst: User, pending: Proposal
+) -> None:
+    message = _decide(signed_in(analyst), pending, "approve")
+    assert "It is queued to run." in message
+    assert "undo-toast" not in message

@@ -141,7 +141,7 @@ def test_signed_in_user_receives_the_card_after_a_proposal_is_submitted(
             agent_with_key, target="ws-0142.corp.example", rationale="Beaconing every 60 s."
         )
         html = await _receive_until(socket, lambda m: str(proposal.id) in m)
-        assert '<div hx-swap-oob="beforeend:#queue-cards">' in html
+        assert '<div hx-swap-oob="beforeend:#queue-cards" data-at="' in html
         assert f'<article id="card-{proposal.id}"' in html
         assert "Beaconing every 60 s." in html
         assert '<strong data-count="pending">1</strong>' in await _with_counts(socket, html)

@@ -30,7 +30,7 @@ COMMANDS = {
 
 def _environment(**changes: str | None) -> dict[str, str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "soc_console.settings"}
-    for name in ("SECRET_KEY", "API_KEY_PEPPER", "DEBUG", "PYTEST_CURRENT_TEST"):
+    for name in ("SECRET_KEY", "API_KEY_PEPPER", "AUDIT_KEY", "DEBUG", "PYTEST_CURRENT_TEST"):
         env.pop(name, None)
     for name, value in changes.items():
         if value is None:
@@ -126,6 +126,16 @@ def test_make_run_generates_its_secrets_once_readable_by_its_user_only(tmp_path:
     assert again[:2] == first[:2] and len(again[2]) == 64
 
 
+def test_make_run_anchors_the_audit_chain_beside_its_secrets(tmp_path: Path) -> None:
+    script = _checkout_copy(tmp_path)
+    show = [str(script), PYTHON, "-c", "import os; print(os.environ['AUDIT_ANCHOR_URL'])"]
+    done = _run(show, _environment(AUDIT_ANCHOR_URL=None))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (tmp_path / ".run" / "audit-anchor.jsonl").as_uri()
+    own = _run(show, _environment(AUDIT_ANCHOR_URL="syslog+tcp://127.0.0.1:6514"))
+    assert own.stdout.strip() == "syslog+tcp://127.0.0.1:6514"
+
+
 def test_make_run_commands_start_with_no_set_up(tmp_path: Path) -> None:
     script = _checkout_copy(tmp_path)
     done = _run([str(script), PYTHON, str(PROJECT / "manage.py"), "check"], _environment())
@@ -162,7 +172,7 @@ def _switches(**env: str) -> list[str]:
             "from django.conf import settings as s; "
             f"print(*(repr(getattr(s, n, None)) for n in {SWITCHES!r}), sep='|')",
         ],
-        _environment(SECRET_KEY="k" * 50, API_KEY_PEPPER="p" * 40, **env),
+        _environment(SECRET_KEY="k" * 50, API_KEY_PEPPER="p" * 40, AUDIT_KEY="a" * 40, **env),
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().split("|")
@@ -194,7 +204,12 @@ def test_https_switches_turn_on_from_the_environment() -> None:
 def test_hsts_options_without_its_duration_are_refused() -> None:
     done = _run(
         COMMANDS["manage.py check"],
-        _environment(SECRET_KEY="k" * 50, API_KEY_PEPPER="p" * 40, SECURE_HSTS_PRELOAD="1"),
+        _environment(
+            SECRET_KEY="k" * 50,
+            API_KEY_PEPPER="p" * 40,
+            AUDIT_KEY="a" * 40,
+            SECURE_HSTS_PRELOAD="1",
+        ),
     )
     assert done.returncode != 0
     assert "SECURE_HSTS_INCLUDE_SUBDOMAINS and SECURE_HSTS_PRELOAD need SECURE_HSTS_SECONDS" in (

@@ -1,0 +1,285 @@
+"""No decision without intent: the console acts only on what the analyst meant to decide.
+
+The first two tests replay, step by step, what analysts reported: typing that turned into
+decisions when a card left under them, and Enter in the text box rejecting a card the analyst
+meant to approve.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import expect
+
+from agents.client import AgentClient
+from approvals.models import Decision, Proposal
+from tests import factories
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+LIVE = 2000  # ms: a change reaches every open console within two seconds
+# Long enough for a decision the page might have sent to be committed and visible here.
+SETTLE = 1.5
+
+
+@pytest.fixture
+def identity_bot(db: None) -> factories.AgentWithKey:
+    # Level 2: every proposal waits for an analyst.
+    return factories.agent("identity-bot", grants={"disable_user": 2, "isolate_host": 2})
+
+
+def _propose(
+    url: str, agent: factories.AgentWithKey, target: str, *, action: str = "disable_user"
+) -> str:
+    with AgentClient(url, agent.raw_key) as client:
+        result = client.propose(
+            action=action,
+            target=target,
+            confidence=0.74,
+            rationale="Sign-ins from two countries within ten minutes.",
+            evidence=[{"kind": "alert", "ref": "IDP-77"}],
+            severity="high",
+        )
+    assert result.status == 201, result.body
+    assert result.body["status"] == "pending"
+    return str(result.body["id"])
+
+
+def _focus_is_on_a_card(page: Any) -> bool:
+    return bool(page.evaluate("!!document.activeElement.closest('.card')"))
+
+
+def test_typing_while_another_analyst_approves_the_card_makes_no_decision(
+    console: Callable[..., Any],
+    live_server_url: str,
+    analyst: User,
+    analyst2: User,
+    identity_bot: factories.AgentWithKey,
+) -> None:
+    # Finding 1: alice types a rejection reason ("this is a false "), bob approves that card
+    # from his browser, and the rest of her sentence ("alarm") must not act on other cards.
+    worked = _propose(live_server_url, identity_bot, "jdoe@corp.example")
+    others = [
+        _propose(live_server_url, identity_bot, f"{name}@corp.example")
+        for name in ("asmith", "bwong", "cdiaz")
+    ]
+    alice, bob = console(analyst), console(analyst2)
+    card = alice.locator(f"#card-{worked}")
+    expect(card).to_have_class(re.compile(r"\bselected\b"))  # the top card
+    card.locator("input.reason").click()
+    alice.keyboard.type("this is a false ", delay=40)
+
+    bob.locator(f"#card-{worked} button.approve").click()
+    expect(card).to_have_count(0, timeout=LIVE)
+    alice.keyboard.type("alarm", delay=60)
+    time.sleep(SETTLE)
+
+    assert not Decision.objects.filter(analyst=analyst).exists()
+    assert [Proposal.objects.get(pk=pk).status for pk in others] == ["pending"] * 3
+    assert Proposal.objects.get(pk=worked).status == "approved"
+    # The selection stayed where it was: no other card took it, and the page says why.
+    assert not _focus_is_on_a_card(alice)
+    expect(alice.locator("#queue-cards > .card.selected")).to_have_count(0)
+    notice = alice.locator(".card-left")
+    expect(notice).to_contain_text("approved by bob")
+    expect(notice).to_contain_text("select another card")
+    expect(alice.locator("#flash")).to_contain_text("approved by bob")
+    expect(alice.locator("#flash")).to_have_attribute("aria-live", "polite")
+
+    # The notice goes once she picks a card, without moving that card under her pointer: the
+    # click on its Approve button is the click that approves it.
+    alice.locator(f"#card-{others[0]} button.approve").click()
+    expect(alice.locator("#flash")).to_contain_text("Approved: Disable user asmith@corp.example")
+    expect(notice).to_have_count(0)
+    assert Decision.objects.get(analyst=analyst).proposal_id == uuid.UUID(others[0])
+
+
+def test_enter_in_the_text_box_with_an_approval_note_does_not_reject(
+    console: Callable[..., Any],
+    live_server_url: str,
+    analyst: User,
+    identity_bot: factories.AgentWithKey,
+) -> None:
+    # Finding 2: the analyst writes an approval note and presses Enter, as in any form.
+    proposal_id = _propose(
+        live_server_url, identity_bot, "web-prod03.corp.example", action="isolate_host"
+    )
+    alice = console(analyst)
+    card = alice.locator(f"#card-{proposal_id}")
+    box = card.locator("input.reason")
+    box.click()
+    alice.keyboard.type("confirmed with host owner, ok to approve", delay=10)
+    alice.keyboard.press("Enter")
+    time.sleep(SETTLE)
+
+    proposal = Proposal.objects.get(pk=proposal_id)
+    assert proposal.status == "pending"
+    assert not proposal.decisions.exists()
+    expect(alice.locator("#flash .flash.success")).to_have_count(0)
+    expect(alice.locator("#flash")).not_to_contain_text("Rejected")
+    expect(card).to_be_visible()
+    expect(box).to_have_value("confirmed with host owner, ok to approve")
+    expect(alice.locator("#flash")).to_contain_text("Enter does not decide")
+
+    # The analyst meant to approve: the button does, and the note goes with the approval.
+    card.locator("button.approve").click()
+    expect(alice.locator("#flash")).to_contain_text("Approved: Isolate host web-prod03")
+    decision = Decision.objects.get(proposal_id=proposal_id)
+    assert decision.verdict == "approve"
+    assert decision.reason == "confirmed with host owner, ok to approve"
+
+
+def test_a_card_selected_less_than_300_ms_ago_is_not_decided_by_a(
+    console: Callable[..., Any],
+    live_server_url: str,
+    analyst: User,
+    identity_bot: factories.AgentWithKey,
+) -> None:
+    first = _propose(live_server_url, identity_bot, "dfox@corp.example")
+    second = _propose(live_server_url, identity_bot, "egray@corp.example")
+    alice = console(analyst)
+    expect(alice.locator(f"#card-{first}")).to_have_class(re.compile(r"\bselected\b"))
+
+    alice.keyboard.type("ja")  # move to the next card and approve it, in one motion
+    expect(alice.locator(f"#card-{second}")).to_have_class(re.compile(r"\bselected\b"))
+    expect(alice.locator("#flash")).to_contain_text("Not approved: this card was selected")
+    time.sleep(SETTLE)
+    assert not Decision.objects.exists()
+
+    alice.keyboard.press("a")  # more than 300 ms later, on the card the analyst has read
+    expect(alice.locator(f"#card-{second}")).to_have_count(0, timeout=LIVE)
+    assert Proposal.objects.get(pk=second).status == "approved"
+    assert Proposal.objects.get(pk=first).status == "pending"
+
+
+def test_a_key_pressed_as_a_new_card_pushes_the_selected_one_down_decides_nothing(
+    console: Callable[..., Any],
+    live_server_url: str,
+    analyst: User,
+    identity_bot: factories.AgentWithKey,
+) -> None:
+    from agents.models import Criticality
+
+    waiting = _propose(live_server_url, identity_bot, "fhall@corp.example")
+    alice = console(analyst)
+    card = alice.locator(f"#card-{waiting}")
+    expect(card).to_have_class(re.compile(r"\bselected\b"))
+    time.sleep(0.5)  # selected and still: a key would act on it now
+
+    # The analyst presses a at the very moment a higher-priority card lands above it.
+    factories.asset("hq-fw01.corp.example", criticality=Criticality.HIGH)
+    alice.evaluate(
+        """() => {
+          window.__pressed = false;
+          document.addEventListener("htmx:wsAfterMessage", function once() {
+            if (document.querySelectorAll("#queue-cards > .card").length < 2) return;
+            document.removeEventListener("htmx:wsAfterMessage", once);
+            document.dispatchEvent(new KeyboardEvent("keydown", { key: "a", bubbles: true }));
+            window.__pressed = true;
+          });
+        }"""
+    )
+    arrived = _propose(live_server_url, identity_bot, "hq-fw01.corp.example", action="isolate_host")
+    # Polled from here: wait_for_function evaluates its predicate with eval, which the
+    # console's Content-Security-Policy refuses.
+    deadline = time.monotonic() + LIVE / 1000
+    while not alice.evaluate("() => window.__pressed === true"):
+        assert time.monotonic() < deadline, "the new card never arrived"
+        time.sleep(0.02)
+    ids = alice.eval_on_selector_all("#queue-cards > .card", "cs => cs.map(c => c.dataset.id)")
+    assert ids == [arrived, waiting]  # the new card took the top, the selected one moved
+    expect(alice.locator("#flash")).to_contain_text("Not approved: the cards moved just now")
+    time.sleep(SETTLE)
+    assert not Decision.objects.exists()
+    assert Proposal.objects.get(pk=waiting).status == "pending"
+
+
+def test_undo_within_the_window_stops_the_action_and_after_it_the_action_runs(
+    console: Callable[..., Any],
+    undo_server_url: str,
+    worker: Any,
+    analyst: User,
+    identity_bot: factories.AgentWithKey,
+) -> None:
+    from approvals import connectors
+    from approvals.models import ConnectorCall, Execution
+    from audit.models import AuditEvent
+    from tests.browser.conftest import UNDO_SECONDS
+
+    undone = _propose(undo_server_url, identity_bot, "kdavis@corp.example")
+    by_key = _propose(undo_server_url, identity_bot, "mnash@corp.example")
+    runs = _propose(undo_server_url, identity_bot, "lmoore@corp.example")
+    alice = console(analyst, server=undo_server_url)
+
+    # Approve, then think better of it: the toast's Undo, within the window.
+    alice.locator(f"#card-{undone} button.approve").click()
+    expect(alice.locator("#flash")).to_contain_text(
+        f"Approved: Disable user kdavis@corp.example. It runs in {UNDO_SECONDS} s unless you "
+        "undo it."
+    )
+    toast = alice.locator(f"#undo-{undone}")
+    expect(toast).to_contain_text("Approved Disable user kdavis@corp.example: runs in")
+    expect(toast.locator(".undo-countdown")).to_have_text(re.compile(r"^[1-3]$"))
+    expect(alice.locator(f"#card-{undone}")).to_have_count(0)
+    toast.locator("button.undo").click()
+    expect(alice.locator("#flash")).to_contain_text(
+        "Approval undone: Disable user kdavis@corp.example is pending again; nothing ran."
+    )
+    expect(toast).to_have_count(0)
+    expect(alice.locator(f"#card-{undone}")).to_be_visible(timeout=LIVE)  # back in the queue
+
+    # The same with the keyboard: approve by click, u undoes the latest approval.
+    alice.locator(f"#card-{by_key} button.approve").click()
+    expect(alice.locator(f"#undo-{by_key}")).to_be_visible()
+    alice.keyboard.press("u")
+    expect(alice.locator("#flash")).to_contain_text("Approval undone: Disable user mnash")
+    expect(alice.locator(f"#card-{by_key}")).to_be_visible(timeout=LIVE)
+
+    # Not undone: nothing runs before the window ends, and then it runs.
+    alice.locator(f"#card-{runs} button.approve").click()
+    expect(alice.locator(f"#undo-{runs}")).to_be_visible()
+    approved_at = Proposal.objects.get(pk=runs).decided_at
+    execution = Execution.objects.get(proposal_id=runs)
+    assert execution.status == "queued" and execution.attempts == 0
+    assert abs((execution.not_before - approved_at).total_seconds() - UNDO_SECONDS) < 0.5
+    assert not ConnectorCall.objects.filter(target="lmoore@corp.example").exists()
+    call = _wait_for(
+        lambda: ConnectorCall.objects.filter(target="lmoore@corp.example").first(),
+        timeout=UNDO_SECONDS + 10,
+    )
+    assert call.at >= execution.not_before
+    assert connectors.state_of("identity", "lmoore@corp.example") == {"enabled": False}
+    expect(alice.locator(f"#undo-{runs}")).to_contain_text("the undo window is over")
+
+    # By now the undone approvals' windows are long over and the worker has had their tasks:
+    # their connector was never called and the users were never disabled.
+    _wait_for(lambda: Execution.objects.filter(proposal_id=runs, status="succeeded").first(), 10)
+    assert "approvals.tasks.run_execution" in worker.log()
+    for pk, user in ((undone, "kdavis@corp.example"), (by_key, "mnash@corp.example")):
+        assert not ConnectorCall.objects.filter(target=user).exists()
+        assert connectors.state_of("identity", user) == {}
+        proposal = Proposal.objects.get(pk=pk)
+        assert proposal.status == "pending" and proposal.approvals == 0
+        assert not proposal.decisions.exists()
+        assert not Execution.objects.filter(proposal_id=pk).exists()
+        undo = AuditEvent.objects.get(proposal_id=pk, event_type="proposal.approval_undone")
+        assert undo.actor == "alice"
+        assert undo.data["approval"]["at"] is not None
+        assert 0 < undo.data["seconds_left"] <= UNDO_SECONDS
+
+
+def _wait_for(check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing after {timeout} s")
+        time.sleep(0.1)
