@@ -166,6 +166,9 @@ def test_a_key_pressed_as_a_new_card_pushes_the_selected_one_down_decides_nothin
 ) -> None:
     from agents.models import Criticality
 
+    # Inventoried as low: outside the inventory a user is high, and the arriving card must
+    # outrank it.
+    factories.asset("fhall@corp.example", kind="user", criticality=Criticality.LOW)
     waiting = _propose(live_server_url, identity_bot, "fhall@corp.example")
     alice = console(analyst)
     card = alice.locator(f"#card-{waiting}")
@@ -174,16 +177,22 @@ def test_a_key_pressed_as_a_new_card_pushes_the_selected_one_down_decides_nothin
 
     # The analyst presses a at the very moment a higher-priority card lands above it.
     factories.asset("hq-fw01.corp.example", criticality=Criticality.HIGH)
+    # The key goes out the moment the selected card is no longer first: whenever the page
+    # puts the new card above it (on the message, or when it orders the cards after).
     alice.evaluate(
-        """() => {
+        """(waiting) => {
           window.__pressed = false;
-          document.addEventListener("htmx:wsAfterMessage", function once() {
-            if (document.querySelectorAll("#queue-cards > .card").length < 2) return;
-            document.removeEventListener("htmx:wsAfterMessage", once);
+          var cards = document.getElementById("queue-cards");
+          var observer = new MutationObserver(function () {
+            var first = cards.querySelector(":scope > .card");
+            if (!first || first.dataset.id === waiting) return;
+            observer.disconnect();
             document.dispatchEvent(new KeyboardEvent("keydown", { key: "a", bubbles: true }));
             window.__pressed = true;
           });
-        }"""
+          observer.observe(cards, { childList: true });
+        }""",
+        waiting,
     )
     arrived = _propose(live_server_url, identity_bot, "hq-fw01.corp.example", action="isolate_host")
     # Polled from here: wait_for_function evaluates its predicate with eval, which the
