@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from agents.models import Criticality
-from approvals import callbacks, connectors, services, tasks
+from approvals import callbacks, connectors, live, services, tasks
 from approvals.models import ConnectorCall, Decision, Execution, ExecutionStatus, Proposal
 from audit.models import AuditEvent
 from soc_console.errors import NotPermitted, WrongState
@@ -407,6 +407,9 @@ def test_an_undo_and_the_start_of_its_action_never_both_happen(
         lambda: services.approval_undo(proposal_id=proposal.id, analyst=analyst),
     )
 
+    # The live updates of both sides read the database on a thread of their own: let them
+    # finish, or the flush after the last example can deadlock with one of them.
+    live.wait_idle()
     called = ConnectorCall.objects.filter(idempotency_key=execution.idempotency_key).exists()
     was_undone = isinstance(undone, Proposal)
     assert not (called and was_undone)
