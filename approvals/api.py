@@ -526,8 +526,8 @@ def proposal_decide(request: Request, proposal_id: str) -> Response:
     },
     parameters=RESPONSE_HEADERS,
     summary="Undo your approval within its undo window, before it runs (analysts)",
-    description="409 when the window is over, the action has started, or the approval is not "
-    "yours to undo.",
+    description="409 (`undo_window_over`) when the window is over or the action has started; "
+    "403 (`not_your_approval`) when the approval that let it run is another analyst's.",
 )
 @api_view(["POST"])
 @permission_classes([IsAnalyst])
