@@ -28,6 +28,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from agents import catalogue
 from agents.authentication import AgentPrincipal, IsAgent
 from agents.models import Criticality
 from agents.routing import Outcome
@@ -44,7 +45,7 @@ from soc_console.contract import (
 from soc_console.errors import InvalidInput, NotFound, NotPermitted
 from soc_console.problems import problem
 
-from . import catalogue, contract, selectors, services
+from . import contract, selectors, services
 from .models import ExecutionStatus, Proposal, ProposalStatus, Severity, Verdict
 from .services import MAX_TEXT
 

@@ -25,7 +25,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import catalogue
+from agents import catalogue
+
 from .models import ConnectorCall, ConnectorState
 
 TRANSIENT_FAILURES_BEFORE_SUCCESS = 2

@@ -14,10 +14,8 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
-from agents import targets
+from agents import catalogue, targets
 from soc_console.contract import WHITESPACE_CLASS, ClosedSerializer, StrictCharField, Variants
-
-from . import catalogue
 
 _MESSAGE_ID_PART = rf"[^<>@\x00{WHITESPACE_CLASS}]{{1,200}}"
 

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import Group, User
 
+from agents import catalogue
 from agents.models import Agent, Asset
 from agents.services import agent_register, asset_save
 from soc_console import roles
-
-from . import catalogue
 
 DEMO_PASSWORD = "soc-demo"  # noqa: S105 demo accounts on a local console
 

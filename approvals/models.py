@@ -103,7 +103,7 @@ class Proposal(models.Model):
 
     @property
     def action_label(self) -> str:
-        from .catalogue import get
+        from agents.catalogue import get
 
         kind = get(self.action)
         return kind.label if kind else self.action

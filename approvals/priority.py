@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .catalogue import CRITICALITY_WEIGHT, RISK_WEIGHT
+from agents.catalogue import CRITICALITY_WEIGHT, RISK_WEIGHT
 
 AGE_POINTS_PER_HOUR = 4.0
 

@@ -12,10 +12,10 @@ from django.db import connection
 from django.db.models import F, Prefetch, QuerySet
 from django.utils import timezone
 
+from agents import catalogue
 from agents.models import EmergencyStop
 from audit.models import AuditEvent
 
-from . import catalogue
 from .models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus
 from .priority import priority_now
 

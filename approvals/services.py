@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, Q, prefetch_related_objects
 from django.utils import timezone
 
-from agents import targets
+from agents import catalogue, targets
 from agents.models import Agent, ApiKey, EmergencyStop, Policy
 from agents.routing import RoutingInput, route
 from agents.selectors import InventoryMatch, inventory_match, routing_context
@@ -40,7 +40,7 @@ from soc_console.errors import (
     WrongState,
 )
 
-from . import catalogue, connectors, notify
+from . import connectors, notify
 from .models import (
     Decision,
     Execution,

@@ -15,11 +15,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from agents import catalogue
 from agents.models import Agent
 from soc_console import roles
 from soc_console.errors import DomainError
 
-from . import catalogue, selectors, services
+from . import selectors, services
 from .models import ProposalStatus
 
 

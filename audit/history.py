@@ -28,9 +28,10 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from agents import catalogue
 from agents.models import Agent, Policy
 from agents.routing import RoutingInput, route
-from approvals import catalogue, demo
+from approvals import demo
 
 from . import bulk
 from .log import PendingEvent, record_many

@@ -32,8 +32,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agents import catalogue
 from agents.models import Agent, Policy
-from approvals import catalogue
 
 # Minimum sample per figure. A median from 20 values is rough but useful; tail percentiles need
 # many more values before they mean anything beyond "the slowest one".

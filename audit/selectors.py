@@ -67,8 +67,8 @@ def report_choices() -> dict[str, list[str]]:
     """What the report filters offer: actions, agents and the people who decide."""
     from django.contrib.auth.models import User
 
+    from agents import catalogue
     from agents.models import Agent
-    from approvals import catalogue
     from soc_console import roles
 
     # Everyone who may decide a proposal: admins may, and their decisions are reported too.

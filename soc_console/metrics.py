@@ -48,8 +48,9 @@ from prometheus_client.core import (
     Metric,
 )
 
+from agents import catalogue
 from agents.models import Agent, EmergencyStop
-from approvals import catalogue, presence
+from approvals import presence
 from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.priority import AGE_POINTS_PER_HOUR
 from audit.models import AuditEvent

@@ -21,8 +21,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
 
+from agents import catalogue
 from agents.targets import canonical
-from approvals import catalogue, tasks
+from approvals import tasks
 from approvals.api import ProposalInSerializer
 from approvals.contract import TARGET_SCHEMAS
 from approvals.models import Execution

@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from approvals import catalogue, demo
+from agents import catalogue
+from approvals import demo
 from approvals.models import Proposal
 from audit.history import seed_history
 

@@ -18,8 +18,8 @@ from django.test import utils as test_utils
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from agents import catalogue
 from agents.models import Criticality
-from approvals import catalogue
 from approvals.models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.priority import priority_key
 from approvals.selectors import Counters, queue_counters

@@ -6,8 +6,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 from django.utils.text import slugify
 
+from agents import catalogue
 from agents.services import PolicyError, agent_register, agent_set_callback
-from approvals import catalogue
 
 
 def parse_grant(raw: str) -> tuple[str, int]:
