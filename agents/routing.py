@@ -1,4 +1,6 @@
-"""The guardrail decision: what may happen to a proposal.
+"""Guardrail routing: what may happen to a proposal.
+
+Its result is a `RoutingOutcome`, never called a decision: a decision is an analyst's verdict.
 
 A pure function of its inputs, so that its invariants can be stated and property-tested
 without a database: the services gather the inputs, call `route`, and record the outcome.
@@ -44,55 +46,57 @@ class RoutingInput:
 
 
 @dataclass(frozen=True)
-class Decision:
+class RoutingOutcome:
     outcome: Outcome
     code: BlockCode | None = None
     required_approvals: int = 0
     explanation: str = ""
 
 
-def route(given: RoutingInput) -> Decision:
+def route(given: RoutingInput) -> RoutingOutcome:
     if given.suspended:
-        return Decision(Outcome.BLOCKED, BlockCode.AGENT_SUSPENDED, 0, "the agent is suspended")
+        return RoutingOutcome(
+            Outcome.BLOCKED, BlockCode.AGENT_SUSPENDED, 0, "the agent is suspended"
+        )
     if given.emergency_stop:
-        return Decision(
+        return RoutingOutcome(
             Outcome.BLOCKED,
             BlockCode.EMERGENCY_STOP,
             0,
             "the emergency stop is engaged: no agent proposals are accepted",
         )
     if given.level <= 0:
-        return Decision(
+        return RoutingOutcome(
             Outcome.BLOCKED,
             BlockCode.ACTION_NOT_PERMITTED,
             0,
             "the policy does not grant this action (level 0, manual only)",
         )
     if not given.connector_allowed:
-        return Decision(
+        return RoutingOutcome(
             Outcome.BLOCKED,
             BlockCode.ACTION_NOT_PERMITTED,
             0,
             "the policy does not allow the connector this action runs through",
         )
     if not given.in_scope:
-        return Decision(
+        return RoutingOutcome(
             Outcome.BLOCKED,
             BlockCode.TARGET_OUT_OF_SCOPE,
             0,
             "the target is outside the policy's asset scope",
         )
     if not given.evidence_complete:
-        return Decision(
+        return RoutingOutcome(
             Outcome.BLOCKED,
             BlockCode.EVIDENCE_REQUIRED,
             0,
             "the proposal lacks evidence the policy requires",
         )
     if given.level == 1:
-        return Decision(Outcome.ADVISORY, None, 0, "advisory only (level 1): never executed")
+        return RoutingOutcome(Outcome.ADVISORY, None, 0, "advisory only (level 1): never executed")
     if given.confidence < given.review_threshold:
-        return Decision(
+        return RoutingOutcome(
             Outcome.FLAGGED,
             None,
             0,
@@ -103,9 +107,11 @@ def route(given: RoutingInput) -> Decision:
     required = 2 if critical else 1
     confident = given.confidence >= given.auto_threshold
     if given.level == 3 and confident and given.reversible and not critical:
-        return Decision(Outcome.AUTO_APPROVED, None, 0, "level 3 conditions met: runs at once")
+        return RoutingOutcome(
+            Outcome.AUTO_APPROVED, None, 0, "level 3 conditions met: runs at once"
+        )
     if given.level >= 4 and confident and not critical:
-        return Decision(
+        return RoutingOutcome(
             Outcome.AUTO_APPROVED, None, 0, "level 4 conditions met: runs at once, reviewed after"
         )
     reasons = []
@@ -118,4 +124,4 @@ def route(given: RoutingInput) -> Decision:
             reasons.append("irreversible action")
         if critical:
             reasons.append("critical asset: two approvers")
-    return Decision(Outcome.PENDING, None, required, "; ".join(reasons) or "needs a human")
+    return RoutingOutcome(Outcome.PENDING, None, required, "; ".join(reasons) or "needs a human")

@@ -1,4 +1,4 @@
-"""Invariants of the guardrail decision, checked over every combination hypothesis finds."""
+"""Invariants of the guardrail routed, checked over every combination hypothesis finds."""
 
 from __future__ import annotations
 
@@ -37,19 +37,19 @@ def test_level_zero_never_passes(given_input: RoutingInput) -> None:
 
 @given(inputs())
 def test_critical_asset_never_runs_without_a_human_and_needs_two(given_input: RoutingInput) -> None:
-    decision = route(given_input)
+    routed = route(given_input)
     if given_input.criticality == "critical":
-        assert decision.outcome != Outcome.AUTO_APPROVED
-        if decision.outcome == Outcome.PENDING:
-            assert decision.required_approvals == 2
+        assert routed.outcome != Outcome.AUTO_APPROVED
+        if routed.outcome == Outcome.PENDING:
+            assert routed.required_approvals == 2
 
 
 @given(inputs())
 def test_emergency_stop_closes_every_automatic_path(given_input: RoutingInput) -> None:
     if given_input.emergency_stop:
-        decision = route(given_input)
-        assert decision.outcome == Outcome.BLOCKED
-        assert decision.code in (BlockCode.EMERGENCY_STOP, BlockCode.AGENT_SUSPENDED)
+        routed = route(given_input)
+        assert routed.outcome == Outcome.BLOCKED
+        assert routed.code in (BlockCode.EMERGENCY_STOP, BlockCode.AGENT_SUSPENDED)
 
 
 @given(inputs())
@@ -64,22 +64,22 @@ def test_irreversible_action_never_runs_automatically_at_level_three(
 def test_below_review_threshold_is_flagged_when_not_blocked_or_advisory(
     given_input: RoutingInput,
 ) -> None:
-    decision = route(given_input)
-    if given_input.confidence < given_input.review_threshold and decision.outcome not in (
+    routed = route(given_input)
+    if given_input.confidence < given_input.review_threshold and routed.outcome not in (
         Outcome.BLOCKED,
         Outcome.ADVISORY,
     ):
-        assert decision.outcome == Outcome.FLAGGED
-    if decision.outcome in (Outcome.PENDING, Outcome.AUTO_APPROVED):
+        assert routed.outcome == Outcome.FLAGGED
+    if routed.outcome in (Outcome.PENDING, Outcome.AUTO_APPROVED):
         assert given_input.confidence >= given_input.review_threshold
 
 
 @given(inputs())
 def test_suspended_agent_is_always_blocked(given_input: RoutingInput) -> None:
     if given_input.suspended:
-        decision = route(given_input)
-        assert decision.outcome == Outcome.BLOCKED
-        assert decision.code == BlockCode.AGENT_SUSPENDED
+        routed = route(given_input)
+        assert routed.outcome == Outcome.BLOCKED
+        assert routed.code == BlockCode.AGENT_SUSPENDED
 
 
 @given(inputs())
@@ -99,7 +99,7 @@ def test_level_one_is_only_ever_advisory_or_blocked(given_input: RoutingInput) -
 
 
 def test_level_four_runs_an_irreversible_action_when_confident() -> None:
-    decision = route(
+    routed = route(
         RoutingInput(
             level=4,
             confidence=0.95,
@@ -114,4 +114,4 @@ def test_level_four_runs_an_irreversible_action_when_confident() -> None:
             suspended=False,
         )
     )
-    assert decision.outcome == Outcome.AUTO_APPROVED
+    assert routed.outcome == Outcome.AUTO_APPROVED
