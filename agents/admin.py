@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import services
+from . import grants, services
 from .models import Agent, ApiKey, Asset, EmergencyStop, Policy
 
 
@@ -70,27 +70,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {revoked} key(s).")
 
 
-def parse_grants(text: str) -> dict[str, int]:
-    grants: dict[str, int] = {}
-    for part in text.replace("\n", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        action, sep, level = part.partition("=")
-        if not sep or not level.strip().isdigit() or not 0 <= int(level) <= 4:
-            raise forms.ValidationError(
-                f"{part!r}: write ACTION=LEVEL with a level from 0 to 4, for example block_ip=2"
-            )
-        grants[action.strip()] = int(level)
-    return grants
-
-
 class PolicyForm(forms.ModelForm):
     grants_text = forms.CharField(
         label="Grants",
         required=False,
         widget=forms.Textarea(attrs={"rows": 4}),
-        help_text="One ACTION=LEVEL per line (0 manual only … 4 high-stakes autonomy). "
+        help_text=f"One ACTION=LEVEL per line ({grants.levels_help()}). "
         "Actions left out keep their level from the previous version.",
     )
 
@@ -106,7 +91,10 @@ class PolicyForm(forms.ModelForm):
             )
 
     def clean_grants_text(self) -> dict[str, int]:
-        return parse_grants(self.cleaned_data.get("grants_text", ""))
+        try:
+            return grants.parse_grants(self.cleaned_data.get("grants_text", ""))
+        except grants.GrantError as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 @admin.register(Policy)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents import targets
+from agents import ladder, targets
 from agents.targets import TargetError
 
 # The kinds of target an action takes (agents.targets reads each).
 TARGET_KINDS = targets.KINDS
 
-RISK_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 4.0}
-CRITICALITY_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 3.0, "critical": 4.0}
+# An action's risk and a target's criticality weigh in a card's priority on the same ladder.
+RISK_WEIGHT = CRITICALITY_WEIGHT = {step: ladder.weight(step) for step in ladder.LADDER}
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,22 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from . import ladder
 
-class Criticality(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
+# LOW = "low" … CRITICAL = "critical", in the ladder's order; severity uses the same choices.
+Criticality = models.TextChoices(
+    "Criticality", [(step.upper(), (step, step.capitalize())) for step in ladder.LADDER]
+)
+
+
+class Level(models.IntegerChoices):
+    """The autonomy levels a grant gives one action , with the names pages show."""
+
+    MANUAL = 0, "manual only"
+    ADVISORY = 1, "advisory"
+    HUMAN_IN_THE_LOOP = 2, "human-in-the-loop"
+    CONDITIONAL = 3, "conditional autonomy"
+    HIGH_STAKES = 4, "high-stakes autonomy"
 
 
 class Agent(models.Model):
@@ -129,7 +139,7 @@ class Grant(models.Model):
     policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="grants")
     action = models.CharField(max_length=64)
     level = models.PositiveSmallIntegerField(
-        validators=[MinValueValidator(0), MaxValueValidator(4)]
+        choices=Level.choices, validators=[MinValueValidator(0), MaxValueValidator(4)]
     )
 
     class Meta:

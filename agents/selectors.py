@@ -10,7 +10,8 @@ from django.db import connection
 
 from soc_console import rows
 
-from .models import Agent, Asset, Criticality, Policy
+from . import ladder
+from .models import Agent, Asset, AssetAlias, Criticality, Policy
 from .targets import Identity, Namespace
 
 # Policy versions are immutable (an edit publishes a new version), so a version read once can
@@ -97,15 +98,20 @@ SELECT {asset} FROM (
     SELECT a.*, ROW_NUMBER() OVER (
         PARTITION BY a.criticality, a."group" ORDER BY a.identifier
     ) AS nth
-    FROM agents_asset a
+    FROM {asset_table} a
     WHERE a.id IN (
-        SELECT m.asset_id FROM agents_assetalias m WHERE m.namespace = %s AND ({where})
+        SELECT m.asset_id FROM {alias_table} m WHERE m.namespace = %s AND ({where})
     )
 ) a
 WHERE a.nth = 1
-ORDER BY CASE a.criticality WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2
-         ELSE 3 END, a.identifier
+ORDER BY {most_critical_first}, a.identifier
 """
+_MOST_CRITICAL_FIRST = "CASE a.criticality {} ELSE {} END".format(
+    " ".join(
+        f"WHEN '{step}' THEN {len(ladder.LADDER) - 1 - ladder.rank(step)}" for step in ladder.LADDER
+    ),
+    len(ladder.LADDER),
+)
 
 
 def _inventory_condition(identity: Identity) -> tuple[str, list[object]]:
@@ -146,7 +152,13 @@ def inventory_match(identity: Identity) -> InventoryMatch:
     if identity.namespace not in (Namespace.IP, Namespace.HOST, Namespace.USER):
         return InventoryMatch(identity, [])
     where, params = _inventory_condition(identity)
-    sql = _INVENTORY_SQL.format(asset=rows.columns(Asset, connection, "a"), where=where)
+    sql = _INVENTORY_SQL.format(
+        asset=rows.columns(Asset, connection, "a"),
+        asset_table=connection.ops.quote_name(Asset._meta.db_table),
+        alias_table=connection.ops.quote_name(AssetAlias._meta.db_table),
+        where=where,
+        most_critical_first=_MOST_CRITICAL_FIRST,
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, [identity.namespace.value, *params])
         found = cursor.fetchall()

@@ -15,7 +15,7 @@ from django.utils import timezone
 from audit import log
 
 from . import keys, targets
-from .models import Agent, ApiKey, Asset, AssetAlias, Grant, Policy
+from .models import Agent, ApiKey, Asset, AssetAlias, Grant, Level, Policy
 
 POLICY_FIELDS = (
     "purpose",
@@ -50,8 +50,8 @@ def _check_policy(fields: dict[str, Any], grants: dict[str, int]) -> None:
     if review > auto:
         raise PolicyError(f"review threshold {review} is above the auto threshold {auto}")
     for action, level in grants.items():
-        if not isinstance(level, int) or not 0 <= level <= 4:
-            raise PolicyError(f"grant {action}={level}: the level must be 0 to 4")
+        if not isinstance(level, int) or level not in Level.values:
+            raise PolicyError(f"grant {action}={level}: the level must be one of {Level.values}")
 
 
 @transaction.atomic

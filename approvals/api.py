@@ -46,7 +46,7 @@ from soc_console.errors import InvalidInput, NotFound, NotPermitted
 from soc_console.problems import problem
 
 from . import contract, selectors, services
-from .models import ExecutionStatus, Proposal, ProposalStatus, Severity, Verdict
+from .models import ExecutionStatus, Proposal, ProposalStatus, Verdict
 from .services import MAX_TEXT
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,9 @@ class ProposalInSerializer(serializers.Serializer):
     confidence = StrictFloatField(min_value=0.0, max_value=1.0)
     rationale = StrictCharField(max_length=MAX_RATIONALE, allow_blank=False)
     evidence = EvidenceSerializer(many=True, required=False, max_length=MAX_EVIDENCE_ITEMS)
-    severity = serializers.ChoiceField(choices=Severity.choices, required=False, default="medium")
+    severity = serializers.ChoiceField(
+        choices=Criticality.choices, required=False, default="medium"
+    )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         """Report every problem at once: unknown fields, field errors and the target check."""
@@ -198,7 +200,7 @@ class ProposalOutSerializer(serializers.Serializer):
     confidence = serializers.FloatField(min_value=0, max_value=1)
     rationale = serializers.CharField(allow_blank=True)
     evidence = EvidenceSerializer(many=True)
-    severity = serializers.ChoiceField(choices=Severity.choices)
+    severity = serializers.ChoiceField(choices=Criticality.choices)
     criticality = serializers.ChoiceField(choices=Criticality.choices)
     required_approvals = serializers.IntegerField(min_value=0)
     approvals = serializers.IntegerField(min_value=0)

@@ -21,13 +21,6 @@ class ProposalStatus(models.TextChoices):
     WITHDRAWN = "withdrawn", "Withdrawn"
 
 
-class Severity(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
-
-
 class Proposal(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="proposals")
@@ -40,7 +33,9 @@ class Proposal(models.Model):
     confidence = models.FloatField()
     rationale = models.TextField(blank=True)
     evidence = models.JSONField(default=list, blank=True)
-    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.MEDIUM)
+    severity = models.CharField(
+        max_length=16, choices=Criticality.choices, default=Criticality.MEDIUM
+    )
 
     status = models.CharField(max_length=16, choices=ProposalStatus.choices)
     block_code = models.CharField(max_length=32, blank=True)

@@ -19,6 +19,8 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from agents import ladder
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -410,9 +412,9 @@ API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600, minimum=1)
 # The criticality of a target that matches nothing in the inventory: failing closed, an
 # unknown asset is treated as an important one.
 UNKNOWN_ASSET_CRITICALITY = env_str("UNKNOWN_ASSET_CRITICALITY", "high").strip().lower()
-if UNKNOWN_ASSET_CRITICALITY not in ("low", "medium", "high", "critical"):
+if UNKNOWN_ASSET_CRITICALITY not in ladder.LADDER:
     raise ImproperlyConfigured(
-        "UNKNOWN_ASSET_CRITICALITY must be low, medium, high or critical, "
+        f"UNKNOWN_ASSET_CRITICALITY must be one of {', '.join(ladder.LADDER)}, "
         f"not {UNKNOWN_ASSET_CRITICALITY!r}"
     )
 

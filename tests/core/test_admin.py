@@ -61,7 +61,16 @@ def test_editing_a_policy_in_the_admin_publishes_a_new_version(admin_client, age
     assert policy.auto_threshold == 0.9  # the old version is unchanged
 
 
-def test_a_bad_grant_in_the_admin_is_a_form_error(admin_client, agent_with_key):
+@pytest.mark.parametrize(
+    ("grant", "message"),
+    [
+        ("block_ip=9", b"the level must be one of 0 manual only"),
+        # The admin checks action names as create_agent does: one parser for both.
+        ("nuke_everything=2", b"unknown action"),
+        ("block_ip", b"write ACTION=LEVEL"),
+    ],
+)
+def test_a_bad_grant_in_the_admin_is_a_form_error(admin_client, agent_with_key, grant, message):
     policy = agent_with_key.agent.current_policy
     response = admin_client.post(
         f"/admin/agents/policy/{policy.pk}/change/",
@@ -75,13 +84,13 @@ def test_a_bad_grant_in_the_admin_is_a_form_error(admin_client, agent_with_key):
             "scope_groups": "[]",
             "allowed_connectors": "[]",
             "required_evidence": "[]",
-            "grants_text": "block_ip=9",
+            "grants_text": grant,
             "grants-TOTAL_FORMS": "0",
             "grants-INITIAL_FORMS": "0",
         },
     )
     assert response.status_code == 200
-    assert b"level from 0 to 4" in response.content
+    assert message in response.content
     assert agent_with_key.agent.policies.count() == 1
 
 

@@ -48,7 +48,7 @@ def test_create_agent_prints_the_key_alone_on_the_last_line() -> None:
     [
         (["--grant", "block_ip"], "ACTION=LEVEL"),
         (["--grant", "nuke=2"], "unknown action"),
-        (["--grant", "block_ip=7"], "0 to 4"),
+        (["--grant", "block_ip=7"], "the level must be one of 0 manual only"),
         (["--auto-threshold", "1.5"], "between 0 and 1"),
         (["--auto-threshold", "0.4", "--review-threshold", "0.6"], "above the auto threshold"),
     ],

@@ -6,25 +6,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 from django.utils.text import slugify
 
-from agents import catalogue
+from agents import grants
 from agents.services import PolicyError, agent_register, agent_set_callback
 
 
 def parse_grant(raw: str) -> tuple[str, int]:
-    action, sep, level = raw.partition("=")
-    if not sep:
-        raise CommandError(f"--grant {raw!r}: write ACTION=LEVEL, for example block_ip=2")
-    if action not in catalogue.ACTIONS:
-        raise CommandError(
-            f"--grant {raw!r}: unknown action {action!r}; known: {', '.join(catalogue.ACTIONS)}"
-        )
     try:
-        number = int(level)
-    except ValueError as exc:
-        raise CommandError(f"--grant {raw!r}: the level must be 0 to 4") from exc
-    if not 0 <= number <= 4:
-        raise CommandError(f"--grant {raw!r}: the level must be 0 to 4")
-    return action, number
+        return grants.parse_grant(raw)
+    except grants.GrantError as exc:
+        raise CommandError(f"--grant {exc}") from exc
 
 
 def threshold(raw: str) -> float:
@@ -47,12 +37,11 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="ACTION=LEVEL",
-            help="allow an action at an autonomy level (repeat for more actions): 0 manual only "
-            "(refused), "
-            "1 advisory (recorded, never run), 2 runs after an analyst approves, 3 runs at "
-            "once when reversible, confident and not on a critical asset, 4 the same for "
-            "irreversible actions too; 3 and 4 fall back to 2 otherwise. Actions not "
-            "granted are refused",
+            help=f"allow an action at an autonomy level (repeat for more actions): "
+            f"{grants.levels_help()}. Level 1 is recorded, never run; 2 runs after an analyst "
+            "approves; 3 runs at once when reversible, confident and not on a critical asset; "
+            "4 the same for irreversible actions too; 3 and 4 fall back to 2 otherwise. Actions "
+            "not granted are refused",
         )
         parser.add_argument(
             "--auto-threshold",
