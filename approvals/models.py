@@ -6,6 +6,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from agents import catalogue
 from agents.models import Agent, ApiKey, Asset, Criticality, Policy
 
 
@@ -98,9 +99,7 @@ class Proposal(models.Model):
 
     @property
     def action_label(self) -> str:
-        from agents.catalogue import get
-
-        kind = get(self.action)
+        kind = catalogue.get(self.action)
         return kind.label if kind else self.action
 
 

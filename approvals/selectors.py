@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from agents import catalogue
@@ -340,3 +340,15 @@ def failed_executions() -> QuerySet[Execution]:
 
 def flagged_proposals() -> QuerySet[Proposal]:
     return proposals_with_details().filter(status=ProposalStatus.FLAGGED).order_by("-created_at")
+
+
+def agent_track_records() -> dict[int, dict[str, Any]]:
+    """Per agent: proposals, approved, rejected, failed and rolled back (the agents page)."""
+    rows = Proposal.objects.values("agent_id").annotate(
+        proposals=Count("id"),
+        approved=Count("id", filter=Q(status=ProposalStatus.APPROVED)),
+        rejected=Count("id", filter=Q(status=ProposalStatus.REJECTED)),
+        failed=Count("id", filter=Q(execution__status=ExecutionStatus.FAILED)),
+        rolled_back=Count("id", filter=Q(execution__status=ExecutionStatus.ROLLED_BACK)),
+    )
+    return {row["agent_id"]: row for row in rows}

@@ -307,10 +307,8 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_role()
 def agents_page(request: HttpRequest) -> HttpResponse:
-    from audit import selectors as audit_selectors
-
     agents = Agent.objects.prefetch_related("keys", "policies__grants").order_by("slug")
-    records = audit_selectors.agent_track_records()
+    records = selectors.agent_track_records()
     rows = [
         {
             "agent": agent,

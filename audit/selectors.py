@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
 
-from approvals.models import ExecutionStatus, Proposal, ProposalStatus
+from agents import catalogue
+from agents.models import Agent
+from soc_console import roles
 
 from .models import AuditEvent, VerificationRun
 
@@ -52,25 +54,8 @@ def event_types() -> list[str]:
     )
 
 
-def agent_track_records() -> dict[int, dict[str, Any]]:
-    rows = Proposal.objects.values("agent_id").annotate(
-        proposals=Count("id"),
-        approved=Count("id", filter=Q(status=ProposalStatus.APPROVED)),
-        rejected=Count("id", filter=Q(status=ProposalStatus.REJECTED)),
-        failed=Count("id", filter=Q(execution__status=ExecutionStatus.FAILED)),
-        rolled_back=Count("id", filter=Q(execution__status=ExecutionStatus.ROLLED_BACK)),
-    )
-    return {row["agent_id"]: row for row in rows}
-
-
 def report_choices() -> dict[str, list[str]]:
     """What the report filters offer: actions, agents and the people who decide."""
-    from django.contrib.auth.models import User
-
-    from agents import catalogue
-    from agents.models import Agent
-    from soc_console import roles
-
     # Everyone who may decide a proposal: admins may, and their decisions are reported too.
     analysts = (
         User.objects.filter(

@@ -4,6 +4,8 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from approvals.selectors import emergency_stop
+
 from . import roles
 
 
@@ -11,8 +13,6 @@ def console(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    from approvals.selectors import emergency_stop
-
     return {
         "emergency_stop": emergency_stop(),
         "role_label": roles.label(user),

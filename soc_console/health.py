@@ -14,6 +14,8 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from approvals.tasks import HEARTBEAT_KEY
+
 
 def _database() -> str:
     try:
@@ -37,8 +39,6 @@ def _ping(url: str) -> str:
 
 
 def _workers() -> str:
-    from approvals.tasks import HEARTBEAT_KEY
-
     try:
         beat = cache.get(HEARTBEAT_KEY)
     except Exception:

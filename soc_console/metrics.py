@@ -53,6 +53,7 @@ from agents.models import Agent, EmergencyStop
 from approvals import presence
 from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.priority import AGE_POINTS_PER_HOUR
+from approvals.tasks import HEARTBEAT_KEY
 from audit.models import AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -412,8 +413,6 @@ def _queue_depth() -> Iterator[Metric]:
 
 
 def _heartbeat() -> Iterator[Metric]:
-    from approvals.tasks import HEARTBEAT_KEY
-
     beat = cache.get(HEARTBEAT_KEY)
     if beat is not None:
         yield GaugeMetricFamily(
