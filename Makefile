@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # SECRET_KEY, API_KEY_PEPPER and AUDIT_KEY from .run/secrets.env, generated on first use.
 SECRETS := bin/with-secrets
 
-.PHONY: run test lint install services migrate seed static clean
+.PHONY: run test test-sqlite lint install services migrate seed static clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,12 +38,22 @@ run: services seed static
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: install
 	@bin/ensure-redis
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite's database-neutral part on SQLite, the database `make run` uses when DATABASE_URL
+# is unset; tests marked `postgres` (and the browser, fault and schemathesis runs) need
+# PostgreSQL and are left out.
+test-sqlite: install
+	@bin/ensure-redis
+	DATABASE_URL=sqlite:///$(CURDIR)/.run/test.sqlite3 $(BIN)/python -m pytest \
+		-m "not postgres and not browser and not fault and not schemathesis" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .run staticfiles test-artifacts

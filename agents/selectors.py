@@ -31,6 +31,13 @@ def policy_version(policy_id: int) -> Policy:
     return cached
 
 
+def forget_policies() -> None:
+    """Drop the cached versions. A test database that rolls back reuses ids (SQLite does);
+    a deployment never needs this, since a committed version never changes."""
+    with _policies_lock:
+        _policies.clear()
+
+
 @dataclass(frozen=True)
 class RoutingContext:
     agent: Agent

@@ -37,7 +37,8 @@ from soc_console.settings import *  # noqa: E402, F403
 # The audit table refuses TRUNCATE unless this session setting is on and the session's role
 # owns the table (or is a superuser); flushing the test database between transactional tests
 # needs it. Only the test process's connections set it.
-DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c soc.allow_audit_truncate=on"  # noqa: F405
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c soc.allow_audit_truncate=on"  # noqa: F405
 
 # Pages rendered in the test process link plain static names: no collectstatic manifest is
 # needed. The live server (tests/browser) serves collectstatic's hashed files as deployed.

@@ -223,6 +223,7 @@ def _drop_after_commit(statement: str) -> tuple[Any, list[int]]:
     return wrapper, dropped
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("verdict", ["approve", "reject"])
 def test_a_decision_is_201_with_what_committed_when_the_database_drops_after_commit(
@@ -262,6 +263,7 @@ def test_a_decision_is_201_with_what_committed_when_the_database_drops_after_com
         assert answered["execution"] is None
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_decision_on_an_inventoried_asset_is_answered_with_its_asset_after_the_drop(
     analyst: Any,
@@ -286,6 +288,7 @@ def test_a_decision_on_an_inventoried_asset_is_answered_with_its_asset_after_the
     connection.close()  # the session was ended: the next query opens a new one
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_withdrawal_is_answered_as_committed_when_the_database_drops(api: APIClient) -> None:
     submitted = api.post(
@@ -303,6 +306,7 @@ def test_a_withdrawal_is_answered_as_committed_when_the_database_drops(api: APIC
     assert Proposal.objects.get(pk=submitted["id"]).status == "withdrawn"
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_database_gone_mid_request_is_a_503_problem_with_retry_after(api: APIClient) -> None:
     connection.ensure_connection()

@@ -185,6 +185,7 @@ def test_a_chunked_body_is_read_no_further_than_the_limit(served: Served) -> Non
     assert served.spooled(worker) == []
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_chunked_body_within_the_limit_is_a_proposal(served: Served) -> None:
     owner = factories.agent("chunky", grants={"block_ip": 2})

@@ -17,12 +17,14 @@ def _append(n: int, actor: str) -> None:
             log.record(event_type="test.event", actor=actor, data={"i": i})
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_record_outside_a_transaction_is_refused() -> None:
     with pytest.raises(RuntimeError):
         log.record(event_type="x", actor="y")
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_appends_form_one_linear_chain() -> None:
     threads = [threading.Thread(target=_append, args=(20, f"t{i}")) for i in range(4)]
@@ -57,6 +59,7 @@ def _tamper(sql: str, params: list) -> None:
         cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_modified_event_is_named(agent_with_key) -> None:
     for _ in range(3):
@@ -74,6 +77,7 @@ def test_modified_event_is_named(agent_with_key) -> None:
         call_command("verify_audit")
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_removed_event_is_named(agent_with_key) -> None:
     for _ in range(3):

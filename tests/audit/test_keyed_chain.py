@@ -111,6 +111,7 @@ def anchor_file(settings, tmp_path: Path) -> Path:  # noqa: ANN001
 # --- canonical JSON ---------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 @DB_EXAMPLES
 @given(value=json_values)
@@ -184,6 +185,7 @@ def test_the_keyed_hash_is_hmac_sha256(key: bytes, message: bytes) -> None:
 # --- every bad event --------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_verification_counts_every_bad_event_and_names_each_one(client: Client, manager) -> None:
     _record(30)
@@ -210,6 +212,7 @@ def test_verification_counts_every_bad_event_and_names_each_one(client: Client, 
     assert 'id="event-25" class="bad-event"' in page and 'id="event-24">' in page
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_more_bad_events_than_are_named_are_all_counted() -> None:
     _record(40)
@@ -221,6 +224,7 @@ def test_more_bad_events_than_are_named_are_all_counted() -> None:
         call_command("verify_audit")
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_rehashing_without_the_key_is_caught_even_without_an_anchor() -> None:
     _record(8)
@@ -247,6 +251,7 @@ def test_an_anchored_chain_that_grew_since_verifies_against_its_checkpoints(anch
     assert result.ok and result.checkpoints == 2 and result.events == 8
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_events_removed_from_the_end_are_caught_against_the_anchor(
     anchor_file, client: Client, manager
@@ -268,6 +273,7 @@ def _truncate_chain() -> None:
         cursor.execute("TRUNCATE audit_auditevent")
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
@@ -470,6 +476,7 @@ def test_verification_runs_are_read_only_in_the_admin_even_for_a_superuser(
     assert list(VerificationRun.objects.values_list("pk", "events")) == [(run.pk, 2)]
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_a_verification_run_written_behind_verify_audits_back_shows_as_not_genuine(
     client: Client, manager

@@ -300,6 +300,7 @@ def test_threshold_what_if_counts(triage, analyst) -> None:
     assert everything.would_auto == 9 and everything.rejected == 4  # isolate_host counted now
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_percentile_fallback_matches_postgresql_percentile_cont() -> None:
     values = [3.0, 1.0, 4.0, 1.5, 9.0, 2.6, 5.3, 5.8]

@@ -64,6 +64,7 @@ def test_bulk_appended_events_verify_like_recorded_ones(agent_with_key) -> None:
     assert result.head_hash == last.hash
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_modified_event_is_named_by_command_and_page(client: Client, manager) -> None:
     _events()
@@ -76,6 +77,7 @@ def test_modified_event_is_named_by_command_and_page(client: Client, manager) ->
     assert 'id="event-4" class="bad-event"' in jump and 'id="event-5"' not in jump
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_removed_event_is_named_by_command_and_page(client: Client, manager) -> None:
     _events()
@@ -85,6 +87,7 @@ def test_removed_event_is_named_by_command_and_page(client: Client, manager) -> 
     assert "BROKEN at event #3: event #3 is missing" in page
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_reordered_events_are_named_by_command_and_page(client: Client, manager) -> None:
     _events()
@@ -102,6 +105,7 @@ def test_reordered_events_are_named_by_command_and_page(client: Client, manager)
     assert [p["seq"] for p in run.problems] == [2, 3, 5, 6]
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_without_a_file_anchor_events_removed_from_the_end_go_unseen_and_it_says_so() -> None:
     _events()
@@ -197,6 +201,7 @@ SWAP_20_21 = [
 
 
 # The worker processes read over their own connections: the events must be committed.
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("statements", "bad_seq", "words", "bad_count"),

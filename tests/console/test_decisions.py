@@ -175,6 +175,7 @@ def _race(workers: list[Callable[[], T]]) -> list[T]:
     return results
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_decisions_exactly_one_wins_and_the_loser_learns_who(
     agent_with_key: factories.AgentWithKey,
@@ -216,6 +217,7 @@ def test_concurrent_decisions_exactly_one_wins_and_the_loser_learns_who(
         )
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_api_decisions_one_201_and_the_rest_409(
     agent_with_key: factories.AgentWithKey,

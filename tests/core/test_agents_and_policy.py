@@ -128,6 +128,7 @@ def test_seed_demo_creates_the_five_roles_and_is_idempotent_with_if_empty() -> N
     assert "skipping" in out.getvalue()
 
 
+@pytest.mark.postgres
 def test_simulate_agents_posts_over_http_and_retires_its_keys(live_server) -> None:
     from approvals.models import Proposal
 

@@ -126,6 +126,7 @@ def test_slow_target_takes_its_time_on_the_first_call_not_on_a_replay(settings: 
     assert time.monotonic() - started < 0.3 and replay["replayed"] is True
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_calls_with_one_key_have_one_effect() -> None:
     # A stale worker and its replacement calling at the same moment: the ledger's unique key

@@ -380,6 +380,7 @@ def _race(*workers: Any) -> list[Any]:
     return results
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @hypothesis_settings(
     max_examples=12,
