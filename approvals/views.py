@@ -100,7 +100,9 @@ def _run(
         return _flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
     if refresh and request.htmx:
         messages.success(request, success)  # shown by the reloaded page
-        return HttpResponseClientRefresh()
+        response = HttpResponseClientRefresh()
+        response.status_code = 204  # as before: nothing to swap, the page reloads
+        return response
     return _flash(request, ok=True, text=success)
 
 
