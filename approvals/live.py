@@ -1,5 +1,12 @@
 """Live updates: after a service commits, render the changed pieces and push them to every
-open console over the channel layer. The htmx ws extension swaps them in out-of-band."""
+open console over the channel layer. The htmx ws extension swaps them in out-of-band.
+
+The server keeps the queue page in order, not the browser: a card that enters the page
+comes with the cards it goes before, the cards it pushes below the page are deleted, and a
+card that leaves brings in the ones that move up onto the page. Each is computed and
+rendered once per change, for every console alike (every console shows the same page: the
+QUEUE_PAGE_SIZE highest-priority pending proposals).
+"""
 
 from __future__ import annotations
 
@@ -12,16 +19,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections
+from django.db.models import Q
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from . import selectors
-from .models import Proposal
+from .models import Proposal, ProposalStatus
 
 logger = logging.getLogger(__name__)
 
@@ -74,18 +84,94 @@ def proposal_committed(proposal: Proposal) -> None:
         _send_proposal(proposal)
 
 
+# How many of the cards after a card it names: the first of them on a console's page is the
+# one it goes before. More than one, because updates from several processes can arrive out of
+# commit order: a card rendered after its neighbour's commit may reach a page before that
+# neighbour does. For the same reason a card that enters the page deletes this many below it,
+# and a card that leaves brings up this many (a console inserts only those it lacks).
+NEIGHBOURS = 3
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a pending proposal's card goes on the queue page, in the queue's order."""
+
+    off_page: bool  # below the page: no console shows it
+    before: list[str] = field(default_factory=list)  # ids of the next cards, in order
+    below: list[str] = field(default_factory=list)  # ids now just below the page
+
+
+@dataclass(frozen=True)
+class Fill:
+    """A card that moved up onto the page when another left it."""
+
+    card: selectors.Card
+    before: list[str]
+
+
+def _placement(proposal: Proposal) -> Placement:
+    """Two indexed reads: the cards after this one, and the first cards below the page."""
+    pending = Proposal.objects.filter(status=ProposalStatus.PENDING).order_by(
+        *selectors.QUEUE_ORDER
+    )
+    edge = list(
+        pending.values_list("id", "priority", "created_at")[
+            settings.QUEUE_PAGE_SIZE : settings.QUEUE_PAGE_SIZE + NEIGHBOURS
+        ]
+    )
+    key = (-proposal.priority, proposal.created_at)
+    if edge and (proposal.pk in {row[0] for row in edge} or key >= (-edge[0][1], edge[0][2])):
+        return Placement(off_page=True)
+    after = pending.filter(
+        Q(priority__lt=proposal.priority)
+        | Q(priority=proposal.priority, created_at__gt=proposal.created_at)
+    ).values_list("id", flat=True)[:NEIGHBOURS]
+    return Placement(
+        off_page=False, before=[str(pk) for pk in after], below=[str(row[0]) for row in edge]
+    )
+
+
+def _fills() -> list[Fill]:
+    """The last cards of the page, once a card has left it: they may have just moved up."""
+    page = settings.QUEUE_PAGE_SIZE
+    start = max(page - NEIGHBOURS, 0)
+    ids = list(
+        Proposal.objects.filter(status=ProposalStatus.PENDING)
+        .order_by(*selectors.QUEUE_ORDER)
+        .values_list("id", flat=True)[start:page]
+    )
+    if len(ids) < page - start:
+        return []  # the whole queue fits on the page: nothing moved up onto it
+    rows = {p.pk: p for p in selectors.proposals_with_details().filter(pk__in=ids)}
+    now = timezone.now()
+    return [
+        Fill(card=selectors.card_for(rows[pk], now), before=[str(i) for i in ids[n + 1 :]])
+        for n, pk in enumerate(ids)
+        if pk in rows
+    ]
+
+
 def _send_proposal(proposal: Proposal) -> None:
     context: dict[str, Any] = {
         "card": selectors.card_for(proposal),
         "proposal": proposal,
         "rendered_at": selectors.render_stamp(),
     }
+    if proposal.status == ProposalStatus.PENDING:
+        context["placement"] = _placement(proposal)
+    else:
+        context["fills"] = _fills()
     send_html(render_to_string("approvals/live.html", context), counters=True)
 
 
 def counters_html() -> str:
     return render_to_string(
-        "approvals/counters.html", {"counters": selectors.queue_counters(), "oob": True}
+        "approvals/counters.html",
+        {
+            "counters": selectors.queue_counters(),
+            "page_size": settings.QUEUE_PAGE_SIZE,
+            "oob": True,
+        },
     )
 
 

@@ -196,6 +196,10 @@ def card_for(proposal: Proposal, now: Any = None) -> Card:
     )
 
 
+# The queue's order, the page's and the live updates' (approvals.live places cards by it).
+QUEUE_ORDER = ("-priority", "created_at")
+
+
 def pending_queue(*, limit: int | None = None) -> list[Card]:
     """The analysts' queue, highest priority first; a fixed number of queries at any size."""
     limit = limit or settings.QUEUE_PAGE_SIZE
@@ -203,7 +207,7 @@ def pending_queue(*, limit: int | None = None) -> list[Card]:
     rows = (
         proposals_with_details()
         .filter(status=ProposalStatus.PENDING)
-        .order_by("-priority", "created_at")[:limit]
+        .order_by(*QUEUE_ORDER)[:limit]
     )
     return [card_for(p, now) for p in rows]
 

@@ -12,8 +12,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRefresh, trigger_client_event
 
 from agents import catalogue
 from agents.models import Agent
@@ -22,6 +24,9 @@ from soc_console.errors import DomainError
 
 from . import selectors, services
 from .models import ProposalStatus
+
+# The event (HX-Trigger) that answers a decision or an undo; console.js listens for it.
+ANSWERED = "console:answered"
 
 
 def console_role(check: Callable[[Any], bool] = roles.can_view_console) -> Callable:
@@ -52,24 +57,23 @@ def _flash(
 ) -> HttpResponse:
     """An htmx request gets the message as a fragment; a plain form post gets a redirect.
 
-    `outcome` tells the page's script whether the card is finished ("decided") or still
-    waits for another approver ("partial"), so it removes only what really left the queue.
-    `field` names the input the server refused (the page puts the cursor there); `undo` adds
+    With the fragment goes the ANSWERED event (HX-Trigger), which the page's script reads
+    instead of the message: `outcome` says whether the card is finished ("decided") or still
+    waits for another approver ("partial"), so it removes only what really left the queue;
+    `field` names the input the server refused (the page puts the cursor there); `at` is the
+    server's clock, so that an older copy of a decided card never brings it back. `undo` adds
     an approval's undo button with its countdown.
     """
     if request.htmx:
-        return render(
+        rendered_at = selectors.render_stamp()
+        response = render(
             request,
             "approvals/flash.html",
-            {
-                "ok": ok,
-                "text": text,
-                "outcome": outcome,
-                "field": field,
-                "undo": undo,
-                "rendered_at": selectors.render_stamp(),
-            },
+            {"ok": ok, "text": text, "undo": undo},
             status=status,
+        )
+        return trigger_client_event(
+            response, ANSWERED, {"ok": ok, "outcome": outcome, "field": field, "at": rendered_at}
         )
     (messages.success if ok else messages.error)(request, text)
     return redirect(_safe_next(request))
@@ -77,12 +81,12 @@ def _flash(
 
 def _safe_next(request: HttpRequest) -> str:
     # Only ever bounce back inside the console: `next` and Referer come from the browser.
-    target = request.POST.get("next") or request.META.get("HTTP_REFERER") or "/"
+    target = request.POST.get("next") or request.META.get("HTTP_REFERER") or reverse("queue")
     if url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target
-    return "/"
+    return reverse("queue")
 
 
 def _run(
@@ -96,8 +100,8 @@ def _run(
         return _flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
     if refresh and request.htmx:
         messages.success(request, success)  # shown by the reloaded page
-        response = HttpResponse(status=204)
-        response["HX-Refresh"] = "true"
+        response = HttpResponseClientRefresh()
+        response.status_code = 204  # as before: nothing to swap, the page reloads
         return response
     return _flash(request, ok=True, text=success)
 

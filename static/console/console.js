@@ -1,5 +1,7 @@
-// Console behaviour: live queue upkeep, keyboard, time on card, reconnect recovery, and the
-// rules that keep a key press from deciding anything the analyst did not mean to decide.
+// Console behaviour: placing the server's live cards, keyboard, time on card, reconnect
+// recovery, and the rules that keep a key press from deciding anything the analyst did not
+// mean to decide. The order of the queue is the server's: a live card names the cards it goes
+// before (approvals/live.py), and this script only picks the first of them the page has.
 (function () {
   "use strict";
   var body = document.body;
@@ -23,7 +25,10 @@
   var visibleSince = typeof WeakMap === "function" ? new WeakMap() : null; // element -> ms
   var watch = { el: null, id: null, top: 0, since: 0, why: "selected" }; // see noteSteadiness
   var countersAt = 0;
-  var refillTimer = null;
+  // While the queue is being fetched after a reconnect: the live messages that arrive
+  // meanwhile, applied again over the fetched queue where newer than its render.
+  var resync = null;
+  var refocus = null; // {id, reason}: a replaced card held the focus; it goes to the new copy
 
   function cards() { return Array.prototype.slice.call(document.querySelectorAll("#queue-cards > .card")); }
   function cardById(id) { return document.getElementById("card-" + id); }
@@ -57,42 +62,73 @@
   htmx.defineExtension("console-live", {
     transformResponse: function (text, xhr) {
       if (xhr) return text; // ordinary htmx responses pass untouched
-      var template = document.createElement("template");
-      template.innerHTML = text;
-      Array.prototype.slice.call(template.content.children).forEach(function (node) {
-        var oob = node.getAttribute("hx-swap-oob") || "true";
-        var colon = oob.indexOf(":");
-        var target = colon >= 0 ? document.querySelector(oob.slice(colon + 1)) : document.getElementById(node.id);
-        if (node.id && node.id.indexOf("reviewing-") === 0) { clearOtherReviews(node); }
-        var at = Number(node.dataset.at) || 0;
-        if (oob === "delete" && node.id.indexOf("card-") === 0) {
-          var id = node.id.slice(5);
-          gone[id] = Math.max(gone[id] || 0, at || 1);
-          // The card the analyst is on, or holds the focus; on a proposal page, its decide panel.
-          var working = target && (id === selectedId || target.contains(document.activeElement) ||
-            target.classList.contains("decide-panel"));
-          if (working && !deciding[id]) {
-            // Decided or withdrawn elsewhere while the analyst was on it: the selection does
-            // not jump to another card (the next key would act there); it stays put and says so.
-            leaveInPlace(target, node.dataset.note);
-            node.remove();
-            return;
-          }
-        }
-        if (colon >= 0 && oob.slice(colon + 1) === "#queue-cards") {
-          var card = node.querySelector(".card");
-          if (card && gone[card.dataset.id]) {
-            if (at <= gone[card.dataset.id]) { node.remove(); return; } // older than its leaving
-            delete gone[card.dataset.id]; // back in the queue (an approval was undone)
-          }
-          if (card && !arrivedAt[card.dataset.id]) arrivedAt[card.dataset.id] = Date.now();
-        }
-        if (node.id === "queue-counters") countersAt = Date.now();
-        if (!target) node.remove();
-      });
-      return template.innerHTML;
+      if (resync) resync.replay.push(text);
+      return transformLive(text, 0);
     },
   });
+
+  // Nodes rendered at or before `notAfter` (the server's clock) are dropped: on a replay over
+  // a freshly fetched queue, that queue already shows them.
+  function transformLive(text, notAfter) {
+    var template = document.createElement("template");
+    template.innerHTML = text;
+    Array.prototype.slice.call(template.content.children).forEach(function (node) {
+      var at = Number(node.dataset.at) || 0;
+      if (notAfter && at && at <= notAfter) { node.remove(); return; }
+      if (node.dataset.card) node = placeCard(node, at);
+      if (!node) return;
+      var oob = node.getAttribute("hx-swap-oob") || "true";
+      var colon = oob.indexOf(":");
+      var target = colon >= 0 ? document.querySelector(oob.slice(colon + 1)) : document.getElementById(node.id);
+      if (node.id && node.id.indexOf("reviewing-") === 0) { clearOtherReviews(node); }
+      if (oob === "delete" && node.id.indexOf("card-") === 0 && !node.dataset.below) {
+        var id = node.id.slice(5);
+        gone[id] = Math.max(gone[id] || 0, at || 1);
+        // The card the analyst is on, or holds the focus; on a proposal page, its decide panel.
+        var working = target && (id === selectedId || target.contains(document.activeElement) ||
+          target.classList.contains("decide-panel"));
+        if (working && !deciding[id]) {
+          // Decided or withdrawn elsewhere while the analyst was on it: the selection does
+          // not jump to another card (the next key would act there); it stays put and says so.
+          leaveInPlace(target, node.dataset.note);
+          node.remove();
+          return;
+        }
+      }
+      if (node.id === "queue-counters") countersAt = Date.now();
+      if (!target) node.remove();
+    });
+    return template.innerHTML;
+  }
+
+  // A live card, placed where the server says: in place of its older copy, else before the
+  // first of the cards it names (data-before) that this page has, else at the end. Returns
+  // the node to swap, or null when there is nothing to do.
+  function placeCard(node, at) {
+    var id = node.dataset.card;
+    var box = document.getElementById("queue-cards");
+    if (!box || (gone[id] && at <= gone[id])) { node.remove(); return null; } // older than its leaving
+    delete gone[id]; // pending as of a render after it left: back (an approval was undone)
+    var older = cardById(id);
+    if (older && older.closest("#queue-cards")) {
+      if (node.dataset.fill) { node.remove(); return null; } // already on this page
+      var newer = node.querySelector(".card");
+      carryOver(older, newer);
+      newer.setAttribute("hx-swap-oob", "true");
+      node.replaceWith(newer);
+      return newer;
+    }
+    var anchors = (node.dataset.before || "").split(" ");
+    for (var i = 0; i < anchors.length; i++) {
+      var next = anchors[i] && cardById(anchors[i]);
+      if (next && next.parentNode === box) {
+        node.setAttribute("hx-swap-oob", "beforebegin:#card-" + anchors[i]);
+        break;
+      }
+    }
+    if (!arrivedAt[id]) arrivedAt[id] = Date.now();
+    return node;
+  }
 
   // "being reviewed by …": one analyst reviews one card at a time, and never sees their own.
   function clearOtherReviews(node) {
@@ -117,49 +153,30 @@
   }
 
   // --- the queue ----------------------------------------------------------------------------
-  // Keep the queue true after out-of-band inserts: one card per proposal (the newest copy),
-  // highest priority first, trimmed to the page size; refilled from the server when decided
-  // cards leave room for ones that were below the fold.
-  function normalizeQueue() {
+  // After live cards were swapped in: what depends on this analyst (their own approvals, the
+  // selection, time on card), not on the order, which is the server's.
+  function refreshQueue() {
     var box = document.getElementById("queue-cards");
     if (!box) return;
-    var seen = {};
     var list = cards();
-    for (var i = list.length - 1; i >= 0; i--) {
-      var id = list[i].dataset.id;
-      if (seen[id]) { carryOver(list[i], seen[id]); }
-      if (seen[id] || gone[id]) { list[i].remove(); } else { seen[id] = list[i]; }
-    }
-    list = cards();
-    // Stable sort: equal priorities keep their order, so cards do not jump around.
-    list = list.map(function (card, index) { return [card, index]; }).sort(function (a, b) {
-      return (parseFloat(b[0].dataset.priority) - parseFloat(a[0].dataset.priority)) || (a[1] - b[1]);
-    }).map(function (pair) { return pair[0]; });
-    var limit = parseInt(document.getElementById("queue").dataset.pageSize || "50", 10);
-    // Each card goes right after the card before it in priority order, so only cards out of
-    // place move (moving one drops the focus inside it), and a notice of a card that left
-    // (.card-left) keeps its place among the others.
-    var previous = null;
-    list.forEach(function (card, index) {
-      if (index >= limit) { card.remove(); return; }
-      if (previousCard(card) !== previous) {
-        box.insertBefore(card, previous ? previous.nextSibling : box.querySelector(":scope > .card"));
-      }
-      previous = card;
+    list.forEach(function (card) {
       var cid = card.dataset.id;
       if (!arrivedAt[cid]) arrivedAt[cid] = Date.now();
       card.classList.toggle("mine", (card.dataset.deciders || "").split(" ").indexOf(me) >= 0);
       observe(card);
     });
-    list = cards();
     var current = selected();
     list.forEach(function (card) { card.classList.toggle("selected", card === current); });
     // A card that left is not replaced by another: see leaveInPlace and advanceAfterDecision.
     if (current) selectedIndex = list.indexOf(current);
+    if (refocus) {
+      var card = cardById(refocus.id);
+      var target = card && (refocus.reason ? card.querySelector("input.reason") : card);
+      if (target) target.focus({ preventScroll: true });
+      refocus = null;
+    }
     noteSteadiness();
     document.getElementById("queue-empty").hidden = list.length > 0;
-    document.getElementById("queue-more").hidden = !(pendingCount() > list.length);
-    if (queueShort()) scheduleRefill();
     expireReviews();
     refreshTimes();
   }
@@ -169,20 +186,13 @@
   function carryOver(older, newer) {
     var oldReason = older.querySelector("input.reason");
     var newReason = newer.querySelector("input.reason");
-    if (oldReason && newReason && oldReason.value && !newReason.value) newReason.value = oldReason.value;
+    if (oldReason && newReason && oldReason.value) newReason.setAttribute("value", oldReason.value);
     if (older.contains(document.activeElement)) {
-      var focusReason = document.activeElement === oldReason;
-      (focusReason ? newReason : newer).focus({ preventScroll: true });
+      refocus = { id: older.dataset.id, reason: document.activeElement === oldReason };
     }
     var oldReview = older.querySelector(".reviewing[data-reviewer]");
     var newReview = newer.querySelector(".reviewing");
-    if (oldReview && newReview && !newReview.dataset.reviewer) newReview.replaceWith(oldReview);
-  }
-
-  function previousCard(el) {
-    var sibling = el.previousElementSibling;
-    while (sibling && !sibling.classList.contains("card")) sibling = sibling.previousElementSibling;
-    return sibling;
+    if (oldReview && newReview && !newReview.dataset.reviewer) newReview.replaceWith(oldReview.cloneNode(true));
   }
 
   function mark(card) {
@@ -267,38 +277,20 @@
     }
   }
 
-  function pendingCount() {
-    var pending = document.querySelector('[data-count="pending"]');
-    return pending ? parseInt(pending.textContent, 10) : cards().length;
-  }
-
-  // More pending than shown, with room on the page: cards below the page's limit moved up.
-  function queueShort() {
-    var queue = document.getElementById("queue");
-    if (!queue) return false;
-    var limit = parseInt(queue.dataset.pageSize || "50", 10);
-    var shown = cards().length;
-    return pendingCount() > shown && shown < limit;
-  }
-
-  function scheduleRefill() {
-    if (refillTimer) return;
-    // Checked again when due: the counts follow a decision by up to LIVE_COUNTERS_SECONDS, and
-    // once they have caught up there may be nothing to fetch.
-    refillTimer = setTimeout(function () { refillTimer = null; if (queueShort()) refetchQueue(); }, 800);
-  }
-
-  // Fetch the queue as the server has it now. Cards and counters that reached this page over
-  // the socket while the request was in flight are newer than its answer, and are kept;
+  // Fetch the queue as the server has it now and put it in place of this page's. Live
+  // messages that arrive meanwhile are applied again over it where newer than its render;
   // cards that left are not brought back; a reason being typed survives.
-  function refetchQueue() {
-    if (!document.getElementById("queue")) return;
+  function resyncQueue() {
+    if (!document.getElementById("queue") || resync) return;
     var typing = document.activeElement && document.activeElement.classList.contains("reason") ? document.activeElement : null;
-    if (typing && typing.value) { scheduleRefill(); return; } // do not pull the box from under the analyst
+    if (typing && typing.value) { setTimeout(resyncQueue, 800); return; } // do not pull the box from under the analyst
     var started = Date.now();
-    fetch("/", { headers: { "HX-Request": "true" }, credentials: "same-origin" })
+    resync = { replay: [] };
+    fetch(body.dataset.queueUrl, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.text() : ""; })
       .then(function (html) {
+        var replay = resync.replay;
+        resync = null;
         var template = document.createElement("template");
         template.innerHTML = html;
         var fresh = template.content.querySelector("#queue");
@@ -307,11 +299,11 @@
         var freshBox = fresh.querySelector("#queue-cards");
         var freshAt = Number(fresh.dataset.at) || 0;
         Array.prototype.slice.call(freshBox.querySelectorAll(":scope > .card")).forEach(function (card) {
-          // Pending as of a render after it left: it came back (an approval was undone).
-          if (gone[card.dataset.id] && freshAt > gone[card.dataset.id]) delete gone[card.dataset.id];
-        });
-        cards().forEach(function (card) {
-          if ((arrivedAt[card.dataset.id] || 0) >= started) freshBox.appendChild(card);
+          var id = card.dataset.id;
+          if (gone[id] && freshAt <= gone[id]) { card.remove(); return; } // rendered before it left
+          delete gone[id]; // pending as of a render after it left: back (an approval was undone)
+          var older = cardById(id);
+          if (older) carryOver(older, card);
         });
         var notice = old.querySelector("#queue-cards > .card-left");
         if (notice) {
@@ -328,13 +320,14 @@
         }
         old.replaceWith(fresh);
         htmx.process(fresh);
-        normalizeQueue();
+        replay.forEach(function (text) { htmx.swap(document.body, transformLive(text, freshAt), { swapStyle: "none" }); });
+        refreshQueue();
       })
-      .catch(function () { /* the socket's reconnect brings us back here */ });
+      .catch(function () { resync = null; /* the socket's reconnect brings us back here */ });
   }
 
   function refetchStop() {
-    fetch("/partials/stop-banner/", { credentials: "same-origin" })
+    fetch(body.dataset.stopBannerUrl, { credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.text() : ""; })
       .then(function (html) {
         var template = document.createElement("template");
@@ -505,7 +498,11 @@
     var key = event.key;
     if (key === "j") { move(1); event.preventDefault(); return; }
     if (key === "k") { move(-1); event.preventDefault(); return; }
-    if (key === "o" && selected()) { window.location = "/proposals/" + selected().dataset.id + "/"; return; }
+    if (key === "o" && selected()) {
+      var details = selected().querySelector("a.details");
+      if (details) window.location = details.href;
+      return;
+    }
     if (key === "u") { undoLatest(); event.preventDefault(); return; }
     if (key !== "a" && key !== "r") return;
     event.preventDefault();
@@ -563,12 +560,13 @@
     }
   });
 
-  // The message the server answered a decision with (templates/approvals/flash.html).
-  function answerOf(xhr) {
-    var template = document.createElement("template");
-    template.innerHTML = (xhr && xhr.responseText) || "";
-    return template.content.querySelector(".flash") || document.createElement("p");
-  }
+  // What the server answered a decision or an undo with: its ANSWERED event (HX-Trigger,
+  // approvals/views.py), fired on the form before htmx:afterRequest.
+  var answers = typeof WeakMap === "function" ? new WeakMap() : null;
+  document.addEventListener("console:answered", function (event) {
+    var form = event.target.closest && event.target.closest("form");
+    if (form && answers) answers.set(form, event.detail || {});
+  });
 
   document.addEventListener("htmx:afterRequest", function (event) {
     // An undo was answered, done or refused: its button has nothing more to do.
@@ -582,9 +580,10 @@
     var holder = form.closest("[data-id]");
     var id = holder ? holder.dataset.id : null;
     if (id) delete deciding[id];
-    var answer = answerOf(event.detail.xhr);
+    var answer = (answers && answers.get(form)) || {};
+    if (answers) answers.delete(form);
     var reason = form.querySelector("input.reason");
-    if (answer.dataset.field === "reason" && reason && reason.isConnected) {
+    if (answer.field === "reason" && reason && reason.isConnected) {
       reason.setAttribute("aria-invalid", "true");
       reason.focus();
     } else if (reason) {
@@ -592,11 +591,12 @@
     }
     if (!id || !event.detail.successful) return;
     var wasSelected = id === selectedId;
-    if (answer.dataset.outcome === "decided") {
-      // Usually the websocket already removed it; without a socket this keeps the page true.
-      gone[id] = Math.max(gone[id] || 0, Number(answer.dataset.at) || 1);
+    if (answer.outcome === "decided") {
+      // Usually the websocket already removed it; without a socket this keeps the page true
+      // (the cards that move up come with the server's next update, or the next resync).
+      gone[id] = Math.max(gone[id] || 0, Number(answer.at) || 1);
       if (holder.isConnected) holder.remove();
-      normalizeQueue();
+      refreshQueue();
       if (wasSelected) advanceAfterDecision();
     } else if (wasSelected && !holder.isConnected) {
       selectedId = null; // decided by someone else while this request was on its way
@@ -664,7 +664,7 @@
     setLive("live", true);
     if (opened > 1) {
       // Whatever was broadcast while the socket was down is fetched now.
-      refetchQueue();
+      resyncQueue();
       refetchStop();
       scheduleHeldRefresh();
     }
@@ -675,12 +675,12 @@
     if (LIVE_CLOSE_CODES.indexOf(code) >= 0) setLive("reconnecting…", false);
     else setLive("offline: reload the page", false);
   });
-  document.addEventListener("htmx:wsAfterMessage", normalizeQueue);
+  document.addEventListener("htmx:wsAfterMessage", refreshQueue);
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "flash") startUndoToasts();
   });
   document.addEventListener("htmx:afterSettle", function () {
-    normalizeQueue();
+    refreshQueue();
     scheduleFlashClear();
     startUndoToasts();
   });
@@ -689,7 +689,7 @@
     if (first) mark(first);
     var panel = document.querySelector(".decide-panel");
     if (panel) observe(panel);
-    normalizeQueue();
+    refreshQueue();
     noteSteadiness();
     scheduleFlashClear();
   });

@@ -19,14 +19,15 @@ T = TypeVar("T")
 
 
 def _decide(client: Client, proposal: Proposal, verdict: str, **extra: str) -> str:
-    """Post a decision as the queue's htmx form does; return the message the analyst sees."""
+    """Post a decision as the queue's htmx form does; return the message the analyst sees,
+    followed by the answer the page's script reads (the HX-Trigger header)."""
     response = client.post(
         f"/proposals/{proposal.id}/decide/",
         {"verdict": verdict, **extra},
         HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 200
-    return response.content.decode()
+    return response.content.decode() + "\n" + response.headers.get("HX-Trigger", "")
 
 
 @pytest.mark.django_db
@@ -35,7 +36,7 @@ def test_approve_from_the_queue_queues_the_execution_and_is_audited(
 ) -> None:
     message = _decide(signed_in(analyst), pending, "approve", seconds_on_card="7.5")
     assert "Approved: Isolate host ws-0142.corp.example. It is queued to run." in message
-    assert 'data-outcome="decided"' in message
+    assert '"outcome": "decided"' in message
     pending.refresh_from_db()
     assert pending.status == "approved" and pending.approvals == 1
     assert Execution.objects.get(proposal=pending).status == "queued"
@@ -68,7 +69,7 @@ def test_second_approval_by_same_analyst_is_refused(
     client = signed_in(analyst)
     first = _decide(client, critical_pending, "approve")
     assert "recorded (1 of 2); it now needs a senior analyst." in first
-    assert 'data-outcome="partial"' in first
+    assert '"outcome": "partial"' in first
     again = _decide(client, critical_pending, "approve")
     assert "a second, different analyst must give the other approval" in again
     critical_pending.refresh_from_db()
@@ -200,7 +201,7 @@ def test_concurrent_decisions_exactly_one_wins_and_the_loser_learns_who(
         assert len(decisions) == 1
         winner = decisions[0]
         assert proposal.status == ("approved" if winner.verdict == "approve" else "rejected")
-        wins = [m for m in messages if 'data-outcome="decided"' in m]
+        wins = [m for m in messages if '"outcome": "decided"' in m]
         assert len(wins) == 1
         losers = [m for m in messages if m not in wins]
         verb = "approved" if winner.verdict == "approve" else "rejected"
@@ -288,7 +289,7 @@ def test_a_rejection_without_a_reason_names_the_field_for_the_page(
 ) -> None:
     message = _decide(signed_in(analyst), pending, "reject", reason="")
     assert "A rejection needs a reason." in message
-    assert 'data-field="reason"' in message
+    assert '"field": "reason"' in message
     assert 'class="flash error"' in message
 
 

@@ -19,7 +19,7 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from approvals import live, services
+from approvals import live, selectors, services
 from approvals.models import Proposal
 from audit.models import AuditEvent
 from soc_console.asgi import application
@@ -405,3 +405,60 @@ def test_a_burst_of_submissions_reads_the_counts_at_most_once_per_interval_and_e
         assert all(gap >= 0.35 for gap in gaps), gaps  # 0.4 s, less the read itself
 
     _run(scenario)
+
+
+def test_the_server_places_each_card_on_the_page_and_keeps_the_page_full(
+    analyst: User,
+    agent_with_key: factories.AgentWithKey,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    import re
+
+    from agents.models import Criticality
+
+    settings.QUEUE_PAGE_SIZE = 2
+    sent: list[str] = []
+    monkeypatch.setattr(live, "send_html", lambda html, counters=False: sent.append(html))
+    for name, criticality in (("low", Criticality.LOW), ("high", Criticality.HIGH)):
+        factories.asset(f"{name}.corp.example", criticality=criticality)
+    factories.asset("medium.corp.example", criticality=Criticality.MEDIUM)
+
+    def arrival(html: str, proposal: Proposal) -> dict[str, str]:
+        match = re.search(rf'<div [^>]*data-card="{proposal.id}"[^>]*>', html)
+        assert match, html
+        return dict(re.findall(r'(data-[a-z]+)="([^"]*)"', match.group(0)))
+
+    low = factories.proposal(agent_with_key, target="low.corp.example")
+    assert arrival(sent[-1], low)["data-before"] == ""  # alone: at the end
+    high = factories.proposal(agent_with_key, target="high.corp.example")
+    assert arrival(sent[-1], high)["data-before"] == str(low.id)  # above the low one
+
+    # The page is full: a card in the middle goes before the low one and pushes it below.
+    medium = factories.proposal(agent_with_key, target="medium.corp.example")
+    placed = sent[-1]
+    assert arrival(placed, medium)["data-before"] == str(low.id)
+    assert f'<div id="card-{low.id}" hx-swap-oob="delete"' in placed
+    assert 'data-below="1"' in placed
+
+    # A card below the page goes to no console.
+    sent.clear()
+    factories.asset("low2.corp.example", criticality=Criticality.LOW)
+    below = factories.proposal(agent_with_key, target="low2.corp.example")
+    assert below.status == "pending"
+    assert f'data-card="{below.id}"' not in sent[-1]
+    assert "article" not in sent[-1]
+
+    # The high card leaves: the low one moves up onto the page, after the medium one.
+    services.proposal_approve(proposal_id=high.id, analyst=analyst)
+    assert live.wait_idle()
+    left = sent[-1]
+    assert f'<div id="card-{high.id}" hx-swap-oob="delete"' in left
+    assert arrival(left, medium) == {
+        **arrival(left, medium),
+        "data-fill": "1",
+        "data-before": str(low.id),
+    }
+    assert arrival(left, low)["data-fill"] == "1" and arrival(left, low)["data-before"] == ""
+    assert f'data-card="{below.id}"' not in left
+    assert [card.id for card in selectors.pending_queue()] == [medium.id, low.id]

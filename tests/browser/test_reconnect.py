@@ -1,0 +1,150 @@
+"""A console whose websocket dropped catches up when it reconnects: whatever arrived and was
+decided while it was away, the queue then shows exactly the server's order."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import WebSocketRoute, expect
+
+from agents.client import AgentClient
+from agents.models import Criticality
+from approvals import live, selectors, services
+from tests import factories
+from tests.browser.conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+LIVE = 2000  # ms
+
+
+class Socket:
+    """The page's websocket, routed through Playwright so that the test can cut it.
+
+    While `down`, every reconnect attempt is answered with 1012 ("service restart"), one of
+    the codes after which the htmx ws extension tries again, as it does when the server
+    restarts.
+    """
+
+    def __init__(self) -> None:
+        self.down = False
+        self.connected: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+    def route(self, page_side: WebSocketRoute) -> None:
+        if self.down:
+            page_side.close(code=1012, reason="restarting")
+            return
+        self.connected.append((page_side, page_side.connect_to_server()))
+
+    def drop(self) -> None:
+        self.down = True
+        for page_side, server_side in self.connected:
+            page_side.close(code=1012, reason="restarting")
+            server_side.close()
+        self.connected = []
+
+
+@pytest.fixture
+def routed_console(browser: Any, live_server_url: str) -> Iterator[Any]:
+    contexts: list[Any] = []
+
+    def open_console(user: User) -> tuple[Any, Socket]:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(5000)
+        socket = Socket()
+        page.route_web_socket(re.compile(r"/ws/queue/$"), socket.route)
+        page.goto(f"{live_server_url}/accounts/login/")
+        page.fill("#id_username", user.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server_url}/")
+        page.wait_for_selector("#live-status.ok")
+        page.evaluate("window.__sameDocument = true")  # a reload would lose it
+        return page, socket
+
+    yield open_console
+    for context in contexts:
+        context.close()
+
+
+def _propose(url: str, agent: factories.AgentWithKey, target: str) -> str:
+    with AgentClient(url, agent.raw_key) as client:
+        result = client.propose(
+            action="isolate_host",
+            target=target,
+            confidence=0.7,
+            rationale="Beaconing to a domain registered yesterday.",
+            evidence=[{"kind": "alert", "ref": "SIEM-4821"}],
+            severity="high",
+        )
+    assert result.status == 201, result.body
+    assert result.body["status"] == "pending"
+    return str(result.body["id"])
+
+
+def _shown(page: Any) -> list[str]:
+    return page.eval_on_selector_all("#queue-cards > .card", "cs => cs.map(c => c.dataset.id)")
+
+
+def _server_order() -> list[str]:
+    return [str(card.id) for card in selectors.pending_queue()]
+
+
+def test_after_a_dropped_socket_the_queue_shows_the_servers_current_order(
+    routed_console: Any,
+    live_server_url: str,
+    analyst: User,
+    analyst2: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    for name, criticality in (
+        ("ws-low", Criticality.LOW),
+        ("ws-medium", Criticality.MEDIUM),
+        ("srv-high", Criticality.HIGH),
+        ("dc-critical", Criticality.CRITICAL),
+        ("ws-low-2", Criticality.LOW),
+    ):
+        factories.asset(f"{name}.corp.example", criticality=criticality)
+    low = _propose(live_server_url, agent_with_key, "ws-low.corp.example")
+    medium = _propose(live_server_url, agent_with_key, "ws-medium.corp.example")
+    high = _propose(live_server_url, agent_with_key, "srv-high.corp.example")
+    alice, socket = routed_console(analyst)
+    assert _shown(alice) == [high, medium, low] == _server_order()
+
+    socket.drop()
+    expect(alice.locator("#live-status")).to_have_text("reconnecting…")
+
+    # Meanwhile: one card above all the others and one below them arrive, bob approves one
+    # that alice has on screen, and one of the new ones is rejected before she ever saw it.
+    top = _propose(live_server_url, agent_with_key, "dc-critical.corp.example")
+    bottom = _propose(live_server_url, agent_with_key, "ws-low-2.corp.example")
+    services.proposal_approve(proposal_id=medium, analyst=analyst2)
+    services.proposal_reject(proposal_id=bottom, analyst=analyst2, reason="Known scanner.")
+    assert live.wait_idle()  # broadcast, to nobody: alice's socket is down
+    expected = _server_order()
+    assert expected == [top, high, low]
+    time.sleep(0.5)
+    assert _shown(alice) == [high, medium, low]  # nothing reached the page
+
+    socket.down = False
+    expect(alice.locator("#live-status")).to_have_text("live", timeout=10_000)
+    deadline = time.monotonic() + LIVE / 1000
+    while _shown(alice) != expected:
+        assert time.monotonic() < deadline, f"shown {_shown(alice)}, server {expected}"
+        time.sleep(0.05)
+    expect(alice.locator('[data-count="pending"]')).to_have_text("3")
+    expect(alice.locator(f"#card-{medium}")).to_have_count(0)
+    assert alice.evaluate("window.__sameDocument") is True  # caught up without a reload
+
+    # And it is live again: the next card goes where the server puts it.
+    factories.asset("srv-high-2.corp.example", criticality=Criticality.HIGH)
+    later = _propose(live_server_url, agent_with_key, "srv-high-2.corp.example")
+    expect(alice.locator(f"#card-{later}")).to_be_visible(timeout=LIVE)
+    assert _shown(alice) == _server_order() == [top, high, later, low]
