@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -194,13 +193,11 @@ def _bulk_pending(agent: factories.AgentWithKey, count: int, approver: User) -> 
     Proposal.objects.filter(pk__in=[p.pk for p in half_approved]).update(approvals=1)
 
 
-def _render(client: Client) -> tuple[int, float, str]:
+def _render(client: Client) -> tuple[int, str]:
     with _uninstrumented_templates(), CaptureQueriesContext(connection) as queries:
-        started = time.perf_counter()
         response = client.get("/")
-        elapsed = time.perf_counter() - started
     assert response.status_code == 200
-    return len(queries), elapsed, response.content.decode()
+    return len(queries), response.content.decode()
 
 
 def test_queue_query_count_does_not_grow_with_the_pending_count(
@@ -209,33 +206,23 @@ def test_queue_query_count_does_not_grow_with_the_pending_count(
     senior: User,
     agent_with_key: factories.AgentWithKey,
     settings: object,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     client = signed_in(analyst)
     _bulk_pending(agent_with_key, 10, senior)
-    small_queries, _, small_page = _render(client)
+    small_queries, small_page = _render(client)
     assert small_page.count('class="card ') == 10
 
     _bulk_pending(agent_with_key, 4990, senior)
     assert Proposal.objects.filter(status="pending").count() == 5000
     client.get("/")  # warm: templates compiled, connection open
-    runs = [_render(client) for _ in range(5)]
-    big_queries, _, big_page = runs[-1]
+    big_queries, big_page = _render(client)
     assert big_queries == small_queries
     assert big_page.count('class="card ') == 50  # one page of the highest priority
     assert '<strong data-count="pending">5000</strong>' in big_page
     assert "Showing the 50 highest-priority proposals" in big_page
     assert "approved by sam" in big_page or "1 of 2" in big_page
 
-    best = min(elapsed for _, elapsed, _ in runs)
-    median = sorted(elapsed for _, elapsed, _ in runs)[2]
-    with capsys.disabled():
-        print(
-            f"\nqueue page at 5,000 pending: {big_queries} queries; server time "
-            f"best {best * 1000:.0f} ms, median {median * 1000:.0f} ms"
-        )
-    # Best of five: other suites share this machine, and a slow run says nothing about the view.
-    assert best <= 0.150
+    # The render time is a benchmark's figure (python -m bench.queue), not asserted here.
 
 
 def test_the_top_bar_counts_each_kind_of_work(agent_with_key: factories.AgentWithKey) -> None:
