@@ -1,10 +1,12 @@
-"""Every hand-written SQL statement of approvals, and the ORM internals they need.
+"""Every hand-written SQL statement of approvals, and every use of the ORM's internal caches.
 
 A statement is written by hand here only where the ORM costs more than the database spends
 answering (each says what it saves), and nowhere else in approvals. Table names come from the
 models' `_meta`, statuses are parameters taken from the enums (hence the `noqa: S608`: nothing
 from a request is ever formatted into a statement). Rows become model instances
-through soc_console.rows (the one place that calls the ORM's `from_db` and converters).
+through soc_console.rows (the one place that calls the ORM's `from_db` and converters). The
+last section fills the ORM's relation caches where the service knows the answer and a query
+would only find nothing; nothing outside this module touches them in approvals.
 """
 
 from __future__ import annotations
@@ -185,7 +187,8 @@ def counters() -> tuple[int, int, int, int, int, int]:
 # --- a proposal's progress -------------------------------------------------------------------
 
 # Every live update of a submission or a decision asks whether anything moved since its row was
-# read: one plain statement instead of building a join with values_list each time.
+# read: one plain statement instead of building the join with values_list each time (timeit on
+# the development machine: ~0.1-0.2 ms per call against ~0.5-0.7 ms for the ORM's query).
 _PROGRESS = f"""
 SELECT p.status, p.approvals, e.status FROM {_PROPOSAL} AS p
   LEFT JOIN {_EXECUTION} AS e ON e.proposal_id = p.id
@@ -203,7 +206,7 @@ def proposal_progress(proposal_id: uuid.UUID | str) -> tuple[str, int, str | Non
     return (row[0], row[1], row[2]) if row else None
 
 
-# --- ORM caches ---------------------------------------------------------------------------------
+# --- the ORM's relation caches: answers known without a query -------------------------------
 
 
 def no_decisions_yet(proposal: Proposal) -> None:
@@ -214,3 +217,14 @@ def no_decisions_yet(proposal: Proposal) -> None:
     submission (measured with timeit on the development machine).
     """
     proposal._prefetched_objects_cache = {"decisions": Decision.objects.none()}
+
+
+def no_execution_yet(proposal: Proposal) -> None:
+    """Tell readers of a proposal that has no execution (pending, blocked, undone) so, without
+    the query `proposal.execution` would otherwise send to find nothing."""
+    Proposal.execution.related.set_cached_value(proposal, None)
+
+
+def agent_if_loaded(proposal: Proposal) -> Agent | None:
+    """The proposal's agent if it was read along with it, else None, never a query."""
+    return proposal.agent if Proposal.agent.is_cached(proposal) else None

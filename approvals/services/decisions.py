@@ -17,7 +17,7 @@ from audit import log
 from soc_console import roles
 from soc_console.errors import InvalidInput, NotFound, NotPending, NotPermitted, WrongState
 
-from .. import notify
+from .. import notify, sql
 from ..models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus, Verdict
 from .holds import hold, hold_reason
 from .pending import finish_pending, locked_pending
@@ -219,7 +219,7 @@ def proposal_withdraw(*, proposal_id: uuid.UUID | str, agent: Agent) -> Proposal
     if proposal is None:
         raise NotFound(f"No proposal {proposal_id}.")
     # Only a pending proposal is withdrawn, and it has no execution: the returned row is whole.
-    Proposal.execution.related.set_cached_value(proposal, None)
+    sql.no_execution_yet(proposal)
     return finish_pending(
         proposal,
         to=ProposalStatus.WITHDRAWN,
@@ -338,7 +338,7 @@ def approval_undo(*, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser) ->
     Proposal.objects.filter(pk=proposal.pk, status=ProposalStatus.APPROVED).update(**changes)
     for name, value in changes.items():
         setattr(proposal, name, value)
-    Proposal.execution.related.set_cached_value(proposal, None)
+    sql.no_execution_yet(proposal)
     log.record(
         event_type="proposal.approval_undone",
         actor=username(analyst),

@@ -13,6 +13,7 @@ from django.utils import timezone
 from audit import log
 from soc_console.errors import NotFound, NotPending
 
+from .. import sql
 from ..models import Proposal, ProposalStatus
 from .shared import callback, publish_committed
 
@@ -36,7 +37,7 @@ def locked_pending(proposal_id: uuid.UUID | str) -> Proposal:
             "longer be decided.",
             status_now="expired",
         )
-    Proposal.execution.related.set_cached_value(proposal, None)  # none while pending
+    sql.no_execution_yet(proposal)  # none while pending
     return proposal
 
 
@@ -84,7 +85,7 @@ def finish_pending(
     callback(
         proposal.id,
         "decided",
-        agent=proposal.agent if Proposal.agent.is_cached(proposal) else None,
+        agent=sql.agent_if_loaded(proposal),
         countdown=callback_delay,
     )
     return proposal

@@ -134,7 +134,7 @@ def _record_submission(proposed: _Proposed) -> Proposal:
         data["execution"] = str(execution.id)
         callback(proposal.id, "decided", agent=context.agent)
     else:
-        Proposal.execution.related.set_cached_value(proposal, None)  # none exists yet
+        sql.no_execution_yet(proposal)  # none exists yet
     log.record(
         event_type="proposal.submitted",
         actor=context.agent.slug,
