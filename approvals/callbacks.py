@@ -22,6 +22,7 @@ from django.conf import settings
 
 from agents.services import callback_address_problem
 
+from . import enqueue
 from .models import Proposal, ProposalStatus
 from .selectors import proposal_payload
 
@@ -40,10 +41,8 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 def schedule(*, proposal_id: uuid.UUID | str, event: str, countdown: float = 0) -> None:
     """Enqueue a delivery, unless the agent listens to nothing: most agents poll, and a task per
     event for them would only take worker time from the executions."""
-    from . import tasks
-
     if Proposal.objects.filter(pk=proposal_id).exclude(agent__callback_url="").exists():
-        tasks.deliver_callback.apply_async((str(proposal_id), event), countdown=countdown or None)
+        enqueue.send(enqueue.DELIVER_CALLBACK, str(proposal_id), event, countdown=countdown or None)
 
 
 def deliver(*, proposal_id: str, event: str) -> int | None:

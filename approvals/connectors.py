@@ -150,18 +150,14 @@ def _verdict(target: str) -> str:
 
 
 def _ledger_result(idempotency_key: str) -> dict[str, Any] | None:
-    # One plain statement: every call looks its key up first, on the action's path.
-    connection = transaction.get_connection()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT result FROM approvals_connectorcall WHERE idempotency_key = %s",
-            [idempotency_key],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    result = ConnectorCall._meta.get_field("result").from_db_value(row[0], None, connection)
-    return {**result, "replayed": True}
+    # Every call looks its key up first; a plain ORM read: the simulated connector's ledger is
+    # no place for hand-written SQL.
+    result = (
+        ConnectorCall.objects.filter(idempotency_key=idempotency_key)
+        .values_list("result", flat=True)
+        .first()
+    )
+    return None if result is None else {**result, "replayed": True}
 
 
 def _apply(

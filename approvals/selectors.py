@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
@@ -16,6 +15,7 @@ from agents import catalogue
 from agents.models import EmergencyStop
 from audit.models import AuditEvent
 
+from . import sql
 from .models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus
 from .priority import priority_now
 
@@ -222,46 +222,9 @@ class Counters:
     failed: int
 
 
-_COUNTERS_SQL = """
-SELECT
-    COUNT(*),
-    COUNT(*) FILTER (WHERE escalated_at IS NOT NULL),
-    COUNT(*) FILTER (WHERE approvals > 0),
-    (SELECT COUNT(*) FROM approvals_execution WHERE status = %(held)s),
-    (SELECT COUNT(*) FROM approvals_proposal
-        WHERE status = %(auto_approved)s AND reviewed_at IS NULL),
-    (SELECT COUNT(*) FROM approvals_execution WHERE status IN (%(failed)s, %(rollback_failed)s))
-FROM approvals_proposal
-WHERE status = %(pending)s
-"""
-
-
 def queue_counters() -> Counters:
-    """The top bar's counts in one statement: one pass over the pending proposals.
-
-    Live updates carry them (at most every LIVE_COUNTERS_SECONDS per process): one round trip
-    and no query building, where six ORM counts cost several milliseconds of CPU each time.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _COUNTERS_SQL,
-            {
-                "pending": ProposalStatus.PENDING.value,
-                "auto_approved": ProposalStatus.AUTO_APPROVED.value,
-                "held": ExecutionStatus.HELD.value,
-                "failed": ExecutionStatus.FAILED.value,
-                "rollback_failed": ExecutionStatus.ROLLBACK_FAILED.value,
-            },
-        )
-        pending, escalated, awaiting_second, held, unreviewed_auto, failed = cursor.fetchone()
-    return Counters(
-        pending=pending,
-        escalated=escalated,
-        awaiting_second=awaiting_second,
-        held=held,
-        unreviewed_auto=unreviewed_auto,
-        failed=failed,
-    )
+    """The top bar's counts in one statement (approvals.sql says why it is written by hand)."""
+    return Counters(*sql.counters())
 
 
 def emergency_stop() -> EmergencyStop | None:
@@ -274,19 +237,8 @@ def proposal_detail(proposal_id: uuid.UUID | str) -> Proposal | None:
 
 def proposal_progress(proposal_id: uuid.UUID | str) -> tuple[str, int, str | None] | None:
     """(status, approvals, execution status) as committed: whether anything moved since a row
-    was read.
-
-    A plain statement: every live update of a submission or a decision asks it.
-    """
-    with connection.cursor() as cursor:
-        key = Proposal._meta.pk.get_db_prep_value(proposal_id, connection)  # SQLite: bare hex
-        cursor.execute(
-            "SELECT p.status, p.approvals, e.status FROM approvals_proposal AS p"
-            " LEFT JOIN approvals_execution AS e ON e.proposal_id = p.id WHERE p.id = %s",
-            [key],
-        )
-        row = cursor.fetchone()
-    return (row[0], row[1], row[2]) if row else None
+    was read."""
+    return sql.proposal_progress(proposal_id)
 
 
 def undo_seconds_left(proposal: Proposal, now: Any = None) -> float | None:

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent, EmergencyStop
-from approvals import connectors, services, tasks
+from approvals import connectors, services, sql, tasks
 from approvals.models import ConnectorCall, Execution, ExecutionStatus
 from approvals.selectors import proposal_payload
 from audit.models import AuditEvent
@@ -359,7 +359,7 @@ def test_claim_that_saw_the_stop_row_appear_mid_claim_starts_over_and_runs(
                 return "SELECT engaged FROM agents_emergencystop WHERE id = -1" + other
             return str.__add__(self, other)
 
-    monkeypatch.setattr(services, "_STOP_SQL", CommittedJustAfterTheLockingRead(services._STOP_SQL))
+    monkeypatch.setattr(sql, "STOP_ROW", CommittedJustAfterTheLockingRead(sql.STOP_ROW))
     claim = services.execution_claim(execution_id=execution.id)
 
     assert CommittedJustAfterTheLockingRead.missed == 1
@@ -515,7 +515,7 @@ def test_rollback_whose_workers_keep_dying_ends_rollback_failed(
     execution = approved(responder, analyst, action="block_ip", target="203.0.113.43")
     tasks.run_execution(str(execution.id))
     services.rollback_request(execution_id=execution.id, analyst=analyst, reason="false positive")
-    assert services.rollback_claim(execution_id=execution.id) is not None
+    assert services.execution_claim(execution_id=execution.id, rollback=True) is not None
     _expire_lease(execution)  # the worker died during the undo
 
     assert tasks.run_rollback(str(execution.id)) is None

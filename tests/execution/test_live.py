@@ -65,7 +65,7 @@ def test_a_call_quicker_than_the_running_frame_goes_straight_to_its_result(
     responder: factories.AgentWithKey, analyst: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A generous bound, so that a loaded machine cannot make the call look slow.
-    monkeypatch.setattr(services, "ANNOUNCE_RUNNING_AFTER_SECONDS", 5.0)
+    monkeypatch.setattr(services.executions, "ANNOUNCE_RUNNING_AFTER_SECONDS", 5.0)
     execution = approved(responder, analyst, action="block_ip", target="203.0.113.71")
     assert live.wait_idle()
     pushed = async_to_sync(_run_and_listen)(str(execution.id))

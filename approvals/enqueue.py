@@ -1,0 +1,58 @@
+"""Enqueueing a Celery task by its registered name.
+
+The rule that keeps services, tasks and callbacks free of an import cycle:
+
+    approvals/tasks.py imports the services (and callbacks) at module level: a task takes an
+    id, calls a service, and retries. Services and callbacks never import approvals.tasks,
+    not even inside a function; they enqueue a task by its registered name through `send`
+    below, always from a `transaction.on_commit` hook (or, for the sweeper, outside any
+    transaction), never inside an open one.
+
+`send` produces the same message the task's own `apply_async` would: the route configured
+for the name (CELERY_TASK_ROUTES sends deliveries to the callbacks' queue), the countdown or
+eta, the task's time limits and ignore_result. The names below are the ones tasks.py
+registers under, so that a renamed task is renamed in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+
+RUN_EXECUTION = "approvals.tasks.run_execution"
+RUN_ROLLBACK = "approvals.tasks.run_rollback"
+DELIVER_CALLBACK = "approvals.tasks.deliver_callback"
+SWEEP = "approvals.tasks.sweep"
+HEARTBEAT = "approvals.tasks.heartbeat"
+
+# A hung connector call is stopped when its lease runs out, not later: past the lease the
+# sweeper hands the execution to another worker, and two live attempts must not overlap.
+# (The lease starts inside the task, so the task's limit always fires first.) The soft limit
+# interrupts the call a second earlier; the hard one kills the process if that is ignored.
+EXECUTION_TASK_OPTIONS: dict[str, Any] = {
+    "time_limit": settings.EXECUTION_LEASE_SECONDS,
+    "soft_time_limit": max(settings.EXECUTION_LEASE_SECONDS - 1, 1),
+}
+
+# What apply_async adds from the task's own attributes; a message sent by name carries them too.
+_OPTIONS: dict[str, dict[str, Any]] = {
+    RUN_EXECUTION: EXECUTION_TASK_OPTIONS,
+    RUN_ROLLBACK: EXECUTION_TASK_OPTIONS,
+}
+
+
+def send(
+    name: str, *args: str, countdown: float | None = None, eta: datetime | None = None
+) -> None:
+    """Send the task `name` with `args`, `countdown` seconds from now or at `eta`."""
+    current_app.send_task(
+        name,
+        args=args,
+        countdown=countdown,
+        eta=eta,
+        ignore_result=current_app.conf.task_ignore_result,
+        **_OPTIONS.get(name, {}),
+    )

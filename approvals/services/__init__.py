@@ -1,0 +1,81 @@
+"""Every state change of proposals, decisions, executions and the emergency stop.
+
+Each public function owns its transaction, checks the allowed starting states with a
+conditional UPDATE (or a row lock), writes exactly one audit event in that transaction, and
+schedules its side effects (Celery tasks, live updates, callbacks, mail) with on_commit.
+Views, the API, Celery tasks and management commands all call these; nothing else assigns a
+status field. One module per family of transitions:
+
+- submission: proposal_submit
+- decisions: proposal_approve, proposal_reject, approval_undo, proposal_withdraw,
+  proposal_expire, proposal_escalate, proposal_review_confirm
+- claims: execution_claim (an execution's or a rollback's)
+- executions: execution_run, execution_settle, execution_confirm_held, rollback_request,
+  execution_requeue_expired
+- holds: the emergency stop, agent suspension, and holding queued executions
+- sweep: beat's periodic recovery pass
+- pending: a pending proposal under its lock, and the one way it leaves pending
+- shared: what they all use (free-text checks, on-commit effects, the execution compare-and-set)
+"""
+
+from __future__ import annotations
+
+from .claims import Claim, execution_claim
+from .decisions import (
+    approval_undo,
+    clamp_seconds_on_card,
+    proposal_approve,
+    proposal_escalate,
+    proposal_expire,
+    proposal_reject,
+    proposal_review_confirm,
+    proposal_withdraw,
+)
+from .executions import (
+    backoff_seconds,
+    execution_confirm_held,
+    execution_requeue_expired,
+    execution_run,
+    execution_settle,
+    rollback_request,
+)
+from .holds import (
+    agent_resume,
+    agent_suspend,
+    emergency_stop_engage,
+    emergency_stop_engaged,
+    emergency_stop_release,
+)
+from .shared import MAX_TEXT, SYSTEM
+from .submission import Submission, proposal_submit
+from .sweep import SweepReport, sweep
+
+__all__ = [
+    "MAX_TEXT",
+    "SYSTEM",
+    "Claim",
+    "Submission",
+    "SweepReport",
+    "agent_resume",
+    "agent_suspend",
+    "approval_undo",
+    "backoff_seconds",
+    "clamp_seconds_on_card",
+    "emergency_stop_engage",
+    "emergency_stop_engaged",
+    "emergency_stop_release",
+    "execution_claim",
+    "execution_confirm_held",
+    "execution_requeue_expired",
+    "execution_run",
+    "execution_settle",
+    "proposal_approve",
+    "proposal_escalate",
+    "proposal_expire",
+    "proposal_reject",
+    "proposal_review_confirm",
+    "proposal_submit",
+    "proposal_withdraw",
+    "rollback_request",
+    "sweep",
+]

@@ -1,0 +1,401 @@
+"""How a pending proposal is decided or closed: approve, reject, undo an approval, withdraw,
+expire, escalate, and the after-the-fact review of an auto-approved action."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import Agent
+from audit import log
+from soc_console import roles
+from soc_console.errors import InvalidInput, NotFound, NotPending, NotPermitted, WrongState
+
+from .. import notify, sql
+from ..models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus, Verdict
+from .holds import hold, hold_reason
+from .pending import finish_pending, locked_pending
+from .shared import (
+    SYSTEM,
+    after_commit,
+    check_may_decide,
+    dispatch,
+    execution_create,
+    publish_committed,
+    publish_proposal,
+    text,
+    username,
+)
+
+
+def clamp_seconds_on_card(raw: Any) -> float | None:
+    """Time from the card shown to the decision, as reported by the browser.
+
+    Browsers lie (clock changes, tabs left open overnight): negative or non-numbers are
+    dropped, and long stretches are clamped so one forgotten tab cannot skew the reports.
+    """
+    if raw is None or raw == "":
+        return None
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        return None
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return min(seconds, float(settings.REVIEW_SECONDS_MAX))
+
+
+def _decision_record(
+    proposal: Proposal,
+    analyst: AbstractBaseUser,
+    *,
+    verdict: Verdict,
+    reason: str,
+    seconds_on_card: float | None,
+    now: datetime,
+) -> None:
+    Decision.objects.create(
+        proposal=proposal,
+        analyst=analyst,
+        verdict=verdict,
+        reason=reason,
+        seconds_on_card=seconds_on_card,
+        created_at=now,
+    )
+
+
+@transaction.atomic
+def proposal_approve(
+    *,
+    proposal_id: uuid.UUID | str,
+    analyst: AbstractBaseUser,
+    reason: str = "",
+    seconds_on_card: Any = None,
+) -> Proposal:
+    check_may_decide(analyst)
+    reason = text(reason, field="reason")
+    proposal = locked_pending(proposal_id)
+    if proposal.decisions.filter(analyst=analyst).exists():
+        raise NotPermitted(
+            "You have already approved this proposal; a second, different analyst must give "
+            "the other approval.",
+            code="second_approver_required",
+        )
+    final = proposal.approvals + 1 >= proposal.required_approvals
+    if final and proposal.criticality == "critical" and not roles.is_senior(analyst):
+        raise NotPermitted(
+            "This proposal targets a critical asset: the final approval must come from a "
+            "senior analyst.",
+            code="senior_required",
+        )
+    now = timezone.now()
+    seconds = clamp_seconds_on_card(seconds_on_card)
+    _decision_record(
+        proposal, analyst, verdict=Verdict.APPROVE, reason=reason, seconds_on_card=seconds, now=now
+    )
+    data = {
+        "verdict": "approve",
+        "reason": reason,
+        "approvals": proposal.approvals + 1,
+        "required_approvals": proposal.required_approvals,
+        "seconds_on_card": seconds,
+    }
+    if final:
+        return _approve_final(proposal, analyst, data=data, now=now)
+    return _approval_recorded(proposal, analyst, data=data)
+
+
+def _approval_recorded(
+    proposal: Proposal, analyst: AbstractBaseUser, *, data: dict[str, Any]
+) -> Proposal:
+    """One approval of several: counted, and the proposal stays pending for the next analyst."""
+    approvals = data["approvals"]
+    Proposal.objects.filter(pk=proposal.pk).update(approvals=approvals)
+    proposal.approvals = approvals
+    log.record(
+        event_type="proposal.approval_recorded",
+        actor=username(analyst),
+        proposal_id=proposal.id,
+        data=data,
+    )
+    publish_committed(proposal)
+    return proposal
+
+
+def _approve_final(
+    proposal: Proposal, analyst: AbstractBaseUser, *, data: dict[str, Any], now: datetime
+) -> Proposal:
+    """The approval that lets the action run: approved, with its execution, after the undo
+    window (APPROVAL_UNDO_SECONDS)."""
+    # The execution may not start before the window ends (the claim checks not_before,
+    # whatever message arrives), and its task is due the moment it ends.
+    window = settings.APPROVAL_UNDO_SECONDS
+    not_before = now + timedelta(seconds=window) if window else None
+    execution = execution_create(proposal, now, dispatch_now=False, not_before=not_before)
+    # Registered before the approval's other after-commit work, so that a worker hears of it
+    # first; called off if the execution is held below (hold updates this copy's status).
+    dispatch(
+        execution.id,
+        due=not_before,
+        unless=lambda: execution.status == ExecutionStatus.HELD,
+    )
+    data["execution"] = str(execution.id)
+    if not_before is not None:
+        data["undo_until"] = not_before
+    approved = finish_pending(
+        proposal,
+        to=ProposalStatus.APPROVED,
+        event_type="proposal.approved",
+        actor=username(analyst),
+        actor_type="user",
+        data=data,
+        extra={"approvals": data["approvals"]},
+        # The agent hears of the approval once it can no longer be undone.
+        callback_delay=window,
+    )
+    # With the stop on or the agent suspended nothing may start: the execution is held as soon
+    # as it exists, not left queued for a worker's claim to hold. Read after the approval's
+    # audit event, whose head lock orders this transaction against the stop's engage and
+    # release (each records its own event): a stop that committed first is seen here; one
+    # that commits later finds this execution queued, and the worker's claim holds it.
+    why = hold_reason(proposal.agent_id)
+    if why is not None:
+        hold(execution.pk, why=why, locked=execution)
+    return approved
+
+
+@transaction.atomic
+def proposal_reject(
+    *,
+    proposal_id: uuid.UUID | str,
+    analyst: AbstractBaseUser,
+    reason: str,
+    seconds_on_card: Any = None,
+) -> Proposal:
+    check_may_decide(analyst)
+    reason = text(reason, field="reason")
+    if len(reason) < 3:
+        raise InvalidInput(
+            "A rejection needs a reason.", errors={"reason": ["Say why you reject it."]}
+        )
+    proposal = locked_pending(proposal_id)
+    if proposal.decisions.filter(analyst=analyst).exists():
+        raise NotPermitted(
+            "You already decided this proposal; a different analyst must decide the rest.",
+            code="already_decided_by_you",
+        )
+    seconds = clamp_seconds_on_card(seconds_on_card)
+    _decision_record(
+        proposal,
+        analyst,
+        verdict=Verdict.REJECT,
+        reason=reason,
+        seconds_on_card=seconds,
+        now=timezone.now(),
+    )
+    return finish_pending(
+        proposal,
+        to=ProposalStatus.REJECTED,
+        event_type="proposal.rejected",
+        actor=username(analyst),
+        actor_type="user",
+        data={"verdict": "reject", "reason": reason, "seconds_on_card": seconds},
+    )
+
+
+@transaction.atomic
+def proposal_withdraw(*, proposal_id: uuid.UUID | str, agent: Agent) -> Proposal:
+    proposal = (
+        Proposal.objects.select_related("agent", "asset")
+        .filter(pk=proposal_id, agent=agent)
+        .first()
+    )
+    if proposal is None:
+        raise NotFound(f"No proposal {proposal_id}.")
+    # Only a pending proposal is withdrawn, and it has no execution: the returned row is whole.
+    sql.no_execution_yet(proposal)
+    return finish_pending(
+        proposal,
+        to=ProposalStatus.WITHDRAWN,
+        event_type="proposal.withdrawn",
+        actor=agent.slug,
+        actor_type="agent",
+        data={},
+    )
+
+
+@transaction.atomic
+def proposal_expire(*, proposal_id: uuid.UUID | str) -> Proposal | None:
+    """Close a pending proposal whose expires_at has passed; None if it no longer qualifies."""
+    proposal = Proposal.objects.filter(
+        pk=proposal_id, status=ProposalStatus.PENDING, expires_at__lte=timezone.now()
+    ).first()
+    if proposal is None:
+        return None
+    try:
+        return finish_pending(
+            proposal,
+            to=ProposalStatus.EXPIRED,
+            event_type="proposal.expired",
+            actor=SYSTEM,
+            actor_type="system",
+            data={"expires_at": proposal.expires_at, "approvals": proposal.approvals},
+        )
+    except NotPending:
+        return None  # decided at the same moment; the decision stands
+
+
+@transaction.atomic
+def proposal_escalate(*, proposal_id: uuid.UUID | str) -> Proposal | None:
+    """Mark an unanswered pending proposal as escalated and tell the senior analysts."""
+    now = timezone.now()
+    updated = Proposal.objects.filter(
+        pk=proposal_id,
+        status=ProposalStatus.PENDING,
+        escalated_at__isnull=True,
+        escalate_at__lte=now,
+    ).update(escalated_at=now)
+    if not updated:
+        return None
+    proposal = Proposal.objects.select_related("agent").get(pk=proposal_id)
+    log.record(
+        event_type="proposal.escalated",
+        actor=SYSTEM,
+        actor_type="system",
+        proposal_id=proposal.id,
+        data={"escalate_at": proposal.escalate_at, "approvals": proposal.approvals},
+    )
+    publish_proposal(proposal.id)
+    after_commit(lambda: notify.escalated(proposal.id))
+    return proposal
+
+
+@transaction.atomic
+def proposal_review_confirm(
+    *, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser, note: str = ""
+) -> Proposal:
+    """An analyst confirms, after the fact, an action that ran without approval."""
+    check_may_decide(analyst)
+    note = text(note, field="note")
+    now = timezone.now()
+    updated = Proposal.objects.filter(
+        pk=proposal_id, status=ProposalStatus.AUTO_APPROVED, reviewed_at__isnull=True
+    ).update(reviewed_by=analyst, reviewed_at=now)
+    if not updated:
+        raise WrongState("Only an auto-approved proposal not yet reviewed can be confirmed.")
+    log.record(
+        event_type="proposal.review_confirmed",
+        actor=username(analyst),
+        proposal_id=proposal_id,
+        data={"note": note},
+    )
+    publish_proposal(uuid.UUID(str(proposal_id)))
+    return Proposal.objects.get(pk=proposal_id)
+
+
+@transaction.atomic
+def approval_undo(*, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser) -> Proposal:
+    """Take back an approval within its undo window, before its execution may start.
+
+    Only the analyst whose approval let the action run may undo it, and only while the
+    execution has not started and the window (APPROVAL_UNDO_SECONDS) is open; the proposal is
+    pending again and anyone, this analyst included, may decide it afresh.
+
+    The approval's decision and its never-started execution are removed rather than marked:
+    every reader that counts decisions (the two-person rule, the one-decision-per-analyst
+    constraint, the card, the API, the reports) then stays right without a filter that one
+    of them could miss. The audit log keeps the approval's event and this one, which carries
+    the removed decision and execution.
+    """
+    check_may_decide(analyst)
+    proposal, decision = _approved_by(proposal_id, analyst)
+    # Compare-and-set under the execution's row lock: a worker's claim takes the same lock,
+    # so either it started first (too late) or it finds nothing to start.
+    now = timezone.now()
+    execution = Execution.objects.select_for_update().filter(proposal=proposal).first()
+    if (
+        execution is None
+        or execution.attempts
+        or execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.HELD)
+        or execution.not_before is None
+        or execution.not_before <= now
+    ):
+        raise WrongState(
+            "Too late to undo: the undo window has ended and the action may have run. If it "
+            "is reversible, roll it back from the proposal's page.",
+            code="undo_window_over",
+        )
+    Execution.objects.filter(pk=execution.pk).delete()
+    decision.delete()
+    approvals = max(proposal.approvals - 1, 0)
+    changes = {"status": ProposalStatus.PENDING, "decided_at": None, "approvals": approvals}
+    Proposal.objects.filter(pk=proposal.pk, status=ProposalStatus.APPROVED).update(**changes)
+    for name, value in changes.items():
+        setattr(proposal, name, value)
+    sql.no_execution_yet(proposal)
+    log.record(
+        event_type="proposal.approval_undone",
+        actor=username(analyst),
+        proposal_id=proposal.id,
+        data=_undone_data(proposal, execution, decision, now=now),
+    )
+    publish_committed(proposal)
+    # No callback: the agent hears of an approval only once its window is over (see
+    # proposal_approve), and by then this one is gone.
+    return proposal
+
+
+def _approved_by(
+    proposal_id: uuid.UUID | str, analyst: AbstractBaseUser
+) -> tuple[Proposal, Decision]:
+    """The approved proposal, locked, and its last decision, which must be this analyst's."""
+    proposal = (
+        Proposal.objects.select_for_update(of=("self",))
+        .select_related("agent")
+        .filter(pk=proposal_id)
+        .first()
+    )
+    if proposal is None:
+        raise NotFound(f"No proposal {proposal_id}.")
+    if proposal.status != ProposalStatus.APPROVED:
+        raise WrongState(
+            f"This proposal is {proposal.get_status_display().lower()}: there is no approval "
+            "waiting to run, so nothing to undo."
+        )
+    decision = (
+        Decision.objects.select_related("analyst")
+        .filter(proposal=proposal)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if decision is None or decision.analyst_id != analyst.pk:
+        who = decision.analyst.get_username() if decision else "another analyst"
+        raise NotPermitted(
+            f"Only {who}, whose approval let it run, can undo it.", code="not_your_approval"
+        )
+    return proposal, decision
+
+
+def _undone_data(
+    proposal: Proposal, execution: Execution, decision: Decision, *, now: datetime
+) -> dict[str, Any]:
+    """The proposal.approval_undone event's data: what was removed, for the record."""
+    return {
+        "execution": str(execution.id),
+        "execution_status": execution.status,
+        "undo_until": execution.not_before,
+        "seconds_left": round((execution.not_before - now).total_seconds(), 3),
+        "approval": {
+            "reason": decision.reason,
+            "seconds_on_card": decision.seconds_on_card,
+            "at": decision.created_at,
+        },
+        "approvals": proposal.approvals,
+        "required_approvals": proposal.required_approvals,
+    }

@@ -1,0 +1,221 @@
+"""What every transition family uses: free-text checks, on-commit effects, the one way an
+execution changes status.
+
+Side effects leave only on commit, through `after_commit`: the live update, the execution's
+task (enqueued by name, see approvals.enqueue), the agent's callback, mail.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Prefetch, Q, prefetch_related_objects
+from django.utils import timezone
+
+from agents.models import Agent
+from audit import log
+from soc_console import roles
+from soc_console.errors import InvalidInput, NotPermitted
+
+from .. import callbacks, enqueue, live
+from ..models import Decision, Execution, ExecutionStatus, Proposal
+
+SYSTEM = "system"
+
+MAX_TEXT = 2000
+
+
+def text(value: Any, *, field: str) -> str:
+    """Free text from a person (a reason, a note): trimmed, bounded, and storable.
+
+    PostgreSQL cannot store a NUL character; refusing it here gives a clear error instead of
+    a failed transaction.
+    """
+    cleaned = "" if value is None else str(value).strip()
+    if "\x00" in cleaned:
+        raise InvalidInput(
+            f"The {field} contains a NUL character.", errors={field: ["Remove NUL characters."]}
+        )
+    if len(cleaned) > MAX_TEXT:
+        raise InvalidInput(
+            f"The {field} is {len(cleaned)} characters long; the limit is {MAX_TEXT}.",
+            errors={field: [f"At most {MAX_TEXT} characters."]},
+        )
+    return cleaned
+
+
+def username(user: AbstractBaseUser) -> str:
+    return user.get_username()
+
+
+def check_may_decide(user: AbstractBaseUser) -> None:
+    if not roles.can_decide(user):
+        raise NotPermitted(
+            "Only analysts, senior analysts and admins decide proposals and roll back actions.",
+            code="not_an_analyst",
+        )
+
+
+# --- on commit --------------------------------------------------------------------------------
+
+
+def after_commit(fn: Callable[[], Any]) -> None:
+    # robust: a broker or Redis outage must not turn a committed decision into a 500;
+    # the sweeper re-dispatches whatever was not enqueued.
+    transaction.on_commit(fn, robust=True)
+
+
+def publish_proposal(proposal_id: uuid.UUID) -> None:
+    after_commit(lambda: live.publish(live.proposal_changed, proposal_id))
+
+
+def publish_committed(proposal: Proposal) -> None:
+    """Broadcast a proposal this transaction wrote, rendered from this copy after commit.
+
+    Reading it back after commit would cost the web process the proposal page's queries at
+    the moment a worker starts the action the decision let through. Its decisions are loaded
+    here, inside the transaction, unless already known (a new proposal has none: Django skips
+    a prefetch that is already there).
+    """
+    prefetch_related_objects([proposal], decisions_with_analysts())
+    # A copy: the request goes on using its own instance while the live update renders this.
+    written = copy.copy(proposal)
+    after_commit(lambda: live.publish(live.proposal_committed, written))
+
+
+def decisions_with_analysts() -> Prefetch:
+    return Prefetch("decisions", queryset=Decision.objects.select_related("analyst"))
+
+
+def dispatch(
+    execution_id: uuid.UUID,
+    *,
+    rollback: bool = False,
+    countdown: float = 0,
+    due: datetime | None = None,
+    unless: Callable[[], bool] | None = None,
+) -> None:
+    """Enqueue the execution's task on commit, to run `countdown` seconds after it is sent or
+    at `due`; `unless`, asked then, can call it off."""
+    name = enqueue.RUN_ROLLBACK if rollback else enqueue.RUN_EXECUTION
+
+    def send() -> None:
+        if unless is None or not unless():
+            if due is not None:
+                enqueue.send(name, str(execution_id), eta=due)
+            else:
+                enqueue.send(name, str(execution_id), countdown=countdown or None)
+
+    after_commit(send)
+
+
+def callback(
+    proposal_id: uuid.UUID, event: str, *, agent: Agent | None = None, countdown: float = 0
+) -> None:
+    """Tell the agent of `event` on commit, if it listens (see approvals.callbacks)."""
+    if agent is not None and not agent.callback_url:
+        return  # most agents poll: with the row at hand, no lookup after commit
+    after_commit(
+        lambda: callbacks.schedule(proposal_id=proposal_id, event=event, countdown=countdown)
+    )
+
+
+# --- executions -------------------------------------------------------------------------------
+
+
+def execution_create(
+    proposal: Proposal,
+    now: datetime,
+    *,
+    dispatch_now: bool = True,
+    not_before: datetime | None = None,
+) -> Execution:
+    """A queued execution for an approved proposal; its task is enqueued on commit unless the
+    caller dispatches it itself."""
+    execution = Execution.objects.create(
+        proposal=proposal,
+        status=ExecutionStatus.QUEUED,
+        idempotency_key=uuid.uuid4().hex,
+        not_before=not_before,
+        created_at=now,
+        queued_at=now,
+        updated_at=now,
+    )
+    if dispatch_now:
+        dispatch(execution.id)
+    return execution
+
+
+def execution_move(
+    execution_id: uuid.UUID | str,
+    *,
+    allowed: Iterable[str],
+    to: str,
+    event_type: str,
+    actor: str = SYSTEM,
+    actor_type: str = "system",
+    guard: Q | None = None,
+    changes: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    publish: bool = True,
+    locked: Execution | None = None,
+) -> Execution | None:
+    """The way an execution changes status: a compare-and-set plus its audit event.
+
+    (The claim is the one other: the same compare-and-set written as a single statement in
+    approvals.sql, followed by the same execution_moved.)
+
+    Returns None when the row was not in an allowed state (another worker, the sweeper or an
+    analyst got there first); the caller decides whether that is an error. A caller that
+    holds the row's lock passes its copy as `locked`, which is updated instead of re-read.
+    """
+    now = timezone.now()
+    values = {"status": to, "updated_at": now, **(changes or {})}
+    query = Q(pk=execution_id, status__in=list(allowed))
+    if guard is not None:
+        query &= guard
+    updated = Execution.objects.filter(query).update(**values)
+    if not updated:
+        return None
+    if locked is not None:
+        execution = locked
+        for field, value in values.items():
+            setattr(execution, field, value)
+    else:
+        execution = Execution.objects.select_related("proposal").get(pk=execution_id)
+    return execution_moved(
+        execution,
+        event_type=event_type,
+        actor=actor,
+        actor_type=actor_type,
+        data=data,
+        publish=publish,
+    )
+
+
+def execution_moved(
+    execution: Execution,
+    *,
+    event_type: str,
+    actor: str = SYSTEM,
+    actor_type: str = "system",
+    data: dict[str, Any] | None = None,
+    publish: bool = True,
+) -> Execution:
+    """What follows every status change: its audit event, and the live update on commit."""
+    log.record(
+        event_type=event_type,
+        actor=actor,
+        actor_type=actor_type,
+        proposal_id=execution.proposal_id,
+        data={"execution": str(execution.id), "status": execution.status, **(data or {})},
+    )
+    if publish:
+        publish_proposal(execution.proposal_id)
+    return execution

@@ -1,0 +1,75 @@
+"""Beat's periodic pass: recover lost executions, expire and escalate proposals."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from .. import enqueue
+from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus
+from .decisions import proposal_escalate, proposal_expire
+from .executions import execution_requeue_expired
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    requeued: int
+    redispatched: int
+    expired: int
+    escalated: int
+
+
+def sweep() -> SweepReport:
+    """Beat's periodic pass: recover lost executions, expire and escalate proposals."""
+    now = timezone.now()
+    requeued = 0
+    for pk in Execution.objects.filter(
+        status=ExecutionStatus.RUNNING, lease_until__lt=now
+    ).values_list("pk", flat=True):
+        moved = execution_requeue_expired(execution_id=pk)
+        requeued += moved is not None and moved.status == ExecutionStatus.QUEUED
+    redispatched = _redispatch_lost(now)
+    expired = 0
+    for pk in Proposal.objects.filter(
+        status=ProposalStatus.PENDING, expires_at__lte=now
+    ).values_list("pk", flat=True):
+        expired += proposal_expire(proposal_id=pk) is not None
+    escalated = 0
+    for pk in Proposal.objects.filter(
+        status=ProposalStatus.PENDING, escalated_at__isnull=True, escalate_at__lte=now
+    ).values_list("pk", flat=True):
+        escalated += proposal_escalate(proposal_id=pk) is not None
+    return SweepReport(requeued, redispatched, expired, escalated)
+
+
+def _redispatch_lost(now: datetime) -> int:
+    """Send again the task of every execution queued (or rolling back) for longer than the
+    bound and not waiting out a backoff: it was lost between commit and broker, or in a
+    broker restart. Dispatching again is safe: a claim is a compare-and-set and the connector
+    call is idempotent."""
+    stale = now - timedelta(seconds=settings.EXECUTION_QUEUED_STALE_SECONDS)
+    lost = Execution.objects.filter(
+        Q(status=ExecutionStatus.QUEUED)
+        | Q(status=ExecutionStatus.ROLLING_BACK)
+        & (Q(lease_until__isnull=True) | Q(lease_until__lt=now)),
+        queued_at__lt=stale,
+    ).filter(Q(not_before__isnull=True) | Q(not_before__lt=stale))
+    redispatched = 0
+    for pk, status in lost.values_list("pk", "status"):
+        # Bump queued_at so a healthy but busy queue is not flooded with duplicates.
+        Execution.objects.filter(pk=pk, status=status).update(queued_at=now)
+        rollback = status == ExecutionStatus.ROLLING_BACK
+        try:
+            enqueue.send(enqueue.RUN_ROLLBACK if rollback else enqueue.RUN_EXECUTION, str(pk))
+            redispatched += 1
+        except Exception:  # broker still down: the next sweep tries again
+            logger.warning("could not re-dispatch execution %s", pk, exc_info=True)
+            break
+    return redispatched
