@@ -47,7 +47,7 @@ from soc_console.problems import problem
 
 from . import contract, selectors, services
 from .models import ExecutionStatus, Proposal, ProposalStatus, Verdict
-from .services import MAX_TEXT
+from .services import MAX_TEXT, MIN_REASON
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class DecisionInSerializer(ClosedSerializer):
     reason = StrictCharField(max_length=MAX_TEXT, required=False, allow_blank=True, default="")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["verdict"] == "reject" and len(attrs["reason"].strip()) < 3:
+        if attrs["verdict"] == "reject" and len(attrs["reason"].strip()) < MIN_REASON:
             raise serializers.ValidationError({"reason": ["A rejection needs a reason."]})
         return attrs
 
@@ -249,10 +249,10 @@ class ApproveInSerializer(ClosedSerializer):
 
 class RejectInSerializer(ClosedSerializer):
     verdict = serializers.ChoiceField(choices=[Verdict.REJECT.value])
-    reason = StrictCharField(max_length=MAX_TEXT, min_length=3, help_text="Required.")
+    reason = StrictCharField(max_length=MAX_TEXT, min_length=MIN_REASON, help_text="Required.")
 
 
-# The decision as the schema states it: a rejection needs a reason of 3 characters or more.
+# The decision as the schema states it: a rejection needs a reason of MIN_REASON characters.
 DECISION_REQUEST = Variants(
     component_name="DecisionIn",
     serializers={"approve": ApproveInSerializer, "reject": RejectInSerializer},
@@ -264,7 +264,7 @@ DECISION_REQUEST = Variants(
 class RollbackInSerializer(ClosedSerializer):
     reason = StrictCharField(
         max_length=MAX_TEXT,
-        min_length=3,
+        min_length=MIN_REASON,
         help_text="Why: undoing containment is a decision, and its reason goes on record.",
     )
 

@@ -267,10 +267,10 @@ def confirm_review(request: HttpRequest, proposal_id: str) -> HttpResponse:
 
 @require_POST
 @console_role(roles.can_decide)
-def release_held(request: HttpRequest, execution_id: str) -> HttpResponse:
+def reconfirm_held(request: HttpRequest, execution_id: str) -> HttpResponse:
     return _run(
         request,
-        lambda: services.execution_confirm_held(execution_id=execution_id, analyst=request.user),
+        lambda: services.execution_reconfirm_held(execution_id=execution_id, analyst=request.user),
         "Re-confirmed: it runs now.",
         refresh=True,
     )

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from approvals import services
 from approvals.selectors import emergency_stop
 
 from . import roles
@@ -20,4 +21,7 @@ def console(request: HttpRequest) -> dict[str, Any]:
         "can_stop": roles.can_stop(user),
         "can_read_reports": roles.can_read_reports(user),
         "is_senior": roles.is_senior(user),
+        # Rules the forms state as attributes, from the one place the server keeps them.
+        "min_reason": services.MIN_REASON,
+        "max_text": services.MAX_TEXT,
     }

@@ -38,7 +38,9 @@ urlpatterns = [
     path("proposals/<uuid:proposal_id>/undo/", console.undo_approval, name="undo-approval"),
     path("proposals/<uuid:proposal_id>/rollback/", console.rollback, name="rollback"),
     path("proposals/<uuid:proposal_id>/confirm/", console.confirm_review, name="confirm-review"),
-    path("executions/<uuid:execution_id>/release/", console.release_held, name="release-held"),
+    path(
+        "executions/<uuid:execution_id>/reconfirm/", console.reconfirm_held, name="reconfirm-held"
+    ),
     path("lists/", console.work_lists, name="lists"),
     path("emergency-stop/", console.emergency_stop, name="emergency-stop"),
     path("agents/", console.agents_page, name="agents"),

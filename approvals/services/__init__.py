@@ -10,7 +10,7 @@ status field. One module per family of transitions:
 - decisions: proposal_approve, proposal_reject, approval_undo, proposal_withdraw,
   proposal_expire, proposal_escalate, proposal_review_confirm
 - claims: execution_claim (an execution's or a rollback's)
-- executions: execution_run, execution_settle, execution_confirm_held, rollback_request,
+- executions: execution_run, execution_settle, execution_reconfirm_held, rollback_request,
   execution_requeue_expired
 - holds: the emergency stop, agent suspension, and holding queued executions
 - sweep: beat's periodic recovery pass
@@ -33,7 +33,7 @@ from .decisions import (
 )
 from .executions import (
     backoff_seconds,
-    execution_confirm_held,
+    execution_reconfirm_held,
     execution_requeue_expired,
     execution_run,
     execution_settle,
@@ -46,12 +46,13 @@ from .holds import (
     emergency_stop_engaged,
     emergency_stop_release,
 )
-from .shared import MAX_TEXT, SYSTEM
+from .shared import MAX_TEXT, MIN_REASON, SYSTEM
 from .submission import Submission, proposal_submit
 from .sweep import SweepReport, sweep
 
 __all__ = [
     "MAX_TEXT",
+    "MIN_REASON",
     "SYSTEM",
     "Claim",
     "Submission",
@@ -65,7 +66,7 @@ __all__ = [
     "emergency_stop_engaged",
     "emergency_stop_release",
     "execution_claim",
-    "execution_confirm_held",
+    "execution_reconfirm_held",
     "execution_requeue_expired",
     "execution_run",
     "execution_settle",

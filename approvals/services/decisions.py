@@ -15,7 +15,7 @@ from django.utils import timezone
 from agents.models import Agent
 from audit import log
 from soc_console import roles
-from soc_console.errors import InvalidInput, NotFound, NotPending, NotPermitted, WrongState
+from soc_console.errors import NotFound, NotPending, NotPermitted, WrongState
 
 from .. import notify, sql
 from ..models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus, Verdict
@@ -29,6 +29,7 @@ from .shared import (
     execution_create,
     publish_committed,
     publish_proposal,
+    reason_given,
     text,
     username,
 )
@@ -179,11 +180,9 @@ def proposal_reject(
     seconds_on_card: Any = None,
 ) -> Proposal:
     check_may_decide(analyst)
-    reason = text(reason, field="reason")
-    if len(reason) < 3:
-        raise InvalidInput(
-            "A rejection needs a reason.", errors={"reason": ["Say why you reject it."]}
-        )
+    reason = reason_given(
+        reason, refusal="A rejection needs a reason.", hint="Say why you reject it."
+    )
     proposal = locked_pending(proposal_id)
     if proposal.decisions.filter(analyst=analyst).exists():
         raise NotPermitted(

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents import catalogue
-from soc_console.errors import InvalidInput, NotFound, WrongState
+from soc_console.errors import NotFound, WrongState
 
 from .. import connectors, live, notify
 from ..models import Execution, ExecutionStatus
@@ -27,7 +27,7 @@ from .shared import (
     check_may_decide,
     dispatch,
     execution_move,
-    text,
+    reason_given,
     username,
 )
 
@@ -178,7 +178,7 @@ def _settle_failed(claim: Claim, error: str, timing: dict[str, float]) -> Execut
 
 
 @transaction.atomic
-def execution_confirm_held(
+def execution_reconfirm_held(
     *, execution_id: uuid.UUID | str, analyst: AbstractBaseUser
 ) -> Execution:
     """After a stop or suspension, an analyst re-confirms a held execution: held → queued."""
@@ -194,7 +194,7 @@ def execution_confirm_held(
         execution_id,
         allowed=[ExecutionStatus.HELD],
         to=ExecutionStatus.QUEUED,
-        event_type="execution.released",
+        event_type="execution.reconfirmed",
         actor=username(analyst),
         actor_type="user",
         changes={"queued_at": timezone.now(), "not_before": None},
@@ -215,12 +215,10 @@ def rollback_request(
 ) -> Execution:
     """Roll back a succeeded, reversible execution, named by its id or its proposal's."""
     check_may_decide(analyst)
-    reason = text(reason, field="reason")
-    if len(reason) < 3:
-        # Undoing containment is a decision like a rejection: it needs its reason on record.
-        raise InvalidInput(
-            "A rollback needs a reason.", errors={"reason": ["Say why you roll it back."]}
-        )
+    # Undoing containment is a decision like a rejection: it needs its reason on record.
+    reason = reason_given(
+        reason, refusal="A rollback needs a reason.", hint="Say why you roll it back."
+    )
     lookup = {"pk": execution_id} if execution_id else {"proposal_id": proposal_id}
     execution = Execution.objects.select_related("proposal").filter(**lookup).first()
     if execution is None:

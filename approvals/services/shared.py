@@ -29,6 +29,9 @@ from ..models import Decision, Execution, ExecutionStatus, Proposal
 SYSTEM = "system"
 
 MAX_TEXT = 2000
+# A rejection or a rollback puts its reason on record: at least this many characters. The API's
+# schema, the console's forms and these services all read this one number.
+MIN_REASON = 3
 
 
 def text(value: Any, *, field: str) -> str:
@@ -48,6 +51,14 @@ def text(value: Any, *, field: str) -> str:
             errors={field: [f"At most {MAX_TEXT} characters."]},
         )
     return cleaned
+
+
+def reason_given(value: Any, *, refusal: str, hint: str) -> str:
+    """The reason a rejection or a rollback must give, or a 400 on the reason field."""
+    reason = text(value, field="reason")
+    if len(reason) < MIN_REASON:
+        raise InvalidInput(refusal, errors={"reason": [hint]})
+    return reason
 
 
 def username(user: AbstractBaseUser) -> str:

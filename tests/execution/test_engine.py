@@ -214,7 +214,7 @@ def test_emergency_stop_holds_queued_executions_until_an_analyst_reconfirms(
     assert engaged.data["held_executions"] == [str(execution.id)]
     assert tasks.run_execution(str(execution.id)) is None
     with pytest.raises(WrongState):
-        services.execution_confirm_held(execution_id=execution.id, analyst=analyst)
+        services.execution_reconfirm_held(execution_id=execution.id, analyst=analyst)
 
     services.emergency_stop_release(by=manager, reason="fixed")
     # Lifting the stop does not start anything by itself.
@@ -223,11 +223,11 @@ def test_emergency_stop_holds_queued_executions_until_an_analyst_reconfirms(
     assert execution.status == ExecutionStatus.HELD
     assert not ConnectorCall.objects.exists()
 
-    services.execution_confirm_held(execution_id=execution.id, analyst=analyst)
+    services.execution_reconfirm_held(execution_id=execution.id, analyst=analyst)
     assert tasks.run_execution(str(execution.id)) == "succeeded"
     assert connectors.state_of("firewall", "203.0.113.30") == {"blocked": True}
-    released = AuditEvent.objects.get(event_type="execution.released")
-    assert released.actor == analyst.username
+    reconfirmed = AuditEvent.objects.get(event_type="execution.reconfirmed")
+    assert reconfirmed.actor == analyst.username
 
 
 def test_approval_while_the_stop_is_engaged_is_held_at_once(

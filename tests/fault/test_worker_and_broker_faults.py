@@ -207,7 +207,7 @@ def test_emergency_stop_with_work_queued_lets_nothing_start(
     assert statuses() == {ExecutionStatus.HELD: 10}  # lifting the stop starts nothing by itself
 
     confirmed = during[0]
-    services.execution_confirm_held(execution_id=confirmed.id, analyst=analyst)
+    services.execution_reconfirm_held(execution_id=confirmed.id, analyst=analyst)
     wait_all(ExecutionStatus.SUCCEEDED, 1, timeout=15)
     assert Execution.objects.get(status=ExecutionStatus.SUCCEEDED).pk == confirmed.pk
     assert statuses()[ExecutionStatus.HELD] == 9
