@@ -4,15 +4,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 
-from soc_console import rows
-
-from . import keys
+from . import keys, sql
 from .models import Agent, ApiKey
 
 # Writing last_used_at on every request would make each call a write; once a minute is enough.
@@ -53,7 +50,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         prefix = keys.split_prefix(raw)
         if prefix is None:
             raise exceptions.AuthenticationFailed("Malformed API key.")
-        key = _key_with_agent(prefix)
+        key = sql.key_with_agent(prefix)
         if key is None or not keys.matches(raw, key.digest):
             raise exceptions.AuthenticationFailed("Unknown API key.")
         if key.revoked_at is not None:
@@ -66,31 +63,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: HttpRequest) -> str:
         return 'Bearer realm="agents"'
-
-
-_KEY_SQL = """
-SELECT {key}, {agent} FROM agents_apikey AS k JOIN agents_agent AS a ON a.id = k.agent_id
- WHERE k.prefix = %s
-"""
-
-
-def _key_with_agent(prefix: str) -> ApiKey | None:
-    """The key with that prefix and its agent: one plain statement, as every API call asks it."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _KEY_SQL.format(
-                key=rows.columns(ApiKey, connection, "k"),
-                agent=rows.columns(Agent, connection, "a"),
-            ),
-            [prefix],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    split = rows.width(ApiKey)
-    key = rows.instance(ApiKey, row[:split], connection)
-    ApiKey.agent.field.set_cached_value(key, rows.instance(Agent, row[split:], connection))
-    return key
 
 
 class IsAgent(BasePermission):
