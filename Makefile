@@ -53,7 +53,8 @@ test: install
 test-sqlite: install
 	@bin/ensure-redis
 	DATABASE_URL=sqlite:///$(CURDIR)/.run/test.sqlite3 $(BIN)/python -m pytest \
-		-m "not postgres and not browser and not fault and not schemathesis" $(PYTEST_ARGS)
+		-m "not postgres and not browser and not fault and not schemathesis" --database-only \
+		$(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .run staticfiles test-artifacts

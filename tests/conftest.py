@@ -65,3 +65,28 @@ def api(agent_with_key: factories.AgentWithKey) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_with_key.raw_key}")
     return client
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database-only",
+        action="store_true",
+        help="run only the tests that use the database (make test-sqlite: the others do not "
+        "depend on which database runs, and `make test` ran them already)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--database-only"):
+        return
+    database = {"db", "transactional_db", "live_server"}
+    keep: list[pytest.Item] = []
+    skip: list[pytest.Item] = []
+    for item in items:
+        uses = item.get_closest_marker("django_db") or database & set(
+            getattr(item, "fixturenames", ())
+        )
+        (keep if uses else skip).append(item)
+    if skip:
+        config.hook.pytest_deselected(items=skip)
+        items[:] = keep
