@@ -100,8 +100,14 @@ class PolicyForm(forms.ModelForm):
         model = Policy
         fields = ["agent", *services.POLICY_FIELDS]
 
+    # Left empty, a limit carries over from the current version (policy_publish), as a grant
+    # left out does.
+    CARRIED_OVER = ("max_pending", "max_proposals_per_minute")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for name in self.CARRIED_OVER:
+            self.fields[name].required = False
         if self.instance.pk:
             self.fields["grants_text"].initial = "\n".join(
                 f"{g.action}={g.level}" for g in self.instance.grants.all()
@@ -135,6 +141,9 @@ class PolicyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Policy, form: Any, change: bool) -> None:
         fields = {name: form.cleaned_data[name] for name in services.POLICY_FIELDS}
+        for name in PolicyForm.CARRIED_OVER:
+            if fields[name] is None:
+                del fields[name]
         try:
             published = services.policy_publish(
                 agent=form.cleaned_data["agent"],
