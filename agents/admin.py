@@ -9,7 +9,15 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import grants, services
-from .models import Agent, ApiKey, Asset, EmergencyStop, Policy
+from .models import (
+    DEFAULT_AUTO_PER_HOUR,
+    DEFAULT_TARGETS_PER_HOUR,
+    Agent,
+    ApiKey,
+    Asset,
+    EmergencyStop,
+    Policy,
+)
 
 
 @admin.register(Agent)
@@ -78,21 +86,46 @@ class PolicyForm(forms.ModelForm):
         help_text=f"One ACTION=LEVEL per line ({grants.levels_help()}). "
         "Actions left out keep their level from the previous version.",
     )
+    budgets_text = forms.CharField(
+        label="Blast-radius budgets",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One ACTION=RUNS/TARGETS per line: at most RUNS automatic executions of the "
+        "action per hour, on at most TARGETS distinct targets; beyond that a proposal waits "
+        "for an analyst (budget_exhausted). Actions left out keep their budget (default "
+        f"{DEFAULT_AUTO_PER_HOUR}/{DEFAULT_TARGETS_PER_HOUR}).",
+    )
 
     class Meta:
         model = Policy
         fields = ["agent", *services.POLICY_FIELDS]
 
+    # Left empty, a limit carries over from the current version (policy_publish), as a grant
+    # left out does.
+    CARRIED_OVER = ("max_pending", "max_proposals_per_minute")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for name in self.CARRIED_OVER:
+            self.fields[name].required = False
         if self.instance.pk:
             self.fields["grants_text"].initial = "\n".join(
                 f"{g.action}={g.level}" for g in self.instance.grants.all()
+            )
+            self.fields["budgets_text"].initial = "\n".join(
+                f"{g.action}={g.max_auto_per_hour}/{g.max_targets_per_hour}"
+                for g in self.instance.grants.all()
             )
 
     def clean_grants_text(self) -> dict[str, int]:
         try:
             return grants.parse_grants(self.cleaned_data.get("grants_text", ""))
+        except grants.GrantError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def clean_budgets_text(self) -> dict[str, tuple[int, int]]:
+        try:
+            return grants.parse_budgets(self.cleaned_data.get("budgets_text", ""))
         except grants.GrantError as exc:
             raise forms.ValidationError(str(exc)) from exc
 
@@ -108,10 +141,14 @@ class PolicyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Policy, form: Any, change: bool) -> None:
         fields = {name: form.cleaned_data[name] for name in services.POLICY_FIELDS}
+        for name in PolicyForm.CARRIED_OVER:
+            if fields[name] is None:
+                del fields[name]
         try:
             published = services.policy_publish(
                 agent=form.cleaned_data["agent"],
                 grants=form.cleaned_data["grants_text"],
+                budgets=form.cleaned_data["budgets_text"],
                 by=request.user.get_username(),
                 **fields,
             )

@@ -111,6 +111,18 @@ class Policy(models.Model):
     )
     # 7. rollback procedure and emergency stop
     rollback_procedure = models.TextField(blank=True)
+    # The circuit breaker: an agent that has this many proposals open, or has sent this many
+    # in the last minute, is suspended by the next one (approvals.services.breaker).
+    max_pending = models.PositiveIntegerField(
+        default=50,
+        validators=[MinValueValidator(1)],
+        help_text="Open (pending) proposals at most; the next one suspends the agent.",
+    )
+    max_proposals_per_minute = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="Proposals per minute at most; the next one suspends the agent.",
+    )
 
     class Meta:
         ordering = ["agent", "-version"]
@@ -133,6 +145,10 @@ class Policy(models.Model):
         return 0
 
 
+DEFAULT_AUTO_PER_HOUR = 20
+DEFAULT_TARGETS_PER_HOUR = 10
+
+
 class Grant(models.Model):
     """3. allowed actions: the autonomy level of one action type under one policy version."""
 
@@ -140,6 +156,17 @@ class Grant(models.Model):
     action = models.CharField(max_length=64)
     level = models.PositiveSmallIntegerField(
         choices=Level.choices, validators=[MinValueValidator(0), MaxValueValidator(4)]
+    )
+    # The blast-radius budget: beyond it, what would have run at once waits for a human
+    # (routing's `budget_exhausted`). Counted over the agent's automatic executions of this
+    # action in the last hour, whatever policy version approved them.
+    max_auto_per_hour = models.PositiveIntegerField(
+        default=DEFAULT_AUTO_PER_HOUR,
+        help_text="Automatic executions of this action per hour at most.",
+    )
+    max_targets_per_hour = models.PositiveIntegerField(
+        default=DEFAULT_TARGETS_PER_HOUR,
+        help_text="Distinct targets this action runs on automatically per hour at most.",
     )
 
     class Meta:

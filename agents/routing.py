@@ -30,6 +30,12 @@ class BlockCode(StrEnum):
     EVIDENCE_REQUIRED = "evidence_required"
 
 
+class QueueCode(StrEnum):
+    """Why a proposal that would have run at once waits for a human instead."""
+
+    BUDGET_EXHAUSTED = "budget_exhausted"
+
+
 @dataclass(frozen=True)
 class RoutingInput:
     level: int  # the grant's autonomy level for this action, 0 when there is no grant
@@ -43,12 +49,15 @@ class RoutingInput:
     evidence_complete: bool  # carries every evidence kind the policy requires
     emergency_stop: bool
     suspended: bool
+    # The grant's blast-radius budget for the last hour is spent (automatic executions, or
+    # distinct targets with this one new). Known only when it matters: see `needs_budget`.
+    budget_exhausted: bool = False
 
 
 @dataclass(frozen=True)
 class RoutingOutcome:
     outcome: Outcome
-    code: BlockCode | None = None
+    code: BlockCode | QueueCode | None = None
     required_approvals: int = 0
     explanation: str = ""
 
@@ -106,11 +115,22 @@ def route(given: RoutingInput) -> RoutingOutcome:
     critical = given.criticality == CRITICAL
     required = 2 if critical else 1
     confident = given.confidence >= given.auto_threshold
-    if given.level == 3 and confident and given.reversible and not critical:
+    automatic = (
+        confident and not critical and (given.level >= 4 or (given.level == 3 and given.reversible))
+    )
+    if automatic and given.budget_exhausted:
+        return RoutingOutcome(
+            Outcome.PENDING,
+            QueueCode.BUDGET_EXHAUSTED,
+            required,
+            "budget_exhausted: the grant's blast-radius budget for the hour is spent, "
+            "so a human decides",
+        )
+    if given.level == 3 and automatic:
         return RoutingOutcome(
             Outcome.AUTO_APPROVED, None, 0, "level 3 conditions met: runs at once"
         )
-    if given.level >= 4 and confident and not critical:
+    if given.level >= 4 and automatic:
         return RoutingOutcome(
             Outcome.AUTO_APPROVED, None, 0, "level 4 conditions met: runs at once, reviewed after"
         )
@@ -125,3 +145,9 @@ def route(given: RoutingInput) -> RoutingOutcome:
         if critical:
             reasons.append("critical asset: two approvers")
     return RoutingOutcome(Outcome.PENDING, None, required, "; ".join(reasons) or "needs a human")
+
+
+def needs_budget(outcome: RoutingOutcome) -> bool:
+    """Whether the budget can change this outcome: only a proposal that would run at once
+    asks it, so that every other proposal skips the count."""
+    return outcome.outcome is Outcome.AUTO_APPROVED

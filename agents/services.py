@@ -15,7 +15,17 @@ from django.utils import timezone
 from audit import log
 
 from . import keys, targets
-from .models import Agent, ApiKey, Asset, AssetAlias, Grant, Level, Policy
+from .models import (
+    DEFAULT_AUTO_PER_HOUR,
+    DEFAULT_TARGETS_PER_HOUR,
+    Agent,
+    ApiKey,
+    Asset,
+    AssetAlias,
+    Grant,
+    Level,
+    Policy,
+)
 
 POLICY_FIELDS = (
     "purpose",
@@ -29,6 +39,8 @@ POLICY_FIELDS = (
     "notify",
     "required_evidence",
     "rollback_procedure",
+    "max_pending",
+    "max_proposals_per_minute",
 )
 
 
@@ -52,13 +64,38 @@ def _check_policy(fields: dict[str, Any], grants: dict[str, int]) -> None:
     for action, level in grants.items():
         if not isinstance(level, int) or level not in Level.values:
             raise PolicyError(f"grant {action}={level}: the level must be one of {Level.values}")
+    for name in ("max_pending", "max_proposals_per_minute"):
+        value = fields.get(name, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise PolicyError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+
+def _check_budgets(budgets: dict[str, tuple[int, int]], grants: dict[str, int]) -> None:
+    for action, budget in budgets.items():
+        if action not in grants:
+            raise PolicyError(f"budget for {action}: the policy grants no such action")
+        runs, targets = budget
+        for value in budget:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise PolicyError(
+                    f"budget {action}={runs}/{targets}: each part must be a whole number >= 0"
+                )
 
 
 @transaction.atomic
 def policy_publish(
-    *, agent: Agent, grants: dict[str, int] | None = None, by: str, **fields: Any
+    *,
+    agent: Agent,
+    grants: dict[str, int] | None = None,
+    budgets: dict[str, tuple[int, int]] | None = None,
+    by: str,
+    **fields: Any,
 ) -> Policy:
-    """Publish a new policy version; unspecified parts carry over from the current one."""
+    """Publish a new policy version; unspecified parts carry over from the current one.
+
+    `budgets` gives grants their blast-radius budget, ACTION: (automatic executions per hour,
+    distinct targets per hour); a grant without one keeps its previous budget, or the default.
+    """
     unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
         raise PolicyError(f"unknown policy fields: {', '.join(sorted(unknown))}")
@@ -66,18 +103,31 @@ def policy_publish(
     current = agent.policies.order_by("-version").first()
     merged: dict[str, Any] = {}
     merged_grants: dict[str, int] = {}
+    merged_budgets: dict[str, tuple[int, int]] = {}
     if current is not None:
         merged = {name: getattr(current, name) for name in POLICY_FIELDS}
         merged_grants = {g.action: g.level for g in current.grants.all()}
+        merged_budgets = {
+            g.action: (g.max_auto_per_hour, g.max_targets_per_hour) for g in current.grants.all()
+        }
     merged.update(fields)
     if grants is not None:
         merged_grants.update(grants)
     _check_policy(merged, merged_grants)
+    _check_budgets(budgets or {}, merged_grants)
+    merged_budgets.update(budgets or {})
+    default_budget = (DEFAULT_AUTO_PER_HOUR, DEFAULT_TARGETS_PER_HOUR)
     policy = Policy.objects.create(
         agent=agent, version=(current.version + 1 if current else 1), created_by=by, **merged
     )
     Grant.objects.bulk_create(
-        Grant(policy=policy, action=action, level=level)
+        Grant(
+            policy=policy,
+            action=action,
+            level=level,
+            max_auto_per_hour=merged_budgets.get(action, default_budget)[0],
+            max_targets_per_hour=merged_budgets.get(action, default_budget)[1],
+        )
         for action, level in sorted(merged_grants.items())
     )
     log.record(
@@ -89,6 +139,12 @@ def policy_publish(
             "grants": merged_grants,
             "auto_threshold": policy.auto_threshold,
             "review_threshold": policy.review_threshold,
+            "max_pending": policy.max_pending,
+            "max_proposals_per_minute": policy.max_proposals_per_minute,
+            "budgets": {
+                action: list(merged_budgets.get(action, default_budget))
+                for action in sorted(merged_grants)
+            },
         },
     )
     return policy
@@ -130,12 +186,13 @@ def agent_register(
     name: str = "",
     description: str = "",
     grants: dict[str, int] | None = None,
+    budgets: dict[str, tuple[int, int]] | None = None,
     **policy_fields: Any,
 ) -> tuple[Agent, IssuedKey]:
     """Register an agent with its first policy version and its first API key."""
     agent = Agent.objects.create(slug=slug, name=name or slug, description=description)
     log.record(event_type="agent.registered", actor=by, data={"agent": slug})
-    policy_publish(agent=agent, grants=grants or {}, by=by, **policy_fields)
+    policy_publish(agent=agent, grants=grants or {}, budgets=budgets, by=by, **policy_fields)
     issued = apikey_issue(agent=agent, by=by, label="initial")
     return agent, issued
 

@@ -163,9 +163,16 @@ class RoutingSerializer(serializers.Serializer):
         help_text="Where routing sent the proposal; `status` moves on from `pending`.",
     )
     code = serializers.CharField(
-        allow_null=True, help_text="Why it was blocked (the 403 `code`); null otherwise."
+        allow_null=True,
+        help_text="Why it was blocked (the 403 `code`), or `budget_exhausted` when it would "
+        "have run at once but its grant's blast-radius budget for the hour was spent, so it "
+        "went to `pending`; null otherwise.",
     )
-    reason = serializers.CharField(allow_blank=True, help_text="The routing, in words.")
+    reason = serializers.CharField(
+        allow_blank=True,
+        help_text="The routing, in words; it begins with `budget_exhausted:` when that sent "
+        "the proposal to a human.",
+    )
     policy_version = serializers.IntegerField(allow_null=True, min_value=1)
     shadow_version = serializers.IntegerField(
         allow_null=True, help_text="The shadow policy that also judged it; null: none did."

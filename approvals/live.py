@@ -175,6 +175,27 @@ def counters_html() -> str:
     )
 
 
+def agent_changed(agent_id: int) -> None:
+    """An agent was suspended or resumed: its cards on the page are drawn again (the
+    suspended badge, no approve control), and the queue's notice of suspended agents."""
+    for proposal in selectors.proposals_with_details().filter(
+        pk__in=selectors.pending_on_page_of(agent_id)
+    ):
+        _send_proposal(proposal)
+    send_html(suspended_notice_html())
+
+
+def suspended_notice_changed() -> None:
+    send_html(suspended_notice_html(), counters=True)
+
+
+def suspended_notice_html() -> str:
+    return render_to_string(
+        "approvals/suspended_notice.html",
+        {"suspended_agents": selectors.suspended_agents_pending(), "oob": True},
+    )
+
+
 def stop_changed() -> None:
     send_html(
         render_to_string(

@@ -92,6 +92,19 @@ class Proposal(models.Model):
             ),
             models.Index(fields=["agent", "-created_at"], name="proposal_agent_recent"),
             models.Index(fields=["status", "expires_at"], name="proposal_status_expiry"),
+            # The circuit breaker's count of an agent's open proposals (approvals.sql).
+            models.Index(
+                fields=["agent"],
+                condition=models.Q(status="pending"),
+                name="proposal_agent_pending",
+            ),
+            # The blast-radius budget's count: a grant's automatic executions in the last hour.
+            # Only auto-approved rows are in it, so the count reads at most a budget's worth.
+            models.Index(
+                fields=["agent", "action", "-created_at"],
+                condition=models.Q(status="auto_approved"),
+                name="proposal_agent_auto_recent",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -85,12 +85,20 @@ def asset_payload(proposal: Proposal) -> dict[str, Any] | None:
     return {"identifier": proposal.asset.identifier, "criticality": proposal.criticality}
 
 
+def blocked_code(proposal: Proposal) -> str | None:
+    """The 403's code of a blocked proposal; None for any other (routing.code also names why
+    one that would have run at once waits for a human: `budget_exhausted`)."""
+    if proposal.status != ProposalStatus.BLOCKED:
+        return None
+    return proposal.block_code or None
+
+
 def proposal_payload(proposal: Proposal) -> dict[str, Any]:
     """The proposal as the agent API, callbacks and exports show it (DESIGN §11)."""
     return {
         "id": str(proposal.id),
         "status": proposal.status,
-        "code": proposal.block_code or None,
+        "code": blocked_code(proposal),
         "explanation": proposal.routing_explanation,
         "agent": proposal.agent.slug,
         "action": proposal.action,
@@ -225,6 +233,50 @@ class Counters:
 def queue_counters() -> Counters:
     """The top bar's counts in one statement (approvals.sql says why it is written by hand)."""
     return Counters(*sql.counters())
+
+
+@dataclass(frozen=True)
+class SuspendedAgent:
+    """A suspended agent whose proposals still wait in the queue (the queue's notice)."""
+
+    slug: str
+    reason: str
+    pending: int
+
+
+def suspended_agents_pending() -> list[SuspendedAgent]:
+    """Suspended agents with pending proposals: usually none, and then one indexed query."""
+    rows = (
+        Proposal.objects.filter(status=ProposalStatus.PENDING, agent__suspended=True)
+        .values("agent__slug", "agent__suspended_reason")
+        .annotate(pending=Count("pk"))
+        .order_by("agent__slug")
+    )
+    return [
+        SuspendedAgent(row["agent__slug"], row["agent__suspended_reason"], row["pending"])
+        for row in rows
+    ]
+
+
+def pending_by_agent() -> dict[int, int]:
+    """Each agent's pending proposals (the agents page's clear action)."""
+    rows = (
+        Proposal.objects.filter(status=ProposalStatus.PENDING)
+        .values("agent_id")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {row["agent_id"]: row["n"] for row in rows}
+
+
+def pending_on_page_of(agent_id: int) -> list[uuid.UUID]:
+    """The agent's pending proposals among the queue page's: the cards every console shows."""
+    page = (
+        Proposal.objects.filter(status=ProposalStatus.PENDING)
+        .order_by(*QUEUE_ORDER)
+        .values_list("pk", "agent_id")[: settings.QUEUE_PAGE_SIZE]
+    )
+    return [pk for pk, agent in page if agent == agent_id]
 
 
 def emergency_stop() -> EmergencyStop | None:

@@ -116,6 +116,7 @@ def _what(proposal: Any) -> str:
 def queue(request: HttpRequest) -> HttpResponse:
     context = {
         "cards": selectors.pending_queue(),
+        "suspended_agents": selectors.suspended_agents_pending(),
         "counters": selectors.queue_counters(),
         "page_size": settings.QUEUE_PAGE_SIZE,
         "rendered_at": selectors.render_stamp(),
@@ -313,9 +314,11 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
 def agents_page(request: HttpRequest) -> HttpResponse:
     agents = Agent.objects.prefetch_related("keys", "policies__grants").order_by("slug")
     records = selectors.agent_track_records()
+    pending = selectors.pending_by_agent()
     rows = [
         {
             "agent": agent,
+            "pending": pending.get(agent.pk, 0),
             "policy": agent.current_policy,
             "keys": list(agent.keys.all()),
             "record": records.get(agent.pk),
@@ -332,6 +335,25 @@ def agents_page(request: HttpRequest) -> HttpResponse:
             "can_resume": roles.can_stop(request.user),
         },
     )
+
+
+@require_POST
+@console_role(roles.can_suspend_agent)
+def agent_clear(request: HttpRequest, slug: str) -> HttpResponse:
+    """Reject (a manager: withdraw) every pending proposal of the agent with one reason."""
+    agent = get_object_or_404(Agent, slug=slug)
+    try:
+        report = services.agent_pending_clear(
+            agent=agent, by=request.user, reason=request.POST.get("reason", "")
+        )
+    except DomainError as exc:
+        return _flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
+    plural = "s" if report.cleared != 1 else ""
+    text = f"{report.cleared} pending proposal{plural} of {slug} cleared."
+    if report.refused:
+        first = next(iter(report.refused.values()))
+        text += f" {len(report.refused)} refused (for example: {first})"
+    return _flash(request, ok=True, text=text)
 
 
 @require_POST

@@ -19,6 +19,7 @@ def console(request: HttpRequest) -> dict[str, Any]:
         "role_label": roles.label(user),
         "can_decide": roles.can_decide(user),
         "can_stop": roles.can_stop(user),
+        "can_suspend_agent": roles.can_suspend_agent(user),
         "can_read_reports": roles.can_read_reports(user),
         "is_senior": roles.is_senior(user),
         # Rules the forms state as attributes, from the one place the server keeps them.

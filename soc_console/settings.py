@@ -518,6 +518,9 @@ EXECUTION_BACKOFF_MAX_SECONDS = env_float("EXECUTION_BACKOFF_MAX_SECONDS", 30.0)
 # window off. Automatic approvals are not delayed: no human gave them.
 APPROVAL_UNDO_SECONDS = env_float("APPROVAL_UNDO_SECONDS", 5.0)
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 10.0, minimum=0.5)
+# Escalation mail is a digest: each senior analyst gets at most one mail per this many minutes,
+# listing every proposal escalated since the last one (the sweep sends it).
+ESCALATION_DIGEST_MINUTES = env_float("ESCALATION_DIGEST_MINUTES", 15.0, minimum=0)
 CONNECTOR_LATENCY_MS = env_int("CONNECTOR_LATENCY_MS", 0, minimum=0)
 # Targets named slow-… take this long per call (a slow outside system; stop a worker mid-call).
 CONNECTOR_SLOW_MS = env_int("CONNECTOR_SLOW_MS", 15000, minimum=0)

@@ -45,6 +45,7 @@ urlpatterns = [
     path("emergency-stop/", console.emergency_stop, name="emergency-stop"),
     path("agents/", console.agents_page, name="agents"),
     path("agents/<slug:slug>/suspend/", console.agent_suspend, name="agent-suspend"),
+    path("agents/<slug:slug>/clear/", console.agent_clear, name="agent-clear"),
     path("", include("audit.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

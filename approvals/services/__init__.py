@@ -8,11 +8,13 @@ status field. One module per family of transitions:
 
 - submission: proposal_submit
 - decisions: proposal_approve, proposal_reject, approval_undo, proposal_withdraw,
-  proposal_expire, proposal_escalate, proposal_review_confirm
+  proposal_expire, proposal_escalate, escalation_digest_send, proposal_review_confirm,
+  agent_pending_clear
 - claims: execution_claim (an execution's or a rollback's)
 - executions: execution_run, execution_settle, execution_reconfirm_held, rollback_request,
   execution_requeue_expired
-- holds: the emergency stop, agent suspension, and holding queued executions
+- holds: the emergency stop, agent suspension (by a person or the circuit breaker), and
+  holding queued executions
 - sweep: beat's periodic recovery pass
 - pending: a pending proposal under its lock, and the one way it leaves pending
 - shared: what they all use (free-text checks, on-commit effects, the execution compare-and-set)
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 from .claims import Claim, execution_claim
 from .decisions import (
+    ClearReport,
+    agent_pending_clear,
     approval_undo,
     clamp_seconds_on_card,
+    escalation_digest_send,
     proposal_approve,
     proposal_escalate,
     proposal_expire,
@@ -42,6 +47,7 @@ from .executions import (
 from .holds import (
     agent_resume,
     agent_suspend,
+    agent_suspend_by_breaker,
     emergency_stop_engage,
     emergency_stop_engaged,
     emergency_stop_release,
@@ -55,13 +61,17 @@ __all__ = [
     "MIN_REASON",
     "SYSTEM",
     "Claim",
+    "ClearReport",
     "Submission",
     "SweepReport",
+    "agent_pending_clear",
     "agent_resume",
     "agent_suspend",
+    "agent_suspend_by_breaker",
     "approval_undo",
     "backoff_seconds",
     "clamp_seconds_on_card",
+    "escalation_digest_send",
     "emergency_stop_engage",
     "emergency_stop_engaged",
     "emergency_stop_release",

@@ -8,6 +8,7 @@ engaging the stop and suspending an agent, which take it here.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -19,7 +20,7 @@ from audit import log
 from soc_console import roles
 from soc_console.errors import InvalidInput, NotPermitted, WrongState
 
-from .. import live
+from .. import live, notify
 from ..models import Execution, ExecutionStatus
 from .shared import SYSTEM, after_commit, execution_move, text, username
 
@@ -59,11 +60,13 @@ def hold(
     )
 
 
-def _hold_queued(executions: QuerySet[Execution], *, why: str, actor: str) -> list[str]:
+def _hold_queued(
+    executions: QuerySet[Execution], *, why: str, actor: str, actor_type: str = "user"
+) -> list[str]:
     """Hold every queued execution of the set, each with its own audit event."""
     held = []
     for pk in executions.filter(status=ExecutionStatus.QUEUED).values_list("pk", flat=True):
-        if hold(pk, why=why, actor=actor, actor_type="user"):
+        if hold(pk, why=why, actor=actor, actor_type=actor_type):
             held.append(str(pk))
     return held
 
@@ -124,24 +127,55 @@ def agent_suspend(*, agent: Agent, by: AbstractBaseUser, reason: str) -> Agent:
         raise InvalidInput(
             "A suspension needs a reason.", errors={"reason": ["Say why you suspend it."]}
         )
+    if not _suspend(agent, actor=username(by), actor_type="user", reason=reason):
+        raise WrongState(f"{agent.slug} is already suspended.")
+    return Agent.objects.get(pk=agent.pk)
+
+
+def agent_suspend_by_breaker(*, agent: Agent, reason: str, limit: dict[str, Any]) -> bool:
+    """The circuit breaker's suspension (approvals.services.submission), by "system", inside
+    the submission's transaction; False when the agent was suspended already (a concurrent
+    submission tripped it first: one suspension, one event, one mail)."""
+    return _suspend(agent, actor=SYSTEM, actor_type="system", reason=reason, limit=limit)
+
+
+def _suspend(
+    agent: Agent,
+    *,
+    actor: str,
+    actor_type: str,
+    reason: str,
+    limit: dict[str, Any] | None = None,
+) -> bool:
+    """active → suspended, its queued executions held, its audit event, and on commit the live
+    badge on its cards and one mail to the managers. The one way an agent is suspended."""
     # Taking the stop row's lock orders this against execution claims (see approvals.sql).
     EmergencyStop.objects.select_for_update().get_or_create(id=1)
     updated = Agent.objects.filter(pk=agent.pk, suspended=False).update(
         suspended=True, suspended_reason=reason
     )
     if not updated:
-        raise WrongState(f"{agent.slug} is already suspended.")
+        return False
     held = _hold_queued(
         Execution.objects.filter(proposal__agent=agent),
         why="agent suspended",
-        actor=username(by),
+        actor=actor,
+        actor_type=actor_type,
     )
-    log.record(
-        event_type="agent.suspended",
-        actor=username(by),
-        data={"agent": agent.slug, "reason": reason, "held_executions": held},
-    )
-    return Agent.objects.get(pk=agent.pk)
+    data: dict[str, Any] = {"agent": agent.slug, "reason": reason, "held_executions": held}
+    if limit is not None:
+        data["breaker"] = limit
+    log.record(event_type="agent.suspended", actor=actor, actor_type=actor_type, data=data)
+    _agent_changed(agent.pk)
+    slug = agent.slug
+    after_commit(lambda: notify.agent_suspended(slug=slug, reason=reason, by=actor))
+    return True
+
+
+def _agent_changed(agent_id: int) -> None:
+    """On commit, every console redraws the agent's cards on its page (the suspended badge,
+    the approve control) and the queue's notice of suspended agents."""
+    after_commit(lambda: live.publish(live.agent_changed, agent_id))
 
 
 @transaction.atomic
@@ -154,4 +188,5 @@ def agent_resume(*, agent: Agent, by: AbstractBaseUser) -> Agent:
     if not updated:
         raise WrongState(f"{agent.slug} is not suspended.")
     log.record(event_type="agent.resumed", actor=username(by), data={"agent": agent.slug})
+    _agent_changed(agent.pk)
     return Agent.objects.get(pk=agent.pk)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from agents import catalogue, scope, targets
 from agents.models import Agent, ApiKey
-from agents.routing import RoutingOutcome, route
+from agents.routing import RoutingOutcome, needs_budget, route
 from agents.selectors import InventoryMatch, RoutingContext, inventory_match, routing_context
 from audit import log
 from soc_console.errors import IdempotencyConflict
@@ -19,6 +19,7 @@ from soc_console.errors import IdempotencyConflict
 from .. import sql
 from ..models import Proposal, ProposalStatus
 from ..priority import priority_key
+from .holds import agent_suspend_by_breaker
 from .shared import callback, execution_create, publish_committed
 
 
@@ -114,16 +115,22 @@ def _replay(agent: Agent, key: str, request_hash: str) -> Proposal | None:
 def _record_submission(proposed: _Proposed) -> Proposal:
     now = timezone.now()
     context = routing_context(proposed.agent.pk)  # fresh: suspension and policy may have changed
+    context = _circuit_breaker(context, now)
     match = inventory_match(proposed.identity)
-    routed = route(
-        scope.routing_input(
-            context,
-            kind=proposed.kind,
-            match=match,
-            confidence=proposed.confidence,
-            evidence_kinds={str(item.get("kind")) for item in proposed.evidence},
-        )
+    given = scope.routing_input(
+        context,
+        kind=proposed.kind,
+        match=match,
+        confidence=proposed.confidence,
+        evidence_kinds={str(item.get("kind")) for item in proposed.evidence},
     )
+    routed = route(given)
+    if needs_budget(routed):
+        # Only what would run at once asks the budget: every other proposal skips the count.
+        exhausted = _budget_exhausted(context, proposed, now)
+        if exhausted:
+            routed = route(replace(given, budget_exhausted=True))
+            routed = replace(routed, explanation=f"{routed.explanation} ({exhausted})")
     proposal = _new_proposal(proposed, context, match, routed, now)
     proposal.save(force_insert=True)
     # A new proposal has no decisions yet; readers of the returned row need no query for that.
@@ -145,6 +152,73 @@ def _record_submission(proposed: _Proposed) -> Proposal:
     if proposal.status in (ProposalStatus.PENDING, ProposalStatus.AUTO_APPROVED):
         publish_committed(proposal)
     return proposal
+
+
+def _circuit_breaker(context: RoutingContext, now: datetime) -> RoutingContext:
+    """Suspend an agent that already has its policy's `max_pending` proposals open or has sent
+    `max_proposals_per_minute` in the last minute: this proposal, the one over the limit, is
+    then routed as any suspended agent's is (blocked, 403 `agent_suspended`).
+
+    One statement of two bounded index scans (approvals.sql.breaker_counts). Concurrent
+    submissions may each see the last free place, so the limit can be passed by as many
+    proposals as arrive in the same instant; the suspension itself happens once.
+    """
+    policy = context.policy
+    if policy is None or context.agent.suspended:
+        return context
+    open_count, recent = sql.breaker_counts(
+        context.agent.pk,
+        since=now - timedelta(minutes=1),
+        max_pending=policy.max_pending,
+        max_per_minute=policy.max_proposals_per_minute,
+    )
+    if open_count >= policy.max_pending:
+        limit = {"limit": "max_pending", "allowed": policy.max_pending, "seen": open_count}
+        reason = (
+            f"circuit breaker: {open_count} proposals already open, the limit "
+            f"(max_pending) is {policy.max_pending}"
+        )
+    elif recent >= policy.max_proposals_per_minute:
+        limit = {
+            "limit": "max_proposals_per_minute",
+            "allowed": policy.max_proposals_per_minute,
+            "seen": recent,
+        }
+        reason = (
+            f"circuit breaker: {recent} proposals in the last minute, the limit "
+            f"(max_proposals_per_minute) is {policy.max_proposals_per_minute}"
+        )
+    else:
+        return context
+    agent_suspend_by_breaker(agent=context.agent, reason=reason, limit=limit)
+    # Suspended now (by this submission or, a moment earlier, by a concurrent one).
+    return replace(context, agent=Agent.objects.get(pk=context.agent.pk))
+
+
+def _budget_exhausted(context: RoutingContext, proposed: _Proposed, now: datetime) -> str:
+    """Why the grant's blast-radius budget for the last hour admits no automatic execution of
+    this proposal, or "" when it does."""
+    policy = context.policy
+    grant = next((g for g in policy.grants.all() if g.action == proposed.kind.name), None)
+    if grant is None:
+        return ""
+    spent = sql.budget_spent(
+        context.agent.pk,
+        proposed.kind.name,
+        proposed.identity.value,
+        since=now - timedelta(hours=1),
+    )
+    if spent.executions >= grant.max_auto_per_hour:
+        return (
+            f"{spent.executions} automatic executions of {grant.action} in the last hour, "
+            f"the limit is {grant.max_auto_per_hour}"
+        )
+    if not spent.target_seen and spent.targets >= grant.max_targets_per_hour:
+        return (
+            f"{spent.targets} distinct targets of {grant.action} in the last hour, "
+            f"the limit is {grant.max_targets_per_hour}"
+        )
+    return ""
 
 
 def _new_proposal(

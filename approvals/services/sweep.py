@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from .. import enqueue
 from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus
-from .decisions import proposal_escalate, proposal_expire
+from .decisions import escalation_digest_send, proposal_escalate, proposal_expire
 from .executions import execution_requeue_expired
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ class SweepReport:
     redispatched: int
     expired: int
     escalated: int
+    digested: int = 0  # escalated proposals listed in the digest this pass mailed
 
 
 def sweep() -> SweepReport:
@@ -46,7 +47,8 @@ def sweep() -> SweepReport:
         status=ProposalStatus.PENDING, escalated_at__isnull=True, escalate_at__lte=now
     ).values_list("pk", flat=True):
         escalated += proposal_escalate(proposal_id=pk) is not None
-    return SweepReport(requeued, redispatched, expired, escalated)
+    digested = escalation_digest_send(now=timezone.now())
+    return SweepReport(requeued, redispatched, expired, escalated, digested)
 
 
 def _redispatch_lost(now: datetime) -> int:

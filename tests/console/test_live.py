@@ -241,7 +241,7 @@ def test_emergency_stop_banner_is_broadcast(analyst: User, manager: User) -> Non
     _run(scenario)
 
 
-def test_sweep_escalates_audits_broadcasts_and_mails_the_seniors(
+def test_sweep_escalates_audits_broadcasts_and_mails_the_seniors_a_digest(
     analyst: User, senior: User, pending: Proposal
 ) -> None:
     cookie = _cookie(analyst)
@@ -264,7 +264,9 @@ def test_sweep_escalates_audits_broadcasts_and_mails_the_seniors(
     event = AuditEvent.objects.get(proposal_id=pending.id, event_type="proposal.escalated")
     assert event.actor == "system"
     assert [m.to for m in mail.outbox] == [["sam@soc.example"]]
-    assert "Escalated: isolate_host ws-0142.corp.example" in mail.outbox[0].subject
+    # The escalation mail is the window's digest (approvals.notify.escalation_digest).
+    assert "1 escalated proposal" in mail.outbox[0].subject
+    assert "isolate_host ws-0142.corp.example" in mail.outbox[0].body
     # A second sweep does not escalate twice.
     assert services.sweep().escalated == 0
 

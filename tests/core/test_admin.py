@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 
@@ -57,6 +59,8 @@ def test_editing_a_policy_in_the_admin_publishes_a_new_version(admin_client, age
     assert newest.level_for("block_ip") == 2
     assert newest.level_for("isolate_host") == 1
     assert newest.level_for("kill_process") == 3  # carried over
+    assert newest.max_pending == 50  # left empty: carried over
+    assert newest.grants.get(action="block_ip").max_auto_per_hour == 20
     policy.refresh_from_db()
     assert policy.auto_threshold == 0.9  # the old version is unchanged
 
@@ -204,3 +208,38 @@ def test_connector_state_and_ledger_are_readable_in_the_admin_and_not_editable(
     assert response.status_code == 403
     state.refresh_from_db()
     assert state.state == {"blocked": True}
+
+
+def test_the_admin_sets_the_breaker_and_a_grants_budget(
+    admin_client: Any, agent_with_key: Any
+) -> None:
+    policy = agent_with_key.agent.current_policy
+    form = {
+        "agent": agent_with_key.agent.pk,
+        "purpose": "",
+        "scope_tiers": "[]",
+        "scope_groups": "[]",
+        "allowed_connectors": "[]",
+        "auto_threshold": "0.9",
+        "review_threshold": "0.5",
+        "escalate_after_minutes": "15",
+        "expire_after_minutes": "240",
+        "notify": "senior_analyst",
+        "required_evidence": "[]",
+        "rollback_procedure": "",
+        "max_pending": "12",
+        "max_proposals_per_minute": "6",
+        "grants_text": "",
+        "budgets_text": "block_ip=4/2",
+        "grants-TOTAL_FORMS": "0",
+        "grants-INITIAL_FORMS": "0",
+    }
+    response = admin_client.post(f"/admin/agents/policy/{policy.pk}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+    newest = agent_with_key.agent.current_policy
+    assert (newest.max_pending, newest.max_proposals_per_minute) == (12, 6)
+    block = newest.grants.get(action="block_ip")
+    assert (block.max_auto_per_hour, block.max_targets_per_hour) == (4, 2)
+    assert newest.grants.get(action="isolate_host").max_auto_per_hour == 20
+    event = AuditEvent.objects.filter(event_type="policy.published").order_by("-seq").first()
+    assert event.data["budgets"]["block_ip"] == [4, 2]

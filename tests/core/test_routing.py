@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.routing import BlockCode, Outcome, RoutingInput, route
+from agents.routing import BlockCode, Outcome, QueueCode, RoutingInput, needs_budget, route
 
 TIERS = ["low", "medium", "high", "critical"]
 
@@ -26,6 +28,7 @@ def inputs(draw: st.DrawFn) -> RoutingInput:
         evidence_complete=draw(st.booleans()),
         emergency_stop=draw(st.booleans()),
         suspended=draw(st.booleans()),
+        budget_exhausted=draw(st.booleans()),
     )
 
 
@@ -115,3 +118,26 @@ def test_level_four_runs_an_irreversible_action_when_confident() -> None:
         )
     )
     assert routed.outcome == Outcome.AUTO_APPROVED
+
+
+@given(inputs())
+def test_exhausted_budget_never_auto_approves(given_input: RoutingInput) -> None:
+    routed = route(given_input)
+    if given_input.budget_exhausted:
+        assert routed.outcome != Outcome.AUTO_APPROVED
+        if routed.code == QueueCode.BUDGET_EXHAUSTED:
+            assert routed.outcome == Outcome.PENDING
+            assert routed.required_approvals >= 1
+
+
+@given(inputs())
+def test_budget_changes_only_what_would_have_run_at_once(given_input: RoutingInput) -> None:
+    # The submission asks the budget only when the outcome without it is automatic: that is
+    # sound only if the budget never changes any other outcome.
+    unspent = route(replace(given_input, budget_exhausted=False))
+    spent = route(replace(given_input, budget_exhausted=True))
+    if needs_budget(unspent):
+        assert spent.outcome == Outcome.PENDING
+        assert spent.code == QueueCode.BUDGET_EXHAUSTED
+    else:
+        assert spent == unspent

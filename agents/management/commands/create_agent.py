@@ -17,6 +17,13 @@ def parse_grant(raw: str) -> tuple[str, int]:
         raise CommandError(f"--grant {exc}") from exc
 
 
+def parse_budget(raw: str) -> tuple[str, tuple[int, int]]:
+    try:
+        return grants.parse_budget(raw)
+    except grants.GrantError as exc:
+        raise CommandError(f"--budget {exc}") from exc
+
+
 def threshold(raw: str) -> float:
     try:
         value = float(raw)
@@ -53,6 +60,29 @@ class Command(BaseCommand):
             default="0.50",
             help="confidence below which a proposal is only flagged for tuning (default 0.50)",
         )
+        parser.add_argument(
+            "--max-pending",
+            type=int,
+            default=50,
+            help="circuit breaker: open proposals at most; the next one suspends the agent "
+            "(default 50)",
+        )
+        parser.add_argument(
+            "--max-per-minute",
+            type=int,
+            default=30,
+            help="circuit breaker: proposals per minute at most; the next one suspends the "
+            "agent (default 30)",
+        )
+        parser.add_argument(
+            "--budget",
+            action="append",
+            default=[],
+            metavar="ACTION=RUNS/TARGETS",
+            help="blast-radius budget of a granted action: at most RUNS automatic executions "
+            "per hour on at most TARGETS distinct targets, then a human decides "
+            "(default 20/10)",
+        )
         parser.add_argument("--description", default="", help="what the agent does")
         parser.add_argument(
             "--callback-url",
@@ -65,12 +95,16 @@ class Command(BaseCommand):
         if slugify(slug) != slug:
             raise CommandError(f"{slug!r} is not a slug: use lowercase letters, digits and -")
         grants = dict(parse_grant(raw) for raw in options["grant"])
+        budgets = dict(parse_budget(raw) for raw in options["budget"])
         try:
             agent, issued = agent_register(
                 slug=slug,
                 by="create_agent",
                 description=options["description"],
                 grants=grants,
+                budgets=budgets,
+                max_pending=options["max_pending"],
+                max_proposals_per_minute=options["max_per_minute"],
                 auto_threshold=threshold(options["auto_threshold"]),
                 review_threshold=threshold(options["review_threshold"]),
             )
