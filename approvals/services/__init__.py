@@ -7,9 +7,10 @@ Views, the API, Celery tasks and management commands all call these; nothing els
 status field. One module per family of transitions:
 
 - submission: proposal_submit
-- decisions: proposal_approve, proposal_reject, approval_undo, proposal_withdraw,
-  proposal_expire, proposal_escalate, escalation_digest_send, proposal_review_confirm,
-  agent_pending_clear
+- decisions: an analyst's verdict: proposal_approve, proposal_reject, approval_undo,
+  proposal_review_confirm
+- closing: the other ways out of pending: proposal_withdraw, proposal_expire,
+  proposal_escalate, escalation_digest_send, agent_pending_clear
 - claims: execution_claim (an execution's or a rollback's)
 - executions: execution_run, execution_settle, execution_reconfirm_held, rollback_request,
   execution_requeue_expired
@@ -23,18 +24,20 @@ status field. One module per family of transitions:
 from __future__ import annotations
 
 from .claims import Claim, execution_claim
-from .decisions import (
+from .closing import (
     ClearReport,
     agent_pending_clear,
-    approval_undo,
-    clamp_seconds_on_card,
     escalation_digest_send,
-    proposal_approve,
     proposal_escalate,
     proposal_expire,
+    proposal_withdraw,
+)
+from .decisions import (
+    approval_undo,
+    clamp_seconds_on_card,
+    proposal_approve,
     proposal_reject,
     proposal_review_confirm,
-    proposal_withdraw,
 )
 from .executions import (
     backoff_seconds,

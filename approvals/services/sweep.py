@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from .. import enqueue
 from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus
-from .decisions import escalation_digest_send, proposal_escalate, proposal_expire
+from .closing import escalation_digest_send, proposal_escalate, proposal_expire
 from .executions import execution_requeue_expired
 
 logger = logging.getLogger(__name__)
