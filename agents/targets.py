@@ -10,9 +10,9 @@ the idempotency hash and the connector all see the same canonical value.
 (plus the NetBIOS→DNS domain mappings, TARGET_DOMAINS by default). It raises `TargetError`,
 whose message completes the sentence "the target …", for anything it cannot read.
 
-Targets are written in ASCII. What each kind accepts is one grammar, published as regular
-expressions (`PATTERNS`, which the OpenAPI schema states): a target is checked against it
-first and only then read, so the schema and the API accept exactly the same strings. Any
+Targets are written in ASCII. What each kind accepts is one grammar (agents/grammar.py),
+published as regular expressions that the OpenAPI schema states: a target is checked against
+it first and only then read, so the schema and the API accept exactly the same strings. Any
 other character is refused: a fullwidth or Cyrillic look-alike cannot dodge a match because it
 cannot get in. A name that is really internationalised is written as its A-labels (`xn--…`);
 those are decoded and matched by what they look like (see `skeleton`), so a look-alike
@@ -35,12 +35,19 @@ What an identity holds:
 from __future__ import annotations
 
 import ipaddress
-import re
 import string
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from .grammar import (
+    IPV4_RE,
+    IPV6_RE,
+    MESSAGE_ID_RE,
+    NETBIOS_RE,
+    RE,
+)
 
 
 class TargetError(ValueError):
@@ -83,106 +90,6 @@ class Identity:
         this one, or a shorter spelling of it, may have."""
         labels = self.key.split(".")
         return [".".join(labels[: n + 1]) for n in range(len(labels))]
-
-
-# --- the grammar ----------------------------------------------------------------------------
-# Written for Python's re and ECMAScript alike (the OpenAPI schema's dialect): classes,
-# groups, bounded repeats and lookaheads only.
-
-_DIGITS = string.digits + "abcdef"
-
-
-def _digit_class(low: int, high: int, base: int) -> str:
-    """The digits low..high of `base`, hex letters in either case."""
-    chars = "".join(
-        _DIGITS[d] + (_DIGITS[d].upper() if d > 9 else "") for d in range(low, high + 1)
-    )
-    return chars if len(chars) == 1 else f"[{chars}]"
-
-
-def _up_to(limit: int, base: int) -> str:
-    """The numbers 1..limit in `base`, without leading zeros."""
-    digits = ""
-    while limit:
-        limit, d = divmod(limit, base)
-        digits = _DIGITS[d] + digits
-    any_digit = _digit_class(0, base - 1, base)
-    options = []
-    if len(digits) > 1:  # shorter numbers
-        tail = f"{any_digit}{{0,{len(digits) - 2}}}" if len(digits) > 2 else ""
-        options.append(_digit_class(1, base - 1, base) + tail)
-    for position, digit in enumerate(digits):  # as long as the limit, and below it here
-        value = _DIGITS.index(digit)
-        lowest = 1 if position == 0 else 0
-        if value > lowest:
-            rest = len(digits) - position - 1
-            prefix = "".join(
-                _digit_class(_DIGITS.index(d), _DIGITS.index(d), base) for d in digits[:position]
-            )
-            tail = f"{any_digit}{{{rest}}}" if rest > 1 else (any_digit if rest else "")
-            options.append(prefix + _digit_class(lowest, value - 1, base) + tail)
-    options.append("".join(_digit_class(_DIGITS.index(d), _DIGITS.index(d), base) for d in digits))
-    return "(?:" + "|".join(options) + ")"
-
-
-def _number(limit: int) -> str:
-    """One part of an inet_aton address up to `limit`: decimal, octal after a 0, hex after 0x."""
-    return (
-        f"(?:0[xX](?:0*{_up_to(limit, 16)}|0+)|0(?:0*{_up_to(limit, 8)}|0+)|{_up_to(limit, 10)}|0)"
-    )
-
-
-_P8, _P16, _P24, _P32 = (_number(2**bits - 1) for bits in (8, 16, 24, 32))
-# Every spelling inet_aton reads: 1 to 4 parts, the last filling the bytes left.
-IPV4 = rf"(?:(?:{_P8}\.){{3}}{_P8}|(?:{_P8}\.){{2}}{_P16}|{_P8}\.{_P24}|{_P32})"
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-_H16 = r"[0-9A-Fa-f]{1,4}"
-_LS32 = rf"(?:{_H16}:{_H16}|{_OCTET}(?:\.{_OCTET}){{3}})"
-# RFC 3986's IPv6address, which is what Python's ipaddress reads (no zone).
-IPV6 = (
-    rf"(?:(?:{_H16}:){{6}}{_LS32}|::(?:{_H16}:){{5}}{_LS32}|(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}"
-    rf"|(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}"
-    rf"|(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}"
-    rf"|(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}"
-    rf"|(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}"
-    rf"|(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}"
-    rf"|(?:(?:{_H16}:){{0,6}}{_H16})?::)"
-)
-_PREFIX4 = r"(?:3[0-2]|[12]?[0-9])"
-_PREFIX6 = r"(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-# A last label that is a number makes a broken address, not a name (`host.10`, `a.0x1`).
-_NUMERIC = r"(?:[0-9]+|0[xX][0-9A-Fa-f]*)"
-
-
-def _dns_name(end: str, *, dotted: bool) -> str:
-    """A host name of at most 253 characters followed by `end` (a lookahead), with at least
-    two labels when `dotted`."""
-    labels = rf"(?:{_LABEL}\.)+" if dotted else rf"(?:{_LABEL}\.)*"
-    return rf"(?=[A-Za-z0-9.-]{{1,253}}{end}){labels}(?!{_NUMERIC}{end}){_LABEL}"
-
-
-_END_OF_NAME = r"\.?$"  # an optional root dot, then the end
-_BEFORE_USER = r"\\"  # the backslash of DOMAIN\user
-_NAME = _dns_name(_END_OF_NAME, dotted=False) + r"\.?"
-_LOCAL = r"[A-Za-z0-9._%+-]{1,64}"
-_NETBIOS = r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}"
-_UPN_DOMAIN = rf"(?:{_NETBIOS}|{_dns_name(_END_OF_NAME, dotted=True)})\.?"
-_DOWN_LEVEL_DOMAIN = rf"(?:{_NETBIOS}|{_dns_name(_BEFORE_USER, dotted=True)})"
-
-PATTERNS = {
-    "ip": rf"^(?:{IPV4}(?:/{_PREFIX4})?|{IPV6}(?:/{_PREFIX6})?)$",
-    "host": rf"^(?:{IPV4}|{IPV6}|{_NAME})$",
-    "user": rf"^(?:{_LOCAL}@{_UPN_DOMAIN}|{_DOWN_LEVEL_DOMAIN}\\{_LOCAL}|{_LOCAL})$",
-    "mailbox_address": rf"^{_LOCAL}@{_dns_name(_END_OF_NAME, dotted=True)}\.?$",
-    # Ticket ids (SOC-1234) are alert ids too.
-    "ticket": r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$",
-}
-_RE = {name: re.compile(pattern) for name, pattern in PATTERNS.items()}
-_IPV4_RE = re.compile(rf"^{IPV4}$")
-_IPV6_RE = re.compile(rf"^{IPV6}$")
-_NETBIOS_RE = re.compile(rf"^{_NETBIOS}$")
-MESSAGE_ID_RE = re.compile(r"^<[^<>\s@]{1,200}@[^<>\s@]{1,200}>$")
 
 
 # --- addresses ------------------------------------------------------------------------------
@@ -288,7 +195,7 @@ def _address(text: str) -> IPAddress:
 
 
 def _ip(text: str) -> Identity:
-    if not _RE["ip"].fullmatch(text):
+    if not RE["ip"].fullmatch(text):
         raise TargetError(IP_HINT)
     address_text, slash, prefix = text.partition("/")
     address = _address(address_text)
@@ -373,11 +280,11 @@ def _name(text: str) -> Identity:
 def _host(text: str) -> Identity:
     if not text.isascii():
         raise TargetError(ASCII_HINT)
-    if not _RE["host"].fullmatch(text):
+    if not RE["host"].fullmatch(text):
         raise TargetError(HOST_HINT)
     # A number is an address to every resolver (`10.0.0.10`, `0x0a00000a`, `::1`): it is
     # matched as the address it is, never as a name that happens to be digits.
-    if _IPV4_RE.fullmatch(text) or _IPV6_RE.fullmatch(text):
+    if IPV4_RE.fullmatch(text) or IPV6_RE.fullmatch(text):
         return _ip_identity(ipaddress.ip_network(_address(text)))
     return _name(text)
 
@@ -394,7 +301,7 @@ def _principal(local: str, domain: str, domains: Mapping[str, str]) -> Identity:
     domain = domain.lower().removesuffix(".")
     if not domain:
         return Identity(Namespace.USER, name, name, label=name, short=True)
-    if _NETBIOS_RE.fullmatch(domain):
+    if NETBIOS_RE.fullmatch(domain):
         suffix = domains.get(domain)
         if suffix is None:
             # A NetBIOS domain nobody mapped may stand for any DNS domain: only the name is
@@ -408,7 +315,7 @@ def _principal(local: str, domain: str, domains: Mapping[str, str]) -> Identity:
 def _user(text: str, domains: Mapping[str, str]) -> Identity:
     if not text.isascii():
         raise TargetError(ASCII_HINT)
-    if not _RE["user"].fullmatch(text):
+    if not RE["user"].fullmatch(text):
         raise TargetError(USER_HINT)
     if "\\" in text:  # a down-level logon name: DOMAIN\user
         domain, _, local = text.partition("\\")
@@ -423,7 +330,7 @@ def _mailbox(text: str, domains: Mapping[str, str]) -> Identity:
         return Identity(Namespace.MESSAGE, text, text)
     if not text.isascii():
         raise TargetError(ASCII_HINT)
-    if not _RE["mailbox_address"].fullmatch(text):
+    if not RE["mailbox_address"].fullmatch(text):
         raise TargetError(MAILBOX_HINT)
     local, _, domain = text.partition("@")
     return _principal(local, domain, domains)
@@ -433,7 +340,7 @@ def _mailbox(text: str, domains: Mapping[str, str]) -> Identity:
 
 
 def _ticket(text: str) -> Identity:
-    if _RE["ticket"].fullmatch(text):
+    if RE["ticket"].fullmatch(text):
         return Identity(Namespace.TICKET, text, text)
     raise TargetError("must be a ticket or alert id such as SOC-1234")
 

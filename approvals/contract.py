@@ -1,10 +1,10 @@
 """The proposal request as the OpenAPI schema describes it: one variant per catalogue action.
 
-The API validates a proposal with one serializer (approvals.api.ProposalInSerializer) and the
-catalogue's target and parameter checks. The schema states the same rules per action, so that a
-client generated from it (or a fuzzer) can build a valid proposal: the action's name, the target
-kind it takes and the parameters it knows. Each target kind's schema accepts exactly what the
-catalogue's validator accepts; tests/api/test_schema.py holds the two together.
+The API validates a proposal with one serializer (approvals.serializers.ProposalInSerializer)
+and the catalogue's target and parameter checks. The schema states the same rules per action,
+so that a client generated from it (or a fuzzer) can build a valid proposal: the action's name,
+the target kind it takes and the parameters it knows. Each target kind's schema accepts exactly
+what the catalogue's validator accepts; tests/api/test_schema.py holds the two together.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
-from agents import catalogue, targets
+from agents import catalogue, grammar
 from soc_console.contract import WHITESPACE_CLASS, ClosedSerializer, StrictCharField, Variants
 
 _MESSAGE_ID_PART = rf"[^<>@\x00{WHITESPACE_CLASS}]{{1,200}}"
@@ -23,33 +23,33 @@ _MESSAGE_ID_PART = rf"[^<>@\x00{WHITESPACE_CLASS}]{{1,200}}"
 # The patterns are the grammar the canonicaliser checks every target against first.
 TARGET_SCHEMAS: dict[str, dict[str, Any]] = {
     "ip": {
-        "pattern": targets.PATTERNS["ip"],
+        "pattern": grammar.PATTERNS["ip"],
         "description": "An IPv4 or IPv6 address or CIDR network: `203.0.113.7`, "
         "`198.51.100.0/24`, `2001:db8::1`. Any spelling the system resolver reads is that "
         "address (`2130706433`, `0x7f000001`, `127.1`), and IPv4 carried in IPv6 "
         "(`::ffff:10.0.0.10`, NAT64, 6to4) is the IPv4 address; a zone id is refused.",
     },
     "host": {
-        "pattern": targets.PATTERNS["host"],
+        "pattern": grammar.PATTERNS["host"],
         "description": "A host name: `ws-0142.corp.example`, `dc01`; case and a trailing dot do "
         "not matter; an internationalised name is written as its `xn--` A-labels. An address "
         "(any spelling an `ip` target takes, without a network) names the host that has it.",
     },
     "user": {
-        "pattern": targets.PATTERNS["user"],
+        "pattern": grammar.PATTERNS["user"],
         "description": "A user: `jdoe@corp.example`, `CORP\\jdoe`, `jdoe@CORP` or `jdoe`; a "
         "NetBIOS domain is its DNS suffix when TARGET_DOMAINS maps it.",
     },
     "mailbox": {
         "anyOf": [
-            {"pattern": targets.PATTERNS["mailbox_address"]},
+            {"pattern": grammar.PATTERNS["mailbox_address"]},
             {"pattern": rf"^<{_MESSAGE_ID_PART}@{_MESSAGE_ID_PART}>$"},
         ],
         "description": "A mailbox address or a message id: `jdoe@corp.example`, "
         "`<abc123@mail.example>`.",
     },
     "ticket": {
-        "pattern": targets.PATTERNS["ticket"],
+        "pattern": grammar.PATTERNS["ticket"],
         "description": "A ticket or alert id: `SOC-1234`, `SIEM-4821`.",
     },
 }

@@ -24,9 +24,9 @@ from rest_framework.test import APIClient
 from agents import catalogue
 from agents.targets import canonical
 from approvals import tasks
-from approvals.api import ProposalInSerializer
 from approvals.contract import TARGET_SCHEMAS
 from approvals.models import Execution
+from approvals.serializers import ProposalInSerializer
 from soc_console.contract import WHITESPACE_CLASS, StrictCharField, text_pattern
 from tests.api.test_proposals_api import BODY, post
 

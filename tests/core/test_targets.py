@@ -9,9 +9,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from agents.grammar import IPV6, PATTERNS
 from agents.targets import (
-    IPV6,
-    PATTERNS,
     Namespace,
     TargetError,
     canonical,
