@@ -8,6 +8,7 @@ the ORM on PostgreSQL and on SQLite alike (`query` says how); `base` holds what 
 
 from __future__ import annotations
 
+from ..sql import percentile_cont as percentile
 from .base import (
     AUTO,
     BAD,
@@ -36,7 +37,6 @@ from .base import (
     Table,
     duration,
     local,
-    percentile,
     period_text,
 )
 from .fatigue import SHIFT, SHIFTS, FatigueRow, fatigue, fatigue_rows

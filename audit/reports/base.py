@@ -11,7 +11,6 @@ data" instead of a number (a p99 from 12 values is just the maximum).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -303,17 +302,6 @@ def shift_band(hour: int) -> str:
 
 def shift_bands_text() -> str:
     return ", ".join(f"{name} {first:02d}–{last:02d}" for name, first, last in settings.SHIFT_BANDS)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """percentile_cont: linear interpolation between the closest ranks."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def percentile_figures(n: int, values: Sequence[float | None] | None) -> list[Figure]:

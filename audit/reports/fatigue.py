@@ -20,6 +20,7 @@ from django.db.models import FilteredRelation
 
 from approvals.models import Decision, Verdict
 
+from ..sql import percentile_cont as percentile
 from .base import (
     BAD,
     DECISIONS,
@@ -37,7 +38,6 @@ from .base import (
     Report,
     Table,
     figure,
-    percentile,
     report_zone,
     share,
     shift_band,

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, F, Min, Q
 from django.db.models.functions import ExtractHour
 from django.utils import timezone
 
@@ -44,7 +43,7 @@ from .base import (
     report_zone,
     share,
 )
-from .query import Sample, elapsed, horizon, proposal_filter, proposals, samples, within
+from .query import Grouped, breakdowns, elapsed, horizon, proposal_filter, proposals, within
 from .queue import QueueDepth, queue_depth
 
 # (label, n, [p50, p90, p99] or None) per group of one breakdown.
@@ -57,17 +56,17 @@ Ran = tuple[str, int, list[float | None], list[float | None] | None]
 RAN = (ProposalStatus.APPROVED, ProposalStatus.AUTO_APPROVED)
 
 
-def _groups(found: dict[Any, Sample], label: Callable[[Any], str] = str) -> list[Group]:
-    return [(label(key), s.n, s.percentiles()) for key, s in found.items()]
+def _groups(found: dict[str, Grouped], label: Callable[[str], str] = str) -> list[Group]:
+    return [(label(key), n, pcts[0]) for key, (n, pcts) in found.items()]
 
 
 def latency_groups(f: Filters) -> dict[str, list[Group]]:
     """Time to the final decision overall, by action, agent and hour; by analyst, to that
     analyst's own decision."""
     decided = proposals(f).filter(status__in=DECIDED_STATUSES)
-    found = samples(
+    found = breakdowns(
         decided,
-        elapsed("decided_at", "created_at"),
+        [elapsed("decided_at", "created_at")],
         {
             "all": None,
             "action": F("action"),
@@ -77,44 +76,43 @@ def latency_groups(f: Filters) -> dict[str, list[Group]]:
     )
     decisions = Decision.objects.filter(
         proposal_filter(f, prefix="proposal__"), within("created_at", f.since, horizon(f))
-    )
+    ).order_by()
     if f.analyst:
         decisions = decisions.filter(analyst__username=f.analyst)
-    by_analyst = samples(
+    by_analyst = breakdowns(
         decisions,
-        elapsed("created_at", "proposal__created_at"),
+        [elapsed("created_at", "proposal__created_at")],
         {"analyst": F("analyst__username")},
     )
     return {
         "all": _groups(found["all"], lambda _everything: "all"),
         "action": _groups(found["action"]),
         "agent": _groups(found["agent"]),
-        "hour": _groups(found["hour"], lambda hour: f"{hour:02d}:00"),
+        "hour": _groups(found["hour"], lambda hour: f"{int(float(hour)):02d}:00"),
         "analyst": _groups(by_analyst["analyst"]),
     }
 
 
 def two_person(f: Filters) -> TwoPerson:
     """Two-person approvals: how many, and the percentiles to the first and the final one."""
-    first = (
-        Decision.objects.filter(
-            proposal=OuterRef("pk"), created_at__gte=f.since, created_at__lt=horizon(f)
-        )
-        .order_by("created_at")
-        .values("created_at")[:1]
-    )
     qs = (
         proposals(f)
         .filter(required_approvals__gte=2, status=ProposalStatus.APPROVED)
-        .annotate(first_at=Subquery(first))
+        .annotate(
+            first_at=Min(
+                "decisions__created_at",
+                filter=within("decisions__created_at", f.since, horizon(f)),
+            )
+        )
         .filter(first_at__isnull=False)
     )
-    firsts = samples(qs, elapsed("first_at", "created_at"), {"all": None})["all"]
-    finals = samples(qs, elapsed("decided_at", "created_at"), {"all": None})["all"]
-    if not firsts:
+    found = breakdowns(
+        qs, [elapsed("first_at", "created_at"), elapsed("decided_at", "created_at")], {"all": None}
+    )["all"]
+    if not found:
         return 0, None, None
-    [first_sample], [final_sample] = firsts.values(), finals.values()
-    return first_sample.n, first_sample.percentiles(), final_sample.percentiles()
+    [(n, (first, final))] = found.values()
+    return n, first, final
 
 
 def machine(f: Filters) -> list[Ran]:
@@ -124,23 +122,16 @@ def machine(f: Filters) -> list[Ran]:
         within("created_at", f.since, horizon(f)),
         started_at__isnull=False,
         proposal__status__in=RAN,
-    )
-    by = {"status": F("proposal__status")}
-    started = samples(ran, elapsed("started_at", "proposal__decided_at"), by)["status"]
-    finished = samples(ran, elapsed("finished_at", "proposal__decided_at"), by)["status"]
-    out = []
-    for status in RAN:
-        if status in started:
-            done = finished.get(status)
-            out.append(
-                (
-                    str(status),
-                    started[status].n,
-                    started[status].percentiles(),
-                    done.percentiles() if done else None,
-                )
-            )
-    return out
+    ).order_by()
+    found = breakdowns(
+        ran,
+        [
+            elapsed("started_at", "proposal__decided_at"),
+            elapsed("finished_at", "proposal__decided_at"),
+        ],
+        {"status": F("proposal__status")},
+    )["status"]
+    return [(str(status), found[status][0], *found[status][1]) for status in RAN if status in found]
 
 
 @dataclass(frozen=True)
@@ -195,7 +186,7 @@ class Sla:
 
 def sla_counts(f: Filters) -> Sla:
     sla = timedelta(minutes=f.sla_minutes)
-    late = Q(waited__gt=sla)
+    late = Q(waited__gt=sla.total_seconds())
     status = ProposalStatus
     counts = (
         proposals(f)

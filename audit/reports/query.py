@@ -8,15 +8,12 @@ both databases have. The database still returns only a few rows per group.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import (
     Case,
-    Count,
     DurationField,
     Exists,
     Expression,
@@ -28,18 +25,13 @@ from django.db.models import (
     QuerySet,
     Value,
     When,
-    Window,
 )
-from django.db.models.functions import RowNumber
 
 from agents.models import Policy
 from approvals.models import Decision, Proposal
 
+from ..sql import Seconds, as_list, fetch, grouped_percentiles, rows_sql
 from .base import Filters
-
-# p50, p90 and p99 as exact fractions: the ranks they fall between are found with integer
-# arithmetic, the same in both databases, and interpolated here as percentile_cont does.
-QUANTILES = ((1, 2), (9, 10), (99, 100))
 
 
 def longest_life() -> timedelta:
@@ -92,81 +84,35 @@ def with_execution(qs: QuerySet[Proposal], f: Filters) -> QuerySet[Proposal]:
     return qs.alias(run=FilteredRelation("execution", condition=bound))
 
 
-def elapsed(end: str, start: str) -> ExpressionWrapper:
-    return ExpressionWrapper(F(end) - F(start), output_field=DurationField())
+def elapsed(end: str, start: str) -> Seconds:
+    """Seconds from `start` to `end`, as a float on either database."""
+    return Seconds(ExpressionWrapper(F(end) - F(start), output_field=DurationField()))
 
 
-def _seconds(value: Any) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+# One group of a breakdown: its count of rows and, per value, [p50, p90, p99] (None when the
+# group has no value).
+Grouped = tuple[int, list[list[float | None] | None]]
 
 
-@dataclass(frozen=True)
-class Sample:
-    """The values of one group that its percentiles need, by rank (0 = smallest)."""
-
-    n: int
-    ranked: Mapping[int, float]
-
-    def percentiles(self) -> list[float | None]:
-        """p50, p90 and p99 as percentile_cont gives them: linear interpolation between the
-        two closest ranks."""
-        out: list[float | None] = []
-        for k, d in QUANTILES:
-            low, rest = divmod(k * (self.n - 1), d)
-            first = self.ranked[low]
-            second = self.ranked[low + 1] if rest else first
-            out.append(first + (second - first) * rest / d)
-        return out
-
-
-def samples(
-    qs: QuerySet[Any], value: Expression | F, groupings: Mapping[str, Expression | F | None]
-) -> dict[str, dict[Any, Sample]]:
-    """Per grouping (name → partition key, None for everything), each group's sample of
-    `value` (NULLs left out, as percentile_cont leaves them out) at the ranks QUANTILES need.
-
-    One query: each grouping numbers the rows in its own window, and only rows at a rank some
-    percentile needs come back, a handful per group.
-    """
-    ranked = qs.annotate(value=value).filter(value__isnull=False)
-    wanted = Q()
+def breakdowns(
+    qs: QuerySet[Any],
+    values: Sequence[Expression],
+    groupings: Mapping[str, Expression | F | None],
+) -> dict[str, dict[str, Grouped]]:
+    """Per grouping (name → group key, None for everything), each group's count and the
+    percentiles of each value, NULLs left out as percentile_cont leaves them out: one
+    statement over one scan (`audit.sql.grouped_percentiles`). Keys come back as text."""
     names = list(groupings)
-    for i, name in enumerate(names):
-        key = groupings[name]
-        partition = [key] if key is not None else None
-        rank, n = f"rank{i}", f"n{i}"
-        ranked = ranked.annotate(
-            **{
-                f"key{i}": key if key is not None else Value(""),
-                rank: Window(RowNumber(), partition_by=partition, order_by=F("value").asc()),
-                n: Window(Count("*"), partition_by=partition),
-            }
-        )
-        for k, d in QUANTILES:
-            # Ranks are 1-based: floor(k(n-1)/d) + 1 and the rank above it.
-            wanted |= Q(**{rank: (F(n) - 1) * k / d + 1})
-            wanted |= Q(**{rank: ((F(n) - 1) * k + (d - 1)) / d + 1})
-    columns = ["value"] + [f"{part}{i}" for i in range(len(names)) for part in ("key", "rank", "n")]
-    found: dict[str, dict[Any, tuple[int, dict[int, float]]]] = defaultdict(dict)
-    for row in ranked.filter(wanted).values_list(*columns):
-        value_seconds = _seconds(row[0])
-        for i, name in enumerate(names):
-            key, rank, n = row[1 + 3 * i : 4 + 3 * i]
-            if _needed(rank - 1, n):
-                group = found[name].setdefault(key, (n, {}))
-                group[1][rank - 1] = value_seconds
-    return {
-        name: {key: Sample(n, ranked_values) for key, (n, ranked_values) in found[name].items()}
-        for name in names
+    keys = {
+        f"k{i}": groupings[name] if groupings[name] is not None else Value(0)
+        for i, name in enumerate(names)
     }
-
-
-def _needed(position: int, n: int) -> bool:
-    for k, d in QUANTILES:
-        low, rest = divmod(k * (n - 1), d)
-        if position == low or (rest and position == low + 1):
-            return True
-    return False
+    measured = {f"v{j}": value for j, value in enumerate(values)}
+    sql, params = rows_sql(qs.annotate(**keys, **measured).values(*keys, *measured))
+    found: dict[str, dict[str, Grouped]] = {name: {} for name in names}
+    for grouping, key, n, *pcts in fetch(grouped_percentiles(sql, len(names), len(values)), params):
+        found[names[grouping]][key] = (n, [as_list(p) for p in pcts])
+    return found
 
 
 def band_of(bounds: list[float]) -> Case:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
 
+from ..sql import QUEUE_DEPTH, Seconds, fetch, rows_sql
 from .base import SENT_STATUSES, Filters, local
 from .query import longest_life, proposals
 
@@ -32,40 +33,27 @@ class QueueDepth:
         return f"{local(self.peak_at):%Y-%m-%d %H:%M}" if self.peak_at else ""
 
 
-def _moves(f: Filters) -> list[tuple[datetime, int]]:
-    """Every arrival in the queue (+1, at the start of the period for a proposal already
-    pending) and every departure (-1: decision, expiry or withdrawal) in the period, in time
-    order; at the same instant a departure counts before an arrival."""
+def _buckets(f: Filters, width: timedelta) -> dict[datetime, tuple[int, int, datetime]]:
+    """Per interval start: (net change, highest running depth in it, when first reached), from
+    every arrival and departure of proposals sent to analysts (`audit.sql.QUEUE_DEPTH`)."""
+    start = Value(f.since, output_field=DateTimeField())
     # A proposal pending at `since` was submitted at most one expiry period earlier.
     queued = (
         proposals(f, since=f.since - longest_life())
         .filter(status__in=SENT_STATUSES)
         .filter(Q(decided_at__isnull=True) | Q(decided_at__gt=f.since))
-        .values_list("created_at", "decided_at")
+        .annotate(
+            s=Seconds(ExpressionWrapper(F("created_at") - start, output_field=DurationField())),
+            e=Seconds(ExpressionWrapper(F("decided_at") - start, output_field=DurationField())),
+        )
+        .values("s", "e")
     )
-    moves = []
-    for start, end in queued:
-        moves.append((max(start, f.since), 1))
-        if end is not None and end < f.until:
-            moves.append((end, -1))
-    moves.sort()
-    return moves
-
-
-def _buckets(f: Filters, width: timedelta) -> dict[datetime, tuple[int, int, datetime]]:
-    """Per interval start: (net change, highest running depth in it, when first reached).
-
-    The running sum of the moves is the depth at each moment, so its maximum is the true peak,
-    not the highest of a few samples.
-    """
-    buckets: dict[datetime, tuple[int, int, datetime]] = {}
-    depth = 0
-    for at, delta in _moves(f):
-        depth += delta
-        bucket = f.since + width * ((at - f.since) // width)
-        net, peak, when = buckets.get(bucket, (0, depth, at))
-        buckets[bucket] = (net + delta, *((depth, at) if depth > peak else (peak, when)))
-    return buckets
+    sql, params = rows_sql(queued)
+    span, step = (f.until - f.since).total_seconds(), width.total_seconds()
+    return {
+        f.since + width * int(bucket): (int(net), int(most), f.since + timedelta(seconds=at))
+        for bucket, net, most, at in fetch(QUEUE_DEPTH.format(rows=sql), [*params, span, step])
+    }
 
 
 def queue_depth(f: Filters) -> QueueDepth:
