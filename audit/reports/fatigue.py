@@ -3,24 +3,36 @@
 Shifts and approval streaks are built from all of an analyst's decisions in the period, and
 the action and agent filters only choose which decisions are counted: filtering must not
 invent shifts the analyst never worked, nor join two streaks across a rejection of something
-else. The walk along each analyst's decisions (gaps, shifts, streaks) is done here over one
-ordered read of the period's decisions, on any database.
+else. The walk along each analyst's decisions (gaps, shifts, streaks) is one statement,
+`audit.sql.FATIGUE`, over the decisions this module selects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from itertools import groupby
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import FilteredRelation
+from django.contrib.auth.models import User
+from django.db.models import (
+    Case,
+    DateTimeField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    FilteredRelation,
+    IntegerField,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
+from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, TruncHour
 
 from approvals.models import Decision, Verdict
 
-from ..sql import percentile_cont as percentile
+from .. import sql
+from ..sql import Seconds, as_list, band_case, fetch, rows_sql
 from .base import (
     BAD,
     DECISIONS,
@@ -40,7 +52,6 @@ from .base import (
     figure,
     report_zone,
     share,
-    shift_band,
     shift_bands_text,
 )
 from .query import horizon, longest_life, within
@@ -169,142 +180,92 @@ class FatigueRow:
         return found
 
 
-# One decision as read: (analyst, at, verdict, seconds on card, action, agent, execution status).
-Row = tuple[str, datetime, str, float | None, str, str, str | None]
-
-
-@dataclass(frozen=True)
-class Placed:
-    """A counted decision, placed in its analyst's shift."""
-
-    local_at: datetime
-    approve: bool
-    card: float | None
-    band: str  # SHIFT_BANDS band of the shift's start
-    shift: int  # the shift's number among the analyst's shifts
-    first_hour: bool  # in the first hour of a shift of at least 2 h
-    last_hour: bool  # in the last hour of such a shift
-    undone: bool  # its execution was rolled back
-
-
-def _by_analyst(f: Filters) -> Iterator[tuple[str, Iterator[Row]]]:
-    """Every decision given in the period, whatever the action and agent filters, by analyst
-    in time order."""
+def _decisions(f: Filters) -> QuerySet[Decision]:
+    """Every decision given in the period, whatever the action and agent filters, as the rows
+    `audit.sql.FATIGUE` reads."""
     lookback = f.since - longest_life()
+    zone = ZoneInfo(report_zone())
+    start = Value(f.since, output_field=DateTimeField())
+    chosen = Q()
+    if f.action:
+        chosen &= Q(proposal__action=f.action)
+    if f.agent:
+        chosen &= Q(proposal__agent__slug=f.agent)
     decisions = Decision.objects.filter(
         within("created_at", f.since, f.until),
         within("proposal__created_at", lookback, f.until),
-    )
+    ).order_by()
     if f.analyst:
         decisions = decisions.filter(analyst__username=f.analyst)
-    rows = (
+    return (
         decisions.alias(
             run=FilteredRelation(
                 "proposal__execution",
                 condition=within("proposal__execution__created_at", lookback, horizon(f)),
             )
         )
-        .order_by("analyst_id", "created_at")
-        .values_list(
-            "analyst__username",
-            "created_at",
-            "verdict",
-            "seconds_on_card",
-            "proposal__action",
-            "proposal__agent__slug",
-            "run__status",
+        .annotate(
+            a=F("analyst_id"),
+            t=Seconds(ExpressionWrapper(F("created_at") - start, output_field=DurationField())),
+            approve=_flag(Q(verdict=Verdict.APPROVE)),
+            counted=_flag(chosen),
+            undone=_flag(Q(run__status__in=UNDONE)),
+            card=F("seconds_on_card"),
+            hour=ExtractHour("created_at", tzinfo=zone),
+            dow=ExtractIsoWeekDay("created_at", tzinfo=zone),
+            hour_key=TruncHour("created_at", tzinfo=zone),
         )
+        .values("a", "t", "approve", "counted", "undone", "card", "hour", "dow", "hour_key")
     )
-    return groupby(rows.iterator(chunk_size=5000), key=lambda row: row[0])
 
 
-def _shifts(decisions: Iterator[Row]) -> list[list[Row]]:
-    """An analyst's decisions cut into shifts at every gap longer than SHIFT_GAP."""
-    shifts: list[list[Row]] = []
-    previous = None
-    for d in decisions:
-        if previous is None or d[1] - previous > SHIFT_GAP:
-            shifts.append([])
-        shifts[-1].append(d)
-        previous = d[1]
-    return shifts
-
-
-def _place(f: Filters, decisions: Iterator[Row]) -> tuple[list[Placed], int]:
-    """The analyst's counted decisions placed in their shifts, and their longest approval
-    streak (counted approvals with no rejection of anything in between)."""
-    zone = ZoneInfo(report_zone())
-    placed: list[Placed] = []
-    longest = run = 0
-    hour, two_hours = timedelta(hours=1), timedelta(hours=2)
-    for number, shift in enumerate(_shifts(decisions)):
-        started, ended = shift[0][1], shift[-1][1]
-        band = shift_band(started.astimezone(zone).hour)
-        long_enough = ended - started >= two_hours
-        for _, at, verdict, card, action, agent, execution in shift:
-            counted = (not f.action or action == f.action) and (not f.agent or agent == f.agent)
-            approve = verdict == Verdict.APPROVE
-            run = run + counted if approve else 0
-            longest = max(longest, run)
-            if counted:
-                placed.append(
-                    Placed(
-                        local_at=at.astimezone(zone),
-                        approve=approve,
-                        card=card,
-                        band=band,
-                        shift=number,
-                        first_hour=long_enough and at < started + hour,
-                        last_hour=long_enough and at > ended - hour,
-                        undone=approve and execution in UNDONE,
-                    )
-                )
-    return placed, longest
-
-
-def _after_hours(at: datetime) -> bool:
-    return at.isoweekday() >= 6 or not OFFICE_HOURS[0] <= at.hour < OFFICE_HOURS[1]
-
-
-def _row(analyst: str, shift: str, placed: list[Placed], longest: int | None) -> FatigueRow:
-    cards = [p.card for p in placed if p.card is not None]
-    first = [p.card for p in placed if p.first_hour and p.card is not None]
-    last = [p.card for p in placed if p.last_hour and p.card is not None]
-    stamp = float(settings.RUBBER_STAMP_SECONDS)
-    return FatigueRow(
-        analyst=analyst,
-        shift=shift,
-        decisions=len(placed),
-        approvals=sum(p.approve for p in placed),
-        active_hours=len({p.local_at.replace(minute=0, second=0, microsecond=0) for p in placed}),
-        shifts=len({p.shift for p in placed}),
-        carded=len(cards),
-        median_card=percentile(cards, 0.5),
-        rubber=sum(1 for card in cards if card < stamp),
-        first_n=len(first),
-        first_median=percentile(first, 0.5),
-        last_n=len(last),
-        last_median=percentile(last, 0.5),
-        undone=sum(p.undone for p in placed),
-        after_hours=sum(_after_hours(p.local_at) for p in placed),
-        longest_streak=longest,
-    )
+def _flag(condition: Q) -> Case | Value:
+    if not condition:
+        return Value(1)  # no filter: every decision counts
+    return Case(When(condition, then=Value(1)), default=Value(0), output_field=IntegerField())
 
 
 def fatigue_rows(f: Filters) -> list[FatigueRow]:
     """Per analyst, all shifts together ('all'; with the longest streak, which runs across
     shifts) and then each band of the day their shifts started in."""
-    out: list[FatigueRow] = []
-    for analyst, decisions in _by_analyst(f):
-        placed, longest = _place(f, decisions)
-        if not placed:
-            continue
-        out.append(_row(analyst, "all", placed, longest))
-        for band, _first, _last in settings.SHIFT_BANDS:
-            in_band = [p for p in placed if p.band == band]
-            if in_band:
-                out.append(_row(analyst, band, in_band, None))
+    rows, params = rows_sql(_decisions(f))
+    band, names = band_case("s.start_hour", settings.SHIFT_BANDS)
+    statement = sql.fatigue(
+        rows,
+        gap=SHIFT_GAP.total_seconds(),
+        rubber=float(settings.RUBBER_STAMP_SECONDS),
+        office=OFFICE_HOURS,
+        band=band,
+    )
+    found = fetch(statement, [*params, *names])
+    users = dict(
+        User.objects.filter(pk__in={row[0] for row in found}).values_list("pk", "username")
+    )
+    out = []
+    for analyst, shift, n, approvals, hours, shifts, carded, median, rubber, *rest in found:
+        first_n, first, last_n, last, undone, after, longest = rest
+        out.append(
+            FatigueRow(
+                users.get(analyst, str(analyst)),
+                shift or "all",
+                *(int(v) for v in (n, approvals, hours, shifts, carded)),
+                _median(median),
+                int(rubber),
+                int(first_n),
+                _median(first),
+                int(last_n),
+                _median(last),
+                int(undone),
+                int(after),
+                None if longest is None else int(longest),
+            )
+        )
     return sorted(out, key=lambda r: (r.analyst, r.shift != "all", r.shift))
+
+
+def _median(value: object) -> float | None:
+    listed = as_list(value)
+    return listed[0] if listed else None
 
 
 def _headers() -> list[str]:
