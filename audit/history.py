@@ -32,6 +32,7 @@ from agents import catalogue
 from agents.models import Agent, Policy
 from agents.routing import RoutingInput, route
 from approvals import demo
+from approvals.models import Decision, Execution, Proposal
 
 from . import bulk
 from .log import PendingEvent, record_many
@@ -476,9 +477,9 @@ def arrivals(
 def _flush(out: Generated, heap: list, until: datetime | None) -> int:
     """Write the chunk's rows and the events that happened before `until`, in time order."""
     with transaction.atomic():
-        bulk.write_rows("approvals_proposal", PROPOSAL_COLUMNS, out.proposals)
-        bulk.write_rows("approvals_decision", DECISION_COLUMNS, out.decisions)
-        bulk.write_rows("approvals_execution", EXECUTION_COLUMNS, out.executions)
+        bulk.write_rows(Proposal._meta.db_table, PROPOSAL_COLUMNS, out.proposals)
+        bulk.write_rows(Decision._meta.db_table, DECISION_COLUMNS, out.decisions)
+        bulk.write_rows(Execution._meta.db_table, EXECUTION_COLUMNS, out.executions)
         for item in out.events:
             heapq.heappush(heap, item)
         ready = []
