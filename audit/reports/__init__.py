@@ -9,6 +9,7 @@ the ORM on PostgreSQL and on SQLite alike (`query` says how); `base` holds what 
 from __future__ import annotations
 
 from ..sql import percentile_cont as percentile
+from .autonomy import Advice, TrustRow
 from .base import (
     AUTO,
     BAD,
@@ -42,7 +43,7 @@ from .base import (
 from .fatigue import SHIFT, SHIFTS, FatigueRow, fatigue, fatigue_rows
 from .latency import Sla, latency
 from .queue import QueueDepth, queue_depth
-from .trust import Advice, TrustRow, trust, trust_rows
+from .trust import trust, trust_rows
 from .whatif import WhatIf, whatif, whatif_curve, whatif_rows
 
 REPORTS = {
