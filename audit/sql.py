@@ -306,3 +306,40 @@ def insert_rows(table: str, columns: Sequence[str]) -> str:
     """A multi-row INSERT for SQLite, which has no COPY."""
     marks = ", ".join(["%s"] * len(columns))
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+
+
+# --- database roles (PostgreSQL) ----------------------------------------------------------------
+
+# Whether a role is a superuser or a member of the current role (the owner), and who and where
+# the owner is: the facts that decide whether the role may run the app.
+ROLE_FACTS = (
+    "SELECT r.rolsuper, pg_has_role(r.oid, (SELECT oid FROM pg_roles "
+    "WHERE rolname = current_user), 'MEMBER'), current_user, current_schema() "
+    "FROM pg_roles AS r WHERE r.rolname = %s"
+)
+_RELATIONS = (
+    "SELECT {columns} FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S') "
+    "AND pg_get_userbyid(c.relowner) = {owner} ORDER BY c.relname"
+)
+# Tables, views and sequences the owner holds: what the runtime role is granted rights on.
+OWNED_BY_CURRENT_ROLE = _RELATIONS.format(columns="c.relname, c.relkind", owner="current_user")
+# Those a given role holds: the runtime role must hold none.
+OWNED_BY_ROLE = _RELATIONS.format(columns="c.relname", owner="%s")
+
+
+def grant_schema(schema: str, role: str) -> str:
+    """Identifiers already quoted by the caller."""
+    return f"GRANT USAGE ON SCHEMA {schema} TO {role}"
+
+
+def grant_sequence(sequence: str, role: str) -> str:
+    return f"GRANT USAGE, SELECT ON SEQUENCE {sequence} TO {role}"
+
+
+def grant_table(table: str, role: str, rights: str) -> list[str]:
+    # Start from nothing, so that a broader grant made by hand does not linger.
+    return [
+        f"REVOKE ALL ON TABLE {table} FROM {role}",
+        f"GRANT {rights} ON TABLE {table} TO {role}",
+    ]
