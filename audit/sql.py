@@ -216,8 +216,9 @@ WITH base AS ({rows}), marked AS (
     FROM numbered n JOIN shifts s ON s.a = n.a AND s.shift_no = n.shift_no
     WHERE n.counted = 1
 )
-SELECT p.a, NULL, {figures}, max(st.longest)
-FROM placed p LEFT JOIN streaks st ON st.a = p.a GROUP BY p.a
+SELECT g.*, st.longest FROM (
+    SELECT p.a, NULL AS band, {figures} FROM placed p GROUP BY p.a
+) g LEFT JOIN streaks st ON st.a = g.a
 UNION ALL
 SELECT p.a, p.band, {figures}, NULL FROM placed p GROUP BY p.a, p.band
 """
