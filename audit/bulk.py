@@ -7,6 +7,8 @@ from typing import Any
 
 from django.db import connection
 
+from . import sql
+
 
 def write_rows(table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
     """Append rows to a table; values are Python objects, JSON columns already as text.
@@ -16,19 +18,17 @@ def write_rows(table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) 
     """
     if not rows:
         return
-    names = ", ".join(columns)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-            with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            with raw.copy(sql.copy_rows(table, columns)) as copy:
                 for row in rows:
                     copy.write_row(row)
         return
     ops = connection.ops
     adapted = [tuple(_adapt(ops, value) for value in row) for row in rows]
-    marks = ", ".join(["%s"] * len(columns))
     with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", adapted)  # noqa: S608
+        cursor.executemany(sql.insert_rows(table, columns), adapted)
 
 
 def _adapt(ops: Any, value: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from .reports import Chart, duration
+from .reports.base import Chart, duration
 
 PALETTE = ["#0b57d0", "#a4161a", "#0f6b2f", "#8a5300", "#7a0f56", "#4a5260"]
 

@@ -17,11 +17,15 @@ from typing import Any
 import dj_database_url
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.recorder import MigrationRecorder
+
+from . import sql
+from .models import AuditEvent, VerificationRun
 
 # Events and verification runs: the runtime role reads them and appends, nothing else.
-APPEND_ONLY = ("audit_auditevent", "audit_verificationrun")
+APPEND_ONLY = (AuditEvent._meta.db_table, VerificationRun._meta.db_table)
 # Which migrations ran: only `migrate`, as the owner, writes it.
-READ_ONLY = ("django_migrations",)
+READ_ONLY = (MigrationRecorder.Migration._meta.db_table,)
 
 
 @contextmanager
@@ -72,12 +76,7 @@ def grant_runtime_role(runtime: str) -> list[str]:
     ran: list[str] = []
     with db.cursor() as cursor:
         raw = cursor.cursor
-        cursor.execute(
-            "SELECT r.rolsuper, pg_has_role(r.oid, (SELECT oid FROM pg_roles "
-            "WHERE rolname = current_user), 'MEMBER'), current_user, current_schema() "
-            "FROM pg_roles AS r WHERE r.rolname = %s",
-            [runtime],
-        )
+        cursor.execute(sql.ROLE_FACTS, [runtime])
         row = cursor.fetchone()
         if row is None:
             raise CommandError(f"DATABASE_URL's role {runtime!r} does not exist")
@@ -88,20 +87,9 @@ def grant_runtime_role(runtime: str) -> list[str]:
                 + ("a superuser" if superuser else f"the owner {owner!r} or a member of it")
                 + ": it could disable the audit log's triggers. Use a role of its own."
             )
-        cursor.execute(
-            "SELECT c.relname, c.relkind FROM pg_class AS c "
-            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S') "
-            "AND pg_get_userbyid(c.relowner) = current_user ORDER BY c.relname"
-        )
+        cursor.execute(sql.OWNED_BY_CURRENT_ROLE)
         objects = cursor.fetchall()
-        cursor.execute(
-            "SELECT c.relname FROM pg_class AS c "
-            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S') "
-            "AND pg_get_userbyid(c.relowner) = %s ORDER BY c.relname",
-            [runtime],
-        )
+        cursor.execute(sql.OWNED_BY_ROLE, [runtime])
         owned = [name for (name,) in cursor.fetchall()]
         if owned or not set(APPEND_ONLY) <= {name for name, _ in objects}:
             # An install that ran as one role: its tables belong to the role the app runs as.
@@ -111,14 +99,12 @@ def grant_runtime_role(runtime: str) -> list[str]:
                 f"superuser: REASSIGN OWNED BY {runtime} TO {owner}; then migrate again."
             )
         role = _quote(raw, runtime)
-        statements = [f"GRANT USAGE ON SCHEMA {_quote(raw, schema)} TO {role}"]
+        statements = [sql.grant_schema(_quote(raw, schema), role)]
         for name, kind in objects:
             target = _quote(raw, name)
             if kind == "S":
-                statements.append(f"GRANT USAGE, SELECT ON SEQUENCE {target} TO {role}")
+                statements.append(sql.grant_sequence(target, role))
                 continue
-            # Start from nothing, so that a broader grant made by hand does not linger.
-            statements.append(f"REVOKE ALL ON TABLE {target} FROM {role}")
             rights = (
                 "SELECT"
                 if name in READ_ONLY
@@ -126,7 +112,7 @@ def grant_runtime_role(runtime: str) -> list[str]:
                 if name in APPEND_ONLY
                 else "SELECT, INSERT, UPDATE, DELETE"
             )
-            statements.append(f"GRANT {rights} ON TABLE {target} TO {role}")
+            statements += sql.grant_table(target, role, rights)
         for statement in statements:
             cursor.execute(statement)
             ran.append(statement)

@@ -32,8 +32,9 @@ from agents import catalogue
 from agents.models import Agent, Policy
 from agents.routing import RoutingInput, route
 from approvals import demo
+from approvals.models import Decision, Execution, Proposal
 
-from . import bulk
+from . import bulk, events
 from .log import PendingEvent, record_many
 
 CHUNK = 5000  # proposals per transaction: bounded memory, and the head lock is released often
@@ -260,17 +261,21 @@ class Generator:
         if status == "pending":
             escalate_at = created + timedelta(minutes=policy.escalate_after_minutes)
             expires_at = created + timedelta(minutes=policy.expire_after_minutes)
-        events_data: dict[str, Any] = {
-            "agent": slug,
-            "action": action,
-            "target": pick.target,
-            "confidence": confidence,
-            "status": status,
-            "policy_version": policy.version,
-            "criticality": criticality,
-            "explanation": routed.explanation,
-        }
-        self._event(out, created, "agent", slug, "proposal.submitted", pid, events_data)
+        execution = uuid.uuid4() if status == "auto_approved" else None
+        submission = events.submitted(
+            agent=slug,
+            action=action,
+            target=pick.target,
+            target_canonical=pick.target,  # the demo's targets are written canonically
+            confidence=confidence,
+            status=status,
+            policy_version=policy.version,
+            asset=None,
+            criticality=criticality,
+            explanation=routed.explanation[:300],
+            execution=execution,
+        )
+        self._event(out, created, "agent", slug, events.SUBMITTED, pid, submission)
         executed_at = None
         if status == "auto_approved":
             decided_at = created
@@ -285,14 +290,15 @@ class Generator:
             if expires_at and first_at >= expires_at:
                 if escalate_at:
                     escalated_at = escalate_at
-                    self._event(out, escalate_at, "system", "system", "proposal.escalated", pid, {})
+                    self._escalated(out, pid, escalate_at)
                 status = "expired"
                 decided_at = expires_at
-                self._event(out, expires_at, "system", "system", "proposal.expired", pid, {})
+                expiry = events.expiry(expires_at=expires_at, approvals=0)
+                self._event(out, expires_at, "system", "system", events.EXPIRED, pid, expiry)
             else:
                 if escalate_at and first_at > escalate_at:
                     escalated_at = escalate_at
-                    self._event(out, escalate_at, "system", "system", "proposal.escalated", pid, {})
+                    self._escalated(out, pid, escalate_at)
                 deciders = [who]
                 if routed.required_approvals == 2:
                     deciders = [who if who != "senior" else "analyst2", "senior"]
@@ -311,20 +317,29 @@ class Generator:
                     out.decisions.append((pid, self.users[name], verdict, reason, card, at))
                     decisions += 1
                     final = index == len(deciders) - 1 or verdict == "reject"
-                    data = {"verdict": verdict, "reason": reason, "seconds_on_card": card}
                     if verdict == "reject":
                         status = "rejected"
                         decided_at = at
-                        self._event(out, at, "user", name, "proposal.rejected", pid, data)
+                        data = events.rejection(reason=reason, seconds_on_card=card)
+                        self._event(out, at, "user", name, events.REJECTED, pid, data)
                         break
                     approvals += 1
                     if final:
                         status = "approved"
                         decided_at = at
                         executed_at = at
-                        self._event(out, at, "user", name, "proposal.approved", pid, data)
+                        execution = uuid.uuid4()
+                    data = events.approval(
+                        reason=reason,
+                        approvals=approvals,
+                        required_approvals=routed.required_approvals,
+                        seconds_on_card=card,
+                        execution=execution,
+                    )
+                    if final:
+                        self._event(out, at, "user", name, events.APPROVED, pid, data)
                         break
-                    self._event(out, at, "user", name, "proposal.approval_recorded", pid, data)
+                    self._event(out, at, "user", name, events.APPROVAL_RECORDED, pid, data)
                     at = at + timedelta(seconds=rng.expovariate(1 / 600) + 30)
         out.proposals.append(
             (
@@ -356,22 +371,25 @@ class Generator:
                 expires_at,
             )
         )
-        if executed_at is not None:
-            self._execution(out, pid, action, kind.reversible, executed_at, good, slug)
+        if executed_at is not None and execution is not None:
+            self._execution(out, pid, execution, kind.reversible, executed_at, good, slug)
         return decisions
+
+    def _escalated(self, out: Generated, pid: Any, at: datetime) -> None:
+        data = events.escalation(escalate_at=at, approvals=0)
+        self._event(out, at, "system", "system", events.ESCALATED, pid, data)
 
     def _execution(
         self,
         out: Generated,
         pid: Any,
-        action: str,
+        eid: uuid.UUID,
         reversible: bool,
         at: datetime,
         good: bool,
         slug: str,
     ) -> None:
         rng = self.rng
-        eid = uuid.uuid4()
         started = at + timedelta(seconds=rng.lognormvariate(math.log(2.0), 0.6))
         finished = started + timedelta(seconds=rng.lognormvariate(math.log(3.0), 0.5))
         failed = rng.random() < RECORDS[slug].failure_rate
@@ -476,9 +494,9 @@ def arrivals(
 def _flush(out: Generated, heap: list, until: datetime | None) -> int:
     """Write the chunk's rows and the events that happened before `until`, in time order."""
     with transaction.atomic():
-        bulk.write_rows("approvals_proposal", PROPOSAL_COLUMNS, out.proposals)
-        bulk.write_rows("approvals_decision", DECISION_COLUMNS, out.decisions)
-        bulk.write_rows("approvals_execution", EXECUTION_COLUMNS, out.executions)
+        bulk.write_rows(Proposal._meta.db_table, PROPOSAL_COLUMNS, out.proposals)
+        bulk.write_rows(Decision._meta.db_table, DECISION_COLUMNS, out.decisions)
+        bulk.write_rows(Execution._meta.db_table, EXECUTION_COLUMNS, out.executions)
         for item in out.events:
             heapq.heappush(heap, item)
         ready = []

@@ -24,7 +24,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import anchor
+from . import anchor, sql
 from .canonical import canonical_data, encode, keyed_hash, signature, signature_matches
 from .models import AuditEvent, VerificationRun
 
@@ -43,17 +43,42 @@ def canonical(
     data: dict[str, Any],
 ) -> bytes:
     """The bytes an event's hash covers (with the previous event's hash in front)."""
-    body = {
-        "seq": seq,
-        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "actor_type": actor_type,
-        "actor": actor,
-        "event_type": event_type,
+    return event_content(
+        seq=seq,
+        at=at.astimezone(UTC).isoformat(timespec="microseconds"),
+        actor_type=canonical_data(actor_type, where="event.actor_type"),
+        actor=canonical_data(actor, where="event.actor"),
+        event_type=canonical_data(event_type, where="event.event_type"),
         # SQLite returns UUIDs as bare hex; hash the canonical hyphenated form everywhere.
-        "proposal_id": str(uuid.UUID(str(proposal_id))) if proposal_id else None,
-        "data": data,
-    }
-    return encode(canonical_data(body, where="event")).encode()
+        proposal_id=str(uuid.UUID(str(proposal_id))) if proposal_id else None,
+        data=canonical_data(data, where="event.data"),
+    )
+
+
+def event_content(
+    *,
+    seq: int,
+    at: str,
+    actor_type: str,
+    actor: str,
+    event_type: str,
+    proposal_id: str | None,
+    data: Any,
+) -> bytes:
+    """The one canonical JSON of an event, for appending and verifying alike: `at` as UTC ISO
+    text with microseconds, the proposal id hyphenated, the data already canonical. The
+    encoder sorts the keys; nothing here depends on their order."""
+    return encode(
+        {
+            "seq": seq,
+            "at": at,
+            "actor_type": actor_type,
+            "actor": actor,
+            "event_type": event_type,
+            "proposal_id": proposal_id,
+            "data": data,
+        }
+    ).encode()
 
 
 def event_hash(prev_hash: str, content: bytes) -> str:
@@ -94,19 +119,11 @@ def _locked_head(db: Any) -> tuple[int, str]:
     """
     if db.vendor == "postgresql":
         with db.cursor() as cursor:
-            cursor.execute("SELECT head_seq, head_hash FROM audit_chain_head()")
+            cursor.execute(sql.CHAIN_HEAD)
             seq, digest = cursor.fetchone()
             return int(seq), digest
     last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     return last if last is not None else (0, GENESIS_HASH)
-
-
-_PG_INSERT = """
-INSERT INTO audit_auditevent
-    (seq, at, actor_type, actor, event_type, proposal_id, data, prev_hash, hash)
-VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
-RETURNING id
-"""
 
 
 def record(
@@ -145,7 +162,7 @@ def record(
     # One plain statement: this runs in every service transaction.
     with db.cursor() as cursor:
         cursor.execute(
-            _PG_INSERT,
+            sql.APPEND_EVENT,
             [
                 seq,
                 event.at,
@@ -163,17 +180,7 @@ def record(
     return event
 
 
-EVENT_COLUMNS = (
-    "seq",
-    "at",
-    "actor_type",
-    "actor",
-    "event_type",
-    "proposal_id",
-    "data",
-    "prev_hash",
-    "hash",
-)
+EVENT_COLUMNS = sql.EVENT_COLUMNS
 
 RowWriter = Callable[[str, tuple[str, ...], list[tuple[Any, ...]]], None]
 
@@ -355,10 +362,8 @@ def _check(
 
 def _rows_generic(batch_size: int) -> Iterator[tuple[int, bytes, str, str, str]]:
     """(seq, canonical content, event_type, prev_hash, hash) for any database backend."""
-    columns = "seq, at, actor_type, actor, event_type, proposal_id, data, prev_hash, hash"
-    table = AuditEvent._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns} FROM {table} ORDER BY seq")  # noqa: S608
+        cursor.execute(sql.ALL_EVENTS)
         while True:
             rows = cursor.fetchmany(batch_size)
             if not rows:
@@ -382,16 +387,9 @@ def _rows_generic(batch_size: int) -> Iterator[tuple[int, bytes, str, str, str]]
                 yield seq, content, event_type, prev, digest
 
 
-# PostgreSQL streams the table with COPY, the cheapest way out of the server; timestamps come
-# as ISO text in UTC (set for the transaction) and are reshaped here, which costs the server
-# less than formatting them. The text built from each line is byte-for-byte what `canonical`
-# produces (keys in sorted order, compact separators, the same encoder for the data), so the
-# hashes compare exactly. jsonb returns the data in its own layout; `audit.canonical` makes
+# The COPY text of each event becomes the same canonical content `record` hashed
+# (`event_content`): jsonb returns the data in its own layout, and `audit.canonical` makes
 # sure that encoding it again gives back what was hashed.
-_PG_COPY_SQL = """
-COPY (SELECT seq, at, actor_type, actor, event_type, proposal_id, data, prev_hash, hash
-      FROM audit_auditevent ORDER BY seq) TO STDOUT
-"""
 _COPY_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
 _COPY_ESCAPE_RE = re.compile(rb"\\(.)")
 _NULL = b"\\N"
@@ -416,8 +414,6 @@ def _iso_utc(text: str) -> str:
 
 def _rows_from_copy(block: bytes) -> Iterator[tuple[int, bytes, str, str, str]]:
     loads = json.loads
-    # Actors and event types repeat endlessly: quote each distinct one once.
-    quoted: dict[bytes, str] = {}
     for line in block.split(b"\n"):
         if not line:
             continue
@@ -425,19 +421,17 @@ def _rows_from_copy(block: bytes) -> Iterator[tuple[int, bytes, str, str, str]]:
         if b"\\" in line:
             fields = [f if f == _NULL else _unescape(f) for f in fields]
         seq_raw, at, actor_type, actor, event_type, proposal_id, data, prev, digest = fields
-        names = []
-        for raw in (actor, actor_type, event_type):
-            text = quoted.get(raw)
-            if text is None:
-                text = quoted[raw] = encode(raw.decode())
-            names.append(text)
-        pid = "null" if proposal_id == _NULL else f'"{proposal_id.decode()}"'
-        content = (
-            f'{{"actor":{names[0]},"actor_type":{names[1]},"at":"{_iso_utc(at.decode())}",'
-            f'"data":{encode(loads(data))},"event_type":{names[2]},'
-            f'"proposal_id":{pid},"seq":{int(seq_raw)}}}'
-        ).encode()
-        yield int(seq_raw), content, event_type.decode(), prev.decode(), digest.decode()
+        seq = int(seq_raw)
+        content = event_content(
+            seq=seq,
+            at=_iso_utc(at.decode()),
+            actor_type=actor_type.decode(),
+            actor=actor.decode(),
+            event_type=event_type.decode(),
+            proposal_id=None if proposal_id == _NULL else proposal_id.decode(),
+            data=loads(data),
+        )
+        yield seq, content, event_type.decode(), prev.decode(), digest.decode()
 
 
 def _check_block(block: bytes) -> _Checked:
@@ -448,9 +442,9 @@ def _copy_blocks() -> Iterator[bytes]:
     """The COPY stream cut into blocks of whole lines."""
     pending = bytearray()
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL TimeZone = 'UTC'")
-        cursor.execute("SET LOCAL DateStyle = 'ISO, YMD'")
-    with connection.cursor() as cursor, cursor.cursor.copy(_PG_COPY_SQL) as copy:
+        for setting in sql.COPY_SESSION:
+            cursor.execute(setting)
+    with connection.cursor() as cursor, cursor.cursor.copy(sql.copy_events()) as copy:
         for chunk in copy:
             pending += chunk
             if len(pending) >= BLOCK_BYTES:
@@ -469,13 +463,11 @@ def _check_range(conninfo: str, low: int, high: int | None) -> _Checked:
     """
     import psycopg
 
-    upper = f"AND seq <= {int(high)}" if high is not None else ""
-    sql = _PG_COPY_SQL.replace("ORDER BY seq", f"WHERE seq >= {int(low)} {upper} ORDER BY seq")
     buffer = bytearray()
-    with psycopg.connect(conninfo) as conn:
-        conn.execute("SET TimeZone = 'UTC'")
-        conn.execute("SET DateStyle = 'ISO, YMD'")
-        with conn.cursor().copy(sql) as copy:
+    with psycopg.connect(conninfo) as conn, conn.transaction():
+        for setting in sql.COPY_SESSION:
+            conn.execute(setting)
+        with conn.cursor().copy(sql.copy_events(low, high)) as copy:
             for chunk in copy:
                 buffer += chunk
     return _check_block(bytes(buffer))

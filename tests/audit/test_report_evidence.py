@@ -1,7 +1,7 @@
 """Report figures that must be right and say what they count, on hand-built histories.
 
-Each figure with a SQL and a Python implementation is checked on both (the `path` fixture):
-the suite runs on PostgreSQL, and the Python path is what SQLite runs.
+Each report has one implementation for PostgreSQL and SQLite alike: these tests check it on
+whichever database the suite runs on (PostgreSQL by default; SQLite is what `make run` uses).
 """
 
 from __future__ import annotations
@@ -23,14 +23,6 @@ from tests.audit.history_builder import BASE, proposal
 WINDOW = reports.Filters(since=BASE - timedelta(days=1), until=BASE + timedelta(days=1))
 
 
-@pytest.fixture(params=["postgresql", "python"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test on the SQL path and again on the Python fallback, over the same rows."""
-    if request.param == "python":
-        monkeypatch.setattr(reports, "_pg", lambda: False)
-    return request.param
-
-
 @pytest.fixture
 def triage(agent_with_key):
     # Grants: block_ip 3, isolate_host 2, kill_process 3 (irreversible), disable_user 4.
@@ -49,7 +41,7 @@ def _rows_by_first(report: reports.Report, title: str) -> dict:
 
 
 @pytest.mark.django_db
-def test_a_confidence_on_a_band_bound_falls_in_the_band_it_opens(triage, analyst, path) -> None:
+def test_a_confidence_on_a_band_bound_falls_in_the_band_it_opens(triage, analyst) -> None:
     # 20 at 0.65, half approved; 20 at exactly 0.7 and 20 at exactly 0.9, all approved.
     # (0.7 - 0.5) / 0.1 is 1.9999999999999996: a division puts 0.7 in the 0.6–0.7 band.
     for index in range(20):
@@ -72,7 +64,7 @@ def test_a_confidence_on_a_band_bound_falls_in_the_band_it_opens(triage, analyst
 
 
 @pytest.mark.django_db
-def test_threshold_scans_compare_the_confidence_as_routing_does(triage, analyst, path) -> None:
+def test_threshold_scans_compare_the_confidence_as_routing_does(triage, analyst) -> None:
     # Just below 0.70: routing at an auto threshold of 0.70 would not run these alone.
     below = 0.7 - 5e-10
     for index in range(50):
@@ -94,7 +86,7 @@ def test_threshold_scans_compare_the_confidence_as_routing_does(triage, analyst,
 
 
 @pytest.mark.django_db
-def test_peak_queue_depth_is_the_running_peak_not_a_sample(triage, path) -> None:
+def test_peak_queue_depth_is_the_running_peak_not_a_sample(triage) -> None:
     # One proposal already waiting when the period starts, decided in its middle; five arrive
     # between 09:10 and 09:14 and are decided by 09:30, so that every hourly sample (the end
     # of each hour) sees at most the one that was waiting.
@@ -195,7 +187,7 @@ def _decide(
 
 @pytest.mark.django_db
 def test_filters_choose_decisions_but_shifts_and_streaks_come_from_all_of_them(
-    triage, analyst, path
+    triage, analyst
 ) -> None:
     # One shift from 04:50 (a night shift) to 14:00, with a decision every hour or so; the
     # isolate_host decisions alone would show a 5-hour gap, and a streak joined across the
@@ -236,7 +228,7 @@ def test_filters_choose_decisions_but_shifts_and_streaks_come_from_all_of_them(
 
 
 @pytest.mark.django_db
-def test_the_sla_share_counts_only_proposals_whose_sla_can_be_judged(triage, analyst, path) -> None:
+def test_the_sla_share_counts_only_proposals_whose_sla_can_be_judged(triage, analyst) -> None:
     now = timezone.now()
     since, until = now - timedelta(days=1), now + timedelta(minutes=1)
     for index in range(20):
@@ -341,7 +333,7 @@ def test_a_population_has_one_name_and_one_count_on_every_tab_and_csv(
 
 @pytest.mark.django_db
 def test_shift_bands_and_the_report_time_zone_are_configurable(
-    settings, client: Client, manager, triage, analyst, path
+    settings, client: Client, manager, triage, analyst
 ) -> None:
     settings.SHIFT_BANDS = console_settings.parse_shift_bands("early=06-14,late=14-22,owl=22-06")
     settings.REPORT_TIME_ZONE = "America/New_York"
@@ -392,7 +384,7 @@ def test_an_unknown_report_time_zone_is_refused(monkeypatch) -> None:
 
 
 @pytest.mark.django_db
-def test_no_agent_is_told_to_lose_autonomy_it_does_not_have(triage, analyst, path) -> None:
+def test_no_agent_is_told_to_lose_autonomy_it_does_not_have(triage, analyst) -> None:
     # isolate_host is level 2: an analyst approves every proposal. A poor record (half
     # rejected, and a third of what analysts approved failed) is no autonomy to take away.
     for index in range(30):
@@ -418,7 +410,7 @@ def test_no_agent_is_told_to_lose_autonomy_it_does_not_have(triage, analyst, pat
 
 
 @pytest.mark.django_db
-def test_a_demotion_is_judged_on_the_runs_it_would_take_back(triage, analyst, path) -> None:
+def test_a_demotion_is_judged_on_the_runs_it_would_take_back(triage, analyst) -> None:
     # block_ip is level 3 at an auto threshold of 0.90. Below it, analysts reject most of
     # what the agent proposes; but its 25 runs without a human all went well, and those are
     # all that a demotion to level 2 would change.
@@ -449,7 +441,7 @@ def test_a_demotion_is_judged_on_the_runs_it_would_take_back(triage, analyst, pa
 
 
 @pytest.mark.django_db
-def test_promotion_evidence_leaves_out_critical_targets(triage, analyst, path) -> None:
+def test_promotion_evidence_leaves_out_critical_targets(triage, analyst) -> None:
     # 60 approvals at 0.85, but 40 of them on critical targets, which level 3 never runs
     # alone: only 20 count, fewer than the 50 a promotion needs.
     for index in range(60):
@@ -472,7 +464,7 @@ def test_promotion_evidence_leaves_out_critical_targets(triage, analyst, path) -
 
 @pytest.mark.django_db
 def test_the_what_if_counts_what_could_qualify_and_the_runs_a_threshold_takes_back(
-    triage, analyst, path
+    triage, analyst
 ) -> None:
     # Sent to analysts: 10 block_ip (level 3) at 0.85, 4 of them on critical targets, and 30
     # isolate_host (level 2, not covered by the grants as they are).
