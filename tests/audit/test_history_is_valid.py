@@ -6,8 +6,8 @@ import pytest
 
 from agents import catalogue
 from approvals import demo
+from approvals.demo.history import seed_history
 from approvals.models import Proposal
-from audit.history import seed_history
 
 pytestmark = pytest.mark.django_db
 

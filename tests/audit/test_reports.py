@@ -10,7 +10,8 @@ from django.db import connection
 from django.test import Client
 
 from approvals import demo
-from audit import history, reports
+from approvals.demo import history
+from audit import reports
 from audit.log import verify_chain
 from tests import factories
 from tests.audit.history_builder import BASE, proposal

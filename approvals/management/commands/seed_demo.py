@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandParser
 
 from approvals import demo, services
+from approvals.demo.history import seed_history
 
 
 class Command(BaseCommand):
@@ -31,8 +32,6 @@ class Command(BaseCommand):
         demo.ensure_assets()
         history = 0
         if options["weeks"] > 0:
-            from audit.history import seed_history
-
             history = seed_history(weeks=options["weeks"], rng=rng)
         for _ in range(options["pending"]):
             agent = rng.choice([a for a in agents if a.slug != "intern-bot"])

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from approvals import demo
-from audit.history import generate
+from approvals.demo.history import generate
 
 
 class Command(BaseCommand):

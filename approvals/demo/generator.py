@@ -1,123 +1,27 @@
-"""Synthetic decision history for demos and the report benchmarks.
-
-The rows are what the services would have written had the history happened live: proposals
-routed by the real routing function under each agent's current policy, decisions with the time
-on card, executions with their timings and outcomes, and one audit event per state change,
-appended to the hash chain in time order so that verify_audit passes afterwards.
-
-The people and agents behave differently on purpose, so that the reports have something to
-find: `analyst` rubber-stamps (about 2 s on the card, approves ~97%), `analyst2` reads and
-rejects what is wrong, `senior` works an overloaded night shift and gets faster and less
-careful as the night goes on; `triage-bot` has earned level 3 for isolate_host, `edr-responder`
-is over-confident and not ready for more autonomy (none of its grants lets it act alone).
-"""
+"""One proposal's generated story: routed by the real routing function, decided by an analyst
+of the hour in that analyst's style, executed with its timings, and the audit events of each
+step built by the same builders as the services' (audit/events.py)."""
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 import random
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import transaction
-from django.utils import timezone
 
 from agents import catalogue
 from agents.models import Agent, Policy
 from agents.routing import RoutingInput, route
 from approvals import demo
-from approvals.models import Decision, Execution, Proposal
+from audit import events
+from audit.log import PendingEvent
 
-from . import bulk, events
-from .log import PendingEvent, record_many
-
-CHUNK = 5000  # proposals per transaction: bounded memory, and the head lock is released often
-
-
-@dataclass(frozen=True)
-class AnalystStyle:
-    """How one demo analyst works: what the fatigue report should pick out."""
-
-    card_median: float  # median seconds on the card at the start of a shift
-    card_sigma: float  # spread of the log-normal time on card
-    fatigue: float  # factor applied to time on card per hour into the shift
-    approve_anyway: float  # chance of approving a proposal that deserved a rejection
-    wait_minutes: float  # mean wait in the queue before this analyst decides
-
-
-STYLES: dict[str, AnalystStyle] = {
-    "analyst": AnalystStyle(2.0, 0.35, 1.0, 0.9, 4.0),
-    "analyst2": AnalystStyle(45.0, 0.45, 1.0, 0.08, 9.0),
-    "senior": AnalystStyle(30.0, 0.5, 0.85, 0.35, 24.0),
-}
-
-
-@dataclass(frozen=True)
-class AgentRecord:
-    """An agent's true track record: share of its proposals worth approving, by confidence."""
-
-    weight: float
-    actions: dict[str, float]
-    confidence: tuple[float, float]  # mean and spread
-    good_at: Callable[[float], float]  # probability a proposal at this confidence is right
-    failure_rate: float
-
-
-RECORDS: dict[str, AgentRecord] = {
-    "triage-bot": AgentRecord(
-        0.45,
-        {"isolate_host": 0.45, "block_ip": 0.3, "create_ticket": 0.15, "close_duplicate": 0.1},
-        (0.84, 0.08),
-        # Wrong more often than not below 0.7, almost never from 0.8 up: a clear threshold.
-        lambda c: 0.2 + 0.795 * min(1.0, max(0.0, (c - 0.6) / 0.2)),
-        0.01,
-    ),
-    "phish-hunter": AgentRecord(
-        0.3,
-        {"disable_user": 0.5, "revoke_sessions": 0.3, "reset_password": 0.2},
-        (0.78, 0.1),
-        lambda c: 0.55 + 0.4 * c,
-        0.03,
-    ),
-    "edr-responder": AgentRecord(
-        0.22,
-        {"isolate_host": 0.6, "kill_process": 0.25, "block_ip": 0.15},
-        (0.86, 0.07),
-        lambda c: 0.5,  # confident whatever it knows: approval does not rise with confidence
-        0.12,
-    ),
-    "intern-bot": AgentRecord(
-        0.03, {"block_ip": 0.6, "disable_user": 0.4}, (0.7, 0.1), lambda c: 0.5, 0
-    ),
-}
-
-CRITICALITY = (("low", 0.35), ("medium", 0.35), ("high", 0.2), ("critical", 0.1))
-# Arrivals by hour of day (UTC): busy office hours, and a night with an incident backlog.
-HOURLY = [6, 5, 5, 4, 4, 4, 5, 7, 10, 12, 12, 11, 10, 11, 11, 10, 9, 8, 7, 6, 8, 9, 8, 7]
-
-
-def on_shift(at: datetime, rng: random.Random) -> str:
-    """Who works the queue at this moment (times in UTC)."""
-    if at.hour >= 20 or at.hour < 8:
-        return "senior"
-    if at.weekday() >= 5:
-        return "analyst2"
-    if at.hour < 12:
-        return "analyst"
-    if at.hour < 16:
-        return "analyst" if rng.random() < 0.6 else "analyst2"
-    return "analyst2"
-
-
-def hours_into_shift(at: datetime, who: str) -> float:
-    start = {"senior": 20, "analyst": 8, "analyst2": 8 if at.weekday() >= 5 else 12}[who]
-    return ((at.hour - start) % 24) + at.minute / 60
+from .people import CRITICALITY, RECORDS, STYLES, hours_into_shift, on_shift
 
 
 @dataclass
@@ -470,89 +374,3 @@ class Generator:
                 updated,
             )
         )
-
-
-def arrivals(
-    rng: random.Random, *, start: datetime, end: datetime, per_hour: float
-) -> Iterator[datetime]:
-    """Poisson arrivals whose rate follows the hour-of-day profile, in time order."""
-    mean = sum(HOURLY) / len(HOURLY)
-    hour = start.replace(minute=0, second=0, microsecond=0)
-    while hour < end:
-        rate = per_hour * HOURLY[hour.hour] / mean
-        t = 0.0
-        while True:
-            t += rng.expovariate(rate / 3600) if rate > 0 else 3600
-            if t >= 3600:
-                break
-            at = hour + timedelta(seconds=t)
-            if start <= at < end:
-                yield at
-        hour += timedelta(hours=1)
-
-
-def _flush(out: Generated, heap: list, until: datetime | None) -> int:
-    """Write the chunk's rows and the events that happened before `until`, in time order."""
-    with transaction.atomic():
-        bulk.write_rows(Proposal._meta.db_table, PROPOSAL_COLUMNS, out.proposals)
-        bulk.write_rows(Decision._meta.db_table, DECISION_COLUMNS, out.decisions)
-        bulk.write_rows(Execution._meta.db_table, EXECUTION_COLUMNS, out.executions)
-        for item in out.events:
-            heapq.heappush(heap, item)
-        ready = []
-        while heap and (until is None or heap[0][0] < until):
-            ready.append(heapq.heappop(heap)[2])
-        # A decision made after the next proposal's submission waits in the heap, so the
-        # chain's order is the order things happened.
-        written = record_many(ready, write=bulk.write_rows)
-    out.proposals.clear()
-    out.decisions.clear()
-    out.executions.clear()
-    out.events.clear()
-    return written
-
-
-def generate(
-    *,
-    rng: random.Random,
-    end: datetime,
-    weeks: float | None = None,
-    decisions: int | None = None,
-    per_hour: float = 6.0,
-    compact_events: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[int, int, int]:
-    """Generate history ending at `end`: for a number of weeks, or until N decisions.
-
-    Returns (proposals, decisions, audit events).
-    """
-    gen = Generator(rng, compact_events=compact_events)
-    if decisions is not None:
-        # About 0.98 decisions per proposal with this mix (two-person approvals make up for
-        # the auto-approved, flagged and expired); size the window to end close to `end`.
-        hours = decisions / (per_hour * 0.97)
-        start = end - timedelta(hours=hours)
-    else:
-        start = end - timedelta(weeks=weeks or 4)
-    out = Generated()
-    heap: list = []
-    n_proposals = n_decisions = n_events = 0
-    for at in arrivals(rng, start=start, end=end, per_hour=per_hour):
-        n_decisions += gen.proposal(out, at)
-        n_proposals += 1
-        if len(out.proposals) >= CHUNK:
-            n_events += _flush(out, heap, at)
-            if progress:
-                progress(n_proposals, n_decisions)
-        if decisions is not None and n_decisions >= decisions:
-            break
-    n_events += _flush(out, heap, None)
-    return n_proposals, n_decisions, n_events
-
-
-def seed_history(*, weeks: int, rng: random.Random) -> int:
-    """Several weeks of history for the demo; returns the number of proposals created."""
-    proposals, _, _ = generate(
-        rng=rng, end=timezone.now() - timedelta(minutes=30), weeks=weeks, per_hour=3.0
-    )
-    return proposals
