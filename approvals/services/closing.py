@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent
-from audit import log
+from audit import events, log
 from audit.models import AuditEvent
 from soc_console import roles
 from soc_console.errors import DomainError, NotFound, NotPending, NotPermitted
@@ -76,10 +76,10 @@ def proposal_expire(*, proposal_id: uuid.UUID | str) -> Proposal | None:
         return finish_pending(
             proposal,
             to=ProposalStatus.EXPIRED,
-            event_type="proposal.expired",
+            event_type=events.EXPIRED,
             actor=SYSTEM,
             actor_type="system",
-            data={"expires_at": proposal.expires_at, "approvals": proposal.approvals},
+            data=events.expiry(expires_at=proposal.expires_at, approvals=proposal.approvals),
         )
     except NotPending:
         return None  # decided at the same moment; the decision stands
@@ -99,11 +99,11 @@ def proposal_escalate(*, proposal_id: uuid.UUID | str) -> Proposal | None:
         return None
     proposal = Proposal.objects.select_related("agent").get(pk=proposal_id)
     log.record(
-        event_type="proposal.escalated",
+        event_type=events.ESCALATED,
         actor=SYSTEM,
         actor_type="system",
         proposal_id=proposal.id,
-        data={"escalate_at": proposal.escalate_at, "approvals": proposal.approvals},
+        data=events.escalation(escalate_at=proposal.escalate_at, approvals=proposal.approvals),
     )
     publish_proposal(proposal.id)
     # No mail here: the sweep sends one digest per window (escalation_digest_send).

@@ -12,7 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from audit import log
+from audit import events, log
 from soc_console import roles
 from soc_console.errors import NotFound, NotPermitted, WrongState
 
@@ -105,37 +105,36 @@ def proposal_approve(
     _decision_record(
         proposal, analyst, verdict=Verdict.APPROVE, reason=reason, seconds_on_card=seconds, now=now
     )
-    data = {
-        "verdict": "approve",
+    facts = {
         "reason": reason,
         "approvals": proposal.approvals + 1,
         "required_approvals": proposal.required_approvals,
         "seconds_on_card": seconds,
     }
     if final:
-        return _approve_final(proposal, analyst, data=data, now=now)
-    return _approval_recorded(proposal, analyst, data=data)
+        return _approve_final(proposal, analyst, facts=facts, now=now)
+    return _approval_recorded(proposal, analyst, facts=facts)
 
 
 def _approval_recorded(
-    proposal: Proposal, analyst: AbstractBaseUser, *, data: dict[str, Any]
+    proposal: Proposal, analyst: AbstractBaseUser, *, facts: dict[str, Any]
 ) -> Proposal:
     """One approval of several: counted, and the proposal stays pending for the next analyst."""
-    approvals = data["approvals"]
+    approvals = facts["approvals"]
     Proposal.objects.filter(pk=proposal.pk).update(approvals=approvals)
     proposal.approvals = approvals
     log.record(
-        event_type="proposal.approval_recorded",
+        event_type=events.APPROVAL_RECORDED,
         actor=username(analyst),
         proposal_id=proposal.id,
-        data=data,
+        data=events.approval(**facts),
     )
     publish_committed(proposal)
     return proposal
 
 
 def _approve_final(
-    proposal: Proposal, analyst: AbstractBaseUser, *, data: dict[str, Any], now: datetime
+    proposal: Proposal, analyst: AbstractBaseUser, *, facts: dict[str, Any], now: datetime
 ) -> Proposal:
     """The approval that lets the action run: approved, with its execution, after the undo
     window (APPROVAL_UNDO_SECONDS)."""
@@ -151,17 +150,14 @@ def _approve_final(
         due=not_before,
         unless=lambda: execution.status == ExecutionStatus.HELD,
     )
-    data["execution"] = str(execution.id)
-    if not_before is not None:
-        data["undo_until"] = not_before
     approved = finish_pending(
         proposal,
         to=ProposalStatus.APPROVED,
-        event_type="proposal.approved",
+        event_type=events.APPROVED,
         actor=username(analyst),
         actor_type="user",
-        data=data,
-        extra={"approvals": data["approvals"]},
+        data=events.approval(**facts, execution=execution.id, undo_until=not_before),
+        extra={"approvals": facts["approvals"]},
         # The agent hears of the approval once it can no longer be undone.
         callback_delay=window,
     )
@@ -206,10 +202,10 @@ def proposal_reject(
     return finish_pending(
         proposal,
         to=ProposalStatus.REJECTED,
-        event_type="proposal.rejected",
+        event_type=events.REJECTED,
         actor=username(analyst),
         actor_type="user",
-        data={"verdict": "reject", "reason": reason, "seconds_on_card": seconds},
+        data=events.rejection(reason=reason, seconds_on_card=seconds),
     )
 
 

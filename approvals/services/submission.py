@@ -13,11 +13,11 @@ from agents import catalogue, scope, targets
 from agents.models import Agent, ApiKey
 from agents.routing import RoutingOutcome, needs_budget, route
 from agents.selectors import InventoryMatch, RoutingContext, inventory_match, routing_context
-from audit import log
+from audit import events, log
 from soc_console.errors import IdempotencyConflict
 
 from .. import sql
-from ..models import Proposal, ProposalStatus
+from ..models import Execution, Proposal, ProposalStatus
 from ..priority import priority_key
 from .holds import agent_suspend_by_breaker
 from .shared import callback, execution_create, publish_committed
@@ -135,15 +135,15 @@ def _record_submission(proposed: _Proposed) -> Proposal:
     proposal.save(force_insert=True)
     # A new proposal has no decisions yet; readers of the returned row need no query for that.
     sql.no_decisions_yet(proposal)
-    data = _submitted_data(proposed, context, proposal)
+    execution = None
     if proposal.status == ProposalStatus.AUTO_APPROVED:
         execution = execution_create(proposal, now)  # also caches proposal.execution
-        data["execution"] = str(execution.id)
         callback(proposal.id, "decided", agent=context.agent)
     else:
         sql.no_execution_yet(proposal)  # none exists yet
+    data = _submitted_data(proposed, context, proposal, execution)
     log.record(
-        event_type="proposal.submitted",
+        event_type=events.SUBMITTED,
         actor=context.agent.slug,
         actor_type="agent",
         proposal_id=proposal.id,
@@ -270,21 +270,23 @@ def _new_proposal(
 
 
 def _submitted_data(
-    proposed: _Proposed, context: RoutingContext, proposal: Proposal
+    proposed: _Proposed,
+    context: RoutingContext,
+    proposal: Proposal,
+    execution: Execution | None,
 ) -> dict[str, Any]:
-    """The proposal.submitted event's data."""
-    data: dict[str, Any] = {
-        "agent": context.agent.slug,
-        "action": proposed.kind.name,
-        "target": proposed.target,
-        "target_canonical": proposed.identity.value,
-        "confidence": proposed.confidence,
-        "status": proposal.status.value,
-        "policy_version": proposal.policy_version,
-        "asset": proposal.asset.identifier if proposal.asset else None,
-        "criticality": proposal.criticality,
-        "explanation": proposal.routing_explanation,
-    }
-    if proposal.block_code:
-        data["code"] = proposal.block_code
-    return data
+    """The proposal.submitted event's data, built as generated history builds it."""
+    return events.submitted(
+        agent=context.agent.slug,
+        action=proposed.kind.name,
+        target=proposed.target,
+        target_canonical=proposed.identity.value,
+        confidence=proposed.confidence,
+        status=proposal.status.value,
+        policy_version=proposal.policy_version,
+        asset=proposal.asset.identifier if proposal.asset else None,
+        criticality=proposal.criticality,
+        explanation=proposal.routing_explanation,
+        code=proposal.block_code,
+        execution=execution.id if execution is not None else None,
+    )
