@@ -8,10 +8,10 @@ status field. One module per family of transitions:
 
 - submission: proposal_submit
 - decisions: proposal_approve, proposal_reject, approval_undo, proposal_withdraw,
-  proposal_expire, proposal_escalate, proposal_review_confirm
+  proposal_expire, proposal_escalate, proposal_review_confirm, proposals_review_confirm
 - claims: execution_claim (an execution's or a rollback's)
 - executions: execution_run, execution_settle, execution_reconfirm_held, rollback_request,
-  execution_requeue_expired
+  execution_requeue_expired, execution_retry, execution_acknowledge
 - holds: the emergency stop, agent suspension, and holding queued executions
 - sweep: beat's periodic recovery pass
 - pending: a pending proposal under its lock, and the one way it leaves pending
@@ -30,11 +30,14 @@ from .decisions import (
     proposal_reject,
     proposal_review_confirm,
     proposal_withdraw,
+    proposals_review_confirm,
 )
 from .executions import (
     backoff_seconds,
+    execution_acknowledge,
     execution_reconfirm_held,
     execution_requeue_expired,
+    execution_retry,
     execution_run,
     execution_settle,
     rollback_request,
@@ -65,9 +68,11 @@ __all__ = [
     "emergency_stop_engage",
     "emergency_stop_engaged",
     "emergency_stop_release",
+    "execution_acknowledge",
     "execution_claim",
     "execution_reconfirm_held",
     "execution_requeue_expired",
+    "execution_retry",
     "execution_run",
     "execution_settle",
     "proposal_approve",
@@ -77,6 +82,7 @@ __all__ = [
     "proposal_review_confirm",
     "proposal_submit",
     "proposal_withdraw",
+    "proposals_review_confirm",
     "rollback_request",
     "sweep",
 ]
