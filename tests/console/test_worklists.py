@@ -357,3 +357,19 @@ def test_advisory_and_blocked_pages_need_a_console_role(
     for name in ("advisory", "blocked"):
         assert client.get(reverse(name)).status_code == 302
         assert signed_in(factories.user(f"visitor-{name}")).get(reverse(name)).status_code == 403
+
+
+def test_the_proposal_page_of_a_failed_execution_offers_retry_and_acknowledge(
+    signed_in: Callable[[User], Client], agent_with_key: factories.AgentWithKey, analyst: User
+) -> None:
+    execution = _failed(agent_with_key, analyst, "broken-ws-8.corp.example")
+    client = signed_in(analyst)
+    url = reverse("proposal", args=[execution.proposal_id])
+    page = client.get(url).content.decode()
+    assert reverse("retry-execution", args=[execution.id]) in page
+    assert reverse("acknowledge-execution", args=[execution.id]) in page
+
+    services.execution_acknowledge(execution_id=execution.id, analyst=analyst)
+
+    page = client.get(url).content.decode()
+    assert reverse("acknowledge-execution", args=[execution.id]) not in page
