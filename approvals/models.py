@@ -173,6 +173,17 @@ class Execution(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField()
+    # A failed execution an analyst has seen and dealt with: it stays failed (the record of
+    # what happened) but leaves the "needs attention" list and the failed counter. A retry
+    # clears it, so a retry that fails again needs attention again.
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -12,7 +12,7 @@ from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from agents import catalogue
-from agents.models import EmergencyStop
+from agents.models import Agent, EmergencyStop
 from audit.models import AuditEvent
 
 from . import sql
@@ -336,13 +336,16 @@ def unreviewed_auto() -> QuerySet[Proposal]:
     )
 
 
-def failed_executions() -> QuerySet[Execution]:
+def failed_executions(*, acknowledged: bool = False) -> QuerySet[Execution]:
+    """Failed executions and rollbacks: those that need attention (not yet acknowledged, what
+    the top bar counts), or with `acknowledged` those an analyst has dealt with."""
     return (
         Execution.objects.filter(
-            status__in=[ExecutionStatus.FAILED, ExecutionStatus.ROLLBACK_FAILED]
+            status__in=[ExecutionStatus.FAILED, ExecutionStatus.ROLLBACK_FAILED],
+            acknowledged_at__isnull=not acknowledged,
         )
-        .select_related("proposal__agent")
-        .order_by("-updated_at")
+        .select_related("proposal__agent", "acknowledged_by")
+        .order_by("-acknowledged_at" if acknowledged else "-updated_at")
     )
 
 
@@ -360,3 +363,53 @@ def agent_track_records() -> dict[int, dict[str, Any]]:
         rolled_back=Count("id", filter=Q(execution__status=ExecutionStatus.ROLLED_BACK)),
     )
     return {row["agent_id"]: row for row in rows}
+
+
+# The proposals routing kept from the queue, each on a page of its own: advisory (level 1,
+# recorded, never executed) and blocked (refused by a guardrail, with its code).
+ROUTED_ELSEWHERE = (ProposalStatus.ADVISORY, ProposalStatus.BLOCKED)
+
+
+@dataclass(frozen=True)
+class RoutedFilters:
+    """The Advisory and Blocked pages' filters, already read and checked by the view."""
+
+    agent: str | None = None  # slug
+    action: str | None = None
+    reason: str | None = None  # a routing code (blocked) or a routing explanation, exactly
+    since: Any = None  # aware datetimes: from `since`, up to (not including) `until`
+    until: Any = None
+
+
+def routed_proposals(*, status: str, filters: RoutedFilters) -> QuerySet[Proposal]:
+    """Advisory or blocked proposals, newest first, under the page's filters."""
+    if status not in ROUTED_ELSEWHERE:
+        raise ValueError(f"{status} is not a routing outcome kept from the queue")
+    qs = Proposal.objects.select_related("agent").filter(status=status)
+    if filters.agent:
+        qs = qs.filter(agent__slug=filters.agent)
+    if filters.action:
+        qs = qs.filter(action=filters.action)
+    if filters.reason:
+        qs = qs.filter(Q(block_code=filters.reason) | Q(routing_explanation=filters.reason))
+    if filters.since:
+        qs = qs.filter(created_at__gte=filters.since)
+    if filters.until:
+        qs = qs.filter(created_at__lt=filters.until)
+    return qs.order_by("-created_at", "-id")
+
+
+def routed_choices(*, status: str) -> dict[str, Any]:
+    """What the filters can pick from: the agents, the actions, and the routing reasons that
+    proposals with this outcome carry (each explanation with its code, when it has one)."""
+    reasons = (
+        Proposal.objects.filter(status=status)
+        .order_by("block_code", "routing_explanation")
+        .values_list("block_code", "routing_explanation")
+        .distinct()
+    )
+    return {
+        "agents": list(Agent.objects.order_by("slug").values_list("slug", flat=True)),
+        "actions": sorted(catalogue.ACTIONS),
+        "reasons": [(code, explanation) for code, explanation in reasons],
+    }

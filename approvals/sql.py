@@ -248,14 +248,16 @@ SELECT
     (SELECT COUNT(*) FROM {_EXECUTION} WHERE status = %(held)s),
     (SELECT COUNT(*) FROM {_PROPOSAL}
         WHERE status = %(auto_approved)s AND reviewed_at IS NULL),
-    (SELECT COUNT(*) FROM {_EXECUTION} WHERE status IN (%(failed)s, %(rollback_failed)s))
+    (SELECT COUNT(*) FROM {_EXECUTION}
+        WHERE status IN (%(failed)s, %(rollback_failed)s) AND acknowledged_at IS NULL)
 FROM {_PROPOSAL}
 WHERE status = %(pending)s
 """  # noqa: S608
 
 
 def counters() -> tuple[int, int, int, int, int, int]:
-    """(pending, escalated, awaiting a second approval, held, unreviewed auto, failed)."""
+    """(pending, escalated, awaiting a second approval, held, unreviewed auto, failed and not
+    yet acknowledged: the ones that still need attention)."""
     with transaction.get_connection().cursor() as cursor:
         cursor.execute(
             _COUNTERS,

@@ -42,6 +42,15 @@ urlpatterns = [
         "executions/<uuid:execution_id>/reconfirm/", console.reconfirm_held, name="reconfirm-held"
     ),
     path("lists/", console.work_lists, name="lists"),
+    path("lists/confirm/", console.confirm_review_bulk, name="confirm-review-bulk"),
+    path("executions/<uuid:execution_id>/retry/", console.retry_execution, name="retry-execution"),
+    path(
+        "executions/<uuid:execution_id>/acknowledge/",
+        console.acknowledge_execution,
+        name="acknowledge-execution",
+    ),
+    path("advisory/", console.advisory_page, name="advisory"),
+    path("blocked/", console.blocked_page, name="blocked"),
     path("emergency-stop/", console.emergency_stop, name="emergency-stop"),
     path("agents/", console.agents_page, name="agents"),
     path("agents/<slug:slug>/suspend/", console.agent_suspend, name="agent-suspend"),

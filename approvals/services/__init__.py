@@ -8,12 +8,12 @@ status field. One module per family of transitions:
 
 - submission: proposal_submit
 - decisions: an analyst's verdict: proposal_approve, proposal_reject, approval_undo,
-  proposal_review_confirm
+  proposal_review_confirm, proposals_review_confirm
 - closing: the other ways out of pending: proposal_withdraw, proposal_expire,
   proposal_escalate, escalation_digest_send, agent_pending_clear
 - claims: execution_claim (an execution's or a rollback's)
 - executions: execution_run, execution_settle, execution_reconfirm_held, rollback_request,
-  execution_requeue_expired
+  execution_requeue_expired, execution_retry, execution_acknowledge
 - holds: the emergency stop, agent suspension (by a person or the circuit breaker), and
   holding queued executions
 - sweep: beat's periodic recovery pass
@@ -38,11 +38,14 @@ from .decisions import (
     proposal_approve,
     proposal_reject,
     proposal_review_confirm,
+    proposals_review_confirm,
 )
 from .executions import (
     backoff_seconds,
+    execution_acknowledge,
     execution_reconfirm_held,
     execution_requeue_expired,
+    execution_retry,
     execution_run,
     execution_settle,
     rollback_request,
@@ -78,9 +81,11 @@ __all__ = [
     "emergency_stop_engage",
     "emergency_stop_engaged",
     "emergency_stop_release",
+    "execution_acknowledge",
     "execution_claim",
     "execution_reconfirm_held",
     "execution_requeue_expired",
+    "execution_retry",
     "execution_run",
     "execution_settle",
     "proposal_approve",
@@ -90,6 +95,7 @@ __all__ = [
     "proposal_review_confirm",
     "proposal_submit",
     "proposal_withdraw",
+    "proposals_review_confirm",
     "rollback_request",
     "sweep",
 ]

@@ -27,7 +27,9 @@ from .shared import (
     check_may_decide,
     dispatch,
     execution_move,
+    execution_moved,
     reason_given,
+    text,
     username,
 )
 
@@ -266,3 +268,89 @@ def execution_requeue_expired(*, execution_id: uuid.UUID | str) -> Execution | N
     if moved:
         dispatch(moved.pk)
     return moved
+
+
+# The statuses an analyst can deal with from the failed list: retry the first, acknowledge both.
+NEEDS_ATTENTION = (ExecutionStatus.FAILED, ExecutionStatus.ROLLBACK_FAILED)
+
+
+@transaction.atomic
+def execution_retry(*, execution_id: uuid.UUID | str, analyst: AbstractBaseUser) -> Execution:
+    """An analyst starts a new attempt of a failed execution: failed → queued.
+
+    The same execution, with the same idempotency key: if an earlier attempt did reach the
+    outside system (its worker died after the call), the connector answers from its ledger
+    and the action still takes effect once. The attempt counter goes on from where it stopped,
+    so the worker's claim makes it attempt n + 1; as the automatic retries are used up, a
+    transient error on this attempt fails it again rather than starting a new backoff cycle:
+    one retry, one attempt. Two analysts retrying at once: the compare-and-set lets one win.
+    """
+    check_may_decide(analyst)
+    execution = Execution.objects.select_related("proposal__agent").filter(pk=execution_id).first()
+    if execution is None:
+        raise NotFound(f"No execution {execution_id}.")
+    # A failed execution stays failed while nothing may run: queueing it would only hold it.
+    if emergency_stop_engaged():
+        raise WrongState("The emergency stop is engaged: nothing runs until it is lifted.")
+    if execution.proposal.agent.suspended:
+        raise WrongState(f"The agent {execution.proposal.agent.slug} is suspended.")
+    now = timezone.now()
+    moved = execution_move(
+        execution.pk,
+        allowed=[ExecutionStatus.FAILED],
+        to=ExecutionStatus.QUEUED,
+        event_type="execution.retried",
+        actor=username(analyst),
+        actor_type="user",
+        changes={
+            "queued_at": now,
+            "not_before": None,
+            "lease_until": None,
+            "finished_at": None,
+            "acknowledged_by": None,
+            "acknowledged_at": None,
+        },
+        data={"after_attempt": execution.attempts, "previous_error": execution.error},
+    )
+    if moved is None:
+        status = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first()
+        if status == ExecutionStatus.ROLLBACK_FAILED:
+            raise WrongState("A failed rollback cannot be retried here; acknowledge it instead.")
+        raise WrongState(
+            f"This execution is {status or 'gone'}, not failed: another analyst retried it "
+            "already, or it never failed."
+        )
+    dispatch(moved.pk)
+    return moved
+
+
+@transaction.atomic
+def execution_acknowledge(
+    *, execution_id: uuid.UUID | str, analyst: AbstractBaseUser, note: str = ""
+) -> Execution:
+    """An analyst has seen a failed execution and dealt with it: it stays failed, on record,
+    but no longer counts as needing attention."""
+    check_may_decide(analyst)
+    note = text(note, field="note")
+    now = timezone.now()
+    # Not a change of status, so not execution_move: the same compare-and-set on the
+    # acknowledgement itself, which also makes a second acknowledgement a clear refusal.
+    updated = Execution.objects.filter(
+        pk=execution_id, status__in=NEEDS_ATTENTION, acknowledged_at__isnull=True
+    ).update(acknowledged_by=analyst, acknowledged_at=now, updated_at=now)
+    if not updated:
+        execution = Execution.objects.select_related("acknowledged_by").filter(pk=execution_id)
+        found = execution.first()
+        if found is None:
+            raise NotFound(f"No execution {execution_id}.")
+        if found.acknowledged_by is not None:
+            raise WrongState(f"Already acknowledged by {found.acknowledged_by.get_username()}.")
+        raise WrongState(f"This execution is {found.status}, not failed.")
+    execution = Execution.objects.select_related("proposal").get(pk=execution_id)
+    return execution_moved(
+        execution,
+        event_type="execution.acknowledged",
+        actor=username(analyst),
+        actor_type="user",
+        data={"note": note},
+    )

@@ -1,0 +1,110 @@
+"""A phone-sized screen (390×844): every control of the queue, a proposal page and the
+emergency stop can be reached and used."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from tests import factories
+from tests.browser.conftest import ARTIFACTS, PASSWORD, _keep_screenshots
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+WIDTH, HEIGHT = 390, 844
+
+
+@pytest.fixture
+def phone(
+    request: pytest.FixtureRequest, browser: Any, live_server_url: str
+) -> Iterator[Callable[[User], Any]]:
+    """Sign a user in on a 390×844 screen and return the queue page once it is live."""
+    contexts: list[Any] = []
+    pages: list[Any] = []
+
+    def open_console(user: User) -> Any:
+        context = browser.new_context(
+            viewport={"width": WIDTH, "height": HEIGHT}, device_scale_factor=2, has_touch=True
+        )
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(5000)
+        pages.append(page)
+        page.goto(f"{live_server_url}/accounts/login/")
+        page.fill("#id_username", user.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server_url}/")
+        page.wait_for_selector("#live-status.ok")
+        return page
+
+    yield open_console
+    _keep_screenshots(request, pages)
+    for context in contexts:
+        context.close()
+
+
+def _reachable(page: Any, selector: str) -> None:
+    """The control is visible, lies wholly inside the screen's width once scrolled into view,
+    and is the element a tap at its centre would reach (nothing covers it)."""
+    control = page.locator(selector)
+    assert control.count() >= 1, f"{selector}: not on the page"
+    control = control.first
+    control.scroll_into_view_if_needed()
+    assert control.is_visible(), f"{selector}: not visible"
+    box = control.bounding_box()
+    assert box is not None, f"{selector}: not laid out"
+    assert box["x"] >= 0 and box["x"] + box["width"] <= WIDTH, f"{selector}: cut off {box}"
+    assert box["y"] >= 0 and box["y"] + box["height"] <= HEIGHT, f"{selector}: off-screen {box}"
+    assert box["width"] >= 24 and box["height"] >= 24, f"{selector}: too small to tap {box}"
+    # Playwright's actionability checks (visible, stable, enabled, receives the pointer at
+    # its centre), without pressing it: these controls decide or stop things.
+    control.click(trial=True)
+
+
+def _no_sideways_scroll(page: Any) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= WIDTH, f"the page is {width} px wide: something sticks out to the side"
+
+
+def test_every_control_is_reachable_on_a_390_px_screen(
+    phone: Callable[[User], Any], live_server_url: str, agent_with_key: factories.AgentWithKey
+) -> None:
+    # An admin: decides and holds the stop, so every control is on the page.
+    admin = factories.user("ada", factories.ADMIN)
+    proposal = factories.proposal(
+        agent_with_key,
+        target="ws-0142-finance-laptop.emea.corp.example",
+        rationale="Beaconing to a known C2 domain every 60 s; the EDR saw a new service "
+        "installed from a temp folder minutes before.",
+    )
+    factories.proposal(agent_with_key, target="ws-0143.corp.example")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = phone(admin)
+
+    card = f"#card-{proposal.id}"
+    for nav in ("Queue", "Held & review", "Advisory", "Blocked", "Agents"):
+        _reachable(page, f"header nav a:text-is('{nav}')")
+    for control in ("button.approve", "input.reason", "button.reject", "a.details"):
+        _reachable(page, f"{card} {control}")
+    _no_sideways_scroll(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "narrow-390-queue.png"), full_page=True)
+
+    _reachable(page, "#stop-control summary")
+    page.click("#stop-control summary")
+    for control in ("#stop-reason", "#stop-control button[type=submit]"):
+        _reachable(page, control)
+    _no_sideways_scroll(page)
+    page.screenshot(path=str(ARTIFACTS / "narrow-390-stop.png"))
+
+    page.goto(f"{live_server_url}/proposals/{proposal.id}/")
+    for control in ("button.approve", "input.reason", "button.reject"):
+        _reachable(page, f".decide-panel {control}")
+    _reachable(page, "#stop-control summary")
+    _no_sideways_scroll(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "narrow-390-proposal.png"), full_page=True)
