@@ -18,8 +18,8 @@ from soc_console import roles
 
 from . import charts, exports, reports, selectors
 from .filters import BadFilter, moment, proposal_id
-from .log import verification_is_genuine, verify_and_record
 from .models import VerificationRun
+from .verify import verification_is_genuine, verify_and_record
 
 
 def _bad_filter(exc: BadFilter) -> HttpResponse:

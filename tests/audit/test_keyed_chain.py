@@ -31,7 +31,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from audit import anchor, log
+from audit import anchor, log, verify
 from audit.canonical import NotCanonical, canonical_json, encode, keyed_hash
 from audit.models import AuditEvent, VerificationRun
 from audit.tasks import anchor as anchor_task
@@ -137,7 +137,7 @@ def test_what_jsonb_returns_encodes_back_to_the_hashed_bytes(value) -> None:  # 
 def test_any_recorded_data_verifies(data) -> None:  # noqa: ANN001
     with transaction.atomic():
         log.record(event_type="test.data", actor="prop", data=data)
-    result = log.verify_chain()
+    result = verify.verify_chain()
     assert result.ok, result.findings
 
 
@@ -150,7 +150,7 @@ def test_a_proposal_with_confidence_negative_zero_keeps_the_chain_verifiable(
     assert event.data["confidence"] == 0.0  # recorded as 0.0: jsonb has no negative zero
     assert math.copysign(1, event.data["confidence"]) == 1
     factories.proposal(agent_with_key, confidence=0.9)
-    result = log.verify_chain()
+    result = verify.verify_chain()
     assert result.ok, result.findings
     assert result.events == AuditEvent.objects.count()
 
@@ -174,7 +174,7 @@ def test_data_the_log_cannot_store_as_hashed_is_refused_and_nothing_is_written(
     with pytest.raises(NotCanonical, match=words), transaction.atomic():
         log.record(event_type="test.bad", actor="bot", data=data)
     assert AuditEvent.objects.count() == 2
-    assert log.verify_chain().ok
+    assert verify.verify_chain().ok
 
 
 @given(key=st.binary(max_size=200), message=st.binary(max_size=300))
@@ -217,9 +217,9 @@ def test_verification_counts_every_bad_event_and_names_each_one(client: Client, 
 def test_more_bad_events_than_are_named_are_all_counted() -> None:
     _record(40)
     _tamper("UPDATE audit_auditevent SET actor = 'mallory' WHERE mod(seq, 2) = 0")
-    result = log.verify_chain()
+    result = verify.verify_chain()
     assert result.bad_events == 20
-    assert [f.seq for f in result.findings] == list(range(2, 2 * log.FIRST_FEW + 1, 2))
+    assert [f.seq for f in result.findings] == list(range(2, 2 * verify.FIRST_FEW + 1, 2))
     with pytest.raises(CommandError, match="and 10 more"):
         call_command("verify_audit")
 
@@ -230,7 +230,7 @@ def test_rehashing_without_the_key_is_caught_even_without_an_anchor() -> None:
     _record(8)
     _tamper("UPDATE audit_auditevent SET data = '{\"i\": 99}' WHERE seq = 5")
     _rehash(lambda message: hashlib.sha256(message).hexdigest())  # the old, unkeyed chain
-    result = log.verify_chain()
+    result = verify.verify_chain()
     assert result.bad_events == 8
     assert any("AUDIT_KEY is not the key" in note for note in result.notes)
 
@@ -247,7 +247,7 @@ def test_an_anchored_chain_that_grew_since_verifies_against_its_checkpoints(anch
     _record(2, start=6)
     lines = anchor_file.read_text().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == [3, 6]
-    result = log.verify_chain()
+    result = verify.verify_chain()
     assert result.ok and result.checkpoints == 2 and result.events == 8
 
 
@@ -316,7 +316,7 @@ def test_no_tampering_after_a_checkpoint_verifies(
     else:  # reset: everything goes, and the app starts a new chain
         _tamper("DELETE FROM audit_auditevent")
         _record(1 + pick % (n + 3), start=200)
-    result = log.verify_chain()
+    result = verify.verify_chain()
     assert not result.ok, how
     assert result.bad_events >= 1
 
@@ -338,7 +338,7 @@ def test_a_checkpoint_line_not_signed_with_the_key_fails_verification(anchor_fil
     forged["seq"] = 2
     with anchor_file.open("a") as out:
         out.write(json.dumps(forged) + "\n")
-    result = log.verify_chain()
+    result = verify.verify_chain()
     assert not result.ok
     assert result.first_bad_seq is None
     assert "line 2 is not a checkpoint signed with AUDIT_KEY" in result.problem
@@ -454,7 +454,7 @@ def test_verification_runs_are_read_only_in_the_admin_even_for_a_superuser(
     superuser_client: Client,
 ) -> None:
     _record(2)
-    log.verify_and_record()
+    verify.verify_and_record()
     run = VerificationRun.objects.get()
     base = "/admin/audit/verificationrun/"
     assert superuser_client.get(base).status_code == 200
@@ -483,7 +483,7 @@ def test_a_verification_run_written_behind_verify_audits_back_shows_as_not_genui
 ) -> None:
     _record(3)
     _tamper("UPDATE audit_auditevent SET actor = 'mallory' WHERE seq = 2")
-    log.verify_and_record()
+    verify.verify_and_record()
     VerificationRun.objects.create(  # an INSERT by whoever can write the table
         at=timezone.now() + timedelta(minutes=1), ok=True, events=3, head_hash="f" * 64
     )

@@ -12,7 +12,7 @@ from django.test import Client
 from approvals import demo
 from approvals.demo import history
 from audit import reports
-from audit.log import verify_chain
+from audit.verify import verify_chain
 from tests import factories
 from tests.audit.history_builder import BASE, proposal
 

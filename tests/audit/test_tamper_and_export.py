@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import Client
 
-from audit import log
+from audit import log, verify
 from audit.models import AuditEvent, VerificationRun
 from tests import factories
 
@@ -55,7 +55,7 @@ def test_bulk_appended_events_verify_like_recorded_ones(agent_with_key) -> None:
     _events()
     with transaction.atomic():
         log.record(event_type="after.bulk", actor="carol", data={"x": [1, 2]})
-    result = log.verify_chain()
+    result = verify.verify_chain()
     assert result.ok, result.problem
     assert result.events == before + 7
     last = AuditEvent.objects.get(seq=before + 7)
@@ -110,7 +110,7 @@ def test_reordered_events_are_named_by_command_and_page(client: Client, manager)
 def test_without_a_file_anchor_events_removed_from_the_end_go_unseen_and_it_says_so() -> None:
     _events()
     _tamper(("DELETE FROM audit_auditevent WHERE seq = 6", []))
-    result = log.verify_chain()
+    result = verify.verify_chain()
     assert result.ok and result.events == 5
     assert any("no file anchor" in note for note in result.notes)
 
@@ -216,8 +216,8 @@ def test_parallel_verification_names_the_same_event(
 ) -> None:
     # Large chains are checked in ranges by worker processes; shrink the ranges so that this
     # small chain spans many of them, seams included.
-    monkeypatch.setattr(log, "PARALLEL_FROM", 0)
-    monkeypatch.setattr(log, "RANGE_EVENTS", 7)
+    monkeypatch.setattr(verify, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(verify, "RANGE_EVENTS", 7)
     with transaction.atomic():
         log.record_many(
             log.PendingEvent(
@@ -225,18 +225,18 @@ def test_parallel_verification_names_the_same_event(
             )
             for i in range(60)
         )
-    intact = log.verify_chain()
+    intact = verify.verify_chain()
     assert intact.ok and intact.events == 60
     _tamper(*[(sql, []) for sql in statements])
-    broken = log.verify_chain()
+    broken = verify.verify_chain()
     assert not broken.ok
     assert broken.first_bad_seq == bad_seq
     assert words in broken.problem
     assert broken.head_hash == AuditEvent.objects.get(seq=60).hash
     # The same findings, seams and all, as one sequential walk.
-    monkeypatch.setattr(log, "PARALLEL_FROM", 10**9)
-    monkeypatch.setattr(log, "BLOCK_BYTES", 1 << 30)
-    sequential = log.verify_chain()
+    monkeypatch.setattr(verify, "PARALLEL_FROM", 10**9)
+    monkeypatch.setattr(verify, "BLOCK_BYTES", 1 << 30)
+    sequential = verify.verify_chain()
     assert (broken.bad_events, broken.findings) == (sequential.bad_events, sequential.findings)
     assert broken.bad_events == bad_count
 

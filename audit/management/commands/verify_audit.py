@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.log import verify_and_record
+from audit.verify import verify_and_record
 
 
 class Command(BaseCommand):
