@@ -220,7 +220,11 @@ def listen_slowly(trickle: TricklingReceiver, count: int = 50) -> int:
     analyst, _ = User.objects.get_or_create(username="bench-listener-analyst")
     analyst.groups.add(Group.objects.get_or_create(name=ANALYST)[0])
     agent, _key = agent_register(
-        slug=f"bench-listener-{uuid.uuid4().hex[:8]}", by="bench", grants={"block_ip": 2}
+        slug=f"bench-listener-{uuid.uuid4().hex[:8]}",
+        by="bench",
+        grants={"block_ip": 2},
+        max_pending=10**9,
+        max_proposals_per_minute=10**9,
     )
     Agent.objects.filter(pk=agent.pk).update(callback_url=trickle.url, callback_secret="s" * 64)
     agent.refresh_from_db()
@@ -265,7 +269,14 @@ def run(count: int, warmup: int, undo: float) -> tuple[list[Series], Series]:
     run_id = uuid.uuid4().hex[:8]
     analyst, _ = User.objects.get_or_create(username="bench-analyst")
     analyst.groups.add(Group.objects.get_or_create(name=ANALYST)[0])
-    agent, _key = agent_register(slug=f"bench-{run_id}", by="bench", grants={"block_ip": 2})
+    # One agent proposes every measured action: its circuit breaker is set beyond them.
+    agent, _key = agent_register(
+        slug=f"bench-{run_id}",
+        by="bench",
+        grants={"block_ip": 2},
+        max_pending=10**9,
+        max_proposals_per_minute=10**9,
+    )
     results = redis.Redis.from_url(os.environ["REDIS_URL"])
     reply_to = f"{NOOP_RESULTS}:{run_id}"
 

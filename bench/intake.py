@@ -173,7 +173,19 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     manage(env, "migrate", "--noinput")
-    created = manage(env, "create_agent", "bench-agent", "--grant", "block_ip=2")
+    # One agent sends the whole load: its circuit breaker is set beyond it (the check still
+    # runs on every proposal, and its cost is part of what is measured).
+    created = manage(
+        env,
+        "create_agent",
+        "bench-agent",
+        "--grant",
+        "block_ip=2",
+        "--max-pending",
+        str(10**9),
+        "--max-per-minute",
+        str(10**9),
+    )
     key = created.strip().splitlines()[-1]
     port = free_port()
     server = start_server(env, port, workers=args.workers)

@@ -171,7 +171,14 @@ def _agent_key() -> str:
     from agents.services import agent_register
 
     # Level 2 for isolate_host: every proposal is queued for an analyst and broadcast.
-    _, issued = agent_register(slug="bench-live", by="bench", grants={"isolate_host": 2})
+    # One agent sends the whole load: its circuit breaker is set beyond it.
+    _, issued = agent_register(
+        slug="bench-live",
+        by="bench",
+        grants={"isolate_host": 2},
+        max_pending=10**9,
+        max_proposals_per_minute=10**9,
+    )
     return issued.raw
 
 

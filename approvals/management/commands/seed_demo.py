@@ -7,6 +7,8 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandParser
 
+from agents.models import Agent
+from agents.services import policy_publish
 from approvals import demo, services
 from approvals.demo.history import seed_history
 
@@ -33,6 +35,7 @@ class Command(BaseCommand):
         history = 0
         if options["weeks"] > 0:
             history = seed_history(weeks=options["weeks"], rng=rng)
+        _room_for(agents, options["pending"])
         for _ in range(options["pending"]):
             agent = rng.choice([a for a in agents if a.slug != "intern-bot"])
             pick = demo.scenario(rng, agent.slug)
@@ -54,3 +57,17 @@ class Command(BaseCommand):
             f"(password {demo.DEMO_PASSWORD!r}), {len(agents)} agents, {len(demo.ASSETS)} assets, "
             f"{history} historical proposals, {options['pending']} pending"
         )
+
+
+def _room_for(agents: list[Agent], pending: int) -> None:
+    """A big --pending (a benchmark's full queue) must not trip the demo agents' circuit
+    breakers: their limits are raised above it in a new, audited policy version."""
+    for agent in agents:
+        policy = agent.current_policy
+        if policy and pending >= min(policy.max_pending, policy.max_proposals_per_minute):
+            policy_publish(
+                agent=agent,
+                by="seed_demo",
+                max_pending=pending + policy.max_pending,
+                max_proposals_per_minute=pending + policy.max_proposals_per_minute,
+            )
