@@ -12,9 +12,10 @@ from django.utils.dateparse import parse_date, parse_datetime
 class BadFilter(ValueError):
     """A filter value that cannot be read: answered with its reason, never a crash."""
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    def __init__(self, message: str, *, field: str = "", name: str = "") -> None:
         super().__init__(message)
         self.field = field  # the form's label for the value, when known
+        self.name = name  # the query parameter it came from: the form marks that input
 
 
 def moment(raw: str | None, zone: tzinfo | None = None) -> datetime | None:

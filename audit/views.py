@@ -21,21 +21,59 @@ from .filters import BadFilter, moment, proposal_id
 from .models import VerificationRun
 from .verify import verification_is_genuine, verify_and_record
 
+# The audit form's labels, by query parameter.
+AUDIT_FIELDS = {"proposal": "Proposal", "since": "From", "until": "Until"}
 
-def _bad_filter(exc: BadFilter) -> HttpResponse:
-    return HttpResponse(f"Bad filter: {exc}", status=400, content_type="text/plain")
+
+def _audit_field(name: str, read: Callable[[str | None], Any], raw: str | None) -> Any:
+    try:
+        return read(raw)
+    except BadFilter as exc:
+        raise BadFilter(str(exc), field=AUDIT_FIELDS[name], name=name) from exc
 
 
 def _filters(request: HttpRequest) -> dict:
+    get = request.GET
     return {
-        "actor": request.GET.get("actor") or None,
-        "event_type": request.GET.get("event_type") or None,
-        "proposal_id": proposal_id(request.GET.get("proposal")),
-        "since": moment(request.GET.get("since")),
-        "until": moment(request.GET.get("until")),
+        "actor": get.get("actor") or None,
+        "event_type": get.get("event_type") or None,
+        "proposal_id": _audit_field("proposal", proposal_id, get.get("proposal")),
+        "since": _audit_field("since", moment, get.get("since")),
+        "until": _audit_field("until", moment, get.get("until")),
         # Jump to an event (the first bad one after a failed verification) by its number.
-        "upto_seq": int(upto) if (upto := request.GET.get("upto", "")).isdigit() else None,
+        "upto_seq": int(upto) if (upto := get.get("upto", "")).isdigit() else None,
     }
+
+
+def _audit_context(request: HttpRequest) -> dict[str, Any]:
+    """What the audit page shows whatever its filters: the chain head and last verification."""
+    verification = selectors.last_verification()
+    genuine = verification is not None and verification_is_genuine(verification)
+    return {
+        "head": selectors.chain_head(),
+        "verification": verification,
+        "verification_genuine": genuine,
+        "bad_seqs": _bad_seqs(verification) if genuine else set(),
+        "event_types": selectors.event_types(),
+        "filters": request.GET,
+    }
+
+
+def _bad_filter(request: HttpRequest, exc: BadFilter) -> HttpResponse:
+    """The audit page again with the bad input marked and its reason beside it; no events
+    are read."""
+    return render(
+        request,
+        "audit/audit.html",
+        {
+            **_audit_context(request),
+            "page": None,
+            "invalid": exc.name,
+            "field": exc.field or "filter",
+            "problem": str(exc),
+        },
+        status=400,
+    )
 
 
 def _bad_seqs(run: VerificationRun | None) -> set[int]:
@@ -51,27 +89,35 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     try:
         filters = _filters(request)
     except BadFilter as exc:
-        return _bad_filter(exc)
+        return _bad_filter(request, exc)
     events = selectors.audit_events(**filters).order_by("-seq")
     page = Paginator(events, 100).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    verification = selectors.last_verification()
-    genuine = verification is not None and verification_is_genuine(verification)
     return render(
         request,
         "audit/audit.html",
         {
+            **_audit_context(request),
             "page": page,
-            "head": selectors.chain_head(),
-            "verification": verification,
-            "verification_genuine": genuine,
-            "bad_seqs": _bad_seqs(verification) if genuine else set(),
-            "event_types": selectors.event_types(),
+            # Each row in words, with a few of its facts; the whole event is on its own page.
+            "rows": [
+                (e, selectors.event_words(e.event_type), selectors.event_summary(e)) for e in page
+            ],
             "query": query.urlencode(),
-            "filters": request.GET,
         },
     )
+
+
+@require_GET
+@console_role(roles.can_read_reports)
+def audit_event(request: HttpRequest, seq: int) -> HttpResponse:
+    """One event, readable: who, what, when, its data (before and after where known) and its
+    place in the chain."""
+    detail = selectors.event_detail(seq)
+    if detail is None:
+        raise Http404("No such event.")
+    return render(request, "audit/event.html", {"detail": detail, "e": detail.event})
 
 
 @require_GET
@@ -80,7 +126,7 @@ def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     try:
         filters = _filters(request)
     except BadFilter as exc:
-        return _bad_filter(exc)
+        return _bad_filter(request, exc)
     events = selectors.audit_events(**filters).order_by("seq")
     response = StreamingHttpResponse(
         (json.dumps(line) + "\n" for line in exports.jsonl_rows(events)),
@@ -103,6 +149,11 @@ REPORT_FIELDS = {
 }
 
 
+def _bad(name: str, message: str) -> BadFilter:
+    """A refused report filter, named as the form labels it and by its input."""
+    return BadFilter(message, field=REPORT_FIELDS[name], name=name)
+
+
 def _report_filters(request: HttpRequest, choices: dict[str, list[str]]) -> reports.Filters:
     """The report filters from the query string; an empty field takes its default, a value
     that cannot be read is refused (BadFilter naming the field)."""
@@ -116,14 +167,10 @@ def _report_filters(request: HttpRequest, choices: dict[str, list[str]]) -> repo
         try:
             until = until + timedelta(days=1)
         except OverflowError as exc:
-            raise BadFilter(
-                f"{get['until']!r} is too far in the future.", field=REPORT_FIELDS["until"]
-            ) from exc
+            raise _bad("until", f"{get['until']!r} is too far in the future.") from exc
     until = until or default.until
     if since >= until:
-        raise BadFilter(
-            "the start of the period must come before its end.", field=REPORT_FIELDS["until"]
-        )
+        raise _bad("until", "the start of the period must come before its end.")
     picked = {}
     for name, options in (
         ("action", choices["actions"]),
@@ -132,13 +179,11 @@ def _report_filters(request: HttpRequest, choices: dict[str, list[str]]) -> repo
     ):
         value = get.get(name) or None
         if value is not None and value not in options:
-            raise BadFilter(f"there is no {name} {value!r}.", field=REPORT_FIELDS[name])
+            raise _bad(name, f"there is no {name} {value!r}.")
         picked[name] = value
     scope = get.get("scope") or "granted"
     if scope not in ("granted", "reversible"):
-        raise BadFilter(
-            f"{scope!r} is neither 'granted' nor 'reversible'.", field=REPORT_FIELDS["scope"]
-        )
+        raise _bad("scope", f"{scope!r} is neither 'granted' nor 'reversible'.")
     return reports.Filters(
         since=since,
         until=until,
@@ -153,7 +198,7 @@ def _field(name: str, read: Callable[[], Any]) -> Any:
     try:
         return read()
     except BadFilter as exc:
-        raise BadFilter(str(exc), field=REPORT_FIELDS[name]) from exc
+        raise _bad(name, str(exc)) from exc
 
 
 def _number(get: Any, name: str, kind: type, default: Any, low: float, high: float) -> Any:
@@ -167,22 +212,35 @@ def _number(get: Any, name: str, kind: type, default: Any, low: float, high: flo
         value = None
     # NaN fails both comparisons, so it is refused as well.
     if value is None or not low <= value <= high:
-        raise BadFilter(
-            f"{raw!r} is not {what} from {low:g} to {high:g}.", field=REPORT_FIELDS[name]
-        )
+        raise _bad(name, f"{raw!r} is not {what} from {low:g} to {high:g}.")
     return value
 
 
 def _report_problem(request: HttpRequest, name: str, exc: BadFilter) -> HttpResponse:
-    """A filter that cannot be read, answered inside the layout, naming the field."""
+    """A filter that cannot be read, answered inside the layout: the form again as it was
+    sent, the bad input marked and its reason beside it. No report is computed."""
+    name = name if name in reports.REPORTS else "latency"
+    get = request.GET
+    values = {field: get.get(field, "") for field in REPORT_FIELDS}
     return render(
         request,
         "audit/report_problem.html",
         {
             "field": exc.field or "filter",
             "problem": str(exc),
-            "report": name if name in reports.REPORTS else "latency",
+            "report_name": name,
             "tabs": REPORT_TABS,
+            "choices": selectors.report_choices(),
+            "form": {
+                "values": values,
+                "invalid": exc.name,
+                "problem": str(exc),
+                # What was sent is shown as typed: a date or number input would blank it.
+                "since_input": ("text", values["since"]),
+                "until_input": ("text", values["until"]),
+                "sla": values["sla"],
+                "threshold": values["threshold"],
+            },
         },
         status=400,
     )
@@ -228,8 +286,20 @@ def reports_page(request: HttpRequest) -> HttpResponse:
             "charts": [charts.render(c) for c in [report.chart, *report.extra_charts]],
             "tabs": REPORT_TABS,
             "filters": filters,
-            "since_input": _date_input(filters.since, end=False),
-            "until_input": _date_input(filters.until, end=True),
+            "report_name": report.name,
+            "form": {
+                "values": {
+                    "action": filters.action or "",
+                    "agent": filters.agent or "",
+                    "analyst": filters.analyst or "",
+                    "scope": filters.scope,
+                },
+                "invalid": "",
+                "since_input": _date_input(filters.since, end=False),
+                "until_input": _date_input(filters.until, end=True),
+                "sla": filters.sla_minutes,
+                "threshold": f"{filters.threshold:.2f}",
+            },
             "period": reports.period_text(filters),
             "choices": choices,
             "query": query.urlencode(),
@@ -284,4 +354,4 @@ def audit_verify(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Audit chain intact: {result.events} events.")
     else:
         messages.error(request, f"Audit chain {result.broken_summary()}")
-    return redirect("/audit/")
+    return redirect("audit")

@@ -38,6 +38,7 @@ from .base import (
     Table,
     duration,
     local,
+    marked,
     period_text,
 )
 from .fatigue import SHIFT, SHIFTS, FatigueRow, fatigue, fatigue_rows
@@ -93,6 +94,7 @@ __all__ = [
     "fatigue_rows",
     "latency",
     "local",
+    "marked",
     "percentile",
     "period_text",
     "queue_depth",

@@ -11,6 +11,7 @@ data" instead of a number (a p99 from 12 values is just the maximum).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -109,6 +110,28 @@ DEFINITIONS = {
 }
 
 
+# The populations a sentence names are marked where they stand, with their definition: every
+# multi-word name. One-word names ("proposals", "decisions", "escalated") are also everyday
+# words, and a sentence that uses them as words must not be read as counting the population.
+_MARKED = sorted((name for name in DEFINITIONS if " " in name), key=len, reverse=True)
+_MARKED_RE = re.compile(r"\b(" + "|".join(re.escape(name) for name in _MARKED) + r")\b")
+
+
+def marked(text: str) -> list[tuple[str, str]]:
+    """`text` in pieces, (piece, definition) where a piece names a population, (piece, "")
+    elsewhere: the page shows each population's definition where the sentence counts it."""
+    pieces: list[tuple[str, str]] = []
+    at = 0
+    for match in _MARKED_RE.finditer(text):
+        if match.start() > at:
+            pieces.append((text[at : match.start()], ""))
+        pieces.append((match.group(0), DEFINITIONS[match.group(0)]))
+        at = match.end()
+    if at < len(text):
+        pieces.append((text[at:], ""))
+    return pieces
+
+
 def defined(*names: str) -> dict[str, str]:
     return {name: DEFINITIONS[name] for name in names}
 
@@ -178,6 +201,20 @@ class Table:
     def header_cells(self) -> list[tuple[str, str]]:
         return [(h, self.definitions.get(h, "")) for h in self.headers]
 
+    @property
+    def cells(self) -> list[list[tuple[Any, str]]]:
+        """Rows as (cell, definition): a row labelled by a population carries its definition,
+        so the page defines it where it is counted, as it does in the headers."""
+        return [
+            [
+                (cell, self.definitions.get(cell) or DEFINITIONS.get(cell, ""))
+                if column == 0 and isinstance(cell, str)
+                else (cell, "")
+                for column, cell in enumerate(row)
+            ]
+            for row in self.rows
+        ]
+
 
 @dataclass
 class Chart:
@@ -207,6 +244,11 @@ class Point:
     def label(self) -> str:
         """The tone in words, beside its colour: colour alone says nothing to some readers."""
         return TONE_LABELS[self.tone]
+
+    @property
+    def parts(self) -> list[tuple[str, str]]:
+        """The sentence with the populations it counts marked (see `marked`)."""
+        return marked(self.text)
 
 
 @dataclass

@@ -284,3 +284,19 @@ def test_rollback_by_api_is_for_analysts_not_agents(agent_with_key, analyst) -> 
     assert response.status_code == 202
     assert response.json()["execution"]["status"] == "rolling_back"
     assert Execution.objects.get(pk=execution.pk).status == "rolling_back"
+
+
+def test_an_audit_event_page_is_for_those_who_read_the_audit_page(
+    client: Client, analyst, senior, manager, pending: Proposal
+) -> None:
+    event = AuditEvent.objects.order_by("seq").first()
+    url = f"/audit/events/{event.seq}/"
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(f"/accounts/login/?next={url}")
+    admin = factories.user("ada", factories.ADMIN)
+    for person, status in ((analyst, 403), (senior, 403), (manager, 200), (admin, 200)):
+        client.force_login(person)
+        assert client.get(url).status_code == client.get("/audit/").status_code == status
+    # A POST is not a way in either.
+    assert client.post(url).status_code == 405
