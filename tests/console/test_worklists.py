@@ -302,19 +302,23 @@ def test_filters_narrow_the_blocked_page(
 
 
 def test_pages_of_fifty_newest_first_keep_the_filters(
-    signed_in: Callable[[User], Client], agent_with_key: factories.AgentWithKey, analyst: User
+    signed_in: Callable[[User], Client], analyst: User
 ) -> None:
+    # 53 proposals in a moment: this agent's circuit breaker is set above them.
+    chatty = factories.agent(
+        "ticket-bot", grants={"create_ticket": 1}, max_pending=1000, max_proposals_per_minute=1000
+    )
     for n in range(53):
-        factories.proposal(agent_with_key, action="create_ticket", target=f"INC-{n:03}")
+        factories.proposal(chatty, action="create_ticket", target=f"INC-{n:03}")
     client = signed_in(analyst)
 
-    first = client.get(reverse("advisory"), {"agent": "triage-bot"})
-    second = client.get(reverse("advisory"), {"agent": "triage-bot", "page": 2})
+    first = client.get(reverse("advisory"), {"agent": "ticket-bot"})
+    second = client.get(reverse("advisory"), {"agent": "ticket-bot", "page": 2})
 
     assert len(_rows(first)) == 50 and _rows(first)[0] == "INC-052"
     assert _rows(second) == ["INC-002", "INC-001", "INC-000"]
     assert "page 1 of 2" in first.content.decode()
-    assert 'href="?agent=triage-bot&amp;page=2"' in first.content.decode()
+    assert 'href="?agent=ticket-bot&amp;page=2"' in first.content.decode()
 
 
 @pytest.mark.parametrize(

@@ -254,17 +254,23 @@ def test_approval_while_the_stop_is_engaged_is_held_at_once(
     assert not ConnectorCall.objects.exists()
 
 
-def test_approval_for_a_suspended_agent_is_held_at_once(
+def test_a_suspension_holds_what_was_approved_and_refuses_what_waits(
     responder: factories.AgentWithKey, analyst: User, manager: User
 ) -> None:
-    proposal = factories.proposal(responder, action="block_ip", target="203.0.113.34")
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.34")
+    waiting = factories.proposal(responder, action="block_ip", target="203.0.113.35")
     services.agent_suspend(agent=responder.agent, by=manager, reason="rogue")
-    services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
-    execution = Execution.objects.get(proposal=proposal)
+
+    execution.refresh_from_db()
     assert execution.status == ExecutionStatus.HELD
-    held = AuditEvent.objects.get(event_type="execution.held", proposal_id=proposal.id)
+    held = AuditEvent.objects.get(event_type="execution.held", proposal_id=execution.proposal_id)
     assert held.data["why"] == "agent suspended"
     assert tasks.run_execution(str(execution.id)) is None
+    # A suspended agent's waiting card cannot be approved at all.
+    with pytest.raises(WrongState) as refused:
+        services.proposal_approve(proposal_id=waiting.id, analyst=analyst)
+    assert refused.value.code == "agent_suspended"
+    assert not Execution.objects.filter(proposal=waiting).exists()
     assert not ConnectorCall.objects.exists()
 
 

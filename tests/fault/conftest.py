@@ -143,4 +143,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def responder(transactional_db: None) -> factories.AgentWithKey:
-    return factories.agent("fault-responder", grants=FAULT_GRANTS)
+    # The fault tests send bursts: the circuit breaker and the budgets are set above them.
+    return factories.agent(
+        "fault-responder",
+        grants=FAULT_GRANTS,
+        budgets={action: (10**6, 10**6) for action in FAULT_GRANTS},
+        max_pending=10**6,
+        max_proposals_per_minute=10**6,
+    )

@@ -107,7 +107,14 @@ def test_redis_down_under_agent_load_answers_no_500_and_loses_no_execution(
     fleet.started.append(web)
     fleet.worker(concurrency=2)
     fleet.beat()
-    auto = factories.agent("auto-blocker", grants={"block_ip": 3})  # executes at once
+    # Executes at once; the load is the point here, not the breaker or the budget.
+    auto = factories.agent(
+        "auto-blocker",
+        grants={"block_ip": 3},
+        budgets={"block_ip": (10**6, 10**6)},
+        max_pending=10**6,
+        max_proposals_per_minute=10**6,
+    )
     token = Token.objects.create(user=analyst).key
     answers = Answers()
     stop = threading.Event()

@@ -39,7 +39,12 @@ def test_a_trickling_callback_receiver_never_delays_executions(
         concurrency=8,
         CALLBACK_DEADLINE_SECONDS=DEADLINE,
     )
-    listener = factories.agent("trickle-listener", grants={"revoke_sessions": 2})
+    listener = factories.agent(
+        "trickle-listener",
+        grants={"revoke_sessions": 2},
+        max_pending=10**6,
+        max_proposals_per_minute=10**6,  # 50 approvals at once: not the breaker's test
+    )
     with TricklingReceiver(interval=4.0, hold=300) as trickle:
         Agent.objects.filter(pk=listener.agent.pk).update(
             callback_url=trickle.url, callback_secret="s" * 64
