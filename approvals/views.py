@@ -353,3 +353,37 @@ def agent_suspend(request: HttpRequest, slug: str) -> HttpResponse:
         f"{slug} resumed.",
         refresh=True,
     )
+
+
+@require_POST
+@console_role(roles.can_decide)
+def bulk_decide(request: HttpRequest) -> HttpResponse:
+    """Approve or reject the selected cards (or a duplicate group) with one note or reason;
+    each is decided on its own and the answer says which were refused, and why."""
+    try:
+        summary = services.proposals_decide_bulk(
+            proposal_ids=request.POST.getlist("proposals"),
+            analyst=request.user,
+            verdict=request.POST.get("verdict", ""),
+            reason=request.POST.get("reason", ""),
+        )
+    except DomainError as exc:
+        field = next(iter(exc.extra.get("errors") or {}), "")
+        return _flash(
+            request, ok=False, text=exc.detail, status=200 if request.htmx else 302, field=field
+        )
+    if not request.htmx:
+        (messages.success if not summary.refused else messages.warning)(request, summary.as_text())
+        return redirect(_safe_next(request))
+    response = render(request, "approvals/bulk_summary.html", {"summary": summary})
+    return trigger_client_event(
+        response,
+        ANSWERED,
+        {
+            "ok": not summary.refused,
+            "outcome": "bulk",
+            "done": [item.proposal_id for item in summary.done],
+            "refused": [item.proposal_id for item in summary.refused],
+            "at": selectors.render_stamp(),
+        },
+    )

@@ -12,6 +12,7 @@ status field. One module per family of transitions:
 - claims: execution_claim (an execution's or a rollback's)
 - executions: execution_run, execution_settle, execution_reconfirm_held, rollback_request,
   execution_requeue_expired
+- bulk: proposals_decide_bulk (several proposals, one reason, each decided on its own)
 - holds: the emergency stop, agent suspension, and holding queued executions
 - sweep: beat's periodic recovery pass
 - pending: a pending proposal under its lock, and the one way it leaves pending
@@ -20,6 +21,7 @@ status field. One module per family of transitions:
 
 from __future__ import annotations
 
+from .bulk import BulkSummary, proposals_decide_bulk
 from .claims import Claim, execution_claim
 from .decisions import (
     approval_undo,
@@ -54,6 +56,7 @@ __all__ = [
     "MAX_TEXT",
     "MIN_REASON",
     "SYSTEM",
+    "BulkSummary",
     "Claim",
     "Submission",
     "SweepReport",
@@ -77,6 +80,7 @@ __all__ = [
     "proposal_review_confirm",
     "proposal_submit",
     "proposal_withdraw",
+    "proposals_decide_bulk",
     "rollback_request",
     "sweep",
 ]

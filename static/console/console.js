@@ -179,6 +179,7 @@
     document.getElementById("queue-empty").hidden = list.length > 0;
     expireReviews();
     refreshTimes();
+    countPicks();
   }
 
   // A newer copy of a card (another analyst's first approval) replaces the old one: keep
@@ -190,6 +191,9 @@
     if (older.contains(document.activeElement)) {
       refocus = { id: older.dataset.id, reason: document.activeElement === oldReason };
     }
+    var oldPick = older.querySelector("input.pick");
+    var newPick = newer.querySelector("input.pick");
+    if (oldPick && newPick && oldPick.checked) newPick.setAttribute("checked", "");
     var oldReview = older.querySelector(".reviewing[data-reviewer]");
     var newReview = newer.querySelector(".reviewing");
     if (oldReview && newReview && !newReview.dataset.reviewer) newReview.replaceWith(oldReview.cloneNode(true));
@@ -529,6 +533,9 @@
 
   // Tabbing into a card selects it, so that the card a key acts on is the one the focus is in.
   document.addEventListener("focusin", function (event) {
+    // A card's checkbox picks it for a decision on several cards; focusing it selects nothing
+    // (selecting scrolls the card into view, which would move the box between press and release).
+    if (event.target.classList && event.target.classList.contains("pick")) return;
     var card = event.target.closest && event.target.closest("#queue-cards > .card");
     if (card && card.dataset.id !== selectedId) select(card, true);
   });
@@ -601,6 +608,53 @@
     } else if (wasSelected && !holder.isConnected) {
       selectedId = null; // decided by someone else while this request was on its way
     }
+  });
+
+  // --- several cards at once ----------------------------------------------------------------
+  // The cards' checkboxes belong to #bulk-form; the server decides each proposal on its own
+  // and answers with what it did and what it refused (approvals/services/bulk.py).
+  function picks() { return Array.prototype.slice.call(document.querySelectorAll("input.pick[form=bulk-form]")); }
+  function countPicks() {
+    var counter = document.querySelector("#bulk-form .bulk-count strong");
+    if (counter) counter.textContent = String(picks().filter(function (el) { return el.checked; }).length);
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.classList && event.target.classList.contains("pick")) countPicks();
+  });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("#bulk-form button[type=button]");
+    if (!button) return;
+    var all = button.classList.contains("bulk-all");
+    picks().forEach(function (el) {
+      var card = el.closest(".card");
+      // "All shown": what the analyst can see, not cards hidden by a filter or in a group.
+      if (!all) el.checked = false;
+      else if (card && card.offsetParent !== null) el.checked = true;
+    });
+    countPicks();
+  });
+  document.addEventListener("htmx:configRequest", function (event) {
+    var form = event.detail.elt.closest && event.detail.elt.closest("form.bulk, form.group-decide");
+    if (!form) return;
+    var submitter = event.detail.triggeringEvent && event.detail.triggeringEvent.submitter;
+    if (submitter && submitter.name === "verdict") event.detail.parameters.verdict = submitter.value;
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt.closest && event.detail.elt.closest("form.bulk, form.group-decide");
+    if (!form || !event.detail.successful) return;
+    var answer = (answers && answers.get(form)) || {};
+    if (answers) answers.delete(form);
+    var reason = form.querySelector("input.reason");
+    if (answer.field === "reason" && reason) { reason.setAttribute("aria-invalid", "true"); reason.focus(); return; }
+    if (reason) reason.removeAttribute("aria-invalid");
+    // What was decided leaves the selection (and, once the live update comes, the queue);
+    // what was refused stays selected, beside its reason in the summary.
+    (answer.done || []).forEach(function (id) {
+      var pick = document.querySelector("#card-" + id + " input.pick");
+      if (pick) pick.checked = false;
+    });
+    if (answer.outcome === "bulk" && reason && !(answer.refused || []).length) reason.value = "";
+    countPicks();
   });
 
   // --- undo -----------------------------------------------------------------------------------

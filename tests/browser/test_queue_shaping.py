@@ -1,0 +1,62 @@
+"""A queue the analyst can shape (issue 13): several cards decided at once, duplicates shown as
+one card, cards waiting for a senior out of the way, filters that keep the live updates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import expect
+
+from agents.models import Criticality
+from approvals import services
+from approvals.models import Decision, Proposal
+from tests import factories
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+LIVE = 2000  # ms: a change reaches every open console within two seconds
+
+
+def test_bulk_approval_with_a_critical_card_approves_the_rest_and_refuses_that_one(
+    console: Callable[[User], Any],
+    analyst: User,
+    analyst2: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    factories.asset("dc01.corp.example", criticality=Criticality.CRITICAL)
+    plain = [
+        factories.proposal(agent_with_key, target=f"ws-{n:04d}.corp.example") for n in range(3)
+    ]
+    critical = factories.proposal(agent_with_key, target="dc01.corp.example")
+    # Bob gave the critical asset its first approval: the final one must come from a senior.
+    services.proposal_approve(proposal_id=critical.id, analyst=analyst2)
+
+    page = console(analyst)
+    for proposal in [*plain, critical]:
+        page.locator(f"#card-{proposal.id} input.pick").check()
+    expect(page.locator("#bulk-form .bulk-count")).to_have_text("4 selected")
+    page.fill("#bulk-reason", "confirmed with the desktop team")
+    page.locator("#bulk-form button.bulk-approve").click()
+
+    summary = page.locator("#flash .bulk-summary")
+    expect(summary).to_contain_text("Approved 3 of 4.")
+    expect(summary).to_contain_text("Refused 1:")
+    expect(summary.locator(f'li[data-proposal="{critical.id}"]')).to_contain_text(
+        "Isolate host dc01.corp.example: This proposal targets a critical asset: the final "
+        "approval must come from a senior analyst."
+    )
+    for proposal in plain:
+        expect(page.locator(f"#card-{proposal.id}")).to_have_count(0, timeout=LIVE)
+    expect(page.locator(f"#card-{critical.id}")).to_be_visible()
+    # What was refused stays selected, beside its reason.
+    expect(page.locator(f"#card-{critical.id} input.pick")).to_be_checked()
+    assert set(
+        Proposal.objects.filter(pk__in=[p.pk for p in plain]).values_list("status", flat=True)
+    ) == {"approved"}
+    critical.refresh_from_db()
+    assert critical.status == "pending" and critical.approvals == 1
+    reasons = Decision.objects.filter(proposal__in=plain).values_list("reason", flat=True)
+    assert list(reasons) == ["confirmed with the desktop team"] * 3
