@@ -22,7 +22,7 @@ from agents.models import Agent
 from soc_console import roles
 from soc_console.errors import DomainError
 
-from . import selectors, services
+from . import live, selectors, services
 from .models import ProposalStatus
 
 # The event (HX-Trigger) that answers a decision or an undo; console.js listens for it.
@@ -115,7 +115,7 @@ def _what(proposal: Any) -> str:
 @console_role()
 def queue(request: HttpRequest) -> HttpResponse:
     context = {
-        "cards": selectors.pending_queue(),
+        "cards": live.in_context(selectors.pending_queue()),
         "counters": selectors.queue_counters(),
         "page_size": settings.QUEUE_PAGE_SIZE,
         "rendered_at": selectors.render_stamp(),
@@ -224,6 +224,8 @@ def proposal_page(request: HttpRequest, proposal_id: str) -> HttpResponse:
     if proposal is None:
         raise Http404("No such proposal.")
     card = selectors.card_for(proposal)
+    if proposal.status == ProposalStatus.PENDING:
+        card = live.in_context([card])[0]
     return render(
         request,
         "approvals/proposal.html",
@@ -383,6 +385,10 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
             "ok": not summary.refused,
             "outcome": "bulk",
             "done": [item.proposal_id for item in summary.done],
+            # Approved once, still pending for another approver: their cards stay.
+            "partial": [
+                item.proposal_id for item in summary.done if item.status == ProposalStatus.PENDING
+            ],
             "refused": [item.proposal_id for item in summary.refused],
             "at": selectors.render_stamp(),
         },

@@ -31,6 +31,15 @@
   var refocus = null; // {id, reason}: a replaced card held the focus; it goes to the new copy
 
   function cards() { return Array.prototype.slice.call(document.querySelectorAll("#queue-cards > .card")); }
+  // The cards the analyst sees, in the order shown: not those folded into their duplicate
+  // group's card or outside the filter, and the ones that wait for someone else last.
+  function shownCards() {
+    var list = cards().filter(function (card) {
+      return !card.classList.contains("grouped") && !card.classList.contains("filtered-out");
+    });
+    return list.filter(function (c) { return !c.classList.contains("mine"); })
+      .concat(list.filter(function (c) { return c.classList.contains("mine"); }));
+  }
   function cardById(id) { return document.getElementById("card-" + id); }
   function selected() { return selectedId ? cardById(selectedId) : null; }
 
@@ -75,6 +84,7 @@
     Array.prototype.slice.call(template.content.children).forEach(function (node) {
       var at = Number(node.dataset.at) || 0;
       if (notAfter && at && at <= notAfter) { node.remove(); return; }
+      if (node.dataset.groupFor !== undefined) { applyGroup(node, at); node.remove(); return; }
       if (node.dataset.card) node = placeCard(node, at);
       if (!node) return;
       var oob = node.getAttribute("hx-swap-oob") || "true";
@@ -130,6 +140,55 @@
     return node;
   }
 
+  // --- duplicate groups -----------------------------------------------------------------------
+  // Pending proposals with the same action and canonical target are one decision: the server
+  // renders each card with its group (approvals/templates/approvals/group.html) and, after
+  // every change, the group alone once for all consoles; this page shows one card per group
+  // (the selected one, else the one already shown, else the first in the queue's order) and
+  // keeps the others in the page, out of sight, where the server's placement expects them.
+  var groupAt = {}; // group key -> server's clock of the newest group rendering applied
+  var groupLead = {}; // group key -> the proposal id shown for the group
+
+  function sameGroup(key) {
+    return cards().filter(function (card) { return card.dataset.group === key; });
+  }
+
+  function applyGroup(node, at) {
+    var key = node.dataset.groupFor;
+    if (at && groupAt[key] && at < groupAt[key]) return; // an older rendering
+    groupAt[key] = at || groupAt[key] || 0;
+    var fresh = node.querySelector(".group");
+    if (!fresh) return;
+    sameGroup(key).forEach(function (card) {
+      var old = card.querySelector(".group");
+      if (!old) return;
+      var typing = old.contains(document.activeElement) && old.querySelector("input.reason");
+      if (typing && typing.value) return; // never pull the box from under the analyst
+      old.replaceWith(fresh.cloneNode(true));
+      htmx.process(card.querySelector(".group"));
+    });
+  }
+
+  function arrangeGroups() {
+    var byKey = {};
+    cards().forEach(function (card) {
+      var key = card.dataset.group;
+      if (!key) return;
+      (byKey[key] = byKey[key] || []).push(card);
+    });
+    Object.keys(groupLead).forEach(function (key) { if (!byKey[key]) delete groupLead[key]; });
+    Object.keys(byKey).forEach(function (key) {
+      var members = byKey[key];
+      var lead = members.filter(function (c) { return c.dataset.id === selectedId; })[0] ||
+        members.filter(function (c) { return c.dataset.id === groupLead[key]; })[0] || members[0];
+      groupLead[key] = lead.dataset.id;
+      members.forEach(function (card) {
+        card.classList.toggle("grouped", card !== lead);
+        card.classList.toggle("group-lead", card === lead && members.length > 1);
+      });
+    });
+  }
+
   // "being reviewed by …": one analyst reviews one card at a time, and never sees their own.
   function clearOtherReviews(node) {
     var reviewer = node.getAttribute("data-reviewer");
@@ -165,10 +224,11 @@
       card.classList.toggle("mine", (card.dataset.deciders || "").split(" ").indexOf(me) >= 0);
       observe(card);
     });
+    arrangeGroups();
     var current = selected();
     list.forEach(function (card) { card.classList.toggle("selected", card === current); });
     // A card that left is not replaced by another: see leaveInPlace and advanceAfterDecision.
-    if (current) selectedIndex = list.indexOf(current);
+    if (current) selectedIndex = shownCards().indexOf(current);
     if (refocus) {
       var card = cardById(refocus.id);
       var target = card && (refocus.reason ? card.querySelector("input.reason") : card);
@@ -204,7 +264,7 @@
     if (current) current.classList.remove("selected");
     card.classList.add("selected");
     selectedId = card.dataset.id;
-    selectedIndex = cards().indexOf(card);
+    selectedIndex = shownCards().indexOf(card);
     noteSteadiness();
   }
 
@@ -250,7 +310,7 @@
   }
 
   function move(step) {
-    var list = cards();
+    var list = shownCards();
     if (!list.length) return;
     var index = list.indexOf(selected());
     var notice = document.querySelector("#queue-cards > .card-left");
@@ -272,7 +332,7 @@
   // After the analyst's own decision the next card takes the place of the one decided (the
   // keyboard flow through a queue); STEADY_MS keeps a second press from deciding it unseen.
   function advanceAfterDecision() {
-    var list = cards();
+    var list = shownCards();
     if (!list.length || selected()) return;
     var next = list[Math.min(selectedIndex, list.length - 1)];
     mark(next);
@@ -619,7 +679,16 @@
     if (counter) counter.textContent = String(picks().filter(function (el) { return el.checked; }).length);
   }
   document.addEventListener("change", function (event) {
-    if (event.target.classList && event.target.classList.contains("pick")) countPicks();
+    if (!event.target.classList || !event.target.classList.contains("pick")) return;
+    // A group's card stands for every proposal of the group: picking it picks them all.
+    var card = event.target.closest(".card");
+    if (card && card.dataset.group) {
+      sameGroup(card.dataset.group).forEach(function (other) {
+        var pick = other.querySelector("input.pick");
+        if (pick) pick.checked = event.target.checked;
+      });
+    }
+    countPicks();
   });
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("#bulk-form button[type=button]");
@@ -631,6 +700,16 @@
       if (!all) el.checked = false;
       else if (card && card.offsetParent !== null) el.checked = true;
     });
+    if (all) {
+      // A group's card that is shown brings the rest of its group.
+      picks().forEach(function (el) {
+        var card = el.closest(".card");
+        if (!card || !card.classList.contains("grouped")) return;
+        var lead = cardById(groupLead[card.dataset.group]);
+        var leadPick = lead && lead.querySelector("input.pick");
+        if (leadPick && leadPick.checked) el.checked = true;
+      });
+    }
     countPicks();
   });
   document.addEventListener("htmx:configRequest", function (event) {
@@ -638,21 +717,43 @@
     if (!form) return;
     var submitter = event.detail.triggeringEvent && event.detail.triggeringEvent.submitter;
     if (submitter && submitter.name === "verdict") event.detail.parameters.verdict = submitter.value;
+    // The analyst's own decisions: their cards leaving is no news (see transformLive).
+    bulkIds(form).forEach(function (id) { deciding[id] = true; });
   });
+  function bulkIds(form) {
+    var inputs = form.classList.contains("bulk") ? picks().filter(function (el) { return el.checked; })
+      : Array.prototype.slice.call(form.querySelectorAll("input[name=proposals]"));
+    return inputs.map(function (el) { return el.value; });
+  }
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt.closest && event.detail.elt.closest("form.bulk, form.group-decide");
-    if (!form || !event.detail.successful) return;
+    if (!form) return;
     var answer = (answers && answers.get(form)) || {};
     if (answers) answers.delete(form);
+    Object.keys(deciding).forEach(function (id) {
+      if ((answer.done || []).indexOf(id) < 0) delete deciding[id];
+    });
+    if (!event.detail.successful) return;
     var reason = form.querySelector("input.reason");
     if (answer.field === "reason" && reason) { reason.setAttribute("aria-invalid", "true"); reason.focus(); return; }
     if (reason) reason.removeAttribute("aria-invalid");
     // What was decided leaves the selection (and, once the live update comes, the queue);
     // what was refused stays selected, beside its reason in the summary.
+    // As after a single decision: what this analyst decided leaves now (a proposal still
+    // waiting for another approver stays), and the next card takes the selected one's place.
+    var wasSelected = false;
     (answer.done || []).forEach(function (id) {
-      var pick = document.querySelector("#card-" + id + " input.pick");
+      delete deciding[id];
+      var card = cardById(id);
+      var pick = card && card.querySelector("input.pick");
       if (pick) pick.checked = false;
+      if ((answer.partial || []).indexOf(id) >= 0) return;
+      gone[id] = Math.max(gone[id] || 0, Number(answer.at) || 1);
+      if (id === selectedId) { wasSelected = true; selectedId = null; }
+      if (card && card.closest("#queue-cards")) card.remove();
     });
+    refreshQueue();
+    if (wasSelected) advanceAfterDecision();
     if (answer.outcome === "bulk" && reason && !(answer.refused || []).length) reason.value = "";
     countPicks();
   });
@@ -739,7 +840,8 @@
     startUndoToasts();
   });
   document.addEventListener("DOMContentLoaded", function () {
-    var first = cards()[0];
+    refreshQueue(); // folds duplicate groups and applies the filter before one is picked
+    var first = shownCards()[0];
     if (first) mark(first);
     var panel = document.querySelector(".decide-panel");
     if (panel) observe(panel);

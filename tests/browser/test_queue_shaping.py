@@ -3,6 +3,7 @@ one card, cards waiting for a senior out of the way, filters that keep the live 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,9 +11,10 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
+from agents.client import AgentClient
 from agents.models import Criticality
 from approvals import services
-from approvals.models import Decision, Proposal
+from approvals.models import ConnectorCall, Decision, Execution, Proposal
 from tests import factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -60,3 +62,53 @@ def test_bulk_approval_with_a_critical_card_approves_the_rest_and_refuses_that_o
     assert critical.status == "pending" and critical.approvals == 1
     reasons = Decision.objects.filter(proposal__in=plain).values_list("reason", flat=True)
     assert list(reasons) == ["confirmed with the desktop team"] * 3
+
+
+def test_nine_duplicates_show_as_one_card_and_approved_run_the_connector_once(
+    console: Callable[[User], Any],
+    live_server_url: str,
+    analyst: User,
+    agent_with_key: factories.AgentWithKey,
+    worker: Any,
+) -> None:
+    page = console(analyst)
+    ids = []
+    with AgentClient(live_server_url, agent_with_key.raw_key) as client:
+        for n in range(9):
+            result = client.propose(
+                action="isolate_host",
+                # Three spellings of one host: one canonical target.
+                target=[
+                    "web-prod03.corp.example",
+                    "WEB-PROD03.corp.example.",
+                    "Web-Prod03.Corp.Example",
+                ][n % 3],
+                confidence=0.6 + n / 100,
+                rationale=f"Beacon seen by sensor {n}.",
+                evidence=[{"kind": "alert", "ref": f"SIEM-{n}"}],
+                severity="high",
+            )
+            assert result.status == 201, result.body
+            ids.append(str(result.body["id"]))
+
+    shown = page.locator("#queue-cards > .card:visible")
+    expect(shown).to_have_count(1, timeout=LIVE)
+    expect(page.locator("#queue-cards > .card")).to_have_count(9)
+    card = shown.first
+    expect(card.locator(".group-head")).to_contain_text("9 proposals", timeout=LIVE)
+    expect(card.locator(".group-agents")).to_contain_text("Beacon seen by sensor 8.")
+    card.locator("button.group-approve").click()
+
+    expect(page.locator("#flash .bulk-summary")).to_contain_text("Approved 9 of 9.")
+    expect(page.locator("#queue-cards > .card")).to_have_count(0, timeout=LIVE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if Execution.objects.filter(proposal_id__in=ids, status="succeeded").count() == 9:
+            break
+        time.sleep(0.2)
+    assert Execution.objects.filter(proposal_id__in=ids, status="succeeded").count() == 9
+    assert Decision.objects.filter(proposal_id__in=ids, verdict="approve").count() == 9
+    # The connector's ledger: one isolation; the other eight found it in place.
+    assert ConnectorCall.objects.filter(operation="isolate_host").count() == 1
+    results = Execution.objects.filter(proposal_id__in=ids).values_list("result", flat=True)
+    assert sum(1 for r in results if r.get("already_in_place")) == 8
