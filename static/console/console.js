@@ -22,6 +22,7 @@
   // a newer one (an approval undone) does.
   var gone = {};
   var deciding = {}; // proposal ids this analyst has a decision in flight for
+  var mineIds = {}; // proposal ids this analyst approved that wait for another approver
   var visibleSince = typeof WeakMap === "function" ? new WeakMap() : null; // element -> ms
   var watch = { el: null, id: null, top: 0, since: 0, why: "selected" }; // see noteSteadiness
   var countersAt = 0;
@@ -218,13 +219,26 @@
     var box = document.getElementById("queue-cards");
     if (!box) return;
     var list = cards();
+    var nowMine = null;
     list.forEach(function (card) {
       var cid = card.dataset.id;
       if (!arrivedAt[cid]) arrivedAt[cid] = Date.now();
-      card.classList.toggle("mine", (card.dataset.deciders || "").split(" ").indexOf(me) >= 0);
+      var mine = (card.dataset.deciders || "").split(" ").indexOf(me) >= 0;
+      card.classList.toggle("mine", mine);
+      if (mine && !mineIds[cid] && cid === selectedId) nowMine = cid;
+      if (mine) mineIds[cid] = true; else delete mineIds[cid];
       observe(card);
     });
+    if (nowMine) {
+      // The selected card just became one this analyst approved and that waits for someone
+      // else (a senior): it moves below the others, and the next card takes its place, as
+      // after a decision (advanceAfterDecision, below).
+      selectedId = null;
+      if (refocus && refocus.id === nowMine) refocus = null;
+    }
     arrangeGroups();
+    var waiting = document.getElementById("queue-waiting");
+    if (waiting) waiting.hidden = !list.some(function (c) { return c.classList.contains("mine") && !c.classList.contains("grouped"); });
     var current = selected();
     list.forEach(function (card) { card.classList.toggle("selected", card === current); });
     // A card that left is not replaced by another: see leaveInPlace and advanceAfterDecision.
@@ -240,6 +254,7 @@
     expireReviews();
     refreshTimes();
     countPicks();
+    if (nowMine) advanceAfterDecision();
   }
 
   // A newer copy of a card (another analyst's first approval) replaces the old one: keep
@@ -665,6 +680,15 @@
       if (holder.isConnected) holder.remove();
       refreshQueue();
       if (wasSelected) advanceAfterDecision();
+    } else if (answer.outcome === "partial" && wasSelected) {
+      // Approved, and now waiting for someone else (a senior): the card moves below the ones
+      // this analyst can act on, and the next card takes its place, as after a decision. (The
+      // live update may already have replaced the card the form was in.)
+      var waiting = cardById(id);
+      if (waiting && (waiting.dataset.deciders || "").split(" ").indexOf(me) < 0) {
+        waiting.dataset.deciders = (waiting.dataset.deciders || "") + me + " ";
+      }
+      refreshQueue(); // see mineIds there
     } else if (wasSelected && !holder.isConnected) {
       selectedId = null; // decided by someone else while this request was on its way
     }

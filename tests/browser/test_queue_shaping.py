@@ -3,6 +3,7 @@ one card, cards waiting for a senior out of the way, filters that keep the live 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -112,3 +113,41 @@ def test_nine_duplicates_show_as_one_card_and_approved_run_the_connector_once(
     assert ConnectorCall.objects.filter(operation="isolate_host").count() == 1
     results = Execution.objects.filter(proposal_id__in=ids).values_list("result", flat=True)
     assert sum(1 for r in results if r.get("already_in_place")) == 8
+
+
+def test_a_card_the_analyst_approved_that_waits_for_a_senior_moves_out_of_their_way(
+    console: Callable[[User], Any],
+    analyst: User,
+    senior: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    factories.asset("dc01.corp.example", criticality=Criticality.CRITICAL)
+    critical = factories.proposal(agent_with_key, target="dc01.corp.example")
+    others = [
+        factories.proposal(agent_with_key, target=f"ws-{n:04d}.corp.example") for n in range(2)
+    ]
+    page = console(analyst)
+    sam = console(senior)
+    first = page.locator("#queue-cards > .card").first
+    expect(first).to_have_id(f"card-{critical.id}")  # the critical asset comes first
+
+    page.locator(f"#card-{critical.id} button.approve").click()
+    expect(page.locator("#flash")).to_contain_text("it now needs a senior analyst")
+    waiting = page.locator("#queue-waiting")
+    expect(waiting).to_be_visible()
+    mine = page.locator(f"#card-{critical.id}")
+    expect(mine).to_have_class(re.compile(r"\bmine\b"))
+    expect(mine).to_contain_text("You approved this one; it now waits for a senior analyst.")
+
+    def top(locator: Any) -> float:
+        return float(locator.bounding_box()["y"])
+
+    # Below the cards alice can still act on, and below the heading that says why.
+    for other in others:
+        assert top(page.locator(f"#card-{other.id}")) < top(waiting) < top(mine)
+    # The next card took its place as the selected one.
+    expect(page.locator("#queue-cards > .card.selected")).to_have_id(f"card-{others[0].id}")
+    # Still where it was for the senior who must decide it.
+    expect(sam.locator(f"#card-{critical.id}")).to_contain_text("1 of 2", timeout=LIVE)
+    expect(sam.locator("#queue-waiting")).to_be_hidden()
+    assert top(sam.locator(f"#card-{critical.id}")) < top(sam.locator(f"#card-{others[0].id}"))
