@@ -335,16 +335,53 @@ def with_context(cards: list[Card], states: dict[tuple[str, str], Any] | None = 
 QUEUE_ORDER = ("-priority", "created_at")
 
 
-def pending_queue(*, limit: int | None = None) -> list[Card]:
+@dataclass(frozen=True)
+class QueueFilter:
+    """What an analyst narrowed the queue to. The page applies it on the server; console.js
+    applies the same rules to live cards, by the data attributes each card carries."""
+
+    agent: str = ""  # an agent's slug
+    action: str = ""  # a catalogue action name
+    target: str = ""  # part of the target, as written or canonical, any case
+    severity: str = ""
+    escalated: bool = False
+    awaiting_senior: bool = False
+
+    @property
+    def active(self) -> bool:
+        return any(vars(self).values())
+
+    def query(self) -> Q:
+        q = Q()
+        if self.agent:
+            q &= Q(agent__slug=self.agent)
+        if self.action:
+            q &= Q(action=self.action)
+        if self.target:
+            q &= Q(target_canonical__icontains=self.target) | Q(target__icontains=self.target)
+        if self.severity:
+            q &= Q(severity=self.severity)
+        if self.escalated:
+            q &= Q(escalated_at__isnull=False)
+        if self.awaiting_senior:
+            # Card.awaiting_senior: a critical asset, approved once, whose next approval is
+            # its last (and so must be a senior's).
+            q &= Q(
+                criticality="critical",
+                approvals__gte=1,
+                required_approvals__lte=F("approvals") + 1,
+            )
+        return q
+
+
+def pending_queue(*, limit: int | None = None, filters: QueueFilter | None = None) -> list[Card]:
     """The analysts' queue, highest priority first; a fixed number of queries at any size."""
     limit = limit or settings.QUEUE_PAGE_SIZE
     now = timezone.now()
-    rows = (
-        proposals_with_details()
-        .filter(status=ProposalStatus.PENDING)
-        .order_by(*QUEUE_ORDER)[:limit]
-    )
-    return [card_for(p, now) for p in rows]
+    rows = proposals_with_details().filter(status=ProposalStatus.PENDING)
+    if filters is not None and filters.active:
+        rows = rows.filter(filters.query())
+    return [card_for(p, now) for p in rows.order_by(*QUEUE_ORDER)[:limit]]
 
 
 @dataclass(frozen=True)

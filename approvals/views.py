@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh, trigger_client_event
 
 from agents import catalogue
-from agents.models import Agent
+from agents.models import Agent, Criticality
 from soc_console import roles
 from soc_console.errors import DomainError
 
@@ -111,11 +111,46 @@ def _what(proposal: Any) -> str:
     return f"{kind.label if kind else proposal.action} {proposal.target}"
 
 
+def _queue_filter(request: HttpRequest) -> tuple[selectors.QueueFilter, list[str]]:
+    """The queue's filter from the query string; a value that names nothing is dropped, and
+    the page says which and why."""
+    query = request.GET
+    errors = []
+    action = query.get("action", "").strip()
+    if action and catalogue.get(action) is None:
+        errors.append(f"No action is called {action[:40]!r}; that filter is off.")
+        action = ""
+    severity = query.get("severity", "").strip()
+    if severity and severity not in Criticality.values:
+        errors.append(
+            f"Severity is one of {', '.join(Criticality.values)}, not {severity[:40]!r}; "
+            "that filter is off."
+        )
+        severity = ""
+    return (
+        selectors.QueueFilter(
+            agent=query.get("agent", "").strip()[:64],
+            action=action,
+            target=query.get("target", "").strip()[:255],
+            severity=severity,
+            escalated=query.get("escalated") == "1",
+            awaiting_senior=query.get("awaiting_senior") == "1",
+        ),
+        errors,
+    )
+
+
 @require_GET
 @console_role()
 def queue(request: HttpRequest) -> HttpResponse:
+    filters, filter_errors = _queue_filter(request)
     context = {
-        "cards": live.in_context(selectors.pending_queue()),
+        "cards": live.in_context(selectors.pending_queue(filters=filters)),
+        "filters": filters,
+        "filter_errors": filter_errors,
+        "agent_slugs": list(Agent.objects.order_by("slug").values_list("slug", flat=True)),
+        "actions": catalogue.ACTIONS.values(),
+        "severities": Criticality.values,
         "counters": selectors.queue_counters(),
         "page_size": settings.QUEUE_PAGE_SIZE,
         "rendered_at": selectors.render_stamp(),

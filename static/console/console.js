@@ -44,6 +44,44 @@
   function cardById(id) { return document.getElementById("card-" + id); }
   function selected() { return selectedId ? cardById(selectedId) : null; }
 
+  // --- the analyst's filter ---------------------------------------------------------------------
+  // The same rules as selectors.QueueFilter, applied to the data attributes the server renders
+  // on every card: live cards are one broadcast for every console, so each page hides what
+  // lies outside its own filter.
+  function currentFilter() {
+    var form = document.getElementById("queue-filter");
+    if (!form) return null;
+    var f = {
+      agent: form.elements.agent.value, action: form.elements.action.value,
+      target: form.elements.target.value.trim().toLowerCase(), severity: form.elements.severity.value,
+      escalated: form.elements.escalated.checked, awaitingSenior: form.elements.awaiting_senior.checked,
+    };
+    var active = f.agent || f.action || f.target || f.severity || f.escalated || f.awaitingSenior;
+    return active ? f : null;
+  }
+  function matches(card, f) {
+    if (!f) return true;
+    var d = card.dataset;
+    return (!f.agent || d.agent === f.agent) && (!f.action || d.action === f.action) &&
+      (!f.target || (d.target || "").indexOf(f.target) >= 0) &&
+      (!f.severity || d.severity === f.severity) && (!f.escalated || d.escalated === "1") &&
+      (!f.awaitingSenior || d.awaitingSenior === "1");
+  }
+  function applyFilter() {
+    var f = currentFilter();
+    var shown = 0;
+    cards().forEach(function (card) {
+      var out = !matches(card, f);
+      card.classList.toggle("filtered-out", out);
+      if (!out && !card.classList.contains("grouped")) shown += 1;
+    });
+    var note = document.querySelector("#queue-filter .filter-shown");
+    if (note) note.textContent = f ? shown + " shown" : "";
+  }
+  function queueUrl() {
+    return body.dataset.queueUrl + (document.getElementById("queue-filter") ? window.location.search : "");
+  }
+
   function showFlash(text, ok) {
     var area = document.getElementById("flash");
     if (!area) return;
@@ -105,6 +143,12 @@
           node.remove();
           return;
         }
+      }
+      if (oob === "delete" && node.dataset.below && currentFilter()) {
+        // Pushed below the page every console shows; a filtered page is not that page, and
+        // the card still matches or not as before.
+        node.remove();
+        return;
       }
       if (node.id === "queue-counters") countersAt = Date.now();
       if (!target) node.remove();
@@ -174,7 +218,7 @@
     var byKey = {};
     cards().forEach(function (card) {
       var key = card.dataset.group;
-      if (!key) return;
+      if (!key || card.classList.contains("filtered-out")) { card.classList.remove("grouped"); return; }
       (byKey[key] = byKey[key] || []).push(card);
     });
     Object.keys(groupLead).forEach(function (key) { if (!byKey[key]) delete groupLead[key]; });
@@ -236,6 +280,7 @@
       selectedId = null;
       if (refocus && refocus.id === nowMine) refocus = null;
     }
+    applyFilter();
     arrangeGroups();
     var waiting = document.getElementById("queue-waiting");
     if (waiting) waiting.hidden = !list.some(function (c) { return c.classList.contains("mine") && !c.classList.contains("grouped"); });
@@ -365,7 +410,7 @@
     if (typing && typing.value) { setTimeout(resyncQueue, 800); return; } // do not pull the box from under the analyst
     var started = Date.now();
     resync = { replay: [] };
-    fetch(body.dataset.queueUrl, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
+    fetch(queueUrl(), { headers: { "HX-Request": "true" }, credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.text() : ""; })
       .then(function (html) {
         var replay = resync.replay;
@@ -692,6 +737,33 @@
     } else if (wasSelected && !holder.isConnected) {
       selectedId = null; // decided by someone else while this request was on its way
     }
+  });
+
+  // A changed filter: the address says it (a reload keeps it) and the server renders the
+  // page for it, matching cards beyond the first page included; meanwhile the cards already
+  // here are filtered at once.
+  var filterTimer = null;
+  function filterChanged() {
+    var form = document.getElementById("queue-filter");
+    var params = new URLSearchParams(new FormData(form));
+    Array.from(params.keys()).forEach(function (key) { if (!params.get(key)) params.delete(key); });
+    var search = params.toString();
+    window.history.replaceState(null, "", window.location.pathname + (search ? "?" + search : ""));
+    refreshQueue();
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(refetchFiltered, 300);
+  }
+  function refetchFiltered() {
+    if (resync) { filterTimer = setTimeout(refetchFiltered, 200); return; } // one at a time
+    resyncQueue();
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target.form && event.target.form.id === "queue-filter") filterChanged();
+  });
+  document.addEventListener("submit", function (event) {
+    if (event.target.id !== "queue-filter") return;
+    event.preventDefault();
+    filterChanged();
   });
 
   // --- several cards at once ----------------------------------------------------------------

@@ -151,3 +151,68 @@ def test_a_card_the_analyst_approved_that_waits_for_a_senior_moves_out_of_their_
     expect(sam.locator(f"#card-{critical.id}")).to_contain_text("1 of 2", timeout=LIVE)
     expect(sam.locator("#queue-waiting")).to_be_hidden()
     assert top(sam.locator(f"#card-{critical.id}")) < top(sam.locator(f"#card-{others[0].id}"))
+
+
+def test_a_filtered_console_shows_live_only_the_cards_inside_its_filter(
+    console: Callable[[User], Any],
+    live_server_url: str,
+    analyst: User,
+    analyst2: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    storm = factories.agent("storm-bot", grants={"isolate_host": 2})
+    before = factories.proposal(storm, target="ws-0100.corp.example")
+    calm = factories.proposal(agent_with_key, target="ws-0200.corp.example")
+    alice, bob = console(analyst), console(analyst2)
+
+    alice.select_option("#queue-filter select[name=agent]", "storm-bot")
+    expect(alice.locator(f"#card-{calm.id}")).to_be_hidden()
+    expect(alice.locator(f"#card-{before.id}")).to_be_visible()
+    expect(alice.locator("#queue-filter .filter-shown")).to_have_text("1 shown")
+    assert alice.url.endswith("/?agent=storm-bot")
+
+    new_storm = _propose(live_server_url, storm, "ws-0101.corp.example")
+    new_calm = _propose(live_server_url, agent_with_key, "ws-0201.corp.example")
+    # Bob, unfiltered, sees both; alice only the storm's, live, without a reload.
+    expect(bob.locator(f"#card-{new_storm}")).to_be_visible(timeout=LIVE)
+    expect(bob.locator(f"#card-{new_calm}")).to_be_visible(timeout=LIVE)
+    expect(alice.locator(f"#card-{new_storm}")).to_be_visible(timeout=LIVE)
+    expect(alice.locator(f"#card-{new_calm}")).to_be_hidden()
+    expect(alice.locator("#queue-cards > .card:visible")).to_have_count(2)
+    assert alice.evaluate("window.__sameDocument") is True
+
+    # The whole agent, in one action: all shown, rejected with one reason.
+    alice.locator("#bulk-form button.bulk-all").click()
+    expect(alice.locator("#bulk-form .bulk-count")).to_have_text("2 selected")
+    alice.fill("#bulk-reason", "storm from a misconfigured agent")
+    alice.locator("#bulk-form button.bulk-reject").click()
+    expect(alice.locator("#flash .bulk-summary")).to_contain_text("Rejected 2 of 2.")
+    expect(bob.locator(f"#card-{new_storm}")).to_have_count(0, timeout=LIVE)
+    expect(bob.locator(f"#card-{new_calm}")).to_be_visible()
+    assert set(Proposal.objects.filter(agent=storm.agent).values_list("status", flat=True)) == {
+        "rejected"
+    }
+    assert Proposal.objects.get(pk=new_calm).status == "pending"
+
+    # A reload keeps the filter; clearing it shows everything again.
+    alice.reload()
+    alice.wait_for_selector("#live-status.ok")
+    expect(alice.locator("#queue-filter select[name=agent]")).to_have_value("storm-bot")
+    expect(alice.locator("#queue-cards > .card:visible")).to_have_count(0)
+    alice.select_option("#queue-filter select[name=agent]", "")
+    expect(alice.locator(f"#card-{new_calm}")).to_be_visible(timeout=LIVE)
+    expect(alice.locator(f"#card-{calm.id}")).to_be_visible()
+
+
+def _propose(url: str, agent: factories.AgentWithKey, target: str) -> str:
+    with AgentClient(url, agent.raw_key) as client:
+        result = client.propose(
+            action="isolate_host",
+            target=target,
+            confidence=0.74,
+            rationale="Beaconing to a domain registered yesterday.",
+            evidence=[{"kind": "alert", "ref": "SIEM-4821"}],
+            severity="high",
+        )
+    assert result.status == 201, result.body
+    return str(result.body["id"])
