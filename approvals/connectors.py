@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +29,7 @@ from django.utils import timezone
 
 from agents import catalogue
 
-from .models import ConnectorCall, ConnectorState
+from .models import ConnectorCall, ConnectorState, Decision, Execution, Verdict
 
 TRANSIENT_FAILURES_BEFORE_SUCCESS = 2
 FLAKY_NET = ipaddress.ip_network("198.51.100.0/25")
@@ -100,6 +102,7 @@ def _set(**changes: Any) -> Callable[[dict[str, Any], dict[str, Any]], dict[str,
     def apply(state: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         return {**state, **changes, **({"params": params} if params else {})}
 
+    apply.sets_state = True  # type: ignore[attr-defined]
     return apply
 
 
@@ -143,6 +146,19 @@ EFFECTS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] =
 }
 
 
+# Actions whose effect is a state the target is in (isolated, blocked, disabled…): asking for
+# it again when the target is already in that state changes nothing. The others (a password
+# reset, a process kill, a lookup, a firewall revision) do something new every time.
+STATE_EFFECTS = frozenset(
+    name for name, effect in EFFECTS.items() if getattr(effect, "sets_state", False)
+)
+
+
+def in_place(action: str, state: dict[str, Any], params: dict[str, Any]) -> bool:
+    """Whether the action's effect is already what the target's state shows."""
+    return action in STATE_EFFECTS and bool(state) and EFFECTS[action](state, params) == state
+
+
 def _verdict(target: str) -> str:
     # Deterministic threat-intel answer, so demos and tests read the same every time.
     score = int(hashlib.sha256(target.encode()).hexdigest()[:2], 16)
@@ -167,6 +183,7 @@ def _apply(
     target: str,
     idempotency_key: str,
     change: Callable[[dict[str, Any]], dict[str, Any]],
+    already: str | None = None,
 ) -> dict[str, Any]:
     """Change the simulated system and write the ledger row in one transaction.
 
@@ -181,6 +198,10 @@ def _apply(
             )
             before = dict(row.state)
             after = change(before)
+            if already is not None and before and after == before:
+                # Put in place by another call since perform() looked (duplicates approved
+                # together race here): under the row's lock, nothing is done a second time.
+                return _already_result(connector, operation, target, row)
             row.state = after
             row.updated_at = now
             row.save(update_fields=["state", "updated_at"])
@@ -220,6 +241,13 @@ def perform(
     replay = _ledger_result(idempotency_key)
     if replay is not None:
         return replay
+    # As a real EDR or firewall is asked first ("is this host isolated?"), the target's state
+    # is read before anything is changed: an effect already in place (a duplicate proposal
+    # approved after the first ran) is not performed a second time, and the result says since
+    # when and by which call it is in place. No ledger row: nothing was done.
+    row = ConnectorState.objects.filter(connector=kind.connector, target=target).first()
+    if row is not None and in_place(action, row.state, params):
+        return _already_result(kind.connector, action, target, row)
     _latency(target)
     _inject_faults(kind.connector, target, idempotency_key)
     effect = EFFECTS[action]
@@ -229,7 +257,32 @@ def perform(
         target=target,
         idempotency_key=idempotency_key,
         change=lambda state: effect(state, params),
+        already=action if action in STATE_EFFECTS else None,
     )
+
+
+def _last_call(connector: str, operation: str, target: str) -> ConnectorCall | None:
+    return (
+        ConnectorCall.objects.filter(connector=connector, target=target, operation=operation)
+        .order_by("-at")
+        .first()
+    )
+
+
+def _already_result(
+    connector: str, operation: str, target: str, row: ConnectorState
+) -> dict[str, Any]:
+    last = _last_call(connector, operation, target)
+    return {
+        "connector": connector,
+        "operation": operation,
+        "target": target,
+        "already_in_place": True,
+        "since": (last.at if last else row.updated_at).isoformat(),
+        "by_call": last.idempotency_key if last else None,
+        "before": dict(row.state),
+        "after": dict(row.state),
+    }
 
 
 def undo(*, action: str, target: str, idempotency_key: str, original_key: str) -> dict[str, Any]:
@@ -277,3 +330,121 @@ def restore(
 def state_of(connector: str, target: str) -> dict[str, Any]:
     row = ConnectorState.objects.filter(connector=connector, target=target).first()
     return dict(row.state) if row else {}
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """What the connector holds for a card's target now, as the card shows it."""
+
+    connector: str
+    target: str
+    state: dict[str, Any]
+    since: datetime
+    in_place: bool  # the card's action is already in effect on the target
+    by_proposal: str | None = None  # the proposal whose execution put it in place
+    by_agent: str | None = None
+    by_analyst: str | None = None  # who approved that one (None: it ran without approval)
+
+    @property
+    def facts(self) -> str:
+        """The state in a few words: "isolated", "blocked", "password_resets 2"."""
+        words = []
+        for key, value in sorted(self.state.items()):
+            if key == "params":
+                continue
+            if value is True:
+                words.append(key)
+            elif value is False:
+                words.append(f"not {key}")
+            else:
+                words.append(f"{key} {value}")
+        return ", ".join(words) or "nothing recorded"
+
+
+def target_states(
+    pairs: Iterable[tuple[str, str, dict[str, Any]]],
+) -> dict[tuple[str, str], TargetState]:
+    """Per (action, target) of the given (action, target, params): the connector's state of
+    the target, and whether the action is already in effect there, by whose proposal.
+
+    A fixed number of queries for any number of cards: the states, and only when some are in
+    place, the calls that put them there and those calls' executions.
+    """
+    wanted: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for action, target, params in pairs:
+        kind = catalogue.get(action)
+        if kind is not None:
+            wanted[(action, target)] = (kind.connector, params)
+    if not wanted:
+        return {}
+    keys = {(connector, target) for (_, target), (connector, _) in wanted.items()}
+    query = None
+    for connector, target in keys:
+        clause = ConnectorState.objects.filter(connector=connector, target=target)
+        query = clause if query is None else query | clause
+    rows = {(row.connector, row.target): row for row in query} if query is not None else {}
+    found: dict[tuple[str, str], TargetState] = {}
+    placed: list[tuple[str, str, str]] = []  # (connector, operation, target) in place
+    for (action, target), (connector, params) in wanted.items():
+        row = rows.get((connector, target))
+        if row is None or not row.state:
+            continue
+        done = in_place(action, row.state, params)
+        found[(action, target)] = TargetState(
+            connector=connector,
+            target=target,
+            state=dict(row.state),
+            since=row.updated_at,
+            in_place=done,
+        )
+        if done:
+            placed.append((connector, action, target))
+    if placed:
+        found.update(_placed_by(found, placed))
+    return found
+
+
+def _placed_by(
+    found: dict[tuple[str, str], TargetState], placed: list[tuple[str, str, str]]
+) -> dict[tuple[str, str], TargetState]:
+    """Since when, and by which proposal, each effect in place is there: its last call."""
+    calls: dict[tuple[str, str], ConnectorCall] = {}
+    for call in ConnectorCall.objects.filter(
+        connector__in={c for c, _, _ in placed},
+        operation__in={o for _, o, _ in placed},
+        target__in={t for _, _, t in placed},
+    ).order_by("at"):
+        calls[(call.operation, call.target)] = call  # the latest wins
+    executions = {
+        e.idempotency_key: e
+        for e in Execution.objects.select_related("proposal__agent").filter(
+            idempotency_key__in=[c.idempotency_key for c in calls.values()]
+        )
+    }
+    approvers = {
+        d.proposal_id: d.analyst.get_username()
+        for d in Decision.objects.select_related("analyst")
+        .filter(
+            proposal_id__in=[e.proposal_id for e in executions.values()],
+            verdict=Verdict.APPROVE,
+        )
+        .order_by("created_at")
+    }
+    updated = {}
+    for _, operation, target in placed:
+        call = calls.get((operation, target))
+        if call is None:
+            continue
+        execution = executions.get(call.idempotency_key)
+        state = found[(operation, target)]
+        updated[(operation, target)] = TargetState(
+            connector=state.connector,
+            target=state.target,
+            state=state.state,
+            since=call.at,
+            in_place=True,
+            by_proposal=str(execution.proposal_id) if execution else None,
+            by_agent=execution.proposal.agent.slug if execution else None,
+            by_analyst=approvers.get(execution.proposal_id) if execution else None,
+        )
+    return updated

@@ -30,7 +30,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from . import selectors
+from . import connectors, selectors
 from .models import Proposal, ProposalStatus
 
 logger = logging.getLogger(__name__)
@@ -151,16 +151,42 @@ def _fills() -> list[Fill]:
     ]
 
 
+def in_context(cards: list[selectors.Card]) -> list[selectors.Card]:
+    """Cards with what surrounds their proposal: its duplicates, the other open proposals on
+    its target, and the target's state in the connector. A fixed number of queries for a page
+    of cards (the queue page) or one (a live update)."""
+    if not cards:
+        return cards
+    states = connectors.target_states(
+        (c.proposal.action, c.proposal.target_canonical or c.proposal.target, c.proposal.params)
+        for c in cards
+    )
+    return selectors.with_context(cards, states)
+
+
 def _send_proposal(proposal: Proposal) -> None:
+    card = selectors.card_for(proposal)
+    target = proposal.target_canonical or proposal.target
     context: dict[str, Any] = {
-        "card": selectors.card_for(proposal),
         "proposal": proposal,
         "rendered_at": selectors.render_stamp(),
     }
     if proposal.status == ProposalStatus.PENDING:
         context["placement"] = _placement(proposal)
+        card = in_context([card])[0]
+        group = card.group
     else:
-        context["fills"] = _fills()
+        fills = _fills()
+        if fills:
+            contexted = in_context([f.card for f in fills])
+            fills = [Fill(card=c, before=f.before) for c, f in zip(contexted, fills, strict=True)]
+        context["fills"] = fills
+        # The group it left: the others' cards show the new count (or no group at all).
+        groups, _ = selectors.duplicate_groups([(proposal.action, target)])
+        group = groups.get(card.group_key)
+    context["card"] = card
+    # Rendered once, for every card of the group on every console (console.js copies it).
+    context["group_update"] = {"key": card.group_key, "group": group}
     send_html(render_to_string("approvals/live.html", context), counters=True)
 
 

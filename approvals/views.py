@@ -22,11 +22,11 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh, trigger_client_event
 
 from agents import catalogue
-from agents.models import Agent
+from agents.models import Agent, Criticality
 from soc_console import roles
 from soc_console.errors import DomainError, InvalidInput
 
-from . import selectors, services
+from . import live, selectors, services
 from .models import ProposalStatus
 
 # The event (HX-Trigger) that answers a decision or an undo; console.js listens for it.
@@ -115,12 +115,47 @@ def _what(proposal: Any) -> str:
     return f"{kind.label if kind else proposal.action} {proposal.target}"
 
 
+def _queue_filter(request: HttpRequest) -> tuple[selectors.QueueFilter, list[str]]:
+    """The queue's filter from the query string; a value that names nothing is dropped, and
+    the page says which and why."""
+    query = request.GET
+    errors = []
+    action = query.get("action", "").strip()
+    if action and catalogue.get(action) is None:
+        errors.append(f"No action is called {action[:40]!r}; that filter is off.")
+        action = ""
+    severity = query.get("severity", "").strip()
+    if severity and severity not in Criticality.values:
+        errors.append(
+            f"Severity is one of {', '.join(Criticality.values)}, not {severity[:40]!r}; "
+            "that filter is off."
+        )
+        severity = ""
+    return (
+        selectors.QueueFilter(
+            agent=query.get("agent", "").strip()[:64],
+            action=action,
+            target=query.get("target", "").strip()[:255],
+            severity=severity,
+            escalated=query.get("escalated") == "1",
+            awaiting_senior=query.get("awaiting_senior") == "1",
+        ),
+        errors,
+    )
+
+
 @require_GET
 @console_role()
 def queue(request: HttpRequest) -> HttpResponse:
+    filters, filter_errors = _queue_filter(request)
     context = {
-        "cards": selectors.pending_queue(),
+        "cards": live.in_context(selectors.pending_queue(filters=filters)),
         "suspended_agents": selectors.suspended_agents_pending(),
+        "filters": filters,
+        "filter_errors": filter_errors,
+        "agent_slugs": list(Agent.objects.order_by("slug").values_list("slug", flat=True)),
+        "actions": catalogue.ACTIONS.values(),
+        "severities": Criticality.values,
         "counters": selectors.queue_counters(),
         "page_size": settings.QUEUE_PAGE_SIZE,
         "rendered_at": selectors.render_stamp(),
@@ -229,6 +264,8 @@ def proposal_page(request: HttpRequest, proposal_id: str) -> HttpResponse:
     if proposal is None:
         raise Http404("No such proposal.")
     card = selectors.card_for(proposal)
+    if proposal.status == ProposalStatus.PENDING:
+        card = live.in_context([card])[0]
     return render(
         request,
         "approvals/proposal.html",
@@ -538,4 +575,42 @@ def agent_suspend(request: HttpRequest, slug: str) -> HttpResponse:
         lambda: services.agent_resume(agent=agent, by=request.user),
         f"{slug} resumed.",
         refresh=True,
+    )
+
+
+@require_POST
+@console_role(roles.can_decide)
+def bulk_decide(request: HttpRequest) -> HttpResponse:
+    """Approve or reject the selected cards (or a duplicate group) with one note or reason;
+    each is decided on its own and the answer says which were refused, and why."""
+    try:
+        summary = services.proposals_decide_bulk(
+            proposal_ids=request.POST.getlist("proposals"),
+            analyst=request.user,
+            verdict=request.POST.get("verdict", ""),
+            reason=request.POST.get("reason", ""),
+        )
+    except DomainError as exc:
+        field = next(iter(exc.extra.get("errors") or {}), "")
+        return _flash(
+            request, ok=False, text=exc.detail, status=200 if request.htmx else 302, field=field
+        )
+    if not request.htmx:
+        (messages.success if not summary.refused else messages.warning)(request, summary.as_text())
+        return redirect(_safe_next(request))
+    response = render(request, "approvals/bulk_summary.html", {"summary": summary})
+    return trigger_client_event(
+        response,
+        ANSWERED,
+        {
+            "ok": not summary.refused,
+            "outcome": "bulk",
+            "done": [item.proposal_id for item in summary.done],
+            # Approved once, still pending for another approver: their cards stay.
+            "partial": [
+                item.proposal_id for item in summary.done if item.status == ProposalStatus.PENDING
+            ],
+            "refused": [item.proposal_id for item in summary.refused],
+            "at": selectors.render_stamp(),
+        },
     )

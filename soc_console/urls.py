@@ -33,6 +33,7 @@ api_v1 = [
 urlpatterns = [
     path("", console.queue, name="queue"),
     path("partials/stop-banner/", console.stop_banner, name="stop-banner"),
+    path("proposals/decide/", console.bulk_decide, name="bulk-decide"),
     path("proposals/<uuid:proposal_id>/", console.proposal_page, name="proposal"),
     path("proposals/<uuid:proposal_id>/decide/", console.decide, name="decide"),
     path("proposals/<uuid:proposal_id>/undo/", console.undo_approval, name="undo-approval"),

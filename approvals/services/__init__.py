@@ -14,6 +14,7 @@ status field. One module per family of transitions:
 - claims: execution_claim (an execution's or a rollback's)
 - executions: execution_run, execution_settle, execution_reconfirm_held, rollback_request,
   execution_requeue_expired, execution_retry, execution_acknowledge
+- bulk: proposals_decide_bulk (several proposals, one reason, each decided on its own)
 - holds: the emergency stop, agent suspension (by a person or the circuit breaker), and
   holding queued executions
 - sweep: beat's periodic recovery pass
@@ -23,6 +24,7 @@ status field. One module per family of transitions:
 
 from __future__ import annotations
 
+from .bulk import BulkSummary, proposals_decide_bulk
 from .claims import Claim, execution_claim
 from .closing import (
     ClearReport,
@@ -66,6 +68,7 @@ __all__ = [
     "MAX_TEXT",
     "MIN_REASON",
     "SYSTEM",
+    "BulkSummary",
     "Claim",
     "ClearReport",
     "Submission",
@@ -95,6 +98,7 @@ __all__ = [
     "proposal_review_confirm",
     "proposal_submit",
     "proposal_withdraw",
+    "proposals_decide_bulk",
     "proposals_review_confirm",
     "rollback_request",
     "sweep",

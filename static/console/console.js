@@ -22,6 +22,7 @@
   // a newer one (an approval undone) does.
   var gone = {};
   var deciding = {}; // proposal ids this analyst has a decision in flight for
+  var mineIds = {}; // proposal ids this analyst approved that wait for another approver
   var visibleSince = typeof WeakMap === "function" ? new WeakMap() : null; // element -> ms
   var watch = { el: null, id: null, top: 0, since: 0, why: "selected" }; // see noteSteadiness
   var countersAt = 0;
@@ -31,8 +32,55 @@
   var refocus = null; // {id, reason}: a replaced card held the focus; it goes to the new copy
 
   function cards() { return Array.prototype.slice.call(document.querySelectorAll("#queue-cards > .card")); }
+  // The cards the analyst sees, in the order shown: not those folded into their duplicate
+  // group's card or outside the filter, and the ones that wait for someone else last.
+  function shownCards() {
+    var list = cards().filter(function (card) {
+      return !card.classList.contains("grouped") && !card.classList.contains("filtered-out");
+    });
+    return list.filter(function (c) { return !c.classList.contains("mine"); })
+      .concat(list.filter(function (c) { return c.classList.contains("mine"); }));
+  }
   function cardById(id) { return document.getElementById("card-" + id); }
   function selected() { return selectedId ? cardById(selectedId) : null; }
+
+  // --- the analyst's filter ---------------------------------------------------------------------
+  // The same rules as selectors.QueueFilter, applied to the data attributes the server renders
+  // on every card: live cards are one broadcast for every console, so each page hides what
+  // lies outside its own filter.
+  function currentFilter() {
+    var form = document.getElementById("queue-filter");
+    if (!form) return null;
+    var f = {
+      agent: form.elements.agent.value, action: form.elements.action.value,
+      target: form.elements.target.value.trim().toLowerCase(), severity: form.elements.severity.value,
+      escalated: form.elements.escalated.checked, awaitingSenior: form.elements.awaiting_senior.checked,
+    };
+    var active = f.agent || f.action || f.target || f.severity || f.escalated || f.awaitingSenior;
+    return active ? f : null;
+  }
+  function matches(card, f) {
+    if (!f) return true;
+    var d = card.dataset;
+    return (!f.agent || d.agent === f.agent) && (!f.action || d.action === f.action) &&
+      (!f.target || (d.target || "").indexOf(f.target) >= 0) &&
+      (!f.severity || d.severity === f.severity) && (!f.escalated || d.escalated === "1") &&
+      (!f.awaitingSenior || d.awaitingSenior === "1");
+  }
+  function applyFilter() {
+    var f = currentFilter();
+    var shown = 0;
+    cards().forEach(function (card) {
+      var out = !matches(card, f);
+      card.classList.toggle("filtered-out", out);
+      if (!out && !card.classList.contains("grouped")) shown += 1;
+    });
+    var note = document.querySelector("#queue-filter .filter-shown");
+    if (note) note.textContent = f ? shown + " shown" : "";
+  }
+  function queueUrl() {
+    return body.dataset.queueUrl + (document.getElementById("queue-filter") ? window.location.search : "");
+  }
 
   function showFlash(text, ok) {
     var area = document.getElementById("flash");
@@ -75,6 +123,7 @@
     Array.prototype.slice.call(template.content.children).forEach(function (node) {
       var at = Number(node.dataset.at) || 0;
       if (notAfter && at && at <= notAfter) { node.remove(); return; }
+      if (node.dataset.groupFor !== undefined) { applyGroup(node, at); node.remove(); return; }
       if (node.dataset.card) node = placeCard(node, at);
       if (!node) return;
       var oob = node.getAttribute("hx-swap-oob") || "true";
@@ -94,6 +143,12 @@
           node.remove();
           return;
         }
+      }
+      if (oob === "delete" && node.dataset.below && currentFilter()) {
+        // Pushed below the page every console shows; a filtered page is not that page, and
+        // the card still matches or not as before.
+        node.remove();
+        return;
       }
       if (node.id === "queue-counters") countersAt = Date.now();
       if (!target) node.remove();
@@ -130,6 +185,55 @@
     return node;
   }
 
+  // --- duplicate groups -----------------------------------------------------------------------
+  // Pending proposals with the same action and canonical target are one decision: the server
+  // renders each card with its group (approvals/templates/approvals/group.html) and, after
+  // every change, the group alone once for all consoles; this page shows one card per group
+  // (the selected one, else the one already shown, else the first in the queue's order) and
+  // keeps the others in the page, out of sight, where the server's placement expects them.
+  var groupAt = {}; // group key -> server's clock of the newest group rendering applied
+  var groupLead = {}; // group key -> the proposal id shown for the group
+
+  function sameGroup(key) {
+    return cards().filter(function (card) { return card.dataset.group === key; });
+  }
+
+  function applyGroup(node, at) {
+    var key = node.dataset.groupFor;
+    if (at && groupAt[key] && at < groupAt[key]) return; // an older rendering
+    groupAt[key] = at || groupAt[key] || 0;
+    var fresh = node.querySelector(".group");
+    if (!fresh) return;
+    sameGroup(key).forEach(function (card) {
+      var old = card.querySelector(".group");
+      if (!old) return;
+      var typing = old.contains(document.activeElement) && old.querySelector("input.reason");
+      if (typing && typing.value) return; // never pull the box from under the analyst
+      old.replaceWith(fresh.cloneNode(true));
+      htmx.process(card.querySelector(".group"));
+    });
+  }
+
+  function arrangeGroups() {
+    var byKey = {};
+    cards().forEach(function (card) {
+      var key = card.dataset.group;
+      if (!key || card.classList.contains("filtered-out")) { card.classList.remove("grouped"); return; }
+      (byKey[key] = byKey[key] || []).push(card);
+    });
+    Object.keys(groupLead).forEach(function (key) { if (!byKey[key]) delete groupLead[key]; });
+    Object.keys(byKey).forEach(function (key) {
+      var members = byKey[key];
+      var lead = members.filter(function (c) { return c.dataset.id === selectedId; })[0] ||
+        members.filter(function (c) { return c.dataset.id === groupLead[key]; })[0] || members[0];
+      groupLead[key] = lead.dataset.id;
+      members.forEach(function (card) {
+        card.classList.toggle("grouped", card !== lead);
+        card.classList.toggle("group-lead", card === lead && members.length > 1);
+      });
+    });
+  }
+
   // "being reviewed by …": one analyst reviews one card at a time, and never sees their own.
   function clearOtherReviews(node) {
     var reviewer = node.getAttribute("data-reviewer");
@@ -159,16 +263,31 @@
     var box = document.getElementById("queue-cards");
     if (!box) return;
     var list = cards();
+    var nowMine = null;
     list.forEach(function (card) {
       var cid = card.dataset.id;
       if (!arrivedAt[cid]) arrivedAt[cid] = Date.now();
-      card.classList.toggle("mine", (card.dataset.deciders || "").split(" ").indexOf(me) >= 0);
+      var mine = (card.dataset.deciders || "").split(" ").indexOf(me) >= 0;
+      card.classList.toggle("mine", mine);
+      if (mine && !mineIds[cid] && cid === selectedId) nowMine = cid;
+      if (mine) mineIds[cid] = true; else delete mineIds[cid];
       observe(card);
     });
+    if (nowMine) {
+      // The selected card just became one this analyst approved and that waits for someone
+      // else (a senior): it moves below the others, and the next card takes its place, as
+      // after a decision (advanceAfterDecision, below).
+      selectedId = null;
+      if (refocus && refocus.id === nowMine) refocus = null;
+    }
+    applyFilter();
+    arrangeGroups();
+    var waiting = document.getElementById("queue-waiting");
+    if (waiting) waiting.hidden = !list.some(function (c) { return c.classList.contains("mine") && !c.classList.contains("grouped"); });
     var current = selected();
     list.forEach(function (card) { card.classList.toggle("selected", card === current); });
     // A card that left is not replaced by another: see leaveInPlace and advanceAfterDecision.
-    if (current) selectedIndex = list.indexOf(current);
+    if (current) selectedIndex = shownCards().indexOf(current);
     if (refocus) {
       var card = cardById(refocus.id);
       var target = card && (refocus.reason ? card.querySelector("input.reason") : card);
@@ -179,6 +298,8 @@
     document.getElementById("queue-empty").hidden = list.length > 0;
     expireReviews();
     refreshTimes();
+    countPicks();
+    if (nowMine) advanceAfterDecision();
   }
 
   // A newer copy of a card (another analyst's first approval) replaces the old one: keep
@@ -190,6 +311,9 @@
     if (older.contains(document.activeElement)) {
       refocus = { id: older.dataset.id, reason: document.activeElement === oldReason };
     }
+    var oldPick = older.querySelector("input.pick");
+    var newPick = newer.querySelector("input.pick");
+    if (oldPick && newPick && oldPick.checked) newPick.setAttribute("checked", "");
     var oldReview = older.querySelector(".reviewing[data-reviewer]");
     var newReview = newer.querySelector(".reviewing");
     if (oldReview && newReview && !newReview.dataset.reviewer) newReview.replaceWith(oldReview.cloneNode(true));
@@ -200,7 +324,7 @@
     if (current) current.classList.remove("selected");
     card.classList.add("selected");
     selectedId = card.dataset.id;
-    selectedIndex = cards().indexOf(card);
+    selectedIndex = shownCards().indexOf(card);
     noteSteadiness();
   }
 
@@ -246,7 +370,7 @@
   }
 
   function move(step) {
-    var list = cards();
+    var list = shownCards();
     if (!list.length) return;
     var index = list.indexOf(selected());
     var notice = document.querySelector("#queue-cards > .card-left");
@@ -268,7 +392,7 @@
   // After the analyst's own decision the next card takes the place of the one decided (the
   // keyboard flow through a queue); STEADY_MS keeps a second press from deciding it unseen.
   function advanceAfterDecision() {
-    var list = cards();
+    var list = shownCards();
     if (!list.length || selected()) return;
     var next = list[Math.min(selectedIndex, list.length - 1)];
     mark(next);
@@ -286,7 +410,7 @@
     if (typing && typing.value) { setTimeout(resyncQueue, 800); return; } // do not pull the box from under the analyst
     var started = Date.now();
     resync = { replay: [] };
-    fetch(body.dataset.queueUrl, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
+    fetch(queueUrl(), { headers: { "HX-Request": "true" }, credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.text() : ""; })
       .then(function (html) {
         var replay = resync.replay;
@@ -529,6 +653,9 @@
 
   // Tabbing into a card selects it, so that the card a key acts on is the one the focus is in.
   document.addEventListener("focusin", function (event) {
+    // A card's checkbox picks it for a decision on several cards; focusing it selects nothing
+    // (selecting scrolls the card into view, which would move the box between press and release).
+    if (event.target.classList && event.target.classList.contains("pick")) return;
     var card = event.target.closest && event.target.closest("#queue-cards > .card");
     if (card && card.dataset.id !== selectedId) select(card, true);
   });
@@ -598,9 +725,133 @@
       if (holder.isConnected) holder.remove();
       refreshQueue();
       if (wasSelected) advanceAfterDecision();
+    } else if (answer.outcome === "partial" && wasSelected) {
+      // Approved, and now waiting for someone else (a senior): the card moves below the ones
+      // this analyst can act on, and the next card takes its place, as after a decision. (The
+      // live update may already have replaced the card the form was in.)
+      var waiting = cardById(id);
+      if (waiting && (waiting.dataset.deciders || "").split(" ").indexOf(me) < 0) {
+        waiting.dataset.deciders = (waiting.dataset.deciders || "") + me + " ";
+      }
+      refreshQueue(); // see mineIds there
     } else if (wasSelected && !holder.isConnected) {
       selectedId = null; // decided by someone else while this request was on its way
     }
+  });
+
+  // A changed filter: the address says it (a reload keeps it) and the server renders the
+  // page for it, matching cards beyond the first page included; meanwhile the cards already
+  // here are filtered at once.
+  var filterTimer = null;
+  function filterChanged() {
+    var form = document.getElementById("queue-filter");
+    var params = new URLSearchParams(new FormData(form));
+    Array.from(params.keys()).forEach(function (key) { if (!params.get(key)) params.delete(key); });
+    var search = params.toString();
+    window.history.replaceState(null, "", window.location.pathname + (search ? "?" + search : ""));
+    refreshQueue();
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(refetchFiltered, 300);
+  }
+  function refetchFiltered() {
+    if (resync) { filterTimer = setTimeout(refetchFiltered, 200); return; } // one at a time
+    resyncQueue();
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target.form && event.target.form.id === "queue-filter") filterChanged();
+  });
+  document.addEventListener("submit", function (event) {
+    if (event.target.id !== "queue-filter") return;
+    event.preventDefault();
+    filterChanged();
+  });
+
+  // --- several cards at once ----------------------------------------------------------------
+  // The cards' checkboxes belong to #bulk-form; the server decides each proposal on its own
+  // and answers with what it did and what it refused (approvals/services/bulk.py).
+  function picks() { return Array.prototype.slice.call(document.querySelectorAll("input.pick[form=bulk-form]")); }
+  function countPicks() {
+    var counter = document.querySelector("#bulk-form .bulk-count strong");
+    if (counter) counter.textContent = String(picks().filter(function (el) { return el.checked; }).length);
+  }
+  document.addEventListener("change", function (event) {
+    if (!event.target.classList || !event.target.classList.contains("pick")) return;
+    // A group's card stands for every proposal of the group: picking it picks them all.
+    var card = event.target.closest(".card");
+    if (card && card.dataset.group) {
+      sameGroup(card.dataset.group).forEach(function (other) {
+        var pick = other.querySelector("input.pick");
+        if (pick) pick.checked = event.target.checked;
+      });
+    }
+    countPicks();
+  });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("#bulk-form button[type=button]");
+    if (!button) return;
+    var all = button.classList.contains("bulk-all");
+    picks().forEach(function (el) {
+      var card = el.closest(".card");
+      // "All shown": what the analyst can see, not cards hidden by a filter or in a group.
+      if (!all) el.checked = false;
+      else if (card && card.offsetParent !== null) el.checked = true;
+    });
+    if (all) {
+      // A group's card that is shown brings the rest of its group.
+      picks().forEach(function (el) {
+        var card = el.closest(".card");
+        if (!card || !card.classList.contains("grouped")) return;
+        var lead = cardById(groupLead[card.dataset.group]);
+        var leadPick = lead && lead.querySelector("input.pick");
+        if (leadPick && leadPick.checked) el.checked = true;
+      });
+    }
+    countPicks();
+  });
+  document.addEventListener("htmx:configRequest", function (event) {
+    var form = event.detail.elt.closest && event.detail.elt.closest("form.bulk, form.group-decide");
+    if (!form) return;
+    var submitter = event.detail.triggeringEvent && event.detail.triggeringEvent.submitter;
+    if (submitter && submitter.name === "verdict") event.detail.parameters.verdict = submitter.value;
+    // The analyst's own decisions: their cards leaving is no news (see transformLive).
+    bulkIds(form).forEach(function (id) { deciding[id] = true; });
+  });
+  function bulkIds(form) {
+    var inputs = form.classList.contains("bulk") ? picks().filter(function (el) { return el.checked; })
+      : Array.prototype.slice.call(form.querySelectorAll("input[name=proposals]"));
+    return inputs.map(function (el) { return el.value; });
+  }
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt.closest && event.detail.elt.closest("form.bulk, form.group-decide");
+    if (!form) return;
+    var answer = (answers && answers.get(form)) || {};
+    if (answers) answers.delete(form);
+    Object.keys(deciding).forEach(function (id) {
+      if ((answer.done || []).indexOf(id) < 0) delete deciding[id];
+    });
+    if (!event.detail.successful) return;
+    var reason = form.querySelector("input.reason");
+    if (answer.field === "reason" && reason) { reason.setAttribute("aria-invalid", "true"); reason.focus(); return; }
+    if (reason) reason.removeAttribute("aria-invalid");
+    // What was decided leaves the selection (and, once the live update comes, the queue);
+    // what was refused stays selected, beside its reason in the summary.
+    // As after a single decision: what this analyst decided leaves now (a proposal still
+    // waiting for another approver stays), and the next card takes the selected one's place.
+    var wasSelected = false;
+    (answer.done || []).forEach(function (id) {
+      delete deciding[id];
+      var card = cardById(id);
+      var pick = card && card.querySelector("input.pick");
+      if (pick) pick.checked = false;
+      if ((answer.partial || []).indexOf(id) >= 0) return;
+      gone[id] = Math.max(gone[id] || 0, Number(answer.at) || 1);
+      if (id === selectedId) { wasSelected = true; selectedId = null; }
+      if (card && card.closest("#queue-cards")) card.remove();
+    });
+    refreshQueue();
+    if (wasSelected) advanceAfterDecision();
+    if (answer.outcome === "bulk" && reason && !(answer.refused || []).length) reason.value = "";
+    countPicks();
   });
 
   // --- undo -----------------------------------------------------------------------------------
@@ -685,7 +936,8 @@
     startUndoToasts();
   });
   document.addEventListener("DOMContentLoaded", function () {
-    var first = cards()[0];
+    refreshQueue(); // folds duplicate groups and applies the filter before one is picked
+    var first = shownCards()[0];
     if (first) mark(first);
     var panel = document.querySelector(".decide-panel");
     if (panel) observe(panel);
