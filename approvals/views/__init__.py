@@ -1,0 +1,56 @@
+"""The analysts' console: thin views over selectors (reads) and services (changes), one module
+per page family."""
+
+from __future__ import annotations
+
+from .agents import (
+    agent_clear,
+    agent_suspend,
+    agents_page,
+    emergency_stop,
+)
+from .common import console_role
+from .lists import (
+    acknowledge_execution,
+    advisory_page,
+    blocked_page,
+    confirm_review_bulk,
+    retry_execution,
+    work_lists,
+)
+from .proposals import (
+    confirm_review,
+    proposal_page,
+    reconfirm_held,
+    rollback,
+)
+from .queue import (
+    bulk_decide,
+    decide,
+    queue,
+    stop_banner,
+    undo_approval,
+)
+
+__all__ = [
+    "acknowledge_execution",
+    "advisory_page",
+    "agent_clear",
+    "agent_suspend",
+    "agents_page",
+    "blocked_page",
+    "bulk_decide",
+    "confirm_review",
+    "confirm_review_bulk",
+    "console_role",
+    "decide",
+    "emergency_stop",
+    "proposal_page",
+    "queue",
+    "reconfirm_held",
+    "retry_execution",
+    "rollback",
+    "stop_banner",
+    "undo_approval",
+    "work_lists",
+]

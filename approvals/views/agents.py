@@ -1,0 +1,100 @@
+"""The agents page and the emergency stop: suspend, clear a queue, engage or lift the stop."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET, require_POST
+
+from agents import catalogue
+from agents.models import Agent
+from soc_console import roles
+from soc_console.errors import DomainError
+
+from .. import selectors, services
+from .common import console_role, flash, run
+
+
+@require_POST
+@console_role(roles.can_stop)
+def emergency_stop(request: HttpRequest) -> HttpResponse:
+    reason = request.POST.get("reason", "")
+    if request.POST.get("engage") == "1":
+        return run(
+            request,
+            lambda: services.emergency_stop_engage(by=request.user, reason=reason),
+            "Emergency stop engaged: nothing runs until it is lifted.",
+        )
+    return run(
+        request,
+        lambda: services.emergency_stop_release(by=request.user, reason=reason),
+        "Emergency stop lifted. Held executions wait for re-confirmation.",
+    )
+
+
+@require_GET
+@console_role()
+def agents_page(request: HttpRequest) -> HttpResponse:
+    agents = Agent.objects.prefetch_related("keys", "policies__grants").order_by("slug")
+    records = selectors.agent_track_records()
+    pending = selectors.pending_by_agent()
+    rows = [
+        {
+            "agent": agent,
+            "pending": pending.get(agent.pk, 0),
+            "policy": agent.current_policy,
+            "keys": list(agent.keys.all()),
+            "record": records.get(agent.pk),
+        }
+        for agent in agents
+    ]
+    return render(
+        request,
+        "approvals/agents.html",
+        {
+            "rows": rows,
+            "actions": catalogue.ACTIONS,
+            "can_suspend": roles.can_suspend_agent(request.user),
+            "can_resume": roles.can_stop(request.user),
+        },
+    )
+
+
+@require_POST
+@console_role(roles.can_suspend_agent)
+def agent_clear(request: HttpRequest, slug: str) -> HttpResponse:
+    """Reject (a manager: withdraw) every pending proposal of the agent with one reason."""
+    agent = get_object_or_404(Agent, slug=slug)
+    try:
+        report = services.agent_pending_clear(
+            agent=agent, by=request.user, reason=request.POST.get("reason", "")
+        )
+    except DomainError as exc:
+        return flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
+    plural = "s" if report.cleared != 1 else ""
+    text = f"{report.cleared} pending proposal{plural} of {slug} cleared."
+    if report.refused:
+        first = next(iter(report.refused.values()))
+        text += f" {len(report.refused)} refused (for example: {first})"
+    return flash(request, ok=True, text=text)
+
+
+@require_POST
+@console_role(roles.can_suspend_agent)
+def agent_suspend(request: HttpRequest, slug: str) -> HttpResponse:
+    agent = get_object_or_404(Agent, slug=slug)
+    if request.POST.get("suspend") == "1":
+        return run(
+            request,
+            lambda: services.agent_suspend(
+                agent=agent, by=request.user, reason=request.POST.get("reason", "")
+            ),
+            f"{agent.slug} suspended.",
+            refresh=True,
+        )
+    return run(
+        request,
+        lambda: services.agent_resume(agent=agent, by=request.user),
+        f"{slug} resumed.",
+        refresh=True,
+    )

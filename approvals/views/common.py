@@ -1,0 +1,108 @@
+"""What every console view shares: the role check, flash messages, running a service and
+answering htmx."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django_htmx.http import HttpResponseClientRefresh, trigger_client_event
+
+from agents import catalogue
+from soc_console import roles
+from soc_console.errors import DomainError
+
+from .. import selectors
+
+# The event (HX-Trigger) that answers a decision or an undo; console.js listens for it.
+ANSWERED = "console:answered"
+
+
+def console_role(check: Callable[[Any], bool] = roles.can_view_console) -> Callable:
+    """Sign-in plus a role check on the server, whatever the page shows or hides."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not check(request.user):
+                raise PermissionDenied("Your role does not allow this.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def flash(
+    request: HttpRequest,
+    *,
+    ok: bool,
+    text: str,
+    status: int = 200,
+    outcome: str = "",
+    field: str = "",
+    undo: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """An htmx request gets the message as a fragment; a plain form post gets a redirect.
+
+    With the fragment goes the ANSWERED event (HX-Trigger), which the page's script reads
+    instead of the message: `outcome` says whether the card is finished ("decided") or still
+    waits for another approver ("partial"), so it removes only what really left the queue;
+    `field` names the input the server refused (the page puts the cursor there); `at` is the
+    server's clock, so that an older copy of a decided card never brings it back. `undo` adds
+    an approval's undo button with its countdown.
+    """
+    if request.htmx:
+        rendered_at = selectors.render_stamp()
+        response = render(
+            request,
+            "approvals/flash.html",
+            {"ok": ok, "text": text, "undo": undo},
+            status=status,
+        )
+        return trigger_client_event(
+            response, ANSWERED, {"ok": ok, "outcome": outcome, "field": field, "at": rendered_at}
+        )
+    (messages.success if ok else messages.error)(request, text)
+    return redirect(safe_next(request))
+
+
+def safe_next(request: HttpRequest) -> str:
+    # Only ever bounce back inside the console: `next` and Referer come from the browser.
+    target = request.POST.get("next") or request.META.get("HTTP_REFERER") or reverse("queue")
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("queue")
+
+
+def run(
+    request: HttpRequest, action: Callable[[], Any], success: str, *, refresh: bool = False
+) -> HttpResponse:
+    """Call a service and say how it went. `refresh` reloads the page after a success, for
+    controls whose own state changed (a rolled-back execution offers no second rollback)."""
+    try:
+        action()
+    except DomainError as exc:
+        return flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
+    if refresh and request.htmx:
+        messages.success(request, success)  # shown by the reloaded page
+        response = HttpResponseClientRefresh()
+        response.status_code = 204  # as before: nothing to swap, the page reloads
+        return response
+    return flash(request, ok=True, text=success)
+
+
+def what(proposal: Any) -> str:
+    kind = catalogue.get(proposal.action)
+    return f"{kind.label if kind else proposal.action} {proposal.target}"

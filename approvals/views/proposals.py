@@ -1,0 +1,75 @@
+"""One proposal's page and what can be done from it: roll back, confirm a review, re-confirm a
+held execution."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from soc_console import roles
+
+from .. import live, selectors, services
+from ..models import ProposalStatus
+from .common import console_role, run
+
+
+@require_GET
+@console_role()
+def proposal_page(request: HttpRequest, proposal_id: str) -> HttpResponse:
+    proposal = selectors.proposal_detail(proposal_id)
+    if proposal is None:
+        raise Http404("No such proposal.")
+    card = selectors.card_for(proposal)
+    if proposal.status == ProposalStatus.PENDING:
+        card = live.in_context([card])[0]
+    return render(
+        request,
+        "approvals/proposal.html",
+        {
+            "card": card,
+            "proposal": proposal,
+            "timeline": selectors.proposal_timeline(proposal.pk),
+            "reversible": bool(card.action and card.action.reversible),
+            # decisions are prefetched: no query. The server refuses a second decision anyway;
+            # this only spares the analyst buttons that cannot work.
+            "decided_by_me": any(d.analyst_id == request.user.pk for d in proposal.decisions.all()),
+        },
+    )
+
+
+@require_POST
+@console_role(roles.can_decide)
+def rollback(request: HttpRequest, proposal_id: str) -> HttpResponse:
+    return run(
+        request,
+        lambda: services.rollback_request(
+            proposal_id=proposal_id, analyst=request.user, reason=request.POST.get("reason", "")
+        ),
+        "Rollback requested.",
+        refresh=True,
+    )
+
+
+@require_POST
+@console_role(roles.can_decide)
+def confirm_review(request: HttpRequest, proposal_id: str) -> HttpResponse:
+    return run(
+        request,
+        lambda: services.proposal_review_confirm(
+            proposal_id=proposal_id, analyst=request.user, note=request.POST.get("note", "")
+        ),
+        "Confirmed.",
+        refresh=True,
+    )
+
+
+@require_POST
+@console_role(roles.can_decide)
+def reconfirm_held(request: HttpRequest, execution_id: str) -> HttpResponse:
+    return run(
+        request,
+        lambda: services.execution_reconfirm_held(execution_id=execution_id, analyst=request.user),
+        "Re-confirmed: it runs now.",
+        refresh=True,
+    )

@@ -1,0 +1,200 @@
+"""The queue: the page with its filter, the stop banner, deciding one card or several, undoing an
+approval."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import trigger_client_event
+
+from agents import catalogue
+from agents.models import Agent, Criticality
+from soc_console import roles
+from soc_console.errors import DomainError
+
+from .. import live, selectors, services
+from ..models import ProposalStatus
+from .common import ANSWERED, console_role, flash, safe_next, what
+
+
+def _queue_filter(request: HttpRequest) -> tuple[selectors.QueueFilter, list[str]]:
+    """The queue's filter from the query string; a value that names nothing is dropped, and
+    the page says which and why."""
+    query = request.GET
+    errors = []
+    action = query.get("action", "").strip()
+    if action and catalogue.get(action) is None:
+        errors.append(f"No action is called {action[:40]!r}; that filter is off.")
+        action = ""
+    severity = query.get("severity", "").strip()
+    if severity and severity not in Criticality.values:
+        errors.append(
+            f"Severity is one of {', '.join(Criticality.values)}, not {severity[:40]!r}; "
+            "that filter is off."
+        )
+        severity = ""
+    return (
+        selectors.QueueFilter(
+            agent=query.get("agent", "").strip()[:64],
+            action=action,
+            target=query.get("target", "").strip()[:255],
+            severity=severity,
+            escalated=query.get("escalated") == "1",
+            awaiting_senior=query.get("awaiting_senior") == "1",
+        ),
+        errors,
+    )
+
+
+@require_GET
+@console_role()
+def queue(request: HttpRequest) -> HttpResponse:
+    filters, filter_errors = _queue_filter(request)
+    context = {
+        "cards": live.in_context(selectors.pending_queue(filters=filters)),
+        "suspended_agents": selectors.suspended_agents_pending(),
+        "filters": filters,
+        "filter_errors": filter_errors,
+        "agent_slugs": list(Agent.objects.order_by("slug").values_list("slug", flat=True)),
+        "actions": catalogue.ACTIONS.values(),
+        "severities": Criticality.values,
+        "counters": selectors.queue_counters(),
+        "page_size": settings.QUEUE_PAGE_SIZE,
+        "rendered_at": selectors.render_stamp(),
+    }
+    template = "approvals/queue.html#queue" if request.htmx else "approvals/queue.html"
+    return render(request, template, context)
+
+
+@require_GET
+@console_role()
+def stop_banner(request: HttpRequest) -> HttpResponse:
+    """The banner (and, for managers, the stop control) as they are now: fetched after a
+    websocket reconnect, since a stop pulled while the socket was down was never seen."""
+    return render(request, "approvals/stop.html", {"oob": False})
+
+
+@require_POST
+@console_role(roles.can_decide)
+def decide(request: HttpRequest, proposal_id: str) -> HttpResponse:
+    verdict = request.POST.get("verdict")
+    reason = request.POST.get("reason", "")
+    seconds = request.POST.get("seconds_on_card")
+    try:
+        if verdict == "approve":
+            proposal = services.proposal_approve(
+                proposal_id=proposal_id,
+                analyst=request.user,
+                reason=reason,
+                seconds_on_card=seconds,
+            )
+        elif verdict == "reject":
+            proposal = services.proposal_reject(
+                proposal_id=proposal_id,
+                analyst=request.user,
+                reason=reason,
+                seconds_on_card=seconds,
+            )
+        else:
+            return flash(request, ok=False, text="Choose approve or reject.")
+    except DomainError as exc:
+        # The loser of a race learns who decided ("Already approved by bob."); a refused field
+        # (a rejection without its reason) is named, so the page can put the cursor there.
+        field = next(iter(exc.extra.get("errors") or {}), "")
+        return flash(
+            request,
+            ok=False,
+            text=exc.detail,
+            status=200 if request.htmx else 302,
+            field=field,
+        )
+    if proposal.status == ProposalStatus.PENDING:
+        card = selectors.card_for(proposal)
+        who = "a senior analyst" if card.needs_senior else "another analyst"
+        text = (
+            f"Your approval of {what(proposal)} is recorded "
+            f"({proposal.approvals} of {proposal.required_approvals}); "
+            f"it now needs {who}."
+        )
+        return flash(request, ok=True, text=text, outcome="partial")
+    undo = None
+    seconds_left = selectors.undo_seconds_left(proposal)
+    if seconds_left:
+        undo = {"proposal_id": proposal.pk, "what": what(proposal), "seconds": seconds_left}
+    if proposal.status == ProposalStatus.APPROVED and selectors.emergency_stop():
+        text = (
+            f"Approved: {what(proposal)}. The emergency stop is on: it is held until the stop "
+            "is lifted and it is re-confirmed."
+        )
+    elif proposal.status == ProposalStatus.APPROVED and undo:
+        text = (
+            f"Approved: {what(proposal)}. It runs in {settings.APPROVAL_UNDO_SECONDS:g} s "
+            "unless you undo it."
+        )
+    elif proposal.status == ProposalStatus.APPROVED:
+        text = f"Approved: {what(proposal)}. It is queued to run."
+    else:
+        text = f"Rejected: {what(proposal)}."
+    return flash(request, ok=True, text=text, outcome="decided", undo=undo)
+
+
+@require_POST
+@console_role(roles.can_decide)
+def undo_approval(request: HttpRequest, proposal_id: str) -> HttpResponse:
+    """The undo button of an approval's toast, within APPROVAL_UNDO_SECONDS."""
+    try:
+        proposal = services.approval_undo(proposal_id=proposal_id, analyst=request.user)
+    except DomainError as exc:
+        return flash(
+            request,
+            ok=False,
+            text=exc.detail,
+            status=200 if request.htmx else 302,
+        )
+    return flash(
+        request,
+        ok=True,
+        text=f"Approval undone: {what(proposal)} is pending again; nothing ran.",
+        outcome="undone",
+    )
+
+
+@require_POST
+@console_role(roles.can_decide)
+def bulk_decide(request: HttpRequest) -> HttpResponse:
+    """Approve or reject the selected cards (or a duplicate group) with one note or reason;
+    each is decided on its own and the answer says which were refused, and why."""
+    try:
+        summary = services.proposals_decide_bulk(
+            proposal_ids=request.POST.getlist("proposals"),
+            analyst=request.user,
+            verdict=request.POST.get("verdict", ""),
+            reason=request.POST.get("reason", ""),
+        )
+    except DomainError as exc:
+        field = next(iter(exc.extra.get("errors") or {}), "")
+        return flash(
+            request, ok=False, text=exc.detail, status=200 if request.htmx else 302, field=field
+        )
+    if not request.htmx:
+        (messages.success if not summary.refused else messages.warning)(request, summary.as_text())
+        return redirect(safe_next(request))
+    response = render(request, "approvals/bulk_summary.html", {"summary": summary})
+    return trigger_client_event(
+        response,
+        ANSWERED,
+        {
+            "ok": not summary.refused,
+            "outcome": "bulk",
+            "done": [item.proposal_id for item in summary.done],
+            # Approved once, still pending for another approver: their cards stay.
+            "partial": [
+                item.proposal_id for item in summary.done if item.status == ProposalStatus.PENDING
+            ],
+            "refused": [item.proposal_id for item in summary.refused],
+            "at": selectors.render_stamp(),
+        },
+    )
