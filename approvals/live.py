@@ -165,29 +165,39 @@ def in_context(cards: list[selectors.Card]) -> list[selectors.Card]:
 
 
 def _send_proposal(proposal: Proposal) -> None:
-    card = selectors.card_for(proposal)
-    target = proposal.target_canonical or proposal.target
     context: dict[str, Any] = {
+        "card": selectors.card_for(proposal),
         "proposal": proposal,
         "rendered_at": selectors.render_stamp(),
     }
+    targets = [proposal.target_canonical or proposal.target]
     if proposal.status == ProposalStatus.PENDING:
         context["placement"] = _placement(proposal)
-        card = in_context([card])[0]
-        group = card.group
     else:
-        fills = _fills()
-        if fills:
-            contexted = in_context([f.card for f in fills])
-            fills = [Fill(card=c, before=f.before) for c, f in zip(contexted, fills, strict=True)]
-        context["fills"] = fills
-        # The group it left: the others' cards show the new count (or no group at all).
-        groups, _ = selectors.duplicate_groups([(proposal.action, target)])
-        group = groups.get(card.group_key)
-    context["card"] = card
-    # Rendered once, for every card of the group on every console (console.js copies it).
-    context["group_update"] = {"key": card.group_key, "group": group}
+        context["fills"] = _fills()
+        targets += [
+            f.card.proposal.target_canonical or f.card.proposal.target for f in context["fills"]
+        ]
     send_html(render_to_string("approvals/live.html", context), counters=True)
+    # The card's context (its duplicates, the target's other open proposals and state) follows
+    # in a message of its own: the card itself is not delayed by those reads.
+    publish(context_changed, targets, [(proposal.action, targets[0])])
+
+
+def context_changed(targets: list[str], pairs: list[tuple[str, str]]) -> None:
+    """Render, once for every console, the context of each action open on these targets, and
+    of `pairs` (a pair with nothing left open gets an empty context, which ends its group)."""
+    found = selectors.open_on_targets(targets)
+    wanted = found.pairs() | set(pairs)
+    states = connectors.target_states((a, t, found.params((a, t))) for a, t in wanted)
+    stamp = selectors.render_stamp()
+    parts = []
+    for action, target in sorted(wanted):
+        ctx = found.context(action, target, states)
+        parts.append(
+            render_to_string("approvals/context_live.html", {"ctx": ctx, "rendered_at": stamp})
+        )
+    send_html("".join(parts))
 
 
 def counters_html() -> str:

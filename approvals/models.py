@@ -91,6 +91,13 @@ class Proposal(models.Model):
                 name="proposal_pending_priority",
             ),
             models.Index(fields=["agent", "-created_at"], name="proposal_agent_recent"),
+            # A card's duplicates and the other open proposals on its target (selectors.
+            # duplicate_groups), read for every live card: pending rows only.
+            models.Index(
+                fields=["target_canonical", "action"],
+                condition=models.Q(status="pending"),
+                name="proposal_pending_target",
+            ),
             models.Index(fields=["status", "expires_at"], name="proposal_status_expiry"),
             # The circuit breaker's count of an agent's open proposals (approvals.sql).
             models.Index(

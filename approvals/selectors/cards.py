@@ -29,12 +29,21 @@ class Card:
     seconds_to_escalation: float | None
     seconds_to_expiry: float | None
     execution: Execution | None
-    # The same action on the same target, pending from others too: one card for them all.
-    group: DuplicateGroup | None = None
-    # Other open proposals on this target (other actions), as (action label, count).
-    others: tuple[tuple[str, int], ...] = ()
-    # What the connector holds for the target now (approvals.connectors.TargetState).
-    target_state: Any = None
+    # What surrounds the proposal (its duplicates, the target's other open proposals, the
+    # connector's state of it); None until read (see CardContext).
+    context: CardContext | None = None
+
+    @property
+    def group(self) -> DuplicateGroup | None:
+        return self.context.group if self.context else None
+
+    @property
+    def others(self) -> tuple[tuple[str, int], ...]:
+        return self.context.others if self.context else ()
+
+    @property
+    def target_state(self) -> Any:
+        return self.context.target_state if self.context else None
 
     @property
     def id(self) -> uuid.UUID:
@@ -134,94 +143,140 @@ class DuplicateGroup:
         return len(self.ids)
 
 
-def _open_on_targets(targets: Iterable[str]) -> list[Proposal]:
-    """Every pending proposal on these canonical targets, in the queue's order: one query."""
-    return list(
+@dataclass(frozen=True)
+class CardContext:
+    """What surrounds the proposals of one action on one canonical target, for their card:
+    rendered once per change for every console (approvals.live) and copied by console.js into
+    each card of that key."""
+
+    key: str
+    action_label: str
+    group: DuplicateGroup | None
+    others: tuple[tuple[str, int], ...]  # other actions open on the target: (label, count)
+    target_state: Any = None  # approvals.connectors.TargetState, or None: nothing recorded
+
+
+@dataclass(frozen=True)
+class _Open:
+    id: uuid.UUID
+    action: str
+    target: str
+    params: dict[str, Any]
+    confidence: float
+    rationale: str
+    evidence: list[Any]
+    agent: str
+
+
+def _open_on_targets(targets: Iterable[str]) -> list[_Open]:
+    """Every pending proposal on these canonical targets, in the queue's order: one query on
+    the partial index proposal_pending_target, read as plain rows."""
+    rows = (
         Proposal.objects.filter(status=ProposalStatus.PENDING, target_canonical__in=set(targets))
-        .select_related("agent")
-        .only(
+        .order_by(*QUEUE_ORDER)
+        .values_list(
             "id",
             "action",
-            "target",
             "target_canonical",
+            "params",
             "confidence",
             "rationale",
             "evidence",
-            "priority",
-            "created_at",
             "agent__slug",
         )
-        .order_by(*QUEUE_ORDER)
     )
+    return [_Open(*row) for row in rows]
 
 
-def duplicate_groups(
-    pairs: Iterable[tuple[str, str]],
-) -> tuple[dict[str, DuplicateGroup], dict[str, list[tuple[str, int]]]]:
-    """For (action, canonical target) pairs: the groups of two or more pending proposals, by
-    group key, and per target the counts of open proposals of each action on it."""
+def _group(key: str, found: list[_Open]) -> DuplicateGroup | None:
+    if len(found) < 2:
+        return None
+    voices: dict[str, list[_Open]] = {}
+    for p in found:
+        voices.setdefault(p.agent, []).append(p)
+    agents = []
+    for slug, theirs in voices.items():
+        best = max(theirs, key=lambda p: (p.confidence, len(p.evidence or [])))
+        agents.append(
+            AgentVoice(
+                slug=slug,
+                count=len(theirs),
+                confidence=best.confidence,
+                rationale=best.rationale,
+                evidence=list(best.evidence or []),
+            )
+        )
+    agents.sort(key=lambda v: -v.confidence)
+    return DuplicateGroup(key=key, ids=[str(p.id) for p in found], agents=agents)
+
+
+@dataclass(frozen=True)
+class OpenOnTargets:
+    """The pending proposals on some targets, grouped by action and target."""
+
+    members: dict[tuple[str, str], list[_Open]]
+
+    def pairs(self) -> set[tuple[str, str]]:
+        return set(self.members)
+
+    def params(self, pair: tuple[str, str]) -> dict[str, Any]:
+        """The parameters a card of this pair acts with: its first (highest-priority) one's."""
+        found = self.members.get(pair)
+        return dict(found[0].params or {}) if found else {}
+
+    def context(
+        self, action: str, target: str, states: dict[tuple[str, str], Any] | None = None
+    ) -> CardContext:
+        key = group_key(action, target)
+        kind = catalogue.get(action)
+        others = []
+        for (other, on), found in sorted(self.members.items()):
+            if on == target and other != action:
+                other_kind = catalogue.get(other)
+                others.append((other_kind.label if other_kind else other, len(found)))
+        return CardContext(
+            key=key,
+            action_label=kind.label if kind else action,
+            group=_group(key, self.members.get((action, target), [])),
+            others=tuple(others),
+            target_state=(states or {}).get((action, target)),
+        )
+
+
+def open_on_targets(targets: Iterable[str]) -> OpenOnTargets:
+    members: dict[tuple[str, str], list[_Open]] = {}
+    for p in _open_on_targets(targets):
+        members.setdefault((p.action, p.target), []).append(p)
+    return OpenOnTargets(members=members)
+
+
+def duplicate_groups(pairs: Iterable[tuple[str, str]]) -> dict[str, DuplicateGroup]:
+    """The groups of two or more pending proposals among these (action, target) pairs."""
     pairs = set(pairs)
-    rows = _open_on_targets(target for _, target in pairs)
-    members: dict[str, list[Proposal]] = {}
-    per_target: dict[str, dict[str, int]] = {}
-    for p in rows:
-        target = p.target_canonical or p.target
-        members.setdefault(group_key(p.action, target), []).append(p)
-        counts = per_target.setdefault(target, {})
-        counts[p.action] = counts.get(p.action, 0) + 1
+    found = open_on_targets(target for _, target in pairs)
     groups = {}
     for action, target in pairs:
-        key = group_key(action, target)
-        found = members.get(key, [])
-        if len(found) < 2:
-            continue
-        voices: dict[str, list[Proposal]] = {}
-        for p in found:
-            voices.setdefault(p.agent.slug, []).append(p)
-        agents = []
-        for slug, theirs in voices.items():
-            best = max(theirs, key=lambda p: (p.confidence, len(p.evidence or [])))
-            agents.append(
-                AgentVoice(
-                    slug=slug,
-                    count=len(theirs),
-                    confidence=best.confidence,
-                    rationale=best.rationale,
-                    evidence=list(best.evidence or []),
-                )
-            )
-        agents.sort(key=lambda v: -v.confidence)
-        groups[key] = DuplicateGroup(key=key, ids=[str(p.pk) for p in found], agents=agents)
-    others = {target: sorted(counts.items()) for target, counts in per_target.items()}
-    return groups, others
+        group = found.context(action, target).group
+        if group is not None:
+            groups[group.key] = group
+    return groups
 
 
 def with_context(cards: list[Card], states: dict[tuple[str, str], Any] | None = None) -> list[Card]:
-    """The cards with their duplicate group, the other open proposals on their target and,
-    when given, the connector's state of it (approvals.connectors.target_states)."""
+    """The cards with their CardContext (the connector's states, when given, come from
+    approvals.connectors.target_states)."""
     if not cards:
         return cards
-    pairs = {(c.proposal.action, c.proposal.target_canonical or c.proposal.target) for c in cards}
-    groups, others = duplicate_groups(pairs)
-    result = []
-    for card in cards:
-        p = card.proposal
-        target = p.target_canonical or p.target
-        labels = []
-        for action, count in others.get(target, []):
-            if action == p.action:
-                continue
-            kind = catalogue.get(action)
-            labels.append((kind.label if kind else action, count))
-        result.append(
-            replace(
-                card,
-                group=groups.get(card.group_key),
-                others=tuple(labels),
-                target_state=(states or {}).get((p.action, target)),
-            )
+    found = open_on_targets(c.proposal.target_canonical or c.proposal.target for c in cards)
+    return [
+        replace(
+            card,
+            context=found.context(
+                card.proposal.action, card.proposal.target_canonical or card.proposal.target, states
+            ),
         )
-    return result
+        for card in cards
+    ]
 
 
 # The queue's order, the page's and the live updates' (approvals.live places cards by it).

@@ -228,6 +228,14 @@ def rollback_request(
     kind = catalogue.get(execution.proposal.action)
     if kind is None or not kind.reversible:
         raise WrongState(f"{execution.proposal.action} cannot be rolled back.")
+    if (execution.result or {}).get("already_in_place"):
+        # It changed nothing (a duplicate of an effect already there); undoing "it" would undo
+        # the call that did, which is that proposal's to roll back.
+        raise WrongState(
+            "Nothing to roll back: this action found its effect already in place and changed "
+            "nothing. Roll back the proposal whose action put it there.",
+            code="nothing_to_roll_back",
+        )
     if emergency_stop_engaged():
         raise WrongState("The emergency stop is engaged: nothing runs, rollbacks included.")
     moved = execution_move(

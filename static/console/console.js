@@ -123,7 +123,7 @@
     Array.prototype.slice.call(template.content.children).forEach(function (node) {
       var at = Number(node.dataset.at) || 0;
       if (notAfter && at && at <= notAfter) { node.remove(); return; }
-      if (node.dataset.groupFor !== undefined) { applyGroup(node, at); node.remove(); return; }
+      if (node.dataset.contextFor !== undefined) { applyContext(node, at); node.remove(); return; }
       if (node.dataset.card) node = placeCard(node, at);
       if (!node) return;
       var oob = node.getAttribute("hx-swap-oob") || "true";
@@ -185,32 +185,40 @@
     return node;
   }
 
-  // --- duplicate groups -----------------------------------------------------------------------
-  // Pending proposals with the same action and canonical target are one decision: the server
-  // renders each card with its group (approvals/templates/approvals/group.html) and, after
-  // every change, the group alone once for all consoles; this page shows one card per group
-  // (the selected one, else the one already shown, else the first in the queue's order) and
-  // keeps the others in the page, out of sight, where the server's placement expects them.
-  var groupAt = {}; // group key -> server's clock of the newest group rendering applied
+  // --- duplicate groups and a card's context -----------------------------------------------------
+  // Pending proposals with the same action and canonical target are one decision. The page
+  // shows one card per group (the selected one, else the one already shown, else the first in
+  // the queue's order) and keeps the others in the page, out of sight, where the server's
+  // placement expects them. What surrounds a card (its group, the target's other open
+  // proposals and its state in the connector) is rendered once per change for every console,
+  // in a message that follows the card's (approvals/live.py, context_changed), and copied here
+  // into every card of that action and target.
+  var contextAt = {}; // group key -> server's clock of the newest context applied
   var groupLead = {}; // group key -> the proposal id shown for the group
 
   function sameGroup(key) {
     return cards().filter(function (card) { return card.dataset.group === key; });
   }
 
-  function applyGroup(node, at) {
-    var key = node.dataset.groupFor;
-    if (at && groupAt[key] && at < groupAt[key]) return; // an older rendering
-    groupAt[key] = at || groupAt[key] || 0;
-    var fresh = node.querySelector(".group");
-    if (!fresh) return;
-    sameGroup(key).forEach(function (card) {
-      var old = card.querySelector(".group");
-      if (!old) return;
-      var typing = old.contains(document.activeElement) && old.querySelector("input.reason");
-      if (typing && typing.value) return; // never pull the box from under the analyst
-      old.replaceWith(fresh.cloneNode(true));
-      htmx.process(card.querySelector(".group"));
+  function applyContext(node, at) {
+    var key = node.dataset.contextFor;
+    if (at && contextAt[key] && at < contextAt[key]) return; // an older rendering
+    contextAt[key] = at || contextAt[key] || 0;
+    sameGroup(key).forEach(function (card) { fillContext(card, node); });
+  }
+
+  // Put the context parts of `source` (a context message, or an older copy of the card) into
+  // `card`, keeping a box the analyst is typing in.
+  function fillContext(card, source) {
+    ["ctx-facts", "ctx-group"].forEach(function (part) {
+      var fresh = source.querySelector("." + part);
+      var old = card.querySelector("." + part);
+      if (!fresh || !old || fresh === old) return;
+      var typing = old.querySelector("input.reason");
+      if (typing && typing.value && old.contains(document.activeElement)) return;
+      var copy = fresh.cloneNode(true);
+      old.replaceWith(copy);
+      if (card.isConnected) htmx.process(copy);
     });
   }
 
@@ -279,6 +287,10 @@
       // after a decision (advanceAfterDecision, below).
       selectedId = null;
       if (refocus && refocus.id === nowMine) refocus = null;
+      // Its buttons are gone; the focus leaves with the selection (advanceAfterDecision gives
+      // it to the next card), or a later copy of this card would take it back.
+      var left = cardById(nowMine);
+      if (left && left.contains(document.activeElement)) document.activeElement.blur();
     }
     applyFilter();
     arrangeGroups();
@@ -311,6 +323,9 @@
     if (older.contains(document.activeElement)) {
       refocus = { id: older.dataset.id, reason: document.activeElement === oldReason };
     }
+    // A live card comes without its context, which follows: until then it keeps the old one.
+    var loaded = newer.querySelector(".ctx-facts[data-loaded='1']");
+    if (!loaded) fillContext(newer, older);
     var oldPick = older.querySelector("input.pick");
     var newPick = newer.querySelector("input.pick");
     if (oldPick && newPick && oldPick.checked) newPick.setAttribute("checked", "");

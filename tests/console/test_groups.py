@@ -12,6 +12,7 @@ from django.test import Client
 from approvals import live, selectors, services
 from approvals.models import ConnectorCall, Execution, Proposal
 from audit.models import AuditEvent
+from soc_console.errors import WrongState
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -132,6 +133,9 @@ def test_a_card_says_when_its_effect_is_already_in_place_and_by_whom(
     assert ConnectorCall.objects.filter(operation="isolate_host").count() == 1
     detail = signed_in(analyst).get(f"/proposals/{late.id}/").content.decode()
     assert "so the connector was not called again and nothing changed" in detail
+    assert "Roll back (" not in detail  # nothing of its own to undo
+    with pytest.raises(WrongState, match="Nothing to roll back"):
+        services.rollback_request(analyst=analyst, proposal_id=late.id, reason="wrong host")
 
 
 def test_a_group_decision_refuses_what_is_no_longer_pending_and_decides_the_rest(
@@ -147,5 +151,5 @@ def test_a_group_decision_refuses_what_is_no_longer_pending_and_decides_the_rest
     )
     assert [item.refusal for item in summary.refused] == ["Already rejected by bob."]
     assert len(summary.done) == 2
-    groups, _ = selectors.duplicate_groups([("isolate_host", HOST)])
+    groups = selectors.duplicate_groups([("isolate_host", HOST)])
     assert groups == {}  # nothing pending is left to group

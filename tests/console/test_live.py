@@ -67,6 +67,17 @@ async def _with_counts(socket: WebsocketCommunicator, html: str) -> str:
     return await _receive_until(socket, lambda m: 'id="queue-counters"' in m, timeout=2)
 
 
+def _cards_only(sent: list[str]) -> Callable[..., None]:
+    """A send_html that keeps the cards' messages, not the card contexts that follow them
+    (live.context_changed; see test_a_cards_context_follows_it_once_…)."""
+
+    def send(html: str, counters: bool = False) -> None:
+        if "data-context-for=" not in html:
+            sent.append(html)
+
+    return send
+
+
 def _run(scenario: Callable[[], Any]) -> None:
     """Run the scenario's event loop in a thread of its own: whatever else the session has
     on the main thread (a browser driver's loop), the consumers get a clean one."""
@@ -335,7 +346,7 @@ def test_a_new_card_is_rendered_from_the_submitted_row_unless_decided_since(
     analyst: User, agent_with_key: factories.AgentWithKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[str] = []
-    monkeypatch.setattr(live, "send_html", lambda html, counters=False: sent.append(html))
+    monkeypatch.setattr(live, "send_html", _cards_only(sent))
     proposal = factories.proposal(agent_with_key, target="ws-0042.corp.example")
     assert proposal.status == "pending"
     (arrival,) = sent
@@ -421,7 +432,7 @@ def test_the_server_places_each_card_on_the_page_and_keeps_the_page_full(
 
     settings.QUEUE_PAGE_SIZE = 2
     sent: list[str] = []
-    monkeypatch.setattr(live, "send_html", lambda html, counters=False: sent.append(html))
+    monkeypatch.setattr(live, "send_html", _cards_only(sent))
     for name, criticality in (("low", Criticality.LOW), ("high", Criticality.HIGH)):
         factories.asset(f"{name}.corp.example", criticality=criticality)
     factories.asset("medium.corp.example", criticality=Criticality.MEDIUM)
@@ -464,3 +475,40 @@ def test_the_server_places_each_card_on_the_page_and_keeps_the_page_full(
     assert arrival(left, low)["data-fill"] == "1" and arrival(left, low)["data-before"] == ""
     assert f'data-card="{below.id}"' not in left
     assert [card.id for card in selectors.pending_queue()] == [medium.id, low.id]
+
+
+def test_a_cards_context_follows_it_once_for_every_console_and_ends_a_group_that_left(
+    analyst: User, agent_with_key: factories.AgentWithKey
+) -> None:
+    """A duplicate's card goes out as fast as any card; its group (how many, which agents)
+    follows in a message of its own, rendered once for every card of that action and target.
+    When the group is decided, an empty context ends it on the pages."""
+    cookie = _cookie(analyst)
+    first = factories.proposal(agent_with_key, target="web-prod03.corp.example")
+    key = "isolate_host web-prod03.corp.example"
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        assert (await socket.connect())[0]
+        second: Proposal = await sync_to_async(factories.proposal)(
+            agent_with_key, target="WEB-PROD03.corp.example."
+        )
+        card = await _receive_until(socket, lambda m: f'id="card-{second.id}"' in m)
+        assert f'data-group="{key}"' in card and "data-context-for" not in card
+        context = await _receive_until(socket, lambda m: "data-context-for" in m)
+        assert context.count(f'data-context-for="{key}"') == 1
+        assert "<strong>2 proposals</strong>" in context and "Approve all 2" in context
+
+        await sync_to_async(services.proposals_decide_bulk)(
+            proposal_ids=[str(first.id), str(second.id)],
+            analyst=analyst,
+            verdict="reject",
+            reason="one host, already handled",
+        )
+        ended = await _receive_until(
+            socket, lambda m: f'data-context-for="{key}"' in m and 'data-group-count="1"' in m
+        )
+        assert "proposals</strong>" not in ended
+        await socket.disconnect()
+
+    _run(scenario)
