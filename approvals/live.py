@@ -19,19 +19,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections
-from django.db.models import Q
 from django.template.loader import render_to_string
-from django.utils import timezone
 
-from . import connectors, selectors
+from . import connector_state, selectors
 from .models import Proposal, ProposalStatus
+from .placement import fills, placement_of
 
 logger = logging.getLogger(__name__)
 
@@ -84,80 +82,13 @@ def proposal_committed(proposal: Proposal) -> None:
         _send_proposal(proposal)
 
 
-# How many of the cards after a card it names: the first of them on a console's page is the
-# one it goes before. More than one, because updates from several processes can arrive out of
-# commit order: a card rendered after its neighbour's commit may reach a page before that
-# neighbour does. For the same reason a card that enters the page deletes this many below it,
-# and a card that leaves brings up this many (a console inserts only those it lacks).
-NEIGHBOURS = 3
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a pending proposal's card goes on the queue page, in the queue's order."""
-
-    off_page: bool  # below the page: no console shows it
-    before: list[str] = field(default_factory=list)  # ids of the next cards, in order
-    below: list[str] = field(default_factory=list)  # ids now just below the page
-
-
-@dataclass(frozen=True)
-class Fill:
-    """A card that moved up onto the page when another left it."""
-
-    card: selectors.Card
-    before: list[str]
-
-
-def _placement(proposal: Proposal) -> Placement:
-    """Two indexed reads: the cards after this one, and the first cards below the page."""
-    pending = Proposal.objects.filter(status=ProposalStatus.PENDING).order_by(
-        *selectors.QUEUE_ORDER
-    )
-    edge = list(
-        pending.values_list("id", "priority", "created_at")[
-            settings.QUEUE_PAGE_SIZE : settings.QUEUE_PAGE_SIZE + NEIGHBOURS
-        ]
-    )
-    key = (-proposal.priority, proposal.created_at)
-    if edge and (proposal.pk in {row[0] for row in edge} or key >= (-edge[0][1], edge[0][2])):
-        return Placement(off_page=True)
-    after = pending.filter(
-        Q(priority__lt=proposal.priority)
-        | Q(priority=proposal.priority, created_at__gt=proposal.created_at)
-    ).values_list("id", flat=True)[:NEIGHBOURS]
-    return Placement(
-        off_page=False, before=[str(pk) for pk in after], below=[str(row[0]) for row in edge]
-    )
-
-
-def _fills() -> list[Fill]:
-    """The last cards of the page, once a card has left it: they may have just moved up."""
-    page = settings.QUEUE_PAGE_SIZE
-    start = max(page - NEIGHBOURS, 0)
-    ids = list(
-        Proposal.objects.filter(status=ProposalStatus.PENDING)
-        .order_by(*selectors.QUEUE_ORDER)
-        .values_list("id", flat=True)[start:page]
-    )
-    if len(ids) < page - start:
-        return []  # the whole queue fits on the page: nothing moved up onto it
-    rows = {p.pk: p for p in selectors.proposals_with_details().filter(pk__in=ids)}
-    now = timezone.now()
-    return [
-        Fill(card=selectors.card_for(rows[pk], now), before=[str(i) for i in ids[n + 1 :]])
-        for n, pk in enumerate(ids)
-        if pk in rows
-    ]
-
-
 def in_context(cards: list[selectors.Card]) -> list[selectors.Card]:
     """Cards with what surrounds their proposal: its duplicates, the other open proposals on
     its target, and the target's state in the connector. A fixed number of queries for a page
     of cards (the queue page) or one (a live update)."""
     if not cards:
         return cards
-    states = connectors.target_states(
+    states = connector_state.target_states(
         (c.proposal.action, c.proposal.target_canonical or c.proposal.target, c.proposal.params)
         for c in cards
     )
@@ -172,9 +103,9 @@ def _send_proposal(proposal: Proposal) -> None:
     }
     targets = [proposal.target_canonical or proposal.target]
     if proposal.status == ProposalStatus.PENDING:
-        context["placement"] = _placement(proposal)
+        context["placement"] = placement_of(proposal)
     else:
-        context["fills"] = _fills()
+        context["fills"] = fills()
         targets += [
             f.card.proposal.target_canonical or f.card.proposal.target for f in context["fills"]
         ]
@@ -189,7 +120,7 @@ def context_changed(targets: list[str], pairs: list[tuple[str, str]]) -> None:
     of `pairs` (a pair with nothing left open gets an empty context, which ends its group)."""
     found = selectors.open_on_targets(targets)
     wanted = found.pairs() | set(pairs)
-    states = connectors.target_states((a, t, found.params((a, t))) for a, t in wanted)
+    states = connector_state.target_states((a, t, found.params((a, t))) for a, t in wanted)
     stamp = selectors.render_stamp()
     parts = []
     for action, target in sorted(wanted):

@@ -153,7 +153,7 @@ class CardContext:
     action_label: str
     group: DuplicateGroup | None
     others: tuple[tuple[str, int], ...]  # other actions open on the target: (label, count)
-    target_state: Any = None  # approvals.connectors.TargetState, or None: nothing recorded
+    target_state: Any = None  # approvals.connector_state.TargetState, or None: nothing recorded
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ def duplicate_groups(pairs: Iterable[tuple[str, str]]) -> dict[str, DuplicateGro
 
 def with_context(cards: list[Card], states: dict[tuple[str, str], Any] | None = None) -> list[Card]:
     """The cards with their CardContext (the connector's states, when given, come from
-    approvals.connectors.target_states)."""
+    approvals.connector_state.target_states)."""
     if not cards:
         return cards
     found = open_on_targets(c.proposal.target_canonical or c.proposal.target for c in cards)
