@@ -197,8 +197,8 @@ def _apply(
             before = dict(row.state)
             after = change(before)
             if already is not None and before and after == before:
-                # Put in place by another call since perform() looked (duplicates approved
-                # together race here): under the row's lock, nothing is done a second time.
+                # Already in place (by an earlier call, or by a duplicate approved at the same
+                # moment): under the row's lock, nothing is done a second time.
                 return _already_result(connector, operation, target, row)
             row.state = after
             row.updated_at = now
@@ -239,13 +239,10 @@ def perform(
     replay = _ledger_result(idempotency_key)
     if replay is not None:
         return replay
-    # As a real EDR or firewall is asked first ("is this host isolated?"), the target's state
-    # is read before anything is changed: an effect already in place (a duplicate proposal
-    # approved after the first ran) is not performed a second time, and the result says since
-    # when and by which call it is in place. No ledger row: nothing was done.
-    row = ConnectorState.objects.filter(connector=kind.connector, target=target).first()
-    if row is not None and in_place(action, row.state, params):
-        return _already_result(kind.connector, action, target, row)
+    # An effect already in place (a duplicate proposal approved after the first ran) is not
+    # performed a second time: _apply finds it under the target's row lock, in the statement
+    # it runs anyway, and answers since when and by which call it is in place (no ledger row:
+    # nothing was done). A separate look before would cost every action a query.
     _latency(target)
     _inject_faults(kind.connector, target, idempotency_key)
     effect = EFFECTS[action]

@@ -111,24 +111,32 @@ def _send_proposal(proposal: Proposal) -> None:
         ]
     send_html(render_to_string("approvals/live.html", context), counters=True)
     # The card's context (its duplicates, the target's other open proposals and state) follows
-    # in a message of its own: the card itself is not delayed by those reads.
-    publish(context_changed, targets, [(proposal.action, targets[0])])
+    # in a message of its own: the card itself is not delayed by those reads. A pending card
+    # whose context is empty needs none: the card went out without one.
+    pending = proposal.status == ProposalStatus.PENDING
+    publish(context_changed, targets, [(proposal.action, targets[0])], pending)
 
 
-def context_changed(targets: list[str], pairs: list[tuple[str, str]]) -> None:
+def context_changed(
+    targets: list[str], pairs: list[tuple[str, str]], unless_empty: bool = False
+) -> None:
     """Render, once for every console, the context of each action open on these targets, and
-    of `pairs` (a pair with nothing left open gets an empty context, which ends its group)."""
+    of `pairs` (a pair with nothing left open gets an empty context, which ends its group).
+    With `unless_empty`, nothing is sent when every context is empty: each message goes to
+    every console, and most new proposals have nothing around them."""
     found = selectors.open_on_targets(targets)
     wanted = found.pairs() | set(pairs)
     states = connector_state.target_states((a, t, found.params((a, t))) for a, t in wanted)
+    contexts = [found.context(action, target, states) for action, target in sorted(wanted)]
+    if unless_empty and all(ctx.empty for ctx in contexts):
+        return
     stamp = selectors.render_stamp()
-    parts = []
-    for action, target in sorted(wanted):
-        ctx = found.context(action, target, states)
-        parts.append(
+    send_html(
+        "".join(
             render_to_string("approvals/context_live.html", {"ctx": ctx, "rendered_at": stamp})
+            for ctx in contexts
         )
-    send_html("".join(parts))
+    )
 
 
 def counters_html() -> str:

@@ -71,6 +71,9 @@ def main() -> None:
             f"median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms"
         )
     finally:
+        from approvals import live
+
+        live.wait_idle()  # the seeding's live updates go out before the database goes
         connection.close()
         if not args.keep_db:
             drop_database(name)

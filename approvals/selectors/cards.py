@@ -155,6 +155,11 @@ class CardContext:
     others: tuple[tuple[str, int], ...]  # other actions open on the target: (label, count)
     target_state: Any = None  # approvals.connector_state.TargetState, or None: nothing recorded
 
+    @property
+    def empty(self) -> bool:
+        """Nothing to show: no duplicates, nothing else open on the target, no state."""
+        return self.group is None and not self.others and self.target_state is None
+
 
 @dataclass(frozen=True)
 class _Open:
