@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -28,12 +29,33 @@ from django.db import connections
 from django.template.loader import render_to_string
 
 from . import connector_state, selectors
-from .models import Proposal, ProposalStatus
+from .models import MAX_TEXT, MIN_REASON, Proposal, ProposalStatus
 from .placement import fills, placement_of
 
 logger = logging.getLogger(__name__)
 
 GROUP = "console"
+
+# The rules the decision forms state as attributes; a page gets them from the context
+# processor, which a live render (no request) does not run.
+FORM_RULES = {"min_reason": MIN_REASON, "max_text": MAX_TEXT}
+
+# A template's indentation: every console's socket compresses every message on its own, so each
+# byte left out of a broadcast is saved once per open console. A line break stays a line break
+# (rendered as the same space); a <pre> block (a connector's result) is left as it is.
+_INDENT = re.compile(r"\n\s+")
+_PRE = re.compile(r"(<pre\b.*?</pre>)", re.DOTALL)
+
+
+def squeeze(html: str) -> str:
+    if "<pre" not in html:
+        return _INDENT.sub("\n", html)
+    parts = _PRE.split(html)  # odd positions are the <pre> blocks
+    return "".join(p if i % 2 else _INDENT.sub("\n", p) for i, p in enumerate(parts))
+
+
+def _render(template: str, context: dict[str, Any]) -> str:
+    return render_to_string(template, {**FORM_RULES, **context})
 
 
 def send_html(html: str, *, counters: bool = False) -> None:
@@ -52,7 +74,7 @@ def send_html(html: str, *, counters: bool = False) -> None:
         else:
             if counters:
                 html += counters_html()
-            async_to_sync(layer.group_send)(GROUP, {"type": "console.html", "html": html})
+            async_to_sync(layer.group_send)(GROUP, {"type": "console.html", "html": squeeze(html)})
     except Exception:
         # A Redis outage must not undo or fail a committed change; browsers re-fetch the
         # queue when their socket reconnects.
@@ -102,6 +124,13 @@ def _send_proposal(proposal: Proposal) -> None:
         "rendered_at": selectors.render_stamp(),
     }
     targets = [proposal.target_canonical or proposal.target]
+    # A proposal just in, untouched, has nothing new for its detail page (its status, its
+    # decisions): the card alone goes out.
+    context["detail"] = not (
+        proposal.status == ProposalStatus.PENDING
+        and not proposal.approvals
+        and proposal.escalated_at is None
+    )
     if proposal.status == ProposalStatus.PENDING:
         context["placement"] = placement_of(proposal)
     else:
@@ -109,7 +138,7 @@ def _send_proposal(proposal: Proposal) -> None:
         targets += [
             f.card.proposal.target_canonical or f.card.proposal.target for f in context["fills"]
         ]
-    send_html(render_to_string("approvals/live.html", context), counters=True)
+    send_html(_render("approvals/live.html", context), counters=True)
     # The card's context (its duplicates, the target's other open proposals and state) follows
     # in a message of its own: the card itself is not delayed by those reads. A pending card
     # whose context is empty needs none: the card went out without one.
@@ -133,7 +162,7 @@ def context_changed(
     stamp = selectors.render_stamp()
     send_html(
         "".join(
-            render_to_string("approvals/context_live.html", {"ctx": ctx, "rendered_at": stamp})
+            _render("approvals/context_live.html", {"ctx": ctx, "rendered_at": stamp})
             for ctx in contexts
         )
     )
@@ -165,7 +194,7 @@ def suspended_notice_changed() -> None:
 
 
 def suspended_notice_html() -> str:
-    return render_to_string(
+    return _render(
         "approvals/suspended_notice.html",
         {"suspended_agents": selectors.suspended_agents_pending(), "oob": True},
     )
@@ -268,7 +297,7 @@ class _Broadcaster(_QueueThread):
         if layer is None or self._loop is None:
             return
         self._loop.run_until_complete(
-            layer.group_send(GROUP, {"type": "console.html", "html": html})
+            layer.group_send(GROUP, {"type": "console.html", "html": squeeze(html)})
         )
 
     def _run(self) -> None:

@@ -9,6 +9,12 @@ from django.db import models
 from agents import catalogue
 from agents.models import Agent, ApiKey, Asset, Criticality, Policy
 
+# The longest note or reason a decision keeps.
+MAX_TEXT = 2000
+# A rejection or a rollback puts its reason on record: at least this many characters. The API's
+# schema, the console's forms (live cards included) and the services all read this one number.
+MIN_REASON = 3
+
 
 class ProposalStatus(models.TextChoices):
     BLOCKED = "blocked", "Blocked"

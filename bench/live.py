@@ -310,6 +310,8 @@ def main() -> None:
         "CHANNEL_PREFIX": os.environ.get("CHANNEL_PREFIX", "bench-live"),
         "CELERY_QUEUE": "bench-live",
         "API_RATE_LIMIT_PER_MINUTE": "1000000",  # measuring the live path, not the throttle
+        # Every card of the run on every console's page, so that each is broadcast to all.
+        "QUEUE_PAGE_SIZE": os.environ.get("QUEUE_PAGE_SIZE", "1000"),
         "PUBLIC_URL": base,
         "LOG_LEVEL": "WARNING",
     }

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         **({"log_config": None} if os.environ.get("LOG_FORMAT") == "json" else {}),
         "log_level": args.log_level,
         "access_log": not args.no_access_log,
-        "ws": "websockets",
+        "ws": "websockets-sansio",
         "ws_per_message_deflate": args.ws_per_message_deflate == "true",
     }
 

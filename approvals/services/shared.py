@@ -24,14 +24,9 @@ from soc_console import roles
 from soc_console.errors import InvalidInput, NotPermitted
 
 from .. import callbacks, enqueue, live
-from ..models import Decision, Execution, ExecutionStatus, Proposal
+from ..models import MAX_TEXT, MIN_REASON, Decision, Execution, ExecutionStatus, Proposal
 
 SYSTEM = "system"
-
-MAX_TEXT = 2000
-# A rejection or a rollback puts its reason on record: at least this many characters. The API's
-# schema, the console's forms and these services all read this one number.
-MIN_REASON = 3
 
 
 def text(value: Any, *, field: str) -> str:
