@@ -59,12 +59,16 @@ def target_states(
             wanted[(action, target)] = (kind.connector, params)
     if not wanted:
         return {}
-    keys = {(connector, target) for (_, target), (connector, _) in wanted.items()}
-    query = None
-    for connector, target in keys:
-        clause = ConnectorState.objects.filter(connector=connector, target=target)
-        query = clause if query is None else query | clause
-    rows = {(row.connector, row.target): row for row in query} if query is not None else {}
+    # Targets and connectors each as one IN list (a few connectors: the rows of another
+    # connector on the same target are few and dropped here), not an OR of pairs, which the ORM
+    # builds in time that grows with the square of the cards.
+    rows = {
+        (row.connector, row.target): row
+        for row in ConnectorState.objects.filter(
+            connector__in={connector for connector, _ in wanted.values()},
+            target__in={target for _, target in wanted},
+        )
+    }
     found: dict[tuple[str, str], TargetState] = {}
     placed: list[tuple[str, str, str]] = []  # (connector, operation, target) in place
     for (action, target), (connector, params) in wanted.items():
