@@ -169,7 +169,8 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
     each is decided on its own and the answer says which were refused, and why."""
     try:
         summary = services.proposals_decide_bulk(
-            proposal_ids=request.POST.getlist("proposals"),
+            # The selection sends one id per field; a duplicate group, all in one.
+            proposal_ids=[i for v in request.POST.getlist("proposals") for i in v.split()],
             analyst=request.user,
             verdict=request.POST.get("verdict", ""),
             reason=request.POST.get("reason", ""),

@@ -834,7 +834,8 @@
   function bulkIds(form) {
     var inputs = form.classList.contains("bulk") ? picks().filter(function (el) { return el.checked; })
       : Array.prototype.slice.call(form.querySelectorAll("input[name=proposals]"));
-    return inputs.map(function (el) { return el.value; });
+    // A group's ids are one field, space-separated.
+    return inputs.reduce(function (ids, el) { return ids.concat(el.value.split(/\s+/).filter(Boolean)); }, []);
   }
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt.closest && event.detail.elt.closest("form.bulk, form.group-decide");
