@@ -137,9 +137,12 @@ def _unacknowledged_bytes(sock: socket.socket) -> int:
 
 
 class SyslogSender:
-    def __init__(self, destination: Destination, *, timeout: float) -> None:
+    def __init__(
+        self, destination: Destination, *, timeout: float, settle: float = SETTLE_SECONDS
+    ) -> None:
         parts = urlsplit(destination.url)
         self.timeout = timeout
+        self.settle = settle
         sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
         try:
             if destination.scheme == "syslog+tls":
@@ -174,7 +177,7 @@ class SyslogSender:
             raise DeliveryError("the receiver closed the connection")
         if _unacknowledged_bytes(self.sock) == 0:
             self.acknowledged_at = now
-        return min(self.acknowledged_at, now - SETTLE_SECONDS)
+        return min(self.acknowledged_at, now - self.settle)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -225,9 +228,9 @@ class HecSender:
         self.client.close()
 
 
-def open_sender(destination: Destination, *, timeout: float) -> Sender:
+def open_sender(destination: Destination, *, timeout: float, settle: float) -> Sender:
     if destination.scheme.startswith("syslog+"):
-        return SyslogSender(destination, timeout=timeout)
+        return SyslogSender(destination, timeout=timeout, settle=settle)
     return HecSender(destination, timeout=timeout)
 
 
@@ -253,8 +256,10 @@ class Forwarder:
         holder: str | None = None,
         batch: int | None = None,
         timeout: float | None = None,
+        settle: float = SETTLE_SECONDS,
     ) -> None:
         self.destination = destination
+        self.settle = settle
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.batch = batch or settings.AUDIT_FORWARD_BATCH
         self.timeout = timeout or settings.AUDIT_FORWARD_TIMEOUT_SECONDS
@@ -350,7 +355,9 @@ class Forwarder:
             return 0
         try:
             if self.sender is None:
-                self.sender = open_sender(self.destination, timeout=self.timeout)
+                self.sender = open_sender(
+                    self.destination, timeout=self.timeout, settle=self.settle
+                )
             self._confirm()
             if len(self.in_flight) >= IN_FLIGHT_BATCHES:
                 return 0
@@ -431,7 +438,7 @@ class Forwarder:
                     logged_at = 0.0
                 if not wrote:
                     # Caught up, or waiting for written batches to settle.
-                    stop.wait(min(poll, SETTLE_SECONDS / 2) if self.pending() else poll)
+                    stop.wait(min(poll, self.settle / 2) if self.pending() else poll)
         finally:
             with contextlib.suppress(DatabaseError):
                 self.release()
