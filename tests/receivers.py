@@ -221,6 +221,22 @@ class _Receiver:
         return {delivery.seq for delivery in self.got()}
 
 
+def assert_delivered_in_order(deliveries: list[Delivery], chain: list[tuple[int, str]]) -> None:
+    """Every event of the chain arrived; each connection carried increasing seqs; an event
+    that arrived twice is the same event (seq and hash)."""
+    expected = dict(chain)
+    assert {d.seq for d in deliveries} == set(expected)
+    for delivery in deliveries:
+        assert delivery.hash == expected[delivery.seq], delivery.seq
+    by_connection: dict[int, list[int]] = {}
+    for delivery in deliveries:
+        by_connection.setdefault(delivery.connection, []).append(delivery.seq)
+    for seqs in by_connection.values():
+        assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), seqs
+        # ... and without a gap: a connection resumes after the cursor, in order.
+        assert seqs == list(range(seqs[0], seqs[-1] + 1)), seqs
+
+
 SYSLOG_EVENT = re.compile(
     rb"^<110>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\S+) soc-console (\d+) "
     rb"audit-event - (\{.*\})$",

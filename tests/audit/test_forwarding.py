@@ -29,9 +29,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from audit import forward, log
 from audit.models import AuditEvent, ForwardCursor
 from tests.receivers import (
-    Delivery,
     HecReceiver,
     SyslogReceiver,
+    assert_delivered_in_order,
     self_signed_certificate,
     server_tls,
 )
@@ -57,22 +57,6 @@ def _forwarder(url: str, **options: Any) -> forward.Forwarder:
     """A forwarder as the test's one node: a new one takes over from the last at once."""
     options.setdefault("holder", "test-node")
     return forward.Forwarder(forward.Destination(url), settle=SETTLE, timeout=5, **options)
-
-
-def assert_delivered_in_order(deliveries: list[Delivery], chain: list[tuple[int, str]]) -> None:
-    """Every event of the chain arrived; each connection carried increasing seqs; an event
-    that arrived twice is the same event (seq and hash)."""
-    expected = dict(chain)
-    assert {d.seq for d in deliveries} == set(expected)
-    for delivery in deliveries:
-        assert delivery.hash == expected[delivery.seq], delivery.seq
-    by_connection: dict[int, list[int]] = {}
-    for delivery in deliveries:
-        by_connection.setdefault(delivery.connection, []).append(delivery.seq)
-    for seqs in by_connection.values():
-        assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), seqs
-        # ... and without a gap: a connection resumes after the cursor, in order.
-        assert seqs == list(range(seqs[0], seqs[-1] + 1)), seqs
 
 
 @pytest.fixture
