@@ -267,6 +267,7 @@ class Forwarder:
         self.lease = timedelta(seconds=max(30.0, 4 * self.timeout))
         self.sender: Sender | None = None
         self.holding = False
+        self.standing_by = False
         self.cursor = 0  # the last seq the destination accepted, as stored
         self.sent = 0  # the last seq written on the current connection
         self.in_flight: deque[InFlight] = deque()
@@ -290,8 +291,16 @@ class Forwarder:
             if self.holding:
                 logger.warning("audit forwarding to %s: another forwarder took over", name)
                 self._reset()
+            elif not self.standing_by:
+                logger.info(
+                    "audit forwarding to %s: %s forwards it; waiting as a standby",
+                    name,
+                    ForwardCursor.objects.values_list("holder", flat=True).get(destination=name),
+                )
             self.holding = False
+            self.standing_by = True
             return False
+        self.standing_by = False
         if not self.holding:
             # Taken (or taken back): start again from the stored cursor.
             self._reset()
