@@ -43,7 +43,7 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -461,6 +461,8 @@ class Lag:
     destination: str
     events: int  # events not yet delivered
     seconds: float  # age of the oldest of them (0 when none)
+    delivered_seq: int = 0  # the cursor: the last event delivered
+    delivered_at: datetime | None = None  # when the cursor last moved
 
 
 def lag() -> list[Lag]:
@@ -469,14 +471,17 @@ def lag() -> list[Lag]:
     configured = [destination.name for destination in destinations()]
     if not configured:
         return []
-    cursors = dict(
-        ForwardCursor.objects.filter(destination__in=configured).values_list("destination", "seq")
-    )
+    cursors = {
+        name: (seq, at)
+        for name, seq, at in ForwardCursor.objects.filter(destination__in=configured).values_list(
+            "destination", "seq", "delivered_at"
+        )
+    }
     head = AuditEvent.objects.aggregate(last=Max("seq"))["last"] or 0
     now = timezone.now()
     out = []
     for name in configured:
-        seq = cursors.get(name, 0)
+        seq, delivered_at = cursors.get(name, (0, None))
         oldest = (
             (
                 AuditEvent.objects.filter(seq__gt=seq).order_by("seq").values_list("at", flat=True)
@@ -489,6 +494,8 @@ def lag() -> list[Lag]:
                 destination=name,
                 events=max(head - seq, 0),
                 seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+                delivered_seq=seq,
+                delivered_at=delivered_at,
             )
         )
     return out

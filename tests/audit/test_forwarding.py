@@ -21,6 +21,7 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import Client
+from django.urls import reverse
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -322,3 +323,20 @@ def test_bad_forwarding_settings_stop_start_up_naming_them(
     )
     assert done.returncode != 0
     assert named in done.stderr
+
+
+def test_the_audit_page_says_how_far_the_siem_has_got(
+    client: Client, settings: Any, syslog: SyslogReceiver, manager: Any
+) -> None:
+    _record(5)
+    settings.AUDIT_FORWARD_URL = [syslog.url]
+    name = forward.Destination(syslog.url).name
+    client.force_login(manager)
+    page = client.get(reverse("audit")).content.decode()
+    assert f"<code>{name}</code>" in page
+    assert f"{len(_chain())} events waiting" in page
+    assert "nothing delivered yet" in page
+    _forwarder(syslog.url).drain(timeout=10)
+    page = client.get(reverse("audit")).content.decode()
+    assert "up to date" in page
+    assert f"delivered up to #{_chain()[-1][0]}" in page
