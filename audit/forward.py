@@ -449,8 +449,18 @@ class Forwarder:
                     # Caught up, or waiting for written batches to settle.
                     stop.wait(min(poll, self.settle / 2) if self.pending() else poll)
         finally:
+            with contextlib.suppress(DeliveryError, OSError, DatabaseError):
+                self._settle_in_flight()
             with contextlib.suppress(DatabaseError):
                 self.release()
+
+    def _settle_in_flight(self) -> None:
+        """On the way out, give what was written the time to count as delivered, so that a
+        forwarder that stops repeats nothing next time."""
+        deadline = time.monotonic() + self.settle + 1.0
+        while self.pending() and self.holding and time.monotonic() < deadline:
+            self._confirm()
+            time.sleep(0.05)
 
 
 # --- how far behind -------------------------------------------------------------------------

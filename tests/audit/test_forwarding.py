@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 from hypothesis import HealthCheck, given
@@ -29,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from audit import forward, log
 from audit.models import AuditEvent, ForwardCursor
+from tests.processes import wait_for
 from tests.receivers import (
     HecReceiver,
     SyslogReceiver,
@@ -340,3 +342,31 @@ def test_the_audit_page_says_how_far_the_siem_has_got(
     page = client.get(reverse("audit")).content.decode()
     assert "up to date" in page
     assert f"delivered up to #{_chain()[-1][0]}" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_forwarder_that_stops_counts_what_it_wrote_and_hands_over(
+    syslog: SyslogReceiver,
+) -> None:
+    _record(5)
+    forwarder = forward.Forwarder(
+        forward.Destination(syslog.url), holder="node-a", timeout=5, settle=0.5
+    )
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            forwarder.run(stop, poll=0.05)
+        finally:
+            connection.close()  # the thread's own session
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_for(lambda: len(syslog.seqs()) == len(_chain()), timeout=10, what="every event")
+    finally:
+        stop.set()  # as SIGTERM does, at once: the last batch has not settled yet
+        thread.join(timeout=10)
+    cursor = ForwardCursor.objects.get()
+    assert (cursor.seq, cursor.hash) == _chain()[-1]
+    assert (cursor.holder, cursor.lease_until) == ("", None)  # a standby may take over at once
