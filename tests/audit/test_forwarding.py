@@ -344,6 +344,8 @@ def test_the_audit_page_says_how_far_the_siem_has_got(
     assert f"delivered up to #{_chain()[-1][0]}" in page
 
 
+# The forwarder's thread reads over its own connection: the events must be committed.
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_forwarder_that_stops_counts_what_it_wrote_and_hands_over(
     syslog: SyslogReceiver,
