@@ -30,7 +30,7 @@ seed: migrate
 static: install
 	DEBUG=1 $(BIN)/python manage.py collectstatic --noinput -v0
 
-# Web server, Celery worker, Celery beat and simulated agents, together.
+# Web server, Celery workers, Celery beat, the audit forwarder and simulated agents, together.
 run: services seed static
 	@mkdir -p .run
 	$(BIN)/honcho start -f Procfile

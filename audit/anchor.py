@@ -92,14 +92,23 @@ def current_checkpoint() -> Checkpoint | None:
     return Checkpoint(seq=head[0], hash=head[1], at=timezone.now())
 
 
-def syslog_line(checkpoint: Checkpoint) -> bytes:
-    """RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG, newline-framed."""
-    stamp = checkpoint.at.astimezone(UTC).isoformat(timespec="microseconds")
+def rfc5424(*, msgid: str, at: datetime, message: str) -> bytes:
+    """One RFC 5424 message, unframed: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG.
+
+    Facility log audit, no structured data; `message` is ASCII JSON (the canonical encoder's),
+    so it needs no BOM. Checkpoints and forwarded events are both written by this.
+    """
+    stamp = at.astimezone(UTC).isoformat(timespec="microseconds")
     host = "".join(c for c in socket.gethostname() if "!" <= c <= "~")[:255] or "-"
     return (
         f"<{SYSLOG_PRIORITY}>1 {stamp.replace('+00:00', 'Z')} {host} soc-console "
-        f"{os.getpid()} audit-checkpoint - {checkpoint.line()}\n"
+        f"{os.getpid()} {msgid} - {message}"
     ).encode("ascii")
+
+
+def syslog_line(checkpoint: Checkpoint) -> bytes:
+    """A checkpoint as an RFC 5424 message, newline-framed."""
+    return rfc5424(msgid="audit-checkpoint", at=checkpoint.at, message=checkpoint.line()) + b"\n"
 
 
 def _append_to_file(path: Path, checkpoint: Checkpoint) -> None:

@@ -13,17 +13,7 @@ from .models import AuditEvent
 def jsonl_rows(events: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
     """Events as a SIEM reads them: one JSON object per line, with the chain hashes."""
     for event in events.iterator(chunk_size=2000):
-        yield {
-            "seq": event.seq,
-            "at": event.at.isoformat(),
-            "actor_type": event.actor_type,
-            "actor": event.actor,
-            "event_type": event.event_type,
-            "proposal_id": str(event.proposal_id) if event.proposal_id else None,
-            "data": event.data,
-            "prev_hash": event.prev_hash,
-            "hash": event.hash,
-        }
+        yield event.siem_record()
 
 
 # A spreadsheet opening a CSV runs a cell that starts with one of these as a formula (and a

@@ -27,6 +27,21 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"#{self.seq} {self.event_type} by {self.actor}"
 
+    def siem_record(self) -> dict[str, object]:
+        """The event as a SIEM reads it, with its place in the chain: the JSON lines export
+        writes this, and the forwarder sends it (audit/forward.py)."""
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "actor_type": self.actor_type,
+            "actor": self.actor,
+            "event_type": self.event_type,
+            "proposal_id": str(self.proposal_id) if self.proposal_id else None,
+            "data": self.data,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
     @property
     def data_text(self) -> str:
         """The event's data as the export writes it: JSON, keys sorted."""
@@ -59,3 +74,23 @@ class VerificationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'broken'}"
+
+
+class ForwardCursor(models.Model):
+    """How far the audit trail has reached one forwarding destination (AUDIT_FORWARD_URL).
+
+    `seq` is the last event the destination accepted: the forwarder resumes after it, so an
+    outage delays events and never drops one. One forwarder at a time works a destination: it
+    holds the row's lease (`holder` until `lease_until`), renewed as it goes and taken over by
+    another forwarder only once it has run out.
+    """
+
+    destination = models.CharField(max_length=255, unique=True)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    holder = models.CharField(max_length=128, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.destination} at #{self.seq}"

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from approvals.views import console_role
 from soc_console import roles
 
-from . import charts, exports, reports, selectors
+from . import charts, exports, forward, reports, selectors
 from .filters import BadFilter, moment, proposal_id
 from .models import VerificationRun
 from .verify import verification_is_genuine, verify_and_record
@@ -51,6 +51,7 @@ def _audit_context(request: HttpRequest) -> dict[str, Any]:
     genuine = verification is not None and verification_is_genuine(verification)
     return {
         "head": selectors.chain_head(),
+        "forwarding": forward.lag(),
         "verification": verification,
         "verification_genuine": genuine,
         "bad_seqs": _bad_seqs(verification) if genuine else set(),

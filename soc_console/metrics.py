@@ -54,6 +54,7 @@ from approvals import presence
 from approvals.models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from approvals.priority import AGE_POINTS_PER_HOUR
 from approvals.tasks import HEARTBEAT_KEY
+from audit import forward
 from audit.models import AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -367,6 +368,25 @@ def _database_metrics() -> Iterator[Metric]:
     yield CounterMetricFamily("soc_audit_events", "Events in the audit log.", value=head)
 
 
+def _forwarding() -> Iterator[Metric]:
+    behind = forward.lag()
+    events = GaugeMetricFamily(
+        "soc_audit_forward_lag_events",
+        "Audit events not yet delivered to each AUDIT_FORWARD_URL destination.",
+        labels=["destination"],
+    )
+    seconds = GaugeMetricFamily(
+        "soc_audit_forward_lag_seconds",
+        "Age of the oldest audit event not yet delivered to each destination (0 when none).",
+        labels=["destination"],
+    )
+    for lag in behind:
+        events.add_metric([lag.destination], lag.events)
+        seconds.add_metric([lag.destination], lag.seconds)
+    yield events
+    yield seconds
+
+
 def _consoles() -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "soc_consoles_connected",
@@ -425,6 +445,7 @@ def _heartbeat() -> Iterator[Metric]:
 SECTIONS: dict[str, Callable[[], Iterable[Metric]]] = {
     "audit": _audit_metrics,
     "database": _database_metrics,
+    "forwarding": _forwarding,
     "consoles": _consoles,
     "queue": _queue_depth,
     "heartbeat": _heartbeat,

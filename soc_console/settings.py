@@ -402,6 +402,43 @@ for _url in AUDIT_ANCHOR_URL:
             "syslog+tcp://host:port"
         )
 AUDIT_ANCHOR_SECONDS = env_float("AUDIT_ANCHOR_SECONDS", 60.0, minimum=1.0)
+# Every audit event, at least once and in order, to each of these (comma-separated; the
+# Procfile's `forward` process, audit/forward.py): syslog+tcp://host:port and
+# syslog+tls://host:port (RFC 5424, octet-counted), https://host[:port][/path] (Splunk HTTP
+# Event Collector or a receiver that speaks its protocol; the path defaults to
+# /services/collector/event, and http:// is accepted for a collector on the same host).
+AUDIT_FORWARD_URL = env_list("AUDIT_FORWARD_URL", [])
+for _url in AUDIT_FORWARD_URL:
+    _parts = urlsplit(_url)
+    try:
+        _port = _parts.port
+    except ValueError:
+        _port = None
+    if not (
+        (_parts.scheme in ("syslog+tcp", "syslog+tls") and _parts.hostname and _port)
+        or (_parts.scheme in ("https", "http") and _parts.hostname and not _parts.username)
+    ) or (_parts.query or _parts.fragment):
+        raise ImproperlyConfigured(
+            f"AUDIT_FORWARD_URL: {_url!r} is none of syslog+tcp://host:port, "
+            "syslog+tls://host:port or https://host[:port][/path] (the token goes in "
+            "AUDIT_FORWARD_TOKEN, not in the URL)"
+        )
+# The HTTP Event Collector's token, sent as `Authorization: Splunk <token>`.
+AUDIT_FORWARD_TOKEN = env_str("AUDIT_FORWARD_TOKEN", "")
+if any(url.startswith(("https:", "http:")) for url in AUDIT_FORWARD_URL) and not (
+    AUDIT_FORWARD_TOKEN.strip()
+):
+    raise ImproperlyConfigured(
+        "AUDIT_FORWARD_URL names an HTTP Event Collector: set AUDIT_FORWARD_TOKEN"
+    )
+# The CA certificates (PEM) that syslog+tls:// and https:// receivers are checked against;
+# the system's by default.
+AUDIT_FORWARD_CA_FILE = env_str("AUDIT_FORWARD_CA_FILE", "")
+AUDIT_FORWARD_BATCH = env_int("AUDIT_FORWARD_BATCH", 500, minimum=1)
+# How often the forwarder looks for new events once it has caught up.
+AUDIT_FORWARD_POLL_SECONDS = env_float("AUDIT_FORWARD_POLL_SECONDS", 1.0, minimum=0.05)
+# Connecting, and each send, may take this long before the receiver counts as down.
+AUDIT_FORWARD_TIMEOUT_SECONDS = env_float("AUDIT_FORWARD_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
 
 # Agent API limits.

@@ -302,6 +302,26 @@ def start_beat(environment: CeleryEnvironment, *, log_dir: Path, **env: str) -> 
     return process
 
 
+def start_forwarder(environment: CeleryEnvironment, *, log_dir: Path, **env: str) -> ManagedProcess:
+    """Start the Procfile's `forward` process (manage.py forward_audit) and wait until it
+    forwards."""
+    name = f"forward-{uuid.uuid4().hex[:8]}"
+    argv = [sys.executable, "manage.py", "forward_audit"]
+    process = _spawn(name, argv, env=environment.build(**env), log_dir=log_dir)
+    try:
+        wait_for(
+            lambda: not process.alive() or "forwarding the audit trail to" in process.log(),
+            timeout=30,
+            interval=0.1,
+            what=f"{name} to start",
+        )
+    except TimeoutError:
+        _fail_with_log(process, f"{name} did not start")
+    if not process.alive():
+        _fail_with_log(process, f"{name} exited during start-up")
+    return process
+
+
 # --- Web server -----------------------------------------------------------------------------
 
 

@@ -22,6 +22,8 @@ import pytest
 from django.conf import settings
 from psycopg import errors, sql
 
+from tests.receivers import SyslogReceiver
+
 PREFIX = f"soc_t{os.getpid()}_"
 
 
@@ -121,6 +123,20 @@ def test_migrate_grants_the_runtime_role_and_the_app_runs_as_it(roles: SplitRole
     assert events >= 1  # create_agent, run as the runtime role, recorded its events
     verified = roles.app("verify_audit")
     assert f"audit chain intact: {events} events" in verified.stdout
+
+
+def test_the_forwarder_moves_its_cursor_as_the_runtime_role(roles: SplitRoles) -> None:
+    with roles.as_runtime() as conn:
+        events = conn.execute("SELECT count(*) FROM audit_auditevent").fetchone()[0]
+    with SyslogReceiver() as receiver:
+        done = manage(
+            "forward_audit",
+            "--once",
+            DATABASE_URL=roles.runtime_url,
+            AUDIT_FORWARD_URL=receiver.url,
+        )
+    assert f"delivered up to #{events}" in done.stdout
+    assert receiver.seqs() == set(range(1, events + 1))
 
 
 REFUSED_TO_THE_RUNTIME_ROLE = {
