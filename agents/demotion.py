@@ -88,7 +88,7 @@ def describe(rules: DemotionRules) -> str:
         parts.append("a rollback of an automatic action")
     if not parts:
         return "no demotion rules"
-    return f"to level {rules.to_level} on " + "; ".join(parts)
+    return f"to level {rules.to_level} on: " + "; ".join(parts)
 
 
 def in_words(data: dict[str, Any]) -> str:

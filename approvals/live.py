@@ -178,7 +178,7 @@ def grant_demoted(data: dict[str, Any], seq: int) -> None:
     send_html(
         render_to_string(
             "approvals/demotion_notice.html",
-            {"d": data, "seq": seq, "why": demotion.in_words(data), "oob": True},
+            {"d": data, "seq": seq, "why": demotion.in_words(data)},
         )
     )
 

@@ -67,6 +67,6 @@ def test_the_agents_page_shows_the_demotion_with_its_evidence_and_the_rules(
     factories.agent("triage-bot", grants={"kill_process": 3})
     html = signed_in(analyst).get(reverse("agents")).content.decode()
     assert (
-        "to level 2 on more than 25 % of the last 20 executions failed or rolled back; "
+        "to level 2 on: more than 25 % of the last 20 executions failed or rolled back; "
         "a rejection at or above the auto threshold; a rollback of an automatic action"
     ) in html
