@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import grants, services
+from . import demotion, grants, services
 from .models import (
     DEFAULT_AUTO_PER_HOUR,
     DEFAULT_TARGETS_PER_HOUR,
@@ -95,6 +95,18 @@ class PolicyForm(forms.ModelForm):
         "for an analyst (budget_exhausted). Actions left out keep their budget (default "
         f"{DEFAULT_AUTO_PER_HOUR}/{DEFAULT_TARGETS_PER_HOUR}).",
     )
+    demotions_text = forms.CharField(
+        label="Demotion rules",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="One ACTION: key=value … per line, for example "
+        f"{grants.DEMOTION_EXAMPLE}. When a rule fires, a new version drops the grant to "
+        "level `to` at once (never raises it): more than `above` % of the last `last` "
+        "executions failed or were rolled back (last=0: off); an analyst rejected a proposal at "
+        "or above the auto threshold (over_confidence); an analyst rolled back an automatic "
+        "action (automatic_rollback). Keys and actions left out carry over; the default is "
+        f"{demotion.describe(demotion.DEFAULT_RULES)}.",
+    )
 
     class Meta:
         model = Policy
@@ -116,6 +128,10 @@ class PolicyForm(forms.ModelForm):
                 f"{g.action}={g.max_auto_per_hour}/{g.max_targets_per_hour}"
                 for g in self.instance.grants.all()
             )
+            self.fields["demotions_text"].initial = "\n".join(
+                grants.format_demotion(g.action, demotion.rules_of(g).as_dict())
+                for g in self.instance.grants.all()
+            )
 
     def clean_grants_text(self) -> dict[str, int]:
         try:
@@ -126,6 +142,12 @@ class PolicyForm(forms.ModelForm):
     def clean_budgets_text(self) -> dict[str, tuple[int, int]]:
         try:
             return grants.parse_budgets(self.cleaned_data.get("budgets_text", ""))
+        except grants.GrantError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def clean_demotions_text(self) -> dict[str, dict[str, int | bool]]:
+        try:
+            return grants.parse_demotions(self.cleaned_data.get("demotions_text", ""))
         except grants.GrantError as exc:
             raise forms.ValidationError(str(exc)) from exc
 
@@ -149,6 +171,7 @@ class PolicyAdmin(admin.ModelAdmin):
                 agent=form.cleaned_data["agent"],
                 grants=form.cleaned_data["grants_text"],
                 budgets=form.cleaned_data["budgets_text"],
+                demotions=form.cleaned_data["demotions_text"],
                 by=request.user.get_username(),
                 **fields,
             )

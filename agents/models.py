@@ -148,6 +148,13 @@ class Policy(models.Model):
 DEFAULT_AUTO_PER_HOUR = 20
 DEFAULT_TARGETS_PER_HOUR = 10
 
+# Demotion rules (approvals.services.demotion): the level a grant drops to when one fires, and
+# the failure-rate rule's window and share: more than 25 % of the last 20 executions failed or
+# rolled back.
+DEFAULT_DEMOTE_TO_LEVEL = int(Level.HUMAN_IN_THE_LOOP)
+DEFAULT_FAILURE_WINDOW = 20
+DEFAULT_FAILURE_PERCENT = 25
+
 
 class Grant(models.Model):
     """3. allowed actions: the autonomy level of one action type under one policy version."""
@@ -168,12 +175,45 @@ class Grant(models.Model):
         default=DEFAULT_TARGETS_PER_HOUR,
         help_text="Distinct targets this action runs on automatically per hour at most.",
     )
+    # Demotion rules: when one fires, a new policy version drops this grant to
+    # `demote_to_level` at once (never raises it), audited as grant.demoted.
+    demote_to_level = models.PositiveSmallIntegerField(
+        choices=Level.choices,
+        default=DEFAULT_DEMOTE_TO_LEVEL,
+        validators=[MaxValueValidator(4)],
+        help_text="The level a demotion rule drops this grant to.",
+    )
+    demote_on_automatic_rollback = models.BooleanField(
+        default=True, help_text="Demote when an analyst rolls back an automatic execution."
+    )
+    demote_on_over_confidence = models.BooleanField(
+        default=True,
+        help_text="Demote when an analyst rejects a proposal whose confidence was at or above "
+        "the auto threshold.",
+    )
+    demote_failure_window = models.PositiveIntegerField(
+        default=DEFAULT_FAILURE_WINDOW,
+        help_text="K: the failure-rate rule looks at the last K executions; 0 turns it off.",
+    )
+    demote_failure_percent = models.PositiveSmallIntegerField(
+        default=DEFAULT_FAILURE_PERCENT,
+        validators=[MaxValueValidator(100)],
+        help_text="X: demote when more than X % of the last K executions failed or were rolled "
+        "back.",
+    )
 
     class Meta:
         ordering = ["action"]
         constraints = [
             models.UniqueConstraint(fields=["policy", "action"], name="grant_action_unique"),
             models.CheckConstraint(condition=models.Q(level__lte=4), name="grant_level_range"),
+            models.CheckConstraint(
+                condition=models.Q(demote_to_level__lte=4), name="grant_demote_to_level_range"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(demote_failure_percent__lte=100),
+                name="grant_demote_failure_percent_range",
+            ),
         ]
 
     def __str__(self) -> str:

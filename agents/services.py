@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from django.utils import timezone
 from audit import log
 
 from . import keys, targets
+from .demotion import DEFAULT_RULES, DemotionRules, rules_of
 from .models import (
     DEFAULT_AUTO_PER_HOUR,
     DEFAULT_TARGETS_PER_HOUR,
@@ -82,19 +84,56 @@ def _check_budgets(budgets: dict[str, tuple[int, int]], grants: dict[str, int]) 
                 )
 
 
+_RULE_FIELDS = {field.name for field in dataclasses.fields(DemotionRules)}
+
+
+def _merge_demotions(
+    demotions: dict[str, dict[str, Any]],
+    current: dict[str, DemotionRules],
+    grants: dict[str, int],
+) -> dict[str, DemotionRules]:
+    """Each grant's demotion rules: the ones given over the previous version's (or defaults)."""
+    merged = dict(current)
+    for action, given in demotions.items():
+        if action not in grants:
+            raise PolicyError(f"demotion rules for {action}: the policy grants no such action")
+        unknown = set(given) - _RULE_FIELDS
+        if unknown:
+            raise PolicyError(f"demotion rules for {action}: unknown {', '.join(sorted(unknown))}")
+        rules = replace(current.get(action, DEFAULT_RULES), **given)
+        for name in ("to_level", "failure_window", "failure_percent"):
+            value = getattr(rules, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise PolicyError(f"demotion rules for {action}: {name} must be a whole number")
+        if not all(isinstance(v, bool) for v in (rules.over_confidence, rules.automatic_rollback)):
+            raise PolicyError(f"demotion rules for {action}: each switch is on or off")
+        if rules.to_level not in Level.values:
+            raise PolicyError(
+                f"demotion rules for {action}: to_level must be one of {Level.values}"
+            )
+        if rules.failure_percent > 100:
+            raise PolicyError(f"demotion rules for {action}: failure_percent is at most 100")
+        merged[action] = rules
+    return merged
+
+
 @transaction.atomic
 def policy_publish(
     *,
     agent: Agent,
     grants: dict[str, int] | None = None,
     budgets: dict[str, tuple[int, int]] | None = None,
+    demotions: dict[str, dict[str, Any]] | None = None,
     by: str,
+    actor_type: str = "user",
     **fields: Any,
 ) -> Policy:
     """Publish a new policy version; unspecified parts carry over from the current one.
 
     `budgets` gives grants their blast-radius budget, ACTION: (automatic executions per hour,
     distinct targets per hour); a grant without one keeps its previous budget, or the default.
+    `demotions` gives grants demotion rules, ACTION: {DemotionRules field: value}; what is not
+    given carries over likewise.
     """
     unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
@@ -104,18 +143,21 @@ def policy_publish(
     merged: dict[str, Any] = {}
     merged_grants: dict[str, int] = {}
     merged_budgets: dict[str, tuple[int, int]] = {}
+    current_rules: dict[str, DemotionRules] = {}
     if current is not None:
         merged = {name: getattr(current, name) for name in POLICY_FIELDS}
         merged_grants = {g.action: g.level for g in current.grants.all()}
         merged_budgets = {
             g.action: (g.max_auto_per_hour, g.max_targets_per_hour) for g in current.grants.all()
         }
+        current_rules = {g.action: rules_of(g) for g in current.grants.all()}
     merged.update(fields)
     if grants is not None:
         merged_grants.update(grants)
     _check_policy(merged, merged_grants)
     _check_budgets(budgets or {}, merged_grants)
     merged_budgets.update(budgets or {})
+    merged_rules = _merge_demotions(demotions or {}, current_rules, merged_grants)
     default_budget = (DEFAULT_AUTO_PER_HOUR, DEFAULT_TARGETS_PER_HOUR)
     policy = Policy.objects.create(
         agent=agent, version=(current.version + 1 if current else 1), created_by=by, **merged
@@ -127,12 +169,14 @@ def policy_publish(
             level=level,
             max_auto_per_hour=merged_budgets.get(action, default_budget)[0],
             max_targets_per_hour=merged_budgets.get(action, default_budget)[1],
+            **merged_rules.get(action, DEFAULT_RULES).grant_fields(),
         )
         for action, level in sorted(merged_grants.items())
     )
     log.record(
         event_type="policy.published",
         actor=by,
+        actor_type=actor_type,
         data={
             "agent": agent.slug,
             "version": policy.version,
@@ -143,6 +187,10 @@ def policy_publish(
             "max_proposals_per_minute": policy.max_proposals_per_minute,
             "budgets": {
                 action: list(merged_budgets.get(action, default_budget))
+                for action in sorted(merged_grants)
+            },
+            "demotion_rules": {
+                action: merged_rules.get(action, DEFAULT_RULES).as_dict()
                 for action in sorted(merged_grants)
             },
         },
@@ -187,12 +235,20 @@ def agent_register(
     description: str = "",
     grants: dict[str, int] | None = None,
     budgets: dict[str, tuple[int, int]] | None = None,
+    demotions: dict[str, dict[str, Any]] | None = None,
     **policy_fields: Any,
 ) -> tuple[Agent, IssuedKey]:
     """Register an agent with its first policy version and its first API key."""
     agent = Agent.objects.create(slug=slug, name=name or slug, description=description)
     log.record(event_type="agent.registered", actor=by, data={"agent": slug})
-    policy_publish(agent=agent, grants=grants or {}, budgets=budgets, by=by, **policy_fields)
+    policy_publish(
+        agent=agent,
+        grants=grants or {},
+        budgets=budgets,
+        demotions=demotions,
+        by=by,
+        **policy_fields,
+    )
     issued = apikey_issue(agent=agent, by=by, label="initial")
     return agent, issued
 

@@ -28,6 +28,8 @@ from django.conf import settings
 from django.db import connections
 from django.template.loader import render_to_string
 
+from agents import demotion
+
 from . import connector_state, selectors
 from .models import MAX_TEXT, MIN_REASON, Proposal, ProposalStatus
 from .placement import fills, placement_of
@@ -197,6 +199,16 @@ def suspended_notice_html() -> str:
     return _render(
         "approvals/suspended_notice.html",
         {"suspended_agents": selectors.suspended_agents_pending(), "oob": True},
+    )
+
+
+def grant_demoted(data: dict[str, Any], seq: int) -> None:
+    """A grant lost its autonomy (approvals.services.demotion): a notice on every console."""
+    send_html(
+        render_to_string(
+            "approvals/demotion_notice.html",
+            {"d": data, "seq": seq, "why": demotion.in_words(data)},
+        )
     )
 
 

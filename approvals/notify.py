@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection, send_mail
 
+from agents.demotion import in_words
 from soc_console import roles
 
 from .models import Execution, Proposal
@@ -94,6 +96,45 @@ def agent_suspended(*, slug: str, reason: str, by: str) -> None:
         f"{slug} was suspended {who}: {reason}\n"
         f"Its proposals are refused and its queued actions held until a manager resumes it; "
         f"its pending proposals can be rejected at once from {settings.PUBLIC_URL}/agents/\n",
+        settings.DEFAULT_FROM_EMAIL,
+        recipients,
+        fail_silently=True,
+    )
+
+
+def grant_demoted(data: dict[str, Any], *, seq: int) -> None:
+    """Tell the managers, once per demotion: promotion back is theirs to decide, on evidence."""
+    recipients = _addresses(roles.MANAGER)
+    agent, action = data["agent"], data["action"]
+    if not recipients:
+        logger.warning("no manager has an e-mail address: %s demoted on %s", agent, action)
+        return
+    url = settings.PUBLIC_URL
+    evidence = data.get("evidence") or {}
+    lines = [
+        f"{agent} was demoted on {action}, from level {data['from_level']} to level "
+        f"{data['to_level']}, in policy version {data['policy_version']} (was "
+        f"v{data['previous_version']}): {in_words(data)}.",
+        "",
+        f"The evidence, as audited: {url}/audit/events/{seq}/",
+    ]
+    if evidence.get("proposal"):
+        lines.append(f"The proposal that fired it: {url}/proposals/{evidence['proposal']}/")
+    held = data.get("held_executions") or []
+    if held:
+        lines.append(
+            f"{len(held)} queued automatic action{'s' if len(held) != 1 else ''} held for an "
+            f"analyst's re-confirmation: {url}/lists/#held-executions"
+        )
+    lines += [
+        "",
+        "Promotion back is never automatic. Read the evidence and the agent's readiness and "
+        f"shadow scores at {url}/agents/{agent}/ ; to try the old level again, put it in a "
+        "shadow policy first, and publish it when its score earns it.",
+    ]
+    send_mail(
+        f"[SOC] {agent} demoted on {action}: level {data['from_level']} → {data['to_level']}",
+        "\n".join(lines) + "\n",
         settings.DEFAULT_FROM_EMAIL,
         recipients,
         fail_silently=True,

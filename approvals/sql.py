@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from agents.models import Agent, EmergencyStop
+from agents.models import Agent, EmergencyStop, Grant, Policy
 from soc_console import rows
 
 from .models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus
@@ -28,6 +28,8 @@ _EXECUTION = Execution._meta.db_table
 _PROPOSAL = Proposal._meta.db_table
 _AGENT = Agent._meta.db_table
 _STOP = EmergencyStop._meta.db_table
+_POLICY = Policy._meta.db_table
+_GRANT = Grant._meta.db_table
 
 # --- the claim --------------------------------------------------------------------------------
 #
@@ -45,8 +47,24 @@ STOP_ROW = f"SELECT engaged FROM {_STOP} WHERE id = 1"  # noqa: S608
 
 _NOT_STOPPED = f"EXISTS (SELECT 1 FROM {_STOP} WHERE id = 1 AND NOT engaged)"  # noqa: S608
 
+# An automatic approval (auto_approved, not since confirmed by an analyst) whose grant the live
+# policy, the agent's newest version as routing reads it (agents.sql), no longer gives the level
+# it was approved at: a demotion (approvals.services.demotion) came after it, and it waits for
+# an analyst. Two lookups on unique indexes (policy by agent and version, grant by policy and
+# action) inside the claim's own statement: no round trip of its own.
+_DEMOTED_SINCE_APPROVAL = f"""
+p.status = %s AND p.reviewed_at IS NULL
+AND COALESCE((SELECT g.level FROM {_GRANT} AS g
+                WHERE g.action = p.action
+                  AND g.policy_id = (SELECT lp.id FROM {_POLICY} AS lp
+                                      WHERE lp.agent_id = p.agent_id
+                                      ORDER BY lp.version DESC LIMIT 1)), 0)
+  < (SELECT g.level FROM {_GRANT} AS g WHERE g.policy_id = p.policy_id AND g.action = p.action)
+"""  # noqa: S608
+
 # queued → running: attempt + 1, a lease, started; not before its undo window or backoff ends,
-# not while the stop is engaged or its agent suspended.
+# not while the stop is engaged or its agent suspended, nor when it was approved automatically
+# and its grant has been demoted since.
 _CLAIM_EXECUTION = f"""
 UPDATE {_EXECUTION}
    SET status = %s, attempts = attempts + 1, lease_until = %s, started_at = %s, updated_at = %s
@@ -54,7 +72,7 @@ UPDATE {_EXECUTION}
    AND {_NOT_STOPPED}
    AND NOT EXISTS (
        SELECT 1 FROM {_PROPOSAL} AS p JOIN {_AGENT} AS a ON a.id = p.agent_id
-        WHERE p.id = {_EXECUTION}.proposal_id AND a.suspended
+        WHERE p.id = {_EXECUTION}.proposal_id AND (a.suspended OR ({_DEMOTED_SINCE_APPROVAL}))
    )
 RETURNING {{execution}}
 """  # noqa: S608
@@ -100,6 +118,7 @@ def claim(execution_id: uuid.UUID | str, now: datetime, *, rollback: bool) -> Cl
     else:
         update = _CLAIM_EXECUTION.format(execution=columns)
         params = [ExecutionStatus.RUNNING, lease, when, when, key, ExecutionStatus.QUEUED, when]
+        params += [ProposalStatus.AUTO_APPROVED]
     connection.ensure_connection()
     together = getattr(connection.connection, "pipeline", contextlib.nullcontext)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from agents import catalogue
+from agents import catalogue, demotion
 from agents.models import Agent, EmergencyStop
 from audit.models import AuditEvent
 
@@ -215,3 +215,44 @@ def routed_choices(*, status: str) -> dict[str, Any]:
         "actions": sorted(catalogue.ACTIONS),
         "reasons": [(code, explanation) for code, explanation in reasons],
     }
+
+
+@dataclass(frozen=True)
+class Demotion:
+    """One grant.demoted event as the agents page lists it."""
+
+    seq: int
+    at: Any
+    action: str
+    from_level: int
+    to_level: int
+    rule: str
+    why: str
+    policy_version: int
+    held: int
+
+
+# The agents page lists each agent's most recent demotions, at most this many in all.
+DEMOTIONS_SHOWN = 100
+
+
+def demotions_by_agent() -> dict[str, list[Demotion]]:
+    """The latest grant.demoted events, newest first, by agent slug (one indexed query)."""
+    found: dict[str, list[Demotion]] = {}
+    events = AuditEvent.objects.filter(event_type="grant.demoted").order_by("-seq")
+    for event in events[:DEMOTIONS_SHOWN]:
+        data = event.data
+        found.setdefault(data.get("agent", ""), []).append(
+            Demotion(
+                seq=event.seq,
+                at=event.at,
+                action=data.get("action", ""),
+                from_level=data.get("from_level", 0),
+                to_level=data.get("to_level", 0),
+                rule=data.get("rule", ""),
+                why=demotion.in_words(data),
+                policy_version=data.get("policy_version", 0),
+                held=len(data.get("held_executions") or []),
+            )
+        )
+    return found

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from .. import notify, sql
 from ..models import Execution, ExecutionStatus
+from . import demotion
 from .holds import hold
 from .shared import after_commit, callback, dispatch, execution_move, execution_moved
 
@@ -40,9 +41,10 @@ def execution_claim(
     """A worker takes an execution: queued → running (or a rollback: rolling_back with a new
     rollback attempt), attempt + 1, with a lease.
 
-    With the emergency stop engaged or the agent suspended a queued execution is held instead;
-    a rollback waits, rolling_back, and the sweeper dispatches it again once the stop is
-    lifted. announce=False leaves the live update of the start to the caller (execution_run).
+    With the emergency stop engaged or the agent suspended a queued execution is held instead,
+    as is an automatic one whose grant has been demoted since its approval; a rollback waits,
+    rolling_back, and the sweeper dispatches it again once the stop is lifted. announce=False
+    leaves the live update of the start to the caller (execution_run).
     """
     try:
         return _claim(execution_id, rollback=rollback, announce=announce)
@@ -90,7 +92,8 @@ def _compare_and_set(
 
 
 def _not_claimed(execution_id: uuid.UUID | str, *, stopped: bool, now: datetime) -> None:
-    """A queued execution the claim did not take: hold it if the stop or a suspension is why."""
+    """A queued execution the claim did not take: hold it if the stop, a suspension or its
+    grant's demotion is why."""
     execution = (
         Execution.objects.select_for_update(of=("self",))
         .select_related("proposal__agent")
@@ -111,6 +114,8 @@ def _not_claimed(execution_id: uuid.UUID | str, *, stopped: bool, now: datetime)
             why="emergency stop" if stopped else "agent suspended",
             locked=execution,
         )
+    elif demotion.demoted_since_approval(execution.proposal):
+        hold(execution_id, why=demotion.HOLD_WHY, locked=execution)
     # Otherwise the agent was resumed between the two statements: the sweeper dispatches it.
 
 
@@ -137,6 +142,18 @@ def give_up_lost(
     error = (
         f"the worker stopped answering (gave up after {settings.EXECUTION_MAX_ATTEMPTS} attempts)"
     )
+    firing = None
+    if not rollback:
+        # A rollback that fails was counted as bad when it was asked for; an execution that
+        # fails counts now, and may fire its grant's failure-rate rule.
+        running = (
+            Execution.objects.select_related("proposal")
+            .filter(guard or Q(), pk=execution_id, status=ExecutionStatus.RUNNING)
+            .first()
+        )
+        if running is None:
+            return None
+        firing = demotion.failure_rate_firing(running, becomes=ExecutionStatus.FAILED)
     moved = execution_move(
         execution_id,
         allowed=[ExecutionStatus.ROLLING_BACK if rollback else ExecutionStatus.RUNNING],
@@ -149,4 +166,6 @@ def give_up_lost(
     if moved:
         after_commit(lambda: notify.execution_failed(moved.pk))
         callback(moved.proposal_id, "rollback_failed" if rollback else "failed")
+        if firing is not None:
+            demotion.grant_demote(firing)
     return moved

@@ -20,6 +20,7 @@ from soc_console.errors import DomainError, InvalidInput, NotFound, NotPermitted
 
 from .. import sql
 from ..models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus, Verdict
+from . import demotion
 from .holds import hold, hold_reason
 from .pending import finish_pending, locked_pending
 from .shared import (
@@ -193,6 +194,8 @@ def proposal_reject(
             code="already_decided_by_you",
         )
     seconds = clamp_seconds_on_card(seconds_on_card)
+    # Before anything is recorded: a firing rule takes the stop row's lock first (demotion).
+    firing = demotion.over_confidence_firing(proposal, analyst=username(analyst), reason=reason)
     _decision_record(
         proposal,
         analyst,
@@ -201,7 +204,7 @@ def proposal_reject(
         seconds_on_card=seconds,
         now=timezone.now(),
     )
-    return finish_pending(
+    rejected = finish_pending(
         proposal,
         to=ProposalStatus.REJECTED,
         event_type=events.REJECTED,
@@ -209,6 +212,9 @@ def proposal_reject(
         actor_type="user",
         data=events.rejection(reason=reason, seconds_on_card=seconds),
     )
+    if firing is not None:
+        demotion.grant_demote(firing)
+    return rejected
 
 
 @transaction.atomic

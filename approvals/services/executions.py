@@ -18,7 +18,8 @@ from agents import catalogue
 from soc_console.errors import NotFound, WrongState
 
 from .. import connectors, live, notify
-from ..models import Execution, ExecutionStatus
+from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus
+from . import demotion
 from .claims import Claim, execution_claim, give_up_lost
 from .holds import emergency_stop_engaged
 from .shared import (
@@ -164,6 +165,10 @@ def _settle_retry(claim: Claim, error: str, timing: dict[str, float]) -> Executi
 
 
 def _settle_failed(claim: Claim, error: str, timing: dict[str, float]) -> Execution | None:
+    firing = None
+    if not claim.rollback:
+        # A failed rollback was counted when it was asked for (rolling back is bad already).
+        firing = demotion.failure_rate_firing(claim.execution, becomes=ExecutionStatus.FAILED)
     moved = execution_move(
         claim.execution.pk,
         allowed=_running(claim),
@@ -176,6 +181,8 @@ def _settle_failed(claim: Claim, error: str, timing: dict[str, float]) -> Execut
     if moved:
         after_commit(lambda: notify.execution_failed(moved.pk))
         callback(moved.proposal_id, "rollback_failed" if claim.rollback else "failed")
+        if firing is not None:
+            demotion.grant_demote(firing)
     return moved
 
 
@@ -183,7 +190,14 @@ def _settle_failed(claim: Claim, error: str, timing: dict[str, float]) -> Execut
 def execution_reconfirm_held(
     *, execution_id: uuid.UUID | str, analyst: AbstractBaseUser
 ) -> Execution:
-    """After a stop or suspension, an analyst re-confirms a held execution: held → queued."""
+    """After a stop, a suspension or a demotion, an analyst re-confirms a held execution:
+    held → queued.
+
+    For an action approved automatically this is an analyst's confirmation of it, recorded as
+    the proposal's review (as proposal_review_confirm does): the claim then no longer asks
+    whether its grant still runs it at once, so a demoted grant's execution runs once
+    re-confirmed instead of being held again.
+    """
     check_may_decide(analyst)
     if emergency_stop_engaged():
         raise WrongState("The emergency stop is still engaged; lift it first.")
@@ -192,6 +206,7 @@ def execution_reconfirm_held(
         raise NotFound(f"No execution {execution_id}.")
     if execution.proposal.agent.suspended:
         raise WrongState(f"The agent {execution.proposal.agent.slug} is still suspended.")
+    now = timezone.now()
     moved = execution_move(
         execution_id,
         allowed=[ExecutionStatus.HELD],
@@ -199,10 +214,13 @@ def execution_reconfirm_held(
         event_type="execution.reconfirmed",
         actor=username(analyst),
         actor_type="user",
-        changes={"queued_at": timezone.now(), "not_before": None},
+        changes={"queued_at": now, "not_before": None},
     )
     if moved is None:
         raise WrongState("This execution is not held.")
+    Proposal.objects.filter(
+        pk=execution.proposal_id, status=ProposalStatus.AUTO_APPROVED, reviewed_at__isnull=True
+    ).update(reviewed_by=analyst, reviewed_at=now)
     dispatch(moved.pk)
     return moved
 
@@ -238,6 +256,9 @@ def rollback_request(
         )
     if emergency_stop_engaged():
         raise WrongState("The emergency stop is engaged: nothing runs, rollbacks included.")
+    firing = None
+    if execution.status == ExecutionStatus.SUCCEEDED:
+        firing = demotion.rollback_firing(execution, analyst=username(analyst), reason=reason)
     moved = execution_move(
         execution.pk,
         allowed=[ExecutionStatus.SUCCEEDED],
@@ -250,6 +271,8 @@ def rollback_request(
     )
     if moved is None:
         raise WrongState("Only a succeeded execution can be rolled back.")
+    if firing is not None:
+        demotion.grant_demote(firing)
     dispatch(moved.pk, rollback=True)
     return moved
 

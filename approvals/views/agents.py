@@ -6,8 +6,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
-from agents import catalogue
-from agents.models import Agent
+from agents import catalogue, demotion
+from agents.models import Agent, Grant, Policy
 from soc_console import roles
 from soc_console.errors import DomainError
 
@@ -38,15 +38,19 @@ def agents_page(request: HttpRequest) -> HttpResponse:
     agents = Agent.objects.prefetch_related("keys", "policies__grants").order_by("slug")
     records = selectors.agent_track_records()
     pending = selectors.pending_by_agent()
+    demotions = selectors.demotions_by_agent()
     rows = [
         {
             "agent": agent,
             "pending": pending.get(agent.pk, 0),
-            "policy": agent.current_policy,
+            "policy": policy,
+            "grants": _grants_with_rules(policy),
             "keys": list(agent.keys.all()),
             "record": records.get(agent.pk),
+            "demotions": demotions.get(agent.slug, []),
         }
         for agent in agents
+        for policy in [agent.current_policy]
     ]
     return render(
         request,
@@ -58,6 +62,17 @@ def agents_page(request: HttpRequest) -> HttpResponse:
             "can_resume": roles.can_stop(request.user),
         },
     )
+
+
+def _grants_with_rules(policy: Policy | None) -> list[tuple[Grant, str]]:
+    """Each grant with its demotion rules in words ("—" where a demotion cannot lower it)."""
+    if policy is None:
+        return []
+    return [
+        (grant, demotion.describe(rules) if grant.level > rules.to_level else "—")
+        for grant in policy.grants.all()
+        for rules in [demotion.rules_of(grant)]
+    ]
 
 
 @require_POST

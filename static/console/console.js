@@ -485,7 +485,7 @@
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     var target = event.detail.target;
     if (!target || !target.id) return;
-    if (target.id === "stop-banner") { scheduleHeldRefresh(); return; }
+    if (target.id === "stop-banner" || target.id === "demotion-notices") { scheduleHeldRefresh(); return; }
     if (target.id.indexOf("state-") !== 0) return;
     var timeline = document.getElementById("timeline-" + target.id.slice(6));
     if (!timeline || timelineTimer) return;
@@ -675,6 +675,12 @@
     if (card && card.dataset.id !== selectedId) select(card, true);
   });
   window.addEventListener("resize", noteSteadiness);
+
+  // A demotion notice stays until the analyst has read it and dismisses it.
+  document.addEventListener("click", function (event) {
+    var dismiss = event.target.closest && event.target.closest(".demotion-notice .dismiss");
+    if (dismiss) dismiss.closest(".demotion-notice").remove();
+  });
 
   document.addEventListener("click", function (event) {
     var card = event.target.closest && event.target.closest("#queue-cards > .card");

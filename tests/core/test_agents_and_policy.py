@@ -123,6 +123,17 @@ def test_seed_demo_creates_the_five_roles_and_is_idempotent_with_if_empty() -> N
     call_command("seed_demo", "--weeks", "0", "--pending", "3", stdout=io.StringIO())
     names = set(User.objects.values_list("username", flat=True))
     assert {"analyst", "analyst2", "senior", "manager", "admin"} <= names
+    # One agent was demoted through the real path, so the agents page has one to show.
+    from agents.models import Agent
+    from audit.models import AuditEvent
+
+    demoted = AuditEvent.objects.get(event_type="grant.demoted")
+    assert (demoted.data["agent"], demoted.data["action"]) == ("phish-hunter", "quarantine_email")
+    assert demoted.data["rule"] == "automatic_rollback"
+    assert (demoted.data["from_level"], demoted.data["to_level"]) == (3, 2)
+    hunter = Agent.objects.get(slug="phish-hunter").current_policy
+    assert hunter.level_for("quarantine_email") == 2
+    assert hunter.version == demoted.data["policy_version"]
     out = io.StringIO()
     call_command("seed_demo", "--if-empty", stdout=out)
     assert "skipping" in out.getvalue()

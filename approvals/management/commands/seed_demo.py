@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from agents.models import Agent
 from agents.services import policy_publish
 from approvals import demo, services
+from approvals.demo.demoted import seed_demotion
 from approvals.demo.history import seed_history
 
 
@@ -35,6 +36,8 @@ class Command(BaseCommand):
         history = 0
         if options["weeks"] > 0:
             history = seed_history(weeks=options["weeks"], rng=rng)
+        # An agent that lost its autonomy, with its audit event, for the agents page.
+        demoted = seed_demotion(rng)
         _room_for(agents, options["pending"])
         for _ in range(options["pending"]):
             agent = rng.choice([a for a in agents if a.slug != "intern-bot"])
@@ -56,6 +59,7 @@ class Command(BaseCommand):
             f"demo ready: users {', '.join(u for u, _, _ in demo.USERS)} "
             f"(password {demo.DEMO_PASSWORD!r}), {len(agents)} agents, {len(demo.ASSETS)} assets, "
             f"{history} historical proposals, {options['pending']} pending"
+            + (f"; {demoted.data['agent']} demoted on {demoted.data['action']}" if demoted else "")
         )
 
 
