@@ -46,7 +46,10 @@ def apply(spec: dict) -> None:
     for username, user_spec in spec.get("users", {}).items():
         user = User.objects.filter(username=username).first() or User(username=username)
         user.email = f"{username}@corp.example"
-        user.set_password(user_spec["password"])
+        # A new hash would end the user's session at the provider (Django ties sessions to
+        # the password): changing only the groups must leave it, as a real provider does.
+        if not user.check_password(user_spec["password"]):
+            user.set_password(user_spec["password"])
         user.save()
         user.groups.set([Group.objects.get_or_create(name=name)[0] for name in user_spec["groups"]])
 
