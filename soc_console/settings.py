@@ -350,20 +350,20 @@ if OIDC_ENABLED:
     OIDC_OP_JWKS_ENDPOINT = _oidc_endpoint("OIDC_OP_JWKS_ENDPOINT")
     # When set, an ID token from any other issuer is refused (its audience is always checked).
     OIDC_OP_ISSUER = env_str("OIDC_OP_ISSUER", "").strip()
-    OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
+    OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "") or "RS256"
     if OIDC_RP_SIGN_ALGO not in ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512"):
         # HS256 would make the client secret the provider's signing key.
         raise ImproperlyConfigured(
             f"OIDC_RP_SIGN_ALGO must be an RS or ES algorithm, not {OIDC_RP_SIGN_ALGO!r}"
         )
-    OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+    OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "") or "openid email profile"
     OIDC_USE_PKCE = env_bool("OIDC_USE_PKCE", True)
     OIDC_VERIFY_SSL = env_bool("OIDC_VERIFY_SSL", True)
     OIDC_TIMEOUT = env_float("OIDC_TIMEOUT_SECONDS", 10.0, minimum=0.1)
     # The claim that names the console user (and the audit trail's actor); a claim the provider
     # controls, which its users cannot edit themselves.
-    OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username")
-    OIDC_ROLE_CLAIM = env_str("OIDC_ROLE_CLAIM", "groups")
+    OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "") or "preferred_username"
+    OIDC_ROLE_CLAIM = env_str("OIDC_ROLE_CLAIM", "") or "groups"
     try:
         OIDC_ROLE_MAP = roles.parse_role_map(env_str("OIDC_ROLE_MAP", ""))
     except ValueError as exc:
@@ -371,7 +371,7 @@ if OIDC_ENABLED:
             f"OIDC_ROLE_MAP: {exc} (write group=role,group=role or a JSON object)"
         ) from exc
     # What the sign-in page's button says: "Sign in with <OIDC_PROVIDER_NAME>".
-    OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+    OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "") or "single sign-on"
     OIDC_CALLBACK_CLASS = "approvals.views.signin.OIDCCallback"
     LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
     AUTHENTICATION_BACKENDS.append("approvals.oidc.ConsoleOIDCBackend")

@@ -15,9 +15,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings as django_settings
+from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
 from django.core.exceptions import SuspiciousOperation
-from django.test import Client
+from django.test import Client, RequestFactory
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -237,6 +239,31 @@ def test_an_id_token_signed_by_another_key_is_refused(oidc_backend: ConsoleOIDCB
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with pytest.raises(SuspiciousOperation):
         oidc_backend._verify_jws(_id_token(), other.public_key())
+
+
+@pytest.mark.django_db
+def test_an_address_locked_out_cannot_sign_in_through_the_provider_either(
+    oidc_backend: ConsoleOIDCBackend, settings: Any
+) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.AUTHENTICATION_BACKENDS = [
+        *settings.AUTHENTICATION_BACKENDS,
+        "approvals.oidc.ConsoleOIDCBackend",
+    ]
+    # Nothing listens there: a sign-in that got as far as the provider would raise.
+    settings.OIDC_OP_TOKEN_ENDPOINT = "http://127.0.0.1:9/token"
+    factories.user("alice")
+    address = "203.0.113.9"
+    for n in range(django_settings.AXES_FAILURE_LIMIT):
+        Client(REMOTE_ADDR=address).post(
+            "/accounts/login/", {"username": "alice", "password": f"guess-{n}"}
+        )
+    callback = RequestFactory().get(
+        "/oidc/callback/", {"code": "a-code", "state": "a-state"}, REMOTE_ADDR=address
+    )
+    callback.session = SessionStore()
+    assert authenticate(request=callback, nonce="n", code_verifier="v") is None
+    assert callback.axes_locked_out is True
 
 
 # The sign-in page.
