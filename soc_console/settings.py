@@ -372,6 +372,10 @@ if OIDC_ENABLED:
         ) from exc
     # What the sign-in page's button says: "Sign in with <OIDC_PROVIDER_NAME>".
     OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "") or "single sign-on"
+    # A session from the provider lasts this long (default a 12-hour shift) rather than
+    # Django's two weeks: roles are re-computed at sign-in, so this bounds how long a group
+    # removed at the provider keeps its role here.
+    OIDC_SESSION_HOURS = env_float("OIDC_SESSION_HOURS", 12.0, minimum=0.01)
     OIDC_CALLBACK_CLASS = "approvals.views.signin.OIDCCallback"
     LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
     AUTHENTICATION_BACKENDS.append("approvals.oidc.ConsoleOIDCBackend")

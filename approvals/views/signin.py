@@ -56,6 +56,11 @@ class OIDCCallback(OIDCAuthenticationCallbackView):
             logger.warning("sign-in: the identity provider's answer failed", exc_info=True)
             return self.login_failure()
 
+    def login_success(self) -> HttpResponse:
+        response = super().login_success()
+        self.request.session.set_expiry(round(settings.OIDC_SESSION_HOURS * 3600))
+        return response
+
     def login_failure(self) -> HttpResponse:
         request = self.request
         if request.user.is_authenticated:

@@ -78,6 +78,9 @@ def test_analyst_signs_in_through_the_provider_and_roles_follow_its_groups(
     page.wait_for_url(f"{url}/")
     page.wait_for_selector("#live-status.ok")
     expect(page.locator(".who")).to_contain_text("alice · analyst")
+    # The session lasts a shift (OIDC_SESSION_HOURS), not Django's two weeks.
+    [session] = [c for c in page.context.cookies() if c["name"] == "sessionid"]
+    assert 11.9 * 3600 < session["expires"] - time.time() <= 12 * 3600
     alice = User.objects.get(username="alice")
     assert _roles("alice") == {"analyst"}
     assert not alice.has_usable_password()
