@@ -170,7 +170,8 @@ def sso(
     """An OpenID Connect provider (tests/oidc_provider) and a console that signs in through it
     only (LOCAL_LOGIN off): (provider, console URL)."""
     with (
-        harness.running(tmp_path_factory.mktemp("oidc-provider")) as provider,
+        # The provider starts while the console does.
+        harness.running(tmp_path_factory.mktemp("oidc-provider"), wait=False) as provider,
         _serve(
             django_db_blocker,
             "live-server-sso",
@@ -178,6 +179,7 @@ def sso(
             **provider.console_env(SSO_ROLE_MAP),
         ) as url,
     ):
+        provider.wait_ready()
         provider.register_client(f"{url}/oidc/callback/")
         yield provider, url
 

@@ -1,5 +1,5 @@
-"""The test provider's commands: `migrate`, `serve PORT`, and `apply SPEC` (JSON: a client and
-users with their groups, created or brought to exactly what SPEC says)."""
+"""The test provider's commands: `serve PORT` (its database created first), and `apply SPEC`
+(JSON: a client and users with their groups, created or brought to exactly what SPEC says)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ def main(argv: list[str]) -> None:
     from django.core.management import call_command
 
     command = argv[0]
-    if command == "migrate":
+    if command == "serve":
+        # One process start instead of two: the database is new each run.
         call_command("migrate", verbosity=0, interactive=False)
-    elif command == "serve":
         call_command("runserver", f"127.0.0.1:{argv[1]}", use_reloader=False, skip_checks=True)
     elif command == "apply":
         apply(json.loads(argv[1]))

@@ -32,6 +32,23 @@ def _free_port() -> int:
 class Provider:
     url: str
     env: dict[str, str]
+    process: subprocess.Popen | None = None
+    log: Path | None = None
+
+    def wait_ready(self) -> None:
+        """Until the provider answers its discovery document (its database is then ready)."""
+        assert self.process is not None
+        deadline = time.monotonic() + 30
+        discovery = f"{self.url}/o/.well-known/openid-configuration"
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the test provider exited: see {self.log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(discovery, timeout=1).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the test provider did not start in 30 s: see {self.log}")
+            time.sleep(0.1)
 
     def run(self, *argv: str) -> None:
         subprocess.run(
@@ -69,9 +86,10 @@ class Provider:
 
 
 @contextlib.contextmanager
-def running(directory: Path) -> Iterator[Provider]:
+def running(directory: Path, *, wait: bool = True) -> Iterator[Provider]:
     """The provider on a free loopback port, with a new RSA signing key and database in
-    `directory`; its log is directory/provider.log."""
+    `directory`; its log is directory/provider.log. With wait=False it is still starting:
+    call wait_ready() before using it (meanwhile the caller may start something else)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = directory / "provider-key.pem"
     key_file.write_bytes(
@@ -89,7 +107,6 @@ def running(directory: Path) -> Iterator[Provider]:
     }
     port = _free_port()
     provider = Provider(url=f"http://127.0.0.1:{port}", env=env)
-    provider.run("migrate")
     with open(directory / "provider.log", "wb") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "tests.oidc_provider", "serve", str(port)],
@@ -98,18 +115,11 @@ def running(directory: Path) -> Iterator[Provider]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    provider.process = server
+    provider.log = directory / "provider.log"
     try:
-        deadline = time.monotonic() + 30
-        discovery = f"{provider.url}/o/.well-known/openid-configuration"
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the test provider exited: see {directory / 'provider.log'}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(discovery, timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the test provider did not start in 30 s")
-            time.sleep(0.1)
+        if wait:
+            provider.wait_ready()
         yield provider
     finally:
         server.terminate()
