@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -64,7 +65,10 @@ def signin_roles_apply(
     """
     user = User.objects.select_for_update().filter(username=username).first()
     if user is None and roles_given:
-        user = User.objects.create_user(username=username, email=email)  # no usable password
+        # get_or_create: two first sign-ins at once make one user, not an IntegrityError.
+        user, _ = User.objects.get_or_create(
+            username=username, defaults={"email": email, "password": make_password(None)}
+        )
     held = (
         frozenset(user.groups.filter(name__in=roles.ALL).values_list("name", flat=True))
         if user is not None
