@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 from playwright.sync_api import expect
 
 from agents.client import AgentClient
@@ -154,9 +155,18 @@ def test_analyst_signs_in_through_the_provider_and_roles_follow_its_groups(
 
 
 def test_password_sign_in_is_refused_when_local_login_is_off(
-    sso: tuple[Provider, str], analyst: User
+    sso: tuple[Provider, str], live_server_url: str, analyst: User
 ) -> None:
     _, url = sso
+    # A session signed in with a password, before passwords were switched off: the console
+    # that still takes passwords lets it in, the one with LOCAL_LOGIN off does not.
+    signed_in = Client()
+    signed_in.force_login(analyst, backend="django.contrib.auth.backends.ModelBackend")
+    cookies = {"sessionid": signed_in.cookies["sessionid"].value}
+    assert httpx.get(f"{live_server_url}/", cookies=cookies).status_code == 200
+    ended = httpx.get(f"{url}/", cookies=cookies)
+    assert ended.status_code == 302 and ended.headers["location"] == "/accounts/login/?next=/"
+
     with httpx.Client(base_url=url) as client:
         page = client.get("/accounts/login/")
         assert "Sign in with Test IdP" in page.text
