@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
@@ -18,6 +19,7 @@ from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 
 from audit import log
@@ -164,9 +166,22 @@ def lockout_response(
         f"Too many failed sign-ins for this username or from this address: sign-in is refused "
         f"for {minutes} minute{'s' if minutes != 1 else ''}. Try again later, or ask an admin."
     )
+    next_url = request.POST.get("next", "")
     return render(
         request,
         "registration/login.html",
-        {"locked_out": message, "next": request.POST.get("next", "")},
+        {"locked_out": message, "next": next_url, **signin_choices(next_url)},
         status=429,
     )
+
+
+def signin_choices(next_url: str) -> dict[str, Any]:
+    """What the sign-in page offers: the password form unless LOCAL_LOGIN is off, and the
+    identity provider's button when single sign-on is on."""
+    choices: dict[str, Any] = {"local_login": settings.LOCAL_LOGIN}
+    if settings.OIDC_ENABLED:
+        choices["sso_provider"] = settings.OIDC_PROVIDER_NAME
+        choices["sso_url"] = reverse("oidc_authentication_init") + (
+            f"?{urlencode({'next': next_url})}" if next_url else ""
+        )
+    return choices

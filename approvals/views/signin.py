@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
@@ -13,9 +12,9 @@ from django.contrib import auth, messages
 from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
 
+from .. import accounts
 from ..oidc import REFUSAL
 
 logger = logging.getLogger(__name__)
@@ -27,14 +26,7 @@ class ConsoleLogin(LoginView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context["local_login"] = settings.LOCAL_LOGIN
-        if settings.OIDC_ENABLED:
-            next_url = context.get("next")
-            context["sso_provider"] = settings.OIDC_PROVIDER_NAME
-            context["sso_url"] = reverse("oidc_authentication_init") + (
-                f"?{urlencode({'next': next_url})}" if next_url else ""
-            )
-        return context
+        return {**context, **accounts.signin_choices(context.get("next") or "")}
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not settings.LOCAL_LOGIN:

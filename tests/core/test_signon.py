@@ -255,9 +255,11 @@ def test_an_address_locked_out_cannot_sign_in_through_the_provider_either(
     factories.user("alice")
     address = "203.0.113.9"
     for n in range(django_settings.AXES_FAILURE_LIMIT):
-        Client(REMOTE_ADDR=address).post(
+        page = Client(REMOTE_ADDR=address).post(
             "/accounts/login/", {"username": "alice", "password": f"guess-{n}"}
         )
+    # The lockout page still offers what the sign-in page does.
+    assert page.status_code == 429 and b'name="password"' in page.content
     callback = RequestFactory().get(
         "/oidc/callback/", {"code": "a-code", "state": "a-state"}, REMOTE_ADDR=address
     )
