@@ -114,6 +114,8 @@ EVENT_WORDS = {
     "asset.saved": "Asset saved",
     "asset.deleted": "Asset deleted",
     "role.granted": "Role granted",
+    "role.synced": "Roles set by the identity provider",
+    "signin.refused": "Sign-in refused",
     "signin.locked_out": "Sign-in locked out",
     "audit.rekeyed": "Audit key rotated",
 }

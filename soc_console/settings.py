@@ -20,6 +20,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from agents import ladder
+from soc_console import roles
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -318,6 +319,76 @@ AXES_VERBOSE = False
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# Single sign-on through the SOC's OpenID Connect provider (mozilla-django-oidc; the names are
+# that library's). On when OIDC_RP_CLIENT_ID is set; every role is then re-computed at each
+# sign-in from the provider's role claim (approvals/oidc.py), so a group the provider removes
+# takes its role away at the next sign-in.
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID", "")
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+if OIDC_ENABLED:
+
+    def _oidc_endpoint(name: str, *, required: bool = True) -> str:
+        url = env_str(name, "").strip()
+        if not url and not required:
+            return ""
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ImproperlyConfigured(f"{name} must be the provider's https:// URL, not {url!r}")
+        # Codes, tokens and the user's claims travel over these: plain http only on loopback,
+        # where a test or a provider on the same host answers.
+        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+            raise ImproperlyConfigured(f"{name} must use https (plain http on loopback only)")
+        return url
+
+    OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET", "")
+    if not OIDC_RP_CLIENT_SECRET:
+        raise ImproperlyConfigured("OIDC_RP_CLIENT_SECRET is required with OIDC_RP_CLIENT_ID")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = _oidc_endpoint("OIDC_OP_AUTHORIZATION_ENDPOINT")
+    OIDC_OP_TOKEN_ENDPOINT = _oidc_endpoint("OIDC_OP_TOKEN_ENDPOINT")
+    OIDC_OP_USER_ENDPOINT = _oidc_endpoint("OIDC_OP_USER_ENDPOINT")
+    OIDC_OP_JWKS_ENDPOINT = _oidc_endpoint("OIDC_OP_JWKS_ENDPOINT")
+    # When set, an ID token from any other issuer is refused (its audience is always checked).
+    OIDC_OP_ISSUER = env_str("OIDC_OP_ISSUER", "").strip()
+    OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "") or "RS256"
+    if OIDC_RP_SIGN_ALGO not in ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512"):
+        # HS256 would make the client secret the provider's signing key.
+        raise ImproperlyConfigured(
+            f"OIDC_RP_SIGN_ALGO must be an RS or ES algorithm, not {OIDC_RP_SIGN_ALGO!r}"
+        )
+    OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "") or "openid email profile"
+    OIDC_USE_PKCE = env_bool("OIDC_USE_PKCE", True)
+    OIDC_VERIFY_SSL = env_bool("OIDC_VERIFY_SSL", True)
+    OIDC_TIMEOUT = env_float("OIDC_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+    # The claim that names the console user (and the audit trail's actor); a claim the provider
+    # controls, which its users cannot edit themselves.
+    OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "") or "preferred_username"
+    OIDC_ROLE_CLAIM = env_str("OIDC_ROLE_CLAIM", "") or "groups"
+    try:
+        OIDC_ROLE_MAP = roles.parse_role_map(env_str("OIDC_ROLE_MAP", ""))
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"OIDC_ROLE_MAP: {exc} (write group=role,group=role or a JSON object)"
+        ) from exc
+    # What the sign-in page's button says: "Sign in with <OIDC_PROVIDER_NAME>".
+    OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "") or "single sign-on"
+    # A session from the provider lasts this long (default a 12-hour shift) rather than
+    # Django's two weeks: roles are re-computed at sign-in, so this bounds how long a group
+    # removed at the provider keeps its role here.
+    OIDC_SESSION_HOURS = env_float("OIDC_SESSION_HOURS", 12.0, minimum=0.01)
+    OIDC_CALLBACK_CLASS = "approvals.views.signin.OIDCCallback"
+    LOGIN_REDIRECT_URL_FAILURE = LOGIN_URL
+    AUTHENTICATION_BACKENDS.append("approvals.oidc.ConsoleOIDCBackend")
+# LOCAL_LOGIN=off: the sign-in page offers only the provider; a password is refused there and
+# on the admin's sign-in, and sessions signed in with a password are no longer valid.
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+if not LOCAL_LOGIN:
+    if not OIDC_ENABLED:
+        raise ImproperlyConfigured(
+            "LOCAL_LOGIN=off needs single sign-on (OIDC_RP_CLIENT_ID and the OIDC_OP_* "
+            "endpoints): otherwise nobody can sign in"
+        )
+    AUTHENTICATION_BACKENDS.remove("django.contrib.auth.backends.ModelBackend")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from agents import api as agent_api
 from approvals import api
 from approvals import views as console
+from approvals.views.signin import ConsoleLogin
 
 from .health import healthz, readyz
 from .metrics import metrics
@@ -57,7 +60,7 @@ urlpatterns = [
     path("agents/<slug:slug>/suspend/", console.agent_suspend, name="agent-suspend"),
     path("agents/<slug:slug>/clear/", console.agent_clear, name="agent-clear"),
     path("", include("audit.urls")),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", ConsoleLogin.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
@@ -65,3 +68,17 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
 ]
+
+if settings.OIDC_ENABLED:
+    urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))
+if not settings.LOCAL_LOGIN:
+    # The admin's own sign-in form takes a password: send it to the console's sign-in page,
+    # which offers the identity provider only (and then back to the admin).
+    urlpatterns.insert(
+        0,
+        path(
+            "admin/login/",
+            RedirectView.as_view(pattern_name="login", query_string=True),
+            name="admin-login",
+        ),
+    )

@@ -28,6 +28,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 
 from tests import processes
+from tests.oidc_provider import harness
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -156,6 +157,31 @@ def undo_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[s
         django_db_blocker, "live-server-undo", APPROVAL_UNDO_SECONDS=str(UNDO_SECONDS)
     ) as url:
         yield url
+
+
+# The provider's groups that give console roles in the single sign-on tests.
+SSO_ROLE_MAP = "soc-analysts=analyst,soc-leads=senior_analyst,soc-managers=manager"
+
+
+@pytest.fixture(scope="module")
+def sso(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[harness.Provider, str]]:
+    """An OpenID Connect provider (tests/oidc_provider) and a console that signs in through it
+    only (LOCAL_LOGIN off): (provider, console URL)."""
+    with (
+        # The provider starts while the console does.
+        harness.running(tmp_path_factory.mktemp("oidc-provider"), wait=False) as provider,
+        _serve(
+            django_db_blocker,
+            "live-server-sso",
+            LOCAL_LOGIN="off",
+            **provider.console_env(SSO_ROLE_MAP),
+        ) as url,
+    ):
+        provider.wait_ready()
+        provider.register_client(f"{url}/oidc/callback/")
+        yield provider, url
 
 
 @pytest.fixture
