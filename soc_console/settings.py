@@ -212,32 +212,49 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str("DATABASE_URL", "")
+# A read replica for the managers' reports (soc_console/replica.py routes them there): their
+# reads scan whole periods, and on a replica they take nothing from the primary that every
+# submission, decision and execution writes to. Unset, reports read the primary.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL and not DATABASE_URL:
+    raise ImproperlyConfigured("DATABASE_REPLICA_URL needs DATABASE_URL (a PostgreSQL primary)")
+
+
+def postgres_database(url: str) -> dict[str, object]:
+    """A PostgreSQL connection's settings from its URL, with the pool and prepared statements
+    every process of the console uses."""
+    database: dict[str, object] = dj_database_url.parse(url)
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        return database
+    # Under ASGI each request may run on a different thread, so persistent per-thread
+    # connections pile up; a pool per process reuses a few connections instead.
+    # Parameters travel apart from the statement, and a statement a connection runs
+    # again and again (a claim, an audit append, the queue's reads) is prepared after its
+    # fifth run: PostgreSQL plans it once per connection instead of on every execution,
+    # and planning costs more than running most of these. Turn it off for a connection
+    # pooler that cannot keep prepared statements (PgBouncer before 1.21, or without
+    # max_prepared_statements). Options given in the URL (sslmode, …) are kept.
+    prepared = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+    options: dict[str, object] = database.setdefault("OPTIONS", {})
+    options.update({"server_side_binding": prepared, "prepare_threshold": 5 if prepared else None})
+    pool_size = env_int("DATABASE_POOL_MAX", 8, minimum=0)
+    if pool_size:
+        options["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 10}
+        # A connection that PostgreSQL dropped (a restart, a failover) is replaced before
+        # the pool lends it, instead of failing the next request or task. This backend
+        # checks that without a query; see soc_console/postgresql/base.py.
+        database["ENGINE"] = "soc_console.postgresql"
+    return database
+
+
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # Under ASGI each request may run on a different thread, so persistent per-thread
-        # connections pile up; a pool per process reuses a few connections instead.
-        # Parameters travel apart from the statement, and a statement a connection runs
-        # again and again (a claim, an audit append, the queue's reads) is prepared after its
-        # fifth run: PostgreSQL plans it once per connection instead of on every execution,
-        # and planning costs more than running most of these. Turn it off for a connection
-        # pooler that cannot keep prepared statements (PgBouncer before 1.21, or without
-        # max_prepared_statements). Options given in DATABASE_URL (sslmode, …) are kept.
-        prepared = env_bool("DATABASE_PREPARED_STATEMENTS", True)
-        DATABASES["default"].setdefault("OPTIONS", {}).update(
-            {"server_side_binding": prepared, "prepare_threshold": 5 if prepared else None}
-        )
-        pool_size = env_int("DATABASE_POOL_MAX", 8, minimum=0)
-        if pool_size:
-            DATABASES["default"]["OPTIONS"]["pool"] = {
-                "min_size": 1,
-                "max_size": pool_size,
-                "timeout": 10,
-            }
-            # A connection that PostgreSQL dropped (a restart, a failover) is replaced before
-            # the pool lends it, instead of failing the next request or task. This backend
-            # checks that without a query; see soc_console/postgresql/base.py.
-            DATABASES["default"]["ENGINE"] = "soc_console.postgresql"
+    DATABASES = {"default": postgres_database(DATABASE_URL)}
+    if DATABASE_REPLICA_URL:
+        DATABASES["replica"] = postgres_database(DATABASE_REPLICA_URL)
+        if not str(DATABASES["replica"]["ENGINE"]).endswith("postgresql"):
+            raise ImproperlyConfigured("DATABASE_REPLICA_URL must be a postgres:// URL")
+        # A test run reads the replica through the primary's test database.
+        DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 else:
     DATABASES = {
         "default": {
@@ -253,6 +270,10 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The connection the reports read through: the replica when there is one. The router sends a
+# report's reads there and every other read and write to "default".
+REPORTS_DATABASE = "replica" if "replica" in DATABASES else "default"
+DATABASE_ROUTERS = ["soc_console.replica.ReportsRouter"]
 # The role that owns the tables and runs `migrate`; DATABASE_URL is then the runtime role,
 # which `migrate` grants what the app needs and no more (audit tables: read and append only).
 MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL", "")
