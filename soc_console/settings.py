@@ -560,7 +560,15 @@ if WORKER_HEARTBEAT_MAX_AGE_SECONDS <= WORKER_HEARTBEAT_INTERVAL_SECONDS:
         "/healthz reports healthy workers as degraded between two beats"
     )
 
+# The broker: Redis (the default, REDIS_URL) or RabbitMQ (amqp://user:password@host:5672/vhost),
+# the broker large Celery deployments pick; the channel layer and the cache stay on Redis.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+BROKER_SCHEME = urlsplit(CELERY_BROKER_URL).scheme
+if BROKER_SCHEME not in ("redis", "rediss", "amqp", "amqps"):
+    raise ImproperlyConfigured(
+        f"CELERY_BROKER_URL must be a redis:// or amqp:// URL, not {BROKER_SCHEME or '(none)'}://"
+    )
+BROKER_IS_RABBITMQ = BROKER_SCHEME in ("amqp", "amqps")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -579,14 +587,19 @@ CELERY_DB_REUSE_MAX = 10**9
 # Redis hands an unacknowledged message to another worker after the visibility timeout. Every
 # task, and every retry's countdown, must end well before that, or one slow task runs twice at
 # the same time.
+# (RabbitMQ instead hands it on when the worker's connection closes, and not before.)
 CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=60)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
-    # A broker outage must cost an approval a moment, not hang it: the sweeper re-dispatches
-    # whatever could not be enqueued.
-    "socket_connect_timeout": 2,
-    "socket_timeout": 5,
-}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
+    {}
+    if BROKER_IS_RABBITMQ
+    else {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+        # A broker outage must cost an approval a moment, not hang it: the sweeper re-dispatches
+        # whatever could not be enqueued.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+)
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
@@ -621,6 +634,28 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "soc")
 # `callbacks`), a slow receiver can never hold a worker process that executions need.
 CALLBACK_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-callbacks"
 CELERY_TASK_ROUTES = {"approvals.tasks.deliver_callback": {"queue": CALLBACK_QUEUE}}
+if BROKER_IS_RABBITMQ:
+    from kombu import Exchange, Queue
+
+    # Quorum queues: replicated across the RabbitMQ cluster, so a message survives the loss of
+    # the node that held it. A quorum queue has no global prefetch limit, so the worker sets
+    # one per consumer (worker_detect_quorum_queues); with late acks and a prefetch of one, a
+    # worker process holds one unfinished message, which RabbitMQ hands to another worker
+    # the moment this one's connection drops (a kill -9 included).
+    # A countdown (the undo window, a retry's backoff) cannot wait in the worker, which would
+    # hold the queue's only prefetch slot: Celery's native delayed delivery parks the message
+    # in RabbitMQ's own delay queues until it is due, and that needs a topic exchange.
+    _EXCHANGE = Exchange(CELERY_TASK_DEFAULT_QUEUE, type="topic")
+    CELERY_TASK_QUEUES = [
+        Queue(name, _EXCHANGE, routing_key=name, queue_arguments={"x-queue-type": "quorum"})
+        for name in (CELERY_TASK_DEFAULT_QUEUE, CALLBACK_QUEUE)
+    ]
+    CELERY_TASK_DEFAULT_EXCHANGE = CELERY_TASK_DEFAULT_QUEUE
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_DEFAULT_ROUTING_KEY = CELERY_TASK_DEFAULT_QUEUE
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "quorum"
 CELERY_BEAT_SCHEDULE = {
     # Ticks expire: those piled up while no worker ran are dropped instead of arriving in a
     # burst. A sweep tick keeps a minute's grace so that a long queue cannot starve the sweeper.
