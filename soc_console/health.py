@@ -45,7 +45,7 @@ def _broker() -> str:
 
     try:
         with Connection(settings.CELERY_BROKER_URL, connect_timeout=1) as broker:
-            broker.ensure_connection(max_retries=1, timeout=1)
+            broker.ensure_connection(max_retries=1, interval_start=0, timeout=1)
         return "ok"
     except Exception as exc:
         return f"degraded: {exc.__class__.__name__}"

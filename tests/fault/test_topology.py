@@ -103,6 +103,23 @@ def rabbitmq_vhost(queue: str) -> Iterator[str]:
             _delete_queues(f"amqp://guest:guest@{RABBITMQ[0]}:{RABBITMQ[1]}//", queue)
 
 
+def _queue_types(broker_url: str) -> dict[str, str] | None:
+    """Each queue of the broker URL's vhost and its type, from rabbitmqctl (None without it)."""
+    if shutil.which("rabbitmqctl") is None:
+        return None
+    vhost = broker_url.rsplit("/", 1)[1] or "/"
+    done = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "type", "--no-table-headers"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None
+    return dict(line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
+
+
 def _delete_queues(url: str, queue: str) -> None:
     from kombu import Connection
 
@@ -390,6 +407,14 @@ def test_a_console_on_node_a_shows_within_a_second_what_happens_on_node_b(
         marker = f'id="card-{proposal_id}" hx-swap-oob="delete"'
         decided.append(console.arrival(marker, after=sent) - sent)
     assert console.landed == ["A"]
+    if topo.broker == "amqp":
+        # Quorum queues, so no global prefetch: each worker process holds one message.
+        assert "Global QoS is disabled" in a.worker.log()
+        types = _queue_types(topo.environment.extra["CELERY_BROKER_URL"])
+        if types is not None:
+            assert types[topo.environment.queue] == "quorum", types
+            # The approvals' countdowns waited in RabbitMQ's delay queues.
+            assert types.get("celery_delayed_0") == "quorum", types
     print(
         f"[{topo.broker}] node B → console on A, from the request's sending: proposals "
         f"{', '.join(f'{t * 1000:.0f}' for t in shown)} ms; decisions "
