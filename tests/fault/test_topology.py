@@ -50,19 +50,19 @@ from tests.fault.test_worker_and_broker_faults import assert_each_took_effect_on
 pytestmark = [pytest.mark.fault, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 RABBITMQ = ("127.0.0.1", 5672)
-# Each connector call of a slow-… target takes this long: long enough to kill a worker inside
-# one, short enough for the run to stay quick. The lease outlasts it with room to spare.
-CALL_MS = 1000
 NODE_ENV = {
     **FAST_RECOVERY,
-    "EXECUTION_LEASE_SECONDS": "3",
-    "CONNECTOR_SLOW_MS": str(CALL_MS),
+    # The lease outlasts the longest connector call below with room to spare.
+    "EXECUTION_LEASE_SECONDS": "4",
     # An approval's task is sent with a countdown, as in production (there 5 s): with RabbitMQ
     # it waits in the broker's delay queues, not in a worker.
     "APPROVAL_UNDO_SECONDS": "1",
     "API_RATE_LIMIT_PER_MINUTE": "100000",
     "LOG_LEVEL": "INFO",
 }
+# Each connector call of a slow-… target takes this long, per node: node B's calls are long
+# enough that a kill lands inside one, node A's short enough for the run to stay quick.
+CALL_MS = {"A": 1000, "B": 2500}
 
 
 # --- RabbitMQ -------------------------------------------------------------------------------
@@ -169,6 +169,7 @@ class Topology:
                 name=f"node-{name.lower()}-{uuid.uuid4().hex[:4]}",
                 ready_timeout=60,
                 **NODE_ENV,
+                CONNECTOR_SLOW_MS=str(CALL_MS[name]),
             )
             node.web, node.url = web.result()
             node.worker = worker.result()
@@ -525,7 +526,7 @@ def test_two_beats_at_once_escalate_each_proposal_once_and_send_one_digest(
             interval=0.2,
             what="the sweeps",
         )
-        time.sleep(2)  # both beats keep ticking: two more sweeps each
+        time.sleep(1.5)  # both beats keep ticking: a sweep or two more each
     finally:
         second.stop(timeout=5)
         topo.beats.remove(second)
