@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,12 +37,20 @@ def reports() -> Iterator[str]:
 
 
 def reading_reports(view: Callable[P, R]) -> Callable[P, R]:
-    """A view whose reads are a report's (the page, its figures, its CSV)."""
+    """A view whose reads are a report's (the page, its figures, its CSV). When the replica
+    does not answer, the report is read from the primary instead of failing: it only reads."""
 
     @functools.wraps(view)
     def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
-        with reports():
-            return view(*args, **kwargs)
+        with reports() as alias:
+            if alias == DEFAULT_DB_ALIAS:
+                return view(*args, **kwargs)
+            try:
+                return view(*args, **kwargs)
+            except OperationalError:
+                logger.warning("the replica does not answer; reading the report from the primary")
+                connections[alias].close()
+        return view(*args, **kwargs)
 
     return wrapped
 

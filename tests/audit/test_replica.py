@@ -21,6 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from approvals.models import Decision, Proposal
 from soc_console import replica
 from tests.audit.history_builder import BASE, proposal
+from tests.processes import free_port
 
 PERIOD = {"since": "2026-11-17", "until": "2026-11-18"}
 REPORT_TABLES = re.compile(r'"approvals_(proposal|decision|execution)"')
@@ -81,6 +82,29 @@ def test_reports_read_from_the_replica_and_show_the_same_figures(
     assert exported_again == exported
     assert _tables(page_again) == _tables(page)
     assert "Not enough data: 7 proposals" in exported, exported[:300]
+
+
+def test_a_report_reads_the_primary_while_the_replica_does_not_answer(
+    settings, agent_with_key, analyst, manager
+) -> None:
+    _history(agent_with_key.agent, analyst)
+    client = Client()
+    client.force_login(manager)
+    settings.REPORTS_DATABASE = "replica"
+    replica_connection = connections["replica"]
+    replica_connection.close()
+    port = replica_connection.settings_dict["PORT"]
+    replica_connection.settings_dict["PORT"] = free_port()  # nothing listens there
+    try:
+        with CaptureQueriesContext(connections["default"]) as on_primary:
+            page = client.get("/reports/", {"report": "latency", **PERIOD})
+            exported = client.get("/reports/latency.csv", PERIOD)
+    finally:
+        replica_connection.close()
+        replica_connection.settings_dict["PORT"] = port
+    assert page.status_code == exported.status_code == 200
+    assert _report_statements(on_primary)
+    assert "Not enough data: 7 proposals" in exported.content.decode()
 
 
 def test_only_a_report_reads_the_replica_and_nothing_is_written_there(settings) -> None:
