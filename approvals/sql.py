@@ -12,12 +12,14 @@ would only find nothing; nothing outside this module touches them in approvals.
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from agents.models import Agent, EmergencyStop, Grant, Policy
 from soc_console import rows
@@ -253,6 +255,53 @@ def digest_lock() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(_DIGEST_LOCK)
+
+
+# --- one sweep at a time ----------------------------------------------------------------------
+#
+# Beat's sweep recovers executions, expires and escalates proposals and sends the digest. With
+# two schedulers (a second beat started by mistake, or a standby taking over while the old one
+# still runs) or a tick that outlasts the interval, two sweeps could overlap and dispatch the
+# same lost execution twice. Each step is a compare-and-set, so nothing would happen twice, but
+# the second sweep would only do the work again: it takes this lock or skips its turn.
+#
+# A session lock, not a transaction's: the sweep's steps are each their own service
+# transaction (an audit event each, taking the chain's lock in turn), and holding one
+# transaction open across all of them would hold the audit chain against every submission
+# meanwhile. The lock is released when the sweep ends, and PostgreSQL releases it by itself
+# if the worker dies, with its session.
+_SWEEP_LOCK = "SELECT pg_try_advisory_lock(hashtext('soc.sweep'))"
+_SWEEP_UNLOCK = "SELECT pg_advisory_unlock(hashtext('soc.sweep'))"
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def sweep_lock() -> Iterator[bool]:
+    """True inside the block when this sweep holds the lock, False when another sweep does.
+    (SQLite has one writer at a time and `make run` one beat: always True there.)"""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_SWEEP_LOCK)
+        held = bool(cursor.fetchone()[0])
+    if not held:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_SWEEP_UNLOCK)
+        except Exception:
+            # The session may still hold the lock: end it rather than hand it back to the pool
+            # with the lock, which would make every later sweep skip.
+            logger.warning("sweep lock not released; closing the connection", exc_info=True)
+            if connection.connection is not None:
+                connection.connection.close()
+            connection.close()
 
 
 # --- the console's counters -------------------------------------------------------------------

@@ -20,9 +20,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import NotSupportedError, connection, transaction
+from django.db import NotSupportedError, connection, connections, transaction
 from django.db.models import FloatField, Func, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
+
+from soc_console import replica
 
 from .models import AuditEvent
 
@@ -110,7 +112,10 @@ def rows_sql(qs: QuerySet[Any]) -> tuple[str, list[Any]]:
 
 
 def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    with transaction.atomic(), connection.cursor() as cursor:
+    # A report's statement runs where its ORM reads do: on the replica, when there is one.
+    alias = replica.alias()
+    connection = connections[alias]
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # The statements sort whole periods in memory: with the default 4 MB, a month of
             # decisions spills to disk and each sort takes several times as long.

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from approvals.views import console_role
-from soc_console import roles
+from soc_console import replica, roles
 
 from . import charts, exports, forward, reports, selectors
 from .filters import BadFilter, moment, proposal_id
@@ -270,6 +270,7 @@ def _date_input(at: datetime, *, end: bool) -> tuple[str, str]:
 
 @require_GET
 @console_role(roles.can_read_reports)
+@replica.reading_reports
 def reports_page(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("report") or "latency"
     choices = selectors.report_choices()
@@ -318,6 +319,7 @@ REPORT_TABS = [
 
 @require_GET
 @console_role(roles.can_read_reports)
+@replica.reading_reports
 def report_csv(request: HttpRequest, report: str) -> HttpResponse:
     try:
         result, filters = _build_report(request, report, selectors.report_choices())

@@ -38,6 +38,19 @@ def _ping(url: str) -> str:
         client.close()
 
 
+def _broker() -> str:
+    if not settings.BROKER_IS_RABBITMQ:
+        return _ping(settings.CELERY_BROKER_URL)
+    from kombu import Connection
+
+    try:
+        with Connection(settings.CELERY_BROKER_URL, connect_timeout=1) as broker:
+            broker.ensure_connection(max_retries=1, interval_start=0, timeout=1)
+        return "ok"
+    except Exception as exc:
+        return f"degraded: {exc.__class__.__name__}"
+
+
 def _workers() -> str:
     try:
         beat = cache.get(HEARTBEAT_KEY)
@@ -56,9 +69,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
     checks = {
         "database": _database(),
         "redis": _ping(settings.REDIS_URL),
-        # The broker may be a different Redis: approvals still commit without it, but nothing
-        # is dispatched until it is back.
-        "broker": _ping(settings.CELERY_BROKER_URL),
+        # The broker may be a different Redis, or RabbitMQ: approvals still commit without it,
+        # but nothing is dispatched until it is back.
+        "broker": _broker(),
         "workers": _workers(),
     }
     ok = all(value == "ok" for value in checks.values())

@@ -213,32 +213,49 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str("DATABASE_URL", "")
+# A read replica for the managers' reports (soc_console/replica.py routes them there): their
+# reads scan whole periods, and on a replica they take nothing from the primary that every
+# submission, decision and execution writes to. Unset, reports read the primary.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL and not DATABASE_URL:
+    raise ImproperlyConfigured("DATABASE_REPLICA_URL needs DATABASE_URL (a PostgreSQL primary)")
+
+
+def postgres_database(url: str) -> dict[str, object]:
+    """A PostgreSQL connection's settings from its URL, with the pool and prepared statements
+    every process of the console uses."""
+    database: dict[str, object] = dj_database_url.parse(url)
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        return database
+    # Under ASGI each request may run on a different thread, so persistent per-thread
+    # connections pile up; a pool per process reuses a few connections instead.
+    # Parameters travel apart from the statement, and a statement a connection runs
+    # again and again (a claim, an audit append, the queue's reads) is prepared after its
+    # fifth run: PostgreSQL plans it once per connection instead of on every execution,
+    # and planning costs more than running most of these. Turn it off for a connection
+    # pooler that cannot keep prepared statements (PgBouncer before 1.21, or without
+    # max_prepared_statements). Options given in the URL (sslmode, …) are kept.
+    prepared = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+    options: dict[str, object] = database.setdefault("OPTIONS", {})
+    options.update({"server_side_binding": prepared, "prepare_threshold": 5 if prepared else None})
+    pool_size = env_int("DATABASE_POOL_MAX", 8, minimum=0)
+    if pool_size:
+        options["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 10}
+        # A connection that PostgreSQL dropped (a restart, a failover) is replaced before
+        # the pool lends it, instead of failing the next request or task. This backend
+        # checks that without a query; see soc_console/postgresql/base.py.
+        database["ENGINE"] = "soc_console.postgresql"
+    return database
+
+
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # Under ASGI each request may run on a different thread, so persistent per-thread
-        # connections pile up; a pool per process reuses a few connections instead.
-        # Parameters travel apart from the statement, and a statement a connection runs
-        # again and again (a claim, an audit append, the queue's reads) is prepared after its
-        # fifth run: PostgreSQL plans it once per connection instead of on every execution,
-        # and planning costs more than running most of these. Turn it off for a connection
-        # pooler that cannot keep prepared statements (PgBouncer before 1.21, or without
-        # max_prepared_statements). Options given in DATABASE_URL (sslmode, …) are kept.
-        prepared = env_bool("DATABASE_PREPARED_STATEMENTS", True)
-        DATABASES["default"].setdefault("OPTIONS", {}).update(
-            {"server_side_binding": prepared, "prepare_threshold": 5 if prepared else None}
-        )
-        pool_size = env_int("DATABASE_POOL_MAX", 8, minimum=0)
-        if pool_size:
-            DATABASES["default"]["OPTIONS"]["pool"] = {
-                "min_size": 1,
-                "max_size": pool_size,
-                "timeout": 10,
-            }
-            # A connection that PostgreSQL dropped (a restart, a failover) is replaced before
-            # the pool lends it, instead of failing the next request or task. This backend
-            # checks that without a query; see soc_console/postgresql/base.py.
-            DATABASES["default"]["ENGINE"] = "soc_console.postgresql"
+    DATABASES = {"default": postgres_database(DATABASE_URL)}
+    if DATABASE_REPLICA_URL:
+        DATABASES["replica"] = postgres_database(DATABASE_REPLICA_URL)
+        if not str(DATABASES["replica"]["ENGINE"]).endswith("postgresql"):
+            raise ImproperlyConfigured("DATABASE_REPLICA_URL must be a postgres:// URL")
+        # A test run reads the replica through the primary's test database.
+        DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 else:
     DATABASES = {
         "default": {
@@ -254,6 +271,10 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The connection the reports read through: the replica when there is one. The router sends a
+# report's reads there and every other read and write to "default".
+REPORTS_DATABASE = "replica" if "replica" in DATABASES else "default"
+DATABASE_ROUTERS = ["soc_console.replica.ReportsRouter"]
 # The role that owns the tables and runs `migrate`; DATABASE_URL is then the runtime role,
 # which `migrate` grants what the app needs and no more (audit tables: read and append only).
 MIGRATION_DATABASE_URL = env_str("MIGRATION_DATABASE_URL", "")
@@ -647,7 +668,15 @@ if WORKER_HEARTBEAT_MAX_AGE_SECONDS <= WORKER_HEARTBEAT_INTERVAL_SECONDS:
         "/healthz reports healthy workers as degraded between two beats"
     )
 
+# The broker: Redis (the default, REDIS_URL) or RabbitMQ (amqp://user:password@host:5672/vhost),
+# the broker large Celery deployments pick; the channel layer and the cache stay on Redis.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+BROKER_SCHEME = urlsplit(CELERY_BROKER_URL).scheme
+if BROKER_SCHEME not in ("redis", "rediss", "amqp", "amqps"):
+    raise ImproperlyConfigured(
+        f"CELERY_BROKER_URL must be a redis:// or amqp:// URL, not {BROKER_SCHEME or '(none)'}://"
+    )
+BROKER_IS_RABBITMQ = BROKER_SCHEME in ("amqp", "amqps")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -666,14 +695,19 @@ CELERY_DB_REUSE_MAX = 10**9
 # Redis hands an unacknowledged message to another worker after the visibility timeout. Every
 # task, and every retry's countdown, must end well before that, or one slow task runs twice at
 # the same time.
+# (RabbitMQ instead hands it on when the worker's connection closes, and not before.)
 CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=60)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
-    # A broker outage must cost an approval a moment, not hang it: the sweeper re-dispatches
-    # whatever could not be enqueued.
-    "socket_connect_timeout": 2,
-    "socket_timeout": 5,
-}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
+    {}
+    if BROKER_IS_RABBITMQ
+    else {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+        # A broker outage must cost an approval a moment, not hang it: the sweeper re-dispatches
+        # whatever could not be enqueued.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+)
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
@@ -708,6 +742,28 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "soc")
 # `callbacks`), a slow receiver can never hold a worker process that executions need.
 CALLBACK_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-callbacks"
 CELERY_TASK_ROUTES = {"approvals.tasks.deliver_callback": {"queue": CALLBACK_QUEUE}}
+if BROKER_IS_RABBITMQ:
+    from kombu import Exchange, Queue
+
+    # Quorum queues: replicated across the RabbitMQ cluster, so a message survives the loss of
+    # the node that held it. A quorum queue has no global prefetch limit, so the worker sets
+    # one per consumer (worker_detect_quorum_queues); with late acks and a prefetch of one, a
+    # worker process holds one unfinished message, which RabbitMQ hands to another worker
+    # the moment this one's connection drops (a kill -9 included).
+    # A countdown (the undo window, a retry's backoff) cannot wait in the worker, which would
+    # hold the queue's only prefetch slot: Celery's native delayed delivery parks the message
+    # in RabbitMQ's own delay queues until it is due, and that needs a topic exchange.
+    _EXCHANGE = Exchange(CELERY_TASK_DEFAULT_QUEUE, type="topic")
+    CELERY_TASK_QUEUES = [
+        Queue(name, _EXCHANGE, routing_key=name, queue_arguments={"x-queue-type": "quorum"})
+        for name in (CELERY_TASK_DEFAULT_QUEUE, CALLBACK_QUEUE)
+    ]
+    CELERY_TASK_DEFAULT_EXCHANGE = CELERY_TASK_DEFAULT_QUEUE
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_DEFAULT_ROUTING_KEY = CELERY_TASK_DEFAULT_QUEUE
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "quorum"
 CELERY_BEAT_SCHEDULE = {
     # Ticks expire: those piled up while no worker ran are dropped instead of arriving in a
     # burst. A sweep tick keeps a minute's grace so that a long queue cannot starve the sweeper.

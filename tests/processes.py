@@ -243,11 +243,12 @@ def start_worker(
     include: list[str] | None = None,
     ready_timeout: float = 30.0,
     queue: str | None = None,
+    name: str | None = None,
     **env: str,
 ) -> ManagedProcess:
     """Start `celery -A soc_console worker` on the environment's queue (or `queue`) and wait
-    until ready."""
-    name = f"worker-{uuid.uuid4().hex[:8]}"
+    until ready; `name` is its node name (a fresh one by default)."""
+    name = name or f"worker-{uuid.uuid4().hex[:8]}"
     argv = [
         _celery(),
         "-A",

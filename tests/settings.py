@@ -39,6 +39,12 @@ from soc_console.settings import *  # noqa: E402, F403
 # needs it. Only the test process's connections set it.
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c soc.allow_audit_truncate=on"  # noqa: F405
+    # A second connection to the test database, as a read replica would be: the replica test
+    # (tests/audit/test_replica.py) sends reports there; the rest of the suite reads "default".
+    DATABASES.setdefault(  # noqa: F405
+        "replica",
+        {**DATABASES["default"], "TEST": {"MIRROR": "default"}},  # noqa: F405
+    )
 
 # Pages rendered in the test process link plain static names: no collectstatic manifest is
 # needed. The live server (tests/browser) serves collectstatic's hashed files as deployed.

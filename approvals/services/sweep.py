@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import enqueue
+from .. import enqueue, sql
 from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from .closing import escalation_digest_send, proposal_escalate, proposal_expire
 from .executions import execution_requeue_expired
@@ -25,10 +25,22 @@ class SweepReport:
     expired: int
     escalated: int
     digested: int = 0  # escalated proposals listed in the digest this pass mailed
+    skipped: bool = False  # another sweep was running: this one did nothing
 
 
 def sweep() -> SweepReport:
-    """Beat's periodic pass: recover lost executions, expire and escalate proposals."""
+    """Beat's periodic pass: recover lost executions, expire and escalate proposals.
+
+    One at a time (sql.sweep_lock): a sweep that finds another running skips its turn.
+    """
+    with sql.sweep_lock() as held:
+        if not held:
+            logger.info("sweep skipped: another sweep is running")
+            return SweepReport(0, 0, 0, 0, skipped=True)
+        return _sweep()
+
+
+def _sweep() -> SweepReport:
     now = timezone.now()
     requeued = 0
     for pk in Execution.objects.filter(
@@ -64,9 +76,13 @@ def _redispatch_lost(now: datetime) -> int:
         queued_at__lt=stale,
     ).filter(Q(not_before__isnull=True) | Q(not_before__lt=stale))
     redispatched = 0
-    for pk, status in lost.values_list("pk", "status"):
-        # Bump queued_at so a healthy but busy queue is not flooded with duplicates.
-        Execution.objects.filter(pk=pk, status=status).update(queued_at=now)
+    for pk, status, queued_at in lost.values_list("pk", "status", "queued_at"):
+        # Bump queued_at so a healthy but busy queue is not flooded with duplicates; a
+        # compare-and-set, so that of two sweeps that found it lost, one sends it.
+        if not Execution.objects.filter(pk=pk, status=status, queued_at=queued_at).update(
+            queued_at=now
+        ):
+            continue
         rollback = status == ExecutionStatus.ROLLING_BACK
         try:
             enqueue.send(enqueue.RUN_ROLLBACK if rollback else enqueue.RUN_EXECUTION, str(pk))
