@@ -46,7 +46,7 @@ STOP_ROW = f"SELECT engaged FROM {_STOP} WHERE id = 1"  # noqa: S608
 _NOT_STOPPED = f"EXISTS (SELECT 1 FROM {_STOP} WHERE id = 1 AND NOT engaged)"  # noqa: S608
 
 # queued → running: attempt + 1, a lease, started; not before its undo window or backoff ends,
-# not while the stop is engaged or its agent suspended.
+# not while the stop is engaged or its agent suspended, and never an attention check's.
 _CLAIM_EXECUTION = f"""
 UPDATE {_EXECUTION}
    SET status = %s, attempts = attempts + 1, lease_until = %s, started_at = %s, updated_at = %s
@@ -54,7 +54,7 @@ UPDATE {_EXECUTION}
    AND {_NOT_STOPPED}
    AND NOT EXISTS (
        SELECT 1 FROM {_PROPOSAL} AS p JOIN {_AGENT} AS a ON a.id = p.agent_id
-        WHERE p.id = {_EXECUTION}.proposal_id AND a.suspended
+        WHERE p.id = {_EXECUTION}.proposal_id AND (a.suspended OR p.synthetic)
    )
 RETURNING {{execution}}
 """  # noqa: S608

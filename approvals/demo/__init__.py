@@ -131,7 +131,8 @@ def ensure_users() -> list[User]:
         )
         if created:
             user.set_password(DEMO_PASSWORD)
-            user.is_staff = username == "admin"
+            # The manager signs in to the admin for teams and their attention checks.
+            user.is_staff = username in ("admin", "manager")
             user.is_superuser = username == "admin"
             user.save()
         for name in role_names:

@@ -12,6 +12,7 @@ from soc_console import roles
 from soc_console.errors import DomainError
 
 from .. import selectors, services
+from ..models import CHECKS_AGENT
 from .common import console_role, flash, run
 
 
@@ -35,7 +36,11 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_role()
 def agents_page(request: HttpRequest) -> HttpResponse:
-    agents = Agent.objects.prefetch_related("keys", "policies__grants").order_by("slug")
+    agents = (
+        Agent.objects.exclude(slug=CHECKS_AGENT)
+        .prefetch_related("keys", "policies__grants")
+        .order_by("slug")
+    )
     records = selectors.agent_track_records()
     pending = selectors.pending_by_agent()
     rows = [
