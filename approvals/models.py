@@ -74,7 +74,7 @@ class Proposal(models.Model):
     # An attention check (approvals.attention): made by the console, never by an agent; never
     # executed, never sent to an agent, left out of every agent's figures. Its AttentionCheck
     # row says what is wrong with it and how it ended.
-    synthetic = models.BooleanField(default=False)
+    synthetic = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["-created_at"]

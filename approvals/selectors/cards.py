@@ -182,9 +182,7 @@ def _open_on_targets(targets: Iterable[str]) -> list[_Open]:
         .order_by(*QUEUE_ORDER)
         # An attention check names the agent its card names (Proposal.agent_shown).
         .annotate(
-            shown=Coalesce(
-                "attention_check__shown_agent", "agent__slug", output_field=CharField()
-            )
+            shown=Coalesce("attention_check__shown_agent", "agent__slug", output_field=CharField())
         )
         .values_list(
             "id",

@@ -50,8 +50,6 @@ MODEL_CHOICES = 50
 # Deadlines of a check whose model had no policy (none of the demo's or an agent's has none).
 DEFAULT_ESCALATE = timedelta(minutes=15)
 DEFAULT_EXPIRE = timedelta(minutes=240)
-INSERTED = "attention_check.inserted"
-MISSED = "attention_check.missed"
 
 
 def attention_checks_insert(
@@ -191,16 +189,20 @@ def attention_check_insert(
         criticality=proposal.criticality,
         explanation=proposal.routing_explanation,
     )
-    data |= {
-        "synthetic": True,
-        "team": team.name if team else None,
-        "shown_agent": composed.agent,
-        "flaw": composed.flaw.value,
-        "what_is_wrong": composed.explanation,
-        "modelled_on": str(model.pk),
-    }
+    data = events.check_inserted(
+        data,
+        team=team.name if team else None,
+        shown_agent=composed.agent,
+        flaw=composed.flaw.value,
+        what_is_wrong=composed.explanation,
+        modelled_on=model.pk,
+    )
     log.record(
-        event_type=INSERTED, actor=SYSTEM, actor_type="system", proposal_id=proposal.id, data=data
+        event_type=events.CHECK_INSERTED,
+        actor=SYSTEM,
+        actor_type="system",
+        proposal_id=proposal.id,
+        data=data,
     )
     publish_committed(proposal)
     return proposal
@@ -221,9 +223,9 @@ def check_caught(
     *,
     seconds_on_card: float | None,
     now: datetime,
-) -> dict[str, Any]:
-    """A rejected check: caught. Called by proposal_reject inside its transaction; returns what
-    its rejection event records of the check."""
+) -> str | None:
+    """A rejected check: caught. Called by proposal_reject inside its transaction; returns the
+    check's flaw, which its rejection event records."""
     check = _settle(
         proposal,
         CheckOutcome.CAUGHT,
@@ -231,7 +233,7 @@ def check_caught(
         seconds_on_card=seconds_on_card,
         decided_at=now,
     )
-    return {"outcome": CheckOutcome.CAUGHT.value, "flaw": check.flaw if check else None}
+    return check.flaw if check else None
 
 
 def check_missed(
@@ -256,19 +258,15 @@ def check_missed(
     finish_pending(
         proposal,
         to=ProposalStatus.WITHDRAWN,
-        event_type=MISSED,
+        event_type=events.CHECK_MISSED,
         actor=username(analyst),
         actor_type="user",
-        data={
-            "verdict": "approve",
-            "reason": reason,
-            "seconds_on_card": seconds_on_card,
-            "attention_check": {
-                "outcome": CheckOutcome.MISSED.value,
-                "flaw": check.flaw if check else None,
-                "what_is_wrong": explanation,
-            },
-        },
+        data=events.check_missed(
+            reason=reason,
+            seconds_on_card=seconds_on_card,
+            flaw=check.flaw if check else None,
+            what_is_wrong=explanation,
+        ),
     )
     return attention.stopped_text(explanation)
 

@@ -237,7 +237,8 @@ def proposal_reject(
     )
     data = events.rejection(reason=reason, seconds_on_card=seconds)
     if proposal.synthetic:
-        data["attention_check"] = check_caught(proposal, analyst, seconds_on_card=seconds, now=now)
+        flaw = check_caught(proposal, analyst, seconds_on_card=seconds, now=now)
+        data = events.check_caught(reason=reason, seconds_on_card=seconds, flaw=flaw)
     return finish_pending(
         proposal,
         to=ProposalStatus.REJECTED,
