@@ -81,13 +81,14 @@ def decisions_since_last_check(team: Team) -> int:
 
 
 def _model(now: datetime) -> Proposal | None:
-    """A recent real proposal sent to analysts that one approval decides: the check copies its
-    agent, action, confidence and wording, so that it reads like the queue's other cards."""
+    """A recent real proposal analysts decided with one approval or a rejection: the check
+    copies its agent, action, confidence and wording, so that it reads like the queue's other
+    cards. A decided one, so that the check does not join its model's card as a duplicate."""
     recent = list(
         Proposal.objects.filter(
             synthetic=False,
             created_at__gte=now - MODEL_WINDOW,
-            status__in=(ProposalStatus.PENDING, ProposalStatus.APPROVED, ProposalStatus.REJECTED),
+            status__in=(ProposalStatus.APPROVED, ProposalStatus.REJECTED),
             required_approvals=1,
             agent__suspended=False,
         )
@@ -96,6 +97,12 @@ def _model(now: datetime) -> Proposal | None:
         .order_by("-created_at")[:MODEL_CHOICES]
     )
     return random.choice(recent) if recent else None  # noqa: S311 not a secret
+
+
+def _open_on(action: str, target: str) -> bool:
+    return Proposal.objects.filter(
+        status=ProposalStatus.PENDING, action=action, target_canonical=target
+    ).exists()
 
 
 @transaction.atomic
@@ -114,20 +121,21 @@ def attention_check_insert(
     model = model or _model(now)
     if model is None:
         return None
-    composed = attention.compose(
-        attention.Model(
-            agent=model.agent.slug,
-            action=model.action,
-            target=model.target,
-            params=model.params,
-            confidence=model.confidence,
-            rationale=model.rationale,
-            evidence=model.evidence,
-            severity=model.severity,
-        ),
-        rng,
-        flaw,
+    shape = attention.Model(
+        agent=model.agent.slug,
+        action=model.action,
+        target=model.target,
+        params=model.params,
+        confidence=model.confidence,
+        rationale=model.rationale,
+        evidence=model.evidence,
+        severity=model.severity,
     )
+    composed = attention.compose(shape, rng, flaw)
+    if composed.target == model.target and _open_on(model.action, model.target_canonical):
+        # Same action on a target with a card open: it would be folded into that card's
+        # duplicate group instead of standing alone. A target of another kind stands alone.
+        composed = attention.compose(shape, rng, CheckFlaw.WRONG_KIND)
     owner, _ = Agent.objects.get_or_create(
         slug=CHECKS_AGENT,
         defaults={

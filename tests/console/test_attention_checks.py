@@ -76,6 +76,10 @@ def _check(
     agent: factories.AgentWithKey, flaw: CheckFlaw = CheckFlaw.OTHER_HOST, team: Team | None = None
 ) -> Proposal:
     model = factories.proposal(agent, target="ws-0142.corp.example")
+    # Decided, as the checks' models are: a check does not join an open card's group.
+    reviewer = User.objects.filter(username="reviewer").first()
+    reviewer = reviewer or factories.user("reviewer", factories.ANALYST)
+    services.proposal_reject(proposal_id=model.id, analyst=reviewer, reason="benign")
     check = services.attention_check_insert(team=team, model=model, flaw=flaw, rng=random.Random(3))
     assert check is not None
     return check
@@ -192,8 +196,8 @@ def test_approving_a_check_runs_nothing_reaches_no_agent_and_says_what_was_wrong
 def test_a_check_is_never_bulk_approved_into_execution(
     agent_with_key: factories.AgentWithKey, analyst: User
 ) -> None:
-    real = factories.proposal(agent_with_key, target="ws-0217.corp.example")
     check = _check(agent_with_key, CheckFlaw.EVIDENCE_CONTRADICTS)
+    real = factories.proposal(agent_with_key, target="ws-0217.corp.example")
 
     summary = services.proposals_decide_bulk(
         proposal_ids=[str(real.id), str(check.id)], analyst=analyst, verdict="approve"
@@ -226,6 +230,19 @@ def test_the_claim_refuses_an_execution_of_a_check_whatever_made_it(
     forged.refresh_from_db()
     assert forged.status == ExecutionStatus.FAILED and forged.attempts == 0
     assert not ConnectorCall.objects.exists()
+
+
+def test_a_check_on_an_open_cards_target_takes_a_target_of_its_own(
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    model = factories.proposal(agent_with_key, target="ws-0142.corp.example")
+
+    check = services.attention_check_insert(
+        team=None, model=model, flaw=CheckFlaw.OTHER_HOST, rng=random.Random(3)
+    )
+
+    assert check is not None and check.target_canonical != model.target_canonical
+    assert AttentionCheck.objects.get(proposal=check).flaw == CheckFlaw.WRONG_KIND
 
 
 def test_no_agent_sees_a_check_in_its_api(
