@@ -9,6 +9,7 @@ from soc_console import roles
 from soc_console.admin import ReadOnlyAdmin
 
 from .models import AttentionCheck, ConnectorCall, ConnectorState, Team
+from .services import attention
 
 
 @admin.register(ConnectorState)
@@ -54,7 +55,12 @@ class TeamAdmin(_ManagersEdit, admin.ModelAdmin):
         return roles.can_stop(request.user)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return roles.can_stop(request.user)
+        return False  # turn its checks off instead: its past checks keep their team
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # After the members: the event records the team as saved, in the admin's transaction.
+        super().save_related(request, form, formsets, change)
+        attention.team_recorded(team=form.instance, by=request.user, created=not change)
 
 
 @admin.register(AttentionCheck)

@@ -36,6 +36,8 @@ KIND_WORDS = {
     "ticket": "a ticket",
 }
 # Other names of the same kind, for a rationale that describes somewhere else.
+# What the wrong one is called in an explanation.
+NOUNS = {"host": "host", "ip": "address", "user": "account"}
 OTHER_OF_KIND = {
     "host": ["ws-0217.corp.example", "ws-0142.corp.example", "build07.corp.example"],
     "ip": ["203.0.113.201", "198.18.22.9", "10.20.1.27"],
@@ -98,7 +100,7 @@ def compose(model: Model, rng: random.Random, flaw: CheckFlaw | None = None) -> 
         rationale = f"{model.rationale.rstrip('.')}; seen on {other}."
         explanation = (
             f"The rationale describes activity on {other}, but the card acts on {target}: "
-            f"approving it would have acted on the wrong {kind.target_kind}."
+            f"approving it would have acted on the wrong {NOUNS[kind.target_kind]}."
         )
     elif flaw == CheckFlaw.EVIDENCE_CONTRADICTS:
         note = rng.choice(BENIGN_NOTES)

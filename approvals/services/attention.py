@@ -283,3 +283,18 @@ def check_expired(proposal: Proposal) -> None:
     """An unanswered check: neither caught nor missed. Called by proposal_expire once the
     proposal is expired, in its transaction."""
     _settle(proposal, CheckOutcome.EXPIRED)
+
+
+def team_recorded(*, team: Team, by: AbstractBaseUser, created: bool) -> None:
+    """Put a team's settings on record, as saved (the admin saves the row and its members in
+    one transaction; this event joins it)."""
+    log.record(
+        event_type="team.created" if created else "team.changed",
+        actor=username(by),
+        data={
+            "team": team.name,
+            "members": sorted(team.members.values_list("username", flat=True)),
+            "attention_checks": team.attention_checks,
+            "check_every": team.check_every,
+        },
+    )

@@ -32,12 +32,16 @@ LAST_HOUR = 8
 
 CHECKS = "attention checks decided"
 CAUGHT = "caught"
+MISSED = "missed"
+CATCH_RATE = "catch rate"
 HOUR_OF_SHIFT = "hour of shift"
 DEFINITIONS = {
     CHECKS: "synthetic proposals the console put in the queue to test attention (each has "
     "one flaw a careful analyst sees), decided in the period: rejected (caught) or approved "
     "(missed; nothing ran). Checks that expired unanswered are left out.",
-    CAUGHT: "share of the attention checks decided that the analyst rejected.",
+    CAUGHT: "attention checks decided that the analyst rejected.",
+    MISSED: "attention checks decided that the analyst approved; each was stopped and nothing ran.",
+    CATCH_RATE: "caught divided by attention checks decided.",
     HOUR_OF_SHIFT: "the hour of the analyst's shift in which the check was decided: hour 1 "
     f"starts with the shift's first decision; a shift ends after a gap longer than "
     f"{SHIFT_GAP.total_seconds() / 3600:g} h; hours {LAST_HOUR} and later are counted together.",
@@ -126,12 +130,12 @@ class Attention:
     def tables(self) -> list[Table]:
         if not self.decided:
             return []
-        headers = ["analyst", CHECKS, "caught", "missed", CAUGHT]
+        headers = ["analyst", CHECKS, CAUGHT, MISSED, CATCH_RATE]
         rows = [
             [name, t.decided, t.caught, t.decided - t.caught, t.rate]
             for name, t in sorted(self.by_analyst.items())
         ]
-        hours = [HOUR_OF_SHIFT, CHECKS, "caught", "missed", CAUGHT]
+        hours = [HOUR_OF_SHIFT, CHECKS, CAUGHT, MISSED, CATCH_RATE]
         hour_rows = [
             [_hour_label(hour), t.decided, t.caught, t.decided - t.caught, t.rate]
             for hour, t in sorted(self.by_hour.items())
@@ -150,7 +154,7 @@ class Attention:
                 "bars",
                 "Attention checks caught, by hour of shift",
                 [_hour_label(hour) for hour, _ in ordered],
-                {CAUGHT: [t.rate.value for _, t in ordered]},
+                {CATCH_RATE: [t.rate.value for _, t in ordered]},
                 unit="%",
             )
         ]

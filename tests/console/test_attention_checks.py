@@ -312,3 +312,34 @@ def test_an_unanswered_check_expires_as_neither_caught_nor_missed(
     assert AttentionCheck.objects.get(proposal=check).outcome == CheckOutcome.EXPIRED
     expired = AuditEvent.objects.get(proposal_id=check.id, event_type="proposal.expired")
     assert expired.data["synthetic"] is True
+
+
+def test_a_manager_sets_a_team_up_in_the_admin_and_it_is_on_record(
+    manager: User, analyst: User
+) -> None:
+    User.objects.filter(pk=manager.pk).update(is_staff=True)
+    client = Client()
+    client.force_login(manager)
+    form = {"name": "night", "members": [analyst.pk], "attention_checks": "on"}
+
+    refused = client.post("/admin/approvals/team/add/", {**form, "check_every": "2"})
+    assert refused.status_code == 200 and not Team.objects.exists()  # at least 5
+
+    saved = client.post("/admin/approvals/team/add/", {**form, "check_every": "20"})
+
+    assert saved.status_code == 302
+    team = Team.objects.get()
+    assert (team.attention_checks, team.check_every) == (True, 20)
+    event = AuditEvent.objects.get(event_type="team.created")
+    assert event.actor == manager.username
+    assert event.data["members"] == [analyst.username] and event.data["check_every"] == 20
+
+
+def test_an_analyst_cannot_change_teams(analyst: User) -> None:
+    User.objects.filter(pk=analyst.pk).update(is_staff=True)
+    client = Client()
+    client.force_login(analyst)
+
+    answer = client.post("/admin/approvals/team/add/", {"name": "mine", "check_every": "5"})
+
+    assert answer.status_code == 403 and not Team.objects.exists()
