@@ -17,6 +17,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from agents.models import Agent
@@ -34,6 +37,7 @@ from approvals.models import (
     Team,
 )
 from audit.models import AuditEvent
+from soc_console.errors import DomainError
 from tests import factories
 from tests.execution.conftest import broker_messages
 
@@ -343,3 +347,50 @@ def test_an_analyst_cannot_change_teams(analyst: User) -> None:
     answer = client.post("/admin/approvals/team/add/", {"name": "mine", "check_every": "5"})
 
     assert answer.status_code == 403 and not Team.objects.exists()
+
+
+STEPS = st.lists(
+    st.sampled_from(["approve", "reject", "bulk_approve", "bulk_reject", "expire", "sweep"]),
+    min_size=1,
+    max_size=4,
+)
+
+
+@hypothesis_settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=STEPS)
+def test_no_way_of_deciding_a_check_ever_runs_it(
+    steps: list[str], agent_with_key: factories.AgentWithKey, analyst: User, analyst2: User
+) -> None:
+    check = _check(agent_with_key)
+    first = None
+    for index, step in enumerate(steps):
+        who = (analyst, analyst2)[index % 2]
+        try:
+            if step == "approve":
+                services.proposal_approve(proposal_id=check.id, analyst=who)
+            elif step == "reject":
+                services.proposal_reject(proposal_id=check.id, analyst=who, reason="wrong host")
+            elif step.startswith("bulk_"):
+                services.proposals_decide_bulk(
+                    proposal_ids=[str(check.id)],
+                    analyst=who,
+                    verdict=step.removeprefix("bulk_"),
+                    reason="seen",
+                )
+            elif step == "expire":
+                Proposal.objects.filter(pk=check.pk).update(
+                    expires_at=timezone.now() - timedelta(seconds=1)
+                )
+            else:
+                services.sweep()
+        except DomainError:
+            pass
+        outcome = AttentionCheck.objects.get(proposal=check).outcome
+        first = first or (outcome if outcome != CheckOutcome.OPEN else None)
+        # Once settled, a check stays as it was settled.
+        assert outcome == (first or CheckOutcome.OPEN)
+
+    check.refresh_from_db()
+    assert check.status not in ("approved", "auto_approved")
+    assert not Execution.objects.filter(proposal=check).exists()
+    assert not ConnectorCall.objects.exists()
