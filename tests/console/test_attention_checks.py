@@ -394,3 +394,17 @@ def test_no_way_of_deciding_a_check_ever_runs_it(
     assert check.status not in ("approved", "auto_approved")
     assert not Execution.objects.filter(proposal=check).exists()
     assert not ConnectorCall.objects.exists()
+
+
+def test_the_checks_agent_cannot_be_suspended_or_cleared(
+    agent_with_key: factories.AgentWithKey, senior: User, signed_in: Callable[[User], Client]
+) -> None:
+    check = _check(agent_with_key)
+    client = signed_in(senior)
+
+    suspend = client.post(f"/agents/{CHECKS_AGENT}/suspend/", {"suspend": "1", "reason": "x" * 5})
+    clear = client.post(f"/agents/{CHECKS_AGENT}/clear/", {"reason": "clearing"})
+
+    assert (suspend.status_code, clear.status_code) == (404, 404)
+    assert not Agent.objects.get(slug=CHECKS_AGENT).suspended
+    assert AttentionCheck.objects.get(proposal=check).outcome == CheckOutcome.OPEN
