@@ -4,7 +4,9 @@ A check is decided when an analyst rejected it (caught) or approved it (missed);
 expired unanswered is neither. Its hour of shift counts from the start of the analyst's shift
 it was decided in: shifts are runs of the analyst's activity (their decisions and the checks
 they decided) with no gap longer than SHIFT_GAP, as the fatigue table builds them, so the
-first hour of a shift is hour 1. Hours from LAST_HOUR on are counted together.
+first hour of a shift is hour 1. Hours from LAST_HOUR on are counted together. Per analyst,
+checks are also counted under the SHIFT_BANDS band their shift started in (REPORT_TIME_ZONE),
+as the fatigue table files shifts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,22 @@ from django.db.models import Q
 
 from approvals.models import AttentionCheck, CheckOutcome, Decision
 
-from .base import BAD, GOOD, SHIFT_GAP, WARNING, Chart, Figure, Filters, Point, Table, share
+from .base import (
+    BAD,
+    GOOD,
+    SHIFT_GAP,
+    WARNING,
+    Chart,
+    Figure,
+    Filters,
+    Point,
+    Table,
+    local,
+    report_zone,
+    share,
+    shift_band,
+    shift_bands_text,
+)
 from .query import within
 
 # A catch rate from fewer checks than this says "not enough data".
@@ -35,17 +52,27 @@ CAUGHT = "caught"
 MISSED = "missed"
 CATCH_RATE = "catch rate"
 HOUR_OF_SHIFT = "hour of shift"
-DEFINITIONS = {
-    CHECKS: "synthetic proposals the console put in the queue to test attention (each has "
-    "one flaw a careful analyst sees), decided in the period: rejected (caught) or approved "
-    "(missed; nothing ran). Checks that expired unanswered are left out.",
-    CAUGHT: "attention checks decided that the analyst rejected.",
-    MISSED: "attention checks decided that the analyst approved; each was stopped and nothing ran.",
-    CATCH_RATE: "caught divided by attention checks decided.",
-    HOUR_OF_SHIFT: "the hour of the analyst's shift in which the check was decided: hour 1 "
-    f"starts with the shift's first decision; a shift ends after a gap longer than "
-    f"{SHIFT_GAP.total_seconds() / 3600:g} h; hours {LAST_HOUR} and later are counted together.",
-}
+SHIFT = "shift"
+
+
+def definitions() -> dict[str, str]:
+    """What each figure of the checks' tables counts (read when the report is built: the shift
+    bands and the time zone are settings)."""
+    return {
+        CHECKS: "synthetic proposals the console put in the queue to test attention (each has "
+        "one flaw a careful analyst sees), decided in the period: rejected (caught) or "
+        "approved (missed; nothing ran). Checks that expired unanswered are left out.",
+        CAUGHT: "attention checks decided that the analyst rejected.",
+        MISSED: "attention checks decided that the analyst approved; each was stopped and "
+        "nothing ran.",
+        CATCH_RATE: "caught divided by attention checks decided.",
+        SHIFT: f"the band of the day in which a shift started ({shift_bands_text()}, "
+        f"{report_zone()}); 'all' is every shift together.",
+        HOUR_OF_SHIFT: "the hour of the analyst's shift in which the check was decided: hour 1 "
+        f"starts with the shift's first decision; a shift ends after a gap longer than "
+        f"{SHIFT_GAP.total_seconds() / 3600:g} h; hours {LAST_HOUR} and later are counted "
+        "together.",
+    }
 
 
 @dataclass
@@ -68,6 +95,8 @@ class Attention:
 
     by_analyst: dict[str, Tally] = field(default_factory=dict)
     by_hour: dict[int, Tally] = field(default_factory=dict)
+    # (analyst, band of the day the shift started in) -> checks
+    by_band: dict[tuple[str, str], Tally] = field(default_factory=dict)
 
     @property
     def decided(self) -> int:
@@ -130,19 +159,21 @@ class Attention:
     def tables(self) -> list[Table]:
         if not self.decided:
             return []
-        headers = ["analyst", CHECKS, CAUGHT, MISSED, CATCH_RATE]
-        rows = [
-            [name, t.decided, t.caught, t.decided - t.caught, t.rate]
-            for name, t in sorted(self.by_analyst.items())
-        ]
+        headers = ["analyst", SHIFT, CHECKS, CAUGHT, MISSED, CATCH_RATE]
+        rows = []
+        for name, t in sorted(self.by_analyst.items()):
+            rows.append([name, "all", t.decided, t.caught, t.decided - t.caught, t.rate])
+            for (who, band), b in sorted(self.by_band.items()):
+                if who == name:
+                    rows.append([name, band, b.decided, b.caught, b.decided - b.caught, b.rate])
         hours = [HOUR_OF_SHIFT, CHECKS, CAUGHT, MISSED, CATCH_RATE]
         hour_rows = [
             [_hour_label(hour), t.decided, t.caught, t.decided - t.caught, t.rate]
             for hour, t in sorted(self.by_hour.items())
         ]
         return [
-            Table("Attention checks by analyst", headers, rows, definitions=DEFINITIONS),
-            Table("Attention checks by hour of shift", hours, hour_rows, definitions=DEFINITIONS),
+            Table("Attention checks by analyst", headers, rows, definitions=definitions()),
+            Table("Attention checks by hour of shift", hours, hour_rows, definitions=definitions()),
         ]
 
     def charts(self) -> list[Chart]:
@@ -194,6 +225,8 @@ def attention(f: Filters) -> Attention:
         start = _start_of(starts.get(analyst, []), at)
         hour = min(int((at - start).total_seconds() // 3600) + 1, LAST_HOUR)
         result.by_hour.setdefault(hour, Tally()).add(caught)
+        band = shift_band(local(start).hour)
+        result.by_band.setdefault((name, band), Tally()).add(caught)
     return result
 
 

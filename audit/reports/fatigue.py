@@ -336,7 +336,7 @@ def fatigue(f: Filters) -> Report:
     if any(point.tone in (WARNING, BAD) for point in found):
         points = [point for point in points if point.tone != GOOD]  # no "no signs" beside them
     points += found
-    definitions |= checks.DEFINITIONS
+    definitions |= checks.definitions()
     return Report(
         "fatigue",
         "Approval fatigue",

@@ -48,10 +48,14 @@ def test_catch_rate_per_analyst_is_what_each_caught(triage, analyst, analyst2, s
     assert f"{analyst2.username} caught 4 of 10 attention checks (40%)" in report.finding
     assert f"{analyst.username} caught" not in report.finding  # 75% is not flagged
     table = next(t for t in report.tables if t.title == "Attention checks by analyst")
-    assert [row[:4] for row in table.rows] == [
-        [analyst.username, 12, 9, 3],
-        [analyst2.username, 10, 4, 6],
-        [senior.username, 3, 2, 1],
+    # Every shift here starts at 09:00 UTC: in the day band.
+    assert [row[:5] for row in table.rows] == [
+        [analyst.username, "all", 12, 9, 3],
+        [analyst.username, "day", 12, 9, 3],
+        [analyst2.username, "all", 10, 4, 6],
+        [analyst2.username, "day", 10, 4, 6],
+        [senior.username, "all", 3, 2, 1],
+        [senior.username, "day", 3, 2, 1],
     ]
     # Decisions on checks are not decisions in the other figures: alice gave one real one.
     rows = reports.fatigue_rows(WINDOW)
@@ -70,25 +74,30 @@ def test_catch_rate_by_hour_of_shift_and_the_hour_attention_drops(triage, analys
     )
     for hour, outcomes in enumerate(["cccccc", "ccmccc", "cmcmcm", "mcmmcm"]):
         _checks(analyst, BASE + timedelta(hours=hour, minutes=5), outcomes)
-    # The next day's shift starts afresh: its check is in hour 1.
-    next_day = BASE + timedelta(days=1)
-    proposal(triage, created_at=next_day, decided_after=timedelta(minutes=1), analyst=analyst)
-    attention_check(analyst, decided_at=next_day + timedelta(minutes=30), caught=True)
+    # A night shift from 20:00 and the next day's shift start afresh: their checks are in
+    # hour 1, filed under the night and the day band.
+    for start in (BASE + timedelta(hours=11), BASE + timedelta(days=1)):
+        proposal(triage, created_at=start, decided_after=timedelta(minutes=1), analyst=analyst)
+        attention_check(analyst, decided_at=start + timedelta(minutes=30), caught=True)
 
     found = checks.attention(WINDOW)
 
     assert {hour: (t.decided, t.caught) for hour, t in found.by_hour.items()} == {
-        1: (7, 7),
+        1: (8, 8),
         2: (6, 5),
         3: (6, 3),
         4: (6, 2),
     }
+    assert {band: (t.decided, t.caught) for (_, band), t in found.by_band.items()} == {
+        "day": (25, 17),
+        "night": (1, 1),
+    }
     assert found.drop() is not None
     hour, before, after = found.drop()
-    assert (hour, before.decided, before.caught, after.decided, after.caught) == (3, 13, 12, 12, 5)
+    assert (hour, before.decided, before.caught, after.decided, after.caught) == (3, 14, 13, 12, 5)
     report = reports.fatigue(WINDOW)
     assert (
-        "Attention drops from hour 3 of a shift: analysts caught 92% of 13 attention checks "
+        "Attention drops from hour 3 of a shift: analysts caught 93% of 14 attention checks "
         "before it and 42% of 12 from then on." in report.finding
     )
     assert report.flagged
@@ -122,6 +131,8 @@ def test_fatigue_csv_has_the_catch_rates(client: Client, manager, triage, analys
     response = client.get("/reports/fatigue.csv", {"since": "2026-11-17", "until": "2026-11-20"})
 
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    by_analyst = next(r for r in rows if r[:2] == ["Attention checks by analyst", analyst.username])
-    assert by_analyst[2:] == ["10", "9", "1", "0.9000"]
+    by_analyst = next(
+        r for r in rows if r[:3] == ["Attention checks by analyst", analyst.username, "all"]
+    )
+    assert by_analyst[3:] == ["10", "9", "1", "0.9000"]
     assert any(r[0] == "definition" and r[1] == checks.CHECKS for r in rows)
