@@ -103,7 +103,7 @@ def test_catch_rate_by_hour_of_shift_and_the_hour_attention_drops(triage, analys
     assert report.flagged
     table = next(t for t in report.tables if t.title == "Attention checks by hour of shift")
     assert [row[:3] for row in table.rows] == [
-        ["hour 1", 7, 7],
+        ["hour 1", 8, 8],
         ["hour 2", 6, 5],
         ["hour 3", 6, 3],
         ["hour 4", 6, 2],
