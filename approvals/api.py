@@ -238,7 +238,7 @@ def _visible_proposal(request: Request, proposal_id: str) -> Any:
         raise Http404
     user = request.user
     if isinstance(user, AgentPrincipal):
-        if proposal.agent_id != user.agent.pk:
+        if proposal.agent_id != user.agent.pk or proposal.synthetic:
             raise Http404  # another agent's proposal does not exist, as far as this one knows
     elif not roles.can_view_console(user):
         raise NotPermitted("Your account has no console role.")

@@ -41,15 +41,16 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 def schedule(*, proposal_id: uuid.UUID | str, event: str, countdown: float = 0) -> None:
     """Enqueue a delivery, unless the agent listens to nothing: most agents poll, and a task per
     event for them would only take worker time from the executions."""
-    if Proposal.objects.filter(pk=proposal_id).exclude(agent__callback_url="").exists():
+    listens = Proposal.objects.filter(pk=proposal_id, synthetic=False)
+    if listens.exclude(agent__callback_url="").exists():
         enqueue.send(enqueue.DELIVER_CALLBACK, str(proposal_id), event, countdown=countdown or None)
 
 
 def deliver(*, proposal_id: str, event: str) -> int | None:
     """POST the event to the agent's callback URL; DeliveryError when it should be retried."""
     proposal = Proposal.objects.select_related("agent", "asset").filter(pk=proposal_id).first()
-    if proposal is None or not proposal.agent.callback_url:
-        return None
+    if proposal is None or proposal.synthetic or not proposal.agent.callback_url:
+        return None  # an attention check never reaches an agent
     if event == "decided" and proposal.status == ProposalStatus.PENDING:
         return None  # the approval it announced was undone within its window
     if not proposal.agent.callback_secret:

@@ -27,6 +27,7 @@ RUN_ROLLBACK = "approvals.tasks.run_rollback"
 DELIVER_CALLBACK = "approvals.tasks.deliver_callback"
 SWEEP = "approvals.tasks.sweep"
 HEARTBEAT = "approvals.tasks.heartbeat"
+ATTENTION_CHECKS = "approvals.tasks.attention_checks"
 
 # A hung connector call is stopped when its lease runs out, not later: past the lease the
 # sweeper hands the execution to another worker, and two live attempts must not overlap.

@@ -4,6 +4,7 @@ import json
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from agents import catalogue
@@ -76,6 +77,10 @@ class Proposal(models.Model):
         related_name="+",
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    # An attention check (approvals.attention): made by the console, never by an agent; never
+    # executed, never sent to an agent, left out of every agent's figures. Its AttentionCheck
+    # row says what is wrong with it and how it ended.
+    synthetic = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -127,6 +132,16 @@ class Proposal(models.Model):
     def action_label(self) -> str:
         kind = catalogue.get(self.action)
         return kind.label if kind else self.action
+
+    @property
+    def agent_shown(self) -> str:
+        """The agent a card names. An attention check is owned by the console's own checks
+        agent but names the real agent it was modelled on, so that it looks like any card."""
+        if self.synthetic:
+            check = getattr(self, "attention_check", None)  # one query, for checks only
+            if check is not None:
+                return check.shown_agent
+        return self.agent.slug
 
 
 class Verdict(models.TextChoices):
@@ -242,3 +257,86 @@ class ConnectorState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connector} {self.target}"
+
+
+class Team(models.Model):
+    """Analysts who work together, and whether the console tests their attention.
+
+    With attention checks on, the console puts one check in the queue after every
+    `check_every` decisions the team's members give (approvals.services.attention).
+    """
+
+    name = models.CharField(max_length=80, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
+    attention_checks = models.BooleanField(
+        default=False, help_text="Insert attention checks into the queue for this team."
+    )
+    check_every = models.PositiveIntegerField(
+        default=50,
+        validators=[MinValueValidator(5), MaxValueValidator(10_000)],
+        help_text="One attention check per this many decisions given by the team's members.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CheckFlaw(models.TextChoices):
+    """What a careful analyst should see is wrong with an attention check."""
+
+    OTHER_HOST = "other_host", "the rationale names another host"
+    EVIDENCE_CONTRADICTS = "evidence_contradicts", "the evidence contradicts the action"
+    WRONG_KIND = "wrong_kind", "the target is the wrong kind for the action"
+
+
+class CheckOutcome(models.TextChoices):
+    OPEN = "open", "Open"
+    CAUGHT = "caught", "Caught (rejected)"
+    MISSED = "missed", "Missed (approved)"
+    EXPIRED = "expired", "Expired unanswered"
+
+
+class AttentionCheck(models.Model):
+    """One synthetic proposal the console put in the queue, and how it ended."""
+
+    proposal = models.OneToOneField(
+        Proposal, on_delete=models.CASCADE, related_name="attention_check"
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
+    flaw = models.CharField(max_length=24, choices=CheckFlaw.choices)
+    # What the card got wrong, in words, shown to an analyst who approves it.
+    explanation = models.TextField()
+    # The real agent whose proposal it was modelled on; the card names it.
+    shown_agent = models.CharField(max_length=64)
+    outcome = models.CharField(
+        max_length=8, choices=CheckOutcome.choices, default=CheckOutcome.OPEN
+    )
+    analyst = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="attention_checks",
+    )
+    seconds_on_card = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["team", "-created_at"], name="check_team_recent"),
+            models.Index(fields=["analyst", "decided_at"], name="check_analyst_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attention check {self.proposal_id} ({self.outcome})"
+
+
+# The agent that owns every attention check: made by migration 0008, with no key, no policy
+# and no callback, so nothing an agent can reach (its API, its callbacks) ever shows a check.
+CHECKS_AGENT = "console-attention-checks"

@@ -66,7 +66,7 @@ AND COALESCE((SELECT g.level FROM {_GRANT} AS g
 
 # queued → running: attempt + 1, a lease, started; not before its undo window or backoff ends,
 # not while the stop is engaged or its agent suspended, nor when it was approved automatically
-# and its grant has been demoted since.
+# and its grant has been demoted since, and never an attention check's.
 _CLAIM_EXECUTION = f"""
 UPDATE {_EXECUTION}
    SET status = %s, attempts = attempts + 1, lease_until = %s, started_at = %s, updated_at = %s
@@ -74,7 +74,8 @@ UPDATE {_EXECUTION}
    AND {_NOT_STOPPED}
    AND NOT EXISTS (
        SELECT 1 FROM {_PROPOSAL} AS p JOIN {_AGENT} AS a ON a.id = p.agent_id
-        WHERE p.id = {_EXECUTION}.proposal_id AND (a.suspended OR ({_DEMOTED_SINCE_APPROVAL}))
+        WHERE p.id = {_EXECUTION}.proposal_id
+          AND (a.suspended OR p.synthetic OR ({_DEMOTED_SINCE_APPROVAL}))
    )
 RETURNING {{execution}}
 """  # noqa: S608

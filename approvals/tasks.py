@@ -32,6 +32,11 @@ def sweep() -> dict[str, int]:
     return services.sweep().__dict__
 
 
+@shared_task(name=enqueue.ATTENTION_CHECKS)
+def attention_checks() -> int:
+    return services.attention_checks_insert()
+
+
 @shared_task(name=enqueue.HEARTBEAT)
 def heartbeat() -> None:
     # Written by a worker when beat's tick reaches it: proves beat, broker and a worker alive.

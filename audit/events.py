@@ -90,3 +90,52 @@ def escalation(*, escalate_at: datetime | None, approvals: int) -> dict[str, Any
 
 def expiry(*, expires_at: datetime | None, approvals: int) -> dict[str, Any]:
     return {"expires_at": expires_at, "approvals": approvals}
+
+
+# Attention checks: synthetic proposals the console puts in the queue. Every event of one
+# carries "synthetic": true.
+CHECK_INSERTED = "attention_check.inserted"
+CHECK_MISSED = "attention_check.missed"
+
+
+def check_inserted(
+    submission: dict[str, Any],
+    *,
+    team: str | None,
+    shown_agent: str,
+    flaw: str,
+    what_is_wrong: str,
+    modelled_on: uuid.UUID | None,
+) -> dict[str, Any]:
+    """A check put in the queue: its card as `submitted` built it, and what is wrong with it."""
+    return {
+        **submission,
+        "synthetic": True,
+        "team": team,
+        "shown_agent": shown_agent,
+        "flaw": flaw,
+        "what_is_wrong": what_is_wrong,
+        "modelled_on": str(modelled_on) if modelled_on else None,
+    }
+
+
+def check_missed(
+    *, reason: str, seconds_on_card: float | None, flaw: str | None, what_is_wrong: str
+) -> dict[str, Any]:
+    """An analyst approved a check: nothing ran, and the console withdrew it."""
+    return {
+        "verdict": "approve",
+        "reason": reason,
+        "seconds_on_card": seconds_on_card,
+        "synthetic": True,
+        "attention_check": {"outcome": "missed", "flaw": flaw, "what_is_wrong": what_is_wrong},
+    }
+
+
+def check_caught(*, reason: str, seconds_on_card: float | None, flaw: str | None) -> dict:
+    """An analyst rejected a check: its rejection, marked."""
+    return {
+        **rejection(reason=reason, seconds_on_card=seconds_on_card),
+        "synthetic": True,
+        "attention_check": {"outcome": "caught", "flaw": flaw},
+    }

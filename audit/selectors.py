@@ -11,6 +11,7 @@ from django.db.models import Q, QuerySet
 
 from agents import catalogue
 from agents.models import Agent
+from approvals.models import CHECKS_AGENT
 from soc_console import roles
 
 from .models import AuditEvent, VerificationRun
@@ -70,7 +71,9 @@ def report_choices() -> dict[str, list[str]]:
     )
     return {
         "actions": sorted(catalogue.ACTIONS),
-        "agents": list(Agent.objects.order_by("slug").values_list("slug", flat=True)),
+        "agents": list(
+            Agent.objects.exclude(slug=CHECKS_AGENT).order_by("slug").values_list("slug", flat=True)
+        ),
         "analysts": list(analysts),
     }
 

@@ -60,3 +60,11 @@ class IdempotencyConflict(Conflict):
 class WrongState(Conflict):
     code = "wrong_state"
     title = "Not possible in the current state"
+
+
+class AttentionCheckMissed(Conflict):
+    """An analyst approved an attention check: nothing ran, and the detail says what the card
+    got wrong."""
+
+    code = "attention_check"
+    title = "Attention check"

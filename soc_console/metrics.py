@@ -190,9 +190,11 @@ def _proposals_of(rows: list[tuple]) -> dict[Any, tuple[str, datetime]]:
         return {}
     return {
         pk: (action, created_at)
-        for pk, action, created_at in Proposal.objects.filter(pk__in=wanted).values_list(
-            "pk", "action", "created_at"
-        )
+        # An attention check's decision is not an analyst's wait on an agent: left unmatched,
+        # it is not observed.
+        for pk, action, created_at in Proposal.objects.filter(
+            pk__in=wanted, synthetic=False
+        ).values_list("pk", "action", "created_at")
     }
 
 

@@ -764,6 +764,9 @@ if BROKER_IS_RABBITMQ:
     CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
     CELERY_WORKER_DETECT_QUORUM_QUEUES = True
     CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "quorum"
+
+# How often beat looks for a team due an attention check.
+ATTENTION_CHECK_INTERVAL_SECONDS = env_float("ATTENTION_CHECK_INTERVAL_SECONDS", 60.0, minimum=5)
 CELERY_BEAT_SCHEDULE = {
     # Ticks expire: those piled up while no worker ran are dropped instead of arriving in a
     # burst. A sweep tick keeps a minute's grace so that a long queue cannot starve the sweeper.
@@ -771,6 +774,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "approvals.tasks.sweep",
         "schedule": SWEEP_INTERVAL_SECONDS,
         "options": {"expires": max(6 * SWEEP_INTERVAL_SECONDS, 60.0)},
+    },
+    # Attention checks (approvals.services.attention): one cheap count per team with checks on.
+    "attention-checks": {
+        "task": "approvals.tasks.attention_checks",
+        "schedule": ATTENTION_CHECK_INTERVAL_SECONDS,
+        "options": {"expires": ATTENTION_CHECK_INTERVAL_SECONDS},
     },
     "worker-heartbeat": {
         "task": "approvals.tasks.heartbeat",

@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group, User
 from agents import catalogue
 from agents.models import Agent, Asset
 from agents.services import agent_register, asset_save
+from approvals.models import Team
 from soc_console import roles
 
 DEMO_PASSWORD = "soc-demo"  # noqa: S105 demo accounts on a local console
@@ -131,7 +132,8 @@ def ensure_users() -> list[User]:
         )
         if created:
             user.set_password(DEMO_PASSWORD)
-            user.is_staff = username == "admin"
+            # The manager signs in to the admin for teams and their attention checks.
+            user.is_staff = username in ("admin", "manager")
             user.is_superuser = username == "admin"
             user.save()
         for name in role_names:
@@ -140,6 +142,20 @@ def ensure_users() -> list[User]:
     for name in roles.ALL:
         Group.objects.get_or_create(name=name)
     return people
+
+
+# The demo's team: attention checks on, one per this many decisions (history and live).
+TEAM = "SOC shift"
+TEAM_CHECK_EVERY = 15
+
+
+def ensure_team() -> Team:
+    """The analysts' team, with attention checks on, so the fatigue report has catch rates."""
+    team, _ = Team.objects.get_or_create(
+        name=TEAM, defaults={"attention_checks": True, "check_every": TEAM_CHECK_EVERY}
+    )
+    team.members.add(*User.objects.filter(username__in=["analyst", "analyst2", "senior"]))
+    return team
 
 
 def ensure_agents() -> list[Agent]:

@@ -17,7 +17,8 @@ from django.contrib.auth.models import User
 from agents import catalogue
 from agents.models import Agent, Policy
 from agents.routing import RoutingInput, route
-from approvals import demo
+from approvals import attention, demo
+from approvals.models import CHECKS_AGENT, Team
 from audit import events
 from audit.log import PendingEvent
 
@@ -29,6 +30,7 @@ class Generated:
     proposals: list[tuple[Any, ...]] = field(default_factory=list)
     decisions: list[tuple[Any, ...]] = field(default_factory=list)
     executions: list[tuple[Any, ...]] = field(default_factory=list)
+    checks: list[tuple[Any, ...]] = field(default_factory=list)
     events: list[tuple[datetime, int, PendingEvent]] = field(default_factory=list)
 
 
@@ -59,7 +61,24 @@ PROPOSAL_COLUMNS = (
     "escalate_at",
     "escalated_at",
     "expires_at",
+    "synthetic",
 )
+CHECK_COLUMNS = (
+    "proposal_id",
+    "team_id",
+    "flaw",
+    "explanation",
+    "shown_agent",
+    "outcome",
+    "analyst_id",
+    "seconds_on_card",
+    "created_at",
+    "decided_at",
+)
+# Who catches an attention check at the start of a shift; from its fourth hour on, each hour
+# takes CATCH_FADE of it away, whoever works it: the fatigue report should find that drop.
+CATCHES = {"analyst": 0.7, "analyst2": 0.97, "senior": 0.97}
+CATCH_FADE = 0.08
 DECISION_COLUMNS = (
     "proposal_id",
     "analyst_id",
@@ -113,6 +132,17 @@ class Generator:
         self.agent_slugs = slugs
         self.agent_weights = [RECORDS[s].weight for s in slugs]
         self.order = 0  # tie-breaker keeping events of one proposal in causal order
+        # Attention checks, for the first team that has them on (seed_demo makes one).
+        self.team = Team.objects.filter(attention_checks=True).order_by("pk").first()
+        self.members = (
+            set(self.team.members.values_list("username", flat=True)) if self.team else set()
+        )
+        self.checks_agent = (
+            Agent.objects.get_or_create(slug=CHECKS_AGENT, defaults={"name": "Attention checks"})[0]
+            if self.team
+            else None
+        )
+        self.since_check = 0
 
     def _event(
         self,
@@ -220,6 +250,7 @@ class Generator:
                     reason = "" if approve else "Evidence does not support this action."
                     out.decisions.append((pid, self.users[name], verdict, reason, card, at))
                     decisions += 1
+                    self.since_check += name in self.members
                     final = index == len(deciders) - 1 or verdict == "reject"
                     if verdict == "reject":
                         status = "rejected"
@@ -273,11 +304,127 @@ class Generator:
                 escalate_at,
                 escalated_at,
                 expires_at,
+                False,
             )
         )
         if executed_at is not None and execution is not None:
             self._execution(out, pid, execution, kind.reversible, executed_at, good, slug)
+        if self.team is not None and self.since_check >= self.team.check_every:
+            self.since_check = 0
+            self._attention_check(out, (decided_at or created) + timedelta(minutes=1))
         return decisions
+
+    def _attention_check(self, out: Generated, created: datetime) -> None:
+        """A check put in the queue at `created`, decided by whoever is on shift: caught or
+        missed in their style, less often caught the longer their shift has run."""
+        rng = self.rng
+        slug = rng.choice([s for s in self.agent_slugs if s != "intern-bot"])
+        action = rng.choices(list(RECORDS[slug].actions), list(RECORDS[slug].actions.values()))[0]
+        pick = demo.scenario_for(rng, slug, action)
+        composed = attention.compose(
+            attention.Model(
+                agent=slug,
+                action=action,
+                target=pick.target,
+                params=pick.params,
+                confidence=round(min(0.95, max(0.55, rng.gauss(*RECORDS[slug].confidence))), 2),
+                rationale=pick.rationale,
+                evidence=[{"kind": pick.evidence_kind, "ref": f"REF-{rng.randint(100, 999)}"}],
+                severity="high",
+            ),
+            rng,
+        )
+        kind = catalogue.ACTIONS[action]
+        policy = self.policies[slug]
+        pid = uuid.uuid4()
+        who = on_shift(created, rng)
+        style = STYLES[who]
+        into = hours_into_shift(created, who)
+        caught = rng.random() < CATCHES[who] - CATCH_FADE * max(0.0, into - 3)
+        card = round(min(900.0, rng.lognormvariate(math.log(style.card_median), style.card_sigma)))
+        at = created + timedelta(seconds=max(5.0, rng.expovariate(1 / (style.wait_minutes * 60))))
+        at = min(at, created + timedelta(minutes=policy.expire_after_minutes - 1))
+        submission = events.submitted(
+            agent=CHECKS_AGENT,
+            action=action,
+            target=composed.target,
+            target_canonical=composed.target.lower(),
+            confidence=composed.confidence,
+            status="pending",
+            policy_version=None,
+            asset=None,
+            criticality="medium",
+            explanation="pending: analyst approval required (level 2)",
+        )
+        inserted = events.check_inserted(
+            submission,
+            team=self.team.name,
+            shown_agent=slug,
+            flaw=composed.flaw.value,
+            what_is_wrong=composed.explanation,
+            modelled_on=None,
+        )
+        self._event(out, created, "system", "system", events.CHECK_INSERTED, pid, inserted)
+        if caught:
+            reason = "The card does not add up."
+            out.decisions.append((pid, self.users[who], "reject", reason, card, at))
+            data = events.check_caught(
+                reason=reason, seconds_on_card=card, flaw=composed.flaw.value
+            )
+            self._event(out, at, "user", who, events.REJECTED, pid, data)
+        else:
+            data = events.check_missed(
+                reason="",
+                seconds_on_card=card,
+                flaw=composed.flaw.value,
+                what_is_wrong=composed.explanation,
+            )
+            self._event(out, at, "user", who, events.CHECK_MISSED, pid, data)
+        out.proposals.append(
+            (
+                pid,
+                self.checks_agent.pk,
+                action,
+                composed.target,
+                composed.target.lower(),
+                json.dumps(composed.params),
+                composed.confidence,
+                composed.rationale,
+                json.dumps(composed.evidence),
+                composed.severity,
+                "rejected" if caught else "withdrawn",
+                "",
+                "pending: analyst approval required (level 2)",
+                1,
+                0,
+                None,
+                None,
+                "medium",
+                kind.risk,
+                0.0,
+                "history",
+                created,
+                at,
+                created + timedelta(minutes=policy.escalate_after_minutes),
+                None,
+                created + timedelta(minutes=policy.expire_after_minutes),
+                True,
+            )
+        )
+        out.checks.append(
+            (
+                pid,
+                self.team.pk,
+                composed.flaw.value,
+                composed.explanation,
+                slug,
+                "caught" if caught else "missed",
+                self.users[who],
+                card,
+                created,
+                at,
+            )
+        )
 
     def _escalated(self, out: Generated, pid: Any, at: datetime) -> None:
         data = events.escalation(escalate_at=at, approvals=0)

@@ -22,11 +22,12 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from approvals.models import Decision, Execution, Proposal
+from approvals.models import AttentionCheck, Decision, Execution, Proposal
 from audit import bulk
 from audit.log import record_many
 
 from .generator import (
+    CHECK_COLUMNS,
     DECISION_COLUMNS,
     EXECUTION_COLUMNS,
     PROPOSAL_COLUMNS,
@@ -63,6 +64,7 @@ def _flush(out: Generated, heap: list, until: datetime | None) -> int:
         bulk.write_rows(Proposal._meta.db_table, PROPOSAL_COLUMNS, out.proposals)
         bulk.write_rows(Decision._meta.db_table, DECISION_COLUMNS, out.decisions)
         bulk.write_rows(Execution._meta.db_table, EXECUTION_COLUMNS, out.executions)
+        bulk.write_rows(AttentionCheck._meta.db_table, CHECK_COLUMNS, out.checks)
         for item in out.events:
             heapq.heappush(heap, item)
         ready = []
@@ -74,6 +76,7 @@ def _flush(out: Generated, heap: list, until: datetime | None) -> int:
     out.proposals.clear()
     out.decisions.clear()
     out.executions.clear()
+    out.checks.clear()
     out.events.clear()
     return written
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import CharField, F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents import catalogue
@@ -179,6 +180,10 @@ def _open_on_targets(targets: Iterable[str]) -> list[_Open]:
     rows = (
         Proposal.objects.filter(status=ProposalStatus.PENDING, target_canonical__in=set(targets))
         .order_by(*QUEUE_ORDER)
+        # An attention check names the agent its card names (Proposal.agent_shown).
+        .annotate(
+            shown=Coalesce("attention_check__shown_agent", "agent__slug", output_field=CharField())
+        )
         .values_list(
             "id",
             "action",
@@ -187,7 +192,7 @@ def _open_on_targets(targets: Iterable[str]) -> list[_Open]:
             "confidence",
             "rationale",
             "evidence",
-            "agent__slug",
+            "shown",
         )
     )
     return [_Open(*row) for row in rows]
@@ -307,7 +312,8 @@ class QueueFilter:
     def query(self) -> Q:
         q = Q()
         if self.agent:
-            q &= Q(agent__slug=self.agent)
+            # An attention check goes with the agent its card names.
+            q &= Q(agent__slug=self.agent) | Q(attention_check__shown_agent=self.agent)
         if self.action:
             q &= Q(action=self.action)
         if self.target:

@@ -17,7 +17,9 @@ def proposals_with_details() -> QuerySet[Proposal]:
 
 
 def agent_proposals(*, agent_id: int, status: str | None = None) -> QuerySet[Proposal]:
-    qs = proposals_with_details().filter(agent_id=agent_id).order_by("-created_at")
+    # An attention check belongs to the console's own agent, never to the caller; the filter
+    # says so again, so that no change of owner could ever list one to an agent.
+    qs = proposals_with_details().filter(agent_id=agent_id, synthetic=False).order_by("-created_at")
     if status:
         qs = qs.filter(status=status)
     return qs

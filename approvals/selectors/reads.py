@@ -17,7 +17,7 @@ from agents.models import Agent, EmergencyStop
 from audit.models import AuditEvent
 
 from .. import sql
-from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus
+from ..models import CHECKS_AGENT, Execution, ExecutionStatus, Proposal, ProposalStatus
 from .cards import QUEUE_ORDER
 from .payloads import execution_of, proposals_with_details
 
@@ -157,12 +157,16 @@ def flagged_proposals() -> QuerySet[Proposal]:
 
 def agent_track_records() -> dict[int, dict[str, Any]]:
     """Per agent: proposals, approved, rejected, failed and rolled back (the agents page)."""
-    rows = Proposal.objects.values("agent_id").annotate(
-        proposals=Count("id"),
-        approved=Count("id", filter=Q(status=ProposalStatus.APPROVED)),
-        rejected=Count("id", filter=Q(status=ProposalStatus.REJECTED)),
-        failed=Count("id", filter=Q(execution__status=ExecutionStatus.FAILED)),
-        rolled_back=Count("id", filter=Q(execution__status=ExecutionStatus.ROLLED_BACK)),
+    rows = (
+        Proposal.objects.filter(synthetic=False)
+        .values("agent_id")
+        .annotate(
+            proposals=Count("id"),
+            approved=Count("id", filter=Q(status=ProposalStatus.APPROVED)),
+            rejected=Count("id", filter=Q(status=ProposalStatus.REJECTED)),
+            failed=Count("id", filter=Q(execution__status=ExecutionStatus.FAILED)),
+            rolled_back=Count("id", filter=Q(execution__status=ExecutionStatus.ROLLED_BACK)),
+        )
     )
     return {row["agent_id"]: row for row in rows}
 
@@ -211,7 +215,9 @@ def routed_choices(*, status: str) -> dict[str, Any]:
         .distinct()
     )
     return {
-        "agents": list(Agent.objects.order_by("slug").values_list("slug", flat=True)),
+        "agents": list(
+            Agent.objects.exclude(slug=CHECKS_AGENT).order_by("slug").values_list("slug", flat=True)
+        ),
         "actions": sorted(catalogue.ACTIONS),
         "reasons": [(code, explanation) for code, explanation in reasons],
     }

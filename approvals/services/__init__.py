@@ -19,11 +19,14 @@ status field. One module per family of transitions:
   holding queued executions
 - sweep: beat's periodic recovery pass
 - pending: a pending proposal under its lock, and the one way it leaves pending
+- attention: attention checks, inserted at a team's rate and settled as caught, missed or
+  expired (approvals.attention composes them)
 - shared: what they all use (free-text checks, on-commit effects, the execution compare-and-set)
 """
 
 from __future__ import annotations
 
+from .attention import attention_check_insert, attention_checks_insert
 from .bulk import BulkSummary, proposals_decide_bulk
 from .claims import Claim, execution_claim
 from .closing import (
@@ -78,6 +81,8 @@ __all__ = [
     "agent_suspend",
     "agent_suspend_by_breaker",
     "approval_undo",
+    "attention_check_insert",
+    "attention_checks_insert",
     "backoff_seconds",
     "clamp_seconds_on_card",
     "escalation_digest_send",

@@ -102,6 +102,19 @@ def _not_claimed(execution_id: uuid.UUID | str, *, stopped: bool, now: datetime)
     )
     if execution is None or execution.status != ExecutionStatus.QUEUED:
         return
+    if execution.proposal.synthetic:
+        # The claim never takes an attention check's execution, and none should exist: fail
+        # it, so that nothing sends it again.
+        execution_move(
+            execution.pk,
+            allowed=[ExecutionStatus.QUEUED],
+            to=ExecutionStatus.FAILED,
+            event_type="execution.failed",
+            changes={"finished_at": now, "error": "an attention check is never executed"},
+            data={"error": "an attention check is never executed", "synthetic": True},
+            locked=execution,
+        )
+        return
     if execution.not_before and execution.not_before > now:
         # Early: an approval's undo window or a retry's backoff is not over. Its own delayed
         # task is due then; this message, come early (a re-dispatch, a clock a little ahead),

@@ -21,6 +21,7 @@ from soc_console.errors import DomainError, NotFound, NotPending, NotPermitted
 
 from .. import live, notify, sql
 from ..models import Proposal, ProposalStatus
+from .attention import check_expired
 from .decisions import proposal_reject
 from .pending import finish_pending
 from .shared import SYSTEM, after_commit, publish_proposal, reason_given, username
@@ -72,17 +73,24 @@ def proposal_expire(*, proposal_id: uuid.UUID | str) -> Proposal | None:
     ).first()
     if proposal is None:
         return None
+    data = events.expiry(expires_at=proposal.expires_at, approvals=proposal.approvals)
+    if proposal.synthetic:
+        data["attention_check"] = {"outcome": "expired"}
     try:
-        return finish_pending(
+        expired = finish_pending(
             proposal,
             to=ProposalStatus.EXPIRED,
             event_type=events.EXPIRED,
             actor=SYSTEM,
             actor_type="system",
-            data=events.expiry(expires_at=proposal.expires_at, approvals=proposal.approvals),
+            data=data,
         )
     except NotPending:
         return None  # decided at the same moment; the decision stands
+    if expired.synthetic:
+        # After the proposal's row, as a decision takes them: the same order, no deadlock.
+        check_expired(expired)
+    return expired
 
 
 @transaction.atomic

@@ -16,11 +16,19 @@ from django.utils import timezone
 
 from audit import events, log
 from soc_console import roles
-from soc_console.errors import DomainError, InvalidInput, NotFound, NotPermitted, WrongState
+from soc_console.errors import (
+    AttentionCheckMissed,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    WrongState,
+)
 
 from .. import sql
 from ..models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus, Verdict
 from . import demotion
+from .attention import check_caught, check_missed
 from .holds import hold, hold_reason
 from .pending import finish_pending, locked_pending
 from .shared import (
@@ -71,7 +79,6 @@ def _decision_record(
     )
 
 
-@transaction.atomic
 def proposal_approve(
     *,
     proposal_id: uuid.UUID | str,
@@ -79,9 +86,35 @@ def proposal_approve(
     reason: str = "",
     seconds_on_card: Any = None,
 ) -> Proposal:
+    """Approve a pending proposal; the last approval it needs queues its execution.
+
+    An attention check is never approved: the approval settles it as missed, in its own
+    committed transaction, and AttentionCheckMissed then tells the caller (the card, the
+    API, a bulk decision) what the card got wrong. Nothing runs.
+    """
+    proposal, stopped = _approve(
+        proposal_id=proposal_id, analyst=analyst, reason=reason, seconds_on_card=seconds_on_card
+    )
+    if stopped is not None:
+        raise AttentionCheckMissed(stopped)
+    return proposal
+
+
+@transaction.atomic
+def _approve(
+    *,
+    proposal_id: uuid.UUID | str,
+    analyst: AbstractBaseUser,
+    reason: str,
+    seconds_on_card: Any,
+) -> tuple[Proposal, str | None]:
     check_may_decide(analyst)
     reason = text(reason, field="reason")
     proposal = locked_pending(proposal_id)
+    if proposal.synthetic:
+        # Before every other rule, so that no refusal gives the check away.
+        seconds = clamp_seconds_on_card(seconds_on_card)
+        return proposal, check_missed(proposal, analyst, reason=reason, seconds_on_card=seconds)
     if proposal.agent.suspended:
         # Its queued work is held, so an approval would only queue another held action: the
         # card says so and offers rejection (or waiting for a manager to resume the agent).
@@ -115,8 +148,8 @@ def proposal_approve(
         "seconds_on_card": seconds,
     }
     if final:
-        return _approve_final(proposal, analyst, facts=facts, now=now)
-    return _approval_recorded(proposal, analyst, facts=facts)
+        return _approve_final(proposal, analyst, facts=facts, now=now), None
+    return _approval_recorded(proposal, analyst, facts=facts), None
 
 
 def _approval_recorded(
@@ -195,22 +228,32 @@ def proposal_reject(
         )
     seconds = clamp_seconds_on_card(seconds_on_card)
     # Before anything is recorded: a firing rule takes the stop row's lock first (demotion).
-    firing = demotion.over_confidence_firing(proposal, analyst=username(analyst), reason=reason)
+    # An attention check is the console's own card, not its agent's confidence: it fires none.
+    firing = (
+        None
+        if proposal.synthetic
+        else demotion.over_confidence_firing(proposal, analyst=username(analyst), reason=reason)
+    )
+    now = timezone.now()
     _decision_record(
         proposal,
         analyst,
         verdict=Verdict.REJECT,
         reason=reason,
         seconds_on_card=seconds,
-        now=timezone.now(),
+        now=now,
     )
+    data = events.rejection(reason=reason, seconds_on_card=seconds)
+    if proposal.synthetic:
+        flaw = check_caught(proposal, analyst, seconds_on_card=seconds, now=now)
+        data = events.check_caught(reason=reason, seconds_on_card=seconds, flaw=flaw)
     rejected = finish_pending(
         proposal,
         to=ProposalStatus.REJECTED,
         event_type=events.REJECTED,
         actor=username(analyst),
         actor_type="user",
-        data=events.rejection(reason=reason, seconds_on_card=seconds),
+        data=data,
     )
     if firing is not None:
         demotion.grant_demote(firing)

@@ -74,6 +74,8 @@ def finish_pending(
         raise NotPending(not_pending_detail(proposal), status_now=proposal.status)
     for name, value in changes.items():
         setattr(proposal, name, value)
+    if proposal.synthetic:
+        data = {**data, "synthetic": True}  # an attention check, marked in every event
     log.record(
         event_type=event_type,
         actor=actor,

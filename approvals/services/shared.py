@@ -21,7 +21,7 @@ from django.utils import timezone
 from agents.models import Agent
 from audit import log
 from soc_console import roles
-from soc_console.errors import InvalidInput, NotPermitted
+from soc_console.errors import InvalidInput, NotPermitted, WrongState
 
 from .. import callbacks, enqueue, live
 from ..models import MAX_TEXT, MIN_REASON, Decision, Execution, ExecutionStatus, Proposal
@@ -144,6 +144,10 @@ def execution_create(
 ) -> Execution:
     """A queued execution for an approved proposal; its task is enqueued on commit unless the
     caller dispatches it itself."""
+    if proposal.synthetic:
+        # An attention check has nothing to run; the decisions stop it before this, and the
+        # claim would refuse it (approvals.sql), but no path may even queue one.
+        raise WrongState("An attention check is never executed.", code="attention_check")
     execution = Execution.objects.create(
         proposal=proposal,
         status=ExecutionStatus.QUEUED,

@@ -56,7 +56,10 @@ def _sweep() -> SweepReport:
         expired += proposal_expire(proposal_id=pk) is not None
     escalated = 0
     for pk in Proposal.objects.filter(
-        status=ProposalStatus.PENDING, escalated_at__isnull=True, escalate_at__lte=now
+        status=ProposalStatus.PENDING,
+        escalated_at__isnull=True,
+        escalate_at__lte=now,
+        synthetic=False,  # an attention check is not escalated to the seniors
     ).values_list("pk", flat=True):
         escalated += proposal_escalate(proposal_id=pk) is not None
     digested = escalation_digest_send(now=timezone.now())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
@@ -12,6 +13,7 @@ from soc_console import roles
 from soc_console.errors import DomainError
 
 from .. import selectors, services
+from ..models import CHECKS_AGENT
 from .common import console_role, flash, run
 
 
@@ -35,7 +37,7 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_role()
 def agents_page(request: HttpRequest) -> HttpResponse:
-    agents = Agent.objects.prefetch_related("keys", "policies__grants").order_by("slug")
+    agents = _listed_agents().prefetch_related("keys", "policies__grants").order_by("slug")
     records = selectors.agent_track_records()
     pending = selectors.pending_by_agent()
     demotions = selectors.demotions_by_agent()
@@ -75,11 +77,17 @@ def _grants_with_rules(policy: Policy | None) -> list[tuple[Grant, str]]:
     ]
 
 
+def _listed_agents() -> QuerySet[Agent]:
+    """The agents the page lists: the console's own checks agent is not one to suspend or
+    clear (its cards would then give the checks away)."""
+    return Agent.objects.exclude(slug=CHECKS_AGENT)
+
+
 @require_POST
 @console_role(roles.can_suspend_agent)
 def agent_clear(request: HttpRequest, slug: str) -> HttpResponse:
     """Reject (a manager: withdraw) every pending proposal of the agent with one reason."""
-    agent = get_object_or_404(Agent, slug=slug)
+    agent = get_object_or_404(_listed_agents(), slug=slug)
     try:
         report = services.agent_pending_clear(
             agent=agent, by=request.user, reason=request.POST.get("reason", "")
@@ -97,7 +105,7 @@ def agent_clear(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 @console_role(roles.can_suspend_agent)
 def agent_suspend(request: HttpRequest, slug: str) -> HttpResponse:
-    agent = get_object_or_404(Agent, slug=slug)
+    agent = get_object_or_404(_listed_agents(), slug=slug)
     if request.POST.get("suspend") == "1":
         return run(
             request,

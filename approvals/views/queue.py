@@ -13,10 +13,11 @@ from django_htmx.http import trigger_client_event
 from agents import catalogue
 from agents.models import Agent, Criticality
 from soc_console import roles
-from soc_console.errors import DomainError
+from soc_console.errors import AttentionCheckMissed, DomainError
 
 from .. import live, selectors, services
-from ..models import ProposalStatus
+from ..attention import caught_text
+from ..models import CHECKS_AGENT, ProposalStatus
 from .common import ANSWERED, console_role, flash, safe_next, what
 
 
@@ -58,7 +59,9 @@ def queue(request: HttpRequest) -> HttpResponse:
         "suspended_agents": selectors.suspended_agents_pending(),
         "filters": filters,
         "filter_errors": filter_errors,
-        "agent_slugs": list(Agent.objects.order_by("slug").values_list("slug", flat=True)),
+        "agent_slugs": list(
+            Agent.objects.exclude(slug=CHECKS_AGENT).order_by("slug").values_list("slug", flat=True)
+        ),
         "actions": catalogue.ACTIONS.values(),
         "severities": Criticality.values,
         "counters": selectors.queue_counters(),
@@ -100,6 +103,15 @@ def decide(request: HttpRequest, proposal_id: str) -> HttpResponse:
             )
         else:
             return flash(request, ok=False, text="Choose approve or reject.")
+    except AttentionCheckMissed as exc:
+        # Nothing ran: the card has left the queue, and the analyst reads what it got wrong.
+        return flash(
+            request,
+            ok=False,
+            text=exc.detail,
+            status=200 if request.htmx else 302,
+            outcome="decided",
+        )
     except DomainError as exc:
         # The loser of a race learns who decided ("Already approved by bob."); a refused field
         # (a rejection without its reason) is named, so the page can put the cursor there.
@@ -136,6 +148,8 @@ def decide(request: HttpRequest, proposal_id: str) -> HttpResponse:
         )
     elif proposal.status == ProposalStatus.APPROVED:
         text = f"Approved: {what(proposal)}. It is queued to run."
+    elif proposal.synthetic:
+        text = caught_text()
     else:
         text = f"Rejected: {what(proposal)}."
     return flash(request, ok=True, text=text, outcome="decided", undo=undo)

@@ -33,6 +33,7 @@ from approvals.models import Decision, Verdict
 
 from .. import sql
 from ..sql import Seconds, as_list, band_case, fetch, rows_sql
+from . import checks
 from .base import (
     BAD,
     DECISIONS,
@@ -194,6 +195,7 @@ def _decisions(f: Filters) -> QuerySet[Decision]:
     decisions = Decision.objects.filter(
         within("created_at", f.since, f.until),
         within("proposal__created_at", lookback, f.until),
+        proposal__synthetic=False,  # attention checks are counted apart (audit.reports.checks)
     ).order_by()
     if f.analyst:
         decisions = decisions.filter(analyst__username=f.analyst)
@@ -329,16 +331,25 @@ def fatigue(f: Filters) -> Report:
         [_cells(r) for r in rows],
         definitions=definitions,
     )
+    caught = checks.attention(f)
+    found = caught.points()
+    if any(point.tone in (WARNING, BAD) for point in found):
+        points = [point for point in points if point.tone != GOOD]  # no "no signs" beside them
+    points += found
+    definitions |= checks.definitions()
     return Report(
         "fatigue",
         "Approval fatigue",
         points,
         chart,
-        [table],
+        [table, *caught.tables()],
         counted="decisions given",
         notes=[
             "A shift's first and last hour are compared only for shifts of at least 2 h. "
             "Time on card runs from the card's first display to the decision.",
+            "Decisions on attention checks are left out of every other figure here; they are "
+            "counted only as checks caught or missed.",
         ],
+        extra_charts=caught.charts(),
         definitions=list(definitions.items()),
     )

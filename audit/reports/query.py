@@ -56,7 +56,9 @@ def within(field: str, low: datetime, high: datetime) -> Q:
 def proposal_filter(f: Filters, *, prefix: str = "", since: datetime | None = None) -> Q:
     """The period and the form's filters over proposals (`prefix` reaches them from a
     related model, e.g. "proposal__" from decisions)."""
+    # Attention checks are the console's, not an agent's: no report of agents counts them.
     q = within(f"{prefix}created_at", since or f.since, f.until)
+    q &= Q(**{f"{prefix}synthetic": False})
     if f.action:
         q &= Q(**{f"{prefix}action": f.action})
     if f.agent:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from django.contrib.auth.models import User
 
 from agents.models import Agent
-from approvals.models import Decision, Execution, Proposal
+from approvals.models import CHECKS_AGENT, AttentionCheck, Decision, Execution, Proposal
 
 # A Wednesday morning, inside office hours (the test settings run in UTC).
 BASE = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
@@ -72,4 +72,54 @@ def proposal(
             finished_at=decided_at + timedelta(seconds=5),
             updated_at=decided_at + timedelta(seconds=5),
         )
+    return item
+
+
+def attention_check(
+    analyst: User,
+    *,
+    decided_at: datetime,
+    caught: bool,
+    shown_agent: str = "triage-bot",
+    card: float | None = 12.0,
+) -> Proposal:
+    """An attention check the analyst decided at `decided_at`: rejected (caught, with its
+    decision) or approved (missed: withdrawn by the console, no decision, no execution)."""
+    owner, _ = Agent.objects.get_or_create(slug=CHECKS_AGENT)
+    created_at = decided_at - timedelta(minutes=2)
+    item = Proposal.objects.create(
+        agent=owner,
+        action="isolate_host",
+        target=f"ws-{uuid.uuid4().hex[:6]}.corp.example",
+        confidence=0.8,
+        status="rejected" if caught else "withdrawn",
+        criticality="medium",
+        risk="high",
+        required_approvals=1,
+        created_at=created_at,
+        decided_at=decided_at,
+        escalate_at=created_at + timedelta(minutes=15),
+        expires_at=created_at + timedelta(hours=4),
+        synthetic=True,
+    )
+    if caught:
+        Decision.objects.create(
+            proposal=item,
+            analyst=analyst,
+            verdict="reject",
+            reason="the rationale names another host",
+            seconds_on_card=card,
+            created_at=decided_at,
+        )
+    AttentionCheck.objects.create(
+        proposal=item,
+        flaw="other_host",
+        explanation="The rationale describes another host.",
+        shown_agent=shown_agent,
+        outcome="caught" if caught else "missed",
+        analyst=analyst,
+        seconds_on_card=card,
+        created_at=created_at,
+        decided_at=decided_at,
+    )
     return item

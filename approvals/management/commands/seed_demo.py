@@ -33,6 +33,7 @@ class Command(BaseCommand):
         demo.ensure_users()
         agents = demo.ensure_agents()
         demo.ensure_assets()
+        team = demo.ensure_team()
         history = 0
         if options["weeks"] > 0:
             history = seed_history(weeks=options["weeks"], rng=rng)
@@ -58,7 +59,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"demo ready: users {', '.join(u for u, _, _ in demo.USERS)} "
             f"(password {demo.DEMO_PASSWORD!r}), {len(agents)} agents, {len(demo.ASSETS)} assets, "
-            f"{history} historical proposals, {options['pending']} pending"
+            f"{history} historical proposals, {options['pending']} pending; team "
+            f"{team.name!r} with attention checks every {team.check_every} decisions"
             + (f"; {demoted.data['agent']} demoted on {demoted.data['action']}" if demoted else "")
         )
 
