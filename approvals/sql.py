@@ -213,10 +213,14 @@ class BudgetSpent:
     target_seen: bool
 
 
-def budget_spent(agent_id: int, action: str, target: str, *, since: datetime) -> BudgetSpent:
+def budget_spent(
+    agent_id: int, action: str, target: str, *, since: datetime, lock: bool = True
+) -> BudgetSpent:
+    """The grant's spent budget; `lock=False` for a shadow policy's judgement, which runs
+    nothing and so needs no serialising against concurrent submissions."""
     connection = transaction.get_connection()
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if lock and connection.vendor == "postgresql":
             cursor.execute(_BUDGET_LOCK, [agent_id, action])
         cursor.execute(
             _BUDGET, [target, agent_id, action, ProposalStatus.AUTO_APPROVED.value, since]
