@@ -137,9 +137,7 @@ class PolicyContent:
         }
 
 
-def _create_version(
-    agent: Agent, content: PolicyContent, *, state: str, by: str
-) -> Policy:
+def _create_version(agent: Agent, content: PolicyContent, *, state: str, by: str) -> Policy:
     """A new version of the agent's policy, numbered after every version it has (live, shadow
     or discarded), so that a version published later always carries a higher number. The
     caller holds the agent's row lock."""

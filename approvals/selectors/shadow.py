@@ -47,6 +47,16 @@ DEFINITIONS = {
     "be scored.",
 }
 
+LABELS = {
+    AGREEMENT: "agreement",
+    HARM_AVOIDED: "harm avoided",
+    EXTRA_LOAD: "extra load",
+    WOULD_BLOCK: "would have blocked",
+    OTHER: "other difference",
+    SAME: "routed as the live policy",
+    UNSETTLED: "waiting for a verdict",
+}
+
 # Executions an analyst or the agent undid after they ran.
 UNDONE = (
     ExecutionStatus.ROLLING_BACK,
@@ -220,6 +230,27 @@ class Tally:
         if extra is None and not self.saved_cards:
             return None
         return ((extra or 0.0) - self.saved_seconds) / 60
+
+    def minutes_text(self) -> str:
+        """The analyst time the shadow would add or save, in words, with its parts."""
+        net = self.net_minutes
+        if net is None:
+            return "No measured time on card yet: analyst time cannot be estimated."
+        saved = (
+            f"{self.saved_seconds / 60:.1f} min measured on the {self.saved_cards} cards it "
+            "would not have sent to an analyst"
+        )
+        typical = self.median_card_seconds
+        extra = (
+            f"about {self.extra_seconds / 60:.1f} min for its {self.counts[EXTRA_LOAD]} extra "
+            f"cards at the median measured {typical:.0f} s a card"
+            if typical is not None
+            else "no estimate for its extra cards"
+        )
+        total = (
+            f"{net:.1f} analyst minutes more" if net > 0 else f"{-net:.1f} analyst minutes saved"
+        )
+        return f"{total}: {saved} (saved); {extra}."
 
 
 @dataclass(frozen=True)

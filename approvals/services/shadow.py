@@ -46,8 +46,7 @@ def shadow_promote(*, agent: Agent, version: int, by: str) -> Policy:
     shadow = agent.policies.shadow().filter(version=version).first()
     if shadow is None:
         raise WrongState(
-            f"Version {version} of {agent.slug} is not in shadow (promoted or discarded "
-            "already?).",
+            f"Version {version} of {agent.slug} is not in shadow (promoted or discarded already?).",
             code="no_shadow",
         )
     score = shadow_score(shadow, worst=0)

@@ -35,7 +35,7 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_role()
 def agents_page(request: HttpRequest) -> HttpResponse:
-    agents = Agent.objects.prefetch_related("keys", "policies__grants").order_by("slug")
+    agents = Agent.objects.prefetch_related("keys").order_by("slug")
     records = selectors.agent_track_records()
     pending = selectors.pending_by_agent()
     rows = [
@@ -43,6 +43,7 @@ def agents_page(request: HttpRequest) -> HttpResponse:
             "agent": agent,
             "pending": pending.get(agent.pk, 0),
             "policy": agent.current_policy,
+            "shadow": agent.shadow_policy,
             "keys": list(agent.keys.all()),
             "record": records.get(agent.pk),
         }
