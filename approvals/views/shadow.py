@@ -44,7 +44,9 @@ class ShadowForm(forms.Form):
         super().__init__(*args, **kwargs)
         for action in catalogue.ACTIONS:
             self.fields[f"level_{action}"] = forms.TypedChoiceField(
-                choices=Level.choices, coerce=int, label=action
+                choices=[(value, f"{value} · {name}") for value, name in Level.choices],
+                coerce=int,
+                label=action,
             )
             self.fields[f"runs_{action}"] = forms.IntegerField(
                 min_value=0, max_value=100_000, label=f"{action}: automatic runs per hour"
@@ -74,11 +76,15 @@ class ShadowForm(forms.Form):
             for action in catalogue.ACTIONS
         ]
 
-    def policy_arguments(self) -> dict[str, Any]:
+    def policy_arguments(self, live: Policy | None) -> dict[str, Any]:
+        """The service's arguments: a grant for every action the live policy grants or the
+        draft gives a level above 0 (an action left at 0 and never granted stays absent)."""
         data = self.cleaned_data
+        granted = PolicyContent.of(live).grants
+        actions = [a for a in catalogue.ACTIONS if a in granted or data[f"level_{a}"] > 0]
         return {
-            "grants": {a: data[f"level_{a}"] for a in catalogue.ACTIONS},
-            "budgets": {a: (data[f"runs_{a}"], data[f"targets_{a}"]) for a in catalogue.ACTIONS},
+            "grants": {a: data[f"level_{a}"] for a in actions},
+            "budgets": {a: (data[f"runs_{a}"], data[f"targets_{a}"]) for a in actions},
             "auto_threshold": data["auto_threshold"],
             "review_threshold": data["review_threshold"],
             "scope_tiers": list(data["scope_tiers"]),
@@ -149,7 +155,9 @@ def shadow_start(request: HttpRequest, slug: str) -> HttpResponse:
         return _page(request, agent, form=form, status=400)
     try:
         started = policy_shadow_start(
-            agent=agent, by=request.user.get_username(), **form.policy_arguments()
+            agent=agent,
+            by=request.user.get_username(),
+            **form.policy_arguments(agent.current_policy),
         )
     except PolicyError as exc:
         form.add_error(None, str(exc))

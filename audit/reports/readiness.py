@@ -73,6 +73,16 @@ class ActionReadiness:
         return text[0].upper() + text[1:] + "."
 
     @property
+    def calibration_text(self) -> list[str]:
+        """Each confidence band's approval rate, or how few it holds."""
+        return [
+            f"{band}: {rate} of {n} approved"
+            if rate.value is not None
+            else f"{band}: {n} decided (too few to judge)"
+            for band, n, rate in self.calibration
+        ]
+
+    @property
     def shadow_changes_level(self) -> bool:
         return self.shadow_level is not None and self.shadow_level != self.level
 

@@ -50,7 +50,8 @@ def test_the_draft_form_is_prefilled_from_the_live_policy_and_puts_a_shadow_in_p
     answer = client.post("/agents/page-bot/shadow/start/", _form(level_block_ip="3"))
     assert answer.status_code == 302
     shadow = bot.agent.policies.get(state=PolicyState.SHADOW)
-    assert {g.action: g.level for g in shadow.grants.all()}["block_ip"] == 3
+    # Actions never granted and left at 0 stay absent.
+    assert {g.action: g.level for g in shadow.grants.all()} == {"block_ip": 3, "isolate_host": 3}
     assert shadow.auto_threshold == 0.8
     event = AuditEvent.objects.get(event_type="policy.shadow_started")
     assert event.actor == "maya" and event.data["live_version"] == 1
