@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from agents import catalogue
-from agents.models import Agent, Criticality, Level, Policy
+from agents.models import Agent, Criticality, Level, Policy, PolicyState
 from agents.services import (
     PolicyContent,
     PolicyError,
@@ -112,6 +112,9 @@ def _page(
             "definitions": scores.DEFINITIONS,
             "worst": [(scores.LABELS[kind], p) for kind, p in score.worst] if score else [],
             "can_change": roles.can_change_autonomy(request.user),
+            "past": agent.policies.filter(
+                state__in=(PolicyState.PROMOTED, PolicyState.DISCARDED)
+            ).order_by("-version"),
         },
         status=status,
     )
