@@ -154,12 +154,13 @@ class PolicyForm(forms.ModelForm):
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
-    """Policies are versioned: saving an edited policy publishes a new version."""
+    """Policies are versioned: saving an edited policy publishes a new live version. Shadow
+    versions are drafted, promoted and discarded on the agent's shadow page."""
 
     form = PolicyForm
-    list_display = ("agent", "version", "auto_threshold", "review_threshold", "created_at")
-    list_filter = ("agent",)
-    readonly_fields = ("version", "created_at", "created_by")
+    list_display = ("agent", "version", "state", "auto_threshold", "review_threshold", "created_at")
+    list_filter = ("agent", "state")
+    readonly_fields = ("version", "state", "created_at", "created_by")
 
     def save_model(self, request: HttpRequest, obj: Policy, form: Any, change: bool) -> None:
         fields = {name: form.cleaned_data[name] for name in services.POLICY_FIELDS}

@@ -72,6 +72,7 @@ def profile(principal: AgentPrincipal) -> dict[str, Any]:
         "suspended": context.agent.suspended,
         "emergency_stop": context.emergency_stop,
         "callback_url": context.agent.callback_url or None,
+        "shadow_version": context.shadow.version if context.shadow else None,
         "policy": None
         if policy is None
         else {
@@ -120,6 +121,12 @@ class AgentProfileSerializer(serializers.Serializer):
     suspended = serializers.BooleanField()
     emergency_stop = serializers.BooleanField(help_text="Whether the emergency stop is engaged.")
     callback_url = serializers.URLField(allow_null=True)
+    shadow_version = serializers.IntegerField(
+        min_value=1,
+        allow_null=True,
+        help_text="The policy version in shadow: it judges each proposal beside the live policy "
+        "without deciding anything. null when none is.",
+    )
     policy = PolicySerializer(allow_null=True, help_text="null before a policy is set.")
 
 

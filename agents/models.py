@@ -41,7 +41,13 @@ class Agent(models.Model):
 
     @property
     def current_policy(self) -> Policy | None:
-        return self.policies.order_by("-version").first()
+        """The live policy: the one that decides (PolicyQuerySet.live)."""
+        return self.policies.live().first()
+
+    @property
+    def shadow_policy(self) -> Policy | None:
+        """The candidate version judging proposals beside the live one, if any."""
+        return self.policies.shadow().first()
 
 
 class ApiKey(models.Model):
@@ -71,15 +77,39 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
+class PolicyState(models.TextChoices):
+    """What a policy version does. The live policy is the highest `live` version; a `shadow`
+    judges every proposal beside it without deciding anything (at most one per agent)."""
+
+    LIVE = "live", "live"
+    SHADOW = "shadow", "in shadow"
+    PROMOTED = "promoted", "promoted (its content published as a live version)"
+    DISCARDED = "discarded", "discarded"
+
+
+class PolicyQuerySet(models.QuerySet):
+    """The one definition of which version decides: every "current policy" read uses it
+    (agents.sql states the same condition for the intake path's single statement)."""
+
+    def live(self) -> PolicyQuerySet:
+        """Live versions, the deciding one first."""
+        return self.filter(state=PolicyState.LIVE).order_by("-version")
+
+    def shadow(self) -> PolicyQuerySet:
+        return self.filter(state=PolicyState.SHADOW)
+
+
 class Policy(models.Model):
     """One version of an agent's guardrails: the seven parts of the policy template.
 
     Policies are never edited in place; a change publishes a new version, and every proposal
-    keeps the version it was judged under.
+    keeps the version it was judged under. Only `state` changes, and only from shadow to
+    promoted or discarded.
     """
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="policies")
     version = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=PolicyState.choices, default=PolicyState.LIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.CharField(max_length=150, blank=True)
     # 1. purpose and scope
@@ -124,11 +154,18 @@ class Policy(models.Model):
         help_text="Proposals per minute at most; the next one suspends the agent.",
     )
 
+    objects = PolicyQuerySet.as_manager()
+
     class Meta:
         ordering = ["agent", "-version"]
         verbose_name_plural = "policies"
         constraints = [
             models.UniqueConstraint(fields=["agent", "version"], name="policy_version_unique"),
+            models.UniqueConstraint(
+                fields=["agent"],
+                condition=models.Q(state="shadow"),
+                name="policy_one_shadow_per_agent",
+            ),
             models.CheckConstraint(
                 condition=models.Q(review_threshold__lte=models.F("auto_threshold")),
                 name="policy_review_below_auto",

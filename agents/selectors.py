@@ -12,8 +12,9 @@ from .models import Agent, Asset, Criticality, Policy
 from .targets import Identity, Namespace
 
 # Policy versions are immutable (an edit publishes a new version), so a version read once can
-# be kept for the life of the process. What can change (suspension, the newest version, the
-# emergency stop) is read fresh on every call.
+# be kept for the life of the process. What can change (suspension, which version is live or
+# in shadow, the emergency stop) is read fresh on every call: a cached version's `state` is
+# not to be trusted.
 _policies: dict[int, Policy] = {}
 _policies_lock = threading.Lock()
 
@@ -38,18 +39,25 @@ def forget_policies() -> None:
 @dataclass(frozen=True)
 class RoutingContext:
     agent: Agent
-    policy: Policy | None
+    policy: Policy | None  # the live version: it alone decides
     emergency_stop: bool
+    # The version in shadow, judging beside the live one; its outcome is only recorded.
+    shadow: Policy | None = None
 
 
 def routing_context(agent_id: int) -> RoutingContext:
-    """The agent as it is now, its current policy and the stop, in one query."""
+    """The agent as it is now, its live and shadow policies and the stop, in one query (the
+    versions themselves are cached: a version's content never changes, only its state, which
+    this query reads fresh)."""
     found = sql.agent_now(agent_id)
     if found is None:
         raise Agent.DoesNotExist(f"no agent {agent_id}")
-    agent, policy_id, stop_engaged = found
-    policy = policy_version(policy_id) if policy_id else None
-    return RoutingContext(agent=agent, policy=policy, emergency_stop=stop_engaged)
+    return RoutingContext(
+        agent=found.agent,
+        policy=policy_version(found.policy_id) if found.policy_id else None,
+        emergency_stop=found.stop_engaged,
+        shadow=policy_version(found.shadow_id) if found.shadow_id else None,
+    )
 
 
 # --- the inventory --------------------------------------------------------------------------

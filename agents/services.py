@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import log
+from soc_console.errors import WrongState
 
 from . import keys, targets
 from .demotion import DEFAULT_RULES, DemotionRules, rules_of
@@ -27,6 +28,7 @@ from .models import (
     Grant,
     Level,
     Policy,
+    PolicyState,
 )
 
 POLICY_FIELDS = (
@@ -84,7 +86,7 @@ def _check_budgets(budgets: dict[str, tuple[int, int]], grants: dict[str, int]) 
                 )
 
 
-_RULE_FIELDS = {field.name for field in dataclasses.fields(DemotionRules)}
+_RULE_FIELDS = {f.name for f in dataclasses.fields(DemotionRules)}
 
 
 def _merge_demotions(
@@ -117,6 +119,96 @@ def _merge_demotions(
     return merged
 
 
+@dataclass(frozen=True)
+class PolicyContent:
+    """What a policy version says, whatever its state: its fields, grants, budgets and each
+    grant's demotion rules."""
+
+    fields: dict[str, Any]
+    grants: dict[str, int]
+    budgets: dict[str, tuple[int, int]]
+    rules: dict[str, DemotionRules] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, policy: Policy | None) -> PolicyContent:
+        if policy is None:
+            return cls({}, {}, {})
+        grants = list(policy.grants.all())
+        return cls(
+            {name: getattr(policy, name) for name in POLICY_FIELDS},
+            {g.action: g.level for g in grants},
+            {g.action: (g.max_auto_per_hour, g.max_targets_per_hour) for g in grants},
+            {g.action: rules_of(g) for g in grants},
+        )
+
+    def changed(
+        self,
+        *,
+        fields: dict[str, Any],
+        grants: dict[str, int] | None,
+        budgets: dict[str, tuple[int, int]] | None,
+        demotions: dict[str, dict[str, Any]] | None = None,
+    ) -> PolicyContent:
+        """This content with the given parts replaced, checked."""
+        unknown = set(fields) - set(POLICY_FIELDS)
+        if unknown:
+            raise PolicyError(f"unknown policy fields: {', '.join(sorted(unknown))}")
+        merged = {**self.fields, **fields}
+        merged_grants = {**self.grants, **(grants or {})}
+        _check_policy(merged, merged_grants)
+        _check_budgets(budgets or {}, merged_grants)
+        return PolicyContent(
+            merged,
+            merged_grants,
+            {**self.budgets, **(budgets or {})},
+            _merge_demotions(demotions or {}, self.rules, merged_grants),
+        )
+
+    def budget(self, action: str) -> tuple[int, int]:
+        return self.budgets.get(action, (DEFAULT_AUTO_PER_HOUR, DEFAULT_TARGETS_PER_HOUR))
+
+    def rule(self, action: str) -> DemotionRules:
+        return self.rules.get(action, DEFAULT_RULES)
+
+    def event_data(self, policy: Policy) -> dict[str, Any]:
+        """The version as its audit event records it."""
+        return {
+            "agent": policy.agent.slug,
+            "version": policy.version,
+            "grants": self.grants,
+            "auto_threshold": policy.auto_threshold,
+            "review_threshold": policy.review_threshold,
+            "max_pending": policy.max_pending,
+            "max_proposals_per_minute": policy.max_proposals_per_minute,
+            "budgets": {action: list(self.budget(action)) for action in sorted(self.grants)},
+            "demotion_rules": {
+                action: self.rule(action).as_dict() for action in sorted(self.grants)
+            },
+        }
+
+
+def _create_version(agent: Agent, content: PolicyContent, *, state: str, by: str) -> Policy:
+    """A new version of the agent's policy, numbered after every version it has (live, shadow
+    or discarded), so that a version published later always carries a higher number. The
+    caller holds the agent's row lock."""
+    newest = agent.policies.order_by("-version").values_list("version", flat=True).first()
+    policy = Policy.objects.create(
+        agent=agent, version=(newest or 0) + 1, state=state, created_by=by, **content.fields
+    )
+    Grant.objects.bulk_create(
+        Grant(
+            policy=policy,
+            action=action,
+            level=level,
+            max_auto_per_hour=content.budget(action)[0],
+            max_targets_per_hour=content.budget(action)[1],
+            **content.rule(action).grant_fields(),
+        )
+        for action, level in sorted(content.grants.items())
+    )
+    return policy
+
+
 @transaction.atomic
 def policy_publish(
     *,
@@ -128,71 +220,107 @@ def policy_publish(
     actor_type: str = "user",
     **fields: Any,
 ) -> Policy:
-    """Publish a new policy version; unspecified parts carry over from the current one.
+    """Publish a new live version; unspecified parts carry over from the live one.
 
     `budgets` gives grants their blast-radius budget, ACTION: (automatic executions per hour,
     distinct targets per hour); a grant without one keeps its previous budget, or the default.
     `demotions` gives grants demotion rules, ACTION: {DemotionRules field: value}; what is not
-    given carries over likewise.
+    given carries over likewise. A shadow version in place stays in shadow.
     """
-    unknown = set(fields) - set(POLICY_FIELDS)
-    if unknown:
-        raise PolicyError(f"unknown policy fields: {', '.join(sorted(unknown))}")
     Agent.objects.select_for_update().get(pk=agent.pk)
-    current = agent.policies.order_by("-version").first()
-    merged: dict[str, Any] = {}
-    merged_grants: dict[str, int] = {}
-    merged_budgets: dict[str, tuple[int, int]] = {}
-    current_rules: dict[str, DemotionRules] = {}
-    if current is not None:
-        merged = {name: getattr(current, name) for name in POLICY_FIELDS}
-        merged_grants = {g.action: g.level for g in current.grants.all()}
-        merged_budgets = {
-            g.action: (g.max_auto_per_hour, g.max_targets_per_hour) for g in current.grants.all()
-        }
-        current_rules = {g.action: rules_of(g) for g in current.grants.all()}
-    merged.update(fields)
-    if grants is not None:
-        merged_grants.update(grants)
-    _check_policy(merged, merged_grants)
-    _check_budgets(budgets or {}, merged_grants)
-    merged_budgets.update(budgets or {})
-    merged_rules = _merge_demotions(demotions or {}, current_rules, merged_grants)
-    default_budget = (DEFAULT_AUTO_PER_HOUR, DEFAULT_TARGETS_PER_HOUR)
-    policy = Policy.objects.create(
-        agent=agent, version=(current.version + 1 if current else 1), created_by=by, **merged
+    content = PolicyContent.of(agent.policies.live().first()).changed(
+        fields=fields, grants=grants, budgets=budgets, demotions=demotions
     )
-    Grant.objects.bulk_create(
-        Grant(
-            policy=policy,
-            action=action,
-            level=level,
-            max_auto_per_hour=merged_budgets.get(action, default_budget)[0],
-            max_targets_per_hour=merged_budgets.get(action, default_budget)[1],
-            **merged_rules.get(action, DEFAULT_RULES).grant_fields(),
-        )
-        for action, level in sorted(merged_grants.items())
-    )
+    policy = _create_version(agent, content, state=PolicyState.LIVE, by=by)
     log.record(
         event_type="policy.published",
         actor=by,
         actor_type=actor_type,
+        data=content.event_data(policy),
+    )
+    return policy
+
+
+@transaction.atomic
+def policy_shadow_start(
+    *,
+    agent: Agent,
+    grants: dict[str, int] | None = None,
+    budgets: dict[str, tuple[int, int]] | None = None,
+    by: str,
+    **fields: Any,
+) -> Policy:
+    """Put a candidate version in shadow: it judges every proposal beside the live policy,
+    which alone decides. Unspecified parts are the live version's. One shadow per agent."""
+    Agent.objects.select_for_update().get(pk=agent.pk)
+    if agent.policies.shadow().exists():
+        raise WrongState(
+            f"{agent.slug} already has a policy in shadow: promote or discard it first.",
+            code="shadow_exists",
+        )
+    live = agent.policies.live().first()
+    content = PolicyContent.of(live).changed(fields=fields, grants=grants, budgets=budgets)
+    policy = _create_version(agent, content, state=PolicyState.SHADOW, by=by)
+    log.record(
+        event_type="policy.shadow_started",
+        actor=by,
+        data={**content.event_data(policy), "live_version": live.version if live else None},
+    )
+    return policy
+
+
+def _locked_shadow(agent: Agent, version: int) -> Policy:
+    """The agent's shadow version, under the agent's row lock; a 409 when it is not (or no
+    longer) in shadow."""
+    Agent.objects.select_for_update().get(pk=agent.pk)
+    policy = agent.policies.filter(version=version).first()
+    if policy is None:
+        raise WrongState(f"{agent.slug} has no policy version {version}.", code="no_shadow")
+    if policy.state != PolicyState.SHADOW:
+        raise WrongState(
+            f"Version {version} of {agent.slug} is no longer in shadow: it was "
+            f"{policy.get_state_display()}.",
+            code="no_shadow",
+        )
+    return policy
+
+
+@transaction.atomic
+def policy_shadow_discard(*, agent: Agent, version: int, by: str, reason: str = "") -> Policy:
+    """End a shadow without changing the live policy."""
+    policy = _locked_shadow(agent, version)
+    Policy.objects.filter(pk=policy.pk).update(state=PolicyState.DISCARDED)
+    policy.state = PolicyState.DISCARDED
+    log.record(
+        event_type="policy.shadow_discarded",
+        actor=by,
+        data={"agent": agent.slug, "shadow_version": version, "reason": reason},
+    )
+    return policy
+
+
+@transaction.atomic
+def policy_shadow_promote(
+    *, agent: Agent, version: int, by: str, evidence: dict[str, Any]
+) -> Policy:
+    """Make the shadow's content live: a new live version that copies it (numbered after any
+    live version published meanwhile, by a demotion say, so that none is overtaken by an older
+    number), and the shadow marked promoted. `evidence` is the score it was promoted on, kept
+    in the audit event. The console calls this through approvals.services.shadow_promote, which
+    checks the sample first."""
+    shadow = _locked_shadow(agent, version)
+    content = PolicyContent.of(shadow)
+    live = agent.policies.live().first()
+    policy = _create_version(agent, content, state=PolicyState.LIVE, by=by)
+    Policy.objects.filter(pk=shadow.pk).update(state=PolicyState.PROMOTED)
+    log.record(
+        event_type="policy.promoted",
+        actor=by,
         data={
-            "agent": agent.slug,
-            "version": policy.version,
-            "grants": merged_grants,
-            "auto_threshold": policy.auto_threshold,
-            "review_threshold": policy.review_threshold,
-            "max_pending": policy.max_pending,
-            "max_proposals_per_minute": policy.max_proposals_per_minute,
-            "budgets": {
-                action: list(merged_budgets.get(action, default_budget))
-                for action in sorted(merged_grants)
-            },
-            "demotion_rules": {
-                action: merged_rules.get(action, DEFAULT_RULES).as_dict()
-                for action in sorted(merged_grants)
-            },
+            **content.event_data(policy),
+            "shadow_version": version,
+            "replaced_version": live.version if live else None,
+            "evidence": evidence,
         },
     )
     return policy

@@ -9,13 +9,15 @@ model instances through soc_console.rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import connection
 from django.db.models import Model
 
 from soc_console import rows
 
 from . import ladder
-from .models import Agent, ApiKey, Asset, AssetAlias, EmergencyStop, Policy
+from .models import Agent, ApiKey, Asset, AssetAlias, EmergencyStop, Policy, PolicyState
 from .targets import Identity, Namespace
 
 
@@ -53,29 +55,45 @@ def key_with_agent(prefix: str) -> ApiKey | None:
 # One plain statement: this runs for every proposal, and composing the equivalent ORM query
 # (a Subquery and an Exists) costs more time than the database spends answering it.
 # The agent's columns are listed, not `a.*`: a prepared `*` fails once a migration adds one.
+# The live policy is PolicyQuerySet.live()'s: the highest version whose state is live; the
+# shadow, at most one (a partial unique constraint), comes in the same statement, so judging a
+# proposal under it costs the intake no query of its own.
 _ROUTING_SQL = """
 SELECT {agent},
-       (SELECT p.id FROM {policy_table} p WHERE p.agent_id = a.id
+       (SELECT p.id FROM {policy_table} p WHERE p.agent_id = a.id AND p.state = %s
         ORDER BY p.version DESC LIMIT 1) AS current_policy_id,
+       (SELECT p.id FROM {policy_table} p WHERE p.agent_id = a.id AND p.state = %s
+        LIMIT 1) AS shadow_policy_id,
        EXISTS (SELECT 1 FROM {stop_table} s WHERE s.engaged) AS stop_engaged
 FROM {agent_table} a
 WHERE a.id = %s
 """
 
 
-def agent_now(agent_id: int) -> tuple[Agent, int | None, bool] | None:
-    """The agent as it is now, the id of its current policy version, and whether the stop is
-    engaged; None when there is no such agent."""
+@dataclass(frozen=True)
+class AgentNow:
+    agent: Agent
+    policy_id: int | None  # the live version
+    shadow_id: int | None  # the version in shadow, if any
+    stop_engaged: bool
+
+
+def agent_now(agent_id: int) -> AgentNow | None:
+    """The agent as it is now, the ids of its live and shadow policy versions, and whether the
+    stop is engaged; None when there is no such agent."""
     statement = _ROUTING_SQL.format(
         agent=rows.columns(Agent, connection, "a"),
         policy_table=_table(Policy),
         stop_table=_table(EmergencyStop),
         agent_table=_table(Agent),
     )
-    agent = next(iter(Agent.objects.raw(statement, [agent_id])), None)
+    params = [PolicyState.LIVE.value, PolicyState.SHADOW.value, agent_id]
+    agent = next(iter(Agent.objects.raw(statement, params)), None)
     if agent is None:
         return None
-    return agent, agent.current_policy_id, bool(agent.stop_engaged)
+    return AgentNow(
+        agent, agent.current_policy_id, agent.shadow_policy_id, bool(agent.stop_engaged)
+    )
 
 
 # One plain statement on the intake path. A broad network may touch thousands of assets; what

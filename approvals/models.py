@@ -52,6 +52,15 @@ class Proposal(models.Model):
     approvals = models.PositiveSmallIntegerField(default=0)
     policy = models.ForeignKey(Policy, on_delete=models.PROTECT, null=True, related_name="+")
     policy_version = models.PositiveIntegerField(null=True)
+    # What the agent's shadow policy, if it had one, would have done: recorded beside the live
+    # outcome, never acted on and never shown to the agent (only the version is named).
+    shadow_policy = models.ForeignKey(
+        Policy, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
+    shadow_version = models.PositiveIntegerField(null=True, blank=True)
+    shadow_outcome = models.CharField(max_length=16, blank=True)
+    shadow_code = models.CharField(max_length=32, blank=True)
+    shadow_explanation = models.CharField(max_length=300, blank=True)
     asset = models.ForeignKey(Asset, null=True, blank=True, on_delete=models.SET_NULL)
     # Snapshots at submission: later inventory or catalogue edits must not rewrite history.
     criticality = models.CharField(max_length=16, choices=Criticality.choices)
@@ -110,6 +119,12 @@ class Proposal(models.Model):
                 name="proposal_pending_target",
             ),
             models.Index(fields=["status", "expires_at"], name="proposal_status_expiry"),
+            # A shadow's score reads the proposals it judged: only those are in it.
+            models.Index(
+                fields=["shadow_policy"],
+                condition=models.Q(shadow_policy__isnull=False),
+                name="proposal_shadow",
+            ),
             # The circuit breaker's count of an agent's open proposals (approvals.sql).
             models.Index(
                 fields=["agent"],

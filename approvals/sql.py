@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 
-from agents.models import Agent, EmergencyStop, Grant, Policy
+from agents.models import Agent, EmergencyStop, Grant, Policy, PolicyState
 from soc_console import rows
 
 from .models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus
@@ -50,8 +50,8 @@ STOP_ROW = f"SELECT engaged FROM {_STOP} WHERE id = 1"  # noqa: S608
 _NOT_STOPPED = f"EXISTS (SELECT 1 FROM {_STOP} WHERE id = 1 AND NOT engaged)"  # noqa: S608
 
 # An automatic approval (auto_approved, not since confirmed by an analyst) whose grant the live
-# policy, the agent's newest version as routing reads it (agents.sql), no longer gives the level
-# it was approved at: a demotion (approvals.services.demotion) came after it, and it waits for
+# policy, the agent's newest live version as routing reads it (agents.sql), no longer gives the
+# level it was approved at: a demotion (approvals.services.demotion) came after it, and it waits for
 # an analyst. Two lookups on unique indexes (policy by agent and version, grant by policy and
 # action) inside the claim's own statement: no round trip of its own.
 _DEMOTED_SINCE_APPROVAL = f"""
@@ -59,7 +59,7 @@ p.status = %s AND p.reviewed_at IS NULL
 AND COALESCE((SELECT g.level FROM {_GRANT} AS g
                 WHERE g.action = p.action
                   AND g.policy_id = (SELECT lp.id FROM {_POLICY} AS lp
-                                      WHERE lp.agent_id = p.agent_id
+                                      WHERE lp.agent_id = p.agent_id AND lp.state = %s
                                       ORDER BY lp.version DESC LIMIT 1)), 0)
   < (SELECT g.level FROM {_GRANT} AS g WHERE g.policy_id = p.policy_id AND g.action = p.action)
 """  # noqa: S608
@@ -121,7 +121,7 @@ def claim(execution_id: uuid.UUID | str, now: datetime, *, rollback: bool) -> Cl
     else:
         update = _CLAIM_EXECUTION.format(execution=columns)
         params = [ExecutionStatus.RUNNING, lease, when, when, key, ExecutionStatus.QUEUED, when]
-        params += [ProposalStatus.AUTO_APPROVED]
+        params += [ProposalStatus.AUTO_APPROVED, PolicyState.LIVE]
     connection.ensure_connection()
     together = getattr(connection.connection, "pipeline", contextlib.nullcontext)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
@@ -235,10 +235,14 @@ class BudgetSpent:
     target_seen: bool
 
 
-def budget_spent(agent_id: int, action: str, target: str, *, since: datetime) -> BudgetSpent:
+def budget_spent(
+    agent_id: int, action: str, target: str, *, since: datetime, lock: bool = True
+) -> BudgetSpent:
+    """The grant's spent budget; `lock=False` for a shadow policy's judgement, which runs
+    nothing and so needs no serialising against concurrent submissions."""
     connection = transaction.get_connection()
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if lock and connection.vendor == "postgresql":
             cursor.execute(_BUDGET_LOCK, [agent_id, action])
         cursor.execute(
             _BUDGET, [target, agent_id, action, ProposalStatus.AUTO_APPROVED.value, since]

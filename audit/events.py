@@ -33,9 +33,10 @@ def submitted(
     explanation: str,
     code: str = "",
     execution: uuid.UUID | None = None,
+    shadow: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A proposal as the policy routed it; `code` when it was blocked, `execution` when it ran
-    at once."""
+    at once, `shadow` (shadow_judgement) when a policy in shadow judged it too."""
     data: dict[str, Any] = {
         "agent": agent,
         "action": action,
@@ -52,6 +53,21 @@ def submitted(
         data["code"] = code
     if execution is not None:
         data["execution"] = str(execution)
+    if shadow is not None:
+        data["shadow"] = shadow
+    return data
+
+
+def shadow_judgement(
+    *, version: int | None, outcome: str, code: str = "", explanation: str = ""
+) -> dict[str, Any] | None:
+    """What the agent's policy in shadow would have done with a proposal (never done); None
+    when no shadow judged it."""
+    if version is None:
+        return None
+    data: dict[str, Any] = {"version": version, "outcome": outcome, "explanation": explanation}
+    if code:
+        data["code"] = code
     return data
 
 

@@ -112,6 +112,9 @@ EVENT_WORDS = {
     "agent.callback_set": "Agent callback set",
     "policy.published": "Policy version published",
     "grant.demoted": "Grant demoted automatically by a demotion rule",
+    "policy.shadow_started": "Policy version put in shadow",
+    "policy.shadow_discarded": "Shadow policy discarded",
+    "policy.promoted": "Shadow policy promoted to live",
     "apikey.issued": "API key issued",
     "apikey.revoked": "API key revoked",
     "asset.saved": "Asset saved",
@@ -186,16 +189,21 @@ class EventDetail:
     coverage: Coverage
 
 
+LIVE_VERSION_EVENTS = ("policy.published", "policy.promoted")
+
+
 def _before_of(event: AuditEvent) -> tuple[dict[str, Any] | None, AuditEvent | None]:
     """What the event's data was before it: recorded in the event (an asset's `before`), or
     for a policy version the version it replaced, read from the chain itself."""
     data = event.data if isinstance(event.data, dict) else {}
     if isinstance(data.get("before"), dict):
         return data["before"], None
-    if event.event_type == "policy.published" and data.get("agent"):
+    # A live version replaced the one published (or promoted) before it; a shadow is compared
+    # with the live version it was drafted from.
+    if event.event_type in LIVE_VERSION_EVENTS + ("policy.shadow_started",) and data.get("agent"):
         previous = (
             AuditEvent.objects.filter(
-                event_type="policy.published", seq__lt=event.seq, data__agent=data["agent"]
+                event_type__in=LIVE_VERSION_EVENTS, seq__lt=event.seq, data__agent=data["agent"]
             )
             .order_by("-seq")
             .first()

@@ -10,15 +10,17 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from agents.models import Agent
 from approvals.views import console_role
 from soc_console import replica, roles
 
 from . import charts, exports, forward, reports, selectors
 from .filters import BadFilter, moment, proposal_id
 from .models import VerificationRun
+from .reports.readiness import readiness
 from .verify import verification_is_genuine, verify_and_record
 
 # The audit form's labels, by query parameter.
@@ -346,6 +348,23 @@ def report_csv(request: HttpRequest, report: str) -> HttpResponse:
     for row in result.csv_rows():
         writer.writerow(row)
     return response
+
+
+@require_GET
+@console_role(roles.can_read_reports)
+def agent_readiness(request: HttpRequest, slug: str) -> HttpResponse:
+    """One agent's readiness per action (DESIGN §11, Additions: `/agents/{slug}/`)."""
+    agent = get_object_or_404(Agent, slug=slug)
+    found = readiness(agent)
+    return render(
+        request,
+        "audit/readiness.html",
+        {
+            "readiness": found,
+            "agent": agent,
+            "period": reports.period_text(found.filters),
+        },
+    )
 
 
 @require_POST

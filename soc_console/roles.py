@@ -52,6 +52,12 @@ def can_read_reports(user: Any) -> bool:
     return bool(names(user) & {MANAGER, ADMIN})
 
 
+def can_change_autonomy(user: Any) -> bool:
+    """Put a candidate policy in shadow, promote or discard it: a manager's call on the
+    evidence, as the reports it reads are theirs."""
+    return bool(names(user) & {MANAGER, ADMIN})
+
+
 def can_manage_agents(user: Any) -> bool:
     return bool(names(user) & {ADMIN})
 

@@ -585,6 +585,9 @@ LIVE_UPDATES_IN_BACKGROUND = env_bool("LIVE_UPDATES_IN_BACKGROUND", True)
 LIVE_COUNTERS_SECONDS = min(env_float("LIVE_COUNTERS_SECONDS", 0.25), 60.0)
 REVIEW_SECONDS_MAX = env_int("REVIEW_SECONDS_MAX", 3600, minimum=60)
 RUBBER_STAMP_SECONDS = env_float("RUBBER_STAMP_SECONDS", 4.0)
+# A policy in shadow may be promoted once this many of the proposals it judged can be scored
+# (approvals/selectors/shadow.py: all but those still waiting for an analyst's verdict).
+SHADOW_MIN_SAMPLE = env_int("SHADOW_MIN_SAMPLE", 30, minimum=1)
 
 
 def parse_shift_bands(raw: str) -> tuple[tuple[str, int, int], ...]:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0004_circuit_breaker_and_budgets'),
+        ('agents', '0005_policy_shadow'),
     ]
 
     operations = [

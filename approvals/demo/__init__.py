@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth.models import Group, User
 
 from agents import catalogue
-from agents.models import Agent, Asset
-from agents.services import agent_register, asset_save
+from agents.models import Agent, Asset, Policy
+from agents.services import agent_register, asset_save, policy_shadow_start
 from approvals.models import Team
 from soc_console import roles
 
@@ -169,6 +170,28 @@ def ensure_agents() -> list[Agent]:
             )
         agents.append(existing)
     return agents
+
+
+# The agent whose candidate policy runs in shadow in the demo: isolate_host alone, every
+# automatic action from 0.75 rather than 0.9, and closing duplicates back to an analyst. Its
+# record (approvals/demo/people.py) is nearly spotless from 0.8 up and not below, so the score
+# has harm avoided, agreement and extra load to show.
+SHADOW_AGENT = "triage-bot"
+SHADOW_CHANGES = dict(grants={"isolate_host": 3, "close_duplicate": 2}, auto_threshold=0.75)
+SHADOW_DAYS = 10
+
+
+def ensure_shadow(*, since: datetime) -> Policy | None:
+    """Put the demo's candidate policy in shadow (unless one is), dated `since`, so that the
+    generated history from then on carries its judgements."""
+    agent = Agent.objects.filter(slug=SHADOW_AGENT).first()
+    if agent is None or agent.shadow_policy is not None:
+        return None
+    shadow = policy_shadow_start(agent=agent, by="manager", **SHADOW_CHANGES)
+    # Demo history is written as if it had happened: the shadow started before it.
+    Policy.objects.filter(pk=shadow.pk).update(created_at=since)
+    shadow.created_at = since
+    return shadow
 
 
 def ensure_assets() -> None:

@@ -8,7 +8,7 @@ import json
 import math
 import random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,6 +52,11 @@ PROPOSAL_COLUMNS = (
     "approvals",
     "policy_id",
     "policy_version",
+    "shadow_policy_id",
+    "shadow_version",
+    "shadow_outcome",
+    "shadow_code",
+    "shadow_explanation",
     "criticality",
     "risk",
     "priority",
@@ -115,12 +120,19 @@ class Generator:
         self.agents = {a.slug: a for a in Agent.objects.filter(slug__in=RECORDS)}
         self.policies: dict[str, Policy] = {}
         self.levels: dict[str, dict[str, int]] = {}
+        # A policy in shadow judges the proposals made after it started.
+        self.shadows: dict[str, Policy] = {}
+        self.shadow_levels: dict[str, dict[str, int]] = {}
         for slug, agent in self.agents.items():
             policy = agent.current_policy
             if policy is None:
                 continue
             self.policies[slug] = policy
             self.levels[slug] = {g.action: g.level for g in policy.grants.all()}
+            shadow = agent.shadow_policy
+            if shadow is not None:
+                self.shadows[slug] = shadow
+                self.shadow_levels[slug] = {g.action: g.level for g in shadow.grants.all()}
         self.users = {u.username: u.pk for u in User.objects.filter(username__in=STYLES)}
         missing = set(STYLES) - set(self.users)
         if missing or not self.policies:
@@ -170,21 +182,33 @@ class Generator:
         pick = demo.scenario_for(rng, slug, action)
         confidence = round(min(0.99, max(0.3, rng.gauss(*record.confidence))), 2)
         criticality = rng.choices([c for c, _ in CRITICALITY], [w for _, w in CRITICALITY])[0]
-        routed = route(
-            RoutingInput(
-                level=self.levels[slug].get(action, 0),
-                confidence=confidence,
-                auto_threshold=policy.auto_threshold,
-                review_threshold=policy.review_threshold,
-                reversible=kind.reversible,
-                criticality=criticality,
-                in_scope=True,
-                connector_allowed=True,
-                evidence_complete=True,
-                emergency_stop=False,
-                suspended=False,
-            )
+        given = RoutingInput(
+            level=self.levels[slug].get(action, 0),
+            confidence=confidence,
+            auto_threshold=policy.auto_threshold,
+            review_threshold=policy.review_threshold,
+            reversible=kind.reversible,
+            criticality=criticality,
+            in_scope=True,
+            connector_allowed=True,
+            evidence_complete=True,
+            emergency_stop=False,
+            suspended=False,
         )
+        routed = route(given)
+        shadow = self.shadows.get(slug)
+        if shadow is not None and created < shadow.created_at:
+            shadow = None
+        shadowed = None
+        if shadow is not None:
+            shadowed = route(
+                replace(
+                    given,
+                    level=self.shadow_levels[slug].get(action, 0),
+                    auto_threshold=shadow.auto_threshold,
+                    review_threshold=shadow.review_threshold,
+                )
+            )
         pid = uuid.uuid4()
         status = routed.outcome.value
         good = rng.random() < record.good_at(confidence)
@@ -208,6 +232,14 @@ class Generator:
             criticality=criticality,
             explanation=routed.explanation[:300],
             execution=execution,
+            shadow=events.shadow_judgement(
+                version=shadow.version,
+                outcome=shadowed.outcome.value,
+                code=shadowed.code.value if shadowed.code else "",
+                explanation=shadowed.explanation[:300],
+            )
+            if shadow is not None and shadowed is not None
+            else None,
         )
         self._event(out, created, "agent", slug, events.SUBMITTED, pid, submission)
         executed_at = None
@@ -295,6 +327,11 @@ class Generator:
                 approvals,
                 policy.pk,
                 policy.version,
+                shadow.pk if shadow else None,
+                shadow.version if shadow else None,
+                shadowed.outcome.value if shadowed else "",
+                shadowed.code.value if shadowed and shadowed.code else "",
+                shadowed.explanation[:300] if shadowed else "",
                 criticality,
                 kind.risk,
                 0.0,

@@ -24,7 +24,7 @@ def create_checks_agent(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('approvals', '0006_proposal_pending_target_index'),
+        ('approvals', '0007_shadow_outcome'),
         ('agents', '0004_circuit_breaker_and_budgets'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -65,7 +65,9 @@ def routing_payload(proposal: Proposal) -> dict[str, Any]:
         "code": proposal.block_code or None,
         "reason": proposal.routing_explanation,
         "policy_version": proposal.policy_version,
-        "shadow_version": None,  # no shadow policy judged it
+        # Which version in shadow judged it too; what that version would have done is never
+        # shown to the agent.
+        "shadow_version": proposal.shadow_version,
     }
 
 

@@ -17,6 +17,7 @@ status field. One module per family of transitions:
 - bulk: proposals_decide_bulk (several proposals, one reason, each decided on its own)
 - holds: the emergency stop, agent suspension (by a person or the circuit breaker), and
   holding queued executions
+- shadow: shadow_promote (a policy in shadow made live, on its score)
 - sweep: beat's periodic recovery pass
 - pending: a pending proposal under its lock, and the one way it leaves pending
 - attention: attention checks, inserted at a team's rate and settled as caught, missed or
@@ -63,6 +64,7 @@ from .holds import (
     emergency_stop_engaged,
     emergency_stop_release,
 )
+from .shadow import shadow_promote
 from .shared import MAX_TEXT, MIN_REASON, SYSTEM
 from .submission import Submission, proposal_submit
 from .sweep import SweepReport, sweep
@@ -106,5 +108,6 @@ __all__ = [
     "proposals_decide_bulk",
     "proposals_review_confirm",
     "rollback_request",
+    "shadow_promote",
     "sweep",
 ]

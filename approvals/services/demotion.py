@@ -259,7 +259,7 @@ def grant_demote(firing: Firing) -> Policy | None:
     """
     sql.stop_engaged_locked()  # held already; a no-op that keeps the order if it was not
     agent = Agent.objects.select_for_update().get(pk=firing.agent_id)
-    current = agent.policies.order_by("-version").prefetch_related("grants").first()
+    current = agent.policies.live().prefetch_related("grants").first()
     level = current.level_for(firing.action) if current else 0
     if current is None or level <= firing.to_level:
         return None  # another firing got there first, or a manager lowered it meanwhile

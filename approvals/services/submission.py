@@ -10,8 +10,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents import catalogue, scope, targets
-from agents.models import Agent, ApiKey
-from agents.routing import RoutingOutcome, needs_budget, route
+from agents.models import Agent, ApiKey, Policy
+from agents.routing import RoutingInput, RoutingOutcome, needs_budget, route
 from agents.selectors import InventoryMatch, RoutingContext, inventory_match, routing_context
 from audit import events, log
 from soc_console.errors import IdempotencyConflict
@@ -124,14 +124,27 @@ def _record_submission(proposed: _Proposed) -> Proposal:
         confidence=proposed.confidence,
         evidence_kinds={str(item.get("kind")) for item in proposed.evidence},
     )
-    routed = route(given)
-    if needs_budget(routed):
-        # Only what would run at once asks the budget: every other proposal skips the count.
-        exhausted = _budget_exhausted(context, proposed, now)
-        if exhausted:
-            routed = route(replace(given, budget_exhausted=True))
-            routed = replace(routed, explanation=f"{routed.explanation} ({exhausted})")
+    spent = _Spent(context.agent.pk, proposed, now)
+    routed = _route_with_budget(context.policy, given, spent, lock=True)
+    shadow_routed = None
+    if context.shadow is not None:
+        # The same proposal under the shadow version: recorded, never acted on. Its inputs
+        # come from the context already read; at most the budget's count is asked (once).
+        shadow_given = scope.routing_input(
+            replace(context, policy=context.shadow),
+            kind=proposed.kind,
+            match=match,
+            confidence=proposed.confidence,
+            evidence_kinds={str(item.get("kind")) for item in proposed.evidence},
+        )
+        shadow_routed = _route_with_budget(context.shadow, shadow_given, spent, lock=False)
     proposal = _new_proposal(proposed, context, match, routed, now)
+    if shadow_routed is not None:
+        proposal.shadow_policy = context.shadow
+        proposal.shadow_version = context.shadow.version
+        proposal.shadow_outcome = shadow_routed.outcome.value
+        proposal.shadow_code = shadow_routed.code.value if shadow_routed.code else ""
+        proposal.shadow_explanation = shadow_routed.explanation[:300]
     proposal.save(force_insert=True)
     # A new proposal has no decisions yet; readers of the returned row need no query for that.
     sql.no_decisions_yet(proposal)
@@ -195,19 +208,50 @@ def _circuit_breaker(context: RoutingContext, now: datetime) -> RoutingContext:
     return replace(context, agent=Agent.objects.get(pk=context.agent.pk))
 
 
-def _budget_exhausted(context: RoutingContext, proposed: _Proposed, now: datetime) -> str:
+class _Spent:
+    """The agent's spent budget for this proposal's action, counted at most once per
+    submission: the live policy and the shadow share the count."""
+
+    def __init__(self, agent_id: int, proposed: _Proposed, now: datetime) -> None:
+        self.agent_id, self.proposed, self.now = agent_id, proposed, now
+        self.counted: sql.BudgetSpent | None = None
+        self.locked = False
+
+    def get(self, *, lock: bool) -> sql.BudgetSpent:
+        if self.counted is None or (lock and not self.locked):
+            self.counted = sql.budget_spent(
+                self.agent_id,
+                self.proposed.kind.name,
+                self.proposed.identity.value,
+                since=self.now - timedelta(hours=1),
+                lock=lock,
+            )
+            self.locked = lock
+        return self.counted
+
+
+def _route_with_budget(
+    policy: Policy | None, given: RoutingInput, spent: _Spent, *, lock: bool
+) -> RoutingOutcome:
+    """The routing outcome under a policy, its blast-radius budget included."""
+    routed = route(given)
+    if needs_budget(routed):
+        # Only what would run at once asks the budget: every other proposal skips the count.
+        exhausted = _budget_exhausted(policy, spent, lock=lock)
+        if exhausted:
+            routed = route(replace(given, budget_exhausted=True))
+            routed = replace(routed, explanation=f"{routed.explanation} ({exhausted})")
+    return routed
+
+
+def _budget_exhausted(policy: Policy | None, spent_budget: _Spent, *, lock: bool) -> str:
     """Why the grant's blast-radius budget for the last hour admits no automatic execution of
     this proposal, or "" when it does."""
-    policy = context.policy
-    grant = next((g for g in policy.grants.all() if g.action == proposed.kind.name), None)
+    action = spent_budget.proposed.kind.name
+    grant = next((g for g in policy.grants.all() if g.action == action), None) if policy else None
     if grant is None:
         return ""
-    spent = sql.budget_spent(
-        context.agent.pk,
-        proposed.kind.name,
-        proposed.identity.value,
-        since=now - timedelta(hours=1),
-    )
+    spent = spent_budget.get(lock=lock)
     if spent.executions >= grant.max_auto_per_hour:
         return (
             f"{spent.executions} automatic executions of {grant.action} in the last hour, "
@@ -289,4 +333,10 @@ def _submitted_data(
         explanation=proposal.routing_explanation,
         code=proposal.block_code,
         execution=execution.id if execution is not None else None,
+        shadow=events.shadow_judgement(
+            version=proposal.shadow_version,
+            outcome=proposal.shadow_outcome,
+            code=proposal.shadow_code,
+            explanation=proposal.shadow_explanation,
+        ),
     )

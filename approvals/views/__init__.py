@@ -31,6 +31,7 @@ from .queue import (
     stop_banner,
     undo_approval,
 )
+from .shadow import shadow_discard, shadow_page, shadow_promote, shadow_start
 
 __all__ = [
     "acknowledge_execution",
@@ -50,6 +51,10 @@ __all__ = [
     "reconfirm_held",
     "retry_execution",
     "rollback",
+    "shadow_discard",
+    "shadow_page",
+    "shadow_promote",
+    "shadow_start",
     "stop_banner",
     "undo_approval",
     "work_lists",

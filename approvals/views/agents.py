@@ -37,7 +37,7 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_role()
 def agents_page(request: HttpRequest) -> HttpResponse:
-    agents = _listed_agents().prefetch_related("keys", "policies__grants").order_by("slug")
+    agents = _listed_agents().prefetch_related("keys").order_by("slug")
     records = selectors.agent_track_records()
     pending = selectors.pending_by_agent()
     demotions = selectors.demotions_by_agent()
@@ -47,6 +47,7 @@ def agents_page(request: HttpRequest) -> HttpResponse:
             "pending": pending.get(agent.pk, 0),
             "policy": policy,
             "grants": _grants_with_rules(policy),
+            "shadow": agent.shadow_policy,
             "keys": list(agent.keys.all()),
             "record": records.get(agent.pk),
             "demotions": demotions.get(agent.slug, []),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import Prefetch
+
 from agents import catalogue
-from agents.models import Agent
+from agents.models import Agent, Policy
 
 from .base import (
     AUTO,
@@ -23,10 +25,11 @@ from .base import (
 
 
 def levels() -> dict[tuple[str, str], int]:
-    """(agent slug, action) → the grant's level in the agent's current policy."""
+    """(agent slug, action) → the grant's level in the agent's live policy."""
     found = {}
-    for agent in Agent.objects.prefetch_related("policies__grants"):
-        policies = sorted(agent.policies.all(), key=lambda p: -p.version)
+    live = Prefetch("policies", queryset=Policy.objects.live().prefetch_related("grants"))
+    for agent in Agent.objects.prefetch_related(live):
+        policies = list(agent.policies.all())  # the live versions, the deciding one first
         if policies:
             for grant in policies[0].grants.all():
                 found[(agent.slug, grant.action)] = grant.level

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import random
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
 
 from agents.models import Agent
 from agents.services import policy_publish
@@ -35,6 +37,8 @@ class Command(BaseCommand):
         demo.ensure_assets()
         team = demo.ensure_team()
         history = 0
+        # A bolder policy of one agent in shadow over the history's last days.
+        demo.ensure_shadow(since=timezone.now() - timedelta(days=demo.SHADOW_DAYS))
         if options["weeks"] > 0:
             history = seed_history(weeks=options["weeks"], rng=rng)
         # An agent that lost its autonomy, with its audit event, for the agents page.
