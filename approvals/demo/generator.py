@@ -436,6 +436,11 @@ class Generator:
                 0,
                 None,
                 None,
+                None,  # no shadow judges the console's own checks
+                None,
+                "",
+                "",
+                "",
                 "medium",
                 kind.risk,
                 0.0,
