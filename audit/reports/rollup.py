@@ -24,6 +24,8 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -36,6 +38,7 @@ from django.utils import timezone
 from approvals.models import Decision, ExecutionStatus, Proposal, ProposalStatus
 
 from ..models import ReportRollup, ReportRollupDay
+from ..sql import rollup_lock
 from .base import (
     BAD_OUTCOMES,
     DECIDED_STATUSES,
@@ -340,11 +343,15 @@ def build(start: datetime, end: datetime, chosen: Chosen | None = None) -> dict[
             given,
             zone,
         )
-        sent = status in SENT_STATUSES
-        for key in chosen.keys(agent, action, analysts):
-            tally = tallies[key]
-            _apply(tally, contribution, only=key[2])
-            if sent:
+        # A day's build tallies each agent and action apart and adds them up below.
+        for key in (
+            _finest(agent, action, analysts)
+            if chosen.every
+            else chosen.keys(agent, action, analysts)
+        ):
+            _apply(tallies[key], contribution, only=key[2])
+        if status in SENT_STATUSES:
+            for key in chosen.keys(agent, action, analysts):
                 moves[key].append((created.timestamp() - start_epoch, 1))
     # Departures in the range, whenever their proposal was submitted.
     departed = Proposal.objects.filter(
@@ -370,9 +377,19 @@ def build(start: datetime, end: datetime, chosen: Chosen | None = None) -> dict[
     ):
         for key in chosen.keys(agent, action, sorted(set(analysts_of.get(pid, [])))):
             moves[key].append((decided_at.timestamp() - start_epoch, -1))
+    if chosen.every:
+        for (agent, action, analyst), tally in list(tallies.items()):
+            for key in ((agent, "", analyst), ("", action, analyst), ("", "", analyst)):
+                tallies[key].merge(tally)
     for key, events in moves.items():
         tallies[key].queue = _slots(events)
     return dict(tallies)
+
+
+def _finest(agent: str, action: str, analysts: list[str]) -> Iterator[Key]:
+    yield agent, action, ""
+    for analyst in analysts:
+        yield agent, action, analyst
 
 
 @dataclass
@@ -552,8 +569,9 @@ def local_day(at: datetime) -> date:
 def rollup_day(day: date) -> int:
     """Rebuild one local day's rollups and its month's; returns the proposals counted."""
     start, end = day_bounds(day)
-    tallies = build(start, end)
     with transaction.atomic():
+        rollup_lock(day.year, day.month)
+        tallies = build(start, end)
         ReportRollup.objects.filter(period="day", day=day).delete()
         ReportRollup.objects.bulk_create(
             [
@@ -630,10 +648,24 @@ class Period:
     key: Key
 
 
+_exact: ContextVar[bool] = ContextVar("reports_exact", default=False)
+
+
+@contextmanager
+def exact() -> Iterator[None]:
+    """Reports computed inside run their exact statements, whatever rollups there are (the
+    benchmark compares the two)."""
+    token = _exact.set(True)
+    try:
+        yield
+    finally:
+        _exact.reset(token)
+
+
 def usable(f: Filters) -> bool:
     """Whether the rollups can answer these filters: some whole day of the period is built,
     and the what-if threshold is a whole centile."""
-    if round(f.threshold * 100) / 100 != f.threshold:
+    if _exact.get() or round(f.threshold * 100) / 100 != f.threshold:
         return False
     return bool(_built_days(f))
 
