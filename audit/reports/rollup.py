@@ -22,12 +22,14 @@ way; percentiles are within 2 %.
 from __future__ import annotations
 
 import bisect
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from operator import add
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,6 +39,7 @@ from django.utils import timezone
 
 from approvals.models import Decision, ExecutionStatus, Proposal, ProposalStatus
 
+from ..bulk import write_rows
 from ..models import ReportRollup, ReportRollupDay
 from ..sql import rollup_lock
 from .base import (
@@ -180,9 +183,7 @@ class Tally:
         _add(self.wait, other.wait)
         for k, values in other.confidence.items():
             mine = self.confidence.get(k)
-            self.confidence[k] = (
-                values[:] if mine is None else [a + b for a, b in zip(mine, values, strict=True)]
-            )
+            self.confidence[k] = values[:] if mine is None else list(map(add, mine, values))
         _add(self.withdrawn_wait, other.withdrawn_wait)
         for hour, histogram in other.hours.items():
             _add(self.hours.setdefault(hour, {}), histogram)
@@ -573,19 +574,29 @@ def rollup_day(day: date) -> int:
         rollup_lock(day.year, day.month)
         tallies = build(start, end)
         ReportRollup.objects.filter(period="day", day=day).delete()
-        ReportRollup.objects.bulk_create(
-            [
-                ReportRollup(period="day", day=day, agent=ag, action=ac, analyst=an, **t.columns())
-                for (ag, ac, an), t in tallies.items()
-            ],
-            batch_size=500,
-        )
+        _write("day", day, tallies)
         proposals = tallies[("", "", "")].counts["proposals"] if ("", "", "") in tallies else 0
         ReportRollupDay.objects.update_or_create(
             day=day, defaults={"built_at": timezone.now(), "proposals": proposals}
         )
         _rollup_month(day.replace(day=1))
     return proposals
+
+
+ROLLUP_COLUMNS = ("period", "day", "agent", "action", "analyst", *Tally().columns())
+
+
+def _write(period: str, day: date, tallies: dict[Key, Tally]) -> None:
+    """The rows with COPY (a day's hold a few megabytes of JSON at ten million decisions a
+    year, which the ORM's bulk insert escapes character by character)."""
+    write_rows(
+        ReportRollup._meta.db_table,
+        ROLLUP_COLUMNS,
+        [
+            (period, day, *key, *(json.dumps(value) for value in tally.columns().values()))
+            for key, tally in tallies.items()
+        ],
+    )
 
 
 def _month_days(first: date) -> list[date]:
@@ -612,13 +623,7 @@ def _rollup_month(first: date) -> None:
             for slot, (net, most, at) in tally.queue.items()
         }
         merged[(row.agent, row.action, row.analyst)].merge(tally, queue=True)
-    ReportRollup.objects.bulk_create(
-        [
-            ReportRollup(period="month", day=first, agent=ag, action=ac, analyst=an, **t.columns())
-            for (ag, ac, an), t in merged.items()
-        ],
-        batch_size=200,
-    )
+    _write("month", first, merged)
 
 
 def rollup_all(since: date | None = None, until: date | None = None) -> Iterator[tuple[date, int]]:
@@ -695,8 +700,10 @@ def _built_days(f: Filters) -> list[date]:
     return [day for day in days if day in built]
 
 
-def period(f: Filters) -> Period:
-    """The merged tallies of the filter's key and of the keys its breakdowns read."""
+def period(f: Filters, *, part: str = "latency") -> Period:
+    """The merged tallies of the filter's key and of the keys its breakdowns read: for
+    "latency" the filter's own row and its rows by action and by agent; for "counts" (trust
+    and what-if) its rows by agent and action together, their counts and confidence only."""
     key: Key = (f.agent or "", f.action or "", f.analyst or "")
     built = _built_days(f)
     built_set = set(built)
@@ -707,29 +714,38 @@ def period(f: Filters) -> Period:
     }
     tallies: dict[Key, Tally] = defaultdict(Tally)
     queue: list[tuple[datetime, dict[int, tuple[int, int, float]]]] = []
-    chosen = Chosen(agent=key[0], action=key[1], analyst=key[2], every=False)
     rows = ReportRollup.objects.filter(
         Q(period="month", day__in=sorted(months))
-        | Q(period="day", day__in=[d for d in built if d.replace(day=1) not in months])
+        | Q(period="day", day__in=[d for d in built if d.replace(day=1) not in months]),
+        analyst=key[2],
     )
-    rows = rows.filter(analyst=key[2])
-    if key[0]:
-        rows = rows.filter(agent=key[0])
-    if key[1]:
-        rows = rows.filter(action=key[1])
-    own = rows.filter(agent=key[0], action=key[1])
-    for day, counts, wait, confidence, detail in own.values_list(
-        "day", "counts", "wait", "confidence", "detail"
-    ):
-        tally = Tally.from_columns(counts, wait, confidence, detail)
-        queue.append((day_bounds(day)[0], tally.queue))
-        tallies[key].merge(tally)
-    # Breakdowns by action, by agent and both: their counts and histograms, not their detail.
-    for agent, action, counts, wait, confidence in rows.exclude(
-        agent=key[0], action=key[1]
-    ).values_list("agent", "action", "counts", "wait", "confidence"):
-        tallies[(agent, action, key[2])].merge(Tally.from_columns(counts, wait, confidence, None))
+    if part == "latency":
+        own = rows.filter(agent=key[0], action=key[1]).values_list(
+            "day", "counts", "wait", "detail"
+        )
+        for day, counts, wait, detail in own:
+            tally = Tally.from_columns(counts, wait, {}, detail)
+            queue.append((day_bounds(day)[0], tally.queue))
+            tallies[key].merge(tally)
+        # By action within the filter's agent, and by agent within its action.
+        by_action = Q(agent=key[0]) & ~Q(action="") if not key[1] else Q(pk__in=[])
+        by_agent = Q(action=key[1]) & ~Q(agent="") if not key[0] else Q(pk__in=[])
+        for agent, action, counts, wait in rows.filter(by_action | by_agent).values_list(
+            "agent", "action", "counts", "wait"
+        ):
+            tallies[(agent, action, key[2])].merge(Tally.from_columns(counts, wait, {}, None))
+    else:
+        pairs = rows.exclude(agent="").exclude(action="")
+        if key[0]:
+            pairs = pairs.filter(agent=key[0])
+        if key[1]:
+            pairs = pairs.filter(action=key[1])
+        for agent, action, counts, confidence in pairs.values_list(
+            "agent", "action", "counts", "confidence"
+        ):
+            tallies[(agent, action, key[2])].merge(Tally.from_columns(counts, {}, confidence, None))
     # The rest of the period from the rows: the days not built, today, partial days.
+    chosen = Chosen(agent=key[0], action=key[1], analyst=key[2], every=False)
     for low, high in _gaps(f, built):
         for k, tally in build(low, high, chosen).items():
             tallies[k].merge(tally)

@@ -163,7 +163,7 @@ def _rolled(p: rollup.Period) -> tuple[list[tuple[object, ...]], Scans, Calibrat
 def trust_rows(f: Filters) -> tuple[list[TrustRow], Calibration]:
     granted = levels()
     if rollup.usable(f):
-        counts, scans, calibration = _rolled(rollup.period(f))
+        counts, scans, calibration = _rolled(rollup.period(f, part="counts"))
     else:
         counts, scans, calibration = _counts(f), _scans(f), _calibration(f)
     rows = [

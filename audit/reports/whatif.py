@@ -266,7 +266,7 @@ def _tables(f: Filters, rows: list[WhatIf], curve: list[WhatIf]) -> list[Table]:
 
 
 def whatif(f: Filters) -> Report:
-    p = rollup.period(f) if rollup.usable(f) else None
+    p = rollup.period(f, part="counts") if rollup.usable(f) else None
     rows = whatif_rows(f, f.threshold, p)
     curve = whatif_curve(f, p)
     chart = Chart(
