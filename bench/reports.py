@@ -1,6 +1,6 @@
 """Report and audit-chain benchmark at scale (a script, not a test).
 
-    python -m bench.reports [--decisions 1000000] [--writer history|copy] [--drop]
+    python -m bench.reports [--decisions 1000000] [--writer history|bulk] [--drop]
 
 Uses its own PostgreSQL database (BENCH_DATABASE_URL, default soc_bench_reports on the local
 server), migrates it, generates synthetic history until it holds the requested number of
@@ -8,9 +8,9 @@ decisions (reused on the next run), then prints, in one run: the render time of 
 page as a manager sees it (default period and the whole history), the raw SQL aggregation
 time of the same core figures for comparison, and the time verify_audit takes over the chain.
 
-Above a million decisions (or with --writer copy) the history is a year of proposals,
-decisions and executions written with COPY and no audit events (bench.history_copy); the
-reports' daily rollups are then built (two processes, a month each at a time) and every
+Above a million decisions (or with --writer bulk) the history is a year of proposals,
+decisions and executions drawn and written by the database server, without audit events
+(bench.history_bulk); the reports' daily rollups are then built (two processes, a month each at a time) and every
 report is timed twice over the same periods, from its exact statements and from the rollups,
 with the figures of both side by side.
 """
@@ -71,12 +71,12 @@ def main() -> None:
     parser.add_argument("--drop", action="store_true", help="Drop the database afterwards.")
     parser.add_argument(
         "--writer",
-        choices=("history", "copy"),
+        choices=("history", "bulk"),
         help="generate_history (with audit events; default up to 1,000,000 decisions) or a "
-        "year written with COPY (no audit events; default above)",
+        "year written in bulk by the server (no audit events; default above)",
     )
     args = parser.parse_args()
-    writer = args.writer or ("copy" if args.decisions > 1_000_000 else "history")
+    writer = args.writer or ("bulk" if args.decisions > 1_000_000 else "history")
 
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
     ensure_database(url)
@@ -101,14 +101,14 @@ def main() -> None:
     if have < args.decisions:
         print(f"generating {args.decisions - have} decisions (have {have}) ...", flush=True)
         started = time.perf_counter()
-        if writer == "copy":
-            _copy_history(url, args.decisions - have)
+        if writer == "bulk":
+            _bulk_history(url, args.decisions - have)
         else:
             call_command("generate_history", decisions=args.decisions - have)
         print(f"generation took {time.perf_counter() - started:.1f} s", flush=True)
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
-    if writer == "copy":
+    if writer == "bulk":
         _compare(url)
         connection.close()
         if args.drop:
@@ -191,20 +191,20 @@ def main() -> None:
         print("dropped the benchmark database")
 
 
-def _copy_history(url: str, decisions: int) -> None:
+def _bulk_history(url: str, decisions: int) -> None:
     from django.utils import timezone
 
     from agents.models import Grant
     from approvals import demo
     from approvals.demo.people import STYLES
-    from bench import history_copy
+    from bench import history_bulk
 
     agents: dict[int, list[str]] = {}
     for agent in demo.ensure_agents():
         grants = Grant.objects.filter(policy__agent=agent, level__gte=1)
         agents[agent.pk] = sorted(set(grants.values_list("action", flat=True)))
     analysts = [user.pk for user in demo.ensure_users() if user.username in STYLES]
-    written = history_copy.write(
+    written = history_bulk.write(
         url,
         decisions=decisions,
         end=timezone.now() - timedelta(hours=1),
@@ -212,7 +212,7 @@ def _copy_history(url: str, decisions: int) -> None:
         agents=[(pk, actions) for pk, actions in agents.items() if actions],
         analysts=analysts,
     )
-    print(f"wrote {written:,} proposals with COPY", flush=True)
+    print(f"wrote {written:,} proposals", flush=True)
 
 
 def _rollup_month(days: list[object]) -> tuple[int, float]:
