@@ -10,9 +10,9 @@ time of the same core figures for comparison, and the time verify_audit takes ov
 
 Above a million decisions (or with --writer bulk) the history is a year of proposals,
 decisions and executions drawn and written by the database server, without audit events
-(bench.history_bulk); the reports' daily rollups are then built (two processes, a month each at a time) and every
-report is timed twice over the same periods, from its exact statements and from the rollups,
-with the figures of both side by side.
+(bench.history_bulk); the reports' daily rollups are then built (two processes, a month
+each at a time) and every report is timed twice over the same periods, from its exact
+statements and from the rollups, with the figures of both side by side.
 """
 
 from __future__ import annotations
