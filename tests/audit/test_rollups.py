@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from approvals.models import Decision
+from approvals.models import Decision, Proposal
 from approvals.services import proposal_approve
 from audit import reports
 from audit.models import ReportRollup, ReportRollupDay
@@ -178,15 +178,20 @@ def rollup_worker(transactional_db: None, tmp_path: Path) -> Iterator[processes.
 
 
 @pytest.mark.postgres
-def test_a_committed_decision_rebuilds_its_days_rollup_through_a_worker(
+def test_a_committed_decision_rebuilds_its_past_days_rollup_through_a_worker(
     rollup_worker: processes.ManagedProcess, settings
 ) -> None:
     settings.ROLLUP_DELAY_SECONDS = 0.2
     registered = factories.agent("edr-bot", grants={"isolate_host": 2})
     alice = factories.user("alice", factories.ANALYST)
+    # Submitted yesterday and still pending: today's rollup is left to beat.
     submitted = proposal(
-        registered.agent, created_at=timezone.now(), status="pending", decided_after=None
+        registered.agent,
+        created_at=timezone.now() - timedelta(days=1),
+        status="pending",
+        decided_after=None,
     )
+    Proposal.objects.filter(pk=submitted.pk).update(expires_at=timezone.now() + timedelta(hours=1))
     day = rollup.local_day(submitted.created_at)
     assert not ReportRollupDay.objects.filter(day=day).exists()
 
