@@ -25,12 +25,13 @@ CHUNK = 1_000_000
 DRAW = """
 CREATE UNLOGGED TABLE bench_draw AS
 WITH d AS (
-    SELECT gen_random_uuid() AS id, random() AS rs, random() AS rc, random() AS rh,
+    SELECT lpad(to_hex(%(offset)s + g), 32, '0')::uuid AS id, md5(g::text) AS tag,
+           random() AS rs, random() AS rc, random() AS rh,
            random() AS rd, random() AS ro, random() AS ra, random() AS rb,
            floor(random() * %(pairs)s)::int + 1 AS pair,
            sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS z1,
            sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS z2
-    FROM generate_series(1, %(n)s)
+    FROM generate_series(1, %(n)s) AS g
 ), s AS (
     SELECT d.*,
            CASE WHEN rs < 0.60 THEN 'approved' WHEN rs < 0.80 THEN 'rejected'
@@ -50,7 +51,7 @@ WITH d AS (
                 ELSE drawn END AS status
     FROM s WHERE created_at < to_timestamp(%(end)s)
 )
-SELECT t.id, (%(agents)s::int[])[pair] AS agent_id, (%(actions)s::text[])[pair] AS action,
+SELECT t.id, t.tag, (%(agents)s::int[])[pair] AS agent_id, (%(actions)s::text[])[pair] AS action,
        round((0.3 + 0.7 * random())::numeric, 3)::float8 AS confidence, status, criticality,
        created_at,
        CASE WHEN status IN ('approved', 'rejected')
@@ -73,8 +74,8 @@ INSERT INTO approvals_proposal (id, agent_id, action, target, target_canonical, 
     confidence, rationale, evidence, severity, status, block_code, routing_explanation,
     required_approvals, approvals, priority, criticality, risk, request_hash, created_at,
     decided_at, escalate_at, escalated_at, expires_at)
-SELECT id, agent_id, action, 'ws-' || left(id::text, 6) || '.corp.example',
-       'ws-' || left(id::text, 6) || '.corp.example', '{}', confidence, '', '[]', 'medium',
+SELECT id, agent_id, action, 'ws-' || left(tag, 6) || '.corp.example',
+       'ws-' || left(tag, 6) || '.corp.example', '{}', confidence, '', '[]', 'medium',
        status, CASE WHEN status = 'blocked' THEN 'action_not_permitted' ELSE '' END, '',
        CASE WHEN status IN ('approved', 'rejected', 'expired', 'withdrawn') THEN required
             ELSE 0 END,
@@ -106,13 +107,22 @@ FROM bench_draw WHERE status = 'approved' AND required = 2
 EXECUTIONS = """
 INSERT INTO approvals_execution (id, proposal_id, status, idempotency_key, attempts,
     rollback_attempts, error, created_at, queued_at, started_at, finished_at, updated_at)
-SELECT gen_random_uuid(), id, outcome, md5(id::text), 1,
+SELECT overlay(id::text placing 'e' from 1 for 1)::uuid, id, outcome, id::text, 1,
        CASE WHEN outcome = 'rolled_back' THEN 1 ELSE 0 END,
        CASE WHEN outcome = 'failed' THEN 'connector refused' ELSE '' END,
        decided_at, decided_at, decided_at + make_interval(secs => to_start),
        decided_at + make_interval(secs => to_start + to_finish),
        decided_at + make_interval(secs => to_start + to_finish)
 FROM bench_draw WHERE status IN ('approved', 'auto_approved')
+"""
+
+
+# Indexes that no constraint needs, on the tables written, with the statement that builds each.
+SECONDARY_INDEXES = """
+SELECT i.relname, pg_get_indexdef(i.oid)
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+WHERE t.relname IN ('approvals_proposal', 'approvals_decision', 'approvals_execution')
+  AND NOT x.indisprimary AND NOT x.indisunique
 """
 
 
@@ -143,17 +153,30 @@ def write(
     }
     total = math.ceil(decisions / DECISIONS_PER_PROPOSAL)
     written = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        offset = conn.execute("SELECT count(*) FROM approvals_proposal").fetchone()[0]
+        # The secondary indexes are built once at the end rather than kept up row by row
+        # (random created_at values); ids are ascending, so the primary keys only append.
+        indexes = conn.execute(SECONDARY_INDEXES).fetchall()
+        for name, _definition in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
     with psycopg.connect(url) as conn:
         while written < total:
             n = min(CHUNK, total - written)
             with conn.transaction(), conn.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit = off")
                 cursor.execute("DROP TABLE IF EXISTS bench_draw")
-                cursor.execute(DRAW, {**params, "n": n})
+                cursor.execute(DRAW, {**params, "n": n, "offset": offset + written})
                 for statement in (PROPOSALS, DECISIONS, EXECUTIONS):
                     cursor.execute(statement, params)
                 cursor.execute("DROP TABLE bench_draw")
             written += n
             if progress:
                 print(f"  {written:,} of {total:,} proposals written", flush=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        for _name, definition in indexes:
+            conn.execute(definition)
+        if progress:
+            print(f"  {len(indexes)} indexes rebuilt", flush=True)
     return written
