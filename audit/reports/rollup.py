@@ -34,14 +34,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
-from django.db.models import Min, Q
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Min, Q, Value
+from django.db.models.functions import ExtractHour
 from django.utils import timezone
 
 from approvals.models import Decision, ExecutionStatus, Proposal, ProposalStatus
 
 from ..bulk import write_rows
 from ..models import ReportRollup, ReportRollupDay
-from ..sql import rollup_lock
+from ..sql import Seconds, rollup_lock
 from .base import (
     BAD_OUTCOMES,
     DECIDED_STATUSES,
@@ -51,7 +52,7 @@ from .base import (
     Filters,
     report_zone,
 )
-from .query import longest_life
+from .query import elapsed, longest_life
 
 # Bump when the buckets or the shape of a row change: rows of another version are not read.
 VERSION = 1
@@ -254,21 +255,6 @@ def _put(histogram: Histogram, seconds: float) -> None:
 # --- building: from the rows of a time range ---------------------------------------------------
 
 Key = tuple[str, str, str]  # agent slug, action, analyst username; "" for every one
-FIELDS = (
-    "id",
-    "agent__slug",
-    "action",
-    "status",
-    "confidence",
-    "criticality",
-    "created_at",
-    "decided_at",
-    "escalated_at",
-    "required_approvals",
-    "execution__status",
-    "execution__started_at",
-    "execution__finished_at",
-)
 
 
 @dataclass
@@ -303,9 +289,22 @@ class Chosen:
             yield agent, action, an  # trust and what-if read agent and action together
 
 
+def _since(field: str, moment: datetime) -> Seconds:
+    """Seconds from `moment` to a datetime column, as a float, on either database."""
+    return Seconds(
+        ExpressionWrapper(
+            F(field) - Value(moment, output_field=DateTimeField()), output_field=DurationField()
+        )
+    )
+
+
 def build(start: datetime, end: datetime, chosen: Chosen | None = None) -> dict[Key, Tally]:
     """The tallies of the proposals submitted in [start, end), and the queue's moves in it
-    by hour from `start`, per key."""
+    by hour from `start`, per key.
+
+    Durations come from the database as seconds (the exact statements' own expression, so
+    that a latency of exactly N minutes is N minutes here too), and moments as seconds from
+    `start`: reading millions of timestamps as datetimes cost more than the rest."""
     chosen = chosen or Chosen()
     zone = ZoneInfo(report_zone())
     submitted = Proposal.objects.filter(created_at__gte=start, created_at__lt=end).order_by()
@@ -315,34 +314,52 @@ def build(start: datetime, end: datetime, chosen: Chosen | None = None) -> dict[
         submitted = submitted.filter(action=chosen.action)
     if chosen.analyst:
         submitted = submitted.filter(decisions__analyst__username=chosen.analyst)
-    decisions: dict[Any, list[tuple[str, datetime]]] = defaultdict(list)
-    for proposal_id, analyst, at in (
+    decisions: dict[Any, list[tuple[str, float]]] = defaultdict(list)
+    for proposal_id, analyst, waited in (
         Decision.objects.filter(proposal__in=submitted.values("pk"))
         .order_by()
-        .values_list("proposal_id", "analyst__username", "created_at")
+        .values_list(
+            "proposal_id", "analyst__username", elapsed("created_at", "proposal__created_at")
+        )
     ):
-        decisions[proposal_id].append((analyst, at))
+        decisions[proposal_id].append((analyst, waited))
     tallies: dict[Key, Tally] = defaultdict(Tally)
     moves: dict[Key, list[tuple[float, int]]] = defaultdict(list)
+    rows = submitted.values_list(
+        "id",
+        "agent__slug",
+        "action",
+        "status",
+        "confidence",
+        "criticality",
+        _since("created_at", start),
+        elapsed("decided_at", "created_at"),
+        "escalated_at",
+        "required_approvals",
+        "execution__status",
+        elapsed("execution__started_at", "decided_at"),
+        elapsed("execution__finished_at", "decided_at"),
+        ExtractHour("created_at", tzinfo=zone),
+    )
     start_epoch = start.timestamp()
-    for row in submitted.values_list(*FIELDS):
+    for row in rows:
         pid, agent, action, status, confidence, criticality, created = row[:7]
-        decided_at, escalated_at, required, run, started, finished = row[7:]
-        given = decisions.get(pid, [])
+        waited, escalated_at, required, run, to_start, to_finish, hour = row[7:]
+        given = decisions.get(pid, ())
         analysts = sorted({name for name, _ in given})
         contribution = _contribution(
             status,
             confidence,
             criticality,
-            created,
-            decided_at,
-            escalated_at,
+            created + start_epoch,
+            waited,
+            escalated_at is not None,
             required,
             run,
-            started,
-            finished,
+            to_start,
+            to_finish,
             given,
-            zone,
+            hour,
         )
         # A day's build tallies each agent and action apart and adds them up below.
         for key in (
@@ -353,7 +370,7 @@ def build(start: datetime, end: datetime, chosen: Chosen | None = None) -> dict[
             _apply(tallies[key], contribution, only=key[2])
         if status in SENT_STATUSES:
             for key in chosen.keys(agent, action, analysts):
-                moves[key].append((created.timestamp() - start_epoch, 1))
+                moves[key].append((created, 1))
     # Departures in the range, whenever their proposal was submitted.
     departed = Proposal.objects.filter(
         status__in=SENT_STATUSES,
@@ -373,11 +390,11 @@ def build(start: datetime, end: datetime, chosen: Chosen | None = None) -> dict[
         proposal__in=departed.values("pk")
     ).values_list("proposal_id", "analyst__username"):
         analysts_of[proposal_id].append(analyst)
-    for pid, agent, action, decided_at in departed.values_list(
-        "id", "agent__slug", "action", "decided_at"
+    for pid, agent, action, at in departed.values_list(
+        "id", "agent__slug", "action", _since("decided_at", start)
     ):
         for key in chosen.keys(agent, action, sorted(set(analysts_of.get(pid, [])))):
-            moves[key].append((decided_at.timestamp() - start_epoch, -1))
+            moves[key].append((at, -1))
     if chosen.every:
         for (agent, action, analyst), tally in list(tallies.items()):
             for key in ((agent, "", analyst), ("", action, analyst), ("", "", analyst)):
@@ -401,7 +418,7 @@ class _Contribution:
     wait: float | None
     withdrawn_wait: float | None
     hour: int
-    decisions: list[tuple[str, float]]
+    decisions: Iterable[tuple[str, float]]
     two_person: tuple[float, float] | None
     ran: tuple[str, float, float | None] | None
     pending_at: float | None
@@ -411,15 +428,15 @@ def _contribution(
     status: str,
     confidence: float,
     criticality: str,
-    created: datetime,
-    decided_at: datetime | None,
-    escalated_at: datetime | None,
+    created: float,
+    waited: float | None,
+    escalated: bool,
     required: int,
     run: str | None,
-    started: datetime | None,
-    finished: datetime | None,
-    given: list[tuple[str, datetime]],
-    zone: ZoneInfo,
+    to_start: float | None,
+    to_finish: float | None,
+    given: Iterable[tuple[str, float]],
+    hour: int,
 ) -> _Contribution:
     status_ = ProposalStatus
     counts = ["proposals"]
@@ -430,18 +447,10 @@ def _contribution(
         counts.append("sent")
     if decided:
         counts.append("decided")
-    for name, value in (
-        ("approved", status_.APPROVED),
-        ("rejected", status_.REJECTED),
-        ("expired", status_.EXPIRED),
-        ("withdrawn", status_.WITHDRAWN),
-        ("pending", status_.PENDING),
-    ):
-        if status == value:
-            counts.append(name)
-    if auto:
-        counts.append("auto")
-    if escalated_at is not None:
+    name = COUNTED_STATUS.get(status)
+    if name:
+        counts.append(name)
+    if escalated:
         counts.append("escalated")
     if run in FINISHED:
         counts.append("executed")
@@ -473,31 +482,34 @@ def _contribution(
             tallied.append((C_NC_DECIDED, 1))
             if status == status_.APPROVED and not bad:
                 tallied.append((C_NC_GOOD, 1))
-    waited = (decided_at - created).total_seconds() if decided_at is not None else None
     two = None
-    if required >= 2 and status == status_.APPROVED and given and decided_at is not None:
-        first = min(at for _, at in given)
-        two = ((first - created).total_seconds(), waited)
+    if required >= 2 and status == status_.APPROVED and given and waited is not None:
+        two = (min(seconds for _, seconds in given), waited)
     ran = None
-    if started is not None and status in (status_.APPROVED, status_.AUTO_APPROVED):
-        base = decided_at or created
-        ran = (
-            status,
-            (started - base).total_seconds(),
-            None if finished is None else (finished - base).total_seconds(),
-        )
+    if to_start is not None and status in (status_.APPROVED, status_.AUTO_APPROVED):
+        ran = (status, to_start, to_finish)
     return _Contribution(
         counts=counts,
         centile=centile(confidence),
         confidence=tallied,
         wait=waited if decided else None,
-        withdrawn_wait=waited if status == status_.WITHDRAWN and waited is not None else None,
-        hour=created.astimezone(zone).hour,
-        decisions=[(name, (at - created).total_seconds()) for name, at in given],
+        withdrawn_wait=waited if status == status_.WITHDRAWN else None,
+        hour=int(hour),
+        decisions=given,
         two_person=two,
         ran=ran,
-        pending_at=created.timestamp() if status == status_.PENDING else None,
+        pending_at=created if status == status_.PENDING else None,
     )
+
+
+COUNTED_STATUS = {
+    ProposalStatus.APPROVED: "approved",
+    ProposalStatus.REJECTED: "rejected",
+    ProposalStatus.EXPIRED: "expired",
+    ProposalStatus.WITHDRAWN: "withdrawn",
+    ProposalStatus.PENDING: "pending",
+    ProposalStatus.AUTO_APPROVED: "auto",
+}
 
 
 def _apply(tally: Tally, c: _Contribution, *, only: str) -> None:
