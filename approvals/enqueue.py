@@ -68,15 +68,9 @@ def rollup_key(day: str) -> str:
 
 def rollup_due(*moments: datetime) -> None:
     """The report rollups of the local days these moments fall on are to be rebuilt: one task
-    per day, ROLLUP_DELAY_SECONDS from the first change, however many follow meanwhile.
-
-    Today is left to beat: the reports compute the day in progress from its rows and never
-    read its rollup, which a busy SOC's decisions would otherwise rebuild all day long.
-    """
+    per day, ROLLUP_DELAY_SECONDS from the first change, however many follow meanwhile."""
     zone = ZoneInfo(settings.REPORT_TIME_ZONE)
-    today = datetime.now(zone).date()
-    days = {moment.astimezone(zone).date() for moment in moments}
-    for day in sorted(day.isoformat() for day in days if day < today):
+    for day in sorted({moment.astimezone(zone).date().isoformat() for moment in moments}):
         # Kept past the delay: a task waiting behind others still covers the changes.
         if cache.add(rollup_key(day), 1, timeout=settings.ROLLUP_DELAY_SECONDS + 600):
             send(ROLLUP_DAY, day, countdown=settings.ROLLUP_DELAY_SECONDS)

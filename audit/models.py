@@ -99,7 +99,8 @@ class ReportRollup(models.Model):
 
 class ReportRollupDay(models.Model):
     """A local day whose rollups are built: the reports read such a day from `ReportRollup`
-    and compute the others from the proposals themselves."""
+    and compute the others from the proposals themselves. `built_at`: the rollup counts the
+    proposals submitted before it (the day's end once the day is over)."""
 
     day = models.DateField(primary_key=True)
     built_at = models.DateTimeField()

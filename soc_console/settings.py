@@ -506,10 +506,9 @@ def env_time_zone(name: str, default: str) -> str:
 # default), and the bands a shift is filed under by the hour it starts.
 REPORT_TIME_ZONE = env_time_zone("REPORT_TIME_ZONE", TIME_ZONE)
 SHIFT_BANDS = env_shift_bands("SHIFT_BANDS", "day=05-12,afternoon=12-19,night=19-05")
-# Reports' daily rollups (audit.reports.rollup): a past day's rollup is rebuilt this many
-# seconds after a change to one of its proposals (changes meanwhile wait for the same
-# rebuild), and beat rebuilds today's and yesterday's every ROLLUP_SWEEP_SECONDS, whatever
-# was missed.
+# Reports' daily rollups (audit.reports.rollup): a day's rollup is rebuilt this many seconds
+# after a change to one of its proposals (changes meanwhile wait for the same rebuild), and
+# beat rebuilds today's and yesterday's every ROLLUP_SWEEP_SECONDS, whatever was missed.
 ROLLUP_DELAY_SECONDS = env_float("ROLLUP_DELAY_SECONDS", 60.0)
 ROLLUP_SWEEP_SECONDS = env_float("ROLLUP_SWEEP_SECONDS", 600.0, minimum=1.0)
 

@@ -59,6 +59,7 @@ VERSION = 1
 RATIO = 1.02
 FLOOR = 0.001  # seconds: values up to this share the first bucket
 DAY = timedelta(days=1)
+IN_FLIGHT = timedelta(seconds=5)
 
 
 def _bounds() -> list[float]:
@@ -584,12 +585,17 @@ def rollup_day(day: date) -> int:
     start, end = day_bounds(day)
     with transaction.atomic():
         rollup_lock(day.year, day.month)
-        tallies = build(start, end)
+        # A day in progress is counted up to a few seconds ago: a proposal stamped just
+        # before may not have committed yet, and the reports take the rest from the rows.
+        until = min(end, timezone.now() - IN_FLIGHT)
+        if until <= start:
+            return 0
+        tallies = build(start, until)
         ReportRollup.objects.filter(period="day", day=day).delete()
         _write("day", day, tallies)
         proposals = tallies[("", "", "")].counts["proposals"] if ("", "", "") in tallies else 0
         ReportRollupDay.objects.update_or_create(
-            day=day, defaults={"built_at": timezone.now(), "proposals": proposals}
+            day=day, defaults={"built_at": until, "proposals": proposals}
         )
         _rollup_month(day.replace(day=1))
     return proposals
@@ -699,17 +705,18 @@ def _whole_days(f: Filters) -> list[date]:
     return days
 
 
-def _built_days(f: Filters) -> list[date]:
+def _built_days(f: Filters) -> dict[date, datetime]:
+    """The period's whole days with a rollup, and up to when each counts its proposals (the
+    day's end, or a moment of today)."""
     days = _whole_days(f)
     if not days:
-        return []
-    today = local_day(timezone.now())
-    built = set(
-        ReportRollupDay.objects.filter(
-            day__gte=days[0], day__lte=days[-1], day__lt=today
-        ).values_list("day", flat=True)
+        return {}
+    built = dict(
+        ReportRollupDay.objects.filter(day__gte=days[0], day__lte=days[-1]).values_list(
+            "day", "built_at"
+        )
     )
-    return [day for day in days if day in built]
+    return {day: built[day] for day in days if day in built}
 
 
 def period(f: Filters, *, part: str = "latency") -> Period:
@@ -717,7 +724,8 @@ def period(f: Filters, *, part: str = "latency") -> Period:
     "latency" the filter's own row and its rows by action and by agent; for "counts" (trust
     and what-if) its rows by agent and action together, their counts and confidence only."""
     key: Key = (f.agent or "", f.action or "", f.analyst or "")
-    built = _built_days(f)
+    covered = _built_days(f)
+    built = list(covered)
     built_set = set(built)
     months = {
         day.replace(day=1)
@@ -758,7 +766,7 @@ def period(f: Filters, *, part: str = "latency") -> Period:
             tallies[(agent, action, key[2])].merge(Tally.from_columns(counts, {}, confidence, None))
     # The rest of the period from the rows: the days not built, today, partial days.
     chosen = Chosen(agent=key[0], action=key[1], analyst=key[2], every=False)
-    for low, high in _gaps(f, built):
+    for low, high in _gaps(f, covered):
         for k, tally in build(low, high, chosen).items():
             tallies[k].merge(tally)
             if k == key:
@@ -766,13 +774,18 @@ def period(f: Filters, *, part: str = "latency") -> Period:
     return Period(dict(tallies), _shifted(f, queue), key)
 
 
-def _gaps(f: Filters, built: list[date]) -> list[tuple[datetime, datetime]]:
+def _gaps(f: Filters, covered: dict[date, datetime]) -> list[tuple[datetime, datetime]]:
+    """The parts of the period no rollup counts: days not built, partial days, and what was
+    submitted after a rollup of today was built."""
     gaps, at = [], f.since
-    for day in built:
+    for day, until in covered.items():
         low, high = day_bounds(day)
         if low > at:
             gaps.append((at, low))
-        at = high
+        at = min(max(until, low), high)
+        if at < high:
+            gaps.append((at, high))
+            at = high
     if at < f.until:
         gaps.append((at, f.until))
     return gaps

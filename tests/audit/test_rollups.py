@@ -184,7 +184,7 @@ def test_a_committed_decision_rebuilds_its_past_days_rollup_through_a_worker(
     settings.ROLLUP_DELAY_SECONDS = 0.2
     registered = factories.agent("edr-bot", grants={"isolate_host": 2})
     alice = factories.user("alice", factories.ANALYST)
-    # Submitted yesterday and still pending: today's rollup is left to beat.
+    # Submitted yesterday and still pending: a past day's figures change.
     submitted = proposal(
         registered.agent,
         created_at=timezone.now() - timedelta(days=1),
@@ -210,3 +210,40 @@ def test_a_committed_decision_rebuilds_its_past_days_rollup_through_a_worker(
     assert row.counts["approved"] == 1
     assert sum(row.wait.values()) == 1
     assert ReportRollupDay.objects.get(day=day).proposals == 1
+
+
+@pytest.mark.django_db
+def test_todays_rollup_counts_until_it_was_built_and_the_rows_give_the_rest(analyst) -> None:
+    agent = factories.agent("edr-bot", grants={"isolate_host": 2}).agent
+    now = timezone.now()
+    for minutes in range(1, 40):
+        proposal(
+            agent,
+            created_at=now - timedelta(hours=1, minutes=minutes),
+            decided_after=timedelta(seconds=30 * minutes),
+            analyst=analyst,
+            status="approved" if minutes % 4 else "rejected",
+        )
+    list(rollup.rollup_all())
+    built_at = ReportRollupDay.objects.get(day=rollup.local_day(now)).built_at
+    assert built_at <= timezone.now()
+    # Submitted after today's rollup was built: only the rows know of these.
+    for minutes in range(1, 5):
+        proposal(
+            agent,
+            created_at=timezone.now(),
+            decided_after=timedelta(minutes=minutes),
+            analyst=analyst,
+        )
+    f = reports.Filters.default()
+    assert rollup.usable(f)
+    for name in ("latency", "trust", "whatif"):
+        with rollup.exact():
+            exact = reports.REPORTS[name](f)
+        _assert_same(exact, reports.REPORTS[name](f))
+    assert _row(reports.latency(f), "SLA and queue", reports.DECIDED)[1] == 39 + 4
+
+
+def _row(report: reports.Report, table: str, first: str) -> list:
+    found = next(t for t in report.tables if t.title == table)
+    return next(row for row in found.rows if row[0] == first)
