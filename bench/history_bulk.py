@@ -157,7 +157,7 @@ def write(
         offset = conn.execute("SELECT count(*) FROM approvals_proposal").fetchone()[0]
         # The secondary indexes are built once at the end rather than kept up row by row
         # (random created_at values); ids are ascending, so the primary keys only append.
-        indexes = conn.execute(SECONDARY_INDEXES).fetchall()
+        indexes = conn.execute(SECONDARY_INDEXES).fetchall() if total >= CHUNK else []
         for name, _definition in indexes:
             conn.execute(f'DROP INDEX "{name}"')
     with psycopg.connect(url) as conn:
