@@ -604,7 +604,14 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "soc")
 # Callbacks wait on agents' servers: on a queue and worker of their own (the Procfile's
 # `callbacks`), a slow receiver can never hold a worker process that executions need.
 CALLBACK_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-callbacks"
-CELERY_TASK_ROUTES = {"approvals.tasks.deliver_callback": {"queue": CALLBACK_QUEUE}}
+# Report rollups (a day's rebuild reads the whole day) on theirs (the Procfile's `reports`): an
+# execution never waits behind one.
+REPORTS_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-reports"
+CELERY_TASK_ROUTES = {
+    "approvals.tasks.deliver_callback": {"queue": CALLBACK_QUEUE},
+    "audit.tasks.rollup_day": {"queue": REPORTS_QUEUE},
+    "audit.tasks.rollup_recent": {"queue": REPORTS_QUEUE},
+}
 CELERY_BEAT_SCHEDULE = {
     # Ticks expire: those piled up while no worker ran are dropped instead of arriving in a
     # burst. A sweep tick keeps a minute's grace so that a long queue cannot starve the sweeper.

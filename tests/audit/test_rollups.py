@@ -160,7 +160,7 @@ def test_histogram_percentiles_stay_within_two_percent_of_percentile_cont() -> N
 
 @pytest.fixture
 def rollup_worker(transactional_db: None, tmp_path: Path) -> Iterator[processes.ManagedProcess]:
-    """A real Celery worker on the test database, its broker and queue."""
+    """A real Celery worker on the test database and broker, on the reports' queue."""
     db = connection.settings_dict
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     environment = processes.CeleryEnvironment(
@@ -170,7 +170,9 @@ def rollup_worker(transactional_db: None, tmp_path: Path) -> Iterator[processes.
         queue=settings.CELERY_TASK_DEFAULT_QUEUE,
         channel_prefix=settings.CHANNEL_PREFIX,
     )
-    process = processes.start_worker(environment, log_dir=tmp_path, concurrency=1)
+    process = processes.start_worker(
+        environment, log_dir=tmp_path, concurrency=1, queue=settings.REPORTS_QUEUE
+    )
     try:
         yield process
     finally:
