@@ -4,6 +4,7 @@ rebuilds its day through a real Celery worker."""
 
 from __future__ import annotations
 
+import io
 import random
 from collections.abc import Iterator
 from datetime import timedelta
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -249,3 +251,28 @@ def test_todays_rollup_counts_until_it_was_built_and_the_rows_give_the_rest(anal
 def _row(report: reports.Report, table: str, first: str) -> list:
     found = next(t for t in report.tables if t.title == table)
     return next(row for row in found.rows if row[0] == first)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "Say which days"),
+        (("--since", "2026-13-01"), "'2026-13-01' is not a date"),
+        (("--since", "yesterday"), "'yesterday' is not a date"),
+    ],
+)
+def test_rollup_reports_refuses_what_it_cannot_read(args: tuple, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("rollup_reports", *args)
+    assert not ReportRollupDay.objects.exists()
+
+
+@pytest.mark.django_db
+def test_rollup_reports_rebuilds_the_days_it_is_given(analyst) -> None:
+    agent = factories.agent("edr-bot", grants={"isolate_host": 2}).agent
+    proposal(agent, created_at=START + timedelta(hours=10), analyst=analyst)
+    out = io.StringIO()
+    call_command("rollup_reports", "--rebuild", "--until", f"{START:%Y-%m-%d}", stdout=out)
+    assert out.getvalue().startswith("rebuilt 1 days (1 proposals)")
+    assert list(ReportRollupDay.objects.values_list("day", flat=True)) == [START.date()]

@@ -41,7 +41,10 @@ class Command(BaseCommand):
 def _day(raw: str | None, name: str) -> Any:
     if not raw:
         return None
-    day = parse_date(raw)
+    try:
+        day = parse_date(raw)
+    except ValueError:
+        day = None  # well formed, but no such day (2026-13-01)
     if day is None:
         raise CommandError(f"{name} {raw!r} is not a date (YYYY-MM-DD).")
     return day
