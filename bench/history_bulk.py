@@ -55,9 +55,10 @@ SELECT t.id, t.tag, (%(agents)s::int[])[pair] AS agent_id, (%(actions)s::text[])
        round((0.3 + 0.7 * random())::numeric, 3)::float8 AS confidence, status, criticality,
        created_at,
        CASE WHEN status IN ('approved', 'rejected')
-                THEN created_at + make_interval(secs => exp(5.5 + z1))
+                THEN created_at + make_interval(secs => least(exp(5.5 + z1), %(life)s))
             WHEN status = 'expired' THEN created_at + interval '4 hours'
-            WHEN status = 'withdrawn' THEN created_at + make_interval(secs => exp(5 + z1))
+            WHEN status = 'withdrawn'
+                THEN created_at + make_interval(secs => least(exp(5 + z1), %(life)s))
             WHEN status = 'auto_approved' THEN created_at + interval '50 milliseconds'
        END AS decided_at,
        CASE WHEN criticality = 'critical' THEN 2 ELSE 1 END AS required,
@@ -150,6 +151,8 @@ def write(
         "start": end.timestamp() - days * 86400,
         "end": end.timestamp(),
         "days": days,
+        # Nothing is decided or withdrawn after it would have expired (4 h), as in the console.
+        "life": 4 * 3600 - 1,
     }
     total = math.ceil(decisions / DECISIONS_PER_PROPOSAL)
     written = 0

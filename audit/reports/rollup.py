@@ -580,8 +580,9 @@ def local_day(at: datetime) -> date:
     return at.astimezone(ZoneInfo(report_zone())).date()
 
 
-def rollup_day(day: date) -> int:
-    """Rebuild one local day's rollups and its month's; returns the proposals counted."""
+def rollup_day(day: date, *, month: bool = True) -> int:
+    """Rebuild one local day's rollups and (unless told not to, when a caller rebuilding
+    many days merges each month once) its month's; returns the proposals counted."""
     start, end = day_bounds(day)
     with transaction.atomic():
         rollup_lock(day.year, day.month)
@@ -597,7 +598,8 @@ def rollup_day(day: date) -> int:
         ReportRollupDay.objects.update_or_create(
             day=day, defaults={"built_at": until, "proposals": proposals}
         )
-        _rollup_month(day.replace(day=1))
+        if month:
+            rollup_month(day.replace(day=1))
     return proposals
 
 
@@ -625,9 +627,10 @@ def _month_days(first: date) -> list[date]:
     return days
 
 
-def _rollup_month(first: date) -> None:
+def rollup_month(first: date) -> None:
     """The month's row per key, merged from its day rows, when every day of it is built."""
     days = _month_days(first)
+    rollup_lock(first.year, first.month)
     ReportRollup.objects.filter(period="month", day=first).delete()
     if ReportRollupDay.objects.filter(day__in=days).count() < len(days):
         return
@@ -654,7 +657,10 @@ def rollup_all(since: date | None = None, until: date | None = None) -> Iterator
     until = until or local_day(timezone.now())
     day = since
     while day <= until:
-        yield day, rollup_day(day)
+        yield day, rollup_day(day, month=False)
+        if day == until or (day + DAY).month != day.month:
+            with transaction.atomic():
+                rollup_month(day.replace(day=1))
         day += DAY
 
 
