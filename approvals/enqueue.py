@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from celery import current_app
 from django.conf import settings
+from django.core.cache import cache
 
 RUN_EXECUTION = "approvals.tasks.run_execution"
 RUN_ROLLBACK = "approvals.tasks.run_rollback"
@@ -28,6 +30,7 @@ DELIVER_CALLBACK = "approvals.tasks.deliver_callback"
 SWEEP = "approvals.tasks.sweep"
 HEARTBEAT = "approvals.tasks.heartbeat"
 ATTENTION_CHECKS = "approvals.tasks.attention_checks"
+ROLLUP_DAY = "audit.tasks.rollup_day"
 
 # A hung connector call is stopped when its lease runs out, not later: past the lease the
 # sweeper hands the execution to another worker, and two live attempts must not overlap.
@@ -57,3 +60,18 @@ def send(
         ignore_result=current_app.conf.task_ignore_result,
         **_OPTIONS.get(name, {}),
     )
+
+
+def rollup_key(day: str) -> str:
+    """Set while a rebuild of the day's report rollups is on its way (the task clears it)."""
+    return f"rollup-due:{day}"
+
+
+def rollup_due(*moments: datetime) -> None:
+    """The report rollups of the local days these moments fall on are to be rebuilt: one task
+    per day, ROLLUP_DELAY_SECONDS from the first change, however many follow meanwhile."""
+    zone = ZoneInfo(settings.REPORT_TIME_ZONE)
+    for day in sorted({moment.astimezone(zone).date().isoformat() for moment in moments}):
+        # Kept past the delay: a task waiting behind others still covers the changes.
+        if cache.add(rollup_key(day), 1, timeout=settings.ROLLUP_DELAY_SECONDS + 600):
+            send(ROLLUP_DAY, day, countdown=settings.ROLLUP_DELAY_SECONDS)

@@ -94,3 +94,52 @@ class ForwardCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.destination} at #{self.seq}"
+
+
+class ReportRollup(models.Model):
+    """The reports' figures for one local day (or month) of submitted proposals, per agent,
+    action and analyst, built by `audit.reports.rollup` and kept current by the workers.
+
+    `agent`, `action` and `analyst` hold a slug, an action name and a username, or "" for
+    every one: a report filtered by agent reads the row of that agent, unfiltered the row of
+    "", so that no row is summed across agents (a queue's peak does not add up). Whatever
+    adds up (counts, latency histograms) is summed over days. Names, not keys: the rows
+    outlive nothing they describe and join nothing.
+    """
+
+    period = models.CharField(max_length=5)  # "day" or "month" (day: its first day)
+    day = models.DateField()
+    agent = models.CharField(max_length=64)
+    action = models.CharField(max_length=64)
+    analyst = models.CharField(max_length=150)
+    counts = models.JSONField(default=dict)
+    wait = models.JSONField(default=dict)  # submission → final decision: histogram
+    confidence = models.JSONField(default=dict)
+    detail = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period", "day", "agent", "action", "analyst"], name="rollup_key"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["agent", "action", "analyst", "period", "day"], name="rollup_read")
+        ]
+
+    def __str__(self) -> str:
+        who = "/".join(part or "*" for part in (self.agent, self.action, self.analyst))
+        return f"{self.period} {self.day} {who}"
+
+
+class ReportRollupDay(models.Model):
+    """A local day whose rollups are built: the reports read such a day from `ReportRollup`
+    and compute the others from the proposals themselves. `built_at`: the rollup counts the
+    proposals submitted before it (the day's end once the day is over)."""
+
+    day = models.DateField(primary_key=True)
+    built_at = models.DateTimeField()
+    proposals = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.day} built {self.built_at:%Y-%m-%d %H:%M}"

@@ -172,6 +172,20 @@ GROUP BY p.bucket, p.net, p.most
 """
 
 
+# Rebuilds of one month's report rollups take turns: each rewrites the month's row from its
+# days' (audit.reports.rollup). The first key names the lock's purpose; SQLite writes one
+# transaction at a time anyway.
+ROLLUP_LOCK = 0x524F4C4C  # "ROLL"
+
+
+def rollup_lock(year: int, month: int) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", [ROLLUP_LOCK, year * 100 + month]
+            )
+
+
 def band_case(hour: str, bands: Sequence[tuple[str, int, int]]) -> tuple[str, list[str]]:
     """CASE naming the band of the day an hour falls in; the hours are integers the settings
     checked, the names parameters."""

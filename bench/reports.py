@@ -1,12 +1,18 @@
 """Report and audit-chain benchmark at scale (a script, not a test).
 
-    python -m bench.reports [--decisions 1000000] [--drop]
+    python -m bench.reports [--decisions 1000000] [--writer history|bulk] [--drop]
 
 Uses its own PostgreSQL database (BENCH_DATABASE_URL, default soc_bench_reports on the local
 server), migrates it, generates synthetic history until it holds the requested number of
 decisions (reused on the next run), then prints, in one run: the render time of each report
 page as a manager sees it (default period and the whole history), the raw SQL aggregation
 time of the same core figures for comparison, and the time verify_audit takes over the chain.
+
+Above a million decisions (or with --writer bulk) the history is a year of proposals,
+decisions and executions drawn and written by the database server, without audit events
+(bench.history_bulk); the reports' daily rollups are then built (two processes, a month
+each at a time) and every report is timed twice over the same periods, from its exact
+statements and from the rollups, with the figures of both side by side.
 """
 
 from __future__ import annotations
@@ -63,7 +69,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=1_000_000)
     parser.add_argument("--drop", action="store_true", help="Drop the database afterwards.")
+    parser.add_argument(
+        "--writer",
+        choices=("history", "bulk"),
+        help="generate_history (with audit events; default up to 1,000,000 decisions) or a "
+        "year written in bulk by the server (no audit events; default above)",
+    )
     args = parser.parse_args()
+    writer = args.writer or ("bulk" if args.decisions > 1_000_000 else "history")
 
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
     ensure_database(url)
@@ -88,10 +101,20 @@ def main() -> None:
     if have < args.decisions:
         print(f"generating {args.decisions - have} decisions (have {have}) ...", flush=True)
         started = time.perf_counter()
-        call_command("generate_history", decisions=args.decisions - have)
+        if writer == "bulk":
+            _bulk_history(url, args.decisions - have)
+        else:
+            call_command("generate_history", decisions=args.decisions - have)
         print(f"generation took {time.perf_counter() - started:.1f} s", flush=True)
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
+    if writer == "bulk":
+        _compare(url)
+        connection.close()
+        if args.drop:
+            drop_database(url)
+            print("dropped the benchmark database")
+        return
     counts = {
         "proposals": Proposal.objects.count(),
         "decisions": Decision.objects.count(),
@@ -166,6 +189,174 @@ def main() -> None:
     if args.drop:
         drop_database(url)
         print("dropped the benchmark database")
+
+
+def _bulk_history(url: str, decisions: int) -> None:
+    from django.utils import timezone
+
+    from agents.models import Grant
+    from approvals import demo
+    from approvals.demo.people import STYLES
+    from bench import history_bulk
+
+    agents: dict[int, list[str]] = {}
+    for agent in demo.ensure_agents():
+        grants = Grant.objects.filter(policy__agent=agent, level__gte=1)
+        agents[agent.pk] = sorted(set(grants.values_list("action", flat=True)))
+    analysts = [user.pk for user in demo.ensure_users() if user.username in STYLES]
+    written = history_bulk.write(
+        url,
+        decisions=decisions,
+        end=timezone.now() - timedelta(hours=1),
+        days=365,
+        agents=[(pk, actions) for pk, actions in agents.items() if actions],
+        analysts=analysts,
+    )
+    print(f"wrote {written:,} proposals", flush=True)
+
+
+def _rollup_month(days: list[object]) -> tuple[int, float]:
+    from django.db import transaction
+
+    from audit.reports import rollup
+
+    started = time.perf_counter()
+    counted = sum(rollup.rollup_day(day, month=False) for day in days)  # type: ignore[arg-type]
+    with transaction.atomic():
+        rollup.rollup_month(days[0].replace(day=1))  # type: ignore[attr-defined]
+    return counted, time.perf_counter() - started
+
+
+def _forget_connections() -> None:
+    """No connection (nor pool) crosses a fork: each process opens its own."""
+    from django.db import connections
+
+    for conn in connections.all():
+        conn.close()
+        if hasattr(conn, "close_pool"):
+            conn.close_pool()
+
+
+def _build_rollups() -> None:
+    """Every day's rollup, two processes each taking a whole month at a time (a month's
+    rebuilds take turns on its lock)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from approvals.models import Proposal
+    from audit.models import ReportRollupDay
+    from audit.reports import rollup
+
+    first, last = (
+        Proposal.objects.order_by("created_at").values_list("created_at", flat=True).first(),
+        Proposal.objects.order_by("-created_at").values_list("created_at", flat=True).first(),
+    )
+    day, until = rollup.local_day(first), rollup.local_day(last)
+    months: dict[tuple[int, int], list[object]] = {}
+    built = set(ReportRollupDay.objects.values_list("day", flat=True))
+    while day <= until:
+        if day not in built:
+            months.setdefault((day.year, day.month), []).append(day)
+        day += timedelta(days=1)
+    if not months:
+        print("rollups: every day already built")
+        return
+    print(f"building rollups of {sum(map(len, months.values()))} days ...", flush=True)
+    _forget_connections()
+    started = time.perf_counter()
+    counted = 0
+    with ProcessPoolExecutor(
+        2, mp_context=multiprocessing.get_context("fork"), initializer=_forget_connections
+    ) as pool:
+        for proposals, _seconds in pool.map(_rollup_month, months.values()):
+            counted += proposals
+    elapsed = time.perf_counter() - started
+    print(
+        f"rollups built: {counted:,} proposals in {elapsed:.1f} s "
+        f"({elapsed / sum(map(len, months.values())):.2f} s per day, 2 processes)",
+        flush=True,
+    )
+
+
+def _figures(name: str, report: object) -> str:
+    """The figures to compare, in one line."""
+    tables = {t.title: t for t in report.tables}  # type: ignore[attr-defined]
+    if name == "latency":
+        row = tables["Latency overall"].rows[0]
+        sla = {r[0]: r[1] for r in tables["SLA and queue"].rows}
+        return (
+            f"decided {row[1]:,} p50 {row[2].csv} p90 {row[3].csv} p99 {row[4].csv} s; "
+            f"breaches {sla['SLA breaches']:,}; peak {sla['peak queue depth']:,}"
+        )
+    if name == "trust":
+        rows = tables["Trust by agent and action"].rows
+        return (
+            f"{len(rows)} rows, proposals {sum(r[3] for r in rows):,}, decided "
+            f"{sum(r[4] for r in rows):,}, executed {sum(r[8] for r in rows):,}; "
+            + "; ".join(f"{r[0]}/{r[1]}: {r[11][:28]}" for r in rows[:2])
+        )
+    if name == "whatif":
+        row = tables[next(t for t in tables if t.startswith("What-if at"))].rows[0]
+        return f"sent {row[1]:,} covered {row[2]:,} would run alone {row[3]:,} rejected {row[4]:,}"
+    rows = [r for r in tables["Fatigue by analyst and shift"].rows if r[1] == "all"]
+    return "; ".join(f"{r[0]} {r[2]:,} decisions, streak {r[10]}" for r in rows)
+
+
+def _compare(url: str) -> None:
+    from django.db import connection
+
+    from approvals.models import Decision, Execution, Proposal
+    from audit import reports
+    from audit.reports import rollup
+
+    counts = {
+        "proposals": Proposal.objects.count(),
+        "decisions": Decision.objects.count(),
+        "executions": Execution.objects.count(),
+    }
+    print("rows: " + ", ".join(f"{name} {n:,}" for name, n in counts.items()))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
+        print(f"database size: {cursor.fetchone()[0]}")
+    _build_rollups()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), pg_size_pretty(pg_total_relation_size('audit_reportrollup')) "
+            "FROM audit_reportrollup"
+        )
+        rows, size = cursor.fetchone()
+    print(f"rollup rows: {rows:,} ({size})")
+    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
+    last = Proposal.objects.order_by("-created_at").values_list("created_at", flat=True).first()
+    first = Proposal.objects.order_by("created_at").values_list("created_at", flat=True).first()
+    today = reports.Filters.default()
+    periods = {
+        "last 28 days": today,
+        "whole year": reports.Filters(
+            since=today.until - timedelta(days=((today.until - first).days + 1)),
+            until=today.until,
+        ),
+    }
+    print(f"history: {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC")
+    print("\neach report: exact statements (one run) against rollups (first / median of next 2)")
+    for label, f in periods.items():
+        print(f"\n{label}: {reports.period_text(f)}")
+        for name in ("latency", "trust", "whatif", "fatigue"):
+            report = reports.REPORTS[name]
+            with rollup.exact():
+                started = time.perf_counter()
+                exact = report(f)
+                exact_time = time.perf_counter() - started
+            if not (rollup.usable(f) and name != "fatigue"):
+                print(f"  {name:8} exact {exact_time:7.3f} s   (no rollup: the same statements)")
+                print(f"    exact:   {_figures(name, exact)}")
+                continue
+            rolled_report: list[object] = []
+            cold, warm = timed(lambda report=report, f=f, out=rolled_report: out.append(report(f)))
+            print(f"  {name:8} exact {exact_time:7.3f} s   rollups {cold:6.3f} s / {warm:6.3f} s")
+            print(f"    exact:   {_figures(name, exact)}")
+            print(f"    rollups: {_figures(name, rolled_report[-1])}")
+    print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()}")
 
 
 def _page(client: object, path: str) -> None:

@@ -638,6 +638,11 @@ def env_time_zone(name: str, default: str) -> str:
 # default), and the bands a shift is filed under by the hour it starts.
 REPORT_TIME_ZONE = env_time_zone("REPORT_TIME_ZONE", TIME_ZONE)
 SHIFT_BANDS = env_shift_bands("SHIFT_BANDS", "day=05-12,afternoon=12-19,night=19-05")
+# Reports' daily rollups (audit.reports.rollup): a day's rollup is rebuilt this many seconds
+# after a change to one of its proposals (changes meanwhile wait for the same rebuild), and
+# beat rebuilds today's and yesterday's every ROLLUP_SWEEP_SECONDS, whatever was missed.
+ROLLUP_DELAY_SECONDS = env_float("ROLLUP_DELAY_SECONDS", 60.0)
+ROLLUP_SWEEP_SECONDS = env_float("ROLLUP_SWEEP_SECONDS", 600.0, minimum=1.0)
 
 # Execution engine.
 EXECUTION_LEASE_SECONDS = env_int("EXECUTION_LEASE_SECONDS", 60, minimum=1)
@@ -744,7 +749,14 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "soc")
 # Callbacks wait on agents' servers: on a queue and worker of their own (the Procfile's
 # `callbacks`), a slow receiver can never hold a worker process that executions need.
 CALLBACK_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-callbacks"
-CELERY_TASK_ROUTES = {"approvals.tasks.deliver_callback": {"queue": CALLBACK_QUEUE}}
+# Report rollups (a day's rebuild reads the whole day) on theirs (the Procfile's `reports`): an
+# execution never waits behind one.
+REPORTS_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-reports"
+CELERY_TASK_ROUTES = {
+    "approvals.tasks.deliver_callback": {"queue": CALLBACK_QUEUE},
+    "audit.tasks.rollup_day": {"queue": REPORTS_QUEUE},
+    "audit.tasks.rollup_recent": {"queue": REPORTS_QUEUE},
+}
 if BROKER_IS_RABBITMQ:
     from kombu import Exchange, Queue
 
@@ -759,7 +771,7 @@ if BROKER_IS_RABBITMQ:
     _EXCHANGE = Exchange(CELERY_TASK_DEFAULT_QUEUE, type="topic")
     CELERY_TASK_QUEUES = [
         Queue(name, _EXCHANGE, routing_key=name, queue_arguments={"x-queue-type": "quorum"})
-        for name in (CELERY_TASK_DEFAULT_QUEUE, CALLBACK_QUEUE)
+        for name in (CELERY_TASK_DEFAULT_QUEUE, CALLBACK_QUEUE, REPORTS_QUEUE)
     ]
     CELERY_TASK_DEFAULT_EXCHANGE = CELERY_TASK_DEFAULT_QUEUE
     CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
@@ -788,6 +800,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "approvals.tasks.heartbeat",
         "schedule": WORKER_HEARTBEAT_INTERVAL_SECONDS,
         "options": {"expires": WORKER_HEARTBEAT_INTERVAL_SECONDS},
+    },
+    "report-rollups": {
+        "task": "audit.tasks.rollup_recent",
+        "schedule": ROLLUP_SWEEP_SECONDS,
+        "options": {"expires": ROLLUP_SWEEP_SECONDS},
     },
 }
 

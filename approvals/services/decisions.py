@@ -38,6 +38,7 @@ from .shared import (
     publish_committed,
     publish_proposal,
     reason_given,
+    rollup_due,
     text,
     username,
 )
@@ -166,6 +167,7 @@ def _approval_recorded(
         data=events.approval(**facts),
     )
     publish_committed(proposal)
+    rollup_due(proposal.created_at)
     return proposal
 
 
@@ -397,6 +399,7 @@ def approval_undo(*, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser) ->
         data=_undone_data(proposal, execution, decision, now=now),
     )
     publish_committed(proposal)
+    rollup_due(proposal.created_at, now)
     # No callback: the agent hears of an approval only once its window is over (see
     # proposal_approve), and by then this one is gone.
     return proposal

@@ -15,7 +15,7 @@ from soc_console.errors import NotFound, NotPending
 
 from .. import sql
 from ..models import Proposal, ProposalStatus
-from .shared import callback, publish_committed
+from .shared import callback, publish_committed, rollup_due
 
 
 def locked_pending(proposal_id: uuid.UUID | str) -> Proposal:
@@ -84,6 +84,7 @@ def finish_pending(
         data=data,
     )
     publish_committed(proposal)
+    rollup_due(proposal.created_at, now)
     callback(
         proposal.id,
         "decided",

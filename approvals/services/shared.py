@@ -77,6 +77,11 @@ def after_commit(fn: Callable[[], Any]) -> None:
     transaction.on_commit(fn, robust=True)
 
 
+def rollup_due(*moments: datetime) -> None:
+    """The reports' rollups of the days of these moments need a rebuild once this commits."""
+    after_commit(lambda: enqueue.rollup_due(*moments))
+
+
 def publish_proposal(proposal_id: uuid.UUID) -> None:
     after_commit(lambda: live.publish(live.proposal_changed, proposal_id))
 
@@ -228,4 +233,12 @@ def execution_moved(
     )
     if publish:
         publish_proposal(execution.proposal_id)
+    # What an execution became counts in the reports of the day its proposal was submitted.
+    if Execution.proposal.is_cached(execution):
+        rollup_due(execution.proposal.created_at)
+    else:
+        submitted = Proposal.objects.filter(pk=execution.proposal_id).values_list(
+            "created_at", flat=True
+        )
+        rollup_due(*submitted)
     return execution

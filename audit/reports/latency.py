@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from approvals.models import Decision, Execution, ProposalStatus
 
+from . import rollup
 from .base import (
     BAD,
     DECIDED,
@@ -371,17 +372,87 @@ LATENCY_POPULATIONS = (
 )
 
 
+def rolled_figures(
+    f: Filters, p: rollup.Period
+) -> tuple[dict[str, list[Group]], Sla, TwoPerson, list[Ran]]:
+    """The same figures from the period's rollups (`audit.reports.rollup`): counts exact,
+    percentiles within 2 %."""
+    agent, action, analyst = p.key
+    own = p.tallies.get(p.key) or rollup.Tally()
+
+    def group(label: str, histogram: dict[int, int]) -> Group:
+        return (label, sum(histogram.values()), rollup.percentiles(histogram))
+
+    def across(position: int) -> list[Group]:
+        if p.key[position]:
+            return [group(p.key[position], own.wait)] if own.wait else []
+        return [
+            group(key[position], tally.wait)
+            for key, tally in p.tallies.items()
+            if key[position]
+            and key[2] == analyst
+            and tally.wait
+            and key[1 - position] == p.key[1 - position]
+        ]
+
+    groups = {
+        "all": [group("all", own.wait)] if own.wait else [],
+        "action": across(1),
+        "agent": across(0),
+        "hour": [group(f"{hour:02d}:00", h) for hour, h in own.hours.items() if h],
+        "analyst": [group(name, h) for name, h in own.analysts.items() if h],
+    }
+    counts = own.counts
+    sla = timedelta(minutes=f.sla_minutes)
+    due = (timezone.now() - sla).timestamp()
+    figures = Sla(
+        f.sla_minutes,
+        sent=counts["sent"],
+        decided=counts["decided"],
+        late=rollup.count_above(own.wait, sla.total_seconds()),
+        expired=counts["expired"],
+        withdrawn=counts["withdrawn"],
+        withdrawn_late=rollup.count_above(own.withdrawn_wait, sla.total_seconds()),
+        pending=counts["pending"],
+        pending_late=sum(1 for at in own.pending_at if at < due),
+        escalated=counts["escalated"],
+    )
+    two: TwoPerson = (0, None, None)
+    if counts["two_person"]:
+        two = (
+            counts["two_person"],
+            rollup.percentiles(own.first),
+            rollup.percentiles(own.final),
+        )
+    ran = [
+        (
+            str(status),
+            own.ran[status][0],
+            rollup.percentiles(own.ran[status][1]) or [],
+            rollup.percentiles(own.ran[status][2]),
+        )
+        for status in RAN
+        if status in own.ran
+    ]
+    return groups, figures, two, ran
+
+
 def latency(f: Filters) -> Report:
     """Submission → decision, by action, agent, analyst and hour of day, plus SLA and queue."""
-    groups = latency_groups(f)
-    sla, queue, ran = sla_counts(f), queue_depth(f), machine(f)
+    if rollup.usable(f):
+        p = rollup.period(f)
+        groups, sla, two, ran = rolled_figures(f, p)
+        queue = queue_depth(f, slots=p.queue) if rollup.aligned(f) else queue_depth(f)
+    else:
+        groups = latency_groups(f)
+        sla, queue, ran, two = sla_counts(f), queue_depth(f), machine(f), two_person(f)
     chart, queue_chart = _charts(groups, queue)
     return Report(
         "latency",
         "Approval latency",
         _points(groups, sla, queue),
         chart,
-        _tables(groups, two_person(f), ran, sla, queue),
+        _tables(groups, two, ran, sla, queue),
         counted="proposals submitted",
         notes=[
             "Latency is measured from submission to the final decision; by analyst, to that "

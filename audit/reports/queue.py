@@ -56,11 +56,55 @@ def _buckets(f: Filters, width: timedelta) -> dict[datetime, tuple[int, int, dat
     }
 
 
-def queue_depth(f: Filters) -> QueueDepth:
+def _waiting_at_start(f: Filters) -> int:
+    """Proposals sent to analysts before the period that were still pending at its start."""
+    return (
+        proposals(f, since=f.since - longest_life())
+        .filter(created_at__lt=f.since, status__in=SENT_STATUSES)
+        .filter(Q(decided_at__isnull=True) | Q(decided_at__gt=f.since))
+        .count()
+    )
+
+
+def _rolled_buckets(
+    f: Filters, width: timedelta, slots: dict[int, tuple[int, int, float]]
+) -> dict[datetime, tuple[int, int, datetime]]:
+    """`_buckets` from hour slots (net change, highest depth from the slot's start, when):
+    the depth carried into each slot raises its highest depth, and those waiting at the
+    period's start arrive at its first moment, as QUEUE_DEPTH counts them."""
+    hours = round(width.total_seconds() / 3600)
+    waiting = _waiting_at_start(f)
+    moves = sorted(slots.items())
+    if waiting:
+        moves.insert(0, (-1, (waiting, waiting, 0.0)))
+    span = (f.until - f.since).total_seconds()
+    out: dict[datetime, tuple[int, int, datetime]] = {}
+    depth = 0
+    for slot, (net, most, at) in moves:
+        if at >= span:
+            continue
+        start = f.since + width * (max(slot, 0) // hours)
+        previous = out.get(start)
+        highest = depth + most
+        if previous is None:
+            out[start] = (net, highest, f.since + timedelta(seconds=at))
+        else:
+            before, best, when = previous
+            if highest > best:
+                best, when = highest, f.since + timedelta(seconds=at)
+            out[start] = (before + net, best, when)
+        depth += net
+    return out
+
+
+def queue_depth(
+    f: Filters, *, slots: dict[int, tuple[int, int, float]] | None = None
+) -> QueueDepth:
     """The queue of proposals sent to analysts: its running peak, and per time interval the
-    most proposals pending at once and the number pending at the interval's end."""
+    most proposals pending at once and the number pending at the interval's end. With
+    `slots`, from the rollups' hour slots (`audit.reports.rollup`) instead of every move."""
     width = bucket_width(f)
-    buckets = _buckets(f, width)
+    buckets = _buckets(f, width) if slots is None else _rolled_buckets(f, width, slots)
     depth = 0
     series = []
     peak, peak_at = 0, None

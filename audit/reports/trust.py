@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from agents.models import Criticality
 from approvals.models import ExecutionStatus, ProposalStatus
 
+from . import rollup
 from .autonomy import TrustRow, levels
 from .base import (
     AUTO,
@@ -107,9 +108,64 @@ def _calibration(f: Filters) -> Calibration:
     return calibration
 
 
+COUNTED = (
+    "proposals",
+    "decided",
+    "approved",
+    "auto",
+    "executed",
+    "failed",
+    "undone",
+    "auto_executed",
+    "auto_bad",
+)
+
+
+def _pairs(p: rollup.Period) -> dict[tuple[str, str], rollup.Tally]:
+    """The period's tallies per agent and action, within the filters."""
+    agent, action, analyst = p.key
+    return {
+        (ag, ac): tally
+        for (ag, ac, an), tally in p.tallies.items()
+        if ag
+        and ac
+        and an == analyst
+        and (not agent or ag == agent)
+        and (not action or ac == action)
+        and tally.counts["proposals"]
+    }
+
+
+def _rolled(p: rollup.Period) -> tuple[list[tuple[object, ...]], Scans, Calibration]:
+    """`_counts`, `_scans` and `_calibration` from the rollups' per-centile tallies."""
+    counts, scans, calibration = [], {}, defaultdict(dict)
+    cut = [round(x * 100) for x in THRESHOLDS]
+    bands = [round(low * 100) for low in BAND_BOUNDS]
+    for (slug, action), tally in sorted(_pairs(p).items()):
+        counts.append((slug, action, *(tally.counts[name] for name in COUNTED)))
+        found = {}
+        for k, low in enumerate(cut, start=1):
+            rows = [v for c, v in tally.confidence.items() if c >= low]
+            n = sum(v[rollup.C_NC_DECIDED] for v in rows)
+            if n:
+                found[THRESHOLDS[k - 1]] = (n, sum(v[rollup.C_NC_GOOD] for v in rows))
+        if found:
+            scans[(slug, action)] = found
+        for c, v in tally.confidence.items():
+            if c < bands[0] or not v[rollup.C_DECIDED]:
+                continue
+            band = sum(1 for low in bands if c >= low)
+            n, approved = calibration[slug].get(band, (0, 0))
+            calibration[slug][band] = (n + v[rollup.C_DECIDED], approved + v[rollup.C_APPROVED])
+    return counts, scans, calibration
+
+
 def trust_rows(f: Filters) -> tuple[list[TrustRow], Calibration]:
     granted = levels()
-    scans = _scans(f)
+    if rollup.usable(f):
+        counts, scans, calibration = _rolled(rollup.period(f, part="counts"))
+    else:
+        counts, scans, calibration = _counts(f), _scans(f), _calibration(f)
     rows = [
         TrustRow(
             slug,
@@ -118,10 +174,10 @@ def trust_rows(f: Filters) -> tuple[list[TrustRow], Calibration]:
             *values,
             scan=scans.get((slug, action), {}),
         )
-        for slug, action, *values in _counts(f)
+        for slug, action, *values in counts
     ]
     rows.sort(key=lambda r: (r.agent, r.action))
-    return rows, _calibration(f)
+    return rows, calibration
 
 
 AUTO_BAD = "automatic runs failed or rolled back"

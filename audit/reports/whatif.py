@@ -11,6 +11,7 @@ from django.db.models import Case, Count, Q, Value, When
 from agents.models import Criticality
 from approvals.models import ProposalStatus
 
+from . import rollup
 from .autonomy import eligible_pairs
 from .base import (
     AUTO,
@@ -114,9 +115,46 @@ def _replay(
     return out
 
 
-def whatif_rows(f: Filters, threshold: float) -> list[WhatIf]:
+def _rolled_tallies(p: rollup.Period, band: Callable[[int], int]) -> list[Tally]:
+    """`_tallies` from the rollups' per-centile tallies, `band` giving a centile's band."""
+    agent, action, analyst = p.key
+    out: dict[tuple[str, str, str, int], list[int]] = {}
+    for (ag, ac, an), tally in p.tallies.items():
+        if not (ag and ac and an == analyst) or (agent and ag != agent):
+            continue
+        if action and ac != action:
+            continue
+        for c, v in tally.confidence.items():
+            for criticality, offset in ((Criticality.CRITICAL, 0), ("other", rollup.NON_CRITICAL)):
+                counted = v[offset : offset + 5]
+                if any(counted):
+                    key = (ag, ac, criticality, band(c))
+                    mine = out.get(key)
+                    out[key] = (
+                        counted
+                        if mine is None
+                        else [a + b for a, b in zip(mine, counted, strict=True)]
+                    )
+    return [(*key, *values) for key, values in sorted(out.items())]  # type: ignore[misc]
+
+
+def _threshold_tallies(f: Filters, threshold: float, p: rollup.Period | None) -> list[Tally]:
+    if p is not None:
+        cut = round(threshold * 100)
+        return _rolled_tallies(p, lambda c: 1 if c >= cut else 0)
+    return _tallies(f, Case(When(confidence__gte=threshold, then=Value(1)), default=Value(0)))
+
+
+def _curve_tallies(f: Filters, p: rollup.Period | None) -> list[Tally]:
+    if p is not None:
+        cuts = [round(x * 100) for x in THRESHOLDS]
+        return _rolled_tallies(p, lambda c: sum(1 for low in cuts if c >= low))
+    return _tallies(f, band_of(THRESHOLDS))
+
+
+def whatif_rows(f: Filters, threshold: float, p: rollup.Period | None = None) -> list[WhatIf]:
     """Overall ('all') and per agent and action, at one threshold."""
-    tallies = _tallies(f, Case(When(confidence__gte=threshold, then=Value(1)), default=Value(0)))
+    tallies = _threshold_tallies(f, threshold, p)
     pairs = eligible_pairs(f.scope)
     groups: dict[str, list[Tally]] = defaultdict(list)
     for tally in tallies:
@@ -127,10 +165,10 @@ def whatif_rows(f: Filters, threshold: float) -> list[WhatIf]:
     return out
 
 
-def whatif_curve(f: Filters) -> list[WhatIf]:
+def whatif_curve(f: Filters, p: rollup.Period | None = None) -> list[WhatIf]:
     """The overall what-if at every threshold of THRESHOLDS, from one count per confidence
     band (band k: at or above THRESHOLDS[k-1], below the next)."""
-    tallies = _tallies(f, band_of(THRESHOLDS))
+    tallies = _curve_tallies(f, p)
     pairs = eligible_pairs(f.scope)
     return [
         _replay(f"{x:.2f}", tallies, pairs, lambda band, k=k: band >= k)
@@ -228,8 +266,9 @@ def _tables(f: Filters, rows: list[WhatIf], curve: list[WhatIf]) -> list[Table]:
 
 
 def whatif(f: Filters) -> Report:
-    rows = whatif_rows(f, f.threshold)
-    curve = whatif_curve(f)
+    p = rollup.period(f, part="counts") if rollup.usable(f) else None
+    rows = whatif_rows(f, f.threshold, p)
+    curve = whatif_curve(f, p)
     chart = Chart(
         "lines",
         "What a threshold changes: runs alone, rejected among them, and runs taken back",
