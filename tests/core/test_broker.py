@@ -55,6 +55,7 @@ def test_a_rabbitmq_broker_gets_quorum_queues_late_acks_and_one_message_per_proc
     assert conf["queues"] == [
         ["soc-x", "soc-x", "topic", "soc-x", quorum],
         ["soc-x-callbacks", "soc-x", "topic", "soc-x-callbacks", quorum],
+        ["soc-x-reports", "soc-x", "topic", "soc-x-reports", quorum],
     ]
     assert conf["default_exchange_type"] == "topic"
     assert conf["detect_quorum"] is True

@@ -124,7 +124,7 @@ def _delete_queues(url: str, queue: str) -> None:
     from kombu import Connection
 
     with Connection(url, connect_timeout=2) as connection, connection.channel() as channel:
-        for name in (queue, f"{queue}-callbacks"):
+        for name in (queue, f"{queue}-callbacks", f"{queue}-reports"):
             with contextlib.suppress(Exception):
                 channel.queue_delete(name)
             with contextlib.suppress(Exception):
