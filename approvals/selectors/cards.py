@@ -169,14 +169,21 @@ class _Open:
     target: str
     params: dict[str, Any]
     confidence: float
+    agent: str
+
+
+@dataclass(frozen=True)
+class _Details:
     rationale: str
     evidence: list[Any]
-    agent: str
 
 
 def _open_on_targets(targets: Iterable[str]) -> list[_Open]:
     """Every pending proposal on these canonical targets, in the queue's order: one query on
-    the partial index proposal_pending_target, read as plain rows."""
+    the partial index proposal_pending_target, read as plain rows and only the columns that
+    group them and the parameters a connector's state is judged with (a queue of thousands on
+    a few targets is common in a storm; their texts are read only for the few cards that show
+    them, see _details)."""
     rows = (
         Proposal.objects.filter(status=ProposalStatus.PENDING, target_canonical__in=set(targets))
         .order_by(*QUEUE_ORDER)
@@ -184,21 +191,23 @@ def _open_on_targets(targets: Iterable[str]) -> list[_Open]:
         .annotate(
             shown=Coalesce("attention_check__shown_agent", "agent__slug", output_field=CharField())
         )
-        .values_list(
-            "id",
-            "action",
-            "target_canonical",
-            "params",
-            "confidence",
-            "rationale",
-            "evidence",
-            "shown",
-        )
+        .values_list("id", "action", "target_canonical", "params", "confidence", "shown")
     )
     return [_Open(*row) for row in rows]
 
 
-def _group(key: str, found: list[_Open]) -> DuplicateGroup | None:
+def _details(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, _Details]:
+    """The rationale and evidence of these proposals: one query, none for no proposal."""
+    ids = set(ids)
+    if not ids:
+        return {}
+    rows = Proposal.objects.filter(pk__in=ids).values_list("id", "rationale", "evidence")
+    return {row[0]: _Details(*row[1:]) for row in rows}
+
+
+def _group(
+    key: str, found: list[_Open], details: dict[uuid.UUID, _Details]
+) -> DuplicateGroup | None:
     if len(found) < 2:
         return None
     voices: dict[str, list[_Open]] = {}
@@ -206,25 +215,40 @@ def _group(key: str, found: list[_Open]) -> DuplicateGroup | None:
         voices.setdefault(p.agent, []).append(p)
     agents = []
     for slug, theirs in voices.items():
-        best = max(theirs, key=lambda p: (p.confidence, len(p.evidence or [])))
+        best = max(
+            _contenders(theirs),
+            key=lambda p: (p.confidence, len(details[p.id].evidence or [])),
+        )
         agents.append(
             AgentVoice(
                 slug=slug,
                 count=len(theirs),
                 confidence=best.confidence,
-                rationale=best.rationale,
-                evidence=list(best.evidence or []),
+                rationale=details[best.id].rationale,
+                evidence=list(details[best.id].evidence or []),
             )
         )
     agents.sort(key=lambda v: -v.confidence)
     return DuplicateGroup(key=key, ids=[str(p.id) for p in found], agents=agents)
 
 
-@dataclass(frozen=True)
+def _contenders(theirs: list[_Open]) -> list[_Open]:
+    """An agent's most confident proposals in a group: its best case is one of them (the one
+    with the most evidence)."""
+    top = max(p.confidence for p in theirs)
+    return [p for p in theirs if p.confidence == top]
+
+
+@dataclass
 class OpenOnTargets:
-    """The pending proposals on some targets, grouped by action and target."""
+    """The pending proposals on some targets, grouped by action and target. Each pair's
+    context is built once, however many cards of the pair ask for it."""
 
     members: dict[tuple[str, str], list[_Open]]
+    details: dict[uuid.UUID, _Details]
+    _contexts: dict[
+        tuple[str, str], tuple[str, DuplicateGroup | None, tuple[tuple[str, int], ...]]
+    ] = field(default_factory=dict)
 
     def pairs(self) -> set[tuple[str, str]]:
         return set(self.members)
@@ -237,27 +261,43 @@ class OpenOnTargets:
     def context(
         self, action: str, target: str, states: dict[tuple[str, str], Any] | None = None
     ) -> CardContext:
-        key = group_key(action, target)
+        pair = (action, target)
+        if pair not in self._contexts:
+            key = group_key(action, target)
+            others = []
+            for (other, on), found in sorted(self.members.items()):
+                if on == target and other != action:
+                    other_kind = catalogue.get(other)
+                    others.append((other_kind.label if other_kind else other, len(found)))
+            group = _group(key, self.members.get(pair, []), self.details)
+            self._contexts[pair] = (key, group, tuple(others))
+        key, group, others = self._contexts[pair]
         kind = catalogue.get(action)
-        others = []
-        for (other, on), found in sorted(self.members.items()):
-            if on == target and other != action:
-                other_kind = catalogue.get(other)
-                others.append((other_kind.label if other_kind else other, len(found)))
         return CardContext(
             key=key,
             action_label=kind.label if kind else action,
-            group=_group(key, self.members.get((action, target), [])),
-            others=tuple(others),
-            target_state=(states or {}).get((action, target)),
+            group=group,
+            others=others,
+            target_state=(states or {}).get(pair),
         )
 
 
 def open_on_targets(targets: Iterable[str]) -> OpenOnTargets:
+    """The pending proposals on these targets: one query, and a second for the texts of each
+    agent's most confident proposals in a group, when there is a group."""
     members: dict[tuple[str, str], list[_Open]] = {}
     for p in _open_on_targets(targets):
         members.setdefault((p.action, p.target), []).append(p)
-    return OpenOnTargets(members=members)
+    wanted: list[uuid.UUID] = []
+    for found in members.values():
+        if len(found) < 2:
+            continue
+        voices: dict[str, list[_Open]] = {}
+        for p in found:
+            voices.setdefault(p.agent, []).append(p)
+        for theirs in voices.values():
+            wanted.extend(p.id for p in _contenders(theirs))
+    return OpenOnTargets(members=members, details=_details(wanted))
 
 
 def duplicate_groups(pairs: Iterable[tuple[str, str]]) -> dict[str, DuplicateGroup]:

@@ -234,6 +234,10 @@ def execution_moved(
     if publish:
         publish_proposal(execution.proposal_id)
     # What an execution became counts in the reports of the day its proposal was submitted.
+    # A claim (queued → running) changes nothing they count, and it is on the way to the
+    # connector call: it asks nothing of Redis.
+    if execution.status == ExecutionStatus.RUNNING:
+        return execution
     if Execution.proposal.is_cached(execution):
         rollup_due(execution.proposal.created_at)
     else:
