@@ -143,6 +143,12 @@ class DuplicateGroup:
     def count(self) -> int:
         return len(self.ids)
 
+    @property
+    def joined_ids(self) -> str:
+        """The ids as the group's form sends them, in one field: joined here, since the
+        template's join filter escapes each id on its own (hundreds per card in a storm)."""
+        return " ".join(self.ids)
+
 
 @dataclass(frozen=True)
 class CardContext:
