@@ -24,6 +24,18 @@ def _clean_redis() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _live_idle_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test's last live update (a card's context, counts owed after a burst) runs on the
+    broadcaster thread with its own connection: it finishes before the database is flushed, or
+    its reads and the flush's TRUNCATE can deadlock. Set up after the database fixture, so
+    torn down before it."""
+    if "_django_db_helper" in request.fixturenames:
+        request.getfixturevalue("_django_db_helper")
+    yield
+    live.wait_idle()
+
+
 @pytest.fixture
 def analyst(db: None):
     return factories.user("alice", factories.ANALYST)
