@@ -143,3 +143,30 @@ class ReportRollupDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} built {self.built_at:%Y-%m-%d %H:%M}"
+
+
+class ShiftRollup(models.Model):
+    """Approval fatigue for one local day (or month) of decisions given, per analyst and
+    filter (`agent`, `action`: a slug and an action name, or "" for every one), as the
+    summary `audit.reports.shifts` merges: the shifts that may continue into the days around
+    still open, the others folded into totals, and the approval streak's runs. Built with the
+    day's `ReportRollup` rows, in the same transaction, and read for the same built days."""
+
+    period = models.CharField(max_length=5)  # "day" or "month" (day: its first day)
+    day = models.DateField()
+    agent = models.CharField(max_length=64)
+    action = models.CharField(max_length=64)
+    analyst = models.CharField(max_length=150)
+    summary = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period", "day", "agent", "action", "analyst"], name="shift_rollup_key"
+            )
+        ]
+        indexes = [models.Index(fields=["agent", "action", "period", "day"], name="shift_read")]
+
+    def __str__(self) -> str:
+        who = "/".join(part or "*" for part in (self.agent, self.action))
+        return f"{self.period} {self.day} {self.analyst} {who}"

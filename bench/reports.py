@@ -307,7 +307,7 @@ def _compare(url: str) -> None:
 
     from approvals.models import Decision, Execution, Proposal
     from audit import reports
-    from audit.reports import rollup
+    from audit.reports import periods
 
     counts = {
         "proposals": Proposal.objects.count(),
@@ -330,7 +330,7 @@ def _compare(url: str) -> None:
     last = Proposal.objects.order_by("-created_at").values_list("created_at", flat=True).first()
     first = Proposal.objects.order_by("created_at").values_list("created_at", flat=True).first()
     today = reports.Filters.default()
-    periods = {
+    spans = {
         "last 28 days": today,
         "whole year": reports.Filters(
             since=today.until - timedelta(days=((today.until - first).days + 1)),
@@ -339,15 +339,15 @@ def _compare(url: str) -> None:
     }
     print(f"history: {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC")
     print("\neach report: exact statements (one run) against rollups (first / median of next 2)")
-    for label, f in periods.items():
+    for label, f in spans.items():
         print(f"\n{label}: {reports.period_text(f)}")
         for name in ("latency", "trust", "whatif", "fatigue"):
             report = reports.REPORTS[name]
-            with rollup.exact():
+            with periods.exact():
                 started = time.perf_counter()
                 exact = report(f)
                 exact_time = time.perf_counter() - started
-            if not (rollup.usable(f) and name != "fatigue"):
+            if not (periods.usable(f) and name != "fatigue"):
                 print(f"  {name:8} exact {exact_time:7.3f} s   (no rollup: the same statements)")
                 print(f"    exact:   {_figures(name, exact)}")
                 continue

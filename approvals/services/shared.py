@@ -78,8 +78,11 @@ def after_commit(fn: Callable[[], Any]) -> None:
 
 
 def rollup_due(*moments: datetime) -> None:
-    """The reports' rollups of the days of these moments need a rebuild once this commits."""
-    after_commit(lambda: enqueue.rollup_due(*moments))
+    """The reports' rollups of the days of these moments need a rebuild once this commits,
+    and today's: the fatigue figures count a decision on the day it was given, and what a
+    change touches (a decision, an execution's outcome) was decided today or on one of these
+    days."""
+    after_commit(lambda: enqueue.rollup_due(*moments, timezone.now()))
 
 
 def publish_proposal(proposal_id: uuid.UUID) -> None:
@@ -238,11 +241,15 @@ def execution_moved(
     # connector call: it asks nothing of Redis.
     if execution.status == ExecutionStatus.RUNNING:
         return execution
+    # Its decisions count in the fatigue figures of the days they were given: the days of its
+    # submission and final decision (a first approval of two falls on one of them unless the
+    # proposal waited past a whole day; the beat rebuilds today and yesterday anyway).
     if Execution.proposal.is_cached(execution):
-        rollup_due(execution.proposal.created_at)
+        proposal = execution.proposal
+        rollup_due(*filter(None, (proposal.created_at, proposal.decided_at)))
     else:
-        submitted = Proposal.objects.filter(pk=execution.proposal_id).values_list(
-            "created_at", flat=True
+        moments = Proposal.objects.filter(pk=execution.proposal_id).values_list(
+            "created_at", "decided_at"
         )
-        rollup_due(*submitted)
+        rollup_due(*filter(None, (moment for pair in moments for moment in pair)))
     return execution

@@ -9,6 +9,7 @@ else. The walk along each analyst's decisions (gaps, shifts, streaks) is one sta
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -33,7 +34,7 @@ from approvals.models import Decision, Verdict
 
 from .. import sql
 from ..sql import Seconds, as_list, band_case, fetch, rows_sql
-from . import checks
+from . import checks, periods
 from .base import (
     BAD,
     DECISIONS,
@@ -53,9 +54,12 @@ from .base import (
     figure,
     report_zone,
     share,
+    shift_band,
     shift_bands_text,
 )
+from .histogram import percentiles
 from .query import horizon, longest_life, within
+from .shifts import Agg
 
 PER_ACTIVE_HOUR = "decisions per active hour"
 SHIFT = "shift"
@@ -229,7 +233,10 @@ def _flag(condition: Q) -> Case | Value:
 
 def fatigue_rows(f: Filters) -> list[FatigueRow]:
     """Per analyst, all shifts together ('all'; with the longest streak, which runs across
-    shifts) and then each band of the day their shifts started in."""
+    shifts) and then each band of the day their shifts started in: from the daily rollups
+    when the period has a built day, else from the one exact statement."""
+    if periods.usable(f, threshold=False):
+        return _rolled_rows(f)
     rows, params = rows_sql(_decisions(f))
     band, names = band_case("s.start_hour", settings.SHIFT_BANDS)
     statement = sql.fatigue(
@@ -263,6 +270,45 @@ def fatigue_rows(f: Filters) -> list[FatigueRow]:
             )
         )
     return sorted(out, key=lambda r: (r.analyst, r.shift != "all", r.shift))
+
+
+def _rolled_rows(f: Filters) -> list[FatigueRow]:
+    out = []
+    for analyst, summary in periods.shift_summaries(f).items():
+        overall, bands = Agg(), defaultdict(Agg)
+        for hour, agg in summary.totals().items():
+            overall.add(agg)
+            bands[shift_band(hour)].add(agg)
+        if not overall.n:
+            continue
+        out.append(_row(analyst, "all", overall, summary.longest))
+        out += [_row(analyst, band, agg, None) for band, agg in bands.items() if agg.n]
+    return sorted(out, key=lambda r: (r.analyst, r.shift != "all", r.shift))
+
+
+def _row(analyst: str, shift: str, agg: Agg, longest: int | None) -> FatigueRow:
+    def median(histogram: dict[int, int]) -> float | None:
+        found = percentiles(histogram, (0.5,))
+        return found[0] if found else None
+
+    return FatigueRow(
+        analyst,
+        shift,
+        agg.n,
+        agg.approvals,
+        agg.hours,
+        agg.shifts,
+        sum(agg.card.values()),
+        median(agg.card),
+        agg.rubber,
+        sum(agg.first.values()),
+        median(agg.first),
+        sum(agg.last.values()),
+        median(agg.last),
+        agg.undone,
+        agg.after,
+        longest,
+    )
 
 
 def _median(value: object) -> float | None:

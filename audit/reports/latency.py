@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from approvals.models import Decision, Execution, ProposalStatus
 
-from . import rollup
+from . import histogram, periods, tally
 from .base import (
     BAD,
     DECIDED,
@@ -373,15 +373,15 @@ LATENCY_POPULATIONS = (
 
 
 def rolled_figures(
-    f: Filters, p: rollup.Period
+    f: Filters, p: periods.Period
 ) -> tuple[dict[str, list[Group]], Sla, TwoPerson, list[Ran]]:
     """The same figures from the period's rollups (`audit.reports.rollup`): counts exact,
     percentiles within 2 %."""
     agent, action, analyst = p.key
-    own = p.tallies.get(p.key) or rollup.Tally()
+    own = p.tallies.get(p.key) or tally.Tally()
 
     def group(label: str, histogram: dict[int, int]) -> Group:
-        return (label, sum(histogram.values()), rollup.percentiles(histogram))
+        return (label, sum(histogram.values()), histogram.percentiles(histogram))
 
     def across(position: int) -> list[Group]:
         if p.key[position]:
@@ -409,10 +409,10 @@ def rolled_figures(
         f.sla_minutes,
         sent=counts["sent"],
         decided=counts["decided"],
-        late=rollup.count_above(own.wait, sla.total_seconds()),
+        late=histogram.count_above(own.wait, sla.total_seconds()),
         expired=counts["expired"],
         withdrawn=counts["withdrawn"],
-        withdrawn_late=rollup.count_above(own.withdrawn_wait, sla.total_seconds()),
+        withdrawn_late=histogram.count_above(own.withdrawn_wait, sla.total_seconds()),
         pending=counts["pending"],
         pending_late=sum(1 for at in own.pending_at if at < due),
         escalated=counts["escalated"],
@@ -421,15 +421,15 @@ def rolled_figures(
     if counts["two_person"]:
         two = (
             counts["two_person"],
-            rollup.percentiles(own.first),
-            rollup.percentiles(own.final),
+            histogram.percentiles(own.first),
+            histogram.percentiles(own.final),
         )
     ran = [
         (
             str(status),
             own.ran[status][0],
-            rollup.percentiles(own.ran[status][1]) or [],
-            rollup.percentiles(own.ran[status][2]),
+            histogram.percentiles(own.ran[status][1]) or [],
+            histogram.percentiles(own.ran[status][2]),
         )
         for status in RAN
         if status in own.ran
@@ -439,10 +439,10 @@ def rolled_figures(
 
 def latency(f: Filters) -> Report:
     """Submission → decision, by action, agent, analyst and hour of day, plus SLA and queue."""
-    if rollup.usable(f):
-        p = rollup.period(f)
+    if periods.usable(f):
+        p = periods.period(f)
         groups, sla, two, ran = rolled_figures(f, p)
-        queue = queue_depth(f, slots=p.queue) if rollup.aligned(f) else queue_depth(f)
+        queue = queue_depth(f, slots=p.queue) if periods.aligned(f) else queue_depth(f)
     else:
         groups = latency_groups(f)
         sla, queue, ran, two = sla_counts(f), queue_depth(f), machine(f), two_person(f)

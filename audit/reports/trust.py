@@ -9,7 +9,7 @@ from django.db.models import Count, Q
 from agents.models import Criticality
 from approvals.models import ExecutionStatus, ProposalStatus
 
-from . import rollup
+from . import periods
 from .autonomy import TrustRow, levels
 from .base import (
     AUTO,
@@ -39,6 +39,7 @@ from .base import (
     share,
 )
 from .query import band_of, proposals, with_execution
+from .tally import C_APPROVED, C_DECIDED, C_NC_DECIDED, C_NC_GOOD, Tally
 
 # Per agent and action: (threshold → (decided, good outcomes)); per agent: (band → (decided,
 # approved)).
@@ -121,7 +122,7 @@ COUNTED = (
 )
 
 
-def _pairs(p: rollup.Period) -> dict[tuple[str, str], rollup.Tally]:
+def _pairs(p: periods.Period) -> dict[tuple[str, str], Tally]:
     """The period's tallies per agent and action, within the filters."""
     agent, action, analyst = p.key
     return {
@@ -136,7 +137,7 @@ def _pairs(p: rollup.Period) -> dict[tuple[str, str], rollup.Tally]:
     }
 
 
-def _rolled(p: rollup.Period) -> tuple[list[tuple[object, ...]], Scans, Calibration]:
+def _rolled(p: periods.Period) -> tuple[list[tuple[object, ...]], Scans, Calibration]:
     """`_counts`, `_scans` and `_calibration` from the rollups' per-centile tallies."""
     counts, scans, calibration = [], {}, defaultdict(dict)
     cut = [round(x * 100) for x in THRESHOLDS]
@@ -146,24 +147,24 @@ def _rolled(p: rollup.Period) -> tuple[list[tuple[object, ...]], Scans, Calibrat
         found = {}
         for k, low in enumerate(cut, start=1):
             rows = [v for c, v in tally.confidence.items() if c >= low]
-            n = sum(v[rollup.C_NC_DECIDED] for v in rows)
+            n = sum(v[C_NC_DECIDED] for v in rows)
             if n:
-                found[THRESHOLDS[k - 1]] = (n, sum(v[rollup.C_NC_GOOD] for v in rows))
+                found[THRESHOLDS[k - 1]] = (n, sum(v[C_NC_GOOD] for v in rows))
         if found:
             scans[(slug, action)] = found
         for c, v in tally.confidence.items():
-            if c < bands[0] or not v[rollup.C_DECIDED]:
+            if c < bands[0] or not v[C_DECIDED]:
                 continue
             band = sum(1 for low in bands if c >= low)
             n, approved = calibration[slug].get(band, (0, 0))
-            calibration[slug][band] = (n + v[rollup.C_DECIDED], approved + v[rollup.C_APPROVED])
+            calibration[slug][band] = (n + v[C_DECIDED], approved + v[C_APPROVED])
     return counts, scans, calibration
 
 
 def trust_rows(f: Filters) -> tuple[list[TrustRow], Calibration]:
     granted = levels()
-    if rollup.usable(f):
-        counts, scans, calibration = _rolled(rollup.period(f, part="counts"))
+    if periods.usable(f):
+        counts, scans, calibration = _rolled(periods.period(f, part="counts"))
     else:
         counts, scans, calibration = _counts(f), _scans(f), _calibration(f)
     rows = [

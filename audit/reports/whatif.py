@@ -11,7 +11,7 @@ from django.db.models import Case, Count, Q, Value, When
 from agents.models import Criticality
 from approvals.models import ProposalStatus
 
-from . import rollup
+from . import periods
 from .autonomy import eligible_pairs
 from .base import (
     AUTO,
@@ -30,6 +30,7 @@ from .base import (
     Table,
 )
 from .query import band_of, proposals, with_execution
+from .tally import NON_CRITICAL
 
 
 @dataclass
@@ -115,7 +116,7 @@ def _replay(
     return out
 
 
-def _rolled_tallies(p: rollup.Period, band: Callable[[int], int]) -> list[Tally]:
+def _rolled_tallies(p: periods.Period, band: Callable[[int], int]) -> list[Tally]:
     """`_tallies` from the rollups' per-centile tallies, `band` giving a centile's band."""
     agent, action, analyst = p.key
     out: dict[tuple[str, str, str, int], list[int]] = {}
@@ -125,7 +126,7 @@ def _rolled_tallies(p: rollup.Period, band: Callable[[int], int]) -> list[Tally]
         if action and ac != action:
             continue
         for c, v in tally.confidence.items():
-            for criticality, offset in ((Criticality.CRITICAL, 0), ("other", rollup.NON_CRITICAL)):
+            for criticality, offset in ((Criticality.CRITICAL, 0), ("other", NON_CRITICAL)):
                 counted = v[offset : offset + 5]
                 if any(counted):
                     key = (ag, ac, criticality, band(c))
@@ -138,21 +139,21 @@ def _rolled_tallies(p: rollup.Period, band: Callable[[int], int]) -> list[Tally]
     return [(*key, *values) for key, values in sorted(out.items())]  # type: ignore[misc]
 
 
-def _threshold_tallies(f: Filters, threshold: float, p: rollup.Period | None) -> list[Tally]:
+def _threshold_tallies(f: Filters, threshold: float, p: periods.Period | None) -> list[Tally]:
     if p is not None:
         cut = round(threshold * 100)
         return _rolled_tallies(p, lambda c: 1 if c >= cut else 0)
     return _tallies(f, Case(When(confidence__gte=threshold, then=Value(1)), default=Value(0)))
 
 
-def _curve_tallies(f: Filters, p: rollup.Period | None) -> list[Tally]:
+def _curve_tallies(f: Filters, p: periods.Period | None) -> list[Tally]:
     if p is not None:
         cuts = [round(x * 100) for x in THRESHOLDS]
         return _rolled_tallies(p, lambda c: sum(1 for low in cuts if c >= low))
     return _tallies(f, band_of(THRESHOLDS))
 
 
-def whatif_rows(f: Filters, threshold: float, p: rollup.Period | None = None) -> list[WhatIf]:
+def whatif_rows(f: Filters, threshold: float, p: periods.Period | None = None) -> list[WhatIf]:
     """Overall ('all') and per agent and action, at one threshold."""
     tallies = _threshold_tallies(f, threshold, p)
     pairs = eligible_pairs(f.scope)
@@ -165,7 +166,7 @@ def whatif_rows(f: Filters, threshold: float, p: rollup.Period | None = None) ->
     return out
 
 
-def whatif_curve(f: Filters, p: rollup.Period | None = None) -> list[WhatIf]:
+def whatif_curve(f: Filters, p: periods.Period | None = None) -> list[WhatIf]:
     """The overall what-if at every threshold of THRESHOLDS, from one count per confidence
     band (band k: at or above THRESHOLDS[k-1], below the next)."""
     tallies = _curve_tallies(f, p)
@@ -266,7 +267,7 @@ def _tables(f: Filters, rows: list[WhatIf], curve: list[WhatIf]) -> list[Table]:
 
 
 def whatif(f: Filters) -> Report:
-    p = rollup.period(f, part="counts") if rollup.usable(f) else None
+    p = periods.period(f, part="counts") if periods.usable(f) else None
     rows = whatif_rows(f, f.threshold, p)
     curve = whatif_curve(f, p)
     chart = Chart(

@@ -20,7 +20,7 @@ from approvals.models import Decision, Proposal
 from approvals.services import proposal_approve
 from audit import reports
 from audit.models import ReportRollup, ReportRollupDay
-from audit.reports import rollup
+from audit.reports import periods, rollup
 from tests import factories, processes
 from tests.audit.history_builder import BASE, proposal
 
@@ -129,15 +129,15 @@ def _periods(agents: list, people: list) -> list[reports.Filters]:
 @pytest.mark.django_db
 def test_rollups_give_the_exact_counts_and_percentiles_within_two_percent() -> None:
     agents, people = _history()
-    periods = _periods(agents, people)
+    spans = _periods(agents, people)
     names = ("latency", "trust", "whatif")
-    exact = {(i, name): reports.REPORTS[name](f) for i, f in enumerate(periods) for name in names}
-    assert not any(rollup.usable(f) for f in periods)
+    exact = {(i, name): reports.REPORTS[name](f) for i, f in enumerate(spans) for name in names}
+    assert not any(periods.usable(f) for f in spans)
 
     built = list(rollup.rollup_all())
     assert len(built) >= DAYS
-    for i, f in enumerate(periods):
-        assert rollup.usable(f)
+    for i, f in enumerate(spans):
+        assert periods.usable(f)
         for name in names:
             _assert_same(exact[(i, name)], reports.REPORTS[name](f))
 
@@ -149,13 +149,13 @@ def test_histogram_percentiles_stay_within_two_percent_of_percentile_cont() -> N
         values = [rng.lognormvariate(4, 2) for _ in range(size)]
         histogram: dict[int, int] = {}
         for value in values:
-            histogram[rollup.bucket(value)] = histogram.get(rollup.bucket(value), 0) + 1
-        estimated = rollup.percentiles(histogram, (0.0, 0.25, 0.5, 0.9, 0.99, 1.0))
+            histogram[histogram.bucket(value)] = histogram.get(histogram.bucket(value), 0) + 1
+        estimated = histogram.percentiles(histogram, (0.0, 0.25, 0.5, 0.9, 0.99, 1.0))
         for q, value in zip((0.0, 0.25, 0.5, 0.9, 0.99, 1.0), estimated, strict=True):
             known = reports.percentile(values, q)
             assert abs(value - known) <= 0.02 * known, (size, q, value, known)
         for minutes in (1, 5, 15, 60, 1440):
-            assert rollup.count_above(histogram, minutes * 60) == sum(
+            assert histogram.count_above(histogram, minutes * 60) == sum(
                 1 for value in values if value > minutes * 60
             )
 
@@ -240,9 +240,9 @@ def test_todays_rollup_counts_until_it_was_built_and_the_rows_give_the_rest(anal
             analyst=analyst,
         )
     f = reports.Filters.default()
-    assert rollup.usable(f)
+    assert periods.usable(f)
     for name in ("latency", "trust", "whatif"):
-        with rollup.exact():
+        with periods.exact():
             exact = reports.REPORTS[name](f)
         _assert_same(exact, reports.REPORTS[name](f))
     assert _row(reports.latency(f), "SLA and queue", reports.DECIDED)[1] == 39 + 4
