@@ -299,7 +299,11 @@ def _figures(name: str, report: object) -> str:
         row = tables[next(t for t in tables if t.startswith("What-if at"))].rows[0]
         return f"sent {row[1]:,} covered {row[2]:,} would run alone {row[3]:,} rejected {row[4]:,}"
     rows = [r for r in tables["Fatigue by analyst and shift"].rows if r[1] == "all"]
-    return "; ".join(f"{r[0]} {r[2]:,} decisions, streak {r[10]}" for r in rows)
+    return "; ".join(
+        f"{r[0]} {r[2]:,} decisions {r[3]:,} shifts {r[4].csv}/h card {r[6].csv} s "
+        f"first {r[8].csv} last {r[9].csv} s streak {r[10]}"
+        for r in rows
+    )
 
 
 def _compare(url: str) -> None:
@@ -326,6 +330,13 @@ def _compare(url: str) -> None:
         )
         rows, size = cursor.fetchone()
     print(f"rollup rows: {rows:,} ({size})")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), pg_size_pretty(pg_total_relation_size('audit_shiftrollup')) "
+            "FROM audit_shiftrollup"
+        )
+        rows, size = cursor.fetchone()
+    print(f"fatigue rollup rows: {rows:,} ({size})")
     print(f"load average (1, 5, 15 min): {os.getloadavg()}")
     last = Proposal.objects.order_by("-created_at").values_list("created_at", flat=True).first()
     first = Proposal.objects.order_by("created_at").values_list("created_at", flat=True).first()
@@ -347,7 +358,7 @@ def _compare(url: str) -> None:
                 started = time.perf_counter()
                 exact = report(f)
                 exact_time = time.perf_counter() - started
-            if not (periods.usable(f) and name != "fatigue"):
+            if not periods.usable(f, threshold=False):
                 print(f"  {name:8} exact {exact_time:7.3f} s   (no rollup: the same statements)")
                 print(f"    exact:   {_figures(name, exact)}")
                 continue

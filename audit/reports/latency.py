@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from approvals.models import Decision, Execution, ProposalStatus
 
-from . import histogram, periods, tally
+from . import periods, tally
 from .base import (
     BAD,
     DECIDED,
@@ -44,6 +44,7 @@ from .base import (
     report_zone,
     share,
 )
+from .histogram import count_above, percentiles
 from .query import Grouped, breakdowns, elapsed, horizon, proposal_filter, proposals, within
 from .queue import QueueDepth, queue_depth
 
@@ -381,7 +382,7 @@ def rolled_figures(
     own = p.tallies.get(p.key) or tally.Tally()
 
     def group(label: str, histogram: dict[int, int]) -> Group:
-        return (label, sum(histogram.values()), histogram.percentiles(histogram))
+        return (label, sum(histogram.values()), percentiles(histogram))
 
     def across(position: int) -> list[Group]:
         if p.key[position]:
@@ -409,10 +410,10 @@ def rolled_figures(
         f.sla_minutes,
         sent=counts["sent"],
         decided=counts["decided"],
-        late=histogram.count_above(own.wait, sla.total_seconds()),
+        late=count_above(own.wait, sla.total_seconds()),
         expired=counts["expired"],
         withdrawn=counts["withdrawn"],
-        withdrawn_late=histogram.count_above(own.withdrawn_wait, sla.total_seconds()),
+        withdrawn_late=count_above(own.withdrawn_wait, sla.total_seconds()),
         pending=counts["pending"],
         pending_late=sum(1 for at in own.pending_at if at < due),
         escalated=counts["escalated"],
@@ -421,15 +422,15 @@ def rolled_figures(
     if counts["two_person"]:
         two = (
             counts["two_person"],
-            histogram.percentiles(own.first),
-            histogram.percentiles(own.final),
+            percentiles(own.first),
+            percentiles(own.final),
         )
     ran = [
         (
             str(status),
             own.ran[status][0],
-            histogram.percentiles(own.ran[status][1]) or [],
-            histogram.percentiles(own.ran[status][2]),
+            percentiles(own.ran[status][1]) or [],
+            percentiles(own.ran[status][2]),
         )
         for status in RAN
         if status in own.ran

@@ -125,10 +125,10 @@ def period(f: Filters, *, part: str = "latency") -> Period:
     # The rest of the period from the rows: the days not built, today, partial days.
     chosen = Chosen(agent=key[0], action=key[1], analyst=key[2], every=False)
     for low, high in _gaps(f, covered):
-        for k, tally in build(low, high, chosen).items():
+        for k, tally in build(low, high, chosen, origin=f.since).items():
             tallies[k].merge(tally)
             if k == key:
-                queue.append((low, tally.queue))
+                queue.append((f.since, tally.queue))
     return Period(dict(tallies), _shifted(f, queue), key)
 
 
@@ -182,8 +182,8 @@ def _gaps(f: Filters, covered: dict[date, datetime]) -> list[tuple[datetime, dat
 def _shifted(
     f: Filters, parts: list[tuple[datetime, dict[int, tuple[int, int, float]]]]
 ) -> dict[int, tuple[int, int, float]]:
-    """The queue's hour slots from the period's start, from parts that start a whole number
-    of hours after it (`None` when one does not: the caller computes the queue exactly)."""
+    """The queue's hour slots from the period's start, from parts whose slots count hours
+    from a whole number of hours after it (a day's start, or the period's own)."""
     out: dict[int, tuple[int, int, float]] = {}
     for start, slots in parts:
         offset = (start - f.since).total_seconds()

@@ -88,9 +88,13 @@ def _since(field: str, moment: datetime) -> Seconds:
     )
 
 
-def build(start: datetime, end: datetime, chosen: Chosen | None = None) -> dict[Key, Tally]:
+def build(
+    start: datetime, end: datetime, chosen: Chosen | None = None, *, origin: datetime | None = None
+) -> dict[Key, Tally]:
     """The tallies of the proposals submitted in [start, end), and the queue's moves in it
-    by hour from `start`, per key.
+    by hour from `origin` (by default `start`), per key: a stretch that does not start on
+    the hour (what came after today's rollup was built) counts its moves in the report's own
+    hours, not in hours of its own that straddle them.
 
     Durations come from the database as seconds (the exact statements' own expression, so
     that a latency of exactly N minutes is N minutes here too), and moments as seconds from
@@ -132,6 +136,7 @@ def build(start: datetime, end: datetime, chosen: Chosen | None = None) -> dict[
         ExtractHour("created_at", tzinfo=zone),
     )
     start_epoch = start.timestamp()
+    shift = (start - origin).total_seconds() if origin is not None else 0.0
     for row in rows:
         pid, agent, action, status, confidence, criticality, created = row[:7]
         waited, escalated_at, required, run, to_start, to_finish, hour = row[7:]
@@ -160,7 +165,7 @@ def build(start: datetime, end: datetime, chosen: Chosen | None = None) -> dict[
             apply(tallies[key], contribution_, only=key[2])
         if status in SENT_STATUSES:
             for key in chosen.keys(agent, action, analysts):
-                moves[key].append((created, 1))
+                moves[key].append((created + shift, 1))
     # Departures in the range, whenever their proposal was submitted.
     departed = Proposal.objects.filter(
         status__in=SENT_STATUSES,
@@ -184,7 +189,7 @@ def build(start: datetime, end: datetime, chosen: Chosen | None = None) -> dict[
         "id", "agent__slug", "action", _since("decided_at", start)
     ):
         for key in chosen.keys(agent, action, sorted(set(analysts_of.get(pid, [])))):
-            moves[key].append((at, -1))
+            moves[key].append((at + shift, -1))
     if chosen.every:
         for (agent, action, analyst), tally in list(tallies.items()):
             for key in ((agent, "", analyst), ("", action, analyst), ("", "", analyst)):

@@ -21,6 +21,7 @@ from approvals.services import proposal_approve
 from audit import reports
 from audit.models import ReportRollup, ReportRollupDay
 from audit.reports import periods, rollup
+from audit.reports.histogram import bucket, count_above, percentiles
 from tests import factories, processes
 from tests.audit.history_builder import BASE, proposal
 
@@ -149,13 +150,13 @@ def test_histogram_percentiles_stay_within_two_percent_of_percentile_cont() -> N
         values = [rng.lognormvariate(4, 2) for _ in range(size)]
         histogram: dict[int, int] = {}
         for value in values:
-            histogram[histogram.bucket(value)] = histogram.get(histogram.bucket(value), 0) + 1
-        estimated = histogram.percentiles(histogram, (0.0, 0.25, 0.5, 0.9, 0.99, 1.0))
+            histogram[bucket(value)] = histogram.get(bucket(value), 0) + 1
+        estimated = percentiles(histogram, (0.0, 0.25, 0.5, 0.9, 0.99, 1.0))
         for q, value in zip((0.0, 0.25, 0.5, 0.9, 0.99, 1.0), estimated, strict=True):
             known = reports.percentile(values, q)
             assert abs(value - known) <= 0.02 * known, (size, q, value, known)
         for minutes in (1, 5, 15, 60, 1440):
-            assert histogram.count_above(histogram, minutes * 60) == sum(
+            assert count_above(histogram, minutes * 60) == sum(
                 1 for value in values if value > minutes * 60
             )
 
