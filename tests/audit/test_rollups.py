@@ -19,8 +19,8 @@ from django.utils import timezone
 from approvals.models import Decision, Proposal
 from approvals.services import proposal_approve
 from audit import reports
-from audit.models import ReportRollup, ReportRollupDay
-from audit.reports import periods, rollup
+from audit.models import ReportRollup, ReportRollupDay, ShiftRollup
+from audit.reports import periods, rollup, shifts
 from audit.reports.histogram import bucket, count_above, percentiles
 from tests import factories, processes
 from tests.audit.history_builder import BASE, proposal
@@ -215,6 +215,19 @@ def test_a_committed_decision_rebuilds_its_past_days_rollup_through_a_worker(
     assert row.counts["approved"] == 1
     assert sum(row.wait.values()) == 1
     assert ReportRollupDay.objects.get(day=day).proposals == 1
+
+    # The decision was given today: today's fatigue rows count it, through the same worker.
+    def counted_today() -> bool:
+        found = ShiftRollup.objects.filter(
+            period="day", day=rollup.local_day(timezone.now()), analyst="alice"
+        )
+        return any(
+            (f.agent, f.action) == ("edr-bot", "isolate_host")
+            and sum(agg.n for agg in shifts.Summary.load(f.summary).totals().values()) == 1
+            for f in found
+        )
+
+    processes.wait_for(counted_today, timeout=20, interval=0.1, what="today's fatigue rollup")
 
 
 @pytest.mark.django_db
