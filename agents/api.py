@@ -15,9 +15,10 @@ from rest_framework.response import Response
 from soc_console.contract import RESPONSE_HEADERS, ClosedSerializer, problem_responses
 
 from .authentication import AgentPrincipal, IsAgent
+from .callback_address import callback_address_problem
 from .models import Criticality
 from .selectors import routing_context
-from .services import agent_set_callback, callback_address_problem
+from .services import agent_set_callback
 from .throttling import ApiKeyRateThrottle
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

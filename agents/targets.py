@@ -15,8 +15,9 @@ published as regular expressions that the OpenAPI schema states: a target is che
 it first and only then read, so the schema and the API accept exactly the same strings. Any
 other character is refused: a fullwidth or Cyrillic look-alike cannot dodge a match because it
 cannot get in. A name that is really internationalised is written as its A-labels (`xn--…`);
-those are decoded and matched by what they look like (see `skeleton`), so a look-alike
-written that way matches the inventory entry it imitates, while the connector gets the A-label.
+those are decoded and matched by what they look like (`skeleton`, agents/lookalikes.py), so a
+look-alike written that way matches the inventory entry it imitates, while the connector gets
+the A-label.
 
 What an identity holds:
 
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import ipaddress
 import string
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -48,6 +48,7 @@ from .grammar import (
     NETBIOS_RE,
     RE,
 )
+from .lookalikes import skeleton
 
 
 class TargetError(ValueError):
@@ -163,13 +164,6 @@ def _span(network: IPNetwork) -> tuple[str, str]:
     return f"{low:032x}", f"{high:032x}"
 
 
-def _span(network: IPNetwork) -> tuple[str, str]:
-    base = _V4_IN_V6 if network.version == 4 else 0
-    low = base | int(network.network_address)
-    high = base | int(network.broadcast_address)
-    return f"{low:032x}", f"{high:032x}"
-
-
 IP_HINT = "must be an IPv4 or IPv6 address or CIDR network, without a zone id"
 
 
@@ -204,55 +198,6 @@ def _ip(text: str) -> Identity:
 
 
 # --- host names -----------------------------------------------------------------------------
-
-# Letters of other scripts that are drawn like an ASCII letter, by case (applied before case
-# folding, so that Greek capital Ν stays N while small ν becomes v). A curated subset of the
-# look-alikes in Unicode's confusables data: Cyrillic, Greek, Armenian and Latin extensions,
-# the scripts seen in homograph attacks on Latin-script names. A name whose skeleton is still
-# not ASCII matches no ASCII inventory name and is, like any unknown target, treated as
-# UNKNOWN_ASSET_CRITICALITY.
-_LOOKALIKES = {
-    # Cyrillic capitals
-    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P",
-    "С": "C", "Т": "T", "Х": "X", "У": "Y", "Ү": "Y", "Ѕ": "S", "І": "I", "Ӏ": "I",
-    "Ј": "J", "Ԛ": "Q", "Ԝ": "W", "Һ": "H", "Ԁ": "D", "Ԍ": "G", "Ɩ": "I",
-    # Cyrillic small letters
-    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "ү": "y", "х": "x",
-    "ѕ": "s", "і": "i", "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l",
-    "ь": "b", "ѵ": "v", "ɡ": "g",
-    # Greek capitals
-    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M",
-    "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "Ϳ": "J",
-    # NFKC turns the lunate sigmas (Ϲ ϲ, drawn like C c) into Σ and ς: those stand for C too.
-    "Σ": "C", "σ": "c", "ς": "c",
-    # Greek small letters
-    "α": "a", "ο": "o", "ν": "v", "ι": "i", "κ": "k", "ρ": "p", "τ": "t", "υ": "u",
-    "χ": "x", "ϳ": "j", "γ": "y", "ω": "w", "ε": "e",
-    # Armenian
-    "օ": "o", "ս": "u", "հ": "h", "ո": "n", "ց": "g", "զ": "q", "ա": "w", "ե": "t",
-    "Օ": "O", "Ս": "U",
-    # Latin letters outside ASCII drawn like ASCII ones
-    "ı": "i", "ȷ": "j", "ɑ": "a", "ɩ": "i", "ĸ": "k", "ʋ": "u", "ℓ": "l",
-}  # fmt: skip
-_SKELETON = str.maketrans(_LOOKALIKES)
-# Full stops that IDNA reads as dots (NFKC folds the fullwidth one, not the ideographic).
-_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
-
-
-def skeleton(text: str) -> str:
-    """What a name looks like: the form compared when matching the inventory.
-
-    Compatibility forms folded (NFKC: fullwidth, mathematical, circled letters), look-alike
-    letters of other scripts read as the ASCII ones they imitate (judged before case folding,
-    so that a capital's look-alike counts as a capital), accents and invisible characters
-    dropped, case folded.
-    """
-    folded = unicodedata.normalize("NFKC", text).translate(_DOTS)
-    if folded.isascii():
-        return folded.casefold()
-    drawn = unicodedata.normalize("NFD", folded.translate(_SKELETON)).translate(_SKELETON)
-    bare = "".join(c for c in drawn if unicodedata.category(c) not in ("Mn", "Me", "Cf"))
-    return unicodedata.normalize("NFC", bare).casefold().translate(_SKELETON)
 
 
 def _label_key(label: str) -> str:

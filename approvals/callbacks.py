@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import httpx
 from django.conf import settings
 
-from agents.services import callback_address_problem
+from agents.callback_address import callback_address_problem
 
 from . import enqueue
 from .models import Proposal, ProposalStatus

@@ -26,15 +26,15 @@ from approvals.models import AttentionCheck, Decision, Execution, Proposal
 from audit import bulk
 from audit.log import record_many
 
-from .generator import (
+from .generator import Generator
+from .people import HOURLY
+from .rows import (
     CHECK_COLUMNS,
     DECISION_COLUMNS,
     EXECUTION_COLUMNS,
     PROPOSAL_COLUMNS,
     Generated,
-    Generator,
 )
-from .people import HOURLY
 
 CHUNK = 5000  # proposals per transaction: bounded memory, and the head lock is released often
 

@@ -2,8 +2,9 @@
 
 Reads only, selectors style: each report function takes the filters and returns plain data
 (figures, tables, a chart description and a finding in words). Views render it; CSV exports
-reuse the same rows. One module per report, each with one implementation that runs through
-the ORM on PostgreSQL and on SQLite alike (`query` says how); `base` holds what they share.
+reuse the same rows. One module per report (latency's figures apart, in `latency_figures`),
+each with one implementation that runs through the ORM on PostgreSQL and on SQLite alike
+(`query` says how); `base` holds what they share.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from .base import (
     period_text,
 )
 from .fatigue import SHIFT, SHIFTS, FatigueRow, fatigue, fatigue_rows
-from .latency import Sla, latency
+from .latency import latency
+from .latency_figures import Sla
 from .queue import QueueDepth, queue_depth
 from .trust import trust, trust_rows
 from .whatif import WhatIf, whatif, whatif_curve, whatif_rows

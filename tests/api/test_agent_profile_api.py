@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from agents.callback_address import callback_address_problem
 from agents.models import Agent
-from agents.services import callback_address_problem
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db

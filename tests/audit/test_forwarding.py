@@ -28,7 +28,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from audit import forward, log
+from audit import forward, log, siem
 from audit.models import AuditEvent, ForwardCursor
 from tests.processes import wait_for
 from tests.receivers import (
@@ -59,7 +59,7 @@ def _chain() -> list[tuple[int, str]]:
 def _forwarder(url: str, **options: Any) -> forward.Forwarder:
     """A forwarder as the test's one node: a new one takes over from the last at once."""
     options.setdefault("holder", "test-node")
-    return forward.Forwarder(forward.Destination(url), settle=SETTLE, timeout=5, **options)
+    return forward.Forwarder(siem.Destination(url), settle=SETTLE, timeout=5, **options)
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_every_event_reaches_syslog_in_order_as_octet_counted_rfc5424(
     events = {event.seq: event for event in AuditEvent.objects.all()}
     for delivery in deliveries:
         assert delivery.record == events[delivery.seq].siem_record()
-    cursor = ForwardCursor.objects.get(destination=forward.Destination(syslog.url).name)
+    cursor = ForwardCursor.objects.get(destination=siem.Destination(syslog.url).name)
     assert (cursor.seq, cursor.hash) == chain[-1]
     assert cursor.delivered_at is not None
 
@@ -111,11 +111,11 @@ def test_a_receiver_that_crashes_gets_every_unconfirmed_event_again(
     syslog: SyslogReceiver,
 ) -> None:
     _record(12)
-    forwarder = forward.Forwarder(forward.Destination(syslog.url), batch=5, timeout=5)
+    forwarder = forward.Forwarder(siem.Destination(syslog.url), batch=5, timeout=5)
     assert forwarder.step() == 5  # written, not yet counted as delivered (1 s to settle)
     assert forwarder.cursor == 0
     syslog.stop()  # a crash: the connection is reset
-    with pytest.raises((forward.DeliveryError, OSError)):
+    with pytest.raises((siem.DeliveryError, OSError)):
         for _ in range(50):  # the reset arrives within a few rounds
             forwarder.step()
     assert forwarder.cursor == 0 and forwarder.sent == 0
@@ -161,7 +161,7 @@ def test_an_event_collector_gets_every_event_with_its_token(
     with HecReceiver(token=TOKEN, tls=server_tls(*certificate)) as collector:
         forwarder = _forwarder(collector.url, batch=8)  # https://127.0.0.1:port, no path
         collector.answer = 503
-        with pytest.raises(forward.DeliveryError, match="HTTP 503"):
+        with pytest.raises(siem.DeliveryError, match="HTTP 503"):
             forwarder.step()
         assert forwarder.cursor == 0 and collector.got() == []
         collector.answer = 200
@@ -180,7 +180,7 @@ def test_an_event_collector_refusing_the_token_moves_nothing(settings: Any) -> N
     settings.AUDIT_FORWARD_TOKEN = "not-the-token"
     _record(3)
     with HecReceiver(token=TOKEN) as collector:
-        with pytest.raises(forward.DeliveryError, match="HTTP 401"):
+        with pytest.raises(siem.DeliveryError, match="HTTP 401"):
             _forwarder(collector.url).step()
         assert collector.refused == [(401, "Invalid token")]
     assert ForwardCursor.objects.get().seq == 0
@@ -193,7 +193,7 @@ def test_one_forwarder_at_a_time_works_a_destination(syslog: SyslogReceiver) -> 
     assert first.step() == 4
     assert standby.step() == 0  # the lease is first's
     assert not standby.holding
-    with pytest.raises(forward.DeliveryError, match="another forwarder"):
+    with pytest.raises(siem.DeliveryError, match="another forwarder"):
         standby.drain(timeout=1)
     first.drain(timeout=10)
     first.release()  # stopping hands over at once
@@ -245,7 +245,7 @@ def test_any_data_arrives_as_recorded_and_crashes_lose_nothing(
     forwarder.settle = 60.0  # nothing settles before the crashes below
     for batches in cuts:
         for _ in range(batches):
-            with contextlib.suppress(forward.DeliveryError, OSError):
+            with contextlib.suppress(siem.DeliveryError, OSError):
                 forwarder.step()  # after a crash, the first round finds the reset
         syslog.stop()
         syslog.start()
@@ -279,7 +279,7 @@ def test_metrics_show_how_far_each_destination_is_behind(
 ) -> None:
     _record(7)
     settings.AUDIT_FORWARD_URL = [syslog.url]
-    name = forward.Destination(syslog.url).name
+    name = siem.Destination(syslog.url).name
 
     def lag() -> tuple[float, float]:
         response = client.get("/metrics")
@@ -332,7 +332,7 @@ def test_the_audit_page_says_how_far_the_siem_has_got(
 ) -> None:
     _record(5)
     settings.AUDIT_FORWARD_URL = [syslog.url]
-    name = forward.Destination(syslog.url).name
+    name = siem.Destination(syslog.url).name
     client.force_login(manager)
     page = client.get(reverse("audit")).content.decode()
     assert f"<code>{name}</code>" in page
@@ -352,7 +352,7 @@ def test_a_forwarder_that_stops_counts_what_it_wrote_and_hands_over(
 ) -> None:
     _record(5)
     forwarder = forward.Forwarder(
-        forward.Destination(syslog.url), holder="node-a", timeout=5, settle=0.5
+        siem.Destination(syslog.url), holder="node-a", timeout=5, settle=0.5
     )
     stop = threading.Event()
 

@@ -10,12 +10,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from agents.grammar import IPV6, PATTERNS
+from agents.lookalikes import skeleton
 from agents.targets import (
     Namespace,
     TargetError,
     canonical,
     inet_aton,
-    skeleton,
 )
 
 DOMAINS = {"corp": "corp.example"}

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
 from approvals.models import Proposal
-from audit import forward
+from audit import siem
 from audit.models import AuditEvent, ForwardCursor
 from tests import factories, processes
 from tests.receivers import (
@@ -235,7 +235,7 @@ def test_a_siem_down_for_30_s_under_load_gets_every_event_after(
     # The cursors stand at the head; during the outage /metrics showed the backlog.
     cursors = dict(ForwardCursor.objects.values_list("destination", "seq"))
     for receiver in receivers.values():
-        name = forward.Destination(receiver.url).name
+        name = siem.Destination(receiver.url).name
         assert cursors[name] == head
         assert behind_at_restart[name] >= head_at_restart - head_at_stop
     # The API answered every call, during the outage as before it.

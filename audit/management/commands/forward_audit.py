@@ -11,7 +11,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from audit.forward import DeliveryError, Destination, Forwarder, destinations
+from audit.forward import Forwarder
+from audit.siem import DeliveryError, Destination, destinations
 
 logger = logging.getLogger("audit.forward")
 

@@ -1,30 +1,23 @@
-"""State changes for agents, keys and policies. Each owns its transaction and audit event."""
+"""A policy's versions: what a version says (`PolicyContent`, checked), publishing a live one,
+and a candidate's shadow (started, discarded or promoted). Each transition owns its transaction
+and audit event."""
 
 from __future__ import annotations
 
 import dataclasses
-import socket
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from audit import log
 from soc_console.errors import WrongState
 
-from . import keys, targets
-from .demotion import DEFAULT_RULES, DemotionRules, rules_of
-from .models import (
+from ..demotion import DEFAULT_RULES, DemotionRules, rules_of
+from ..models import (
     DEFAULT_AUTO_PER_HOUR,
     DEFAULT_TARGETS_PER_HOUR,
     Agent,
-    ApiKey,
-    Asset,
-    AssetAlias,
     Grant,
     Level,
     Policy,
@@ -50,12 +43,6 @@ POLICY_FIELDS = (
 
 class PolicyError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class IssuedKey:
-    key: ApiKey
-    raw: str
 
 
 def _check_policy(fields: dict[str, Any], grants: dict[str, int]) -> None:
@@ -324,207 +311,3 @@ def policy_shadow_promote(
         },
     )
     return policy
-
-
-@transaction.atomic
-def apikey_issue(*, agent: Agent, by: str, label: str = "") -> IssuedKey:
-    raw, prefix, digest = keys.generate()
-    key = ApiKey.objects.create(agent=agent, prefix=prefix, digest=digest, label=label)
-    log.record(
-        event_type="apikey.issued",
-        actor=by,
-        data={"agent": agent.slug, "prefix": prefix, "label": label},
-    )
-    return IssuedKey(key=key, raw=raw)
-
-
-@transaction.atomic
-def apikey_revoke(*, key: ApiKey, by: str) -> bool:
-    """Revoke a key; False when it was already revoked (nothing changes, nothing is logged)."""
-    updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
-    if not updated:
-        return False
-    log.record(
-        event_type="apikey.revoked",
-        actor=by,
-        data={"agent": key.agent.slug, "prefix": key.prefix},
-    )
-    return True
-
-
-@transaction.atomic
-def agent_register(
-    *,
-    slug: str,
-    by: str,
-    name: str = "",
-    description: str = "",
-    grants: dict[str, int] | None = None,
-    budgets: dict[str, tuple[int, int]] | None = None,
-    demotions: dict[str, dict[str, Any]] | None = None,
-    **policy_fields: Any,
-) -> tuple[Agent, IssuedKey]:
-    """Register an agent with its first policy version and its first API key."""
-    agent = Agent.objects.create(slug=slug, name=name or slug, description=description)
-    log.record(event_type="agent.registered", actor=by, data={"agent": slug})
-    policy_publish(
-        agent=agent,
-        grants=grants or {},
-        budgets=budgets,
-        demotions=demotions,
-        by=by,
-        **policy_fields,
-    )
-    issued = apikey_issue(agent=agent, by=by, label="initial")
-    return agent, issued
-
-
-@transaction.atomic
-def agent_set_callback(*, agent: Agent, url: str, by: str) -> str:
-    """Register (or clear, with "") where the agent hears about decisions and completions.
-
-    Returns the new HMAC secret for the callbacks' signatures, shown once; "" when cleared.
-    """
-    import secrets
-
-    secret = secrets.token_hex(32) if url else ""
-    Agent.objects.filter(pk=agent.pk).update(callback_url=url, callback_secret=secret)
-    log.record(
-        event_type="agent.callback_set",
-        actor=by,
-        actor_type="agent" if by == agent.slug else "user",
-        data={"agent": agent.slug, "callback_url": url},
-    )
-    return secret
-
-
-class AssetError(ValueError):
-    """An inventory entry that cannot be saved; `field` says which of its parts is wrong."""
-
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def asset_names(
-    *, kind: str, identifier: str, aliases: Iterable[str] = ()
-) -> list[targets.Identity]:
-    """The canonical identities of an asset's identifier (first) and its other names."""
-    try:
-        names = [targets.of_asset(kind, identifier)]
-    except targets.TargetError as exc:
-        raise AssetError(f"The identifier {exc}.", field="identifier") from exc
-    for alias in aliases:
-        try:
-            identity = targets.of_asset(kind, alias, alias=True)
-        except targets.TargetError as exc:
-            raise AssetError(f"The alias {alias!r} {exc}.", field="aliases") from exc
-        if all((identity.namespace, identity.value) != (n.namespace, n.value) for n in names):
-            names.append(identity)
-    return names
-
-
-@transaction.atomic
-def asset_save(*, asset: Asset, by: str, aliases: Iterable[str] | None = None) -> Asset:
-    """Add or change an inventory entry and the other names it is known by (None keeps them).
-
-    Names are stored canonical, so that every spelling of a target finds them. Criticality
-    decides the two-person rule, so every change is audited with what it was before.
-    """
-    before = None
-    before_aliases: list[str] = []
-    if asset.pk:
-        before = Asset.objects.filter(pk=asset.pk).values().first()
-        before_aliases = list(
-            AssetAlias.objects.filter(asset_id=asset.pk, primary=False).values_list(
-                "value", flat=True
-            )
-        )
-    names = asset_names(
-        kind=asset.kind,
-        identifier=asset.identifier,
-        aliases=before_aliases if aliases is None else aliases,
-    )
-    asset.identifier = names[0].value
-    asset.save()
-    AssetAlias.objects.filter(asset=asset).delete()
-    AssetAlias.objects.bulk_create(
-        AssetAlias(asset=asset, primary=n == 0, **targets.alias_columns(identity))
-        for n, identity in enumerate(names)
-    )
-    log.record(
-        event_type="asset.saved",
-        actor=by,
-        data={
-            "kind": asset.kind,
-            "identifier": asset.identifier,
-            "aliases": [identity.value for identity in names[1:]],
-            "criticality": asset.criticality,
-            "group": asset.group,
-            "before": before
-            and {
-                **{k: before[k] for k in ("identifier", "criticality", "group")},
-                "aliases": before_aliases,
-            },
-        },
-    )
-    return asset
-
-
-@transaction.atomic
-def asset_delete(*, asset: Asset, by: str) -> None:
-    log.record(
-        event_type="asset.deleted",
-        actor=by,
-        data={"kind": asset.kind, "identifier": asset.identifier, "criticality": asset.criticality},
-    )
-    asset.delete()
-
-
-# Names that are this machine whatever DNS says.
-LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
-
-
-def callback_address_problem(url: str, *, resolve: bool) -> str | None:
-    """Why the console must not POST to this URL, or None.
-
-    A compromised agent must not turn the workers into a proxy into the SOC's own network:
-    loopback, private, link-local and other special addresses are refused unless
-    CALLBACK_ALLOW_PRIVATE_NETWORKS is on. The host is read by the same canonicaliser as
-    targets, so `2130706433`, `0x7f000001`, `127.1`, `[::ffff:127.0.0.1]` and `localhost.` are
-    the loopback addresses they are. `resolve` also checks what a name resolves to now (at
-    delivery time, so a name cannot be pointed inward after it was registered).
-    """
-    if settings.CALLBACK_ALLOW_PRIVATE_NETWORKS:
-        return None
-    try:
-        # Parsed as the client that sends the callback parses it; the host as it goes on the
-        # wire (an internationalised name as its A-labels).
-        host = httpx.URL(url).raw_host.decode("ascii")
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return "the URL cannot be parsed"
-    if not host:
-        return "the URL names no host"
-    try:
-        identity = targets.canonical("host", host, domains={})
-    except targets.TargetError:
-        return f"{host} is not a valid host name"
-    if identity.namespace is targets.Namespace.HOST:
-        name = identity.key
-        if name in LOCAL_NAMES or name.endswith(".localhost"):
-            return f"{host} is this machine"
-        if not resolve:
-            return None
-        try:
-            infos = socket.getaddrinfo(identity.value, None, proto=socket.IPPROTO_TCP)
-        except (OSError, UnicodeError):
-            return f"{host} does not resolve"
-        addresses = [targets.canonical("ip", str(info[4][0])).address for info in infos]
-    else:
-        addresses = [identity.address]
-    for address in addresses:
-        if address is None or not address.is_global:
-            return f"{host} is a private, loopback or reserved address ({address or host})"
-    return None
