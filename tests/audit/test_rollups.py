@@ -19,8 +19,8 @@ from django.utils import timezone
 from approvals.models import Decision, Proposal
 from approvals.services import proposal_approve
 from audit import reports
-from audit.models import ReportRollup, ReportRollupDay, ShiftRollup
-from audit.reports import periods, rollup, shifts
+from audit.models import ReportRollup, ReportRollupDay
+from audit.reports import periods, rollup
 from audit.reports.histogram import bucket, count_above, percentiles
 from tests import factories, processes
 from tests.audit.history_builder import BASE, proposal
@@ -216,19 +216,6 @@ def test_a_committed_decision_rebuilds_its_past_days_rollup_through_a_worker(
     assert sum(row.wait.values()) == 1
     assert ReportRollupDay.objects.get(day=day).proposals == 1
 
-    # The decision was given today: today's fatigue rows count it, through the same worker.
-    def counted_today() -> bool:
-        found = ShiftRollup.objects.filter(
-            period="day", day=rollup.local_day(timezone.now()), analyst="alice"
-        )
-        return any(
-            (f.agent, f.action) == ("edr-bot", "isolate_host")
-            and sum(agg.n for agg in shifts.Summary.load(f.summary).totals().values()) == 1
-            for f in found
-        )
-
-    processes.wait_for(counted_today, timeout=20, interval=0.1, what="today's fatigue rollup")
-
 
 @pytest.mark.django_db
 def test_todays_rollup_counts_until_it_was_built_and_the_rows_give_the_rest(analyst) -> None:
@@ -290,3 +277,39 @@ def test_rollup_reports_rebuilds_the_days_it_is_given(analyst) -> None:
     call_command("rollup_reports", "--rebuild", "--until", f"{START:%Y-%m-%d}", stdout=out)
     assert out.getvalue().startswith("rebuilt 1 days (1 proposals)")
     assert list(ReportRollupDay.objects.values_list("day", flat=True)) == [START.date()]
+
+
+@pytest.mark.django_db
+def test_an_executions_change_rebuilds_the_days_its_decisions_were_given(
+    analyst, django_capture_on_commit_callbacks
+) -> None:
+    """Fatigue counts a decision on the day it was given: an execution rolled back today for
+    a proposal submitted one day and decided the next rebuilds both days, and today."""
+    from django.core.cache import cache
+
+    from approvals.enqueue import rollup_key
+    from approvals.models import Execution
+    from approvals.services.shared import execution_moved
+
+    agent = factories.agent("edr-bot", grants={"isolate_host": 2}).agent
+    submitted = timezone.now().replace(hour=23, minute=0) - timedelta(days=3)
+    item = proposal(
+        agent,
+        created_at=submitted,
+        decided_after=timedelta(hours=2),
+        analyst=analyst,
+        execution="succeeded",
+    )
+    execution = Execution.objects.select_related("proposal").get(proposal=item)
+    execution.status = "rolled_back"
+    with django_capture_on_commit_callbacks(execute=True):
+        execution_moved(execution, event_type="execution.rolled_back")
+    days = {rollup.local_day(moment) for moment in (submitted, item.decided_at, timezone.now())}
+    assert len(days) == 3
+    assert all(cache.get(rollup_key(day.isoformat())) for day in days)
+    # The same when the proposal is not at hand.
+    cache.clear()
+    execution = Execution.objects.get(pk=execution.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        execution_moved(execution, event_type="execution.rolled_back")
+    assert all(cache.get(rollup_key(day.isoformat())) for day in days)
