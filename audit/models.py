@@ -96,7 +96,21 @@ class ForwardCursor(models.Model):
         return f"{self.destination} at #{self.seq}"
 
 
-class ReportRollup(models.Model):
+class RollupKey(models.Model):
+    """What a rollup row is of: a local day (or a month, by its first day), and an agent,
+    action and analyst, each a name or "" for every one."""
+
+    period = models.CharField(max_length=5)  # "day" or "month"
+    day = models.DateField()
+    agent = models.CharField(max_length=64)
+    action = models.CharField(max_length=64)
+    analyst = models.CharField(max_length=150)
+
+    class Meta:
+        abstract = True
+
+
+class ReportRollup(RollupKey):
     """The reports' figures for one local day (or month) of submitted proposals, per agent,
     action and analyst, built by `audit.reports.rollup` and kept current by the workers.
 
@@ -107,11 +121,6 @@ class ReportRollup(models.Model):
     outlive nothing they describe and join nothing.
     """
 
-    period = models.CharField(max_length=5)  # "day" or "month" (day: its first day)
-    day = models.DateField()
-    agent = models.CharField(max_length=64)
-    action = models.CharField(max_length=64)
-    analyst = models.CharField(max_length=150)
     counts = models.JSONField(default=dict)
     wait = models.JSONField(default=dict)  # submission → final decision: histogram
     confidence = models.JSONField(default=dict)
@@ -145,18 +154,13 @@ class ReportRollupDay(models.Model):
         return f"{self.day} built {self.built_at:%Y-%m-%d %H:%M}"
 
 
-class ShiftRollup(models.Model):
+class ShiftRollup(RollupKey):
     """Approval fatigue for one local day (or month) of decisions given, per analyst and
     filter (`agent`, `action`: a slug and an action name, or "" for every one), as the
     summary `audit.reports.shifts` merges: the shifts that may continue into the days around
     still open, the others folded into totals, and the approval streak's runs. Built with the
     day's `ReportRollup` rows, in the same transaction, and read for the same built days."""
 
-    period = models.CharField(max_length=5)  # "day" or "month" (day: its first day)
-    day = models.DateField()
-    agent = models.CharField(max_length=64)
-    action = models.CharField(max_length=64)
-    analyst = models.CharField(max_length=150)
     summary = models.JSONField(default=dict)
 
     class Meta:

@@ -311,6 +311,7 @@ def _compare(url: str) -> None:
 
     from approvals.models import Decision, Execution, Proposal
     from audit import reports
+    from audit.models import ReportRollup, ShiftRollup
     from audit.reports import periods
 
     counts = {
@@ -323,20 +324,14 @@ def _compare(url: str) -> None:
         cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
         print(f"database size: {cursor.fetchone()[0]}")
     _build_rollups()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), pg_size_pretty(pg_total_relation_size('audit_reportrollup')) "
-            "FROM audit_reportrollup"
-        )
-        rows, size = cursor.fetchone()
-    print(f"rollup rows: {rows:,} ({size})")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), pg_size_pretty(pg_total_relation_size('audit_shiftrollup')) "
-            "FROM audit_shiftrollup"
-        )
-        rows, size = cursor.fetchone()
-    print(f"fatigue rollup rows: {rows:,} ({size})")
+    for label, model in (("rollup rows", ReportRollup), ("fatigue rollup rows", ShiftRollup)):
+        table = model._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*), pg_size_pretty(pg_total_relation_size('{table}')) FROM {table}"  # noqa: S608
+            )
+            rows, size = cursor.fetchone()
+        print(f"{label}: {rows:,} ({size})")
     print(f"load average (1, 5, 15 min): {os.getloadavg()}")
     last = Proposal.objects.order_by("-created_at").values_list("created_at", flat=True).first()
     first = Proposal.objects.order_by("created_at").values_list("created_at", flat=True).first()

@@ -16,17 +16,13 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import (
-    Case,
     DateTimeField,
     DurationField,
     ExpressionWrapper,
     F,
-    FilteredRelation,
-    IntegerField,
     Q,
     QuerySet,
     Value,
-    When,
 )
 from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, TruncHour
 
@@ -43,7 +39,6 @@ from .base import (
     MIN_SAMPLE,
     OFFICE_HOURS,
     SHIFT_GAP,
-    UNDONE,
     WARNING,
     Chart,
     Figure,
@@ -58,7 +53,7 @@ from .base import (
     shift_bands_text,
 )
 from .histogram import percentiles
-from .query import horizon, longest_life, within
+from .query import decisions_given, flag
 from .shifts import Agg
 
 PER_ACTIVE_HOUR = "decisions per active hour"
@@ -188,7 +183,6 @@ class FatigueRow:
 def _decisions(f: Filters) -> QuerySet[Decision]:
     """Every decision given in the period, whatever the action and agent filters, as the rows
     `audit.sql.FATIGUE` reads."""
-    lookback = f.since - longest_life()
     zone = ZoneInfo(report_zone())
     start = Value(f.since, output_field=DateTimeField())
     chosen = Q()
@@ -196,26 +190,13 @@ def _decisions(f: Filters) -> QuerySet[Decision]:
         chosen &= Q(proposal__action=f.action)
     if f.agent:
         chosen &= Q(proposal__agent__slug=f.agent)
-    decisions = Decision.objects.filter(
-        within("created_at", f.since, f.until),
-        within("proposal__created_at", lookback, f.until),
-        proposal__synthetic=False,  # attention checks are counted apart (audit.reports.checks)
-    ).order_by()
-    if f.analyst:
-        decisions = decisions.filter(analyst__username=f.analyst)
     return (
-        decisions.alias(
-            run=FilteredRelation(
-                "proposal__execution",
-                condition=within("proposal__execution__created_at", lookback, horizon(f)),
-            )
-        )
+        decisions_given(f.since, f.until, analyst=f.analyst or "")
         .annotate(
             a=F("analyst_id"),
             t=Seconds(ExpressionWrapper(F("created_at") - start, output_field=DurationField())),
-            approve=_flag(Q(verdict=Verdict.APPROVE)),
-            counted=_flag(chosen),
-            undone=_flag(Q(run__status__in=UNDONE)),
+            approve=flag(Q(verdict=Verdict.APPROVE)),
+            counted=flag(chosen),
             card=F("seconds_on_card"),
             hour=ExtractHour("created_at", tzinfo=zone),
             dow=ExtractIsoWeekDay("created_at", tzinfo=zone),
@@ -223,12 +204,6 @@ def _decisions(f: Filters) -> QuerySet[Decision]:
         )
         .values("a", "t", "approve", "counted", "undone", "card", "hour", "dow", "hour_key")
     )
-
-
-def _flag(condition: Q) -> Case | Value:
-    if not condition:
-        return Value(1)  # no filter: every decision counts
-    return Case(When(condition, then=Value(1)), default=Value(0), output_field=IntegerField())
 
 
 def fatigue_rows(f: Filters) -> list[FatigueRow]:

@@ -20,6 +20,7 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FilteredRelation,
+    IntegerField,
     OuterRef,
     Q,
     QuerySet,
@@ -31,7 +32,7 @@ from agents.models import Policy
 from approvals.models import Decision, Proposal
 
 from ..sql import Seconds, as_list, fetch, grouped_percentiles, rows_sql
-from .base import Filters
+from .base import UNDONE, Filters
 
 
 def longest_life() -> timedelta:
@@ -51,6 +52,33 @@ def horizon(f: Filters) -> datetime:
 
 def within(field: str, low: datetime, high: datetime) -> Q:
     return Q(**{f"{field}__gte": low, f"{field}__lt": high})
+
+
+def decisions_given(low: datetime, high: datetime, *, analyst: str = "") -> QuerySet[Decision]:
+    """Every decision given in [low, high) on an agent's proposal (attention checks are
+    counted apart, audit.reports.checks), with `undone`: 1 when its proposal's execution was
+    rolled back. What fatigue reads, exactly (`fatigue`) or by day (`shift_rollup`)."""
+    lookback = low - longest_life()
+    decisions = Decision.objects.filter(
+        within("created_at", low, high),
+        within("proposal__created_at", lookback, high),
+        proposal__synthetic=False,
+    ).order_by()
+    if analyst:
+        decisions = decisions.filter(analyst__username=analyst)
+    return decisions.alias(
+        run=FilteredRelation(
+            "proposal__execution",
+            condition=within("proposal__execution__created_at", lookback, high + longest_life()),
+        )
+    ).annotate(undone=flag(Q(run__status__in=UNDONE)))
+
+
+def flag(condition: Q) -> Case | Value:
+    """1 where the condition holds, else 0; 1 everywhere for an empty condition."""
+    if not condition:
+        return Value(1)
+    return Case(When(condition, then=Value(1)), default=Value(0), output_field=IntegerField())
 
 
 def proposal_filter(f: Filters, *, prefix: str = "", since: datetime | None = None) -> Q:

@@ -18,26 +18,22 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db.models import (
-    Case,
     DateTimeField,
     DurationField,
     ExpressionWrapper,
     F,
-    FilteredRelation,
-    IntegerField,
     Q,
     Value,
-    When,
 )
 from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, TruncHour
 
-from approvals.models import Decision, Verdict
+from approvals.models import Verdict
 
 from ..bulk import write_rows
 from ..models import ShiftRollup
 from ..sql import Seconds
-from .base import UNDONE, report_zone
-from .query import longest_life, within
+from .base import report_zone
+from .query import decisions_given
 from .shifts import EVERY, SECOND, Filter, Row, Summary, merge_all, summarize
 
 
@@ -47,35 +43,14 @@ def rows(
     """Each analyst's decisions given in [low, high), in time order, with the filters that
     count each: every one (a day's rollup) or `only` (a report's filter)."""
     zone = ZoneInfo(report_zone())
-    lookback = low - longest_life()
     base = Value(low, output_field=DateTimeField())
     origin = int(round(low.timestamp() * SECOND))
 
     def since(expression: Any) -> Seconds:
         return Seconds(ExpressionWrapper(expression - base, output_field=DurationField()))
 
-    decisions = Decision.objects.filter(
-        within("created_at", low, high),
-        within("proposal__created_at", lookback, high),
-        proposal__synthetic=False,  # attention checks are counted apart (audit.reports.checks)
-    )
-    if analyst:
-        decisions = decisions.filter(analyst__username=analyst)
-    horizon = high + longest_life()
     listed = (
-        decisions.alias(
-            run=FilteredRelation(
-                "proposal__execution",
-                condition=within("proposal__execution__created_at", lookback, horizon),
-            )
-        )
-        .annotate(
-            undone=Case(
-                When(run__status__in=UNDONE, then=Value(1)),
-                default=Value(0),
-                output_field=IntegerField(),
-            ),
-        )
+        decisions_given(low, high, analyst=analyst)
         .order_by("analyst_id", "created_at")
         .values_list(
             "analyst__username",
