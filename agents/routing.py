@@ -63,45 +63,49 @@ class RoutingOutcome:
 
 
 def route(given: RoutingInput) -> RoutingOutcome:
-    if given.suspended:
-        return RoutingOutcome(
-            Outcome.BLOCKED, BlockCode.AGENT_SUSPENDED, 0, "the agent is suspended"
-        )
-    if given.emergency_stop:
-        return RoutingOutcome(
-            Outcome.BLOCKED,
+    """The first step that settles the proposal gives the outcome, in this order: the refusals,
+    then the outcomes that never execute, then what the grant's level allows."""
+    return _refusal(given) or _not_executed(given) or _by_level(given)
+
+
+def _refusal(given: RoutingInput) -> RoutingOutcome | None:
+    """Blocked, by the first refusal that applies, in the order listed."""
+    refusals = (
+        (given.suspended, BlockCode.AGENT_SUSPENDED, "the agent is suspended"),
+        (
+            given.emergency_stop,
             BlockCode.EMERGENCY_STOP,
-            0,
             "the emergency stop is engaged: no agent proposals are accepted",
-        )
-    if given.level <= 0:
-        return RoutingOutcome(
-            Outcome.BLOCKED,
+        ),
+        (
+            given.level <= 0,
             BlockCode.ACTION_NOT_PERMITTED,
-            0,
             "the policy does not grant this action (level 0, manual only)",
-        )
-    if not given.connector_allowed:
-        return RoutingOutcome(
-            Outcome.BLOCKED,
+        ),
+        (
+            not given.connector_allowed,
             BlockCode.ACTION_NOT_PERMITTED,
-            0,
             "the policy does not allow the connector this action runs through",
-        )
-    if not given.in_scope:
-        return RoutingOutcome(
-            Outcome.BLOCKED,
+        ),
+        (
+            not given.in_scope,
             BlockCode.TARGET_OUT_OF_SCOPE,
-            0,
             "the target is outside the policy's asset scope",
-        )
-    if not given.evidence_complete:
-        return RoutingOutcome(
-            Outcome.BLOCKED,
+        ),
+        (
+            not given.evidence_complete,
             BlockCode.EVIDENCE_REQUIRED,
-            0,
             "the proposal lacks evidence the policy requires",
-        )
+        ),
+    )
+    for applies, code, explanation in refusals:
+        if applies:
+            return RoutingOutcome(Outcome.BLOCKED, code, 0, explanation)
+    return None
+
+
+def _not_executed(given: RoutingInput) -> RoutingOutcome | None:
+    """Advisory at level 1; flagged for tuning below the review threshold."""
     if given.level == 1:
         return RoutingOutcome(Outcome.ADVISORY, None, 0, "advisory only (level 1): never executed")
     if given.confidence < given.review_threshold:
@@ -112,6 +116,12 @@ def route(given: RoutingInput) -> RoutingOutcome:
             f"confidence {given.confidence:.2f} is below the review threshold "
             f"{given.review_threshold:.2f}: flagged for tuning review",
         )
+    return None
+
+
+def _by_level(given: RoutingInput) -> RoutingOutcome:
+    """Level 2 and up: runs at once when the level's conditions are met and the budget allows,
+    otherwise waits for one approver, or two for a critical asset."""
     critical = given.criticality == CRITICAL
     required = 2 if critical else 1
     confident = given.confidence >= given.auto_threshold
@@ -134,6 +144,12 @@ def route(given: RoutingInput) -> RoutingOutcome:
         return RoutingOutcome(
             Outcome.AUTO_APPROVED, None, 0, "level 4 conditions met: runs at once, reviewed after"
         )
+    return RoutingOutcome(
+        Outcome.PENDING, None, required, _why_a_human(given, confident=confident, critical=critical)
+    )
+
+
+def _why_a_human(given: RoutingInput, *, confident: bool, critical: bool) -> str:
     reasons = []
     if given.level == 2:
         reasons.append("level 2 needs a human")
@@ -144,7 +160,7 @@ def route(given: RoutingInput) -> RoutingOutcome:
             reasons.append("irreversible action")
         if critical:
             reasons.append("critical asset: two approvers")
-    return RoutingOutcome(Outcome.PENDING, None, required, "; ".join(reasons) or "needs a human")
+    return "; ".join(reasons) or "needs a human"
 
 
 def needs_budget(outcome: RoutingOutcome) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -78,23 +80,42 @@ def _bars(chart: Chart) -> SafeString:
     return mark_safe("".join(parts))  # noqa: S308 every label above is escaped
 
 
+@dataclass(frozen=True)
+class _Plot:
+    """Where a line chart's values land: categories across, values up from `low` to `high`."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+    low: float
+    high: float
+    count: int
+
+    @classmethod
+    def of(cls, chart: Chart) -> _Plot:
+        values = [v for series in chart.series.values() for v in series if v is not None]
+        if chart.unit == "%":
+            low, high = 0.0, 1.0
+        else:
+            low, high = 0.0, max(values, default=0) or 1.0
+        return cls(50, 40, 600, 200, low, high, len(chart.labels))
+
+    @property
+    def bottom(self) -> int:
+        return self.top + self.height
+
+    def x(self, index: int) -> float:
+        return self.left + index * (self.width / max(1, self.count - 1))
+
+    def y(self, value: float) -> float:
+        return self.top + self.height - (value - self.low) / (self.high - self.low) * self.height
+
+
 def _lines(chart: Chart) -> SafeString:
     """Lines over categories; a percentage chart gets a 0–100% axis and the diagonal."""
-    left, top, width, height = 50, 40, 600, 200
-    count = len(chart.labels)
-    values = [v for series in chart.series.values() for v in series if v is not None]
-    if chart.unit == "%":
-        low, high = 0.0, 1.0
-    else:
-        low, high = 0.0, max(values, default=0) or 1.0
-    step = width / max(1, count - 1)
-
-    def x(index: int) -> float:
-        return left + index * step
-
-    def y(value: float) -> float:
-        return top + height - (value - low) / (high - low) * height
-
+    plot = _Plot.of(chart)
+    left, top, width, height = plot.left, plot.top, plot.width, plot.height
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
         f'viewBox="0 0 {left + width + 40} {top + height + 40}" '
@@ -102,46 +123,71 @@ def _lines(chart: Chart) -> SafeString:
         f"<title>{escape(chart.title)}</title>",
         f'<text x="0" y="14" font-weight="600">{escape(chart.title)}</text>',
         *_legend(chart, left, 30),
-        f'<line x1="{left}" y1="{top + height}" x2="{left + width}" y2="{top + height}" '
-        'stroke="#8893a3"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + height}" stroke="#8893a3"/>',
+        *_axes(chart, plot),
+        *_reference(chart, plot),
+        *_categories(chart, plot),
     ]
-    for tick in (low, (low + high) / 2, high):
-        parts.append(
-            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">'
-            f"{_label(tick, chart.unit)}</text>"
-        )
-    if chart.reference and chart.unit == "%":
-        # What a perfectly calibrated agent would show: approval rate equal to its confidence.
-        first = 0.55
-        last = 0.95
-        parts.append(
-            f'<line x1="{x(0):.1f}" y1="{y(first):.1f}" x2="{x(count - 1):.1f}" '
-            f'y2="{y(last):.1f}" stroke="#8893a3" stroke-dasharray="4 4">'
-            "<title>perfect calibration</title></line>"
-        )
-    every = max(1, count // 12)
-    for index, label in enumerate(chart.labels):
-        if index % every == 0:
-            parts.append(
-                f'<text x="{x(index):.1f}" y="{top + height + 16}" text-anchor="middle">'
-                f"{escape(label)}</text>"
-            )
     for number, (name, series) in enumerate(chart.series.items()):
-        colour = PALETTE[number % len(PALETTE)]
-        points = [(x(i), y(v)) for i, v in enumerate(series) if v is not None]
-        if len(points) > 1:
-            path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
-            parts.append(
-                f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>'
-            )
-        if count <= 24:
-            for i, v in enumerate(series):
-                if v is not None:
-                    parts.append(
-                        f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}">'
-                        f"<title>{escape(name)} {escape(chart.labels[i])}: "
-                        f"{_label(v, chart.unit)}</title></circle>"
-                    )
+        parts.extend(_series(chart, plot, name, series, PALETTE[number % len(PALETTE)]))
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 every label above is escaped
+
+
+def _axes(chart: Chart, plot: _Plot) -> list[str]:
+    """Both axes, the value axis labelled at its bottom, middle and top."""
+    parts = [
+        f'<line x1="{plot.left}" y1="{plot.bottom}" x2="{plot.left + plot.width}" '
+        f'y2="{plot.bottom}" stroke="#8893a3"/>',
+        f'<line x1="{plot.left}" y1="{plot.top}" x2="{plot.left}" y2="{plot.bottom}" '
+        'stroke="#8893a3"/>',
+    ]
+    for tick in (plot.low, (plot.low + plot.high) / 2, plot.high):
+        parts.append(
+            f'<text x="{plot.left - 6}" y="{plot.y(tick) + 4:.1f}" text-anchor="end">'
+            f"{_label(tick, chart.unit)}</text>"
+        )
+    return parts
+
+
+def _reference(chart: Chart, plot: _Plot) -> list[str]:
+    if not (chart.reference and chart.unit == "%"):
+        return []
+    # What a perfectly calibrated agent would show: approval rate equal to its confidence.
+    first = 0.55
+    last = 0.95
+    return [
+        f'<line x1="{plot.x(0):.1f}" y1="{plot.y(first):.1f}" x2="{plot.x(plot.count - 1):.1f}" '
+        f'y2="{plot.y(last):.1f}" stroke="#8893a3" stroke-dasharray="4 4">'
+        "<title>perfect calibration</title></line>"
+    ]
+
+
+def _categories(chart: Chart, plot: _Plot) -> list[str]:
+    """The category labels under the axis, at most about a dozen of them."""
+    every = max(1, plot.count // 12)
+    return [
+        f'<text x="{plot.x(index):.1f}" y="{plot.bottom + 16}" text-anchor="middle">'
+        f"{escape(label)}</text>"
+        for index, label in enumerate(chart.labels)
+        if index % every == 0
+    ]
+
+
+def _series(
+    chart: Chart, plot: _Plot, name: str, series: list[float | None], colour: str
+) -> list[str]:
+    """One series' line, and a labelled point per value when there are few enough to hover."""
+    parts = []
+    points = [(plot.x(i), plot.y(v)) for i, v in enumerate(series) if v is not None]
+    if len(points) > 1:
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
+    if plot.count <= 24:
+        for i, v in enumerate(series):
+            if v is not None:
+                parts.append(
+                    f'<circle cx="{plot.x(i):.1f}" cy="{plot.y(v):.1f}" r="3" fill="{colour}">'
+                    f"<title>{escape(name)} {escape(chart.labels[i])}: "
+                    f"{_label(v, chart.unit)}</title></circle>"
+                )
+    return parts

@@ -219,103 +219,140 @@ class Scenario:
     params: dict
 
 
+@dataclass(frozen=True)
+class _Targets:
+    """One draw of each kind of target, shared by every agent's scenarios."""
+
+    alert: str
+    ip: str
+    host: str
+    user: str
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> _Targets:
+        alert = f"SIEM-{rng.randint(1000, 99999)}"
+        ip = (
+            f"203.0.113.{rng.randint(1, 254)}"
+            if rng.random() < 0.8
+            else f"10.20.1.{rng.randint(2, 40)}"
+        )
+        host = rng.choice(
+            [
+                "ws-0142.corp.example",
+                "ws-0217.corp.example",
+                "ws-0311.corp.example",
+                "build07.corp.example",
+                "web-prod03.corp.example",
+                "dc01.corp.example",
+                f"ws-{rng.randint(1000, 1999)}.corp.example",
+            ]
+        )
+        user = rng.choice(
+            [
+                "jdoe@corp.example",
+                "asmith@corp.example",
+                "svc-backup@corp.example",
+                "ceo@corp.example",
+                f"user{rng.randint(10, 99)}@corp.example",
+            ]
+        )
+        return cls(alert, ip, host, user)
+
+
 def scenario(rng: random.Random, slug: str) -> Scenario:
     """A plausible proposal for the given demo agent."""
-    alert = f"SIEM-{rng.randint(1000, 99999)}"
-    ip = (
-        f"203.0.113.{rng.randint(1, 254)}"
-        if rng.random() < 0.8
-        else f"10.20.1.{rng.randint(2, 40)}"
-    )
-    host = rng.choice(
-        [
-            "ws-0142.corp.example",
-            "ws-0217.corp.example",
-            "ws-0311.corp.example",
-            "build07.corp.example",
-            "web-prod03.corp.example",
-            "dc01.corp.example",
-            f"ws-{rng.randint(1000, 1999)}.corp.example",
-        ]
-    )
-    user = rng.choice(
-        [
-            "jdoe@corp.example",
-            "asmith@corp.example",
-            "svc-backup@corp.example",
-            "ceo@corp.example",
-            f"user{rng.randint(10, 99)}@corp.example",
-        ]
-    )
+    # Every agent's scenarios are drawn, whichever agent asks, so that a seeded generator
+    # gives the same sequence of proposals as it always has.
+    targets = _Targets.draw(rng)
     choices = {
-        "triage-bot": [
-            Scenario(
-                "block_ip",
-                ip,
-                f"Source of {rng.randint(8, 400)} failed SSH logins in "
-                f"{rng.randint(1, 10)} minutes; listed on {rng.randint(1, 3)} threat feeds.",
-                "alert",
-                {"duration_minutes": rng.choice([30, 60, 240])},
-            ),
-            Scenario(
-                "create_ticket",
-                alert,
-                "New correlated alert cluster needs an incident.",
-                "alert",
-                {"title": "Correlated brute force"},
-            ),
-            Scenario(
-                "isolate_host",
-                host,
-                "Beaconing every 60 s to a domain registered "
-                "yesterday; parent process is an Office macro.",
-                "alert",
-                {},
-            ),
-            Scenario("enrich_alert", alert, "Alert lacks reputation data.", "alert", {}),
-        ],
-        "phish-hunter": [
-            Scenario(
-                "quarantine_email",
-                f"<{rng.randint(10**6, 10**7)}@mail.example>",
-                "Lookalike sender domain and a credential-harvesting link; 14 recipients.",
-                "email",
-                {},
-            ),
-            Scenario(
-                "disable_user",
-                user,
-                "Sign-in from two countries within 5 minutes after clicking a phishing link.",
-                "signin",
-                {},
-            ),
-            Scenario(
-                "revoke_sessions",
-                user,
-                "Session token replay detected from a new ASN.",
-                "signin",
-                {},
-            ),
-        ],
-        "edr-responder": [
-            Scenario(
-                "kill_process",
-                host,
-                "Process injecting into lsass.exe.",
-                "edr",
-                {"process_name": "rundll32.exe", "pid": rng.randint(1000, 60000)},
-            ),
-            Scenario(
-                "isolate_host", host, "Ransomware canary file modified; mass renames.", "edr", {}
-            ),
-            Scenario("block_ip", ip, "C2 address contacted by three hosts.", "edr", {}),
-        ],
-        "intern-bot": [
-            Scenario("block_ip", ip, "Looks suspicious to me.", "alert", {}),
-            Scenario("disable_user", user, "Unusual working hours.", "signin", {}),
-        ],
+        "triage-bot": _triage_scenarios(rng, targets),
+        "phish-hunter": _phishing_scenarios(rng, targets),
+        "edr-responder": _endpoint_scenarios(rng, targets),
+        "intern-bot": _intern_scenarios(targets),
     }
     return rng.choice(choices[slug])
+
+
+def _triage_scenarios(rng: random.Random, targets: _Targets) -> list[Scenario]:
+    return [
+        Scenario(
+            "block_ip",
+            targets.ip,
+            f"Source of {rng.randint(8, 400)} failed SSH logins in "
+            f"{rng.randint(1, 10)} minutes; listed on {rng.randint(1, 3)} threat feeds.",
+            "alert",
+            {"duration_minutes": rng.choice([30, 60, 240])},
+        ),
+        Scenario(
+            "create_ticket",
+            targets.alert,
+            "New correlated alert cluster needs an incident.",
+            "alert",
+            {"title": "Correlated brute force"},
+        ),
+        Scenario(
+            "isolate_host",
+            targets.host,
+            "Beaconing every 60 s to a domain registered "
+            "yesterday; parent process is an Office macro.",
+            "alert",
+            {},
+        ),
+        Scenario("enrich_alert", targets.alert, "Alert lacks reputation data.", "alert", {}),
+    ]
+
+
+def _phishing_scenarios(rng: random.Random, targets: _Targets) -> list[Scenario]:
+    return [
+        Scenario(
+            "quarantine_email",
+            f"<{rng.randint(10**6, 10**7)}@mail.example>",
+            "Lookalike sender domain and a credential-harvesting link; 14 recipients.",
+            "email",
+            {},
+        ),
+        Scenario(
+            "disable_user",
+            targets.user,
+            "Sign-in from two countries within 5 minutes after clicking a phishing link.",
+            "signin",
+            {},
+        ),
+        Scenario(
+            "revoke_sessions",
+            targets.user,
+            "Session token replay detected from a new ASN.",
+            "signin",
+            {},
+        ),
+    ]
+
+
+def _endpoint_scenarios(rng: random.Random, targets: _Targets) -> list[Scenario]:
+    return [
+        Scenario(
+            "kill_process",
+            targets.host,
+            "Process injecting into lsass.exe.",
+            "edr",
+            {"process_name": "rundll32.exe", "pid": rng.randint(1000, 60000)},
+        ),
+        Scenario(
+            "isolate_host",
+            targets.host,
+            "Ransomware canary file modified; mass renames.",
+            "edr",
+            {},
+        ),
+        Scenario("block_ip", targets.ip, "C2 address contacted by three hosts.", "edr", {}),
+    ]
+
+
+def _intern_scenarios(targets: _Targets) -> list[Scenario]:
+    return [
+        Scenario("block_ip", targets.ip, "Looks suspicious to me.", "alert", {}),
+        Scenario("disable_user", targets.user, "Unusual working hours.", "signin", {}),
+    ]
 
 
 TARGETS = {

@@ -121,6 +121,38 @@ def attention_check_insert(
     model = model or _model(now)
     if model is None:
         return None
+    composed = _compose(model, rng, flaw)
+    owner, _ = Agent.objects.get_or_create(
+        slug=CHECKS_AGENT,
+        defaults={
+            "name": "Attention checks",
+            "description": "The console's own synthetic proposals; never executed.",
+        },
+    )
+    proposal = _check_proposal(model, composed, owner=owner, now=now)
+    proposal.save(force_insert=True)
+    check = AttentionCheck.objects.create(
+        proposal=proposal,
+        team=team,
+        flaw=composed.flaw,
+        explanation=composed.explanation,
+        shown_agent=composed.agent,
+        created_at=now,
+    )
+    proposal.attention_check = check  # the card names the shown agent without a query
+    log.record(
+        event_type=events.CHECK_INSERTED,
+        actor=SYSTEM,
+        actor_type="system",
+        proposal_id=proposal.id,
+        data=_inserted_data(proposal, composed, team=team, model=model),
+    )
+    publish_committed(proposal)
+    return proposal
+
+
+def _compose(model: Proposal, rng: random.Random, flaw: CheckFlaw | None) -> attention.Composed:
+    """The check's card: the model's, with one flaw put in."""
     shape = attention.Model(
         agent=model.agent.slug,
         action=model.action,
@@ -136,17 +168,18 @@ def attention_check_insert(
         # Same action on a target with a card open: it would be folded into that card's
         # duplicate group instead of standing alone. A target of another kind stands alone.
         composed = attention.compose(shape, rng, CheckFlaw.WRONG_KIND)
-    owner, _ = Agent.objects.get_or_create(
-        slug=CHECKS_AGENT,
-        defaults={
-            "name": "Attention checks",
-            "description": "The console's own synthetic proposals; never executed.",
-        },
-    )
+    return composed
+
+
+def _check_proposal(
+    model: Proposal, composed: attention.Composed, *, owner: Agent, now: datetime
+) -> Proposal:
+    """The check's pending proposal, unsaved: the composed card, with the model's asset (when
+    the target is the model's), criticality, routing and deadlines."""
     policy = model.policy
     kind = catalogue.ACTIONS[composed.action]
     same_target = composed.target == model.target
-    proposal = Proposal(
+    return Proposal(
         agent=owner,
         action=composed.action,
         target=composed.target,
@@ -175,18 +208,14 @@ def attention_check_insert(
         + (timedelta(minutes=policy.expire_after_minutes) if policy else DEFAULT_EXPIRE),
         synthetic=True,
     )
-    proposal.save(force_insert=True)
-    check = AttentionCheck.objects.create(
-        proposal=proposal,
-        team=team,
-        flaw=composed.flaw,
-        explanation=composed.explanation,
-        shown_agent=composed.agent,
-        created_at=now,
-    )
-    proposal.attention_check = check  # the card names the shown agent without a query
+
+
+def _inserted_data(
+    proposal: Proposal, composed: attention.Composed, *, team: Team | None, model: Proposal
+) -> dict[str, Any]:
+    """The check's audit event: what any submission records, and what makes it a check."""
     data = events.submitted(
-        agent=owner.slug,
+        agent=proposal.agent.slug,
         action=proposal.action,
         target=proposal.target,
         target_canonical=proposal.target_canonical,
@@ -197,7 +226,7 @@ def attention_check_insert(
         criticality=proposal.criticality,
         explanation=proposal.routing_explanation,
     )
-    data = events.check_inserted(
+    return events.check_inserted(
         data,
         team=team.name if team else None,
         shown_agent=composed.agent,
@@ -205,15 +234,6 @@ def attention_check_insert(
         what_is_wrong=composed.explanation,
         modelled_on=model.pk,
     )
-    log.record(
-        event_type=events.CHECK_INSERTED,
-        actor=SYSTEM,
-        actor_type="system",
-        proposal_id=proposal.id,
-        data=data,
-    )
-    publish_committed(proposal)
-    return proposal
 
 
 def _settle(proposal: Proposal, outcome: CheckOutcome, **changes: Any) -> AttentionCheck | None:

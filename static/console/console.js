@@ -14,6 +14,7 @@
   var opened = 0;
   var selectedId = null; // the card the analyst is on, kept across re-renders
   var selectedIndex = 0; // where it was, so that after a decision the next card takes its place
+  var advanceOnSwap = false; // the selected card left with the analyst's own decision (transformLive)
   var announced = null; // the card other analysts were told this one is reviewing
   var arrivedAt = {}; // proposal id -> ms when the card first reached this page
   var shownAt = {}; // proposal id -> ms when the card was first on screen
@@ -142,6 +143,14 @@
           leaveInPlace(target, node.dataset.note);
           node.remove();
           return;
+        }
+        if (id === selectedId && deciding[id]) {
+          // The analyst's own decision, whose update came before its answer: the answer is
+          // addressed to the card's form, which leaves with the card, so htmx never delivers
+          // it to this page. The next card takes the selection once this swap is done
+          // (refreshQueue), as after an answer.
+          delete deciding[id];
+          advanceOnSwap = true;
         }
       }
       if (oob === "delete" && node.dataset.below && currentFilter()) {
@@ -300,6 +309,8 @@
     list.forEach(function (card) { card.classList.toggle("selected", card === current); });
     // A card that left is not replaced by another: see leaveInPlace and advanceAfterDecision.
     if (current) selectedIndex = shownCards().indexOf(current);
+    if (advanceOnSwap && !current) advanceAfterDecision();
+    advanceOnSwap = false;
     if (refocus) {
       var card = cardById(refocus.id);
       var target = card && (refocus.reason ? card.querySelector("input.reason") : card);

@@ -141,6 +141,40 @@ def test_keyboard_moves_and_approves(
     assert Proposal.objects.get(pk=high).status == "pending"
 
 
+def test_the_next_card_takes_the_selection_when_the_live_update_beats_the_answer(
+    console: Callable[[User], Any],
+    live_server_url: str,
+    analyst: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    """The decision's own live update usually arrives after its answer; when it comes first
+    it removes the card, and with it the form the answer is addressed to: the answer is read
+    all the same, and the next card takes the selection."""
+    factories.asset("web-prod03.corp.example", criticality=Criticality.HIGH)
+    factories.asset("ws-0311.corp.example", criticality=Criticality.LOW)
+    low = _propose(live_server_url, agent_with_key, "ws-0311.corp.example", confidence=0.6)
+    high = _propose(live_server_url, agent_with_key, "web-prod03.corp.example", confidence=0.6)
+    alice = console(analyst)
+    expect(alice.locator(f"#card-{high}")).to_have_class(re.compile(r"\bselected\b"))
+
+    held: list[Any] = []
+
+    def hold_the_answer(route: Any) -> None:
+        response = route.fetch()  # the server decides and broadcasts now
+        held.append(response)
+        # The card leaves through the websocket while the answer is held back.
+        expect(alice.locator(f"#card-{high}")).to_have_count(0, timeout=LIVE)
+        route.fulfill(response=response)
+
+    alice.route(f"**/proposals/{high}/decide/", hold_the_answer)
+    time.sleep(0.4)  # a key acts on a card selected (and still) for 300 ms
+    alice.keyboard.press("a")
+    expect(alice.locator(f"#card-{low}")).to_have_class(re.compile(r"\bselected\b"), timeout=LIVE)
+    assert held and held[0].status == 200
+    assert Proposal.objects.get(pk=high).status == "approved"
+    assert Proposal.objects.get(pk=low).status == "pending"
+
+
 def test_emergency_stop_banner_appears_live_for_an_analyst(
     console: Callable[[User], Any], analyst: User, manager: User
 ) -> None:
