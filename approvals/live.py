@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import queue
 import re
 import threading
@@ -30,7 +29,7 @@ from django.template.loader import render_to_string
 
 from agents import demotion
 
-from . import connector_state, selectors
+from . import background, connector_state, selectors
 from .models import MAX_TEXT, MIN_REASON, Proposal, ProposalStatus
 from .placement import fills, placement_of
 
@@ -223,42 +222,7 @@ def stop_changed() -> None:
     )
 
 
-class _QueueThread:
-    """A daemon thread of this process that works through a queue, started on first use.
-
-    A Celery worker forks after import: each child starts its own thread, with its own queue
-    and its own state (see _started).
-    """
-
-    name = "queue"
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
-
-    def _ensure_started(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._queue = queue.SimpleQueue()
-                self._pid = os.getpid()
-                self._started()
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
-
-    def _put(self, item: Any) -> None:
-        self._ensure_started()
-        self._queue.put(item)
-
-    def _started(self) -> None:
-        """Reset per-thread state: a new process (a fork) or a thread that died starts clean."""
-
-    def _run(self) -> None:
-        raise NotImplementedError
-
-
-class _Broadcaster(_QueueThread):
+class _Broadcaster(background.QueueThread):
     """Renders and sends live updates on a thread of its own, in commit order.
 
     The request or task that committed the change answers without waiting for the render and
@@ -384,66 +348,6 @@ def publish(fn: Callable[..., None], *args: Any) -> None:
         _broadcaster.submit(fn, *args)
     else:
         fn(*args)
-
-
-class Announcement:
-    """A live update worth sending only if what it shows lasts: one cancelled before it is due
-    is never sent."""
-
-    def __init__(self, fn: Callable[..., None], args: tuple[Any, ...], delay: float) -> None:
-        self._fn = fn
-        self._args = args
-        self._due = time.monotonic() + delay
-        self._lock = threading.Lock()
-        self._woken = threading.Event()
-        self._cancelled = False
-
-    def cancel(self) -> None:
-        """Never send it; if it is being sent right now, return once it has gone, so that
-        whatever the caller sends next arrives after it."""
-        self._woken.set()
-        with self._lock:
-            self._cancelled = True
-
-    def _run(self) -> None:
-        self._woken.wait(max(self._due - time.monotonic(), 0))
-        with self._lock:
-            if self._cancelled:
-                return
-            self._cancelled = True
-            try:
-                self._fn(*self._args)
-            except Exception:  # a live update must never fail the work it describes
-                logger.warning("live update not sent", exc_info=True)
-            finally:
-                connections.close_all()  # this thread's connections only
-
-
-class _Announcer(_QueueThread):
-    """One thread per process that sends announcements when they fall due.
-
-    A thread started for each one would cost its start-up on the path of every execution;
-    this one waits on a queue.
-    """
-
-    name = "announcer"
-
-    def submit(self, announcement: Announcement) -> None:
-        self._put(announcement)
-
-    def _run(self) -> None:
-        while True:
-            self._queue.get()._run()
-
-
-_announcer = _Announcer()
-
-
-def announce_later(delay: float, fn: Callable[..., None], *args: Any) -> Announcement:
-    """Send a live update after `delay` seconds unless it is cancelled first."""
-    announcement = Announcement(fn, args, delay)
-    _announcer.submit(announcement)
-    return announcement
 
 
 def wait_idle(timeout: float = 5.0) -> bool:

@@ -39,10 +39,22 @@ class Fill:
 
 
 def placement_of(proposal: Proposal) -> Placement:
-    """Two indexed reads: the cards after this one, and the first cards below the page."""
+    """Below the page when a page's worth of cards come before it; otherwise two indexed
+    reads: the cards after this one, and the first cards below the page."""
     pending = Proposal.objects.filter(status=ProposalStatus.PENDING).order_by(
         *selectors.QUEUE_ORDER
     )
+    # In a storm most new cards land below the page. Counting the cards before this one, up to
+    # a page's worth and in no order, says so after reading at most that many rows, whatever
+    # plan PostgreSQL takes; the ordered reads below may sort every pending proposal when the
+    # table's statistics lag behind a burst (10.6 ms against 0.4 ms at 5,300 pending, never
+    # analysed).
+    ahead = pending.order_by().filter(
+        Q(priority__gt=proposal.priority)
+        | Q(priority=proposal.priority, created_at__lt=proposal.created_at)
+    )
+    if ahead[: settings.QUEUE_PAGE_SIZE].count() >= settings.QUEUE_PAGE_SIZE:
+        return Placement(off_page=True)
     edge = list(
         pending.values_list("id", "priority", "created_at")[
             settings.QUEUE_PAGE_SIZE : settings.QUEUE_PAGE_SIZE + NEIGHBOURS

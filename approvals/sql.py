@@ -181,33 +181,65 @@ def stop_engaged_locked() -> bool:
 # than the limit to count). The first reads the partial index proposal_agent_pending, the
 # second proposal_agent_recent (agent, -created_at): two index range scans of at most the
 # limit's rows, in one round trip (measured ~0.2 ms on a laptop's PostgreSQL with 300 open).
+#
+# A count is not taken at all when the whole table cannot hold as many rows as its limit: no
+# row takes less than 28 bytes of the table's file (its 4-byte line pointer and its 24-byte
+# header, padded), so the file's size over 28 bounds every count of it, visible rows or not,
+# and a limit above that bound cannot be reached. A limit set out of reach (10^9 holds any
+# load) then costs a stat of the file instead of a count of every open proposal (7-8 ms at
+# 5,300 open with PostgreSQL plans reading them all). The scalar sub-selects are evaluated only
+# when their CASE asks for them.
+_BREAKER_ROW_BYTES = 28
 _BREAKER = f"""
 SELECT
+    CASE WHEN %(max_pending)s <= bound.rows_at_most THEN
+        (SELECT COUNT(*) FROM (SELECT 1 FROM {_PROPOSAL}
+                                WHERE agent_id = %(agent)s AND status = %(pending)s
+                                LIMIT %(max_pending)s) AS open_rows)
+    END,
+    CASE WHEN %(max_per_minute)s <= bound.rows_at_most THEN
+        (SELECT COUNT(*) FROM (SELECT 1 FROM {_PROPOSAL}
+                                WHERE agent_id = %(agent)s AND created_at > %(since)s
+                                LIMIT %(max_per_minute)s) AS recent_rows)
+    END
+FROM (SELECT pg_relation_size('{_PROPOSAL}') / {_BREAKER_ROW_BYTES} AS rows_at_most) AS bound
+"""  # noqa: S608
+
+# SQLite has no file size per table: it counts, as above, up to the limits.
+_BREAKER_COUNTED = f"""
+SELECT
     (SELECT COUNT(*) FROM (SELECT 1 FROM {_PROPOSAL}
-                            WHERE agent_id = %s AND status = %s LIMIT %s) AS open_rows),
+                            WHERE agent_id = %(agent)s AND status = %(pending)s
+                            LIMIT %(max_pending)s) AS open_rows),
     (SELECT COUNT(*) FROM (SELECT 1 FROM {_PROPOSAL}
-                            WHERE agent_id = %s AND created_at > %s LIMIT %s) AS recent_rows)
+                            WHERE agent_id = %(agent)s AND created_at > %(since)s
+                            LIMIT %(max_per_minute)s) AS recent_rows)
 """  # noqa: S608
 
 
 def breaker_counts(
     agent_id: int, *, since: datetime, max_pending: int, max_per_minute: int
-) -> tuple[int, int]:
-    """(open proposals, proposals since `since`) of the agent, each counted up to its limit."""
-    with transaction.get_connection().cursor() as cursor:
+) -> tuple[int | None, int | None]:
+    """(open proposals, proposals since `since`) of the agent, each counted up to its limit;
+    None for a count not taken because the table holds fewer rows than its limit."""
+    connection = transaction.get_connection()
+    statement = _BREAKER if connection.vendor == "postgresql" else _BREAKER_COUNTED
+    with connection.cursor() as cursor:
         cursor.execute(
-            _BREAKER,
-            [
-                agent_id,
-                ProposalStatus.PENDING.value,
-                max_pending,
-                agent_id,
-                since,
-                max_per_minute,
-            ],
+            statement,
+            {
+                "agent": agent_id,
+                "pending": ProposalStatus.PENDING.value,
+                "since": since,
+                "max_pending": max_pending,
+                "max_per_minute": max_per_minute,
+            },
         )
         open_count, recent = cursor.fetchone()
-    return int(open_count), int(recent)
+    return (
+        None if open_count is None else int(open_count),
+        None if recent is None else int(recent),
+    )
 
 
 # The blast-radius budget of one grant: its automatic executions in the last hour, the distinct

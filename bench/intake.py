@@ -73,10 +73,15 @@ class Result:
 
 async def post_one(client: httpx.AsyncClient, path: str, n: int, out: Result) -> None:
     started = time.perf_counter()
-    response = await client.post(path, json=body(n), headers={"Idempotency-Key": uuid.uuid4().hex})
+    try:
+        response = await client.post(
+            path, json=body(n), headers={"Idempotency-Key": uuid.uuid4().hex}
+        )
+    except httpx.TransportError:
+        response = None  # a dropped connection counts as a failed call, not the end of the run
     out.latencies_ms.append((time.perf_counter() - started) * 1000)
     out.sent += 1
-    if response.status_code in (200, 201):
+    if response is not None and response.status_code in (200, 201):
         out.ok += 1
 
 

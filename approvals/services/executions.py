@@ -17,7 +17,7 @@ from django.utils import timezone
 from agents import catalogue
 from soc_console.errors import NotFound, WrongState
 
-from .. import connectors, live, notify
+from .. import background, connectors, live, notify
 from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus
 from . import demotion
 from .claims import Claim, execution_claim, give_up_lost
@@ -51,7 +51,7 @@ def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> E
         return None
     # Rendering the "running" card takes longer than a fast connector call; it must not delay
     # the action, so it runs beside a call that takes a while and not at all for a quick one.
-    announcing = live.announce_later(
+    announcing = background.announce_later(
         ANNOUNCE_RUNNING_AFTER_SECONDS, live.proposal_changed, claim.execution.proposal_id
     )
     proposal = claim.execution.proposal

@@ -172,9 +172,10 @@ def _circuit_breaker(context: RoutingContext, now: datetime) -> RoutingContext:
     `max_proposals_per_minute` in the last minute: this proposal, the one over the limit, is
     then routed as any suspended agent's is (blocked, 403 `agent_suspended`).
 
-    One statement of two bounded index scans (approvals.sql.breaker_counts). Concurrent
-    submissions may each see the last free place, so the limit can be passed by as many
-    proposals as arrive in the same instant; the suspension itself happens once.
+    One statement of two bounded index scans (approvals.sql.breaker_counts), and none for a
+    limit larger than the proposals table could hold. Concurrent submissions may each see the
+    last free place, so the limit can be passed by as many proposals as arrive in the same
+    instant; the suspension itself happens once.
     """
     policy = context.policy
     if policy is None or context.agent.suspended:
@@ -185,13 +186,14 @@ def _circuit_breaker(context: RoutingContext, now: datetime) -> RoutingContext:
         max_pending=policy.max_pending,
         max_per_minute=policy.max_proposals_per_minute,
     )
-    if open_count >= policy.max_pending:
+    # A count not taken (None) is one the table is too small to bring to its limit.
+    if open_count is not None and open_count >= policy.max_pending:
         limit = {"limit": "max_pending", "allowed": policy.max_pending, "seen": open_count}
         reason = (
             f"circuit breaker: {open_count} proposals already open, the limit "
             f"(max_pending) is {policy.max_pending}"
         )
-    elif recent >= policy.max_proposals_per_minute:
+    elif recent is not None and recent >= policy.max_proposals_per_minute:
         limit = {
             "limit": "max_proposals_per_minute",
             "allowed": policy.max_proposals_per_minute,

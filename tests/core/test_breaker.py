@@ -113,6 +113,52 @@ def test_breaker_forgets_proposals_older_than_a_minute() -> None:
     assert not Agent.objects.get(slug="steady-bot").suspended
 
 
+def test_breaker_counts_up_to_a_limit_the_table_could_reach_and_not_past_it() -> None:
+    """A limit above what the whole table could hold is never reached, so nothing is counted;
+    one within it is counted, up to the limit, as always."""
+    from django.db import connection
+
+    from approvals import sql
+
+    bot = factories.agent("busy-bot", grants={"isolate_host": 2}, max_pending=10**9)
+    client = _client(bot)
+    assert [_post(client, f"ws-{n:04d}.corp.example").status_code for n in range(3)] == [201] * 3
+    since = timezone.now() - timedelta(minutes=1)
+
+    def counts(limit: int) -> tuple[int | None, int | None]:
+        return sql.breaker_counts(
+            bot.agent.pk, since=since, max_pending=limit, max_per_minute=limit
+        )
+
+    assert counts(3) == (3, 3)
+    assert counts(2) == (2, 2)
+    if connection.vendor != "postgresql":
+        assert counts(10**9) == (3, 3)  # SQLite counts every time
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_relation_size('approvals_proposal') / 28")
+        (reachable,) = cursor.fetchone()
+    assert reachable >= 3
+    assert counts(reachable) == (3, 3)
+    assert counts(reachable + 1) == (None, None)
+    assert counts(10**9) == (None, None)
+    assert not Agent.objects.get(slug="busy-bot").suspended
+
+
+def test_breaker_still_suspends_at_exactly_its_limit_on_a_busy_table() -> None:
+    # Other agents' proposals make the table big: the bound then admits the count.
+    other = factories.agent("other-bot", grants={"isolate_host": 2}, max_pending=10**9)
+    client = _client(other)
+    for n in range(20):
+        assert _post(client, f"ws-{n:04d}.corp.example").status_code == 201
+    bot = factories.agent("edge-bot", grants={"isolate_host": 2}, max_pending=2)
+    client = _client(bot)
+    codes = [_post(client, f"ws-{n:04d}.corp.example").status_code for n in range(3)]
+    assert codes == [201, 201, 403]
+    event = AuditEvent.objects.get(event_type="agent.suspended")
+    assert event.data["breaker"] == {"limit": "max_pending", "allowed": 2, "seen": 2}
+
+
 # --- a suspended agent's cards --------------------------------------------------------------
 
 
