@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from agents import catalogue
 
+from . import sql
 from .models import ConnectorCall, ConnectorState
 
 TRANSIENT_FAILURES_BEFORE_SUCCESS = 2
@@ -164,13 +165,8 @@ def _verdict(target: str) -> str:
 
 
 def _ledger_result(idempotency_key: str) -> dict[str, Any] | None:
-    # Every call looks its key up first; a plain ORM read: the simulated connector's ledger is
-    # no place for hand-written SQL.
-    result = (
-        ConnectorCall.objects.filter(idempotency_key=idempotency_key)
-        .values_list("result", flat=True)
-        .first()
-    )
+    # Every call looks its key up first (approvals.sql says what the statement saves).
+    result = sql.ledger_result(idempotency_key)
     return None if result is None else {**result, "replayed": True}
 
 

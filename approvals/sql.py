@@ -24,7 +24,14 @@ from django.db import connection, transaction
 from agents.models import Agent, EmergencyStop, Grant, Policy, PolicyState
 from soc_console import rows
 
-from .models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus
+from .models import (
+    ConnectorCall,
+    Decision,
+    Execution,
+    ExecutionStatus,
+    Proposal,
+    ProposalStatus,
+)
 
 _EXECUTION = Execution._meta.db_table
 _PROPOSAL = Proposal._meta.db_table
@@ -32,6 +39,7 @@ _AGENT = Agent._meta.db_table
 _STOP = EmergencyStop._meta.db_table
 _POLICY = Policy._meta.db_table
 _GRANT = Grant._meta.db_table
+_LEDGER = ConnectorCall._meta.db_table
 
 # --- the claim --------------------------------------------------------------------------------
 #
@@ -422,3 +430,20 @@ def no_execution_yet(proposal: Proposal) -> None:
 def agent_if_loaded(proposal: Proposal) -> Agent | None:
     """The proposal's agent if it was read along with it, else None, never a query."""
     return proposal.agent if Proposal.agent.is_cached(proposal) else None
+
+
+# The simulated connectors' ledger, read before every connector call, between a claim's commit
+# and the call: the ORM took 0.8-1.0 ms of the worker's CPU to build this one read, the
+# statement 0.19-0.28 ms (measured in the worker's process under bench.execute).
+_LEDGER_RESULT = f"SELECT result FROM {_LEDGER} WHERE idempotency_key = %s"  # noqa: S608
+
+
+def ledger_result(idempotency_key: str) -> dict | None:
+    """What the ledger recorded for this key, or None."""
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        cursor.execute(_LEDGER_RESULT, [idempotency_key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return ConnectorCall._meta.get_field("result").from_db_value(row[0], None, connection)

@@ -24,15 +24,38 @@ def columns(model: type[models.Model], connection: Any, alias: str = "") -> str:
 
 def instance(model: type[M], row: Sequence[Any], connection: Any) -> M:
     """The instance for a row of `columns(model)`, its values converted as the ORM would."""
-    fields = model._meta.concrete_fields
+    names, converters = _converters(model, connection)
     values = []
-    for field, value in zip(fields, row, strict=True):
-        column = field.get_col(model._meta.db_table)
-        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-        for convert in converters:
+    for value, (column, convert_all) in zip(row, converters, strict=True):
+        for convert in convert_all:
             value = convert(value, column, connection)
         values.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
+    return model.from_db(connection.alias, names, values)
+
+
+# Per model and database: the attribute names and each column's converters, which the ORM
+# looks up anew for every query (about 0.7 ms per claim, measured in the worker).
+_Converters = tuple[list[str], list[tuple[Any, list]]]
+_CONVERTERS: dict[tuple[type[models.Model], str, str], _Converters] = {}
+
+
+def _converters(model: type[models.Model], connection: Any) -> _Converters:
+    key = (model, connection.alias, connection.vendor)
+    found = _CONVERTERS.get(key)
+    if found is None:
+        fields = model._meta.concrete_fields
+        table = model._meta.db_table
+        listed = []
+        for field in fields:
+            column = field.get_col(table)
+            listed.append(
+                (
+                    column,
+                    connection.ops.get_db_converters(column) + column.get_db_converters(connection),
+                )
+            )
+        found = _CONVERTERS[key] = ([field.attname for field in fields], listed)
+    return found
 
 
 def width(model: type[models.Model]) -> int:
