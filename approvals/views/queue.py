@@ -180,15 +180,27 @@ def undo_approval(request: HttpRequest, proposal_id: str) -> HttpResponse:
 @console_role(roles.can_decide)
 def bulk_decide(request: HttpRequest) -> HttpResponse:
     """Approve or reject the selected cards (or a duplicate group) with one note or reason;
-    each is decided on its own and the answer says which were refused, and why."""
+    each is decided on its own and the answer says which were refused, and why (and, for a
+    group, how many newer ones it left pending)."""
     try:
-        summary = services.proposals_decide_bulk(
-            # The selection sends one id per field; a duplicate group, all in one.
-            proposal_ids=[i for v in request.POST.getlist("proposals") for i in v.split()],
-            analyst=request.user,
-            verdict=request.POST.get("verdict", ""),
-            reason=request.POST.get("reason", ""),
-        )
+        if "group" in request.POST:
+            # A duplicate group's form names the group as the page read it; the server
+            # decides what the page showed of it, never a newer proposal.
+            summary = services.proposals_decide_group(
+                group=request.POST.get("group", ""),
+                analyst=request.user,
+                verdict=request.POST.get("verdict", ""),
+                reason=request.POST.get("reason", ""),
+            )
+        else:
+            summary = services.proposals_decide_bulk(
+                # One id per field (a page from before group forms named their group sent a
+                # group's ids in one field, space-separated).
+                proposal_ids=[i for v in request.POST.getlist("proposals") for i in v.split()],
+                analyst=request.user,
+                verdict=request.POST.get("verdict", ""),
+                reason=request.POST.get("reason", ""),
+            )
     except DomainError as exc:
         field = next(iter(exc.extra.get("errors") or {}), "")
         return flash(
