@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
-from django.db.models import CharField, Count, F, Q, Subquery, Window
+from django.db.models import CharField, Count, F, Max, Min, Q, Subquery, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
@@ -40,6 +40,9 @@ class Card:
     # What surrounds the proposal (its duplicates, the target's other open proposals, the
     # connector's state of it); None until read (see CardContext).
     context: CardContext | None = None
+    # The context's two parts ("facts", "group") as rendered once for every card of its action
+    # and target on a page (approvals.views.queue); None: card.html renders them itself.
+    context_html: tuple[str, str] | None = None
 
     @property
     def group(self) -> DuplicateGroup | None:
@@ -220,6 +223,10 @@ def _pairs_on(targets: set[str]) -> tuple[dict[tuple[str, str], _Pair], int]:
         )
         .annotate(
             voices=Window(Count("id"), partition_by=voice),
+            # Where the agent's first card stands in the queue: equally confident agents are
+            # listed in that order.
+            voice_priority=Window(Max("priority"), partition_by=voice),
+            voice_since=Window(Min("created_at"), partition_by=voice),
             best=Window(
                 RowNumber(),
                 partition_by=voice,
@@ -242,32 +249,27 @@ def _pairs_on(targets: set[str]) -> tuple[dict[tuple[str, str], _Pair], int]:
             "evidence",
             "params",
             "head",
+            "voice_priority",
+            "voice_since",
         )
     )
     pairs: dict[tuple[str, str], _Pair] = {}
+    ranked: dict[tuple[str, str], list[tuple[tuple[float, float, Any], AgentVoice]]] = {}
     head = 0
-    for (
-        target,
-        action,
-        shown,
-        voices,
-        best,
-        lead,
-        confidence,
-        rationale,
-        evidence,
-        params,
-        at,
-    ) in rows:
+    for row in rows:
+        target, action, shown, voices, best, lead, confidence, rationale, evidence = row[:9]
+        params, at, voice_priority, voice_since = row[9:]
         found = pairs.setdefault((action, target), _Pair())
         head = at or head
         if lead == 1:
             found.params = dict(params or {})
         if best == 1:
             found.count += voices
-            found.voices.append(
-                AgentVoice(shown, voices, confidence, rationale, list(evidence or []))
-            )
+            voice = AgentVoice(shown, voices, confidence, rationale, list(evidence or []))
+            rank = (-confidence, -voice_priority, voice_since)
+            ranked.setdefault((action, target), []).append((rank, voice))
+    for key, voices in ranked.items():
+        pairs[key].voices = [voice for _, voice in sorted(voices, key=lambda v: v[0])]
     return pairs, head
 
 
@@ -319,7 +321,7 @@ class OpenOnTargets:
         return DuplicateGroup(
             key=key,
             count=found.count,
-            agents=sorted(found.voices, key=lambda v: -v.confidence),
+            agents=found.voices,
             token=group_token(*pair, self.head),
         )
 
