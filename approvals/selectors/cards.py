@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -36,6 +37,9 @@ class Card:
     priority: float
     seconds_to_escalation: float | None
     seconds_to_expiry: float | None
+    # When it escalated (or will) and when it expires, as the card prints them.
+    escalation: Moment | None
+    expiry: Moment | None
     execution: Execution | None
     # What surrounds the proposal (its duplicates, the target's other open proposals, the
     # connector's state of it); None until read (see CardContext).
@@ -65,6 +69,13 @@ class Card:
         return group_key(
             self.proposal.action, self.proposal.target_canonical or self.proposal.target
         )
+
+    @property
+    def filter_target(self) -> str:
+        """What the queue's target filter matches in the browser: the canonical target and the
+        target as written, lower case (QueueFilter.query on the server)."""
+        p = self.proposal
+        return f"{(p.target_canonical or p.target).lower()} {p.target.lower()}"
 
     @property
     def awaiting_senior(self) -> bool:
@@ -106,6 +117,24 @@ class Card:
         return f"{what} is no longer pending: it was {status}."
 
 
+@dataclass(frozen=True)
+class Moment:
+    """A time as a card prints it, in the console's time zone: `iso` for the browser (which
+    shows it relative to now), `clock` for the page as sent."""
+
+    iso: str
+    clock: str
+
+
+def _moment(at: datetime | None) -> Moment | None:
+    # Formatted here once instead of by the template's date filter: four or six uses a card,
+    # a sixth of a full page's rendering.
+    if at is None:
+        return None
+    local = timezone.localtime(at)
+    return Moment(iso=local.isoformat(), clock=local.strftime("%H:%M"))
+
+
 def card_for(proposal: Proposal, now: Any = None) -> Card:
     now = now or timezone.now()
     kind = catalogue.get(proposal.action)
@@ -123,6 +152,8 @@ def card_for(proposal: Proposal, now: Any = None) -> Card:
         seconds_to_expiry=(proposal.expires_at - now).total_seconds()
         if proposal.expires_at
         else None,
+        escalation=_moment(proposal.escalated_at or proposal.escalate_at),
+        expiry=_moment(proposal.expires_at),
         execution=execution_of(proposal),
     )
 
