@@ -8,15 +8,17 @@ from .cards import (
     Card,
     CardContext,
     DuplicateGroup,
-    OpenOnTargets,
     QueueFilter,
     card_for,
-    duplicate_groups,
     group_key,
+    pending_queue,
+)
+from .groups import (
+    OpenOnTargets,
+    duplicate_groups,
     group_of_token,
     group_token,
     open_on_targets,
-    pending_queue,
     with_context,
 )
 from .payloads import (
