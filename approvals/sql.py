@@ -17,9 +17,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F, Func, IntegerField
 
 from agents.models import Agent, EmergencyStop, Grant, Policy, PolicyState
 from soc_console import rows
@@ -384,6 +386,26 @@ def counters() -> tuple[int, int, int, int, int, int]:
         )
         pending, escalated, awaiting_second, held, unreviewed_auto, failed = cursor.fetchone()
     return pending, escalated, awaiting_second, held, unreviewed_auto, failed
+
+
+# --- a duplicate group's best cases ------------------------------------------------------------
+
+
+class EvidenceCount(Func):
+    """How many items a proposal's evidence lists (0 for anything but a list): the tie-break
+    between an agent's equally confident proposals, ordered on in the database."""
+
+    output_field = IntegerField()
+    template = "COALESCE(json_array_length(%(expressions)s), 0)"
+
+    def __init__(self) -> None:
+        super().__init__(F("evidence"))
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        array = "CASE WHEN jsonb_typeof(%(expressions)s) = 'array' THEN %(expressions)s END"
+        return self.as_sql(
+            compiler, connection, template=f"COALESCE(jsonb_array_length({array}), 0)", **extra
+        )
 
 
 # --- a proposal's progress -------------------------------------------------------------------

@@ -68,7 +68,8 @@ def main() -> None:
         print(
             f"queue page at {args.pending} pending, {args.renders} renders as an analyst: "
             f"{len(queries)} queries; best {min(times) * 1000:.1f} ms, "
-            f"median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms"
+            f"median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms; "
+            f"page {len(response.content) / 1000:.0f} KB"
         )
     finally:
         from approvals import live

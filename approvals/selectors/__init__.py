@@ -8,13 +8,17 @@ from .cards import (
     Card,
     CardContext,
     DuplicateGroup,
-    OpenOnTargets,
     QueueFilter,
     card_for,
-    duplicate_groups,
     group_key,
-    open_on_targets,
     pending_queue,
+)
+from .groups import (
+    OpenOnTargets,
+    duplicate_groups,
+    group_of_token,
+    group_token,
+    open_on_targets,
     with_context,
 )
 from .payloads import (
@@ -77,6 +81,8 @@ __all__ = [
     "failed_executions",
     "flagged_proposals",
     "group_key",
+    "group_of_token",
+    "group_token",
     "held_executions",
     "Demotion",
     "demotions_by_agent",

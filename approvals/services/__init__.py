@@ -8,13 +8,14 @@ status field. One module per family of transitions:
 
 - submission: proposal_submit
 - decisions: an analyst's verdict: proposal_approve, proposal_reject, approval_undo,
-  proposal_review_confirm, proposals_review_confirm
+  proposal_review_confirm
 - closing: the other ways out of pending: proposal_withdraw, proposal_expire,
   proposal_escalate, escalation_digest_send, agent_pending_clear
 - claims: execution_claim (an execution's or a rollback's)
 - executions: execution_run, execution_settle, execution_reconfirm_held, rollback_request,
   execution_requeue_expired, execution_retry, execution_acknowledge
-- bulk: proposals_decide_bulk (several proposals, one reason, each decided on its own)
+- bulk: proposals_decide_bulk, proposals_decide_group (several proposals, or a duplicate group
+  as the page showed it, one reason, each decided on its own), proposals_review_confirm
 - holds: the emergency stop, agent suspension (by a person or the circuit breaker), and
   holding queued executions
 - shadow: shadow_promote (a policy in shadow made live, on its score)
@@ -28,7 +29,12 @@ status field. One module per family of transitions:
 from __future__ import annotations
 
 from .attention import attention_check_insert, attention_checks_insert
-from .bulk import BulkSummary, proposals_decide_bulk
+from .bulk import (
+    BulkSummary,
+    proposals_decide_bulk,
+    proposals_decide_group,
+    proposals_review_confirm,
+)
 from .claims import Claim, execution_claim
 from .closing import (
     ClearReport,
@@ -44,7 +50,6 @@ from .decisions import (
     proposal_approve,
     proposal_reject,
     proposal_review_confirm,
-    proposals_review_confirm,
 )
 from .executions import (
     backoff_seconds,
@@ -106,6 +111,7 @@ __all__ = [
     "proposal_submit",
     "proposal_withdraw",
     "proposals_decide_bulk",
+    "proposals_decide_group",
     "proposals_review_confirm",
     "rollback_request",
     "shadow_promote",

@@ -1,11 +1,10 @@
 """An analyst's verdict on a pending proposal: approve, reject, undo an approval, and the
-after-the-fact review of an auto-approved action. The other ways out of pending: closing.py."""
+after-the-fact review of an auto-approved action. The other ways out of pending: closing.py;
+several proposals at once: bulk.py."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,8 +17,6 @@ from audit import events, log
 from soc_console import roles
 from soc_console.errors import (
     AttentionCheckMissed,
-    DomainError,
-    InvalidInput,
     NotFound,
     NotPermitted,
     WrongState,
@@ -42,6 +39,10 @@ from .shared import (
     text,
     username,
 )
+
+# The event of an approval taken back: the one way a proposal comes back to pending (a duplicate
+# group's decision reads it, see bulk.py).
+APPROVAL_UNDONE = "proposal.approval_undone"
 
 
 def clamp_seconds_on_card(raw: Any) -> float | None:
@@ -285,73 +286,6 @@ def proposal_review_confirm(
     return Proposal.objects.get(pk=proposal_id)
 
 
-# How many proposals one bulk confirmation may name: the work list shows at most 200 rows.
-REVIEW_CONFIRM_LIMIT = 500
-
-
-@dataclass(frozen=True)
-class Refusal:
-    proposal_id: str
-    what: str  # the action and target, as the list showed them
-    why: str
-
-
-@dataclass(frozen=True)
-class ReviewSummary:
-    confirmed: list[str]
-    refused: list[Refusal]
-
-
-def proposals_review_confirm(
-    *, proposal_ids: Iterable[Any], analyst: AbstractBaseUser, note: str = ""
-) -> ReviewSummary:
-    """Confirm several actions that ran without approval in one go.
-
-    Each is its own proposal_review_confirm, in its own transaction with its own audit event,
-    so one that cannot be confirmed (already confirmed by someone else, not auto-approved)
-    is refused with its reason and the others are confirmed all the same. The ids are read
-    first: a malformed list changes nothing.
-    """
-    check_may_decide(analyst)
-    note = text(note, field="note")
-    ids: list[str] = []
-    for raw in proposal_ids:
-        try:
-            key = str(uuid.UUID(str(raw)))
-        except ValueError as exc:
-            raise InvalidInput(
-                f"{str(raw)[:60]!r} is not a proposal id.",
-                errors={"proposal": ["Pick proposals from the list."]},
-            ) from exc
-        if key not in ids:
-            ids.append(key)
-    if not ids:
-        raise InvalidInput(
-            "No proposal was selected.", errors={"proposal": ["Select at least one."]}
-        )
-    if len(ids) > REVIEW_CONFIRM_LIMIT:
-        raise InvalidInput(
-            f"{len(ids)} proposals at once; the limit is {REVIEW_CONFIRM_LIMIT}.",
-            errors={"proposal": [f"At most {REVIEW_CONFIRM_LIMIT}."]},
-        )
-    labels = {
-        str(p.pk): f"{p.action_label} {p.target}"
-        for p in Proposal.objects.filter(pk__in=ids).only("id", "action", "target")
-    }
-    confirmed: list[str] = []
-    refused: list[Refusal] = []
-    for key in ids:
-        try:
-            proposal_review_confirm(proposal_id=key, analyst=analyst, note=note)
-        except NotPermitted:
-            raise  # the analyst's role changed mid-way: stop, as for the first one
-        except DomainError as exc:
-            refused.append(Refusal(key, labels.get(key, key), exc.detail))
-        else:
-            confirmed.append(key)
-    return ReviewSummary(confirmed, refused)
-
-
 @transaction.atomic
 def approval_undo(*, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser) -> Proposal:
     """Take back an approval within its undo window, before its execution may start.
@@ -393,7 +327,7 @@ def approval_undo(*, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser) ->
         setattr(proposal, name, value)
     sql.no_execution_yet(proposal)
     log.record(
-        event_type="proposal.approval_undone",
+        event_type=APPROVAL_UNDONE,
         actor=username(analyst),
         proposal_id=proposal.id,
         data=_undone_data(proposal, execution, decision, now=now),

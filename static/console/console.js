@@ -849,10 +849,13 @@
     bulkIds(form).forEach(function (id) { deciding[id] = true; });
   });
   function bulkIds(form) {
-    var inputs = form.classList.contains("bulk") ? picks().filter(function (el) { return el.checked; })
-      : Array.prototype.slice.call(form.querySelectorAll("input[name=proposals]"));
-    // A group's ids are one field, space-separated.
-    return inputs.reduce(function (ids, el) { return ids.concat(el.value.split(/\s+/).filter(Boolean)); }, []);
+    // A group's form names its group, not its proposals (the server decides those the page
+    // showed): what this analyst is deciding is that group's cards on the page.
+    if (!form.classList.contains("bulk")) {
+      var card = form.closest(".card");
+      return card ? sameGroup(card.dataset.group).map(function (c) { return c.dataset.id; }) : [];
+    }
+    return picks().filter(function (el) { return el.checked; }).map(function (el) { return el.value; });
   }
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt.closest && event.detail.elt.closest("form.bulk, form.group-decide");
