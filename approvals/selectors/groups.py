@@ -60,9 +60,32 @@ def _pairs_on(targets: set[str]) -> tuple[dict[tuple[str, str], _Pair], int]:
     pair's lead (the queue's first, whose parameters a connector's state is judged with) and
     the audit log's head. Only those rows leave the database, however many are open (a storm
     puts thousands on a few targets)."""
+    pairs: dict[tuple[str, str], _Pair] = {}
+    ranked: dict[tuple[str, str], list[tuple[tuple[float, float, Any], AgentVoice]]] = {}
+    head = 0
+    for row in _pair_rows(targets):
+        target, action, shown, voices, best, lead, confidence, rationale, evidence = row[:9]
+        params, at, voice_priority, voice_since = row[9:]
+        found = pairs.setdefault((action, target), _Pair())
+        head = at or head
+        if lead == 1:
+            found.params = dict(params or {})
+        if best == 1:
+            found.count += voices
+            voice = AgentVoice(shown, voices, confidence, rationale, list(evidence or []))
+            rank = (-confidence, -voice_priority, voice_since)
+            ranked.setdefault((action, target), []).append((rank, voice))
+    for key, voices in ranked.items():
+        pairs[key].voices = [voice for _, voice in sorted(voices, key=lambda v: v[0])]
+    return pairs, head
+
+
+def _pair_rows(targets: set[str]) -> Any:
+    """The rows `_pairs_on` folds: per action, target and agent its best case, and per pair
+    its lead, each with the window counts."""
     pair = [F("target_canonical"), F("action")]
     voice = [*pair, F("shown")]
-    rows = (
+    return (
         Proposal.objects.filter(status=ProposalStatus.PENDING, target_canonical__in=targets)
         # An attention check names the agent its card names (Proposal.agent_shown).
         .annotate(
@@ -100,24 +123,6 @@ def _pairs_on(targets: set[str]) -> tuple[dict[tuple[str, str], _Pair], int]:
             "voice_since",
         )
     )
-    pairs: dict[tuple[str, str], _Pair] = {}
-    ranked: dict[tuple[str, str], list[tuple[tuple[float, float, Any], AgentVoice]]] = {}
-    head = 0
-    for row in rows:
-        target, action, shown, voices, best, lead, confidence, rationale, evidence = row[:9]
-        params, at, voice_priority, voice_since = row[9:]
-        found = pairs.setdefault((action, target), _Pair())
-        head = at or head
-        if lead == 1:
-            found.params = dict(params or {})
-        if best == 1:
-            found.count += voices
-            voice = AgentVoice(shown, voices, confidence, rationale, list(evidence or []))
-            rank = (-confidence, -voice_priority, voice_since)
-            ranked.setdefault((action, target), []).append((rank, voice))
-    for key, voices in ranked.items():
-        pairs[key].voices = [voice for _, voice in sorted(voices, key=lambda v: v[0])]
-    return pairs, head
 
 
 @dataclass

@@ -21,7 +21,7 @@ from soc_console.errors import AttentionCheckMissed, DomainError
 
 from .. import live, selectors, services
 from ..attention import caught_text
-from ..models import CHECKS_AGENT, ProposalStatus
+from ..models import CHECKS_AGENT, Proposal, ProposalStatus
 from .common import ANSWERED, console_role, flash, safe_next, what
 
 
@@ -150,6 +150,11 @@ def decide(request: HttpRequest, proposal_id: str) -> HttpResponse:
             status=200 if request.htmx else 302,
             field=field,
         )
+    return _decided(request, proposal)
+
+
+def _decided(request: HttpRequest, proposal: Proposal) -> HttpResponse:
+    """What the analyst reads after their decision, and the undo it offers."""
     if proposal.status == ProposalStatus.PENDING:
         card = selectors.card_for(proposal)
         who = "a senior analyst" if card.needs_senior else "another analyst"

@@ -37,7 +37,7 @@ from ..sql import Seconds, rollup_lock
 from . import shift_rollup
 from .base import SENT_STATUSES, report_zone
 from .query import elapsed, longest_life
-from .tally import Tally, apply, contribution, queue_slots
+from .tally import Contribution, Tally, apply, contribution, queue_slots
 
 DAY = timedelta(days=1)
 IN_FLIGHT = timedelta(seconds=5)
@@ -55,6 +55,16 @@ class Chosen:
     action: str = ""
     analyst: str = ""
     every: bool = True
+
+    def narrow(self, proposals: Any) -> Any:
+        """The proposals of this choice's agent, action and analyst."""
+        if self.agent:
+            proposals = proposals.filter(agent__slug=self.agent)
+        if self.action:
+            proposals = proposals.filter(action=self.action)
+        if self.analyst:
+            proposals = proposals.filter(decisions__analyst__username=self.analyst)
+        return proposals
 
     def keys(self, agent: str, action: str, analysts: Iterable[str]) -> Iterator[Key]:
         if self.every:
@@ -100,25 +110,48 @@ def build(
     that a latency of exactly N minutes is N minutes here too), and moments as seconds from
     `start`: reading millions of timestamps as datetimes cost more than the rest."""
     chosen = chosen or Chosen()
-    zone = ZoneInfo(report_zone())
-    submitted = Proposal.objects.filter(created_at__gte=start, created_at__lt=end).order_by()
-    if chosen.agent:
-        submitted = submitted.filter(agent__slug=chosen.agent)
-    if chosen.action:
-        submitted = submitted.filter(action=chosen.action)
-    if chosen.analyst:
-        submitted = submitted.filter(decisions__analyst__username=chosen.analyst)
-    decisions: dict[Any, list[tuple[str, float]]] = defaultdict(list)
-    for proposal_id, analyst, waited in (
-        Decision.objects.filter(proposal__in=submitted.values("pk"))
-        .order_by()
-        .values_list(
-            "proposal_id", "analyst__username", elapsed("created_at", "proposal__created_at")
-        )
-    ):
-        decisions[proposal_id].append((analyst, waited))
+    shift = (start - origin).total_seconds() if origin is not None else 0.0
     tallies: dict[Key, Tally] = defaultdict(Tally)
     moves: dict[Key, list[tuple[float, int]]] = defaultdict(list)
+    for keys, counted, arrived, created in _submissions(start, end, chosen):
+        for key in keys:
+            apply(tallies[key], counted, only=key[2])
+        for key in arrived:
+            moves[key].append((created + shift, 1))
+    # Departures in the range, whenever their proposal was submitted.
+    for key, at in _departures(start, end, chosen):
+        moves[key].append((at + shift, -1))
+    if chosen.every:
+        # A day's build tallies each agent and action apart and adds them up here.
+        for (agent, action, analyst), tally in list(tallies.items()):
+            for key in ((agent, "", analyst), ("", action, analyst), ("", "", analyst)):
+                tallies[key].merge(tally)
+    for key, events in moves.items():
+        tallies[key].queue = queue_slots(events)
+    return dict(tallies)
+
+
+def _analysts_of(proposals: Any, *fields: Any) -> dict[Any, list[Any]]:
+    """Per proposal id, its decisions' analysts (and `fields` of each)."""
+    found: dict[Any, list[Any]] = defaultdict(list)
+    for proposal_id, *values in (
+        Decision.objects.filter(proposal__in=proposals.values("pk"))
+        .order_by()
+        .values_list("proposal_id", "analyst__username", *fields)
+    ):
+        found[proposal_id].append(tuple(values) if fields else values[0])
+    return found
+
+
+def _submissions(
+    start: datetime, end: datetime, chosen: Chosen
+) -> Iterator[tuple[Iterable[Key], Contribution, Iterable[Key], float]]:
+    """Per proposal submitted in the range: the keys it counts in, what it counts, the keys
+    whose queue it joined, and when (seconds from `start`)."""
+    submitted = chosen.narrow(
+        Proposal.objects.filter(created_at__gte=start, created_at__lt=end).order_by()
+    )
+    decisions = _analysts_of(submitted, elapsed("created_at", "proposal__created_at"))
     rows = submitted.values_list(
         "id",
         "agent__slug",
@@ -133,16 +166,14 @@ def build(
         "execution__status",
         elapsed("execution__started_at", "decided_at"),
         elapsed("execution__finished_at", "decided_at"),
-        ExtractHour("created_at", tzinfo=zone),
+        ExtractHour("created_at", tzinfo=ZoneInfo(report_zone())),
     )
     start_epoch = start.timestamp()
-    shift = (start - origin).total_seconds() if origin is not None else 0.0
-    for row in rows:
-        pid, agent, action, status, confidence, criticality, created = row[:7]
-        waited, escalated_at, required, run, to_start, to_finish, hour = row[7:]
-        given = decisions.get(pid, ())
+    for pid, agent, action, status, confidence, criticality, created, *rest in rows:
+        waited, escalated_at, required, run, to_start, to_finish, hour = rest
+        given = decisions.get(pid, [])
         analysts = sorted({name for name, _ in given})
-        contribution_ = contribution(
+        counted = contribution(
             status,
             confidence,
             criticality,
@@ -156,47 +187,33 @@ def build(
             given,
             hour,
         )
-        # A day's build tallies each agent and action apart and adds them up below.
-        for key in (
+        keys = (
             _finest(agent, action, analysts)
             if chosen.every
             else chosen.keys(agent, action, analysts)
-        ):
-            apply(tallies[key], contribution_, only=key[2])
-        if status in SENT_STATUSES:
-            for key in chosen.keys(agent, action, analysts):
-                moves[key].append((created + shift, 1))
-    # Departures in the range, whenever their proposal was submitted.
-    departed = Proposal.objects.filter(
-        status__in=SENT_STATUSES,
-        decided_at__gte=start,
-        decided_at__lt=end,
-        created_at__gte=start - longest_life(),
-        created_at__lt=end,
-    ).order_by()
-    if chosen.agent:
-        departed = departed.filter(agent__slug=chosen.agent)
-    if chosen.action:
-        departed = departed.filter(action=chosen.action)
-    if chosen.analyst:
-        departed = departed.filter(decisions__analyst__username=chosen.analyst)
-    analysts_of: dict[Any, list[str]] = defaultdict(list)
-    for proposal_id, analyst in Decision.objects.filter(
-        proposal__in=departed.values("pk")
-    ).values_list("proposal_id", "analyst__username"):
-        analysts_of[proposal_id].append(analyst)
+        )
+        arrived = chosen.keys(agent, action, analysts) if status in SENT_STATUSES else ()
+        yield keys, counted, arrived, created
+
+
+def _departures(start: datetime, end: datetime, chosen: Chosen) -> Iterator[tuple[Key, float]]:
+    """The queue's departures in the range (seconds from `start`), whenever their proposal
+    was submitted, per key."""
+    departed = chosen.narrow(
+        Proposal.objects.filter(
+            status__in=SENT_STATUSES,
+            decided_at__gte=start,
+            decided_at__lt=end,
+            created_at__gte=start - longest_life(),
+            created_at__lt=end,
+        ).order_by()
+    )
+    analysts_of = _analysts_of(departed)
     for pid, agent, action, at in departed.values_list(
         "id", "agent__slug", "action", _since("decided_at", start)
     ):
         for key in chosen.keys(agent, action, sorted(set(analysts_of.get(pid, [])))):
-            moves[key].append((at + shift, -1))
-    if chosen.every:
-        for (agent, action, analyst), tally in list(tallies.items()):
-            for key in ((agent, "", analyst), ("", action, analyst), ("", "", analyst)):
-                tallies[key].merge(tally)
-    for key, events in moves.items():
-        tallies[key].queue = queue_slots(events)
-    return dict(tallies)
+            yield key, at
 
 
 def _finest(agent: str, action: str, analysts: list[str]) -> Iterator[Key]:

@@ -162,14 +162,36 @@ def contribution(
     given: Iterable[tuple[str, float]],
     hour: int,
 ) -> Contribution:
+    """What one proposal adds to a tally."""
     status_ = ProposalStatus
-    counts = ["proposals"]
     decided = status in DECIDED_STATUSES
-    auto = status == status_.AUTO_APPROVED
-    bad = run in BAD_OUTCOMES
+    two = None
+    if required >= 2 and status == status_.APPROVED and given and waited is not None:
+        two = (min(seconds for _, seconds in given), waited)
+    ran = None
+    if to_start is not None and status in (status_.APPROVED, status_.AUTO_APPROVED):
+        ran = (status, to_start, to_finish)
+    return Contribution(
+        counts=_counts(status, run, escalated=escalated),
+        centile=centile(confidence),
+        confidence=_by_confidence(status, run, critical=criticality == "critical"),
+        wait=waited if decided else None,
+        withdrawn_wait=waited if status == status_.WITHDRAWN else None,
+        hour=int(hour),
+        decisions=given,
+        two_person=two,
+        ran=ran,
+        pending_at=created if status == status_.PENDING else None,
+    )
+
+
+def _counts(status: str, run: str | None, *, escalated: bool) -> list[str]:
+    """The COUNTS a proposal adds one to."""
+    auto = status == ProposalStatus.AUTO_APPROVED
+    counts = ["proposals"]
     if status in SENT_STATUSES:
         counts.append("sent")
-    if decided:
+    if status in DECIDED_STATUSES:
         counts.append("decided")
     name = COUNTED_STATUS.get(status)
     if name:
@@ -184,9 +206,16 @@ def contribution(
         counts.append("failed")
     if run in UNDONE:
         counts.append("undone")
-    if auto and bad:
+    if auto and run in BAD_OUTCOMES:
         counts.append("auto_bad")
-    offset = 0 if criticality == "critical" else NON_CRITICAL
+    return counts
+
+
+def _by_confidence(status: str, run: str | None, *, critical: bool) -> list[tuple[int, int]]:
+    """The places in its confidence centile's row a proposal adds one to."""
+    status_ = ProposalStatus
+    bad = run in BAD_OUTCOMES
+    offset = 0 if critical else NON_CRITICAL
     tallied: list[tuple[int, int]] = []
     if status in SENT_STATUSES:
         tallied.append((offset + C_SENT, 1))
@@ -196,9 +225,9 @@ def contribution(
         tallied.append((offset + C_UNDONE, 1))
     if status == status_.EXPIRED:
         tallied.append((offset + C_EXPIRED, 1))
-    if auto:
+    if status == status_.AUTO_APPROVED:
         tallied.append((offset + C_AUTO, 1))
-    if decided:
+    if status in DECIDED_STATUSES:
         tallied.append((C_DECIDED, 1))
         if status == status_.APPROVED:
             tallied.append((C_APPROVED, 1))
@@ -206,24 +235,7 @@ def contribution(
             tallied.append((C_NC_DECIDED, 1))
             if status == status_.APPROVED and not bad:
                 tallied.append((C_NC_GOOD, 1))
-    two = None
-    if required >= 2 and status == status_.APPROVED and given and waited is not None:
-        two = (min(seconds for _, seconds in given), waited)
-    ran = None
-    if to_start is not None and status in (status_.APPROVED, status_.AUTO_APPROVED):
-        ran = (status, to_start, to_finish)
-    return Contribution(
-        counts=counts,
-        centile=centile(confidence),
-        confidence=tallied,
-        wait=waited if decided else None,
-        withdrawn_wait=waited if status == status_.WITHDRAWN else None,
-        hour=int(hour),
-        decisions=given,
-        two_person=two,
-        ran=ran,
-        pending_at=created if status == status_.PENDING else None,
-    )
+    return tallied
 
 
 COUNTED_STATUS = {

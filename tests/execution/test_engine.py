@@ -365,7 +365,7 @@ def test_claim_that_saw_the_stop_row_appear_mid_claim_starts_over_and_runs(
                 return "SELECT engaged FROM agents_emergencystop WHERE id = -1" + other
             return str.__add__(self, other)
 
-    monkeypatch.setattr(sql, "STOP_ROW", CommittedJustAfterTheLockingRead(sql.STOP_ROW))
+    monkeypatch.setattr(sql.claims, "STOP_ROW", CommittedJustAfterTheLockingRead(sql.STOP_ROW))
     claim = services.execution_claim(execution_id=execution.id)
 
     assert CommittedJustAfterTheLockingRead.missed == 1

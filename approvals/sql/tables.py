@@ -1,0 +1,15 @@
+"""The tables approvals' statements name, from the models' `_meta`."""
+
+from __future__ import annotations
+
+from agents.models import Agent, EmergencyStop, Grant, Policy
+
+from ..models import ConnectorCall, Execution, Proposal
+
+EXECUTION = Execution._meta.db_table
+PROPOSAL = Proposal._meta.db_table
+AGENT = Agent._meta.db_table
+STOP = EmergencyStop._meta.db_table
+POLICY = Policy._meta.db_table
+GRANT = Grant._meta.db_table
+LEDGER = ConnectorCall._meta.db_table
