@@ -10,32 +10,26 @@ QUEUE_PAGE_SIZE highest-priority pending proposals).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-import queue
 import re
-import threading
-import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connections
 from django.template.loader import render_to_string
 
 from agents import demotion
 
-from . import background, connector_state, selectors
+from . import connector_state, selectors
+from .broadcaster import GROUP, Broadcaster, broadcasting
 from .models import MAX_TEXT, MIN_REASON, Proposal, ProposalStatus
 from .placement import fills, placement_of
 
 logger = logging.getLogger(__name__)
-
-GROUP = "console"
 
 # The rules the decision forms state as attributes; a page gets them from the context
 # processor, which a live render (no request) does not run.
@@ -63,13 +57,13 @@ def send_html(html: str, *, counters: bool = False) -> None:
     """Push `html` to every open console; with `counters`, the top bar's counts go along.
 
     On the broadcaster thread the html joins that thread's next message, and the counts are
-    read at most every LIVE_COUNTERS_SECONDS (see _Broadcaster); anywhere else both go at once.
+    read at most every LIVE_COUNTERS_SECONDS (approvals.broadcaster); elsewhere both go at once.
     """
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        own = getattr(_local, "broadcaster", None)
+        own = broadcasting()
         if own is not None:
             own.add(html, counters=counters)
         else:
@@ -143,22 +137,42 @@ def _send_proposal(proposal: Proposal) -> None:
     # The card's context (its duplicates, the target's other open proposals and state) follows
     # in a message of its own: the card itself is not delayed by those reads. A pending card
     # whose context is empty needs none: the card went out without one.
-    pending = proposal.status == ProposalStatus.PENDING
-    publish(context_changed, targets, [(proposal.action, targets[0])], pending)
+    pending = proposal.pk if proposal.status == ProposalStatus.PENDING else None
+    publish_context(ContextChange(tuple(targets), ((proposal.action, targets[0]),), pending))
 
 
-def context_changed(
-    targets: list[str], pairs: list[tuple[str, str]], unless_empty: bool = False
-) -> None:
-    """Render, once for every console, the context of each action open on these targets, and
-    of `pairs` (a pair with nothing left open gets an empty context, which ends its group).
-    With `unless_empty`, nothing is sent when every context is empty: each message goes to
-    every console, and most new proposals have nothing around them."""
-    found = selectors.open_on_targets(targets)
-    wanted = found.pairs() | set(pairs)
+@dataclass(frozen=True)
+class ContextChange:
+    """The contexts a change touched: of each action open on `targets`, and of `pairs` (a pair
+    with nothing left open gets an empty context, which ends its group on the pages).
+
+    `pending` is a proposal still pending whose card just went out (`pairs` holds its action
+    and target): it needs no message when everything around it is empty, since each message
+    goes to every console and most new proposals have nothing around them.
+    """
+
+    targets: tuple[str, ...]
+    pairs: tuple[tuple[str, str], ...]
+    pending: uuid.UUID | None = None
+
+
+def contexts_changed(changes: list[ContextChange]) -> None:
+    """Render the contexts these changes touched, once for every console, in one message.
+
+    A new card alone on its target is dropped after a cheap look (selectors.anything_around)
+    before any context is built; the rest share one read of what is open on their targets and
+    one of the connectors' states.
+    """
+    changes = [
+        c for c in changes if c.pending is None or selectors.anything_around(c.pending, *c.pairs[0])
+    ]
+    if not changes:
+        return
+    found = selectors.open_on_targets(dict.fromkeys(t for c in changes for t in c.targets))
+    wanted = found.pairs() | {pair for c in changes for pair in c.pairs}
     states = connector_state.target_states((a, t, found.params((a, t))) for a, t in wanted)
     contexts = [found.context(action, target, states) for action, target in sorted(wanted)]
-    if unless_empty and all(ctx.empty for ctx in contexts):
+    if all(c.pending is not None for c in changes) and all(ctx.empty for ctx in contexts):
         return
     stamp = selectors.render_stamp()
     send_html(
@@ -222,124 +236,8 @@ def stop_changed() -> None:
     )
 
 
-class _Broadcaster(background.QueueThread):
-    """Renders and sends live updates on a thread of its own, in commit order.
-
-    The request or task that committed the change answers without waiting for the render and
-    the Redis round trip; the thread keeps one event loop, so the channel layer's Redis
-    connection is reused instead of being set up for every message. Each update is sent as
-    soon as it is rendered.
-
-    The top bar's counts take one pass over the pending proposals, so their cost grows with
-    the queue. They are read at most every LIVE_COUNTERS_SECONDS: the first update after a
-    quiet spell carries fresh counts, and updates within the interval are followed, once it
-    has passed, by one message with the counts as they are then (a failed read is retried at
-    the next interval).
-    """
-
-    name = "live-updates"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle = threading.Condition()
-        self._started()
-
-    def _started(self) -> None:
-        self._outstanding = 0
-        self._parts: list[str] = []
-        self._counters_wanted = False
-        self._counters_owed = False  # wanted within the interval: sent when it has passed
-        self._counters_at = -math.inf
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self._ensure_started()  # before counting: a fresh thread starts from zero
-        with self._idle:
-            self._outstanding += 1
-        self._queue.put((fn, args))
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until everything submitted so far has been sent, counts owed included (or
-        the timeout passes)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._outstanding == 0, timeout=timeout)
-
-    def add(self, html: str, *, counters: bool) -> None:
-        self._parts.append(html)
-        self._counters_wanted = self._counters_wanted or counters
-
-    def send(self, html: str) -> None:
-        layer = get_channel_layer()
-        if layer is None or self._loop is None:
-            return
-        self._loop.run_until_complete(
-            layer.group_send(GROUP, {"type": "console.html", "html": squeeze(html)})
-        )
-
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        _local.broadcaster = self
-        while True:
-            taken = 0
-            owed_change = 0
-            try:
-                item = self._take()
-                if item is not None:
-                    taken = 1
-                    fn, args = item
-                    try:
-                        fn(*args)
-                    except Exception:
-                        logger.warning("live update not sent", exc_info=True)
-                owed_change = self._flush()
-                if self._queue.empty():
-                    connections.close_all()  # this thread's connections only
-            except Exception:  # the thread must outlive any one update
-                self._parts = []
-                logger.warning("live update not sent", exc_info=True)
-            with self._idle:
-                # Owed counts count as outstanding, so that wait_idle waits for them too.
-                self._outstanding += owed_change - taken
-                self._idle.notify_all()
-
-    def _take(self) -> tuple[Callable[..., None], tuple[Any, ...]] | None:
-        """The next update in the queue; None when owed counts fall due first."""
-        timeout = None
-        if self._counters_owed:
-            timeout = max(self._counters_at + settings.LIVE_COUNTERS_SECONDS - time.monotonic(), 0)
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def _flush(self) -> int:
-        """Send what the update rendered, with the counts if due. Returns +1 when counts became
-        owed, -1 when owed counts went out, else 0."""
-        owed_before = self._counters_owed
-        if self._counters_wanted or self._counters_owed:
-            now = time.monotonic()
-            self._counters_wanted = False
-            self._counters_owed = True
-            if now - self._counters_at >= settings.LIVE_COUNTERS_SECONDS:
-                self._counters_at = now
-                try:
-                    self._parts.append(counters_html())
-                    self._counters_owed = False
-                except Exception:
-                    logger.warning("live counters not read; trying again shortly", exc_info=True)
-        parts, self._parts = self._parts, []
-        if parts:
-            try:
-                self.send("".join(parts))
-            except Exception:
-                # A Redis outage must not undo or fail a committed change; browsers re-fetch
-                # the queue when their socket reconnects.
-                logger.warning("live update not sent", exc_info=True)
-        return int(self._counters_owed) - int(owed_before)
-
-
-_local = threading.local()
-_broadcaster = _Broadcaster()
+# Renders on a thread of its own; what it renders besides the updates it is given comes from here.
+_broadcaster = Broadcaster(counters=counters_html, contexts=contexts_changed, send=squeeze)
 
 
 def publish(fn: Callable[..., None], *args: Any) -> None:
@@ -348,6 +246,14 @@ def publish(fn: Callable[..., None], *args: Any) -> None:
         _broadcaster.submit(fn, *args)
     else:
         fn(*args)
+
+
+def publish_context(change: ContextChange) -> None:
+    """Send the contexts a change touched, with the others collected in the same moment."""
+    if settings.LIVE_UPDATES_IN_BACKGROUND:
+        _broadcaster.submit_context(change)
+    else:
+        contexts_changed([change])
 
 
 def wait_idle(timeout: float = 5.0) -> bool:

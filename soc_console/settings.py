@@ -583,6 +583,9 @@ LIVE_UPDATES_IN_BACKGROUND = env_bool("LIVE_UPDATES_IN_BACKGROUND", True)
 # The top bar's counts in live updates are read at most this often per process (each read is
 # one pass over the pending proposals); a burst of updates is followed by one with fresh counts.
 LIVE_COUNTERS_SECONDS = min(env_float("LIVE_COUNTERS_SECONDS", 0.25), 60.0)
+# What surrounds the cards (duplicate groups, other proposals open on a target) follows their
+# changes by at most this long, rendered once for all the changes in that moment.
+LIVE_CONTEXT_SECONDS = min(env_float("LIVE_CONTEXT_SECONDS", 0.1), 5.0)
 REVIEW_SECONDS_MAX = env_int("REVIEW_SECONDS_MAX", 3600, minimum=60)
 RUBBER_STAMP_SECONDS = env_float("RUBBER_STAMP_SECONDS", 4.0)
 # A policy in shadow may be promoted once this many of the proposals it judged can be scored

@@ -21,6 +21,7 @@ os.environ.setdefault("CALLBACK_ALLOW_PRIVATE_NETWORKS", "1")
 # Live counts owed after a burst go out this soon: tests that wait for live updates to settle
 # wait for these too.
 os.environ.setdefault("LIVE_COUNTERS_SECONDS", "0.05")
+os.environ.setdefault("LIVE_CONTEXT_SECONDS", "0.05")
 # DEBUG is off, as in production, which refuses to start without secrets of its own. These are
 # the suite's (its servers and workers inherit them); tests/core/test_production.py checks the
 # refusal.

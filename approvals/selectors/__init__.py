@@ -15,6 +15,7 @@ from .cards import (
 )
 from .groups import (
     OpenOnTargets,
+    anything_around,
     duplicate_groups,
     group_of_token,
     group_token,
@@ -71,6 +72,7 @@ __all__ = [
     "SuspendedAgent",
     "agent_proposals",
     "agent_track_records",
+    "anything_around",
     "asset_payload",
     "blocked_code",
     "card_for",

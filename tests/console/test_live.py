@@ -69,7 +69,7 @@ async def _with_counts(socket: WebsocketCommunicator, html: str) -> str:
 
 def _cards_only(sent: list[str]) -> Callable[..., None]:
     """A send_html that keeps the cards' messages, not the card contexts that follow them
-    (live.context_changed; see test_a_cards_context_follows_it_once_…)."""
+    (live.contexts_changed; see test_a_cards_context_follows_it_once_…)."""
 
     def send(html: str, counters: bool = False) -> None:
         if "data-context-for=" not in html:
@@ -512,3 +512,50 @@ def test_a_cards_context_follows_it_once_for_every_console_and_ends_a_group_that
         await socket.disconnect()
 
     _run(scenario)
+
+
+def test_the_contexts_of_a_burst_are_read_once_and_sent_in_one_message(
+    analyst: User,
+    agent_with_key: factories.AgentWithKey,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five duplicates in quick succession: each card goes out on its own, and the group they
+    make is read and rendered once for all of them, in one message, within the window."""
+    settings.LIVE_CONTEXT_SECONDS = 1.0
+    reads: list[list[str]] = []
+    read = selectors.open_on_targets
+
+    def counted(targets: Any) -> selectors.OpenOnTargets:
+        reads.append(list(targets))
+        return read(targets)
+
+    monkeypatch.setattr(selectors, "open_on_targets", counted)
+    cookie = _cookie(analyst)
+    key = "isolate_host web-prod07.corp.example"
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        assert (await socket.connect())[0]
+        burst: list[Proposal] = []
+        for _ in range(5):
+            burst.append(
+                await sync_to_async(factories.proposal)(
+                    agent_with_key, target="web-prod07.corp.example", settle=False
+                )
+            )
+        messages: list[str] = []
+        context = await _receive_until(
+            socket, lambda m: messages.append(m) or "data-context-for" in m
+        )
+        assert "<strong>5 proposals</strong>" in context
+        assert context.count(f'data-context-for="{key}"') == 1
+        for proposal in burst:  # every card went out before the context that follows them
+            assert any(f'id="card-{proposal.id}"' in m for m in messages)
+        await socket.disconnect()
+
+    _run(scenario)
+    assert live.wait_idle()
+    # The first card was alone when it went out (nothing read for it); the other four share
+    # one read of what is open on the target.
+    assert reads == [["web-prod07.corp.example"]]

@@ -1,0 +1,94 @@
+"""A new card's context message is skipped when its proposal has nothing around it: the cheap
+look that decides this (selectors.anything_around) must agree with the contexts themselves,
+whatever else is open on the target, decided there, or recorded by a connector."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from approvals import connector_state, selectors, services
+from approvals.models import ConnectorState
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+HOSTS = (f"ctx-{n:04d}.corp.example" for n in itertools.count(1))
+ACTIONS = ("isolate_host", "kill_process")
+
+
+@pytest.fixture
+def busy_agent(db: None) -> factories.AgentWithKey:
+    return factories.agent(
+        "context-bot",
+        grants={action: 2 for action in ACTIONS},
+        max_pending=10_000,
+        max_proposals_per_minute=10_000,
+    )
+
+
+def _contexts_show_something(action: str, target: str) -> bool:
+    """What live.contexts_changed renders for a new card, built in full."""
+    found = selectors.open_on_targets([target])
+    wanted = found.pairs() | {(action, target)}
+    states = connector_state.target_states((a, t, found.params((a, t))) for a, t in wanted)
+    return not all(found.context(a, t, states).empty for a, t in sorted(wanted))
+
+
+@hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    earlier=st.lists(
+        st.tuples(st.sampled_from(ACTIONS), st.sampled_from(["pending", "approved", "rejected"])),
+        max_size=4,
+    ),
+    edr_state=st.sampled_from([None, {}, {"isolated": True}, {"isolated": False}]),
+    other_connector=st.booleans(),
+    action=st.sampled_from(ACTIONS),
+    spelling=st.sampled_from([str, lambda host: f"{host}.", str.upper]),
+)
+def test_a_new_card_is_alone_exactly_when_its_contexts_would_be_empty(
+    analyst: User,
+    busy_agent: factories.AgentWithKey,
+    earlier: list[tuple[str, str]],
+    edr_state: dict | None,
+    other_connector: bool,
+    action: str,
+    spelling: Callable[[str], str],
+) -> None:
+    host = next(HOSTS)
+    for earlier_action, fate in earlier:
+        proposal = factories.proposal(busy_agent, action=earlier_action, target=host)
+        if fate == "approved":
+            services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
+        elif fate == "rejected":
+            services.proposal_reject(proposal_id=proposal.id, analyst=analyst, reason="handled")
+    now = timezone.now()
+    if edr_state is not None:
+        ConnectorState.objects.update_or_create(
+            connector="edr", target=host, defaults={"state": edr_state, "updated_at": now}
+        )
+    if other_connector:
+        # Another connector's row on the same name says nothing about this card.
+        ConnectorState.objects.update_or_create(
+            connector="firewall",
+            target=host,
+            defaults={"state": {"blocked": True}, "updated_at": now},
+        )
+    new = factories.proposal(busy_agent, action=action, target=spelling(host))
+    target = new.target_canonical or new.target
+    assert target == host
+
+    assert selectors.anything_around(new.id, action, target) == _contexts_show_something(
+        action, target
+    )
