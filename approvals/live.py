@@ -159,20 +159,22 @@ class ContextChange:
 def contexts_changed(changes: list[ContextChange]) -> None:
     """Render the contexts these changes touched, once for every console, in one message.
 
-    A new card alone on its target is dropped after a cheap look (selectors.anything_around)
-    before any context is built; the rest share one read of what is open on their targets and
-    one of the connectors' states.
+    They share one read of what is open on their targets and one of the connectors' states.
+    A new card on its own (a quiet moment) takes a cheap look first
+    (selectors.anything_around): most are alone on their target and need nothing more.
     """
-    changes = [
-        c for c in changes if c.pending is None or selectors.anything_around(c.pending, *c.pairs[0])
-    ]
-    if not changes:
+    alone = len(changes) == 1 and changes[0].pending is not None
+    if alone and not selectors.anything_around(changes[0].pending, *changes[0].pairs[0]):
         return
     found = selectors.open_on_targets(dict.fromkeys(t for c in changes for t in c.targets))
     wanted = found.pairs() | {pair for c in changes for pair in c.pairs}
     states = connector_state.target_states((a, t, found.params((a, t))) for a, t in wanted)
-    contexts = [found.context(action, target, states) for action, target in sorted(wanted)]
-    if all(c.pending is not None for c in changes) and all(ctx.empty for ctx in contexts):
+    # A decision may end a group or shrink it, so every context on its targets goes; an
+    # arrival only adds to what is there, so an empty context on its target changes nothing.
+    decided = {target for c in changes if c.pending is None for target in c.targets}
+    every = [(target, found.context(action, target, states)) for action, target in sorted(wanted)]
+    contexts = [context for target, context in every if target in decided or not context.empty]
+    if not contexts:
         return
     stamp = selectors.render_stamp()
     send_html(
