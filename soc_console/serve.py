@@ -24,7 +24,6 @@ from typing import Any
 
 APP = "soc_console.asgi:application"
 STARTUP_SECONDS = 10
-GIL_SWITCH_SECONDS = 0.002
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -65,9 +64,6 @@ def _worker(sock: socket.socket, options: dict[str, Any]) -> None:
     config.load()  # the application, before freezing what it loaded
     get_resolver().url_patterns  # noqa: B018 - the URLconf now, not on the first request
     freeze_start_up_objects()
-    # The live updates render on a thread of their own (approvals.broadcaster); a request that
-    # wants the interpreter back while one renders waits at most this long, not the default 5 ms.
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     uvicorn.Server(config).run(sockets=[sock])
 
 
