@@ -157,23 +157,8 @@ class ContextChange:
 
 
 def contexts_changed(changes: list[ContextChange]) -> None:
-    """Render the contexts these changes touched, once for every console, in one message.
-
-    They share one read of what is open on their targets and one of the connectors' states.
-    A new card on its own (a quiet moment) takes a cheap look first
-    (selectors.anything_around): most are alone on their target and need nothing more.
-    """
-    alone = len(changes) == 1 and changes[0].pending is not None
-    if alone and not selectors.anything_around(changes[0].pending, *changes[0].pairs[0]):
-        return
-    found = selectors.open_on_targets(dict.fromkeys(t for c in changes for t in c.targets))
-    wanted = found.pairs() | {pair for c in changes for pair in c.pairs}
-    states = connector_state.target_states((a, t, found.params((a, t))) for a, t in wanted)
-    # A decision may end a group or shrink it, so every context on its targets goes; an
-    # arrival only adds to what is there, so an empty context on its target changes nothing.
-    decided = {target for c in changes if c.pending is None for target in c.targets}
-    every = [(target, found.context(action, target, states)) for action, target in sorted(wanted)]
-    contexts = [context for target, context in every if target in decided or not context.empty]
+    """Render the contexts these changes touched, once for every console, in one message."""
+    contexts = touched_contexts(changes)
     if not contexts:
         return
     stamp = selectors.render_stamp()
@@ -183,6 +168,32 @@ def contexts_changed(changes: list[ContextChange]) -> None:
             for ctx in contexts
         )
     )
+
+
+def touched_contexts(changes: list[ContextChange]) -> list[selectors.CardContext]:
+    """The contexts these changes touched that the consoles need.
+
+    They share one read of what is open on their targets and one of the connectors' states.
+    A new card on its own (a quiet moment) takes a cheap look first
+    (selectors.anything_around): most are alone on their target and need nothing more.
+    Decisions alone look first whether anything is left open on their targets at all.
+    """
+    alone = len(changes) == 1 and changes[0].pending is not None
+    if alone and not selectors.anything_around(changes[0].pending, *changes[0].pairs[0]):
+        return []
+    found = selectors.open_on_targets(
+        dict.fromkeys(t for c in changes for t in c.targets),
+        look_first=all(c.pending is None for c in changes),
+    )
+    wanted = found.pairs() | {pair for c in changes for pair in c.pairs}
+    # A target's state in its connector shows on the pending cards of its pairs: a pair with
+    # none left (a decision's own, mostly) goes without it.
+    states = connector_state.target_states((a, t, found.params((a, t))) for a, t in found.pairs())
+    # A decision may end a group or shrink it, so every context on its targets goes; an
+    # arrival only adds to what is there, so an empty context on its target changes nothing.
+    decided = {target for c in changes if c.pending is None for target in c.targets}
+    every = [(target, found.context(action, target, states)) for action, target in sorted(wanted)]
+    return [context for target, context in every if target in decided or not context.empty]
 
 
 def counters_html() -> str:

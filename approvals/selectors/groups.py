@@ -200,9 +200,19 @@ def anything_around(proposal_id: Any, action: str, target: str) -> bool:
     return bool(state)
 
 
-def open_on_targets(targets: Iterable[str]) -> OpenOnTargets:
-    """The pending proposals on these targets, counted: one query, whatever their number."""
-    members, head = _pairs_on(set(targets))
+def open_on_targets(targets: Iterable[str], *, look_first: bool = False) -> OpenOnTargets:
+    """The pending proposals on these targets, counted: one query, whatever their number.
+
+    `look_first` asks first whether any proposal is pending on them at all, on an index: for
+    decisions, whose targets are mostly left with nothing open, that look costs a fraction of
+    the counting statement (measured under bench.execute: the decision's context took more
+    of the approving process's CPU than the card itself).
+    """
+    targets = set(targets)
+    pending = Proposal.objects.filter(status=ProposalStatus.PENDING, target_canonical__in=targets)
+    if look_first and not pending.exists():
+        return OpenOnTargets(members={}, head=0)
+    members, head = _pairs_on(targets)
     return OpenOnTargets(members=members, head=head)
 
 

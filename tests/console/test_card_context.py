@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from approvals import connector_state, selectors, services
+from approvals import connector_state, live, selectors, services
 from approvals.models import ConnectorState
 from tests import factories
 
@@ -92,3 +92,69 @@ def test_a_new_card_is_alone_exactly_when_its_contexts_would_be_empty(
     assert selectors.anything_around(new.id, action, target) == _contexts_show_something(
         action, target
     )
+
+
+@hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    earlier=st.lists(
+        st.tuples(st.sampled_from(ACTIONS), st.sampled_from(["pending", "approved", "rejected"])),
+        max_size=4,
+    ),
+    edr_state=st.sampled_from([None, {}, {"isolated": True}, {"isolated": False}]),
+    action=st.sampled_from(ACTIONS),
+    verdict=st.sampled_from(["approve", "reject"]),
+    spelling=st.sampled_from([str, lambda host: f"{host}.", str.upper]),
+)
+def test_a_decisions_contexts_match_the_full_computation_on_every_card_left(
+    analyst: User,
+    busy_agent: factories.AgentWithKey,
+    earlier: list[tuple[str, str]],
+    edr_state: dict | None,
+    action: str,
+    verdict: str,
+    spelling: Callable[[str], str],
+) -> None:
+    """After a decision, the contexts sent (live.touched_contexts: a look first for anything
+    left open, connector states only for pairs with cards left) are the full computation's for
+    every pair that still has pending cards, and end the group of every pair that has none."""
+    host = next(HOSTS)
+    for earlier_action, fate in earlier:
+        proposal = factories.proposal(busy_agent, action=earlier_action, target=host)
+        if fate == "approved":
+            services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
+        elif fate == "rejected":
+            services.proposal_reject(proposal_id=proposal.id, analyst=analyst, reason="handled")
+    if edr_state is not None:
+        ConnectorState.objects.update_or_create(
+            connector="edr",
+            target=host,
+            defaults={"state": edr_state, "updated_at": timezone.now()},
+        )
+    decided = factories.proposal(busy_agent, action=action, target=spelling(host))
+    if verdict == "approve":
+        services.proposal_approve(proposal_id=decided.id, analyst=analyst)
+    else:
+        services.proposal_reject(proposal_id=decided.id, analyst=analyst, reason="handled")
+
+    sent = live.touched_contexts([live.ContextChange((host,), ((action, host),))])
+
+    full = selectors.open_on_targets([host])
+    wanted = full.pairs() | {(action, host)}
+    states = connector_state.target_states((a, t, full.params((a, t))) for a, t in wanted)
+    expected = {
+        full.context(a, t, states).key: ((a, t), full.context(a, t, states))
+        for a, t in sorted(wanted)
+    }
+    assert sorted(c.key for c in sent) == sorted(expected)
+    for context in sent:
+        pair, whole = expected[context.key]
+        if pair in full.pairs():  # cards of this pair are still on the pages
+            assert context == whole
+        else:  # none are left: the context ends the group, and shows what else is open
+            assert context.group is None and whole.group is None
+            assert context.others == whole.others
+            assert context.target_state is None

@@ -526,9 +526,9 @@ def test_the_contexts_of_a_burst_are_read_once_and_sent_in_one_message(
     reads: list[list[str]] = []
     read = selectors.open_on_targets
 
-    def counted(targets: Any) -> selectors.OpenOnTargets:
+    def counted(targets: Any, **kwargs: Any) -> selectors.OpenOnTargets:
         reads.append(list(targets))
-        return read(targets)
+        return read(targets, **kwargs)
 
     monkeypatch.setattr(selectors, "open_on_targets", counted)
     cookie = _cookie(analyst)
