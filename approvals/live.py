@@ -93,10 +93,16 @@ def proposal_committed(proposal: Proposal) -> None:
     """
     execution = selectors.execution_of(proposal)
     written = (proposal.status, proposal.approvals, execution.status if execution else None)
-    if selectors.proposal_progress(proposal.pk) != written:
+    ahead = None
+    if proposal.status == ProposalStatus.PENDING:
+        # Where its card goes starts with the same statement (approvals.placement).
+        progress, ahead = selectors.proposal_progress_ahead(proposal.pk, settings.QUEUE_PAGE_SIZE)
+    else:
+        progress = selectors.proposal_progress(proposal.pk)
+    if progress != written:
         proposal_changed(proposal.pk)
     else:
-        _send_proposal(proposal)
+        _send_proposal(proposal, ahead)
 
 
 def in_context(cards: list[selectors.Card]) -> list[selectors.Card]:
@@ -112,7 +118,7 @@ def in_context(cards: list[selectors.Card]) -> list[selectors.Card]:
     return selectors.with_context(cards, states)
 
 
-def _send_proposal(proposal: Proposal) -> None:
+def _send_proposal(proposal: Proposal, ahead: int | None = None) -> None:
     context: dict[str, Any] = {
         "card": selectors.card_for(proposal),
         "proposal": proposal,
@@ -127,7 +133,7 @@ def _send_proposal(proposal: Proposal) -> None:
         and proposal.escalated_at is None
     )
     if proposal.status == ProposalStatus.PENDING:
-        context["placement"] = placement_of(proposal)
+        context["placement"] = placement_of(proposal, ahead)
     else:
         context["fills"] = fills()
         targets += [

@@ -95,6 +95,14 @@ def proposal_progress(proposal_id: uuid.UUID | str) -> tuple[str, int, str | Non
     return sql.proposal_progress(proposal_id)
 
 
+def proposal_progress_ahead(
+    proposal_id: uuid.UUID | str, up_to: int
+) -> tuple[tuple[str, int, str | None] | None, int]:
+    """proposal_progress, and how many pending proposals come before this one in the queue,
+    counted up to `up_to`: a new card's live update asks both (approvals.placement)."""
+    return sql.proposal_progress_ahead(proposal_id, up_to)
+
+
 def undo_seconds_left(proposal: Proposal, now: Any = None) -> float | None:
     """Seconds left to undo this proposal's approval (see services.approval_undo), or None.
 

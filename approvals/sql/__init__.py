@@ -22,6 +22,7 @@ from .console import (
     no_decisions_yet,
     no_execution_yet,
     proposal_progress,
+    proposal_progress_ahead,
 )
 from .limits import BudgetSpent, breaker_counts, budget_spent, digest_lock, sweep_lock
 
@@ -40,6 +41,7 @@ __all__ = [
     "no_decisions_yet",
     "no_execution_yet",
     "proposal_progress",
+    "proposal_progress_ahead",
     "stop_engaged_locked",
     "sweep_lock",
 ]

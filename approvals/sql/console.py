@@ -98,6 +98,38 @@ def proposal_progress(proposal_id: uuid.UUID | str) -> tuple[str, int, str | Non
     return (row[0], row[1], row[2]) if row else None
 
 
+# A new card's live update asks both whether its proposal moved since it was written and how
+# many pending cards come before it in the queue, counted up to a page's worth (where the card
+# goes: approvals.placement). In a storm most new cards are placed below the page by that count
+# alone, so one statement answers both: ~0.15 ms of the web process's CPU per card against
+# ~0.85 ms for the progress statement and the ORM's count (in-process, 500 calls each at 3,600
+# pending, never analysed).
+_PROGRESS_AHEAD = f"""
+SELECT p.status, p.approvals, e.status,
+       (SELECT COUNT(*) FROM (SELECT 1 FROM {tables.PROPOSAL} AS q
+                               WHERE q.status = %s
+                                 AND (q.priority > p.priority
+                                      OR (q.priority = p.priority AND q.created_at < p.created_at))
+                               LIMIT %s) AS ahead)
+  FROM {tables.PROPOSAL} AS p
+  LEFT JOIN {tables.EXECUTION} AS e ON e.proposal_id = p.id
+ WHERE p.id = %s
+"""  # noqa: S608
+
+
+def proposal_progress_ahead(
+    proposal_id: uuid.UUID | str, up_to: int
+) -> tuple[tuple[str, int, str | None] | None, int]:
+    """The proposal's progress (as proposal_progress) and the number of pending proposals
+    before it in the queue's order, counted up to `up_to`."""
+    connection = transaction.get_connection()
+    key = Proposal._meta.pk.get_db_prep_value(proposal_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_PROGRESS_AHEAD, [ProposalStatus.PENDING.value, up_to, key])
+        row = cursor.fetchone()
+    return ((row[0], row[1], row[2]), int(row[3])) if row else (None, 0)
+
+
 # --- the ORM's relation caches: answers known without a query -------------------------------
 
 
