@@ -180,18 +180,21 @@ def touched_contexts(changes: list[ContextChange]) -> list[selectors.CardContext
     """The contexts these changes touched that the consoles need.
 
     They share one read of what is open on their targets and one of the connectors' states.
-    A new card on its own (a quiet moment) takes a cheap look first
-    (selectors.anything_around): most are alone on their target and need nothing more.
-    Decisions alone look first whether anything is left open on their targets at all.
+    Arrivals alone (a storm, or a quiet moment's one new card) look first which of their
+    targets have anything around them (selectors.anything_around): most are alone on their
+    target and need nothing more. Decisions alone look first whether anything is left open on
+    their targets at all.
     """
-    alone = len(changes) == 1 and changes[0].pending is not None
-    if alone and not selectors.anything_around(changes[0].pending, *changes[0].pairs[0]):
-        return []
-    found = selectors.open_on_targets(
-        dict.fromkeys(t for c in changes for t in c.targets),
-        look_first=all(c.pending is None for c in changes),
-    )
-    wanted = found.pairs() | {pair for c in changes for pair in c.pairs}
+    targets = list(dict.fromkeys(t for c in changes for t in c.targets))
+    decisions = any(c.pending is None for c in changes)
+    if not decisions:
+        # An arrival only adds to what is there: a target with nothing around its new
+        # proposals has an empty context, which changes nothing on the pages.
+        targets = selectors.anything_around(pair for c in changes for pair in c.pairs)
+        if not targets:
+            return []
+    found = selectors.open_on_targets(targets, look_first=not any(c.pending for c in changes))
+    wanted = found.pairs() | {pair for c in changes for pair in c.pairs if pair[1] in targets}
     # A target's state in its connector shows on the pending cards of its pairs: a pair with
     # none left (a decision's own, mostly) goes without it.
     states = connector_state.target_states((a, t, found.params((a, t))) for a, t in found.pairs())

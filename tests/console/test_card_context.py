@@ -21,6 +21,7 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 HOSTS = (f"ctx-{n:04d}.corp.example" for n in itertools.count(1))
+ADDRESSES = (f"10.77.{n // 250}.{n % 250 + 1}" for n in itertools.count())
 ACTIONS = ("isolate_host", "kill_process")
 
 
@@ -28,7 +29,7 @@ ACTIONS = ("isolate_host", "kill_process")
 def busy_agent(db: None) -> factories.AgentWithKey:
     return factories.agent(
         "context-bot",
-        grants={action: 2 for action in ACTIONS},
+        grants={action: 2 for action in (*ACTIONS, "block_ip")},
         max_pending=10_000,
         max_proposals_per_minute=10_000,
     )
@@ -89,7 +90,7 @@ def test_a_new_card_is_alone_exactly_when_its_contexts_would_be_empty(
     target = new.target_canonical or new.target
     assert target == host
 
-    assert selectors.anything_around(new.id, action, target) == _contexts_show_something(
+    assert bool(selectors.anything_around([(action, target)])) == _contexts_show_something(
         action, target
     )
 
@@ -158,3 +159,60 @@ def test_a_decisions_contexts_match_the_full_computation_on_every_card_left(
             assert context.group is None and whole.group is None
             assert context.others == whole.others
             assert context.target_state is None
+
+
+@hypothesis_settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    hosts=st.lists(
+        st.tuples(
+            st.sampled_from(ACTIONS),  # the new proposal's action
+            st.lists(st.sampled_from(ACTIONS), max_size=2),  # others already pending there
+            st.sampled_from([None, {}, {"isolated": True}]),  # the EDR's state of the host
+            st.booleans(),  # a firewall row on the same name
+        ),
+        max_size=3,
+    ),
+    addresses=st.lists(
+        st.tuples(
+            st.sampled_from([None, {}, {"blocked": True}]),  # the firewall's state of it
+            st.booleans(),  # an EDR row on the same name
+        ),
+        max_size=2,
+    ),
+)
+def test_a_batch_of_arrivals_looks_further_exactly_where_a_context_shows_something(
+    busy_agent: factories.AgentWithKey, hosts: list[tuple], addresses: list[tuple]
+) -> None:
+    """A storm's batch of new cards, each on its own target and of several connectors: the
+    look names exactly the targets whose contexts the full computation would show."""
+    now = timezone.now()
+    arrivals = []
+
+    def state(connector: str, target: str, value: dict | None) -> None:
+        if value is not None:
+            ConnectorState.objects.create(
+                connector=connector, target=target, state=value, updated_at=now
+            )
+
+    for action, pending, edr_state, firewall in hosts:
+        host = next(HOSTS)
+        for other in pending:
+            factories.proposal(busy_agent, action=other, target=host)
+        state("edr", host, edr_state)
+        state("firewall", host, {"blocked": True} if firewall else None)
+        factories.proposal(busy_agent, action=action, target=host.upper())
+        arrivals.append((action, host))
+    for firewall_state, edr in addresses:
+        address = next(ADDRESSES)
+        state("firewall", address, firewall_state)
+        state("edr", address, {"isolated": True} if edr else None)
+        factories.proposal(busy_agent, action="block_ip", target=address)
+        arrivals.append(("block_ip", address))
+
+    looked = selectors.anything_around(arrivals)
+
+    assert looked == sorted(t for a, t in arrivals if _contexts_show_something(a, t))
