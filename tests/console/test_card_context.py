@@ -35,6 +35,31 @@ def busy_agent(db: None) -> factories.AgentWithKey:
     )
 
 
+# Each example writes its proposals through the services: a few dozen say enough.
+EXAMPLES = hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+EARLIER = st.lists(
+    st.tuples(st.sampled_from(ACTIONS), st.sampled_from(["pending", "approved", "rejected"])),
+    max_size=4,
+)
+EDR_STATES = st.sampled_from([None, {}, {"isolated": True}, {"isolated": False}])
+
+
+def _propose_earlier(
+    agent: factories.AgentWithKey, analyst: User, host: str, earlier: list[tuple[str, str]]
+) -> None:
+    """Proposals already made on the host, each left pending, approved or rejected."""
+    for action, fate in earlier:
+        proposal = factories.proposal(agent, action=action, target=host)
+        if fate == "approved":
+            services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
+        elif fate == "rejected":
+            services.proposal_reject(proposal_id=proposal.id, analyst=analyst, reason="handled")
+
+
 def _contexts_show_something(action: str, target: str) -> bool:
     """What live.contexts_changed renders for a new card, built in full."""
     found = selectors.open_on_targets([target])
@@ -43,17 +68,10 @@ def _contexts_show_something(action: str, target: str) -> bool:
     return not all(found.context(a, t, states).empty for a, t in sorted(wanted))
 
 
-@hypothesis_settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@EXAMPLES
 @given(
-    earlier=st.lists(
-        st.tuples(st.sampled_from(ACTIONS), st.sampled_from(["pending", "approved", "rejected"])),
-        max_size=4,
-    ),
-    edr_state=st.sampled_from([None, {}, {"isolated": True}, {"isolated": False}]),
+    earlier=EARLIER,
+    edr_state=EDR_STATES,
     other_connector=st.booleans(),
     action=st.sampled_from(ACTIONS),
     spelling=st.sampled_from([str, lambda host: f"{host}.", str.upper]),
@@ -68,12 +86,7 @@ def test_a_new_card_is_alone_exactly_when_its_contexts_would_be_empty(
     spelling: Callable[[str], str],
 ) -> None:
     host = next(HOSTS)
-    for earlier_action, fate in earlier:
-        proposal = factories.proposal(busy_agent, action=earlier_action, target=host)
-        if fate == "approved":
-            services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
-        elif fate == "rejected":
-            services.proposal_reject(proposal_id=proposal.id, analyst=analyst, reason="handled")
+    _propose_earlier(busy_agent, analyst, host, earlier)
     now = timezone.now()
     if edr_state is not None:
         ConnectorState.objects.update_or_create(
@@ -95,17 +108,10 @@ def test_a_new_card_is_alone_exactly_when_its_contexts_would_be_empty(
     )
 
 
-@hypothesis_settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@EXAMPLES
 @given(
-    earlier=st.lists(
-        st.tuples(st.sampled_from(ACTIONS), st.sampled_from(["pending", "approved", "rejected"])),
-        max_size=4,
-    ),
-    edr_state=st.sampled_from([None, {}, {"isolated": True}, {"isolated": False}]),
+    earlier=EARLIER,
+    edr_state=EDR_STATES,
     action=st.sampled_from(ACTIONS),
     verdict=st.sampled_from(["approve", "reject"]),
     spelling=st.sampled_from([str, lambda host: f"{host}.", str.upper]),
@@ -123,12 +129,7 @@ def test_a_decisions_contexts_match_the_full_computation_on_every_card_left(
     left open, connector states only for pairs with cards left) are the full computation's for
     every pair that still has pending cards, and end the group of every pair that has none."""
     host = next(HOSTS)
-    for earlier_action, fate in earlier:
-        proposal = factories.proposal(busy_agent, action=earlier_action, target=host)
-        if fate == "approved":
-            services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
-        elif fate == "rejected":
-            services.proposal_reject(proposal_id=proposal.id, analyst=analyst, reason="handled")
+    _propose_earlier(busy_agent, analyst, host, earlier)
     if edr_state is not None:
         ConnectorState.objects.update_or_create(
             connector="edr",
@@ -161,11 +162,7 @@ def test_a_decisions_contexts_match_the_full_computation_on_every_card_left(
             assert context.target_state is None
 
 
-@hypothesis_settings(
-    max_examples=20,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@EXAMPLES
 @given(
     hosts=st.lists(
         st.tuples(
