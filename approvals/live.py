@@ -133,6 +133,8 @@ def _send_proposal(proposal: Proposal, ahead: int | None = None) -> None:
         and proposal.escalated_at is None
     )
     if proposal.status == ProposalStatus.PENDING:
+        if ahead is None:  # read back after a move: the count was not taken with it
+            ahead = selectors.proposal_progress_ahead(proposal.pk, settings.QUEUE_PAGE_SIZE)[1]
         context["placement"] = placement_of(proposal, ahead)
     else:
         context["fills"] = fills()
@@ -193,7 +195,7 @@ def touched_contexts(changes: list[ContextChange]) -> list[selectors.CardContext
         targets = selectors.anything_around(pair for c in changes for pair in c.pairs)
         if not targets:
             return []
-    found = selectors.open_on_targets(targets, look_first=not any(c.pending for c in changes))
+    found = selectors.open_on_targets(targets, look_first=all(c.pending is None for c in changes))
     wanted = found.pairs() | {pair for c in changes for pair in c.pairs if pair[1] in targets}
     # A target's state in its connector shows on the pending cards of its pairs: a pair with
     # none left (a decision's own, mostly) goes without it.
