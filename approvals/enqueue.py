@@ -9,13 +9,15 @@ The rule that keeps services, tasks and callbacks free of an import cycle:
     transaction), never inside an open one.
 
 `send` produces the same message the task's own `apply_async` would: the route configured
-for the name (CELERY_TASK_ROUTES sends deliveries to the callbacks' queue), the countdown or
-eta, the task's time limits and ignore_result. The names below are the ones tasks.py
-registers under, so that a renamed task is renamed in one place.
+for the name (CELERY_TASK_ROUTES sends deliveries to the callbacks' queue), the countdown or eta
+(on RabbitMQ, whole seconds: see `whole_seconds_countdown`), the task's time limits and
+ignore_result. The names below are the ones tasks.py registers under, so that a renamed task
+is renamed in one place.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +25,7 @@ from zoneinfo import ZoneInfo
 from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 
 RUN_EXECUTION = "approvals.tasks.run_execution"
 RUN_ROLLBACK = "approvals.tasks.run_rollback"
@@ -52,6 +55,9 @@ def send(
     name: str, *args: str, countdown: float | None = None, eta: datetime | None = None
 ) -> None:
     """Send the task `name` with `args`, `countdown` seconds from now or at `eta`."""
+    if settings.BROKER_IS_RABBITMQ:
+        wait = countdown if eta is None else (eta - timezone.now()).total_seconds()
+        countdown, eta = whole_seconds_countdown(wait), None
     current_app.send_task(
         name,
         args=args,
@@ -60,6 +66,20 @@ def send(
         ignore_result=current_app.conf.task_ignore_result,
         **_OPTIONS.get(name, {}),
     )
+
+
+def whole_seconds_countdown(wait: float | None) -> int | None:
+    """The countdown for RabbitMQ to deliver a task due in `wait` seconds: none once it is due.
+
+    Celery's delayed delivery for quorum queues counts whole seconds, drops the fraction and
+    refuses a countdown under one second: an approval's task sent a moment after its
+    one-second undo window began, or a message come early sent again for the rest, would not
+    be sent at all. The wait is rounded up instead, so that a task is never delivered before
+    it is due and at most a second after. (Redis takes the eta as it is.)
+    """
+    if wait is None or wait <= 0:
+        return None
+    return math.ceil(wait)
 
 
 def rollup_key(day: str) -> str:

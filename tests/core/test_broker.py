@@ -12,7 +12,12 @@ import sys
 
 import pytest
 from django.test import Client
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from kombu.transport.native_delayed_delivery import calculate_routing_key
 
+from approvals import enqueue
 from tests.processes import free_port
 
 SHOW = """
@@ -97,3 +102,25 @@ def test_healthz_checks_a_rabbitmq_broker(settings) -> None:
         pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
     settings.CELERY_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
     assert Client().get("/healthz").json()["broker"] == "ok"
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    wait=st.one_of(
+        st.none(),
+        st.floats(min_value=-3600, max_value=3600, allow_nan=False),
+        st.floats(min_value=-2, max_value=2, allow_nan=False),
+    )
+)
+def test_rabbitmq_accepts_a_tasks_countdown_and_delivers_it_no_sooner_than_due(
+    wait: float | None,
+) -> None:
+    countdown = enqueue.whole_seconds_countdown(wait)
+    if wait is None or wait <= 0:
+        assert countdown is None  # due already: sent to run now
+        return
+    # What Celery does with it for a quorum queue: it must not refuse it, and the whole
+    # seconds it keeps must neither deliver the task early nor more than a second late.
+    assert isinstance(countdown, int)
+    assert countdown >= wait and countdown - wait <= 1
+    calculate_routing_key(int(countdown), "soc")

@@ -196,9 +196,10 @@ class Topology:
         with ThreadPoolExecutor(len(every) or 1) as pool:
             list(pool.map(lambda process: process.stop(timeout=1), every))
 
-    def logs(self) -> str:
+    def logs(self, tail: int = 3000) -> str:
+        """The last `tail` characters of each process's log."""
         every = [p for n in self.nodes.values() for p in (n.web, n.worker) if p] + self.beats
-        return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in every)
+        return "\n".join(f"--- {p.name}\n{p.log()[-tail:]}" for p in every)
 
 
 @pytest.fixture(scope="module", params=["redis", "amqp"])
@@ -241,11 +242,19 @@ def topology(
 
 @pytest.fixture
 def topo(topology: Topology, request: pytest.FixtureRequest) -> Iterator[Topology]:
-    """The module's topology for one test; its processes' logs are shown if the test fails."""
+    """The module's topology for one test; its processes' logs are shown if the test fails.
+
+    Whatever the test, no node may have failed to send a task after a commit (the error is
+    only logged, and the work is left to the sweeper).
+    """
     yield topology
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print(topology.logs())
+        return
+    whole = topology.logs(tail=10**9)
+    failed = [line for line in whole.splitlines() if "in on_commit()" in line]
+    assert not failed, failed
 
 
 # --- a console: a signed-in websocket that fails over between nodes -------------------------
@@ -282,7 +291,8 @@ class Console:
                 socket_ = connect(
                     ws, origin=node.url, additional_headers={"Cookie": self.cookie}, open_timeout=3
                 )
-            except (OSError, InvalidHandshake, InvalidStatus, TimeoutError):
+            except (OSError, InvalidHandshake, InvalidStatus, TimeoutError, ConnectionClosed):
+                # Not answering, or (a node being killed) reset in the middle of the handshake.
                 continue
             return node.name, socket_
         return None
@@ -315,7 +325,10 @@ class Console:
             while not (found := condition()):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+                    raise AssertionError(
+                        f"timed out after {timeout} s waiting for {what}; connections so far, "
+                        f"by node: {self.landed}; messages received: {len(self.received)}"
+                    )
                 self.changed.wait(left)
         return found
 
