@@ -162,6 +162,14 @@ def main() -> None:
     parser.add_argument(
         "--loops", choices=["both", "closed", "open"], default="both", help="which loads to run"
     )
+    parser.add_argument(
+        "--analyze",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ANALYZE the database before each open loop, as autovacuum would have by then "
+        "(PostgreSQL analyses a table once 50 rows and a tenth of it have changed); "
+        "--no-analyze measures plans chosen without statistics",
+    )
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
 
@@ -206,6 +214,8 @@ def main() -> None:
                 closed[path].append(
                     asyncio.run(closed_loop(base, key, path, args.clients, args.seconds))
                 )
+            if args.analyze:
+                analyze(env["DATABASE_URL"])
             for path in (REAL, BARE) if args.loops != "closed" else ():
                 opened[path].append(
                     asyncio.run(open_loop(base, key, path, args.rate, args.seconds, args.clients))
@@ -222,6 +232,14 @@ def main() -> None:
         print_closed(closed, args)
     if opened[REAL]:
         print_open(opened, args)
+
+
+def analyze(database_url: str) -> None:
+    """Statistics for the planner, as autovacuum keeps them (a machine may run without it)."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
 
 
 def print_closed(closed: dict[str, list[Result]], args: argparse.Namespace) -> None:

@@ -8,15 +8,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.core import signing
-from django.db.models import CharField, Count, F, Max, Min, Q, Subquery, Window
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models import Count
 
 from agents import catalogue
-from audit.models import AuditEvent
 
+from .. import sql
 from ..models import ConnectorState, Proposal, ProposalStatus
-from ..sql import EvidenceCount
-from .cards import _QUEUE_ORDER, AgentVoice, Card, CardContext, DuplicateGroup, group_key
+from .cards import AgentVoice, Card, CardContext, DuplicateGroup, group_key
 
 # The group's form names the group and when it was read, not its proposals (a storm's group
 # of hundreds would put hundreds of ids in every card of it). The stamp is the audit log's head
@@ -56,73 +54,29 @@ class _Pair:
 
 def _pairs_on(targets: set[str]) -> tuple[dict[tuple[str, str], _Pair], int]:
     """The pending proposals on these targets counted by action, target and agent, in one
-    statement: each agent's count and its best case (most confident, then most evidence), each
-    pair's lead (the queue's first, whose parameters a connector's state is judged with) and
-    the audit log's head. Only those rows leave the database, however many are open (a storm
-    puts thousands on a few targets)."""
+    statement (approvals.sql.pair_rows): each agent's count and its best case (most confident,
+    then most evidence), each pair's lead (the queue's first, whose parameters a connector's
+    state is judged with) and the audit log's head. Only those rows leave the database, however
+    many are open (a storm puts thousands on a few targets)."""
     pairs: dict[tuple[str, str], _Pair] = {}
     ranked: dict[tuple[str, str], list[tuple[tuple[float, float, Any], AgentVoice]]] = {}
     head = 0
-    for row in _pair_rows(targets):
-        target, action, shown, voices, best, lead, confidence, rationale, evidence = row[:9]
-        params, at, voice_priority, voice_since = row[9:]
-        found = pairs.setdefault((action, target), _Pair())
-        head = at or head
-        if lead == 1:
-            found.params = dict(params or {})
-        if best == 1:
-            found.count += voices
-            voice = AgentVoice(shown, voices, confidence, rationale, list(evidence or []))
-            rank = (-confidence, -voice_priority, voice_since)
-            ranked.setdefault((action, target), []).append((rank, voice))
+    for row in sql.pair_rows(targets):
+        found = pairs.setdefault((row.action, row.target), _Pair())
+        head = row.head or head
+        if row.lead == 1:
+            found.params = dict(row.params or {})
+        if row.best == 1:
+            found.count += row.voices
+            voice = AgentVoice(
+                row.shown, row.voices, row.confidence, row.rationale, list(row.evidence or [])
+            )
+            # Equally confident agents are listed in the order of their first cards.
+            rank = (-row.confidence, -row.voice_priority, row.voice_since)
+            ranked.setdefault((row.action, row.target), []).append((rank, voice))
     for key, voices in ranked.items():
         pairs[key].voices = [voice for _, voice in sorted(voices, key=lambda v: v[0])]
     return pairs, head
-
-
-def _pair_rows(targets: set[str]) -> Any:
-    """The rows `_pairs_on` folds: per action, target and agent its best case, and per pair
-    its lead, each with the window counts."""
-    pair = [F("target_canonical"), F("action")]
-    voice = [*pair, F("shown")]
-    return (
-        Proposal.objects.filter(status=ProposalStatus.PENDING, target_canonical__in=targets)
-        # An attention check names the agent its card names (Proposal.agent_shown).
-        .annotate(
-            shown=Coalesce("attention_check__shown_agent", "agent__slug", output_field=CharField())
-        )
-        .annotate(
-            voices=Window(Count("id"), partition_by=voice),
-            # Where the agent's first card stands in the queue: equally confident agents are
-            # listed in that order.
-            voice_priority=Window(Max("priority"), partition_by=voice),
-            voice_since=Window(Min("created_at"), partition_by=voice),
-            best=Window(
-                RowNumber(),
-                partition_by=voice,
-                order_by=[F("confidence").desc(), EvidenceCount().desc(), *_QUEUE_ORDER],
-            ),
-            lead=Window(RowNumber(), partition_by=pair, order_by=_QUEUE_ORDER),
-            head=Subquery(AuditEvent.objects.order_by("-seq").values("seq")[:1]),
-        )
-        .filter(Q(best=1) | Q(lead=1))
-        .order_by()  # the model's default order would sort every row once more
-        .values_list(
-            "target_canonical",
-            "action",
-            "shown",
-            "voices",
-            "best",
-            "lead",
-            "confidence",
-            "rationale",
-            "evidence",
-            "params",
-            "head",
-            "voice_priority",
-            "voice_since",
-        )
-    )
 
 
 @dataclass

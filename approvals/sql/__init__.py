@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from .claims import STOP_ROW, Claimed, claim, ledger_result, stop_engaged_locked
 from .console import (
-    EvidenceCount,
+    PairRow,
     agent_if_loaded,
     counters,
     no_decisions_yet,
     no_execution_yet,
+    pair_rows,
     proposal_progress,
     proposal_progress_ahead,
 )
@@ -30,7 +31,7 @@ __all__ = [
     "STOP_ROW",
     "BudgetSpent",
     "Claimed",
-    "EvidenceCount",
+    "PairRow",
     "agent_if_loaded",
     "breaker_counts",
     "budget_spent",
@@ -40,6 +41,7 @@ __all__ = [
     "ledger_result",
     "no_decisions_yet",
     "no_execution_yet",
+    "pair_rows",
     "proposal_progress",
     "proposal_progress_ahead",
     "stop_engaged_locked",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from agents.models import Agent, EmergencyStop, Grant, Policy
+from audit.models import AuditEvent
 
-from ..models import ConnectorCall, Execution, Proposal
+from ..models import AttentionCheck, ConnectorCall, Execution, Proposal
 
 EXECUTION = Execution._meta.db_table
 PROPOSAL = Proposal._meta.db_table
@@ -13,3 +14,5 @@ STOP = EmergencyStop._meta.db_table
 POLICY = Policy._meta.db_table
 GRANT = Grant._meta.db_table
 LEDGER = ConnectorCall._meta.db_table
+ATTENTION_CHECK = AttentionCheck._meta.db_table
+AUDIT_EVENT = AuditEvent._meta.db_table

@@ -4,13 +4,19 @@ and decided as one group, each proposal still decided on its own, and the connec
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from approvals import live, selectors, services
-from approvals.models import ConnectorCall, Execution, Proposal
+from approvals.models import ConnectorCall, Execution, Proposal, ProposalStatus
 from audit.models import AuditEvent
 from soc_console.errors import WrongState
 from tests import factories
@@ -154,3 +160,89 @@ def test_a_group_decision_refuses_what_is_no_longer_pending_and_decides_the_rest
     assert len(summary.done) == 2
     groups = selectors.duplicate_groups([("isolate_host", HOST)])
     assert groups == {}  # nothing pending is left to group
+
+
+TARGETS = ("pair-a.corp.example", "pair-b.corp.example")
+
+
+@pytest.fixture
+def voices(db: None) -> list[factories.AgentWithKey]:
+    limits = {"max_pending": 10_000, "max_proposals_per_minute": 10_000}
+    grants = {"isolate_host": 2, "kill_process": 2}
+    return [factories.agent(slug, grants=grants, **limits) for slug in ("voice-a", "voice-b")]
+
+
+@hypothesis_settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=1),  # the agent
+            st.sampled_from([0, 0, 0, 1]),  # the target: mostly one, so that cases meet
+            st.sampled_from(["isolate_host"] * 3 + ["kill_process"]),
+            st.sampled_from([0.5] * 5 + [0.9]),  # equally confident is the common case
+            st.sampled_from([[], [1], [1, 2], {"not": "a list"}]),  # evidence, by its length
+            st.sampled_from([0.0] * 4 + [2.25]),  # priority: ties too
+            st.booleans(),  # still pending
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+    order=st.randoms(use_true_random=False),
+)
+def test_a_groups_counts_best_cases_lead_and_order_are_the_queues_rules(
+    voices: list[factories.AgentWithKey], rows: list[tuple], order: Any
+) -> None:
+    """Whatever the ties, each agent's best case is its most confident proposal, then the one
+    with most evidence, then the queue's first; the pair's lead (whose parameters count) is the
+    queue's first; agents are listed by confidence, then by where their first card stands."""
+    Proposal.objects.filter(status=ProposalStatus.PENDING).update(status=ProposalStatus.EXPIRED)
+    start = timezone.now() - timedelta(minutes=5)
+    seconds = list(range(len(rows)))
+    order.shuffle(seconds)  # distinct times, in an order unrelated to the rows'
+    made = []
+    for n, (who, on, action, confidence, evidence, priority, pending) in enumerate(rows):
+        proposal = factories.proposal(voices[who], action=action, target=TARGETS[on], settle=False)
+        changes = {
+            "confidence": confidence,
+            "evidence": [{"kind": "alert", "ref": f"SIEM-{e}"} for e in evidence]
+            if isinstance(evidence, list)
+            else evidence,
+            "priority": priority,
+            "created_at": start + timedelta(seconds=seconds[n]),
+            "rationale": f"case {n}",
+            "params": {"case": n},
+            "status": ProposalStatus.PENDING if pending else ProposalStatus.REJECTED,
+        }
+        Proposal.objects.filter(pk=proposal.pk).update(**changes)
+        made.append({"agent": voices[who].agent.slug, "pair": (action, TARGETS[on]), **changes})
+    live.wait_idle()
+
+    def queue_key(row: dict) -> tuple:
+        return (-row["priority"], row["created_at"])
+
+    def evidence_count(row: dict) -> int:
+        return len(row["evidence"]) if isinstance(row["evidence"], list) else 0
+
+    open_rows = [row for row in made if row["status"] == ProposalStatus.PENDING]
+    found = selectors.open_on_targets(TARGETS)
+    assert found.pairs() == {row["pair"] for row in open_rows}
+    for pair in found.pairs():
+        on_pair = [row for row in open_rows if row["pair"] == pair]
+        lead = min(on_pair, key=queue_key)
+        assert found.params(pair) == lead["params"]
+        expected = []
+        for slug in {row["agent"] for row in on_pair}:
+            theirs = [row for row in on_pair if row["agent"] == slug]
+            best = min(theirs, key=lambda r: (-r["confidence"], -evidence_count(r), *queue_key(r)))
+            first = min(theirs, key=queue_key)
+            rank = (-best["confidence"], -max(r["priority"] for r in theirs), first["created_at"])
+            expected.append((rank, (slug, len(theirs), best["confidence"], best["rationale"])))
+        members = found.members[pair]
+        assert members.count == len(on_pair)
+        assert [(v.slug, v.count, v.confidence, v.rationale) for v in members.voices] == [
+            voice for _, voice in sorted(expected)
+        ]
