@@ -83,7 +83,8 @@ SELECT target, action, shown, voices, best, lead, confidence, rationale, evidenc
            p.evidence, p.params,
            COUNT(*) OVER voice AS voices,
            MAX(p.priority) OVER voice AS voice_priority,
-           MIN(p.created_at) OVER voice AS voice_since,
+           FIRST_VALUE(p.created_at) OVER (voice ORDER BY p.priority DESC, p.created_at ASC)
+               AS voice_since,
            ROW_NUMBER() OVER (voice ORDER BY p.confidence DESC, {evidence_count} DESC,
                                              p.priority DESC, p.created_at ASC) AS best,
            ROW_NUMBER() OVER (PARTITION BY p.target_canonical, p.action
@@ -115,8 +116,8 @@ class PairRow:
     evidence: Any
     params: Any
     head: int | None  # the audit log's head as the rows were read
-    voice_priority: int  # the highest priority among the agent's proposals on the pair
-    voice_since: Any  # its first proposal's time (only compared with the pair's others)
+    voice_priority: float  # the highest priority among the agent's proposals on the pair
+    voice_since: Any  # the time of its first card in the queue (compared with the pair's others)
 
 
 def pair_rows(targets: set[str]) -> list[PairRow]:
