@@ -75,6 +75,8 @@ _EVIDENCE_COUNT = {
     # SQLite's json_array_length is 0 for any JSON value but an array.
     "sqlite": "COALESCE(json_array_length(p.evidence), 0)",
 }
+# The queue's order (selectors.cards._QUEUE_ORDER) over the rows of one pair.
+_QUEUE_ORDER = "p.priority DESC, p.created_at ASC"
 _PAIR_ROWS = """
 SELECT target, action, shown, voices, best, lead, confidence, rationale, evidence, params,
        (SELECT seq FROM {audit} ORDER BY seq DESC LIMIT 1) AS head, voice_priority, voice_since
@@ -83,12 +85,11 @@ SELECT target, action, shown, voices, best, lead, confidence, rationale, evidenc
            p.evidence, p.params,
            COUNT(*) OVER voice AS voices,
            MAX(p.priority) OVER voice AS voice_priority,
-           FIRST_VALUE(p.created_at) OVER (voice ORDER BY p.priority DESC, p.created_at ASC)
-               AS voice_since,
+           FIRST_VALUE(p.created_at) OVER (voice ORDER BY {queue_order}) AS voice_since,
            ROW_NUMBER() OVER (voice ORDER BY p.confidence DESC, {evidence_count} DESC,
-                                             p.priority DESC, p.created_at ASC) AS best,
+                                             {queue_order}) AS best,
            ROW_NUMBER() OVER (PARTITION BY p.target_canonical, p.action
-                              ORDER BY p.priority DESC, p.created_at ASC) AS lead
+                              ORDER BY {queue_order}) AS lead
       FROM (SELECT q.target_canonical, q.action, q.confidence, q.rationale, q.evidence,
                    q.params, q.priority, q.created_at, COALESCE(c.shown_agent, a.slug) AS shown
               FROM {proposal} AS q
@@ -131,6 +132,7 @@ def pair_rows(targets: set[str]) -> list[PairRow]:
         agent=tables.AGENT,
         attention=tables.ATTENTION_CHECK,
         evidence_count=_EVIDENCE_COUNT[connection.vendor],
+        queue_order=_QUEUE_ORDER,
         targets=", ".join(["%s"] * len(targets)),
     )
     with connection.cursor() as cursor:
