@@ -10,8 +10,9 @@ from typing import Any
 
 from agents import catalogue
 
+from . import sql
 from .connectors import in_place
-from .models import ConnectorCall, ConnectorState, Decision, Execution, Verdict
+from .models import ConnectorCall, Decision, Execution, Verdict
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,11 @@ def target_states(
     if not wanted:
         return {}
     # Targets and connectors each as one IN list (a few connectors: the rows of another
-    # connector on the same target are few and dropped here), not an OR of pairs, which the ORM
-    # builds in time that grows with the square of the cards.
+    # connector on the same target are few and dropped here), not an OR of pairs.
     rows = {
         (row.connector, row.target): row
-        for row in ConnectorState.objects.filter(
-            connector__in={connector for connector, _ in wanted.values()},
-            target__in={target for _, target in wanted},
+        for row in sql.connector_states(
+            {connector for connector, _ in wanted.values()}, {target for _, target in wanted}
         )
     }
     found: dict[tuple[str, str], TargetState] = {}

@@ -8,12 +8,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.core import signing
-from django.db.models import Count
 
 from agents import catalogue
 
 from .. import sql
-from ..models import ConnectorState, Proposal, ProposalStatus
+from ..models import Proposal, ProposalStatus
 from .cards import AgentVoice, Card, CardContext, DuplicateGroup, group_key
 
 # The group's form names the group and when it was read, not its proposals (a storm's group
@@ -136,37 +135,16 @@ def anything_around(arrivals: Iterable[tuple[str, str]]) -> list[str]:
     """Of the targets of these new proposals (action, target), those with a context to show:
     two or more proposals pending there, or a state the action's connector records there.
 
-    Two reads on indexed columns, a fraction of open_on_targets' statement and the connector's
-    states (about 3 ms of a web process's CPU per new proposal, measured under bench.intake),
-    which most new proposals, alone on their target, do not need: in a storm of proposals on
-    as many targets, a batch of arrivals then costs these two reads and nothing more.
+    One statement on indexed columns (sql.targets_around), a fraction of open_on_targets'
+    statement and the connector's states, which most new proposals, alone on their target, do
+    not need: in a storm of proposals on as many targets, a batch of arrivals then costs this
+    read and nothing more.
     """
-    arrivals = list(arrivals)
-    targets = {target for _, target in arrivals}
-    crowded = set(
-        Proposal.objects.filter(status=ProposalStatus.PENDING, target_canonical__in=targets)
-        .order_by()
-        .values("target_canonical")
-        .annotate(count=Count("id"))
-        .filter(count__gte=2)
-        .values_list("target_canonical", flat=True)
-    )
-    connectors = {}
+    connectors: dict[str, set[str]] = {}
     for action, target in arrivals:
         kind = catalogue.get(action)
-        if kind is not None and target not in crowded:
-            connectors.setdefault(kind.connector, set()).add(target)
-    stateful: set[str] = set()
-    if connectors:
-        rows = ConnectorState.objects.filter(
-            connector__in=connectors, target__in=set().union(*connectors.values())
-        ).exclude(state={})
-        stateful = {
-            target
-            for connector, target in rows.values_list("connector", "target")
-            if target in connectors[connector]  # another connector's state says nothing here
-        }
-    return sorted(crowded | stateful)
+        connectors.setdefault(kind.connector if kind else "", set()).add(target)
+    return sorted(sql.targets_around(connectors))
 
 
 def open_on_targets(targets: Iterable[str], *, look_first: bool = False) -> OpenOnTargets:

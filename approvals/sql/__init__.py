@@ -18,12 +18,14 @@ from .claims import STOP_ROW, Claimed, claim, ledger_result, stop_engaged_locked
 from .console import (
     PairRow,
     agent_if_loaded,
+    connector_states,
     counters,
     no_decisions_yet,
     no_execution_yet,
     pair_rows,
     proposal_progress,
     proposal_progress_ahead,
+    targets_around,
 )
 from .limits import BudgetSpent, breaker_counts, budget_spent, digest_lock, sweep_lock
 
@@ -36,6 +38,7 @@ __all__ = [
     "breaker_counts",
     "budget_spent",
     "claim",
+    "connector_states",
     "counters",
     "digest_lock",
     "ledger_result",
@@ -46,4 +49,5 @@ __all__ = [
     "proposal_progress_ahead",
     "stop_engaged_locked",
     "sweep_lock",
+    "targets_around",
 ]

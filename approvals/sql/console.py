@@ -11,8 +11,10 @@ from typing import Any
 from django.db import transaction
 
 from agents.models import Agent
+from soc_console import rows
 
 from ..models import (
+    ConnectorState,
     Decision,
     ExecutionStatus,
     Proposal,
@@ -145,6 +147,71 @@ def pair_rows(targets: set[str]) -> list[PairRow]:
 def _json(value: Any) -> Any:
     """A JSON column as a raw statement returns it: text on both databases here."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+# --- what surrounds new proposals --------------------------------------------------------------
+
+# Which of some new proposals' targets have anything around them: two or more proposals pending
+# there, or a state recorded by one of the connectors their actions use (a state of {} records
+# nothing). Every batch of arrivals asks this, and most are alone on their target and need
+# nothing more. The ORM's two queries (a GROUP BY and the states) took 0.64 ms of the web
+# process's CPU per batch of five arrivals, this statement 0.09 ms (in-process, 300 batches on
+# crowded targets at 8,500 pending, analysed).
+_AROUND = """
+SELECT target_canonical, NULL FROM {proposal}
+ WHERE status = %s AND target_canonical IN ({targets})
+ GROUP BY target_canonical HAVING COUNT(*) >= 2
+UNION ALL
+SELECT target, connector FROM {state}
+ WHERE connector IN ({connectors}) AND target IN ({targets}) AND state <> '{{}}'
+"""
+
+
+def targets_around(wanted: dict[str, set[str]]) -> set[str]:
+    """Of the targets in `wanted` (connector -> its new proposals' targets there), those with
+    two or more pending proposals, or a state that connector records for them."""
+    targets = sorted(set().union(*wanted.values())) if wanted else []
+    if not targets:
+        return set()
+    connectors = sorted(wanted)
+    statement = _AROUND.format(
+        proposal=tables.PROPOSAL,
+        state=tables.CONNECTOR_STATE,
+        targets=", ".join(["%s"] * len(targets)),
+        connectors=", ".join(["%s"] * len(connectors)),
+    )
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(statement, [ProposalStatus.PENDING.value, *targets, *connectors, *targets])
+        fetched = cursor.fetchall()
+    # Another connector's state on the same target says nothing about these proposals.
+    return {
+        target for target, connector in fetched if connector is None or target in wanted[connector]
+    }
+
+
+# The connectors' rows for some targets, for the cards' contexts (connector_state): read with
+# every batch of contexts. With the ORM's query, the states of a batch of five took 0.46 ms of
+# CPU beside the group statement, with this one 0.10 ms (measured as above).
+_STATES = """
+SELECT {columns} FROM {state} WHERE connector IN ({connectors}) AND target IN ({targets})
+"""
+
+
+def connector_states(connectors: set[str], targets: set[str]) -> list[ConnectorState]:
+    """The connector's state rows of these targets, any of these connectors."""
+    if not connectors or not targets:
+        return []
+    connection = transaction.get_connection()
+    statement = _STATES.format(
+        columns=rows.columns(ConnectorState, connection),
+        state=tables.CONNECTOR_STATE,
+        connectors=", ".join(["%s"] * len(connectors)),
+        targets=", ".join(["%s"] * len(targets)),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*sorted(connectors), *sorted(targets)])
+        fetched = cursor.fetchall()
+    return [rows.instance(ConnectorState, row, connection) for row in fetched]
 
 
 # --- a proposal's progress -------------------------------------------------------------------
