@@ -90,8 +90,25 @@ def _demotable(agent_id: int, action: str) -> tuple[Policy, Grant, rules.Demotio
     return policy, grant, grant_rules
 
 
-def _fired(firing: Firing) -> Firing:
-    """Take the stop row's lock now, before the trigger records its event (see above)."""
+def _fired(
+    proposal: Proposal,
+    grant: Grant,
+    grant_rules: rules.DemotionRules,
+    *,
+    rule: str,
+    evidence: dict[str, Any],
+) -> Firing:
+    """The firing of `rule` against the grant of the proposal's action; takes the stop row's
+    lock now, before the trigger records its event (see above)."""
+    firing = Firing(
+        agent_id=proposal.agent_id,
+        agent=_slug(proposal),
+        action=proposal.action,
+        rule=rule,
+        from_level=grant.level,
+        to_level=grant_rules.to_level,
+        evidence=evidence,
+    )
     sql.stop_engaged_locked()
     return firing
 
@@ -158,27 +175,21 @@ def failure_rate_firing(execution: Execution, *, becomes: str) -> Firing | None:
     if not rules.failure_rate_exceeded(bad=len(bad), seen=len(window), rules=grant_rules):
         return None
     return _fired(
-        Firing(
-            agent_id=proposal.agent_id,
-            agent=_slug(proposal),
-            action=proposal.action,
-            rule=rules.FAILURE_RATE,
-            from_level=grant.level,
-            to_level=grant_rules.to_level,
-            evidence={
-                "execution": this,
-                "proposal": str(proposal.pk),
-                "outcome": str(becomes),
-                "window": grant_rules.failure_window,
-                "threshold_percent": grant_rules.failure_percent,
-                "executions": [pk for pk, _, _ in window],
-                "bad_executions": [pk for pk, _ in bad],
-                "bad": len(bad),
-                "automatic_bad": sum(
-                    1 for _, status in bad if status == ProposalStatus.AUTO_APPROVED
-                ),
-            },
-        )
+        proposal,
+        grant,
+        grant_rules,
+        rule=rules.FAILURE_RATE,
+        evidence={
+            "execution": this,
+            "proposal": str(proposal.pk),
+            "outcome": str(becomes),
+            "window": grant_rules.failure_window,
+            "threshold_percent": grant_rules.failure_percent,
+            "executions": [pk for pk, _, _ in window],
+            "bad_executions": [pk for pk, _ in bad],
+            "bad": len(bad),
+            "automatic_bad": sum(1 for _, status in bad if status == ProposalStatus.AUTO_APPROVED),
+        },
     )
 
 
@@ -192,22 +203,18 @@ def over_confidence_firing(proposal: Proposal, *, analyst: str, reason: str) -> 
     if not grant_rules.over_confidence or proposal.confidence < policy.auto_threshold:
         return None
     return _fired(
-        Firing(
-            agent_id=proposal.agent_id,
-            agent=_slug(proposal),
-            action=proposal.action,
-            rule=rules.OVER_CONFIDENCE,
-            from_level=grant.level,
-            to_level=grant_rules.to_level,
-            evidence={
-                "proposal": str(proposal.pk),
-                "confidence": proposal.confidence,
-                "auto_threshold": policy.auto_threshold,
-                "routed_under_version": proposal.policy_version,
-                "analyst": analyst,
-                "reason": reason,
-            },
-        )
+        proposal,
+        grant,
+        grant_rules,
+        rule=rules.OVER_CONFIDENCE,
+        evidence={
+            "proposal": str(proposal.pk),
+            "confidence": proposal.confidence,
+            "auto_threshold": policy.auto_threshold,
+            "routed_under_version": proposal.policy_version,
+            "analyst": analyst,
+            "reason": reason,
+        },
     )
 
 
@@ -220,21 +227,17 @@ def rollback_firing(execution: Execution, *, analyst: str, reason: str) -> Firin
         if demotable is not None and demotable[2].automatic_rollback:
             _, grant, grant_rules = demotable
             return _fired(
-                Firing(
-                    agent_id=proposal.agent_id,
-                    agent=_slug(proposal),
-                    action=proposal.action,
-                    rule=rules.AUTOMATIC_ROLLBACK,
-                    from_level=grant.level,
-                    to_level=grant_rules.to_level,
-                    evidence={
-                        "execution": str(execution.pk),
-                        "proposal": str(proposal.pk),
-                        "analyst": analyst,
-                        "reason": reason,
-                        "approved_under_version": proposal.policy_version,
-                    },
-                )
+                proposal,
+                grant,
+                grant_rules,
+                rule=rules.AUTOMATIC_ROLLBACK,
+                evidence={
+                    "execution": str(execution.pk),
+                    "proposal": str(proposal.pk),
+                    "analyst": analyst,
+                    "reason": reason,
+                    "approved_under_version": proposal.policy_version,
+                },
             )
     return failure_rate_firing(execution, becomes=ExecutionStatus.ROLLING_BACK)
 
