@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,6 +101,21 @@ class PendingEvent:
     def stored(self, *, seq: int, prev_hash: str, digest: str) -> AuditEvent:
         return AuditEvent(seq=seq, prev_hash=prev_hash, hash=digest, **vars(self))
 
+    def row(self, *, seq: int, prev_hash: str, digest: str, encoded: bool) -> tuple[Any, ...]:
+        """Its values in EVENT_COLUMNS order, the data as canonical JSON text when `encoded`
+        (for SQL and COPY) or as the canonical object (for the ORM)."""
+        return (
+            seq,
+            self.at,
+            self.actor_type,
+            self.actor,
+            self.event_type,
+            self.proposal_id,
+            encode(self.data) if encoded else self.data,
+            prev_hash,
+            digest,
+        )
+
 
 def _locked_head(db: Any) -> tuple[int, str]:
     """The chain's last event (seq, hash), holding the right to append after it until commit.
@@ -157,17 +172,7 @@ def record(
     with db.cursor() as cursor:
         cursor.execute(
             sql.APPEND_EVENT,
-            [
-                seq,
-                event.at,
-                event.actor_type,
-                event.actor,
-                event.event_type,
-                event.proposal_id,
-                encode(event.data),
-                head_hash,
-                digest,
-            ],
+            pending.row(seq=seq, prev_hash=head_hash, digest=digest, encoded=True),
         )
         event.pk = cursor.fetchone()[0]
     event._state.adding = False
@@ -195,30 +200,9 @@ def record_many(events: Iterable[PendingEvent], *, write: RowWriter | None = Non
     digest_of = keyed_hash()
     for event in events:
         seq += 1
-        data = canonical_data(event.data)
-        content = canonical(
-            seq=seq,
-            at=event.at,
-            actor_type=event.actor_type,
-            actor=event.actor,
-            event_type=event.event_type,
-            proposal_id=event.proposal_id,
-            data=data,
-        )
-        digest = digest_of(prev.encode() + content)
-        rows.append(
-            (
-                seq,
-                event.at,
-                event.actor_type,
-                event.actor,
-                event.event_type,
-                event.proposal_id,
-                data if write is None else encode(data),
-                prev,
-                digest,
-            )
-        )
+        pending = replace(event, data=canonical_data(event.data))
+        digest = digest_of(prev.encode() + pending.content(seq))
+        rows.append(pending.row(seq=seq, prev_hash=prev, digest=digest, encoded=write is not None))
         prev = digest
     if not rows:
         return 0
