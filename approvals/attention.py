@@ -66,17 +66,9 @@ class Model:
 
 
 @dataclass(frozen=True)
-class Composed:
+class Composed(Model):
     """A check ready to record: the card's fields, its flaw and the explanation."""
 
-    agent: str
-    action: str
-    target: str
-    params: dict[str, Any]
-    confidence: float
-    rationale: str
-    evidence: list[dict[str, Any]]
-    severity: str
     flaw: CheckFlaw
     explanation: str
 
