@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
@@ -74,6 +75,23 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_urls(
+    name: str, accepted: Callable[[SplitResult, int | None], bool], *, expected: str
+) -> list[str]:
+    """A comma-separated list of URLs, each one `accepted` (given its parts and its port, None
+    when it has none or not a number), or ImproperlyConfigured saying what was `expected`."""
+    urls = env_list(name, [])
+    for url in urls:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not accepted(parts, port):
+            raise ImproperlyConfigured(f"{name}: {url!r} is {expected}")
+    return urls
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -476,45 +494,45 @@ if not DEBUG and (not AUDIT_KEY.strip() or AUDIT_KEY == DEV_AUDIT_KEY):
     )
 if len(AUDIT_KEY) < 32:
     raise SystemExit("AUDIT_KEY must be at least 32 characters long")
+
+
 # Signed checkpoints of the chain's head go to each of these (comma-separated):
 # file:///path.jsonl (verify_audit reads it back) and syslog+tcp://host:port.
-AUDIT_ANCHOR_URL = env_list("AUDIT_ANCHOR_URL", [])
-for _url in AUDIT_ANCHOR_URL:
-    _parts = urlsplit(_url)
-    try:
-        _port = _parts.port
-    except ValueError:
-        _port = None
-    if not (
-        (_parts.scheme == "file" and _parts.netloc == "" and _parts.path.startswith("/"))
-        or (_parts.scheme == "syslog+tcp" and _parts.hostname and _port)
-    ):
-        raise ImproperlyConfigured(
-            f"AUDIT_ANCHOR_URL: {_url!r} is neither file:///absolute/path.jsonl nor "
-            "syslog+tcp://host:port"
-        )
+def _anchor_url(parts: SplitResult, port: int | None) -> bool:
+    return bool(
+        (parts.scheme == "file" and parts.netloc == "" and parts.path.startswith("/"))
+        or (parts.scheme == "syslog+tcp" and parts.hostname and port)
+    )
+
+
+AUDIT_ANCHOR_URL = env_urls(
+    "AUDIT_ANCHOR_URL",
+    _anchor_url,
+    expected="neither file:///absolute/path.jsonl nor syslog+tcp://host:port",
+)
 AUDIT_ANCHOR_SECONDS = env_float("AUDIT_ANCHOR_SECONDS", 60.0, minimum=1.0)
+
+
 # Every audit event, at least once and in order, to each of these (comma-separated; the
 # Procfile's `forward` process, audit/forward.py): syslog+tcp://host:port and
 # syslog+tls://host:port (RFC 5424, octet-counted), https://host[:port][/path] (Splunk HTTP
 # Event Collector or a receiver that speaks its protocol; the path defaults to
 # /services/collector/event, and http:// is accepted for a collector on the same host).
-AUDIT_FORWARD_URL = env_list("AUDIT_FORWARD_URL", [])
-for _url in AUDIT_FORWARD_URL:
-    _parts = urlsplit(_url)
-    try:
-        _port = _parts.port
-    except ValueError:
-        _port = None
-    if not (
-        (_parts.scheme in ("syslog+tcp", "syslog+tls") and _parts.hostname and _port)
-        or (_parts.scheme in ("https", "http") and _parts.hostname and not _parts.username)
-    ) or (_parts.query or _parts.fragment):
-        raise ImproperlyConfigured(
-            f"AUDIT_FORWARD_URL: {_url!r} is none of syslog+tcp://host:port, "
-            "syslog+tls://host:port or https://host[:port][/path] (the token goes in "
-            "AUDIT_FORWARD_TOKEN, not in the URL)"
-        )
+def _forward_url(parts: SplitResult, port: int | None) -> bool:
+    return bool(
+        (parts.scheme in ("syslog+tcp", "syslog+tls") and parts.hostname and port)
+        or (parts.scheme in ("https", "http") and parts.hostname and not parts.username)
+    ) and not (parts.query or parts.fragment)
+
+
+AUDIT_FORWARD_URL = env_urls(
+    "AUDIT_FORWARD_URL",
+    _forward_url,
+    expected=(
+        "none of syslog+tcp://host:port, syslog+tls://host:port or "
+        "https://host[:port][/path] (the token goes in AUDIT_FORWARD_TOKEN, not in the URL)"
+    ),
+)
 # The HTTP Event Collector's token, sent as `Authorization: Splunk <token>`.
 AUDIT_FORWARD_TOKEN = env_str("AUDIT_FORWARD_TOKEN", "")
 if any(url.startswith(("https:", "http:")) for url in AUDIT_FORWARD_URL) and not (
