@@ -27,6 +27,7 @@ from .base import (
     PENDING,
     PROPOSALS,
     SENT,
+    SHIFT,
     SLA_BREACHES,
     SLA_JUDGED,
     WARNING,
@@ -42,7 +43,7 @@ from .base import (
     marked,
     period_text,
 )
-from .fatigue import SHIFT, SHIFTS, FatigueRow, fatigue, fatigue_rows
+from .fatigue import SHIFTS, FatigueRow, fatigue, fatigue_rows
 from .latency import latency
 from .latency_figures import Sla
 from .queue import QueueDepth, queue_depth

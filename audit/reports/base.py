@@ -73,6 +73,7 @@ SLA_BREACHES = "SLA breaches"
 PROPOSALS = "proposals"
 ESCALATED = "escalated"
 PEAK = "peak queue depth"
+SHIFT = "shift"
 SENT_STATUSES = (
     ProposalStatus.PENDING,
     ProposalStatus.APPROVED,
@@ -344,6 +345,19 @@ def shift_band(hour: int) -> str:
 
 def shift_bands_text() -> str:
     return ", ".join(f"{name} {first:02d}–{last:02d}" for name, first, last in settings.SHIFT_BANDS)
+
+
+def shift_gap_text() -> str:
+    return f"{SHIFT_GAP.total_seconds() / 3600:g} h"
+
+
+def shift_definition() -> str:
+    """What a SHIFT column names, on the fatigue table and the checks' alike (read when the
+    report is built: the bands and the time zone are settings)."""
+    return (
+        f"the band of the day in which a shift started ({shift_bands_text()}, "
+        f"{report_zone()}); 'all' is every shift together."
+    )
 
 
 def percentile_figures(n: int, values: Sequence[float | None] | None) -> list[Figure]:

@@ -23,6 +23,7 @@ from approvals.models import AttentionCheck, CheckOutcome, Decision
 from .base import (
     BAD,
     GOOD,
+    SHIFT,
     SHIFT_GAP,
     WARNING,
     Chart,
@@ -31,10 +32,10 @@ from .base import (
     Point,
     Table,
     local,
-    report_zone,
     share,
     shift_band,
-    shift_bands_text,
+    shift_definition,
+    shift_gap_text,
 )
 from .query import within
 
@@ -52,7 +53,6 @@ CAUGHT = "caught"
 MISSED = "missed"
 CATCH_RATE = "catch rate"
 HOUR_OF_SHIFT = "hour of shift"
-SHIFT = "shift"
 
 
 def definitions() -> dict[str, str]:
@@ -66,11 +66,10 @@ def definitions() -> dict[str, str]:
         MISSED: "attention checks decided that the analyst approved; each was stopped and "
         "nothing ran.",
         CATCH_RATE: "caught divided by attention checks decided.",
-        SHIFT: f"the band of the day in which a shift started ({shift_bands_text()}, "
-        f"{report_zone()}); 'all' is every shift together.",
+        SHIFT: shift_definition(),
         HOUR_OF_SHIFT: "the hour of the analyst's shift in which the check was decided: hour 1 "
         f"starts with the shift's first decision; a shift ends after a gap longer than "
-        f"{SHIFT_GAP.total_seconds() / 3600:g} h; hours {LAST_HOUR} and later are counted "
+        f"{shift_gap_text()}; hours {LAST_HOUR} and later are counted "
         "together.",
     }
 

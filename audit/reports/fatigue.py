@@ -38,6 +38,7 @@ from .base import (
     GOOD,
     MIN_SAMPLE,
     OFFICE_HOURS,
+    SHIFT,
     SHIFT_GAP,
     WARNING,
     Chart,
@@ -50,26 +51,25 @@ from .base import (
     report_zone,
     share,
     shift_band,
-    shift_bands_text,
+    shift_definition,
+    shift_gap_text,
 )
 from .histogram import percentiles
 from .query import decisions_given, flag
 from .shifts import Agg
 
 PER_ACTIVE_HOUR = "decisions per active hour"
-SHIFT = "shift"
 SHIFTS = "shifts"
 STREAK = "longest approval streak"
 AFTER_HOURS = "after hours"
 
 
 def _fatigue_definitions() -> dict[str, str]:
-    gap = f"{SHIFT_GAP.total_seconds() / 3600:g} h"
+    gap = shift_gap_text()
     return {
         DECISIONS: DEFINITIONS[DECISIONS]
         + " With an action or agent filter, only decisions on those proposals are counted.",
-        SHIFT: f"the band of the day in which a shift started ({shift_bands_text()}, "
-        f"{report_zone()}); 'all' is every shift together.",
+        SHIFT: shift_definition(),
         SHIFTS: "runs of one analyst's decisions with no gap longer than "
         f"{gap}, built from all of their decisions in the period whatever the filters; a "
         "shift is counted when it holds a counted decision.",
