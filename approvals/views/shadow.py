@@ -3,6 +3,7 @@ promote or discard it. Managers and admins only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -172,47 +173,44 @@ def shadow_start(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect("agent-shadow", slug)
 
 
-def _version(request: HttpRequest) -> int | None:
-    raw = request.POST.get("version", "")
-    return int(raw) if raw.isdigit() else None
-
-
-@require_POST
-@console_role(roles.can_change_autonomy)
-def shadow_promote(request: HttpRequest, slug: str) -> HttpResponse:
+def _on_shadow(
+    request: HttpRequest, slug: str, *, verb: str, act: Callable[[Agent, int], str]
+) -> HttpResponse:
+    """Promote or discard the shadow version the form names: `act` does it and says what
+    happened; a refusal is shown as an error. Either way, back to the agent's shadow page."""
     agent = get_object_or_404(Agent, slug=slug)
-    version = _version(request)
+    raw = request.POST.get("version", "")
     try:
-        if version is None:
-            raise PolicyError("Say which shadow version to promote.")
-        live = services.shadow_promote(agent=agent, version=version, by=request.user.get_username())
+        if not raw.isdigit():
+            raise PolicyError(f"Say which shadow version to {verb}.")
+        done = act(agent, int(raw))
     except (DomainError, PolicyError) as exc:
         messages.error(request, getattr(exc, "detail", str(exc)))
         return redirect("agent-shadow", slug)
-    messages.success(
-        request, f"Version {version} promoted: {slug} now decides under version {live.version}."
-    )
+    messages.success(request, done)
     return redirect("agent-shadow", slug)
 
 
 @require_POST
 @console_role(roles.can_change_autonomy)
+def shadow_promote(request: HttpRequest, slug: str) -> HttpResponse:
+    def promote(agent: Agent, version: int) -> str:
+        live = services.shadow_promote(agent=agent, version=version, by=request.user.get_username())
+        return f"Version {version} promoted: {slug} now decides under version {live.version}."
+
+    return _on_shadow(request, slug, verb="promote", act=promote)
+
+
+@require_POST
+@console_role(roles.can_change_autonomy)
 def shadow_discard(request: HttpRequest, slug: str) -> HttpResponse:
-    agent = get_object_or_404(Agent, slug=slug)
-    version = _version(request)
-    try:
-        if version is None:
-            raise PolicyError("Say which shadow version to discard.")
+    def discard(agent: Agent, version: int) -> str:
         policy_shadow_discard(
             agent=agent,
             version=version,
             by=request.user.get_username(),
             reason=request.POST.get("reason", "")[:300],
         )
-    except (DomainError, PolicyError) as exc:
-        messages.error(request, getattr(exc, "detail", str(exc)))
-        return redirect("agent-shadow", slug)
-    messages.success(
-        request, f"Version {version} of {slug} discarded; the live policy is unchanged."
-    )
-    return redirect("agent-shadow", slug)
+        return f"Version {version} of {slug} discarded; the live policy is unchanged."
+
+    return _on_shadow(request, slug, verb="discard", act=discard)
