@@ -11,17 +11,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db.models import Count, Q
-
 from agents.models import Agent, Policy
-from approvals.models import ProposalStatus
 from approvals.selectors.shadow import ShadowScore, Tally, agent_shadow, shadow_score
 from audit.models import AuditEvent
 
 from .autonomy import Advice, TrustRow
-from .base import BAND_BOUNDS, BANDS, DECIDED_STATUSES, Filters, share
-from .query import band_of, proposals
-from .trust import trust_rows
+from .base import BANDS, Filters, share
+from .trust import calibration_by, trust_rows
 
 DEMOTED = "grant.demoted"
 
@@ -96,20 +92,6 @@ class Readiness:
     shadow: ShadowScore | None
 
 
-def _calibration(f: Filters) -> dict[str, dict[int, tuple[int, int]]]:
-    """Per action: confidence band → (decided by analysts, approved)."""
-    found: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
-    for action, band, n, approved in (
-        proposals(f)
-        .filter(status__in=DECIDED_STATUSES, confidence__gte=BAND_BOUNDS[0])
-        .annotate(band=band_of(BAND_BOUNDS))
-        .values_list("action", "band")
-        .annotate(n=Count("pk"), approved=Count("pk", filter=Q(status=ProposalStatus.APPROVED)))
-    ):
-        found[action][band] = (n, approved)
-    return found
-
-
 def demotions(slug: str) -> dict[str, list[Demotion]]:
     """The agent's demotions by action, newest first, from the audit log."""
     found: dict[str, list[Demotion]] = defaultdict(list)
@@ -135,7 +117,7 @@ def readiness(agent: Agent, f: Filters | None = None) -> Readiness:
     levels = {g.action: g.level for g in live.grants.all()} if live else {}
     rows, _ = trust_rows(f)
     records = {r.action: r for r in rows if r.agent == agent.slug}
-    calibration = _calibration(f)
+    calibration = calibration_by(f, "action")
     shadow = agent_shadow(agent)
     score = shadow_score(shadow) if shadow is not None else None
     shadow_levels = {g.action: g.level for g in shadow.grants.all()} if shadow else {}

@@ -41,8 +41,8 @@ from .base import (
 from .query import band_of, proposals, with_execution
 from .tally import C_APPROVED, C_DECIDED, C_NC_DECIDED, C_NC_GOOD, Tally
 
-# Per agent and action: (threshold → (decided, good outcomes)); per agent: (band → (decided,
-# approved)).
+# Per agent and action: (threshold → (decided, good outcomes)); per agent (or per action, on
+# an agent's readiness page): (band → (decided, approved)).
 Scans = dict[tuple[str, str], dict[float, tuple[int, int]]]
 Calibration = dict[str, dict[int, tuple[int, int]]]
 
@@ -96,16 +96,18 @@ def _scans(f: Filters) -> Scans:
     return scans
 
 
-def _calibration(f: Filters) -> Calibration:
+def calibration_by(f: Filters, key: str) -> Calibration:
+    """Per `key` (the agent's slug here, the action on an agent's readiness page): confidence
+    band → (decided by analysts, approved)."""
     calibration: Calibration = defaultdict(dict)
-    for slug, band, n, approved in (
+    for group, band, n, approved in (
         proposals(f)
         .filter(status__in=DECIDED_STATUSES, confidence__gte=BAND_BOUNDS[0])
         .annotate(band=band_of(BAND_BOUNDS))
-        .values_list("agent__slug", "band")
+        .values_list(key, "band")
         .annotate(n=Count("pk"), approved=Count("pk", filter=Q(status=ProposalStatus.APPROVED)))
     ):
-        calibration[slug][band] = (n, approved)
+        calibration[group][band] = (n, approved)
     return calibration
 
 
@@ -138,7 +140,7 @@ def _pairs(p: periods.Period) -> dict[tuple[str, str], Tally]:
 
 
 def _rolled(p: periods.Period) -> tuple[list[tuple[object, ...]], Scans, Calibration]:
-    """`_counts`, `_scans` and `_calibration` from the rollups' per-centile tallies."""
+    """`_counts`, `_scans` and `calibration_by` from the rollups' per-centile tallies."""
     counts, scans, calibration = [], {}, defaultdict(dict)
     cut = [round(x * 100) for x in THRESHOLDS]
     bands = [round(low * 100) for low in BAND_BOUNDS]
@@ -166,7 +168,7 @@ def trust_rows(f: Filters) -> tuple[list[TrustRow], Calibration]:
     if periods.usable(f):
         counts, scans, calibration = _rolled(periods.period(f, part="counts"))
     else:
-        counts, scans, calibration = _counts(f), _scans(f), _calibration(f)
+        counts, scans, calibration = _counts(f), _scans(f), calibration_by(f, "agent__slug")
     rows = [
         TrustRow(
             slug,
