@@ -94,7 +94,7 @@ def agent_clear(request: HttpRequest, slug: str) -> HttpResponse:
             agent=agent, by=request.user, reason=request.POST.get("reason", "")
         )
     except DomainError as exc:
-        return flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
+        return flash(request, ok=False, text=exc.detail)
     plural = "s" if report.cleared != 1 else ""
     text = f"{report.cleared} pending proposal{plural} of {slug} cleared."
     if report.refused:

@@ -47,7 +47,6 @@ def flash(
     *,
     ok: bool,
     text: str,
-    status: int = 200,
     outcome: str = "",
     field: str = "",
     undo: dict[str, Any] | None = None,
@@ -67,7 +66,6 @@ def flash(
             request,
             "approvals/flash.html",
             {"ok": ok, "text": text, "undo": undo},
-            status=status,
         )
         return trigger_client_event(
             response, ANSWERED, {"ok": ok, "outcome": outcome, "field": field, "at": rendered_at}
@@ -94,7 +92,7 @@ def run(
     try:
         action()
     except DomainError as exc:
-        return flash(request, ok=False, text=exc.detail, status=200 if request.htmx else 302)
+        return flash(request, ok=False, text=exc.detail)
     if refresh and request.htmx:
         messages.success(request, success)  # shown by the reloaded page
         response = HttpResponseClientRefresh()

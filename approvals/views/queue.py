@@ -136,7 +136,6 @@ def decide(request: HttpRequest, proposal_id: str) -> HttpResponse:
             request,
             ok=False,
             text=exc.detail,
-            status=200 if request.htmx else 302,
             outcome="decided",
         )
     except DomainError as exc:
@@ -147,7 +146,6 @@ def decide(request: HttpRequest, proposal_id: str) -> HttpResponse:
             request,
             ok=False,
             text=exc.detail,
-            status=200 if request.htmx else 302,
             field=field,
         )
     return _decided(request, proposal)
@@ -194,12 +192,7 @@ def undo_approval(request: HttpRequest, proposal_id: str) -> HttpResponse:
     try:
         proposal = services.approval_undo(proposal_id=proposal_id, analyst=request.user)
     except DomainError as exc:
-        return flash(
-            request,
-            ok=False,
-            text=exc.detail,
-            status=200 if request.htmx else 302,
-        )
+        return flash(request, ok=False, text=exc.detail)
     return flash(
         request,
         ok=True,
@@ -235,9 +228,7 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
             )
     except DomainError as exc:
         field = next(iter(exc.extra.get("errors") or {}), "")
-        return flash(
-            request, ok=False, text=exc.detail, status=200 if request.htmx else 302, field=field
-        )
+        return flash(request, ok=False, text=exc.detail, field=field)
     if not request.htmx:
         (messages.success if not summary.refused else messages.warning)(request, summary.as_text())
         return redirect(safe_next(request))
