@@ -20,14 +20,24 @@ def levels_help() -> str:
     return ", ".join(f"{level.value} {level.label}" for level in Level)
 
 
-def parse_grant(text: str) -> tuple[str, int]:
-    action, sep, level = (part.strip() for part in text.partition("="))
-    if not sep or not action:
-        raise GrantError(f"{text!r}: write ACTION=LEVEL, for example {EXAMPLE}")
+def _check_action(text: str, action: str) -> None:
+    """Refuse a line whose action the catalogue does not know."""
     if action not in catalogue.ACTIONS:
         raise GrantError(
             f"{text!r}: unknown action {action!r}; known: {', '.join(catalogue.ACTIONS)}"
         )
+
+
+def _separated(text: str) -> list[str]:
+    """The items of a text separated by commas or lines, blank ones left out."""
+    return [part for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+def parse_grant(text: str) -> tuple[str, int]:
+    action, sep, level = (part.strip() for part in text.partition("="))
+    if not sep or not action:
+        raise GrantError(f"{text!r}: write ACTION=LEVEL, for example {EXAMPLE}")
+    _check_action(text, action)
     if not level.isdigit() or int(level) not in Level.values:
         raise GrantError(f"{text!r}: the level must be one of {levels_help()}")
     return action, int(level)
@@ -35,8 +45,7 @@ def parse_grant(text: str) -> tuple[str, int]:
 
 def parse_grants(text: str) -> dict[str, int]:
     """Grants separated by commas or lines; a later grant of the same action wins."""
-    parts = (part for part in text.replace("\n", ",").split(","))
-    return dict(parse_grant(part) for part in parts if part.strip())
+    return dict(parse_grant(part) for part in _separated(text))
 
 
 BUDGET_EXAMPLE = "isolate_host=20/10"
@@ -49,10 +58,7 @@ def parse_budget(text: str) -> tuple[str, tuple[int, int]]:
     runs, slash, targets = (part.strip() for part in value.partition("/"))
     if not sep or not action or not slash:
         raise GrantError(f"{text!r}: write ACTION=RUNS/TARGETS, for example {BUDGET_EXAMPLE}")
-    if action not in catalogue.ACTIONS:
-        raise GrantError(
-            f"{text!r}: unknown action {action!r}; known: {', '.join(catalogue.ACTIONS)}"
-        )
+    _check_action(text, action)
     if not runs.isdigit() or not targets.isdigit():
         raise GrantError(f"{text!r}: RUNS and TARGETS are whole numbers, 0 or more")
     return action, (int(runs), int(targets))
@@ -60,8 +66,7 @@ def parse_budget(text: str) -> tuple[str, tuple[int, int]]:
 
 def parse_budgets(text: str) -> dict[str, tuple[int, int]]:
     """Budgets separated by commas or lines; a later budget of the same action wins."""
-    parts = (part for part in text.replace("\n", ",").split(","))
-    return dict(parse_budget(part) for part in parts if part.strip())
+    return dict(parse_budget(part) for part in _separated(text))
 
 
 DEMOTION_EXAMPLE = "block_ip: to=2 last=20 above=25 over_confidence=on automatic_rollback=on"
@@ -114,10 +119,7 @@ def parse_demotion(text: str) -> tuple[str, dict[str, int | bool]]:
     action, sep, rest = (part.strip() for part in text.partition(":"))
     if not sep or not action:
         raise GrantError(f"{text!r}: write ACTION: key=value …, for example {DEMOTION_EXAMPLE}")
-    if action not in catalogue.ACTIONS:
-        raise GrantError(
-            f"{text!r}: unknown action {action!r}; known: {', '.join(catalogue.ACTIONS)}"
-        )
+    _check_action(text, action)
     rules: dict[str, int | bool] = {}
     for item in rest.split():
         key, eq, value = item.partition("=")
