@@ -27,20 +27,18 @@ def audit_events(
     until: datetime | None = None,
     upto_seq: int | None = None,
 ) -> QuerySet[AuditEvent]:
-    qs = AuditEvent.objects.all()
-    if upto_seq:
-        qs = qs.filter(seq__lte=upto_seq)
-    if actor:
-        qs = qs.filter(actor=actor)
-    if event_type:
-        qs = qs.filter(event_type=event_type)
-    if proposal_id:
-        qs = qs.filter(proposal_id=proposal_id)
-    if since:
-        qs = qs.filter(at__gte=since)
-    if until:
-        qs = qs.filter(at__lt=until)
-    return qs
+    """The events that pass every filter given; one left empty filters nothing."""
+    lookups = {
+        "seq__lte": upto_seq,
+        "actor": actor,
+        "event_type": event_type,
+        "proposal_id": proposal_id,
+        "at__gte": since,
+        "at__lt": until,
+    }
+    return AuditEvent.objects.filter(
+        **{lookup: value for lookup, value in lookups.items() if value}
+    )
 
 
 def chain_head() -> AuditEvent | None:
