@@ -113,23 +113,16 @@ def decide(request: HttpRequest, proposal_id: str) -> HttpResponse:
     verdict = request.POST.get("verdict")
     reason = request.POST.get("reason", "")
     seconds = request.POST.get("seconds_on_card")
+    verdicts = {"approve": services.proposal_approve, "reject": services.proposal_reject}
+    if verdict not in verdicts:
+        return flash(request, ok=False, text="Choose approve or reject.")
     try:
-        if verdict == "approve":
-            proposal = services.proposal_approve(
-                proposal_id=proposal_id,
-                analyst=request.user,
-                reason=reason,
-                seconds_on_card=seconds,
-            )
-        elif verdict == "reject":
-            proposal = services.proposal_reject(
-                proposal_id=proposal_id,
-                analyst=request.user,
-                reason=reason,
-                seconds_on_card=seconds,
-            )
-        else:
-            return flash(request, ok=False, text="Choose approve or reject.")
+        proposal = verdicts[verdict](
+            proposal_id=proposal_id,
+            analyst=request.user,
+            reason=reason,
+            seconds_on_card=seconds,
+        )
     except AttentionCheckMissed as exc:
         # Nothing ran: the card has left the queue, and the analyst reads what it got wrong.
         return flash(
