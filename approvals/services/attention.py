@@ -43,6 +43,7 @@ from ..models import (
 from ..priority import priority_key
 from .pending import finish_pending
 from .shared import SYSTEM, publish_committed, username
+from .submission import submitted_data
 
 # A check is modelled on one of the latest proposals sent to analysts within this window.
 MODEL_WINDOW = timedelta(days=1)
@@ -214,20 +215,8 @@ def _inserted_data(
     proposal: Proposal, composed: attention.Composed, *, team: Team | None, model: Proposal
 ) -> dict[str, Any]:
     """The check's audit event: what any submission records, and what makes it a check."""
-    data = events.submitted(
-        agent=proposal.agent.slug,
-        action=proposal.action,
-        target=proposal.target,
-        target_canonical=proposal.target_canonical,
-        confidence=proposal.confidence,
-        status=proposal.status,
-        policy_version=None,
-        asset=proposal.asset.identifier if proposal.asset else None,
-        criticality=proposal.criticality,
-        explanation=proposal.routing_explanation,
-    )
     return events.check_inserted(
-        data,
+        submitted_data(proposal),
         team=team.name if team else None,
         shown_agent=composed.agent,
         flaw=composed.flaw.value,

@@ -154,7 +154,7 @@ def _record_submission(proposed: _Proposed) -> Proposal:
         callback(proposal.id, "decided", agent=context.agent)
     else:
         sql.no_execution_yet(proposal)  # none exists yet
-    data = _submitted_data(proposed, context, proposal, execution)
+    data = submitted_data(proposal, execution)
     log.record(
         event_type=events.SUBMITTED,
         actor=context.agent.slug,
@@ -315,20 +315,16 @@ def _new_proposal(
     return proposal
 
 
-def _submitted_data(
-    proposed: _Proposed,
-    context: RoutingContext,
-    proposal: Proposal,
-    execution: Execution | None,
-) -> dict[str, Any]:
-    """The proposal.submitted event's data, built as generated history builds it."""
+def submitted_data(proposal: Proposal, execution: Execution | None = None) -> dict[str, Any]:
+    """The proposal.submitted event's data, read from the proposal's row (as generated history
+    builds it): an agent's submission records it, and so does an attention check's insertion."""
     return events.submitted(
-        agent=context.agent.slug,
-        action=proposed.kind.name,
-        target=proposed.target,
-        target_canonical=proposed.identity.value,
-        confidence=proposed.confidence,
-        status=proposal.status.value,
+        agent=proposal.agent.slug,
+        action=proposal.action,
+        target=proposal.target,
+        target_canonical=proposal.target_canonical,
+        confidence=proposal.confidence,
+        status=proposal.status,
         policy_version=proposal.policy_version,
         asset=proposal.asset.identifier if proposal.asset else None,
         criticality=proposal.criticality,
