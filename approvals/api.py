@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import DatabaseError
@@ -62,6 +63,25 @@ class IsAnalyst(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return not isinstance(request.user, AgentPrincipal) and roles.can_decide(request.user)
+
+
+def _analyst_call(
+    *, request: Any, ok: int, problems: tuple[int, ...], summary: str, description: str
+) -> Callable[[Callable[..., Response]], Any]:
+    """An analyst's POST on one proposal, answered with the proposal: its schema, the POST-only
+    view, the analyst permission."""
+
+    def wrap(view: Callable[..., Response]) -> Any:
+        schema = extend_schema(
+            request=request,
+            responses={ok: ProposalOutSerializer, **problem_responses(*problems)},
+            parameters=RESPONSE_HEADERS,
+            summary=summary,
+            description=description,
+        )
+        return schema(api_view(["POST"])(permission_classes([IsAnalyst])(view)))
+
+    return wrap
 
 
 def request_hash(data: Any) -> str:
@@ -281,19 +301,14 @@ def proposal_withdraw(request: Request, proposal_id: str) -> Response:
     return Response(_committed_payload(withdrawn))
 
 
-@extend_schema(
+@_analyst_call(
     request=DECISION_REQUEST,
-    responses={
-        201: ProposalOutSerializer,
-        **problem_responses(400, 401, 403, 404, 409, 413, 415),
-    },
-    parameters=RESPONSE_HEADERS,
+    ok=201,
+    problems=(400, 401, 403, 404, 409, 413, 415),
     summary="Approve or reject a pending proposal (analysts; session or token)",
     description="403 when this analyst may not decide it (a critical asset's last approval "
     "needs a senior analyst; nobody decides twice); 409 when it is no longer pending.",
 )
-@api_view(["POST"])
-@permission_classes([IsAnalyst])
 def proposal_decide(request: Request, proposal_id: str) -> Response:
     _visible_proposal(request, proposal_id)
     incoming = DecisionInSerializer(data=request.data)
@@ -305,38 +320,28 @@ def proposal_decide(request: Request, proposal_id: str) -> Response:
     return Response(_committed_payload(decided), status=status.HTTP_201_CREATED)
 
 
-@extend_schema(
+@_analyst_call(
     request=None,
-    responses={
-        200: ProposalOutSerializer,
-        **problem_responses(401, 403, 404, 409),
-    },
-    parameters=RESPONSE_HEADERS,
+    ok=200,
+    problems=(401, 403, 404, 409),
     summary="Undo your approval within its undo window, before it runs (analysts)",
     description="409 (`undo_window_over`) when the window is over or the action has started; "
     "403 (`not_your_approval`) when the approval that let it run is another analyst's.",
 )
-@api_view(["POST"])
-@permission_classes([IsAnalyst])
 def approval_undo(request: Request, proposal_id: str) -> Response:
     _visible_proposal(request, proposal_id)
     services.approval_undo(proposal_id=proposal_id, analyst=request.user)
     return Response(selectors.proposal_payload(selectors.proposal_detail(proposal_id)))
 
 
-@extend_schema(
+@_analyst_call(
     request=RollbackInSerializer,
-    responses={
-        202: ProposalOutSerializer,
-        **problem_responses(400, 401, 403, 404, 409, 413, 415),
-    },
-    parameters=RESPONSE_HEADERS,
+    ok=202,
+    problems=(400, 401, 403, 404, 409, 413, 415),
     summary="Roll back a succeeded, reversible execution (analysts)",
     description="409 when there is nothing to roll back: no execution, an irreversible "
     "action, an execution that has not succeeded, or the emergency stop engaged.",
 )
-@api_view(["POST"])
-@permission_classes([IsAnalyst])
 def proposal_rollback(request: Request, proposal_id: str) -> Response:
     _visible_proposal(request, proposal_id)
     incoming = RollbackInSerializer(data=request.data)
