@@ -259,14 +259,24 @@ def _histogram(
     return family
 
 
+def _counter(
+    name: str, documentation: str, label: str, counts: dict[str, int]
+) -> CounterMetricFamily:
+    """A counter by one label: a sample a key of `counts`, in the keys' order."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, count in sorted(counts.items()):
+        family.add_metric([key], count)
+    return family
+
+
 def _audit_metrics() -> Iterator[Metric]:
     totals = audit_totals()
-    routed = CounterMetricFamily(
-        "soc_proposals_routed", "Proposals by routing outcome at submission.", labels=["outcome"]
+    yield _counter(
+        "soc_proposals_routed",
+        "Proposals by routing outcome at submission.",
+        "outcome",
+        totals["routed"],
     )
-    for outcome, count in sorted(totals["routed"].items()):
-        routed.add_metric([outcome], count)
-    yield routed
     yield _histogram(
         "soc_decision_seconds",
         "Analysts' decisions: time from submission to each decision, by action and verdict.",
@@ -274,22 +284,18 @@ def _audit_metrics() -> Iterator[Metric]:
         DECISION_BUCKETS,
         totals["decisions"],
     )
-    undone = CounterMetricFamily(
+    yield _counter(
         "soc_approvals_undone",
         "Approvals undone within their undo window (still counted in soc_decision_seconds).",
-        labels=["action"],
+        "action",
+        totals.get("undone", {}),
     )
-    for action, count in sorted(totals.get("undone", {}).items()):
-        undone.add_metric([action], count)
-    yield undone
-    transitions = CounterMetricFamily(
+    yield _counter(
         "soc_execution_transitions",
         "Executions entering each status (an attempt started, succeeded, failed, held, ...).",
-        labels=["status"],
+        "status",
+        totals["transitions"],
     )
-    for status, count in sorted(totals["transitions"].items()):
-        transitions.add_metric([status], count)
-    yield transitions
     yield _histogram(
         "soc_connector_call_seconds",
         "Connector calls by connector and outcome: how long each call took.",
@@ -300,12 +306,9 @@ def _audit_metrics() -> Iterator[Metric]:
     yield CounterMetricFamily(
         "soc_escalations", "Pending proposals escalated to senior analysts.", totals["escalations"]
     )
-    holds = CounterMetricFamily(
-        "soc_holds", "Executions held (emergency stop, agent suspended).", labels=["why"]
+    yield _counter(
+        "soc_holds", "Executions held (emergency stop, agent suspended).", "why", totals["holds"]
     )
-    for why, count in sorted(totals["holds"].items()):
-        holds.add_metric([why], count)
-    yield holds
     # The circuit breaker records its suspensions as the system (agent.suspended): 0 until one.
     yield CounterMetricFamily(
         "soc_breaker_trips",
