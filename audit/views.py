@@ -86,6 +86,13 @@ def _bad_seqs(run: VerificationRun | None) -> set[int]:
     return {p["seq"] for p in run.problems if isinstance(p, dict) and isinstance(p.get("seq"), int)}
 
 
+def _query_without(request: HttpRequest, name: str) -> str:
+    """The page's query string less `name`: for the links (pages, report tabs) that set it."""
+    query = request.GET.copy()
+    query.pop(name, None)
+    return query.urlencode()
+
+
 @require_GET
 @console_role(roles.can_read_reports)
 def audit_page(request: HttpRequest) -> HttpResponse:
@@ -95,8 +102,6 @@ def audit_page(request: HttpRequest) -> HttpResponse:
         return _bad_filter(request, exc)
     events = selectors.audit_events(**filters).order_by("-seq")
     page = Paginator(events, 100).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
     return render(
         request,
         "audit/audit.html",
@@ -107,7 +112,7 @@ def audit_page(request: HttpRequest) -> HttpResponse:
             "rows": [
                 (e, selectors.event_words(e.event_type), selectors.event_summary(e)) for e in page
             ],
-            "query": query.urlencode(),
+            "query": _query_without(request, "page"),
         },
     )
 
@@ -280,8 +285,6 @@ def reports_page(request: HttpRequest) -> HttpResponse:
         report, filters = _build_report(request, name, choices)
     except BadFilter as exc:
         return _report_problem(request, name, exc)
-    query = request.GET.copy()
-    query.pop("report", None)
     return render(
         request,
         "audit/reports.html",
@@ -306,7 +309,7 @@ def reports_page(request: HttpRequest) -> HttpResponse:
             },
             "period": reports.period_text(filters),
             "choices": choices,
-            "query": query.urlencode(),
+            "query": _query_without(request, "report"),
         },
     )
 
