@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -174,6 +176,14 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent.slug} v{self.version}"
+
+    def deadlines(self, since: datetime) -> tuple[datetime, datetime]:
+        """When a proposal left pending under this policy at `since` escalates to the senior
+        analysts, and when it expires."""
+        return (
+            since + timedelta(minutes=self.escalate_after_minutes),
+            since + timedelta(minutes=self.expire_after_minutes),
+        )
 
     def level_for(self, action: str) -> int:
         for grant in self.grants.all():

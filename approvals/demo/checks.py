@@ -130,7 +130,7 @@ def _proposal_row(
 ) -> tuple[Any, ...]:
     """The check as a proposal of the checks agent (PROPOSAL_COLUMNS): rejected when caught,
     withdrawn when missed."""
-    policy = cast.policies[slug]
+    escalate_at, expires_at = cast.policies[slug].deadlines(created)
     return (
         pid,
         cast.checks_agent.pk,
@@ -160,8 +160,8 @@ def _proposal_row(
         "history",
         created,
         decided,
-        created + timedelta(minutes=policy.escalate_after_minutes),
+        escalate_at,
         None,
-        created + timedelta(minutes=policy.expire_after_minutes),
+        expires_at,
         True,
     )

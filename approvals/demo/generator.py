@@ -137,8 +137,7 @@ class Generator:
             good=rng.random() < record.good_at(confidence),
         )
         if story.status == "pending":
-            story.escalate_at = created + timedelta(minutes=policy.escalate_after_minutes)
-            story.expires_at = created + timedelta(minutes=policy.expire_after_minutes)
+            story.escalate_at, story.expires_at = policy.deadlines(created)
         if story.status == "auto_approved":
             story.execution = uuid.uuid4()
         return story

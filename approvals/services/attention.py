@@ -180,6 +180,9 @@ def _check_proposal(
     policy = model.policy
     kind = catalogue.ACTIONS[composed.action]
     same_target = composed.target == model.target
+    escalate_at, expires_at = (
+        policy.deadlines(now) if policy else (now + DEFAULT_ESCALATE, now + DEFAULT_EXPIRE)
+    )
     return Proposal(
         agent=owner,
         action=composed.action,
@@ -203,10 +206,8 @@ def _check_proposal(
             created_at=now,
         ),
         created_at=now,
-        escalate_at=now
-        + (timedelta(minutes=policy.escalate_after_minutes) if policy else DEFAULT_ESCALATE),
-        expires_at=now
-        + (timedelta(minutes=policy.expire_after_minutes) if policy else DEFAULT_EXPIRE),
+        escalate_at=escalate_at,
+        expires_at=expires_at,
         synthetic=True,
     )
 

@@ -308,8 +308,7 @@ def _new_proposal(
         created_at=now,
     )
     if status == ProposalStatus.PENDING and policy is not None:
-        proposal.escalate_at = now + timedelta(minutes=policy.escalate_after_minutes)
-        proposal.expires_at = now + timedelta(minutes=policy.expire_after_minutes)
+        proposal.escalate_at, proposal.expires_at = policy.deadlines(now)
     if status == ProposalStatus.AUTO_APPROVED:
         proposal.decided_at = now
     return proposal
