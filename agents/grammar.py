@@ -48,14 +48,16 @@ def _up_to(limit: int, base: int) -> str:
 
 
 def _number(limit: int) -> str:
-    """One part of an inet_aton address up to `limit`: decimal, octal after a 0, hex after 0x."""
-    return (
-        f"(?:0[xX](?:0*{_up_to(limit, 16)}|0+)|0(?:0*{_up_to(limit, 8)}|0+)|{_up_to(limit, 10)}|0)"
-    )
+    """One part of an inet_aton address up to `limit`: decimal without a leading zero, or hex
+    after 0x. A part with a leading zero (`010`) is octal to inet_aton and decimal to people
+    and to Python's ipaddress: it is not in the grammar, and agents/targets.py refuses it
+    with both readings."""
+    return f"(?:0[xX](?:0*{_up_to(limit, 16)}|0+)|{_up_to(limit, 10)}|0)"
 
 
 _P8, _P16, _P24, _P32 = (_number(2**bits - 1) for bits in (8, 16, 24, 32))
-# Every spelling inet_aton reads: 1 to 4 parts, the last filling the bytes left.
+# Every spelling inet_aton reads the same way a person does: 1 to 4 parts, the last filling
+# the bytes left.
 IPV4 = rf"(?:(?:{_P8}\.){{3}}{_P8}|(?:{_P8}\.){{2}}{_P16}|{_P8}\.{_P24}|{_P32})"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _H16 = r"[0-9A-Fa-f]{1,4}"

@@ -6,6 +6,11 @@ A guardrail that compares spellings can be walked around: `dc01` is `dc01.corp.e
 turned into an `Identity` once, before anything looks at it: routing, the inventory match,
 the idempotency hash and the connector all see the same canonical value.
 
+A spelling that names two addresses is refused instead: a number with a leading zero
+(`010.0.0.10`) is octal to inet_aton and most resolvers (8.0.0.8) and decimal to people and
+to Python's ipaddress (10.0.0.10), so whichever reading the console chose, the agent that
+meant the other would see another host acted on. The refusal gives both readings.
+
 `canonical(kind, raw)` is a pure function of the catalogue's target kind and the raw text
 (plus the NetBIOS→DNS domain mappings, TARGET_DOMAINS by default). It raises `TargetError`,
 whose message completes the sentence "the target …", for anything it cannot read.
@@ -36,6 +41,7 @@ What an identity holds:
 from __future__ import annotations
 
 import ipaddress
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,6 +122,8 @@ def inet_aton(text: str) -> ipaddress.IPv4Address | None:
 
     One to four parts, each decimal, octal (leading 0) or hex (0x); the last part fills the
     remaining bytes: `127.1`, `2130706433`, `0x7f000001` and `0177.0.0.01` are all 127.0.0.1.
+    Exact, to say what a resolver would do; targets with an octal part are refused before they
+    are read (`_leading_zero_problem`).
     """
     parts = text.split(".")
     if not 1 <= len(parts) <= 4:
@@ -139,6 +147,57 @@ def inet_aton(text: str) -> ipaddress.IPv4Address | None:
     for position, number in enumerate(leading):
         value |= number << (8 * (3 - position))
     return ipaddress.IPv4Address(value)
+
+
+# A dotted part as inet_aton may read it (decimal, octal or hex), and one with a leading zero.
+_NUMBER_PART = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+_PADDED_PART = re.compile(r"0[0-9]+")
+
+
+def _leading_zero_problem(text: str) -> str | None:
+    """Why an address written with a leading zero in a part is refused, or None when it has
+    none: the two addresses it may be, octal as resolvers read it and decimal as people do.
+
+    Looks at the IPv4 text wherever it is: alone (`010.0.0.10`, `0010`), before a prefix
+    (`010.0.0.0/8`) or carried in IPv6 (`::ffff:010.0.0.10`). A lone `0` and hex parts
+    (`0x0a`) read the same to everyone and are not concerned.
+    """
+    address, slash, prefix = text.partition("/")
+    head, colon, v4 = address.rpartition(":")
+    parts = v4.split(".")
+    if colon and len(parts) != 4:  # IPv6 carries IPv4 only as a dotted quad
+        return None
+    if len(parts) > 4 or not all(_NUMBER_PART.fullmatch(part) for part in parts):
+        return None
+    if not any(_PADDED_PART.fullmatch(part) for part in parts):
+        return None
+    octal = inet_aton(v4)
+    decimal = inet_aton(
+        ".".join(
+            part.lstrip("0") or "0" if _PADDED_PART.fullmatch(part) else part for part in parts
+        )
+    )
+    if octal is None and decimal is None:
+        return None  # an address in neither reading: the grammar's hint says what one is
+
+    def reading(address: ipaddress.IPv4Address | None) -> str:
+        if address is None:
+            return "which read no address in it"
+        return f"{head}{colon}{address}{slash}{prefix}"
+
+    # Refused even where both readings agree (`10.0.0.07`): a rule on how the address is
+    # written is one an agent can follow without working out which parts would differ.
+    if octal == decimal:
+        return (
+            f"{text!r} has a part with a leading zero, octal to resolvers ({reading(octal)}) "
+            f"and decimal to people ({reading(decimal)}), the same address here. Write the "
+            "address without leading zeros"
+        )
+    return (
+        f"{text!r} is ambiguous: a part with a leading zero is octal to resolvers "
+        f"({reading(octal)}) and decimal to people ({reading(decimal)}). Write the address "
+        "without leading zeros"
+    )
 
 
 def _unembed(network: IPNetwork) -> IPNetwork:
@@ -189,6 +248,9 @@ def _address(text: str) -> IPAddress:
 
 
 def _ip(text: str) -> Identity:
+    ambiguous = _leading_zero_problem(text)
+    if ambiguous:
+        raise TargetError(ambiguous)
     if not RE["ip"].fullmatch(text):
         raise TargetError(IP_HINT)
     address_text, slash, prefix = text.partition("/")
@@ -225,6 +287,9 @@ def _name(text: str) -> Identity:
 def _host(text: str) -> Identity:
     if not text.isascii():
         raise TargetError(ASCII_HINT)
+    ambiguous = _leading_zero_problem(text)
+    if ambiguous:
+        raise TargetError(ambiguous)
     if not RE["host"].fullmatch(text):
         raise TargetError(HOST_HINT)
     # A number is an address to every resolver (`10.0.0.10`, `0x0a00000a`, `::1`): it is

@@ -27,7 +27,9 @@ TARGET_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "An IPv4 or IPv6 address or CIDR network: `203.0.113.7`, "
         "`198.51.100.0/24`, `2001:db8::1`. Any spelling the system resolver reads is that "
         "address (`2130706433`, `0x7f000001`, `127.1`), and IPv4 carried in IPv6 "
-        "(`::ffff:10.0.0.10`, NAT64, 6to4) is the IPv4 address; a zone id is refused.",
+        "(`::ffff:10.0.0.10`, NAT64, 6to4) is the IPv4 address; a zone id is refused, and so "
+        "is a number with a leading zero (`010.0.0.10`: octal to resolvers, decimal to "
+        "people), with both readings.",
     },
     "host": {
         "pattern": grammar.PATTERNS["host"],

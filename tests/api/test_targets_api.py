@@ -8,6 +8,8 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from agents.models import AssetAlias
@@ -125,6 +127,57 @@ def test_an_unreadable_target_is_a_400_naming_it_and_nothing_is_recorded(
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
     assert f"For {action} the target" in response.json()["errors"]["target"][0]
+    assert not Proposal.objects.exists()
+    assert not AuditEvent.objects.filter(event_type="proposal.submitted").exists()
+
+
+def test_a_padded_address_is_refused_with_both_readings(bold) -> None:
+    # 10.0.0.10, critical, written with zeros: inet_aton would act on 8.0.0.8 unwatched.
+    factories.asset("10.0.0.10", kind="ip", criticality="critical")
+    response = post(bold, proposal_body("block_ip", "010.000.000.010"))
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["errors"]["target"] == [
+        "For block_ip the target '010.000.000.010' is ambiguous: a part with a leading zero is "
+        "octal to resolvers (8.0.0.8) and decimal to people (10.0.0.10). Write the address "
+        "without leading zeros."
+    ]
+    assert not Proposal.objects.exists()
+
+
+@st.composite
+def padded_address(draw: st.DrawFn) -> str:
+    """A dotted IPv4 text (1 to 4 parts, decimal or hex) with at least one part written with
+    a leading zero, alone, before a prefix, or carried in IPv6."""
+    count = draw(st.integers(1, 4))
+    limits = [0xFF] * (count - 1) + [256 ** (5 - count) - 1]
+    spellings = ["{}", "0x{:x}", "0{}", "00{:o}"]  # the last two with a leading zero
+    parts = [
+        draw(st.sampled_from(spellings)).format(draw(st.integers(0, limit))) for limit in limits
+    ]
+    padded = draw(st.integers(0, count - 1))
+    parts[padded] = "0" * draw(st.integers(1, 3)) + str(draw(st.integers(0, limits[padded])))
+    text = ".".join(parts)
+    forms = [text, f"{text}/{draw(st.integers(0, 32))}"]
+    if count == 4:
+        forms += [f"::ffff:{text}", f"64:ff9b::{text}"]
+    return draw(st.sampled_from(forms))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(target=padded_address(), action=st.sampled_from(["block_ip", "isolate_host"]))
+def test_no_address_with_a_leading_zero_is_recorded(bold, target: str, action: str) -> None:
+    if action == "isolate_host":
+        target = target.partition("/")[0]  # a host is no network
+    response = post(bold, proposal_body(action, target))
+    assert response.status_code == 400, (target, response.json())
+    assert response["Content-Type"] == "application/problem+json"
+    [message] = response.json()["errors"]["target"]
+    assert "leading zero" in message, message
     assert not Proposal.objects.exists()
     assert not AuditEvent.objects.filter(event_type="proposal.submitted").exists()
 

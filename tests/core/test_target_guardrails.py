@@ -4,14 +4,16 @@ The guardrails judge a proposal by the asset its target names. Hypothesis writes
 the inventory's critical assets every way a resolver, a directory or a person's eye would
 still read as that asset, and each spelling goes through the agent API as an agent would send
 it, for agents at levels 2, 3 and 4 with confidence up to 1.0. A spelling in ASCII (look-alike
-letters as punycode A-labels) must reach two humans; one with any other character must be
-refused with nothing recorded.
+letters as punycode A-labels) must reach two humans; one with any other character, or an
+address with a leading zero (octal to resolvers, decimal to people), must be refused with
+nothing recorded.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -292,6 +294,15 @@ def critical_target(draw: st.DrawFn) -> tuple[str, str]:
     return "quarantine_email", draw(user_spelling(name, mailbox=True))
 
 
+def _leading_zero(target: str) -> bool:
+    """Whether an IPv4 text (alone, before a prefix or carried in IPv6) has a part with a
+    leading zero: octal to resolvers, decimal to people, and refused."""
+    _, colon, v4 = target.partition("/")[0].rpartition(":")
+    if colon and "." not in v4:
+        return False
+    return any(re.fullmatch(r"0[0-9]+", part) for part in v4.split("."))
+
+
 # --- the property ---------------------------------------------------------------------------
 
 
@@ -333,6 +344,14 @@ def test_no_spelling_of_a_critical_asset_runs_without_two_humans(
             # Targets are written in ASCII: a look-alike that is not an A-label never gets in.
             assert response.status_code == 400, (target, response.json())
             assert "target" in response.json()["errors"]
+            assert not Proposal.objects.exists()
+            transaction.set_rollback(True)
+            return
+        if _leading_zero(target):
+            event("refused: a leading zero")
+            # Octal to resolvers, decimal to people: neither reading is taken.
+            assert response.status_code == 400, (target, response.json())
+            assert "leading zero" in response.json()["errors"]["target"][0]
             assert not Proposal.objects.exists()
             transaction.set_rollback(True)
             return

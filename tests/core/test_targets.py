@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import string
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -32,8 +33,10 @@ v4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
         ("ip", "0X7F.1", "127.0.0.1"),
         ("ip", "127.1", "127.0.0.1"),
         ("ip", "127.0.1", "127.0.0.1"),
-        ("ip", "0177.0.0.01", "127.0.0.1"),
-        ("ip", "10.0.0.010", "10.0.0.8"),  # a leading zero is octal, as inet_aton reads it
+        ("ip", "0x7f.0.0.0x01", "127.0.0.1"),
+        ("ip", "0x0000007f.0.0.1", "127.0.0.1"),  # zeros after 0x: hex to everyone
+        ("ip", "10.0.0", "10.0.0.0"),  # a lone 0 is no leading zero
+        ("ip", "10.0.0.0/8", "10.0.0.0/8"),
         # IPv4 carried in IPv6
         ("ip", "::ffff:10.0.0.10", "10.0.0.10"),
         ("ip", "::ffff:a00:a", "10.0.0.10"),
@@ -139,6 +142,7 @@ def test_short_names_are_marked_so_they_match_every_asset_with_their_label() -> 
         ("ip", "10.0.0.256"),
         ("ip", "1.2.3.4.5"),
         ("ip", "08.1.1.1"),  # 8 is no octal digit
+        ("ip", "0177.0.0.01"),  # a leading zero: octal to resolvers, decimal to people
         ("ip", "0x"),
         ("ip", "+1"),
         ("ip", "1_0.0.0.1"),
@@ -191,6 +195,14 @@ def test_a_target_that_is_not_a_string_is_refused() -> None:
         canonical("ip", 12345)
 
 
+def _padded(text: str) -> bool:
+    """Whether an IPv4 text has a part with a leading zero (`010`, `00`), which inet_aton
+    reads as octal."""
+    return any(
+        len(part) > 1 and part[0] == "0" and part[1] in string.digits for part in text.split(".")
+    )
+
+
 @given(st.text(alphabet="0123456789abcdefxX.", min_size=1, max_size=24))
 def test_numeric_spellings_are_read_exactly_as_the_system_resolver_reads_them(
     text: str,
@@ -200,20 +212,103 @@ def test_numeric_spellings_are_read_exactly_as_the_system_resolver_reads_them(
     except OSError:
         system = None
     assert inet_aton(text) == system
-    # and the grammar the schema states admits exactly those
+    # and the grammar the schema states admits exactly those, less the octal ones
     try:
         read = canonical("ip", text).address
     except TargetError:
         read = None
-    assert read == system
+    assert read == (None if _padded(text) else system)
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "octal", "decimal"),
+    [
+        ("ip", "010.000.000.010", "8.0.0.8", "10.0.0.10"),
+        ("ip", "10.0.0.010", "10.0.0.8", "10.0.0.10"),
+        ("ip", "0010.0.0.10", "8.0.0.10", "10.0.0.10"),
+        ("ip", "012.0.0.012", "10.0.0.10", "12.0.0.12"),
+        ("ip", "0x0a.0.0.010", "10.0.0.8", "10.0.0.10"),  # hex parts stay hex in both
+        ("ip", "010.10", "8.0.0.10", "10.0.0.10"),  # the last part fills the bytes left
+        ("ip", "09.0.0.10", "which read no address in it", "9.0.0.10"),  # 9 is not octal
+        ("ip", "05000000000", "40.0.0.0", "which read no address in it"),  # past 32 bits
+        ("ip", "010.0.0.0/8", "8.0.0.0/8", "10.0.0.0/8"),
+        ("ip", "::ffff:010.0.0.10", "::ffff:8.0.0.10", "::ffff:10.0.0.10"),
+        ("ip", "64:ff9b::10.0.0.010/120", "64:ff9b::10.0.0.8/120", "64:ff9b::10.0.0.10/120"),
+        ("host", "010.000.000.010", "8.0.0.8", "10.0.0.10"),
+        ("host", "::ffff:10.0.0.010", "::ffff:10.0.0.8", "::ffff:10.0.0.10"),
+    ],
+)
+def test_a_number_with_a_leading_zero_is_refused_with_both_readings(
+    kind: str, raw: str, octal: str, decimal: str
+) -> None:
+    with pytest.raises(TargetError) as refused:
+        canonical(kind, raw)
+    assert str(refused.value) == (
+        f"{raw!r} is ambiguous: a part with a leading zero is octal to resolvers ({octal}) "
+        f"and decimal to people ({decimal}). Write the address without leading zeros"
+    )
+
+
+@pytest.mark.parametrize("raw", ["10.0.0.07", "00", "10.00.0.1", "0.0.0.00/8"])
+def test_a_leading_zero_is_refused_even_where_both_readings_agree(raw: str) -> None:
+    with pytest.raises(TargetError, match="leading zero"):
+        canonical("ip", raw)
+
+
+@st.composite
+def padded_spellings(draw: st.DrawFn) -> tuple[ipaddress.IPv4Address | None, str]:
+    """An IPv4 text in 1 to 4 parts, at least one of them with a leading zero (decimal digits
+    after zeros, so that some are no octal number at all), and the address it is to a person
+    (None when it is none)."""
+    count = draw(st.integers(1, 4))
+    limits = [0xFF] * (count - 1) + [256 ** (5 - count) - 1]
+    values = [draw(st.integers(0, limit)) for limit in limits]
+    forms = draw(st.lists(st.sampled_from("dxp"), min_size=count, max_size=count))
+    forms[draw(st.integers(0, count - 1))] = "p"
+    parts = []
+    for value, form in zip(values, forms, strict=True):
+        if form == "p":
+            parts.append("0" * draw(st.integers(1, 3)) + str(value))
+        else:
+            parts.append(f"0x{value:x}" if form == "x" else str(value))
+    number = values[-1]
+    for position, value in enumerate(values[:-1]):
+        number |= value << (8 * (3 - position))
+    return ipaddress.IPv4Address(number), ".".join(parts)
+
+
+@given(padded_spellings(), st.sampled_from(["{}", "{}/24", "::ffff:{}", "64:ff9b::{}"]))
+def test_every_spelling_with_a_leading_zero_is_refused_naming_what_a_person_reads(
+    spelling: tuple[ipaddress.IPv4Address, str], form: str
+) -> None:
+    meant, text = spelling
+    if ":" in form:
+        assume(text.count(".") == 3)  # IPv6 carries only a dotted quad
+    raw = form.format(text)
+    for kind in ("ip", "host") if "/" not in form else ("ip",):
+        with pytest.raises(TargetError, match="leading zero") as refused:
+            canonical(kind, raw)
+        # What a person reads is named, and what the resolver reads when it reads anything.
+        assert f"({form.format(meant)})" in str(refused.value)
+        try:
+            system = ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            continue
+        assert f"({form.format(system)})" in str(refused.value)
 
 
 def _aton_spellings(address: ipaddress.IPv4Address) -> st.SearchStrategy[str]:
-    """inet_aton spellings: 1 to 4 parts, each decimal, octal or hex."""
+    """inet_aton spellings that read the same to everyone: 1 to 4 parts, each decimal
+    without a leading zero or hex (with or without zeros after the 0x)."""
     number = int(address)
 
     def spell(value: int, base: str) -> str:
-        return {"d": str(value), "o": f"0{value:o}", "x": f"0x{value:x}", "X": f"0X{value:X}"}[base]
+        return {
+            "d": str(value),
+            "x": f"0x{value:x}",
+            "X": f"0X{value:X}",
+            "z": f"0x00{value:x}",
+        }[base]
 
     def build(parts: int, bases: list[str]) -> str:
         octets = [(number >> (8 * (3 - i))) & 0xFF for i in range(4)]
@@ -224,7 +319,7 @@ def _aton_spellings(address: ipaddress.IPv4Address) -> st.SearchStrategy[str]:
     return st.builds(
         build,
         st.integers(1, 4),
-        st.lists(st.sampled_from("doxX"), min_size=4, max_size=4),
+        st.lists(st.sampled_from("dxXz"), min_size=4, max_size=4),
     )
 
 
@@ -250,6 +345,14 @@ def test_every_spelling_of_an_ipv4_address_is_that_address(
     identity = canonical("ip", embedded)
     assert identity.value == str(address)
     assert identity.address == address
+
+
+@given(v4, st.sampled_from(["ip", "host"]))
+def test_a_dotted_quad_is_what_pythons_ipaddress_reads(
+    address: ipaddress.IPv4Address, kind: str
+) -> None:
+    text = str(address)  # decimal, no leading zeros: the one form ipaddress takes
+    assert canonical(kind, text).value == str(ipaddress.ip_address(text))
 
 
 @given(v4)
