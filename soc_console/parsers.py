@@ -7,7 +7,10 @@ faithfully.
   be encoded as UTF-8, PostgreSQL refuses both in jsonb and text;
 - `-0.0`, NaN, ±Infinity and numbers too large for a float (`1e400`): jsonb stores `-0.0` as
   `0.0` and cannot store the others, so what the audit log hashed would differ from what it
-  kept.
+  kept;
+- a key given twice in one object (`{"target": "10.0.0.10", "target": "198.18.9.9"}`): a
+  parser keeps one of the two (Python's the last, others the first), so what an agent's own
+  tooling checked and what the console acted on could be different values.
 
 Each is a 400 problem with the offending field's path in `errors` (`params.title`,
 `evidence.0.ref`), before any view logic runs: nothing is recorded.
@@ -48,17 +51,44 @@ class StrictJSONParser(JSONParser):
             if too_deep is not None:
                 _refuse(too_deep, f"Nested deeper than {MAX_DEPTH} levels.")
         try:
-            data = json.loads(text, parse_constant=float)
+            data = json.loads(text, parse_constant=float, object_pairs_hook=_object)
         except (ValueError, RecursionError) as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
         _check_values(data)
         return data
 
 
+class _Duplicated(dict):
+    """An object in which a key was given more than once; never leaves the parser."""
+
+    duplicates: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, marked when a key in it was given twice (json.loads would keep
+    the last silently); `_check_values` refuses it with the object's path."""
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    seen: set[str] = set()
+    marked = _Duplicated(value)
+    marked.duplicates = []
+    for key, _ in pairs:
+        if key in seen:
+            marked.duplicates.append(key)
+        seen.add(key)
+    return marked
+
+
 def _field(path: list[str | int]) -> str:
     # A key may itself hold the surrogate being reported: shown escaped, the answer stays UTF-8.
     name = ".".join(str(part) for part in path) or "body"
     return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _shown(key: str) -> str:
+    # Quoted as JSON would write it, escapes and all: a key may hold anything.
+    return json.dumps(key)
 
 
 def _refuse(path: list[str | int], message: str) -> None:
@@ -71,6 +101,9 @@ def _check_values(data: Any) -> None:
     stack: list[tuple[Any, list[str | int]]] = [(data, [])]
     while stack:
         value, path = stack.pop()
+        if isinstance(value, _Duplicated):
+            key = value.duplicates[0]
+            _refuse([*path, key], f"The key {_shown(key)} is given more than once in one object.")
         if isinstance(value, dict):
             for key, item in value.items():
                 if _UNSTORABLE.search(key):

@@ -1,8 +1,10 @@
-"""Crafted bodies: nesting, lone surrogates, NUL, -0.0, NaN, ±Infinity and out-of-range numbers
-anywhere in a body get a 400 problem naming the field, and nothing is recorded."""
+"""Crafted bodies: nesting, lone surrogates, NUL, -0.0, NaN, ±Infinity, out-of-range numbers
+and keys given twice anywhere in a body get a 400 problem naming the field, and nothing is
+recorded."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import uuid
@@ -11,11 +13,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rest_framework import exceptions
 from rest_framework.test import APIClient
 
 from approvals.models import Proposal
 from audit.models import AuditEvent
-from soc_console.parsers import MAX_DEPTH
+from soc_console.parsers import MAX_DEPTH, StrictJSONParser
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -159,6 +162,162 @@ def test_the_decision_api_refuses_them_too(api: APIClient, analyst) -> None:
     assert "reason" in response.json()["errors"]
     proposal.refresh_from_db()
     assert proposal.status == "pending"
+
+
+# --- keys given twice: a parser keeps one of them, and which one differs between parsers.
+
+
+def test_a_target_given_twice_is_refused_naming_it(api: APIClient) -> None:
+    # Python kept the last: the console would have acted on 198.18.9.9, the agent's own
+    # checks (or a first-wins parser in front of it) seen 10.0.0.10.
+    body = {**TICKET, "action": "block_ip", "target": "10.0.0.10"}
+    text = json.dumps(body).replace(
+        '"target": "10.0.0.10"', '"target": "10.0.0.10", "target": "198.18.9.9"'
+    )
+    response = post(api, text)
+    assert_refused(response, "target")
+    assert response.json()["errors"]["target"] == [
+        'The key "target" is given more than once in one object.'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ('"queue": "tier1"', '"queue": "tier1", "queue": "tier2"', "params.queue"),
+        ('"kind": "alert"', '"kind": "alert", "kind": "ticket"', "evidence.0.kind"),
+        ('"title": "Phishing wave"', '"title": {"a": 1, "a": 1}', "params.title.a"),
+        ('"queue": "tier1"', '"queue": "tier1", "q\\ud800": 1, "q\\ud800": 2', "params.q\\ud800"),
+    ],
+)
+def test_a_key_given_twice_at_any_depth_is_refused_naming_it(
+    api: APIClient, old: str, new: str, field: str
+) -> None:
+    text = json.dumps(TICKET).replace(old, new)
+    assert text != json.dumps(TICKET)
+    assert_refused(post(api, text), field)
+
+
+class Pairs(tuple):
+    """A JSON object as its key-value pairs, in order, keys possibly repeated."""
+
+
+def _render(node: Any) -> str:
+    if isinstance(node, Pairs):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_render(v)}" for k, v in node) + "}"
+    if isinstance(node, list):
+        return "[" + ", ".join(_render(v) for v in node) + "]"
+    return json.dumps(node)
+
+
+def _duplicates(node: Any, path: tuple[str | int, ...] = ()) -> set[str]:
+    """The paths of every key given twice in an object, at any depth."""
+    found: set[str] = set()
+    if isinstance(node, Pairs):
+        keys = [k for k, _ in node]
+        found |= {".".join(map(str, (*path, k))) for k in keys if keys.count(k) > 1}
+        for key, value in node:
+            found |= _duplicates(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found |= _duplicates(value, (*path, index))
+    return found
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, Pairs):
+        return {k: _plain(v) for k, v in node}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+KEYS = st.text("abc", min_size=1, max_size=2)  # few keys, so that some repeat
+# Text the parser takes (no control, format or surrogate characters): only keys are at stake.
+PLAIN_TEXT = st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs")), max_size=4)
+TREES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), PLAIN_TEXT),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(st.tuples(KEYS, inner), max_size=4).map(Pairs),
+    ),
+    max_leaves=16,
+)
+OBJECTS = st.lists(st.tuples(KEYS, TREES), max_size=4).map(Pairs)
+
+
+@given(OBJECTS)
+@settings(max_examples=400)
+def test_the_parser_refuses_exactly_the_objects_with_a_key_given_twice(tree: Pairs) -> None:
+    text = _render(tree).encode("utf-8")
+    duplicates = _duplicates(tree)
+    try:
+        parsed = StrictJSONParser().parse(io.BytesIO(text))
+    except exceptions.ValidationError as refused:
+        [(field, [message])] = refused.detail.items()
+        assert field in duplicates, (field, duplicates)
+        assert f'The key "{field.rsplit(".", 1)[-1]}" is given more than once' in message
+        return
+    assert not duplicates
+    assert parsed == _plain(tree)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    where=st.sampled_from(["", "params", "params.title", "evidence.0", "evidence.0.note"]),
+    extra=st.lists(st.tuples(KEYS, TREES), max_size=3),
+    key=st.sampled_from(["action", "target", "confidence", "a", "kind", "ref"]),
+    first=TREES,
+    second=TREES,
+)
+def test_a_key_given_twice_anywhere_in_a_proposal_is_refused_and_nothing_recorded(
+    api: APIClient,
+    where: str,
+    extra: list[tuple[str, Any]],
+    key: str,
+    first: Any,
+    second: Any,
+) -> None:
+    """A proposal with, at a generated place, an object holding `key` twice among other
+    generated pairs."""
+    tree: Any = Pairs((k, _from_plain(v)) for k, v in TICKET.items())
+    duplicated = Pairs([*extra, (key, first), *extra[:1], (key, second)])
+    tree = _placed(tree, [p for p in where.split(".") if p], duplicated)
+    response = post(api, _render(tree), key=uuid.uuid4().hex)
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    [field] = response.json()["errors"]
+    assert field in _duplicates(tree), (field, _duplicates(tree))
+    assert "more than once" in response.json()["errors"][field][0]
+    assert not Proposal.objects.exists()
+
+
+def _from_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Pairs((k, _from_plain(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_from_plain(v) for v in value]
+    return value
+
+
+def _placed(tree: Any, path: list[str], value: Any) -> Any:
+    """`tree` with the value at `path` (keys and list indexes) replaced by `value`."""
+    if not path:
+        if isinstance(tree, Pairs) and isinstance(value, Pairs):
+            return Pairs([*tree, *value])  # at the top: beside the proposal's own fields
+        return value
+    head, *rest = path
+    if isinstance(tree, list):
+        index = int(head)
+        return [_placed(v, rest, value) if i == index else v for i, v in enumerate(tree)]
+    pairs = list(tree)
+    if not any(k == head for k, _ in pairs):
+        pairs.append((head, None))
+    return Pairs((k, _placed(v, rest, value) if k == head else v) for k, v in pairs)
 
 
 # --- a property: whatever the values, the answer is a 2xx or a problem, and an accepted body
