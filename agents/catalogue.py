@@ -7,6 +7,7 @@ from typing import Any
 
 from agents import ladder, targets
 from agents.targets import TargetError
+from soc_console.contract import json_kind
 
 # The kinds of target an action takes (agents.targets reads each).
 TARGET_KINDS = targets.KINDS
@@ -56,9 +57,15 @@ class ActionType:
                 errors.append(f"unknown parameter {key!r} for {self.name} (allowed: {allowed})")
                 continue
             if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-                errors.append(f"{key} must be an integer")
+                errors.append(f"{key} must be an integer, not {json_kind(value)}")
                 continue
-            if spec.kind is str and (not isinstance(value, str) or len(value) > spec.max_length):
+            if spec.kind is str and not isinstance(value, str):
+                errors.append(
+                    f"{key} must be a string of at most {spec.max_length} characters, "
+                    f"not {json_kind(value)}"
+                )
+                continue
+            if spec.kind is str and len(value) > spec.max_length:
                 errors.append(f"{key} must be a string of at most {spec.max_length} characters")
                 continue
             if spec.kind is str and "\x00" in value:

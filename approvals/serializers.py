@@ -18,6 +18,7 @@ from soc_console.contract import (
     ProblemSerializer,
     StrictCharField,
     Variants,
+    json_kind,
 )
 
 from .models import ExecutionStatus, ProposalStatus, Verdict
@@ -34,7 +35,9 @@ PAGE_RE = re.compile(r"[1-9][0-9]*")
 class StrictFloatField(serializers.FloatField):
     def to_internal_value(self, data: Any) -> float:
         if isinstance(data, bool) or not isinstance(data, int | float):
-            raise serializers.ValidationError("Must be a number between 0 and 1, not a string.")
+            raise serializers.ValidationError(
+                f"Must be a number between 0 and 1, not {json_kind(data)}."
+            )
         try:
             finite = math.isfinite(float(data))
         except OverflowError:  # an integer with hundreds of digits

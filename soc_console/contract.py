@@ -38,6 +38,23 @@ def text_pattern(*, min_length: int = 0) -> str:
     return rf"^{anything}*{solid}{anything}{{{min_length - 2},}}{solid}{anything}*$"
 
 
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in words for an error message ("not a boolean"); a number
+    as written."""
+    # bool before the numbers: True is an int to Python and a boolean to the agent who sent it.
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return repr(value)
+
+
 class StrictCharField(serializers.CharField):
     """A string field that refuses numbers and booleans instead of converting them."""
 

@@ -196,6 +196,38 @@ def test_invalid_input_is_400_with_field_errors_and_nothing_recorded(api, change
     assert AuditEvent.objects.count() == before
 
 
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"confidence": True}, "confidence", "Must be a number between 0 and 1, not a boolean."),
+        ({"confidence": False}, "confidence", "Must be a number between 0 and 1, not a boolean."),
+        ({"confidence": "0.8"}, "confidence", "Must be a number between 0 and 1, not a string."),
+        ({"confidence": [0.8]}, "confidence", "Must be a number between 0 and 1, not an array."),
+        ({"confidence": {}}, "confidence", "Must be a number between 0 and 1, not an object."),
+        (
+            {"params": {"duration_minutes": True}},
+            "params",
+            "duration_minutes must be an integer, not a boolean",
+        ),
+        (
+            {"params": {"duration_minutes": 1.5}},
+            "params",
+            "duration_minutes must be an integer, not 1.5",
+        ),
+        (
+            {"params": {"duration_minutes": "60"}},
+            "params",
+            "duration_minutes must be an integer, not a string",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_named_by_what_it_is(api, change, field, message) -> None:
+    response = post(api, {**BODY, **change})
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][field] == [message]
+    assert Proposal.objects.count() == 0
+
+
 def test_missing_field_is_reported(api) -> None:
     body = {k: v for k, v in BODY.items() if k != "rationale"}
     response = post(api, body)
