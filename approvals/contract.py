@@ -15,9 +15,16 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from agents import catalogue, grammar
-from soc_console.contract import WHITESPACE_CLASS, ClosedSerializer, StrictCharField, Variants
+from soc_console.contract import (
+    BIDI_CONTROL_CLASS,
+    WHITESPACE_CLASS,
+    ClosedSerializer,
+    StrictCharField,
+    Variants,
+)
 
-_MESSAGE_ID_PART = rf"[^<>@\x00{WHITESPACE_CLASS}]{{1,200}}"
+# A message id's parts: no NUL or bidirectional control (the body's strings refuse both).
+_MESSAGE_ID_PART = rf"[^<>@\x00{BIDI_CONTROL_CLASS}{WHITESPACE_CLASS}]{{1,200}}"
 
 # Per target kind: the schema of a target (before the outer spaces DRF trims) and its words.
 # The patterns are the grammar the canonicaliser checks every target against first.

@@ -1,13 +1,16 @@
 """What the API promises about its inputs and errors, stated once for the code and the schema.
 
-A request object that refuses unknown fields, a string that refuses NUL characters and blank
-values: each is a serializer or field here with the drf-spectacular extension that writes the
-same rule into the OpenAPI schema, so that a schema-driven client (or fuzzer) produces what the
-API accepts and nothing else. The problem body every error answers with is documented here too.
+A request object that refuses unknown fields, a string that refuses NUL characters,
+bidirectional controls and blank values: each is a serializer or field here with the
+drf-spectacular extension that writes the same rule into the OpenAPI schema, so that a
+schema-driven client (or fuzzer) produces what the API accepts and nothing else. The problem
+body every error answers with is documented here too.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 
 from drf_spectacular.extensions import (
@@ -27,10 +30,32 @@ WHITESPACE_CLASS = (
 )
 
 
+# Unicode's bidirectional controls (its Bidi_Control property): the Arabic letter mark, the
+# left-to-right and right-to-left marks, embeddings, overrides and isolates. Each reorders how
+# the text around it is shown, so that a rationale's `evil\u202eexe.txt` reads "evil" +
+# "txt.exe" on the console; none belongs in what an agent writes for an analyst to read.
+BIDI_CONTROL_CLASS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+BIDI_CONTROL = re.compile(f"[{BIDI_CONTROL_CLASS}]")
+
+
+def bidi_control_problem(text: str) -> str | None:
+    """Why `text` is refused for holding a bidirectional control (naming the first one's code
+    point), or None."""
+    found = BIDI_CONTROL.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    return (
+        f"Must not contain bidirectional control characters (U+{ord(char):04X} "
+        f"{unicodedata.name(char)}): they reorder how the text around them is shown."
+    )
+
+
 def text_pattern(*, min_length: int = 0) -> str:
-    """A string without NUL whose length once trimmed is at least min_length."""
-    anything = r"[^\x00]"
-    solid = rf"[^\x00{WHITESPACE_CLASS}]"
+    """A string without NUL or bidirectional controls whose length once trimmed is at least
+    min_length."""
+    anything = rf"[^\x00{BIDI_CONTROL_CLASS}]"
+    solid = rf"[^\x00{BIDI_CONTROL_CLASS}{WHITESPACE_CLASS}]"
     if min_length <= 0:
         return rf"^{anything}*$"
     if min_length == 1:
@@ -56,11 +81,15 @@ def json_kind(value: Any) -> str:
 
 
 class StrictCharField(serializers.CharField):
-    """A string field that refuses numbers and booleans instead of converting them."""
+    """A string field that refuses numbers and booleans instead of converting them, and
+    bidirectional controls."""
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
+        problem = bidi_control_problem(data)
+        if problem:
+            raise serializers.ValidationError(problem)
         return super().to_internal_value(data)
 
 
@@ -76,7 +105,8 @@ class ClosedSerializer(serializers.Serializer):
 
 
 class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
-    """The schema says what the field refuses: NUL anywhere, blank (or too short) once trimmed.
+    """The schema says what the field refuses: NUL and bidirectional controls anywhere, blank
+    (or too short) once trimmed.
 
     DRF trims before it checks blankness and lengths, so the minimum is a pattern over the
     trimmed text; a plain minLength would count the spaces.

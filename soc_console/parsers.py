@@ -8,6 +8,9 @@ faithfully.
 - `-0.0`, NaN, ±Infinity and numbers too large for a float (`1e400`): jsonb stores `-0.0` as
   `0.0` and cannot store the others, so what the audit log hashed would differ from what it
   kept;
+- bidirectional controls (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) in any
+  string or key: they reorder how text is shown, so that a rationale's "evil\\u202eexe.txt"
+  reads as another file name on the console;
 - a key given twice in one object (`{"target": "10.0.0.10", "target": "198.18.9.9"}`): a
   parser keeps one of the two (Python's the last, others the first), so what an agent's own
   tooling checked and what the console acted on could be different values.
@@ -25,6 +28,8 @@ from typing import IO, Any
 
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser, get_encoding
+
+from .contract import BIDI_CONTROL, bidi_control_problem
 
 MAX_DEPTH = 20
 
@@ -81,8 +86,10 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _field(path: list[str | int]) -> str:
-    # A key may itself hold the surrogate being reported: shown escaped, the answer stays UTF-8.
+    # A key may itself hold the surrogate being reported: shown escaped, the answer stays UTF-8;
+    # and the bidirectional control, shown escaped so that it does not reorder the answer.
     name = ".".join(str(part) for part in path) or "body"
+    name = BIDI_CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", name)
     return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -108,6 +115,9 @@ def _check_values(data: Any) -> None:
             for key, item in value.items():
                 if _UNSTORABLE.search(key):
                     _refuse([*path, key], "The key holds a NUL or a lone surrogate character.")
+                shown = bidi_control_problem(key)
+                if shown:
+                    _refuse([*path, key], f"The key {shown[0].lower()}{shown[1:]}")
                 stack.append((item, [*path, key]))
         elif isinstance(value, list):
             stack.extend((item, [*path, index]) for index, item in enumerate(value))
@@ -116,6 +126,9 @@ def _check_values(data: Any) -> None:
                 _refuse(
                     path, "Must not contain NUL or lone surrogate (\\ud800-\\udfff) characters."
                 )
+            shown = bidi_control_problem(value)
+            if shown:
+                _refuse(path, shown)
         elif isinstance(value, float):
             if not math.isfinite(value):
                 _refuse(path, "Must be a finite number (no NaN, Infinity or 1e400).")

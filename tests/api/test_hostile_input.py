@@ -1,12 +1,13 @@
-"""Crafted bodies: nesting, lone surrogates, NUL, -0.0, NaN, ±Infinity, out-of-range numbers
-and keys given twice anywhere in a body get a 400 problem naming the field, and nothing is
-recorded."""
+"""Crafted bodies: nesting, lone surrogates, NUL, bidirectional controls, -0.0, NaN,
+±Infinity, out-of-range numbers and keys given twice anywhere in a body get a 400 problem
+naming the field, and nothing is recorded."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import unicodedata
 import uuid
 from typing import Any
 
@@ -160,6 +161,104 @@ def test_the_decision_api_refuses_them_too(api: APIClient, analyst) -> None:
     )
     assert response.status_code == 400
     assert "reason" in response.json()["errors"]
+    proposal.refresh_from_db()
+    assert proposal.status == "pending"
+
+
+# --- bidirectional controls: text that shows as something else on the console.
+
+# Unicode's Bidi_Control characters: the embeddings, overrides and isolates, read from the
+# character database by their bidirectional class, and the three implicit marks (whose classes,
+# L, R and AL, are those of letters).
+EXPLICIT = {"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"}
+BIDI_CONTROLS = [
+    chr(c)
+    for c in range(0x110000)
+    if unicodedata.bidirectional(chr(c)) in EXPLICIT
+    or unicodedata.name(chr(c), "").endswith(("TO-LEFT MARK", "TO-RIGHT MARK", "LETTER MARK"))
+]
+
+
+def test_the_bidirectional_controls_are_the_twelve_unicode_names() -> None:
+    assert [f"{ord(c):04X}" for c in BIDI_CONTROLS] == [
+        "061C", "200E", "200F", "202A", "202B", "202C", "202D", "202E",
+        "2066", "2067", "2068", "2069",
+    ]  # fmt: skip
+
+
+def test_a_rationale_that_would_show_reversed_is_refused_naming_the_code_point(
+    api: APIClient,
+) -> None:
+    # On the console "evil\u202eexe.txt" shows as "eviltxt.exe".
+    response = post(api, json.dumps({**TICKET, "rationale": "Dropped evil\u202eexe.txt"}))
+    assert_refused(response, "rationale")
+    assert response.json()["errors"]["rationale"] == [
+        "Must not contain bidirectional control characters (U+202E RIGHT-TO-LEFT OVERRIDE): "
+        "they reorder how the text around them is shown."
+    ]
+
+
+def test_a_bidirectional_control_in_a_key_is_refused_and_named_escaped(api: APIClient) -> None:
+    text = json.dumps(TICKET).replace('"queue"', '"q\\u2067"')
+    response = post(api, text)
+    assert_refused(response, "params.q\\u2067")
+    assert "U+2067" in response.json()["errors"]["params.q\\u2067"][0]
+    assert "\u2067" not in response.content.decode("utf-8")  # nor does it reorder the answer
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    field=st.sampled_from(
+        [
+            "rationale",
+            "evidence.0.kind",
+            "evidence.0.ref",
+            "evidence.0.note",
+            "evidence.0.url",
+            "params.title",
+            "params.queue",
+            "target",
+            "action",
+        ]
+    ),
+    before=st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs")), max_size=8),
+    control=st.sampled_from(BIDI_CONTROLS),
+    after=st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs")), max_size=8),
+    escaped=st.booleans(),
+)
+def test_any_text_with_a_bidirectional_control_is_refused_naming_field_and_code_point(
+    api: APIClient, field: str, before: str, control: str, after: str, escaped: bool
+) -> None:
+    body = json.loads(json.dumps(TICKET))
+    *parents, last = field.split(".")
+    node: Any = body
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[last] = f"{before}{control}{after}"
+    # Sent as the character itself or as its \uXXXX escape: the same string once parsed.
+    response = post(api, json.dumps(body, ensure_ascii=escaped), key=uuid.uuid4().hex)
+    assert_refused(response, field)
+    [message] = response.json()["errors"][field]
+    assert f"U+{ord(control):04X} {unicodedata.name(control)}" in message
+
+
+def test_the_decision_api_refuses_a_bidirectional_control_in_a_reason(
+    api: APIClient, analyst
+) -> None:
+    proposal = factories.proposal(factories.agent("other", grants={"isolate_host": 2}))
+    client = APIClient()
+    client.force_authenticate(analyst)
+    response = client.post(
+        f"/api/v1/proposals/{proposal.pk}/decisions/",
+        data=json.dumps({"verdict": "reject", "reason": "not \u2066ours\u2069"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "U+2066" in response.json()["errors"]["reason"][0]
     proposal.refresh_from_db()
     assert proposal.status == "pending"
 
@@ -345,7 +444,11 @@ def unstorable(value: Any) -> bool:
     if isinstance(value, float):
         return not math.isfinite(value) or (value == 0 and math.copysign(1, value) < 0)
     if isinstance(value, str):
-        return "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value)
+        return (
+            "\x00" in value
+            or any("\ud800" <= c <= "\udfff" for c in value)
+            or any(c in BIDI_CONTROLS for c in value)
+        )
     if isinstance(value, dict):
         return any(unstorable(k) or unstorable(v) for k, v in value.items())
     if isinstance(value, list):
