@@ -178,7 +178,11 @@ def _leading_zero_problem(text: str) -> str | None:
         )
     )
     if octal is None and decimal is None:
-        return None  # an address in neither reading: the grammar's hint says what one is
+        return (
+            f"{text!r} is no address: a part with a leading zero is octal to resolvers and "
+            "decimal to people, and neither reads an address in it. Write the address "
+            "without leading zeros"
+        )
 
     def reading(address: ipaddress.IPv4Address | None) -> str:
         if address is None:

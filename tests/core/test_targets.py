@@ -249,8 +249,12 @@ def test_a_number_with_a_leading_zero_is_refused_with_both_readings(
     )
 
 
-@pytest.mark.parametrize("raw", ["10.0.0.07", "00", "10.00.0.1", "0.0.0.00/8"])
-def test_a_leading_zero_is_refused_even_where_both_readings_agree(raw: str) -> None:
+@pytest.mark.parametrize(
+    "raw", ["10.0.0.07", "00", "10.00.0.1", "0.0.0.00/8", "09.0377.0.1", "0999.1.1.1"]
+)
+def test_a_leading_zero_is_refused_whether_its_readings_agree_or_are_no_address(
+    raw: str,
+) -> None:
     with pytest.raises(TargetError, match="leading zero"):
         canonical("ip", raw)
 
