@@ -1,12 +1,15 @@
-"""What a name looks like: the form a host name's A-labels are matched on (agents/targets.py).
+"""What a name looks like: the form A-labels are matched on (agents/targets.py), in a host
+name and in a user's local part.
 
 A name that is really internationalised reaches the console as its A-labels (`xn--…`); it is
-matched by what it looks like once decoded, so that `dс01` written with a Cyrillic `с` matches
-the inventory's `dc01`, while the connector still gets the A-label.
+matched by what it looks like once decoded, so that `dс01` written with a Cyrillic `с`, or
+`dᴄ01` with a small capital `ᴄ`, matches the inventory's `dc01`, while the connector still
+gets the A-label.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Letters of other scripts that are drawn like an ASCII letter, by case (applied before case
@@ -35,10 +38,43 @@ _LOOKALIKES = {
     # Armenian
     "օ": "o", "ս": "u", "հ": "h", "ո": "n", "ց": "g", "զ": "q", "ա": "w", "ե": "t",
     "Օ": "O", "Ս": "U",
-    # Latin letters outside ASCII drawn like ASCII ones
-    "ı": "i", "ȷ": "j", "ɑ": "a", "ɩ": "i", "ĸ": "k", "ʋ": "u", "ℓ": "l",
+    # Latin letters outside ASCII drawn like ASCII ones whose names do not say so (the others
+    # are read from their names, below)
+    "ɑ": "a", "ɩ": "i", "ĸ": "k", "ʋ": "u", "ℓ": "l",
 }  # fmt: skip
-_SKELETON = str.maketrans(_LOOKALIKES)
+
+# A Latin or modifier letter whose name says which ASCII letter it is drawn as: `ᴄ` LATIN
+# LETTER SMALL CAPITAL C, `ᶜ` MODIFIER LETTER SMALL C, `ı` LATIN SMALL LETTER DOTLESS I, `ɡ`
+# LATIN SMALL LETTER SCRIPT G, `đ` LATIN SMALL LETTER D WITH STROKE (a stroke, hook or bar is
+# an accent NFD cannot take off). Turned, reversed and other shapes of a letter are not it,
+# nor is a digraph's first letter (`ǈ` LATIN CAPITAL LETTER L WITH SMALL LETTER J is Lj).
+_NAMED_AS_LETTER = re.compile(
+    r"(?:LATIN|MODIFIER)(?: SUBSCRIPT| SUPERSCRIPT)?(?: SMALL| CAPITAL)? LETTER"
+    r"(?: SMALL CAPITAL| SMALL| CAPITAL| DOTLESS| SCRIPT)? ([A-Z])(?: WITH (?!SMALL LETTER).+)?"
+)
+
+
+_LAST_LATIN = 0x1FFFF
+
+
+def _latin_lookalikes() -> dict[str, str]:
+    """Every letter outside ASCII that _NAMED_AS_LETTER reads as an ASCII one, small or
+    capital as the letter is drawn."""
+    found = {}
+    # Latin letters are all in the first two planes (the higher ones hold CJK and tags).
+    for code in range(0x80, _LAST_LATIN + 1):
+        char = chr(code)
+        category = unicodedata.category(char)
+        if not category.startswith("L"):
+            continue
+        match = _NAMED_AS_LETTER.fullmatch(unicodedata.name(char, ""))
+        if match:
+            found[char] = match.group(1) if category == "Lu" else match.group(1).lower()
+    return found
+
+
+LATIN_LOOKALIKES = _latin_lookalikes()
+_SKELETON = str.maketrans({**LATIN_LOOKALIKES, **_LOOKALIKES})
 # Full stops that IDNA reads as dots (NFKC folds the fullwidth one, not the ideographic).
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
@@ -47,11 +83,15 @@ def skeleton(text: str) -> str:
     """What a name looks like: the form compared when matching the inventory.
 
     Compatibility forms folded (NFKC: fullwidth, mathematical, circled letters), look-alike
-    letters of other scripts read as the ASCII ones they imitate (judged before case folding,
-    so that a capital's look-alike counts as a capital), accents and invisible characters
-    dropped, case folded.
+    letters of other scripts and Latin letters named as an ASCII one (small capitals,
+    modifier letters, dotless and script forms, letters with a stroke or hook) read as the
+    ASCII ones they imitate (judged before case folding, so that a capital's look-alike
+    counts as a capital, and before NFKC too, which would leave `ŀ` as `l·`), accents and
+    invisible characters dropped, case folded.
     """
-    folded = unicodedata.normalize("NFKC", text).translate(_DOTS)
+    if text.isascii():
+        return text.casefold()
+    folded = unicodedata.normalize("NFKC", text.translate(_SKELETON)).translate(_DOTS)
     if folded.isascii():
         return folded.casefold()
     drawn = unicodedata.normalize("NFD", folded.translate(_SKELETON)).translate(_SKELETON)

@@ -22,7 +22,8 @@ other character is refused: a fullwidth or Cyrillic look-alike cannot dodge a ma
 cannot get in. A name that is really internationalised is written as its A-labels (`xn--…`);
 those are decoded and matched by what they look like (`skeleton`, agents/lookalikes.py), so a
 look-alike written that way matches the inventory entry it imitates, while the connector gets
-the A-label.
+the A-label. A user's local part written as an A-label (`xn--co-nlc@corp.example`) is read the
+same way.
 
 What an identity holds:
 
@@ -310,20 +311,28 @@ MAILBOX_HINT = "must be a mailbox address or a message id such as <abc123@mail.e
 
 
 def _principal(local: str, domain: str, domains: Mapping[str, str]) -> Identity:
-    """A user name and its domain (a NetBIOS or DNS name, "" for none) the grammar admitted."""
+    """A user name and its domain (a NetBIOS or DNS name, "" for none) the grammar admitted.
+
+    A local part written as an A-label (`xn--co-nlc`, `cеo` with a Cyrillic е) is matched
+    by what it looks like, as a host name's labels are. Nothing encodes a mailbox's local part
+    that way, so such a name is either an ASCII account that happens to start with `xn--` or
+    one written to look like another; reading it as its look-alike can only add matches (and
+    so humans), never lose one. The account acted on is still the one written.
+    """
     name = local.lower()
+    key = _label_key(name)
     domain = domain.lower().removesuffix(".")
     if not domain:
-        return Identity(Namespace.USER, name, name, label=name, short=True)
+        return Identity(Namespace.USER, name, key, label=key, short=True)
     if NETBIOS_RE.fullmatch(domain):
         suffix = domains.get(domain)
         if suffix is None:
             # A NetBIOS domain nobody mapped may stand for any DNS domain: only the name is
             # known.
-            return Identity(Namespace.USER, f"{domain}\\{name}", name, label=name, short=True)
+            return Identity(Namespace.USER, f"{domain}\\{name}", key, label=key, short=True)
         domain = suffix
     host = _name(domain)
-    return Identity(Namespace.USER, f"{name}@{host.value}", f"{name}@{host.key}", label=name)
+    return Identity(Namespace.USER, f"{name}@{host.value}", f"{key}@{host.key}", label=key)
 
 
 def _user(text: str, domains: Mapping[str, str]) -> Identity:

@@ -182,6 +182,29 @@ def test_no_address_with_a_leading_zero_is_recorded(bold, target: str, action: s
     assert not AuditEvent.objects.filter(event_type="proposal.submitted").exists()
 
 
+@pytest.mark.parametrize(
+    ("action", "target", "identifier"),
+    [
+        # dᴄ01: a Latin small capital C
+        ("isolate_host", "xn--d01-l3x.corp.example", "dc01.corp.example"),
+        # cеo: a Cyrillic е, in the local part (the domain form was matched already)
+        ("disable_user", "xn--co-nlc@corp.example", "ceo@corp.example"),
+        ("disable_user", "ceo@xn--crp-sed.example", "ceo@corp.example"),  # cоrp
+        ("quarantine_email", "xn--co-nlc@corp.example", "ceo@corp.example"),
+    ],
+)
+def test_a_look_alike_of_a_critical_asset_waits_for_humans(
+    bold, action: str, target: str, identifier: str
+) -> None:
+    factories.asset("dc01.corp.example", criticality="critical")
+    factories.asset("ceo@corp.example", kind="user", criticality="critical")
+    body = post(bold, proposal_body(action, target)).json()
+    assert body["asset"] == {"identifier": identifier, "criticality": "critical"}
+    assert body["status"] == "pending", body
+    assert body["target_canonical"] == target  # acted on as written, once approved
+    assert not Execution.objects.exists()
+
+
 def test_a_short_name_takes_the_most_critical_asset_it_may_be(bold) -> None:
     factories.asset("dc01.corp.example", criticality="low")
     factories.asset("dc01.lab.example", criticality="critical")

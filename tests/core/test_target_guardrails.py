@@ -27,6 +27,7 @@ from rest_framework.test import APIClient
 
 from approvals.models import Execution, Proposal
 from tests import factories
+from tests.lookalike_letters import named_lookalikes
 
 pytestmark = pytest.mark.django_db
 
@@ -155,19 +156,28 @@ def _fullwidth(c: str) -> str:
 @st.composite
 def disguised(draw: st.DrawFn, text: str, *, unicode: bool = True) -> str:
     """`text` in random case and, half the time, with characters swapped for their
-    fullwidth, bold or other-script look-alikes, or given a combining accent."""
+    fullwidth, bold, other-script or Latin look-alikes (small capitals, modifier letters,
+    letters with a stroke or hook: every letter Unicode names as that ASCII letter), or given
+    a combining accent."""
     unicode = unicode and draw(st.booleans())
+    latin = named_lookalikes()
     out = []
     for c in text:
         c = c.upper() if draw(st.booleans()) else c
         if unicode:
-            how = draw(st.sampled_from(["same", "same", "fullwidth", "bold", "lookalike", "mark"]))
+            how = draw(
+                st.sampled_from(
+                    ["same", "same", "fullwidth", "bold", "lookalike", "latin", "latin", "mark"]
+                )
+            )
             if how == "fullwidth":
                 c = _fullwidth(c)
             elif how == "bold" and c.lower() in BOLD:
                 c = BOLD[c.lower()]
             elif how == "lookalike" and c in LOOKALIKES:
                 c = draw(st.sampled_from(LOOKALIKES[c]))
+            elif how == "latin" and c.lower() in latin:
+                c = draw(st.sampled_from(latin[c.lower()]))
             elif how == "mark" and c.isalpha():
                 c += draw(st.sampled_from("\u0301\u0308\u0327"))
         out.append(c)
@@ -247,6 +257,11 @@ def host_spelling(draw: st.DrawFn, name: str) -> str:
 def user_spelling(draw: st.DrawFn, principal: str, *, mailbox: bool) -> str:
     local, _, domain = principal.partition("@")
     spelled = draw(disguised(local))
+    if not spelled.isascii() and draw(st.integers(0, 2)):
+        # As an A-label, as a host name's labels are written: it must not hide whose account
+        # it is (unless too long for a local part, when it stays non-ASCII and is refused).
+        a_label = "xn--" + spelled.encode("punycode").decode("ascii")
+        spelled = a_label if len(a_label) <= 64 else spelled
     # A look-alike domain, as its A-labels: it must not hide whose account it is.
     lookalike = ".".join(draw(disguised(label)) for label in domain.split("."))
     domain = draw(st.sampled_from([domain, domain.upper(), _a_labels(lookalike)]))

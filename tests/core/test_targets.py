@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import string
+import unicodedata
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -18,6 +19,7 @@ from agents.targets import (
     canonical,
     inet_aton,
 )
+from tests.lookalike_letters import named_lookalikes
 
 DOMAINS = {"corp": "corp.example"}
 
@@ -435,6 +437,64 @@ def test_punycode_is_matched_by_what_it_stands_for() -> None:
     assert skeleton("раypal") == "paypal"
     # Not punycode after all: it stands for itself.
     assert canonical("host", "xn--zz.corp.example").key == "xn--zz.corp.example"
+
+
+def test_every_latin_letter_named_as_an_ascii_letter_is_read_as_it() -> None:
+    misread = {
+        f"U+{ord(char):04X} {unicodedata.name(char)}": skeleton(char)
+        for letter, chars in named_lookalikes().items()
+        for char in chars
+        if skeleton(char) != letter
+    }
+    assert not misread
+    # The small capitals and modifier letters are among them.
+    assert {"\u1d04", "\u1d9c", "\u0262", "\u1d2c"} <= set("".join(named_lookalikes().values()))
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "key"),
+    [
+        ("host", "xn--d01-l3x.corp.example", "dc01.corp.example"),  # dᴄ01, a small capital C
+        ("user", "xn--co-nlc@corp.example", "ceo@corp.example"),  # cеo, a Cyrillic е
+        ("user", "CORP\\XN--CO-NLC", "ceo@corp.example"),
+        ("user", "xn--co-nlc", "ceo"),
+        ("user", "EU\\xn--co-nlc", "ceo"),
+        ("mailbox", "xn--co-nlc@corp.example", "ceo@corp.example"),
+        ("user", "xn--zz@corp.example", "xn--zz@corp.example"),  # no punycode: itself
+    ],
+)
+def test_an_a_label_is_matched_by_what_it_looks_like_in_a_local_part_too(
+    kind: str, raw: str, key: str
+) -> None:
+    identity = canonical(kind, raw, domains=DOMAINS)
+    assert identity.key == key
+    assert identity.label == key.partition("@")[0].split(".")[0]
+    assert identity.value.isascii()  # the account acted on is the one written
+
+
+@st.composite
+def latin_lookalike(draw: st.DrawFn, text: str) -> str:
+    """`text` with some of its letters swapped for Latin letters named as them."""
+    letters = named_lookalikes()
+    return "".join(
+        draw(st.sampled_from(letters[c])) if c in letters and draw(st.booleans()) else c
+        for c in text
+    )
+
+
+@given(st.lists(LABELS, min_size=1, max_size=3), st.data())
+def test_a_name_written_with_latin_look_alikes_has_the_key_of_the_name_it_imitates(
+    labels: list[str], data: st.DataObject
+) -> None:
+    name = ".".join(labels)
+    spelled = _a_labels(data.draw(latin_lookalike(name)))
+    assert canonical("host", spelled).key == name
+    local = data.draw(latin_lookalike(labels[0]))
+    if not local.isascii():
+        local = "xn--" + local.encode("punycode").decode("ascii")
+        assume(len(local) <= 64)  # what a local part may hold
+    user = canonical("user", f"{local}@{spelled}.example", domains=DOMAINS)
+    assert user.key == f"{labels[0]}@{name}.example"
 
 
 def test_user_forms_without_a_mapping_still_name_the_local_part() -> None:
