@@ -11,6 +11,13 @@ Each console has a bounded outbox and its own sender, so that one slow browser n
 delays the others nor gets its updates out of order; a console that falls too far behind is
 closed with 1013 ("try again later"), and its page reconnects and re-fetches the queue rather
 than quietly missing an update.
+
+A console streams only while its session lasts. It joins its session's and its user's
+channel-layer groups (approvals/sessions.py): signing out closes it at once, a deactivation or
+a role taken away makes it read its session again, and it reads its session again every
+CONSOLE_SESSION_CHECK_SECONDS, for the expiry nobody announces. A console whose session has
+ended is closed with 4401 ("signed out"), one whose user has no console role left with 4403;
+the page says so and does not reconnect.
 """
 
 from __future__ import annotations
@@ -19,17 +26,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import uuid
 import weakref
+from importlib import import_module
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib import auth
+from django.utils.crypto import constant_time_compare
 from django.utils.html import escape
 
 from soc_console import roles
 
-from . import presence
+from . import presence, sessions
 from .live import GROUP
 
 logger = logging.getLogger(__name__)
@@ -42,6 +54,36 @@ OUTBOX_SIZE = 500  # updates a console may fall behind before it is told to reco
 # frames as fast as it sends them.
 REVIEW_BURST = 5
 REVIEW_PER_SECOND = 2.0
+
+SIGNED_OUT = 4401  # the session has ended: signed out, expired, or the user deactivated
+NOT_ALLOWED = 4403  # signed in, without a console role
+
+
+def _session_refusal(session_key: str, user_id: int) -> int | None:
+    """Why a console opened with this session may no longer stream (a close code), or None.
+
+    The session is read again from its store and checked as the socket's sign-in was
+    (channels.auth.get_user), without changing it: ended, expired, signed in as someone else,
+    its user's password changed, or the user deactivated (the backend then finds nobody) is
+    SIGNED_OUT; no console role left is NOT_ALLOWED."""
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    backend_path = session.get(auth.BACKEND_SESSION_KEY)
+    if session.get(auth.SESSION_KEY) != str(user_id) or (
+        backend_path not in settings.AUTHENTICATION_BACKENDS
+    ):
+        return SIGNED_OUT
+    user = auth.load_backend(backend_path).get_user(user_id)
+    if (
+        user is None
+        or not user.is_active
+        or not constant_time_compare(
+            session.get(auth.HASH_SESSION_KEY) or "", user.get_session_auth_hash()
+        )
+    ):
+        return SIGNED_OUT
+    if not roles.can_view_console(user):
+        return NOT_ALLOWED
+    return None
 
 
 class _Relay:
@@ -96,15 +138,27 @@ def _relay_for(layer: Any) -> _Relay:
 class ConsoleConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active:
-            await self.close(code=4401)
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        if user is None or not user.is_authenticated or not user.is_active or not session_key:
+            await self.close(code=SIGNED_OUT)
             return
         # The same rule as every console page: signed in is not enough, a console role is.
-        # This one look-up at connect is the only database work the consumer does.
+        # This look-up at connect, and the session's re-reads (_watch_session), are the only
+        # database work the consumer does.
         if not await database_sync_to_async(roles.can_view_console)(user):
-            await self.close(code=4403)
+            await self.close(code=NOT_ALLOWED)
             return
         self.username = user.get_username()
+        self.user_id = user.pk
+        self.session_key = session_key
+        self.ended = False
+        # Before the socket is accepted: a sign-out from then on reaches it.
+        self.session_groups = [
+            sessions.session_group(session_key),
+            sessions.user_group(user.pk),
+        ]
+        for group in self.session_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         self.review_budget = float(REVIEW_BURST)
         self.review_budget_at = asyncio.get_running_loop().time()
         self.review_latest: uuid.UUID | None = None  # dropped, to be sent when budget allows
@@ -115,6 +169,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await self.relay.join(self)
         await self.accept()
         presence.opened()
+        self.watch = asyncio.create_task(self._watch_session())
 
     async def disconnect(self, code: int) -> None:
         sender = getattr(self, "sender", None)
@@ -123,10 +178,57 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         presence.closed()
         self.relay.leave(self)
         sender.cancel()
+        watch = getattr(self, "watch", None)
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
         if self.review_later is not None:
             self.review_later.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
+        for group in self.session_groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:
+                logger.warning("console of %s: leaving %s failed", self.username, group)
+
+    async def console_session_ended(self, message: dict[str, Any]) -> None:
+        """Signed out (approvals/sessions.py): nothing more goes to this socket."""
+        await self._end(SIGNED_OUT)
+
+    async def console_recheck(self, message: dict[str, Any]) -> None:
+        """The user was deactivated or lost a role: read the session again."""
+        await self._recheck()
+
+    async def _watch_session(self) -> None:
+        """Read the session again every CONSOLE_SESSION_CHECK_SECONDS: an expiry sends no
+        event. The first read comes after a random part of the period, so that consoles
+        opened together (a server restart) do not all read at once."""
+        period = settings.CONSOLE_SESSION_CHECK_SECONDS
+        await asyncio.sleep(period * random.uniform(0.5, 1.0))  # noqa: S311 - not a secret
+        while not self.ended:
+            await self._recheck()
+            await asyncio.sleep(period)
+
+    async def _recheck(self) -> None:
+        if self.ended:
+            return
+        try:
+            code = await database_sync_to_async(_session_refusal)(self.session_key, self.user_id)
+        except Exception:
+            # The database away: keep streaming; the next read decides.
+            logger.warning("console of %s: its session could not be read", self.username)
+            return
+        if code is not None:
+            await self._end(code)
+
+    async def _end(self, code: int) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.relay.leave(self)  # not one more update, even one already on its way
+        self.sender.cancel()
+        reason = "signed out" if code == SIGNED_OUT else "no console role"
+        await self.close(code=code, reason=reason)
 
     def deliver(self, html: str) -> None:
         try:
@@ -143,6 +245,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=html)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.ended:
+            return
         try:
             message: Any = json.loads(text_data or "{}")
             proposal_id = uuid.UUID(str(message.get("reviewing")))

@@ -602,6 +602,9 @@ TARGET_DOMAINS = env_domains("TARGET_DOMAINS")
 
 # Queue and lifecycle.
 QUEUE_PAGE_SIZE = env_int("QUEUE_PAGE_SIZE", 50, minimum=1)
+# An open console re-reads its session this often (and closes when it has ended): signing out,
+# a deactivation or a role taken away close it at once, an expiry has no event of its own.
+CONSOLE_SESSION_CHECK_SECONDS = env_float("CONSOLE_SESSION_CHECK_SECONDS", 60.0, minimum=0.05)
 # Render and send live updates on a background thread, so a request or task does not wait.
 LIVE_UPDATES_IN_BACKGROUND = env_bool("LIVE_UPDATES_IN_BACKGROUND", True)
 # The top bar's counts in live updates are read at most this often per process (each read is

@@ -7,6 +7,10 @@
   var body = document.body;
   var me = body.dataset.username || "";
   var LIVE_CLOSE_CODES = [1006, 1011, 1012, 1013]; // the ws extension reconnects after these
+  // The server's codes for a session that ended and for a user with no console role left
+  // (approvals/consumers.py); the ws extension does not reconnect after them.
+  var SIGNED_OUT = 4401;
+  var NOT_ALLOWED = 4403;
   // A shortcut acts only on a card selected, on screen and where it is for at least this
   // long: a card that just arrived, moved or changed under the analyst is not what they read.
   var STEADY_MS = 300;
@@ -959,9 +963,26 @@
   document.addEventListener("htmx:wsClose", function (event) {
     socket = null;
     var code = event.detail.event && event.detail.event.code;
-    if (LIVE_CLOSE_CODES.indexOf(code) >= 0) setLive("reconnecting…", false);
+    if (code === SIGNED_OUT) signedOut();
+    else if (code === NOT_ALLOWED) setLive("no console role: reload the page", false);
+    else if (LIVE_CLOSE_CODES.indexOf(code) >= 0) setLive("reconnecting…", false);
     else setLive("offline: reload the page", false);
   });
+  // The server closed the socket because this page's session ended (signed out here or in
+  // another tab, expired, or the account was deactivated): nothing live comes any more, and
+  // the badge says so with the way back in.
+  function signedOut() {
+    body.dataset.signedOut = "1";
+    var el = document.getElementById("live-status");
+    if (!el) return;
+    el.className = "live-status down";
+    el.textContent = "signed out · ";
+    var link = document.createElement("a");
+    link.href = (body.dataset.loginUrl || "/accounts/login/") + "?next=" +
+      encodeURIComponent(window.location.pathname + window.location.search);
+    link.textContent = "sign in";
+    el.appendChild(link);
+  }
   document.addEventListener("htmx:wsAfterMessage", refreshQueue);
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "flash") startUndoToasts();
