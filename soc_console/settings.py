@@ -129,6 +129,9 @@ if not DEBUG:
         )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# A console form posted with a token that no longer matches (signed out and in again in another
+# tab) is answered with a message its page can show; other requests get Django's page.
+CSRF_FAILURE_VIEW = "approvals.views.common.csrf_failure"
 # Where links in callbacks, exports and API answers point; by default the port `make run` uses.
 PUBLIC_URL = env_str("PUBLIC_URL", f"http://127.0.0.1:{os.environ.get('SOC_PORT') or 8000}").rstrip(
     "/"

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import csrf
 from django_htmx.http import HttpResponseClientRefresh, trigger_client_event
 
 from agents import catalogue
@@ -27,19 +28,72 @@ ANSWERED = "console:answered"
 
 
 def console_role(check: Callable[[Any], bool] = roles.can_view_console) -> Callable:
-    """Sign-in plus a role check on the server, whatever the page shows or hides."""
+    """Sign-in plus a role check on the server, whatever the page shows or hides.
+
+    A console form's htmx request that is refused gets a message its page shows in its flash
+    region (console.js, on htmx:responseError) rather than a whole page it cannot: the
+    sign-in page after a redirect, or the page that says the role does not allow it."""
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @login_required
+        guarded = login_required(view)
+
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not check(request.user):
+            if request.htmx and not request.user.is_authenticated:
+                not_done, again = _not_done(request)
+                return refused(
+                    request,
+                    status=401,
+                    text=f"{not_done}: you are signed out. Sign in again, then {again}.",
+                )
+            if request.user.is_authenticated and not check(request.user):
+                if request.htmx:
+                    not_done, _ = _not_done(request)
+                    return refused(
+                        request, status=403, text=f"{not_done}: your role does not allow this."
+                    )
                 raise PermissionDenied("Your role does not allow this.")
-            return view(request, *args, **kwargs)
+            return guarded(request, *args, **kwargs)
 
         return wrapped
 
     return decorator
+
+
+# What a refused request of each console form did not do, and what the analyst does next.
+_DECISIONS = ("decide", "bulk-decide")
+
+
+def _not_done(request: HttpRequest) -> tuple[str, str]:
+    name = getattr(request.resolver_match, "url_name", "")
+    if name in _DECISIONS:
+        return "Not decided", "decide again"
+    if name == "undo-approval":
+        return "Not undone", "undo again"
+    return "Nothing was done", "try again"
+
+
+def refused(request: HttpRequest, *, status: int, text: str) -> HttpResponse:
+    """A console form's request refused before its view ran: the message, as the flash
+    fragment, with the status that says why."""
+    return render(request, "approvals/flash.html", {"ok": False, "text": text}, status=status)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW. A console form posted with a token the browser's cookie no longer
+    matches: the analyst signed out and in again (in another tab, say), which rotates it. An
+    htmx request gets a message the page can show; anything else gets Django's page."""
+    if not request.htmx:
+        return csrf.csrf_failure(request, reason)
+    not_done, again = _not_done(request)
+    return refused(
+        request,
+        status=403,
+        text=(
+            f"{not_done}: your session changed (signed out or signed in elsewhere). "
+            f"Reload the page and {again}."
+        ),
+    )
 
 
 def flash(

@@ -775,6 +775,49 @@
     }
   });
 
+  // --- a request that failed -----------------------------------------------------------------
+  // A decision (or any console form) that did not reach the server, or that the server
+  // refused before deciding, says so in the flash region. The card and the note typed in it
+  // stay as they were, so that the analyst can send it again.
+  function notDone(elt) {
+    var form = elt && elt.closest && elt.closest("form");
+    if (form && (form.classList.contains("decide") || form.classList.contains("bulk") ||
+        form.classList.contains("group-decide"))) return { what: "Not decided", again: "decide again" };
+    if (form && form.closest(".undo-toast")) return { what: "Not undone", again: "undo again" };
+    return { what: "Nothing was done", again: "try again" };
+  }
+  // The server's own words, when it sent them: the console's message fragment (approvals/
+  // views/common.py, refused and csrf_failure) or a problem's detail.
+  function serverMessage(xhr) {
+    var type = (xhr.getResponseHeader("Content-Type") || "").toLowerCase();
+    if (type.indexOf("json") >= 0) {
+      try {
+        var problem = JSON.parse(xhr.responseText);
+        return (problem && (problem.detail || problem.title)) || "";
+      } catch (e) { return ""; }
+    }
+    if (type.indexOf("text/html") !== 0) return "";
+    var template = document.createElement("template");
+    template.innerHTML = xhr.responseText || "";
+    var first = template.content.firstElementChild;
+    return first && first.matches("p.flash") ? first.textContent.trim() : "";
+  }
+  document.addEventListener("htmx:sendError", function (event) {
+    showFlash(notDone(event.detail.elt).what + ": the console cannot reach the server; nothing " +
+      "was changed. Try again when it is back.", false);
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr;
+    var failed = notDone(event.detail.elt);
+    var text = serverMessage(xhr);
+    if (!text) {
+      text = failed.what + ": the server answered " + xhr.status +
+        (xhr.statusText ? " " + xhr.statusText : "") + ". Reload the page to see where things " +
+        "stand, then " + failed.again + ".";
+    }
+    showFlash(text, false);
+  });
+
   // A changed filter: the address says it (a reload keeps it) and the server renders the
   // page for it, matching cards beyond the first page included; meanwhile the cards already
   // here are filtered at once.
