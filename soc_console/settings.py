@@ -605,6 +605,9 @@ TARGET_DOMAINS = env_domains("TARGET_DOMAINS")
 
 # Queue and lifecycle.
 QUEUE_PAGE_SIZE = env_int("QUEUE_PAGE_SIZE", 50, minimum=1)
+# A filtered queue re-reads its list from the server this often: live updates carry the whole
+# queue's first page only, so a matching proposal below it arrives this way.
+QUEUE_FILTER_REFRESH_SECONDS = env_float("QUEUE_FILTER_REFRESH_SECONDS", 10.0, minimum=0.5)
 # An open console re-reads its session this often (and closes when it has ended): signing out,
 # a deactivation or a role taken away close it at once, an expiry has no event of its own.
 CONSOLE_SESSION_CHECK_SECONDS = env_float("CONSOLE_SESSION_CHECK_SECONDS", 60.0, minimum=0.05)

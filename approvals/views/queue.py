@@ -79,10 +79,16 @@ def _contexts_rendered(request: HttpRequest, cards: list[selectors.Card]) -> lis
 @console_role()
 def queue(request: HttpRequest) -> HttpResponse:
     filters, filter_errors = _queue_filter(request)
+    page_size = settings.QUEUE_PAGE_SIZE
+    # A filtered page reads one card more than it shows: whether more match than it shows is
+    # what its note says. The unfiltered page says so from the top bar's pending count.
+    cards = selectors.pending_queue(
+        filters=filters, limit=page_size + 1 if filters.active else page_size
+    )
     context = {
-        "cards": _contexts_rendered(
-            request, live.in_context(selectors.pending_queue(filters=filters))
-        ),
+        "cards": _contexts_rendered(request, live.in_context(cards[:page_size])),
+        "more_match": len(cards) > page_size,
+        "refresh_seconds": settings.QUEUE_FILTER_REFRESH_SECONDS,
         "suspended_agents": selectors.suspended_agents_pending(),
         "filters": filters,
         "filter_errors": filter_errors,
@@ -92,7 +98,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         "actions": catalogue.ACTIONS.values(),
         "severities": Criticality.values,
         "counters": selectors.queue_counters(),
-        "page_size": settings.QUEUE_PAGE_SIZE,
+        "page_size": page_size,
         "rendered_at": selectors.render_stamp(),
     }
     template = "approvals/queue.html#queue" if request.htmx else "approvals/queue.html"

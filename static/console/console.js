@@ -322,7 +322,8 @@
       refocus = null;
     }
     noteSteadiness();
-    document.getElementById("queue-empty").hidden = list.length > 0;
+    // Empty is what the analyst sees: live cards outside a filter are on the page, hidden.
+    document.getElementById("queue-empty").hidden = shownCards().length > 0;
     expireReviews();
     refreshTimes();
     countPicks();
@@ -476,8 +477,27 @@
         htmx.process(fresh);
         replay.forEach(function (text) { htmx.swap(document.body, transformLive(text, freshAt), { swapStyle: "none" }); });
         refreshQueue();
+        scheduleFilteredRefresh(); // the filter may have changed with this fetch
       })
       .catch(function () { resync = null; /* the socket's reconnect brings us back here */ });
+  }
+
+  // A filtered queue is re-read from the server every data-refresh seconds (the server's
+  // period, on #queue): the live updates carry the whole queue's first page only, so a
+  // matching card below it arrives this way. The unfiltered queue has no data-refresh: its
+  // live updates are the whole of it.
+  var filteredTimer = null;
+  function scheduleFilteredRefresh() {
+    clearTimeout(filteredTimer);
+    var queue = document.getElementById("queue");
+    var seconds = queue ? Number(queue.dataset.refresh) : 0;
+    if (!seconds) return;
+    filteredTimer = setTimeout(function () {
+      if (body.dataset.signedOut) return; // the session ended: nothing more to read
+      var typing = document.activeElement && document.activeElement.classList.contains("reason");
+      if (!(typing && document.activeElement.value)) resyncQueue(); // else at the next tick
+      scheduleFilteredRefresh();
+    }, seconds * 1000);
   }
 
   function refetchStop() {
@@ -1044,6 +1064,7 @@
     refreshQueue();
     noteSteadiness();
     scheduleFlashClear();
+    scheduleFilteredRefresh();
   });
   setInterval(refreshTimes, 20000);
 

@@ -1,0 +1,86 @@
+"""A filtered queue receives the matching cards that are not on the whole queue's first page,
+which the live updates do not carry: the page re-reads its list from the server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import expect
+
+from agents.client import AgentClient
+from agents.models import Criticality
+from approvals import selectors
+from tests import factories
+from tests.browser.conftest import _serve
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PAGE = 3  # the queue's page on this test's server
+REFRESH = 2  # s: how often that server has a filtered page re-read its list
+
+
+@pytest.fixture(scope="module")
+def small_page_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+    with _serve(
+        django_db_blocker,
+        "live-server-small-page",
+        QUEUE_PAGE_SIZE=str(PAGE),
+        QUEUE_FILTER_REFRESH_SECONDS=str(REFRESH),
+    ) as url:
+        yield url
+
+
+def _propose(url: str, agent: factories.AgentWithKey, target: str, confidence: float) -> str:
+    with AgentClient(url, agent.raw_key) as client:
+        result = client.propose(
+            action="isolate_host",
+            target=target,
+            confidence=confidence,
+            rationale="Beaconing to a domain registered yesterday.",
+            evidence=[{"kind": "alert", "ref": "SIEM-4821"}],
+            severity="high",
+        )
+    assert result.status == 201, result.body
+    assert result.body["status"] == "pending"
+    return str(result.body["id"])
+
+
+def test_a_matching_card_below_the_whole_queues_page_reaches_a_filtered_view(
+    console: Callable[..., Any],
+    small_page_url: str,
+    analyst: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    for n in range(PAGE):
+        factories.asset(f"srv-{n}.corp.example", criticality=Criticality.HIGH)
+        _propose(small_page_url, agent_with_key, f"srv-{n}.corp.example", 0.9)
+    factories.asset("beyond-ws01.corp.example", criticality=Criticality.LOW)
+
+    page = console(analyst, small_page_url)
+    page.goto(f"{small_page_url}/?target=beyond-")
+    expect(page.locator("#live-status")).to_have_text("live")
+    page.evaluate("window.__sameDocument = true")
+    expect(page.locator("#queue-empty")).to_have_text(
+        f"No pending proposal matches this filter. A matching one appears here within {REFRESH} "
+        "s of arriving."
+    )
+    expect(page.locator("#queue-empty")).to_be_visible()
+    expect(page.locator("#queue-filtered")).to_contain_text(
+        f"This list is re-read from the server every {REFRESH} s"
+    )
+    expect(page.locator("#queue-more")).to_have_count(0)
+
+    beyond = _propose(small_page_url, agent_with_key, "beyond-ws01.corp.example", 0.55)
+    # Below the whole queue's first page: no live update carries it.
+    assert beyond not in [str(card.id) for card in selectors.pending_queue(limit=PAGE)]
+
+    card = page.locator(f"#card-{beyond}")
+    expect(card).to_be_visible(timeout=(REFRESH + 3) * 1000)
+    expect(card).to_contain_text("beyond-ws01.corp.example")
+    expect(page.locator("#queue-empty")).to_be_hidden()
+    # Still the global page's text nowhere, though more are pending than that page holds.
+    expect(page.locator("#queue-more")).to_have_count(0)
+    assert page.evaluate("window.__sameDocument") is True  # no reload
