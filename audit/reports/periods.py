@@ -21,7 +21,7 @@ from ..models import ReportRollup, ReportRollupDay
 from . import shift_rollup, shifts
 from .base import Filters, report_zone
 from .rollup import DAY, Chosen, Key, build, day_bounds, month_days
-from .tally import Tally
+from .tally import Tally, then
 
 
 @dataclass
@@ -91,7 +91,8 @@ def period(f: Filters, *, part: str = "latency") -> Period:
     built = list(covered)
     months = _months(built)
     tallies: dict[Key, Tally] = defaultdict(Tally)
-    queue: list[tuple[datetime, dict[int, tuple[int, int, float]]]] = []
+    # (when the part's moves begin, where its hour slots count from, its slots)
+    queue: list[tuple[datetime, datetime, dict[int, tuple[int, int, float]]]] = []
     rows = ReportRollup.objects.filter(
         Q(period="month", day__in=sorted(months))
         | Q(period="day", day__in=[d for d in built if d.replace(day=1) not in months]),
@@ -103,7 +104,7 @@ def period(f: Filters, *, part: str = "latency") -> Period:
         )
         for day, counts, wait, detail in own:
             tally = Tally.from_columns(counts, wait, {}, detail)
-            queue.append((day_bounds(day)[0], tally.queue))
+            queue.append((day_bounds(day)[0], day_bounds(day)[0], tally.queue))
             tallies[key].merge(tally)
         # By action within the filter's agent, and by agent within its action.
         by_action = Q(agent=key[0]) & ~Q(action="") if not key[1] else Q(pk__in=[])
@@ -128,7 +129,7 @@ def period(f: Filters, *, part: str = "latency") -> Period:
         for k, tally in build(low, high, chosen, origin=f.since).items():
             tallies[k].merge(tally)
             if k == key:
-                queue.append((f.since, tally.queue))
+                queue.append((low, f.since, tally.queue))
     return Period(dict(tallies), _shifted(f, queue), key)
 
 
@@ -180,16 +181,22 @@ def _gaps(f: Filters, covered: dict[date, datetime]) -> list[tuple[datetime, dat
 
 
 def _shifted(
-    f: Filters, parts: list[tuple[datetime, dict[int, tuple[int, int, float]]]]
+    f: Filters, parts: list[tuple[datetime, datetime, dict[int, tuple[int, int, float]]]]
 ) -> dict[int, tuple[int, int, float]]:
     """The queue's hour slots from the period's start, from parts whose slots count hours
-    from a whole number of hours after it (a day's start, or the period's own)."""
+    from a whole number of hours after it (a day's start, or the period's own).
+
+    Two parts can share an hour: today's rollup ends at the moment it was built, and the
+    rows after it fill the rest of that hour. Their moves are joined in time order, so that
+    neither the earlier part's net change nor its highest depth is lost."""
     out: dict[int, tuple[int, int, float]] = {}
-    for start, slots in parts:
+    for _, start, slots in sorted(parts, key=lambda part: part[0]):
         offset = (start - f.since).total_seconds()
         hours = round(offset / 3600)
         for slot, (net, most, at) in slots.items():
-            out[slot + hours] = (net, most, at + offset)
+            moved = (net, most, at + offset)
+            earlier = out.get(slot + hours)
+            out[slot + hours] = moved if earlier is None else then(earlier, moved)
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
+from django.db.models import Count, DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
 
 from ..sql import QUEUE_DEPTH, Seconds, fetch, rows_sql
 from .base import SENT_STATUSES, Filters, local
@@ -56,24 +56,27 @@ def _buckets(f: Filters, width: timedelta) -> dict[datetime, tuple[int, int, dat
     }
 
 
-def _waiting_at_start(f: Filters) -> int:
-    """Proposals sent to analysts before the period that were still pending at its start."""
-    return (
+def _at_start(f: Filters) -> tuple[int, int]:
+    """Proposals sent to analysts before the period: how many were still pending at its
+    start, and how many left the queue at that very moment."""
+    found = (
         proposals(f, since=f.since - longest_life())
         .filter(created_at__lt=f.since, status__in=SENT_STATUSES)
-        .filter(Q(decided_at__isnull=True) | Q(decided_at__gt=f.since))
-        .count()
+        .aggregate(
+            waiting=Count("pk", filter=Q(decided_at__isnull=True) | Q(decided_at__gt=f.since)),
+            leaving=Count("pk", filter=Q(decided_at=f.since)),
+        )
     )
+    return found["waiting"], found["leaving"]
 
 
 def _rolled_buckets(
-    f: Filters, width: timedelta, slots: dict[int, tuple[int, int, float]]
+    f: Filters, width: timedelta, slots: dict[int, tuple[int, int, float]], waiting: int
 ) -> dict[datetime, tuple[int, int, datetime]]:
     """`_buckets` from hour slots (net change, highest depth from the slot's start, when):
     the depth carried into each slot raises its highest depth, and those waiting at the
     period's start arrive at its first moment, as QUEUE_DEPTH counts them."""
     hours = round(width.total_seconds() / 3600)
-    waiting = _waiting_at_start(f)
     moves = sorted(slots.items())
     if waiting:
         moves.insert(0, (-1, (waiting, waiting, 0.0)))
@@ -104,7 +107,16 @@ def queue_depth(
     most proposals pending at once and the number pending at the interval's end. With
     `slots`, from the rollups' hour slots (`audit.reports.rollup`) instead of every move."""
     width = bucket_width(f)
-    buckets = _buckets(f, width) if slots is None else _rolled_buckets(f, width, slots)
+    buckets = None
+    if slots is not None:
+        waiting, leaving = _at_start(f)
+        # A proposal that left the queue at the period's very first moment was never waiting
+        # in it, but the rollups' first hour holds its departure among the hour's other moves,
+        # inseparably: then (rarely: timestamps are to the microsecond) every move is read.
+        if not leaving:
+            buckets = _rolled_buckets(f, width, slots, waiting)
+    if buckets is None:
+        buckets = _buckets(f, width)
     depth = 0
     series = []
     peak, peak_at = 0, None

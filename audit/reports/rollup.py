@@ -148,8 +148,12 @@ def _submissions(
 ) -> Iterator[tuple[Iterable[Key], Contribution, Iterable[Key], float]]:
     """Per proposal submitted in the range: the keys it counts in, what it counts, the keys
     whose queue it joined, and when (seconds from `start`)."""
+    # Attention checks are the console's, not an agent's: no report counts them (as
+    # `query.proposal_filter` leaves them out of the exact statements).
     submitted = chosen.narrow(
-        Proposal.objects.filter(created_at__gte=start, created_at__lt=end).order_by()
+        Proposal.objects.filter(
+            created_at__gte=start, created_at__lt=end, synthetic=False
+        ).order_by()
     )
     decisions = _analysts_of(submitted, elapsed("created_at", "proposal__created_at"))
     rows = submitted.values_list(
@@ -206,6 +210,7 @@ def _departures(start: datetime, end: datetime, chosen: Chosen) -> Iterator[tupl
             decided_at__lt=end,
             created_at__gte=start - longest_life(),
             created_at__lt=end,
+            synthetic=False,
         ).order_by()
     )
     analysts_of = _analysts_of(departed)

@@ -95,7 +95,10 @@ class Tally:
             _add(mine[2], finish)
         self.pending_at.extend(other.pending_at)
         if queue:
-            self.queue.update(other.queue)
+            # `other` comes after this tally in time (a month merges its days in order).
+            for slot, moves in other.queue.items():
+                mine = self.queue.get(slot)
+                self.queue[slot] = moves if mine is None else then(mine, moves)
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -279,6 +282,19 @@ def apply(tally: Tally, c: Contribution, *, only: str) -> None:
             put(entry[2], to_finish)
     if c.pending_at is not None:
         tally.pending_at.append(c.pending_at)
+
+
+Slot = tuple[int, int, float]  # net change, highest running depth from its start, when
+
+
+def then(earlier: Slot, later: Slot) -> Slot:
+    """One hour slot's moves from two stretches of it, `earlier` before `later`: the later
+    stretch starts at the depth the earlier one ended at."""
+    net, most, at = earlier
+    later_net, later_most, later_at = later
+    if net + later_most > most:
+        return net + later_net, net + later_most, later_at
+    return net + later_net, most, at
 
 
 def queue_slots(events: list[tuple[float, int]]) -> dict[int, tuple[int, int, float]]:
