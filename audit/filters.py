@@ -1,8 +1,13 @@
-"""Reading the time and id filters that the audit page, the reports and export_audit share."""
+"""Reading the filters that the audit page, the reports and export_audit share: times, ids,
+names and event types. Each refuses what it cannot read (BadFilter, with why); an empty
+value filters nothing."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime, tzinfo
 
 from django.utils import timezone
@@ -47,3 +52,33 @@ def proposal_id(raw: str | None) -> str | None:
         return str(uuid.UUID(raw))
     except ValueError as exc:
         raise BadFilter(f"{raw!r} is not a proposal id.") from exc
+
+
+def printable(raw: str | None, *, what: str) -> str | None:
+    """A name as the log records it (an actor): any text but control characters, which no
+    recorded name holds (and PostgreSQL refuses NUL in a query outright)."""
+    if not raw:
+        return None
+    if any(unicodedata.category(char) == "Cc" for char in raw):
+        raise BadFilter(f"{raw!r} holds a control character, which no {what} has.")
+    return raw
+
+
+def one_of(raw: str | None, known: Collection[str], *, what: str) -> str | None:
+    """One of the known values (an event type), or a refusal that lists them."""
+    if not raw:
+        return None
+    if raw not in known:
+        raise BadFilter(
+            f"there is no {what} {raw!r}; the known ones are {', '.join(sorted(known))}."
+        )
+    return raw
+
+
+def number(raw: str | None) -> int | None:
+    """A whole number written in ASCII digits (str.isdigit also takes '²', which int refuses)."""
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]{1,18}", raw):
+        raise BadFilter(f"{raw!r} is not a whole number.")
+    return int(raw)

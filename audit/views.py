@@ -18,13 +18,20 @@ from approvals.views import console_role
 from soc_console import replica, roles
 
 from . import charts, exports, forward, reports, selectors
-from .filters import BadFilter, moment, proposal_id
+from .filters import BadFilter, moment, number, one_of, printable, proposal_id
 from .models import VerificationRun
 from .reports.readiness import readiness
 from .verify import verification_is_genuine, verify_and_record
 
 # The audit form's labels, by query parameter.
-AUDIT_FIELDS = {"proposal": "Proposal", "since": "From", "until": "Until"}
+AUDIT_FIELDS = {
+    "actor": "Actor",
+    "event_type": "Event type",
+    "proposal": "Proposal",
+    "since": "From",
+    "until": "Until",
+    "upto": "Up to event",
+}
 
 
 def _audit_field(name: str, read: Callable[[str | None], Any], raw: str | None) -> Any:
@@ -34,16 +41,30 @@ def _audit_field(name: str, read: Callable[[str | None], Any], raw: str | None) 
         raise BadFilter(str(exc), field=AUDIT_FIELDS[name], name=name) from exc
 
 
+def known_event_types() -> set[str]:
+    """The event types a filter may name: every type the console records, and any other the
+    log holds (a type no longer written, or a test's)."""
+    return set(selectors.EVENT_WORDS) | set(selectors.event_types())
+
+
 def _filters(request: HttpRequest) -> dict:
+    """Every filter read the same way: an empty value filters nothing, one that cannot be
+    read is refused naming its field (an unknown event type, a control character in a
+    name), never an empty list that looks like an answer."""
     get = request.GET
     return {
-        "actor": get.get("actor") or None,
-        "event_type": get.get("event_type") or None,
+        "actor": _audit_field("actor", lambda raw: printable(raw, what="actor"), get.get("actor")),
+        "event_type": _audit_field(
+            "event_type",
+            # The log's types are read only when one is asked for.
+            lambda raw: one_of(raw, known_event_types(), what="event type") if raw else None,
+            get.get("event_type"),
+        ),
         "proposal_id": _audit_field("proposal", proposal_id, get.get("proposal")),
         "since": _audit_field("since", moment, get.get("since")),
         "until": _audit_field("until", moment, get.get("until")),
         # Jump to an event (the first bad one after a failed verification) by its number.
-        "upto_seq": int(upto) if (upto := get.get("upto", "")).isdigit() else None,
+        "upto_seq": _audit_field("upto", number, get.get("upto")),
     }
 
 
