@@ -86,7 +86,7 @@ EVENT_WORDS = {
     "proposal.rejected": "Proposal rejected",
     "proposal.escalated": "Proposal escalated to senior analysts",
     "proposal.expired": "Proposal expired unanswered",
-    "proposal.withdrawn": "Proposal withdrawn by the agent",
+    "proposal.withdrawn": "Proposal withdrawn before a decision (by the agent, or for it)",
     "proposal.review_confirmed": "Run without approval confirmed by an analyst",
     "proposal.approval_undone": "Approval undone before dispatch",
     "execution.started": "Execution started",

@@ -162,11 +162,13 @@ def escalation_digest_send(*, now: datetime | None = None) -> int:
 
 @dataclass(frozen=True)
 class ClearReport:
-    """What one clearing of an agent's queue did: how many proposals left it, and the ones
+    """What one clearing of an agent's queue did: how many proposals left it, how (rejected,
+    or withdrawn on the agent's behalf by someone who decides no proposals), and the ones
     refused with why (decided a moment earlier, or already decided by this person)."""
 
     cleared: int
     refused: dict[str, str]
+    withdrawn: bool = False
 
 
 def agent_pending_clear(*, agent: Agent, by: AbstractBaseUser, reason: str) -> ClearReport:
@@ -204,4 +206,4 @@ def agent_pending_clear(*, agent: Agent, by: AbstractBaseUser, reason: str) -> C
         else:
             cleared += 1
     live.publish(live.suspended_notice_changed)
-    return ClearReport(cleared=cleared, refused=refused)
+    return ClearReport(cleared=cleared, refused=refused, withdrawn=not decides)

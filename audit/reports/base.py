@@ -63,7 +63,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SENT = "sent to analysts"
 DECIDED = "decided by analysts"
 EXPIRED = "expired unanswered"
-WITHDRAWN = "withdrawn by the agent"
+WITHDRAWN = "withdrawn before a decision"
 PENDING = "still pending"
 AUTO = "ran without a human"
 DECISIONS = "decisions"
@@ -87,11 +87,14 @@ DEFINITIONS = {
     PROPOSALS: "every proposal the agent submitted, however the policy routed it "
     "(blocked, advisory, flagged, run at once or sent to analysts).",
     SENT: "proposals the policy routed to a human for approval, whatever became of them: "
-    "decided by analysts, expired unanswered, withdrawn by the agent or still pending.",
+    "decided by analysts, expired unanswered, withdrawn before a decision or still pending.",
     DECIDED: "proposals sent to analysts that were approved or rejected; a two-person "
     "approval counts once, at the second approval.",
     EXPIRED: "proposals sent to analysts that nobody decided before they expired.",
-    WITHDRAWN: "proposals sent to analysts that the agent withdrew before a decision.",
+    WITHDRAWN: "proposals sent to analysts that were withdrawn before anyone decided them: by "
+    "the agent itself, or by a manager clearing the agent's pending proposals on its behalf, "
+    "with a reason (the audit log's proposal.withdrawn event names which: the agent or the "
+    "manager).",
     PENDING: "proposals sent to analysts that are waiting for a decision now.",
     AUTO: "proposals a level 3 or 4 grant ran at once, with no analyst (auto-approved).",
     DECISIONS: "analysts' approve and reject verdicts, counted by when they were given; a "
