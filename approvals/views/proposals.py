@@ -3,6 +3,9 @@ held execution."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
@@ -31,11 +34,25 @@ def proposal_page(request: HttpRequest, proposal_id: str) -> HttpResponse:
             "proposal": proposal,
             "timeline": selectors.proposal_timeline(proposal.pk),
             "reversible": bool(card.action and card.action.reversible),
+            "parameters": _parameters(proposal.params),
             # decisions are prefetched: no query. The server refuses a second decision anyway;
             # this only spares the analyst buttons that cannot work.
             "decided_by_me": any(d.analyst_id == request.user.pk for d in proposal.decisions.all()),
         },
     )
+
+
+def _parameters(params: Any) -> list[tuple[str, str]]:
+    """The action's parameters as name and value, each value in JSON (60, "60" and [60]
+    read apart), never as a Python dict's repr."""
+    if not params:
+        return []
+    if not isinstance(params, dict):
+        return [("", json.dumps(params, ensure_ascii=False))]
+    return [
+        (str(key), json.dumps(value, ensure_ascii=False, sort_keys=True))
+        for key, value in sorted(params.items())
+    ]
 
 
 @require_POST
