@@ -63,6 +63,20 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class ClientErrorFilter(logging.Filter):
+    """A request answered 4xx (an analyst opening a manager's page: 403) is the client's
+    doing, not a fault in the console: Django logs it as a warning and attaches the exception,
+    whose traceback would fill the log on every refusal. The line stays, without it; a 5xx
+    keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line (tracebacks included, escaped)."""
 

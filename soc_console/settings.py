@@ -867,7 +867,10 @@ LOGGING_CONFIG = "soc_console.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "soc_console.logs.ContextFilter"}},
+    "filters": {
+        "context": {"()": "soc_console.logs.ContextFilter"},
+        "client_errors": {"()": "soc_console.logs.ClientErrorFilter"},
+    },
     "formatters": {"json": {"()": "soc_console.logs.JsonFormatter"}},
     "handlers": {
         "console": {
@@ -883,5 +886,7 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        # A refused request (403 and the other 4xx) is one warning line, no traceback.
+        "django.request": {"filters": ["client_errors"]},
     },
 }
