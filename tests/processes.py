@@ -230,6 +230,30 @@ class CeleryEnvironment:
         return env
 
 
+def database_url() -> str:
+    """The PostgreSQL URL of the database this test runs on, for the processes it starts."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{db.get('USER') or 'postgres'}{password}@{host}:{port}/{db['NAME']}"
+
+
+def shared_environment() -> CeleryEnvironment:
+    """Processes on the test database with the test settings' Redis, queue and channel prefix:
+    they share what the live servers of the test use."""
+    from django.conf import settings
+
+    return CeleryEnvironment(
+        database_url=database_url(),
+        redis_url=settings.REDIS_URL,
+        queue=settings.CELERY_TASK_DEFAULT_QUEUE,
+        channel_prefix=settings.CHANNEL_PREFIX,
+    )
+
+
 def _celery() -> str:
     return str(Path(sys.executable).with_name("celery"))
 

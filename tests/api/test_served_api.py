@@ -19,8 +19,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from django.conf import settings
-from django.db import connection
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -75,15 +73,7 @@ def served(
     django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     with django_db_blocker.unblock():
-        db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    environment = processes.CeleryEnvironment(
-        database_url=f"postgres://{db['USER']}{password}@{db.get('HOST') or '127.0.0.1'}:"
-        f"{db.get('PORT') or 5432}/{db['NAME']}",
-        redis_url=settings.REDIS_URL,
-        queue=settings.CELERY_TASK_DEFAULT_QUEUE,
-        channel_prefix=settings.CHANNEL_PREFIX,
-    )
+        environment = processes.shared_environment()
     spool = tmp_path_factory.mktemp("spool")
     process, url = processes.start_web(
         environment,

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.utils import timezone
 
 from approvals.models import Decision, Proposal
@@ -164,15 +163,7 @@ def test_histogram_percentiles_stay_within_two_percent_of_percentile_cont() -> N
 @pytest.fixture
 def rollup_worker(transactional_db: None, tmp_path: Path) -> Iterator[processes.ManagedProcess]:
     """A real Celery worker on the test database and broker, on the reports' queue."""
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    environment = processes.CeleryEnvironment(
-        database_url=f"postgres://{db.get('USER') or 'postgres'}{password}@"
-        f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}",
-        redis_url=settings.REDIS_URL,
-        queue=settings.CELERY_TASK_DEFAULT_QUEUE,
-        channel_prefix=settings.CHANNEL_PREFIX,
-    )
+    environment = processes.shared_environment()
     process = processes.start_worker(
         environment, log_dir=tmp_path, concurrency=1, queue=settings.REPORTS_QUEUE
     )

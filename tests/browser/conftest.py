@@ -187,15 +187,7 @@ def sso(
 @pytest.fixture
 def worker(transactional_db: None, tmp_path: Path) -> Iterator[processes.ManagedProcess]:
     """A real Celery worker on the test database and the live servers' broker and queue."""
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    environment = processes.CeleryEnvironment(
-        database_url=f"postgres://{db.get('USER') or 'postgres'}{password}@"
-        f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}",
-        redis_url=settings.REDIS_URL,
-        queue=settings.CELERY_TASK_DEFAULT_QUEUE,
-        channel_prefix=settings.CHANNEL_PREFIX,
-    )
+    environment = processes.shared_environment()
     process = processes.start_worker(environment, log_dir=tmp_path, concurrency=1)
     try:
         yield process

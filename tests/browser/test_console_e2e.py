@@ -5,35 +5,24 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from agents.client import AgentClient
 from agents.models import Criticality, EmergencyStop
 from approvals.models import Proposal
 from tests import factories
+from tests.browser.proposing import propose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 LIVE = 2000  # ms: a change must reach every open console within two seconds
 
 
-def _propose(url: str, agent: factories.AgentWithKey, target: str, **extra: Any) -> str:
-    with AgentClient(url, agent.raw_key) as client:
-        result = client.propose(
-            action="isolate_host",
-            target=target,
-            confidence=extra.pop("confidence", 0.74),
-            rationale=extra.pop("rationale", "Beaconing to a domain registered yesterday."),
-            evidence=[{"kind": "alert", "ref": "SIEM-4821"}],
-            severity="high",
-        )
-    assert result.status == 201, result.body
-    assert result.body["status"] == "pending"
-    return str(result.body["id"])
+_propose = partial(propose, confidence=0.74, expect="pending")
 
 
 def test_card_reaches_two_analysts_and_leaves_the_other_when_one_approves(

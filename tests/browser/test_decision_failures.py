@@ -8,34 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connection
 from playwright.sync_api import expect
 
-from agents.client import AgentClient
 from approvals.models import Proposal
 from tests import factories, processes
 from tests.browser.conftest import PASSWORD, _collected_static
+from tests.browser.proposing import propose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 LIVE = 2000  # ms
 NOTE = "Checked with the desk: go ahead"
-
-
-def _propose(url: str, agent: factories.AgentWithKey, target: str) -> str:
-    with AgentClient(url, agent.raw_key) as client:
-        result = client.propose(
-            action="isolate_host",
-            target=target,
-            confidence=0.7,
-            rationale="Beaconing to a domain registered yesterday.",
-            evidence=[{"kind": "alert", "ref": "SIEM-4821"}],
-            severity="high",
-        )
-    assert result.status == 201, result.body
-    return str(result.body["id"])
 
 
 def _sign_in(page: Any, url: str, user: User) -> None:
@@ -49,15 +33,7 @@ def _sign_in(page: Any, url: str, user: User) -> None:
 @pytest.fixture
 def stoppable_server(transactional_db: None, tmp_path: Path) -> Iterator[Any]:
     """A web server of this test's own, which the test stops: (process, url)."""
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    environment = processes.CeleryEnvironment(
-        database_url=f"postgres://{db.get('USER') or 'postgres'}{password}@"
-        f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}",
-        redis_url=settings.REDIS_URL,
-        queue=settings.CELERY_TASK_DEFAULT_QUEUE,
-        channel_prefix=settings.CHANNEL_PREFIX,
-    )
+    environment = processes.shared_environment()
     process, url = processes.start_web(
         environment,
         log_dir=tmp_path,
@@ -78,7 +54,7 @@ def test_a_decision_with_the_server_down_says_nothing_was_changed_and_keeps_the_
     agent_with_key: factories.AgentWithKey,
 ) -> None:
     server, url = stoppable_server
-    proposal_id = _propose(url, agent_with_key, "ws-0142.corp.example")
+    proposal_id = propose(url, agent_with_key, "ws-0142.corp.example")
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     try:
         page = context.new_page()
@@ -112,7 +88,7 @@ def test_a_decision_after_signing_out_and_in_elsewhere_asks_for_a_reload_and_kee
     agent_with_key: factories.AgentWithKey,
 ) -> None:
     first = console(analyst)
-    proposal_id = _propose(live_server_url, agent_with_key, "ws-0217.corp.example")
+    proposal_id = propose(live_server_url, agent_with_key, "ws-0217.corp.example")
     card = first.locator(f"#card-{proposal_id}")
     expect(card).to_be_visible(timeout=LIVE)
 

@@ -4,17 +4,18 @@ which the live updates do not carry: the page re-reads its list from the server.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from agents.client import AgentClient
 from agents.models import Criticality
 from approvals import selectors
 from tests import factories
 from tests.browser.conftest import _serve
+from tests.browser.proposing import propose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -33,19 +34,7 @@ def small_page_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[st
         yield url
 
 
-def _propose(url: str, agent: factories.AgentWithKey, target: str, confidence: float) -> str:
-    with AgentClient(url, agent.raw_key) as client:
-        result = client.propose(
-            action="isolate_host",
-            target=target,
-            confidence=confidence,
-            rationale="Beaconing to a domain registered yesterday.",
-            evidence=[{"kind": "alert", "ref": "SIEM-4821"}],
-            severity="high",
-        )
-    assert result.status == 201, result.body
-    assert result.body["status"] == "pending"
-    return str(result.body["id"])
+_propose = partial(propose, expect="pending")
 
 
 def test_a_matching_card_below_the_whole_queues_page_reaches_a_filtered_view(
@@ -56,7 +45,7 @@ def test_a_matching_card_below_the_whole_queues_page_reaches_a_filtered_view(
 ) -> None:
     for n in range(PAGE):
         factories.asset(f"srv-{n}.corp.example", criticality=Criticality.HIGH)
-        _propose(small_page_url, agent_with_key, f"srv-{n}.corp.example", 0.9)
+        _propose(small_page_url, agent_with_key, f"srv-{n}.corp.example", confidence=0.9)
     factories.asset("beyond-ws01.corp.example", criticality=Criticality.LOW)
 
     page = console(analyst, small_page_url)
@@ -73,7 +62,7 @@ def test_a_matching_card_below_the_whole_queues_page_reaches_a_filtered_view(
     )
     expect(page.locator("#queue-more")).to_have_count(0)
 
-    beyond = _propose(small_page_url, agent_with_key, "beyond-ws01.corp.example", 0.55)
+    beyond = _propose(small_page_url, agent_with_key, "beyond-ws01.corp.example", confidence=0.55)
     # Below the whole queue's first page: no live update carries it.
     assert beyond not in [str(card.id) for card in selectors.pending_queue(limit=PAGE)]
 

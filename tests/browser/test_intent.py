@@ -11,15 +11,16 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from agents.client import AgentClient
 from approvals.models import Decision, Proposal
 from tests import factories
+from tests.browser.proposing import propose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -34,21 +35,14 @@ def identity_bot(db: None) -> factories.AgentWithKey:
     return factories.agent("identity-bot", grants={"disable_user": 2, "isolate_host": 2})
 
 
-def _propose(
-    url: str, agent: factories.AgentWithKey, target: str, *, action: str = "disable_user"
-) -> str:
-    with AgentClient(url, agent.raw_key) as client:
-        result = client.propose(
-            action=action,
-            target=target,
-            confidence=0.74,
-            rationale="Sign-ins from two countries within ten minutes.",
-            evidence=[{"kind": "alert", "ref": "IDP-77"}],
-            severity="high",
-        )
-    assert result.status == 201, result.body
-    assert result.body["status"] == "pending"
-    return str(result.body["id"])
+_propose = partial(
+    propose,
+    action="disable_user",
+    confidence=0.74,
+    rationale="Sign-ins from two countries within ten minutes.",
+    evidence=[{"kind": "alert", "ref": "IDP-77"}],
+    expect="pending",
+)
 
 
 def _focus_is_on_a_card(page: Any) -> bool:

@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -20,10 +21,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 
-from agents.client import AgentClient
 from approvals import services
 from approvals.consumers import REVIEW_BURST, REVIEW_PER_SECOND
 from tests import factories
+from tests.browser.proposing import propose
 
 # PostgreSQL only (the SQLite run leaves these out): committed rows read by other sessions.
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -32,18 +33,7 @@ PASSWORD = "pass-for-tests"
 T = TypeVar("T")
 
 
-def _propose(url: str, agent: factories.AgentWithKey, target: str, **extra: Any) -> str:
-    with AgentClient(url, agent.raw_key) as client:
-        result = client.propose(
-            action=extra.pop("action", "isolate_host"),
-            target=target,
-            confidence=extra.pop("confidence", 0.74),
-            rationale="Beaconing to a domain registered yesterday.",
-            evidence=[{"kind": "alert", "ref": "SIEM-4821"}],
-            severity="high",
-        )
-    assert result.status == 201, result.body
-    return str(result.body["id"])
+_propose = partial(propose, confidence=0.74)
 
 
 def _session_cookie(user: User) -> str:

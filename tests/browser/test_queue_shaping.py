@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from agents.models import Criticality
 from approvals import services
 from approvals.models import ConnectorCall, Decision, Execution, Proposal
 from tests import factories
+from tests.browser.proposing import propose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -204,15 +206,4 @@ def test_a_filtered_console_shows_live_only_the_cards_inside_its_filter(
     expect(alice.locator(f"#card-{calm.id}")).to_be_visible()
 
 
-def _propose(url: str, agent: factories.AgentWithKey, target: str) -> str:
-    with AgentClient(url, agent.raw_key) as client:
-        result = client.propose(
-            action="isolate_host",
-            target=target,
-            confidence=0.74,
-            rationale="Beaconing to a domain registered yesterday.",
-            evidence=[{"kind": "alert", "ref": "SIEM-4821"}],
-            severity="high",
-        )
-    assert result.status == 201, result.body
-    return str(result.body["id"])
+_propose = partial(propose, confidence=0.74)

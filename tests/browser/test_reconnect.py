@@ -6,17 +6,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import WebSocketRoute, expect
 
-from agents.client import AgentClient
 from agents.models import Criticality
 from approvals import live, selectors, services
 from tests import factories
 from tests.browser.conftest import PASSWORD
+from tests.browser.proposing import propose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -74,19 +75,7 @@ def routed_console(browser: Any, live_server_url: str) -> Iterator[Any]:
         context.close()
 
 
-def _propose(url: str, agent: factories.AgentWithKey, target: str) -> str:
-    with AgentClient(url, agent.raw_key) as client:
-        result = client.propose(
-            action="isolate_host",
-            target=target,
-            confidence=0.7,
-            rationale="Beaconing to a domain registered yesterday.",
-            evidence=[{"kind": "alert", "ref": "SIEM-4821"}],
-            severity="high",
-        )
-    assert result.status == 201, result.body
-    assert result.body["status"] == "pending"
-    return str(result.body["id"])
+_propose = partial(propose, expect="pending")
 
 
 def _shown(page: Any) -> list[str]:

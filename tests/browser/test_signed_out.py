@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from agents.client import AgentClient
 from tests import factories
+from tests.browser.proposing import propose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 LIVE = 2000  # ms
 
 
-def _propose(url: str, agent: factories.AgentWithKey, target: str) -> str:
-    with AgentClient(url, agent.raw_key) as client:
-        result = client.propose(
-            action="isolate_host",
-            target=target,
-            confidence=0.7,
-            rationale="Posted after the analyst signed out.",
-            evidence=[{"kind": "alert", "ref": "SIEM-4821"}],
-            severity="high",
-        )
-    assert result.status == 201, result.body
-    return str(result.body["id"])
+_propose = partial(propose, rationale="Posted after the analyst signed out.")
 
 
 def test_signing_out_in_another_tab_ends_the_live_queue(

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from kombu import pools
 
 from soc_console.celery import app
@@ -67,18 +66,10 @@ def broker(private_redis: processes.PrivateRedis, settings: Any) -> Iterator[str
         _point_celery_at(previous)
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{db['USER']}{password}@{host}:{port}/{db['NAME']}"
-
-
 @pytest.fixture
 def celery_environment(transactional_db: None, broker: str) -> processes.CeleryEnvironment:
     return processes.CeleryEnvironment(
-        database_url=_database_url(),
+        database_url=processes.database_url(),
         redis_url=broker,
         queue=settings.CELERY_TASK_DEFAULT_QUEUE,
         channel_prefix=f"{settings.CHANNEL_PREFIX}-fault",

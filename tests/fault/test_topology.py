@@ -44,7 +44,7 @@ from approvals import services
 from approvals.models import Execution, ExecutionStatus, Proposal
 from audit.models import AuditEvent
 from tests import factories, processes
-from tests.fault.conftest import FAST_RECOVERY, _database_url
+from tests.fault.conftest import FAST_RECOVERY
 from tests.fault.test_worker_and_broker_faults import assert_each_took_effect_once
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -215,7 +215,7 @@ def topology(
     if not private_redis.answers():
         private_redis.start()
     with django_db_blocker.unblock():
-        database_url = _database_url()
+        database_url = processes.database_url()
     queue = f"{settings.CELERY_TASK_DEFAULT_QUEUE}-topology-{uuid.uuid4().hex[:6]}"
     with contextlib.ExitStack() as stack:
         broker = (
