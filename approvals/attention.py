@@ -12,12 +12,12 @@ Pure: no database. approvals.services.attention picks the model proposal and rec
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agents import catalogue
 
-from .models import CheckFlaw
+from .models import PROPOSED_FIELDS, CheckFlaw
 
 # For a target of one kind, a plausible target of another: what a "wrong kind" check puts on
 # the card. Each is a name the demo inventory and the simulated agents also use.
@@ -53,7 +53,8 @@ BENIGN_NOTES = [
 
 @dataclass(frozen=True)
 class Model:
-    """The real proposal a check is modelled on, as its card showed it."""
+    """The real proposal a check is modelled on, as its card showed it: its agent's name and
+    the PROPOSED_FIELDS."""
 
     agent: str
     action: str
@@ -63,6 +64,17 @@ class Model:
     rationale: str
     evidence: list[dict[str, Any]]
     severity: str
+
+    @classmethod
+    def of(cls, proposal: Any) -> Model:
+        """A proposal's card: its agent's name and, by the same names, the card's fields."""
+        return cls(
+            agent=proposal.agent.slug, **{name: getattr(proposal, name) for name in PROPOSED_FIELDS}
+        )
+
+    def card(self) -> dict[str, Any]:
+        """The card's fields by name, as a proposal's row holds them (all but the agent)."""
+        return {name: getattr(self, name) for name in PROPOSED_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -109,18 +121,8 @@ def compose(model: Model, rng: random.Random, flaw: CheckFlaw | None = None) -> 
             f"{kind.label} acts on {KIND_WORDS[kind.target_kind]}, but the target {target} is "
             f"{KIND_WORDS[other_kind]}: the action could not have meant it."
         )
-    return Composed(
-        agent=model.agent,
-        action=model.action,
-        target=target,
-        params=model.params,
-        confidence=model.confidence,
-        rationale=rationale,
-        evidence=evidence,
-        severity=model.severity,
-        flaw=flaw,
-        explanation=explanation,
-    )
+    changed = replace(model, target=target, rationale=rationale, evidence=evidence)
+    return Composed(agent=model.agent, **changed.card(), flaw=flaw, explanation=explanation)
 
 
 def stopped_text(explanation: str) -> str:

@@ -29,6 +29,10 @@ class ProposalStatus(models.TextChoices):
     WITHDRAWN = "withdrawn", "Withdrawn"
 
 
+# What an agent's proposal says, by the names the row and its card use (the agent aside).
+PROPOSED_FIELDS = ("action", "target", "params", "confidence", "rationale", "evidence", "severity")
+
+
 class Proposal(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="proposals")

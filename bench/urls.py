@@ -9,25 +9,14 @@ from django.utils import timezone
 from rest_framework import generics, serializers
 
 from agents.authentication import AgentPrincipal
-from approvals.models import Proposal
+from approvals.models import PROPOSED_FIELDS, Proposal
 from soc_console.urls import urlpatterns as product_urls
 
 
 class BareProposalSerializer(serializers.ModelSerializer):
     class Meta:
         model = Proposal
-        fields = [
-            "id",
-            "action",
-            "target",
-            "params",
-            "confidence",
-            "rationale",
-            "evidence",
-            "severity",
-            "status",
-            "created_at",
-        ]
+        fields = ["id", *PROPOSED_FIELDS, "status", "created_at"]
         read_only_fields = ["id", "status", "created_at"]
 
 

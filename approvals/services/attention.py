@@ -154,16 +154,7 @@ def attention_check_insert(
 
 def _compose(model: Proposal, rng: random.Random, flaw: CheckFlaw | None) -> attention.Composed:
     """The check's card: the model's, with one flaw put in."""
-    shape = attention.Model(
-        agent=model.agent.slug,
-        action=model.action,
-        target=model.target,
-        params=model.params,
-        confidence=model.confidence,
-        rationale=model.rationale,
-        evidence=model.evidence,
-        severity=model.severity,
-    )
+    shape = attention.Model.of(model)
     composed = attention.compose(shape, rng, flaw)
     if composed.target == model.target and _open_on(model.action, model.target_canonical):
         # Same action on a target with a card open: it would be folded into that card's
@@ -185,14 +176,8 @@ def _check_proposal(
     )
     return Proposal(
         agent=owner,
-        action=composed.action,
-        target=composed.target,
+        **composed.card(),
         target_canonical=model.target_canonical if same_target else composed.target.lower(),
-        params=composed.params,
-        confidence=composed.confidence,
-        rationale=composed.rationale,
-        evidence=composed.evidence,
-        severity=composed.severity,
         status=ProposalStatus.PENDING,
         routing_explanation=model.routing_explanation,
         required_approvals=1,

@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import csrf
+from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh, trigger_client_event
 
 from agents import catalogue
@@ -153,6 +154,27 @@ def run(
         response.status_code = 204  # as before: nothing to swap, the page reloads
         return response
     return flash(request, ok=True, text=success)
+
+
+def analyst_step(
+    service: Callable[..., Any], done: str, *, text: str | None = None
+) -> Callable[..., HttpResponse]:
+    """A console control that makes one change as the signed-in analyst: a POST from someone
+    who may decide, the URL's id passed on by name (`proposal_id`, `execution_id`), the form's
+    `text` field when the service takes one, and the page reloaded after a success (the
+    control's own state changed: a rolled-back execution offers no second rollback)."""
+
+    @require_POST
+    @console_role(roles.can_decide)
+    def step(request: HttpRequest, **ids: str) -> HttpResponse:
+        said = {text: request.POST.get(text, "")} if text else {}
+        return run(
+            request, lambda: service(**ids, analyst=request.user, **said), done, refresh=True
+        )
+
+    step.__name__ = step.__qualname__ = service.__name__
+    step.__doc__ = service.__doc__
+    return step
 
 
 def what(proposal: Any) -> str:

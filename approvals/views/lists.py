@@ -20,7 +20,7 @@ from soc_console.errors import DomainError, InvalidInput
 
 from .. import selectors, services
 from ..models import ProposalStatus
-from .common import console_role, run
+from .common import analyst_step, console_role
 
 
 @require_GET
@@ -68,28 +68,12 @@ def confirm_review_bulk(request: HttpRequest) -> HttpResponse:
     return redirect(f"{reverse('lists')}#ran-without-approval")
 
 
-@require_POST
-@console_role(roles.can_decide)
-def retry_execution(request: HttpRequest, execution_id: str) -> HttpResponse:
-    return run(
-        request,
-        lambda: services.execution_retry(execution_id=execution_id, analyst=request.user),
-        "Retry queued: a new attempt runs now.",
-        refresh=True,
-    )
-
-
-@require_POST
-@console_role(roles.can_decide)
-def acknowledge_execution(request: HttpRequest, execution_id: str) -> HttpResponse:
-    return run(
-        request,
-        lambda: services.execution_acknowledge(
-            execution_id=execution_id, analyst=request.user, note=request.POST.get("note", "")
-        ),
-        "Acknowledged: it stays failed and leaves the list.",
-        refresh=True,
-    )
+retry_execution = analyst_step(services.execution_retry, "Retry queued: a new attempt runs now.")
+acknowledge_execution = analyst_step(
+    services.execution_acknowledge,
+    "Acknowledged: it stays failed and leaves the list.",
+    text="note",
+)
 
 
 # The Advisory and Blocked pages: routing outcomes kept from the queue, read with filters.

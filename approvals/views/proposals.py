@@ -8,13 +8,11 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET, require_POST
-
-from soc_console import roles
+from django.views.decorators.http import require_GET
 
 from .. import live, selectors, services
 from ..models import ProposalStatus
-from .common import console_role, run
+from .common import analyst_step, console_role
 
 
 @require_GET
@@ -55,38 +53,6 @@ def _parameters(params: Any) -> list[tuple[str, str]]:
     ]
 
 
-@require_POST
-@console_role(roles.can_decide)
-def rollback(request: HttpRequest, proposal_id: str) -> HttpResponse:
-    return run(
-        request,
-        lambda: services.rollback_request(
-            proposal_id=proposal_id, analyst=request.user, reason=request.POST.get("reason", "")
-        ),
-        "Rollback requested.",
-        refresh=True,
-    )
-
-
-@require_POST
-@console_role(roles.can_decide)
-def confirm_review(request: HttpRequest, proposal_id: str) -> HttpResponse:
-    return run(
-        request,
-        lambda: services.proposal_review_confirm(
-            proposal_id=proposal_id, analyst=request.user, note=request.POST.get("note", "")
-        ),
-        "Confirmed.",
-        refresh=True,
-    )
-
-
-@require_POST
-@console_role(roles.can_decide)
-def reconfirm_held(request: HttpRequest, execution_id: str) -> HttpResponse:
-    return run(
-        request,
-        lambda: services.execution_reconfirm_held(execution_id=execution_id, analyst=request.user),
-        "Re-confirmed: it runs now.",
-        refresh=True,
-    )
+rollback = analyst_step(services.rollback_request, "Rollback requested.", text="reason")
+confirm_review = analyst_step(services.proposal_review_confirm, "Confirmed.", text="note")
+reconfirm_held = analyst_step(services.execution_reconfirm_held, "Re-confirmed: it runs now.")

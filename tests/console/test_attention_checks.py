@@ -3,6 +3,7 @@ executed, never seen by an agent, marked synthetic in the audit log."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -26,6 +27,7 @@ from agents.models import Agent
 from approvals import attention, services, tasks
 from approvals.models import (
     CHECKS_AGENT,
+    PROPOSED_FIELDS,
     AttentionCheck,
     CheckFlaw,
     CheckOutcome,
@@ -107,6 +109,35 @@ def test_a_check_reads_like_its_model_but_belongs_to_the_checks_agent(
     assert inserted.event_type == "attention_check.inserted"
     assert inserted.data["synthetic"] is True
     assert inserted.data["flaw"] == "other_host"
+
+
+def test_a_check_copies_every_field_a_proposal_says_and_changes_only_its_flaws() -> None:
+    """The card a check shows is read by the names the proposal row uses: a field added to one
+    and not the other fails here, not on an analyst's screen."""
+    card_fields = {f.name for f in dataclasses.fields(attention.Model)} - {"agent"}
+    assert card_fields == set(PROPOSED_FIELDS)
+    assert set(PROPOSED_FIELDS) <= {f.name for f in Proposal._meta.get_fields()}
+    model = attention.Model(
+        agent="edr-responder",
+        action="block_ip",
+        target="203.0.113.9",
+        params={"duration_minutes": 60},
+        confidence=0.7,
+        rationale="Beaconing to a known C2.",
+        evidence=[{"kind": "siem", "ref": "SIEM-7"}],
+        severity="medium",
+    )
+    for flaw in attention.flaws_for(model.action):
+        composed = attention.compose(model, random.Random(3), flaw)
+        changed = {
+            name for name in PROPOSED_FIELDS if getattr(composed, name) != getattr(model, name)
+        }
+        assert changed and changed <= {"target", "rationale", "evidence"}, (flaw, changed)
+        assert (composed.agent, composed.action, composed.params) == (
+            model.agent,
+            model.action,
+            model.params,
+        )
 
 
 def test_each_flaw_is_one_a_careful_reader_sees() -> None:
