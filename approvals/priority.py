@@ -8,6 +8,7 @@ order at any moment. That value is stored and indexed, so the queue is one index
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from agents.catalogue import CRITICALITY_WEIGHT, RISK_WEIGHT
 
@@ -29,3 +30,18 @@ def priority_key(*, risk: str, criticality: str, confidence: float, created_at: 
 
 def priority_now(key: float, now: datetime) -> float:
     return key + AGE_POINTS_PER_HOUR * now.timestamp() / 3600.0
+
+
+def placed(
+    *, risk: str, criticality: str, confidence: float, created_at: datetime
+) -> dict[str, Any]:
+    """A new proposal row's fields that set its place in the queue: its risk, criticality and
+    creation time, and the stored priority made of them."""
+    return {
+        "risk": risk,
+        "criticality": criticality,
+        "created_at": created_at,
+        "priority": priority_key(
+            risk=risk, criticality=criticality, confidence=confidence, created_at=created_at
+        ),
+    }

@@ -39,17 +39,10 @@ def problem_body(*, status_code: int, title: str, detail: str, code: str, **extr
     }
 
 
-def problem(
-    *,
-    status_code: int,
-    title: str,
-    detail: str,
-    code: str,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> Response:
-    body = problem_body(status_code=status_code, title=title, detail=detail, code=code, **extra)
-    response = Response(body, status=status_code, headers=headers)
+def problem(*, headers: dict[str, str] | None = None, **fields: Any) -> Response:
+    """A problem answer through DRF: `fields` as problem_body takes them."""
+    body = problem_body(**fields)
+    response = Response(body, status=body["status"], headers=headers)
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
 
@@ -140,19 +133,12 @@ OUTAGES: tuple[type[BaseException], ...] = (
 KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 
 
-def plain_problem(
-    *,
-    status_code: int,
-    title: str,
-    detail: str,
-    code: str,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> HttpResponse:
-    """A problem answer made without DRF: for middleware and Django's own error answers."""
-    body = problem_body(status_code=status_code, title=title, detail=detail, code=code, **extra)
+def plain_problem(*, headers: dict[str, str] | None = None, **fields: Any) -> HttpResponse:
+    """A problem answer made without DRF, for middleware and Django's own error answers:
+    `fields` as problem_body takes them."""
+    body = problem_body(**fields)
     response = HttpResponse(
-        json.dumps(body).encode(), status=status_code, content_type=PROBLEM_CONTENT_TYPE
+        json.dumps(body).encode(), status=body["status"], content_type=PROBLEM_CONTENT_TYPE
     )
     for name, value in (headers or {}).items():
         response[name] = value

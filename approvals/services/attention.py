@@ -40,7 +40,7 @@ from ..models import (
     ProposalStatus,
     Team,
 )
-from ..priority import priority_key
+from ..priority import placed
 from .pending import finish_pending
 from .shared import SYSTEM, publish_committed, username
 from .submission import submitted_data
@@ -182,15 +182,12 @@ def _check_proposal(
         routing_explanation=model.routing_explanation,
         required_approvals=1,
         asset=model.asset if same_target else None,
-        criticality=model.criticality,
-        risk=kind.risk,
-        priority=priority_key(
+        **placed(
             risk=kind.risk,
             criticality=model.criticality,
             confidence=composed.confidence,
             created_at=now,
         ),
-        created_at=now,
         escalate_at=escalate_at,
         expires_at=expires_at,
         synthetic=True,

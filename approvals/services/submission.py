@@ -18,7 +18,7 @@ from soc_console.errors import IdempotencyConflict
 
 from .. import sql
 from ..models import Execution, Proposal, ProposalStatus
-from ..priority import priority_key
+from ..priority import placed
 from .holds import agent_suspend_by_breaker
 from .shared import callback, execution_create, publish_committed
 
@@ -295,9 +295,7 @@ def _new_proposal(
         policy=policy,
         policy_version=policy.version if policy else None,
         asset=match.asset,
-        criticality=match.criticality,
-        risk=kind.risk,
-        priority=priority_key(
+        **placed(
             risk=kind.risk,
             criticality=match.criticality,
             confidence=proposed.confidence,
@@ -305,7 +303,6 @@ def _new_proposal(
         ),
         idempotency_key=proposed.idempotency_key,
         request_hash=proposed.request_hash,
-        created_at=now,
     )
     if status == ProposalStatus.PENDING and policy is not None:
         proposal.escalate_at, proposal.expires_at = policy.deadlines(now)
