@@ -318,9 +318,14 @@ def _principal(local: str, domain: str, domains: Mapping[str, str]) -> Identity:
     that way, so such a name is either an ASCII account that happens to start with `xn--` or
     one written to look like another; reading it as its look-alike can only add matches (and
     so humans), never lose one. The account acted on is still the one written.
+
+    A sub-address (`ceo+alerts`) is matched as the account it is delivered to (`ceo`), for the
+    same reason: mail systems deliver `ceo+anything@` to `ceo@`, and reading it so can only
+    add matches. Only the key drops the tag; the value keeps it.
     """
     name = local.lower()
-    key = _label_key(name)
+    base, plus, _tag = name.partition("+")
+    key = _label_key(base if plus and base else name)
     domain = domain.lower().removesuffix(".")
     if not domain:
         return Identity(Namespace.USER, name, key, label=key, short=True)

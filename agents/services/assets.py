@@ -93,3 +93,46 @@ def asset_delete(*, asset: Asset, by: str) -> None:
         data={"kind": asset.kind, "identifier": asset.identifier, "criticality": asset.criticality},
     )
     asset.delete()
+
+
+def aliases_rematch(alias_model: type[AssetAlias] = AssetAlias) -> int:
+    """Store every inventory name's matching columns as the canonicaliser reads the name today;
+    returns how many rows changed.
+
+    The canonicaliser learns spellings (look-alike letters, A-label local parts), and a name
+    keeps the key it was stored with: a target spelled the newer way would miss it until the
+    asset is saved again. A migration that teaches the canonicaliser calls this (with its
+    historical model). A name that no longer reads (an identifier stored before identifiers
+    were checked) stays as it is; one that now reads as another name of the same asset goes.
+    """
+    changed: list[AssetAlias] = []
+    duplicates: list[int] = []
+    seen: set[tuple[int, str, str]] = set()
+    rows = alias_model.objects.select_related("asset").order_by("asset_id", "-primary", "pk")
+    for alias in rows.iterator(chunk_size=500):
+        try:
+            identity = targets.of_asset(alias.asset.kind, alias.value, alias=not alias.primary)
+            columns = targets.alias_columns(identity)
+        except targets.TargetError:
+            columns = {}
+        name = (
+            alias.asset_id,
+            columns.get("namespace", alias.namespace),
+            columns.get("value", alias.value),
+        )
+        if name in seen:
+            duplicates.append(alias.pk)
+            continue
+        seen.add(name)
+        if any(getattr(alias, field) != value for field, value in columns.items()):
+            for field, value in columns.items():
+                setattr(alias, field, value)
+            changed.append(alias)
+    with transaction.atomic():
+        alias_model.objects.filter(pk__in=duplicates).delete()
+        alias_model.objects.bulk_update(changed, fields=list(REMATCHED), batch_size=500)
+    return len(changed) + len(duplicates)
+
+
+# The columns aliases_rematch writes: all that targets.alias_columns computes.
+REMATCHED = ("namespace", "value", "key", "label", "first", "last", "network")

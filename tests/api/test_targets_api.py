@@ -8,11 +8,15 @@ import uuid
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from agents.models import AssetAlias
+from agents import targets
+from agents.models import Asset, AssetAlias, Policy
+from agents.services.assets import REMATCHED, aliases_rematch
 from approvals import services
 from approvals.models import ConnectorState, Execution, Proposal
 from audit.models import AuditEvent
@@ -203,6 +207,75 @@ def test_a_look_alike_of_a_critical_asset_waits_for_humans(
     assert body["status"] == "pending", body
     assert body["target_canonical"] == target  # acted on as written, once approved
     assert not Execution.objects.exists()
+
+
+SUB_ADDRESS_TAGS = st.text(
+    st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-"),
+    min_size=0,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    tag=SUB_ADDRESS_TAGS,
+    action=st.sampled_from(["disable_user", "quarantine_email"]),
+    upper=st.booleans(),
+)
+def test_a_sub_address_of_a_critical_account_waits_for_humans(
+    bold, tag: str, action: str, upper: bool
+) -> None:
+    """`ceo+anything@` is delivered to `ceo@`: an agent that writes a tag after a `+` reaches
+    the account's critical inventory entry, and the action acts on what it wrote."""
+    if not Asset.objects.exists():
+        factories.asset("ceo@corp.example", kind="user", criticality="critical")
+        # Every example is another open proposal of the one agent: its breaker stays out of it.
+        Policy.objects.update(max_pending=10**6, max_proposals_per_minute=10**6)
+    local = "CEO" if upper else "ceo"
+    target = f"{local}+{tag}@corp.example"
+    body = post(bold, proposal_body(action, target)).json()
+    assert body.get("asset") == {"identifier": "ceo@corp.example", "criticality": "critical"}, body
+    assert body["status"] == "pending", body
+    assert body["target_canonical"] == target.lower()
+    assert not Execution.objects.exists()
+
+
+def test_names_stored_before_a_spelling_was_learnt_are_matched_after_the_rematch(bold) -> None:
+    """An inventory name keeps the key it was stored with. The rematch (which the migration
+    that taught the canonicaliser runs) stores each name as targets are read now, so that a
+    look-alike spelling learnt since reaches the asset saved before it."""
+    factories.asset("dc01.corp.example", criticality="critical", aliases=("dc01-old.corp.example",))
+    factories.asset("ceo@corp.example", kind="user", criticality="critical")
+    stale = {"key": "stored-earlier", "label": "stored-earlier"}
+    assert AssetAlias.objects.update(**stale) == 3
+    unmatched = post(bold, proposal_body("isolate_host", "xn--d01-l3x.corp.example")).json()
+    assert unmatched["asset"] is None  # what a name stored earlier than its spelling meets
+
+    assert aliases_rematch() == 3
+    assert not AssetAlias.objects.filter(key="stored-earlier").exists()
+    for target, identifier in (
+        ("xn--d01-l3x.corp.example", "dc01.corp.example"),
+        ("dc01-old.corp.example", "dc01.corp.example"),
+        ("xn--co-nlc@corp.example", "ceo@corp.example"),
+    ):
+        action = "disable_user" if "@" in target else "isolate_host"
+        body = post(bold, proposal_body(action, target)).json()
+        assert body["asset"] == {"identifier": identifier, "criticality": "critical"}, body
+        assert body["status"] == "pending", body
+    assert aliases_rematch() == 0  # stored as read: nothing to do twice
+
+
+def test_the_rematch_runs_on_the_migrations_historical_model(bold) -> None:
+    factories.asset("dc01.corp.example", criticality="critical")
+    AssetAlias.objects.update(key="stored-earlier")
+    state = MigrationExecutor(connection).loader.project_state(("agents", "0007_rematch_aliases"))
+    assert aliases_rematch(state.apps.get_model("agents", "AssetAlias")) == 1
+    assert AssetAlias.objects.get().key == "dc01.corp.example"
+    assert set(targets.alias_columns(targets.of_asset("host", "dc01"))) == set(REMATCHED)
 
 
 def test_a_short_name_takes_the_most_critical_asset_it_may_be(bold) -> None:
