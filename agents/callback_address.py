@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -29,8 +30,8 @@ def callback_address_problem(url: str, *, resolve: bool) -> str | None:
         # Parsed as the client that sends the callback parses it; the host as it goes on the
         # wire (an internationalised name as its A-labels).
         host = httpx.URL(url).raw_host.decode("ascii")
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return "the URL cannot be parsed"
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        return _unparsed(url, exc)
     if not host:
         return "the URL names no host"
     try:
@@ -54,3 +55,18 @@ def callback_address_problem(url: str, *, resolve: bool) -> str | None:
         if address is None or not address.is_global:
             return f"{host} is a private, loopback or reserved address ({address or host})"
     return None
+
+
+def _unparsed(url: str, exc: Exception) -> str:
+    """Why a URL the sending client cannot parse is refused: what the canonicaliser says of its
+    host when it has one (a leading zero, say, with both readings), else the client's reason."""
+    try:
+        host = urlsplit(url).hostname
+    except (TypeError, ValueError):
+        host = None
+    if host:
+        try:
+            targets.canonical("host", host, domains={})
+        except targets.TargetError as why:
+            return f"the URL cannot be parsed: its host {why}"
+    return f"the URL cannot be parsed ({exc})"

@@ -149,6 +149,23 @@ def test_a_callback_into_the_socs_network_is_refused_in_every_spelling(
     assert Agent.objects.get(slug="triage-bot").callback_url == ""
 
 
+@pytest.mark.parametrize(
+    ("host", "readings"),
+    [("0177.0.0.1", ("127.0.0.1", "177.0.0.1")), ("010.8.8.8", ("8.8.8.8", "10.8.8.8"))],
+)
+def test_a_callback_host_with_a_leading_zero_is_refused_with_both_readings(
+    api, settings, host: str, readings: tuple[str, str]
+) -> None:
+    """The sending client cannot parse it at all: the agent author is told why, in the words
+    a target with a leading zero gets, not only that the URL "cannot be parsed"."""
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+    response = api.put("/api/v1/agent/", {"callback_url": f"http://{host}:9/cb"}, format="json")
+    assert response.status_code == 400
+    [message] = response.json()["errors"]["callback_url"]
+    assert "leading zero" in message and all(r in message for r in readings), message
+    assert Agent.objects.get(slug="triage-bot").callback_url == ""
+
+
 @pytest.mark.parametrize("host", ["134744072", "0x08080808", "8.8.8.8", "[2001:4860:4860::8888]"])
 def test_a_public_address_is_accepted_in_any_spelling(api, settings, host: str) -> None:
     settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
