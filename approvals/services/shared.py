@@ -21,6 +21,7 @@ from django.utils import timezone
 from agents.models import Agent
 from audit import log
 from soc_console import roles
+from soc_console.contract import bidi_control_problem
 from soc_console.errors import InvalidInput, NotPermitted, WrongState
 
 from .. import callbacks, enqueue, live
@@ -33,13 +34,18 @@ def text(value: Any, *, field: str) -> str:
     """Free text from a person (a reason, a note): trimmed, bounded, and storable.
 
     PostgreSQL cannot store a NUL character; refusing it here gives a clear error instead of
-    a failed transaction.
+    a failed transaction. A bidirectional control is refused as in what agents write: a note
+    is read by other analysts and in the audit log, where it would reorder what they see.
     """
     cleaned = "" if value is None else str(value).strip()
     if "\x00" in cleaned:
         raise InvalidInput(
             f"The {field} contains a NUL character.", errors={field: ["Remove NUL characters."]}
         )
+    reordering = bidi_control_problem(cleaned)
+    if reordering is not None:
+        said = f"The {field} {reordering[0].lower()}{reordering[1:]}"
+        raise InvalidInput(said, errors={field: [reordering]})
     if len(cleaned) > MAX_TEXT:
         raise InvalidInput(
             f"The {field} is {len(cleaned)} characters long; the limit is {MAX_TEXT}.",

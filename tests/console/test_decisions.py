@@ -10,6 +10,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from approvals.models import Decision, Execution, Proposal
 from audit.models import AuditEvent
@@ -60,6 +63,41 @@ def test_reject_needs_a_reason(
     assert pending.status == "rejected"
     assert Decision.objects.get().reason == "Known scanner, allow-listed"
     assert not Execution.objects.filter(proposal=pending).exists()
+
+
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+NOTE_LETTERS = st.characters(codec="utf-8", exclude_characters="\x00" + BIDI_CONTROLS)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    verdict=st.sampled_from(["approve", "reject"]),
+    before=st.text(NOTE_LETTERS, max_size=20),
+    control=st.sampled_from(BIDI_CONTROLS),
+    after=st.text(NOTE_LETTERS, min_size=3, max_size=20),
+)
+def test_an_analysts_note_with_a_bidirectional_control_is_refused_and_changes_nothing(
+    signed_in: Callable[[User], Client],
+    analyst: User,
+    pending: Proposal,
+    verdict: str,
+    before: str,
+    control: str,
+    after: str,
+) -> None:
+    """What an analyst writes is read by the others and in the audit log: a control that
+    reorders it is refused in the console as it is in the API, naming the character."""
+    reason = before + control + after
+    message = _decide(signed_in(analyst), pending, verdict, reason=reason)
+    assert f"U+{ord(control):04X}" in message and "bidirectional" in message
+    pending.refresh_from_db()
+    assert pending.status == "pending" and not Decision.objects.exists()
+    assert (
+        not AuditEvent.objects.filter(proposal_id=pending.id)
+        .exclude(event_type="proposal.submitted")
+        .exists()
+    )
 
 
 @pytest.mark.django_db
