@@ -363,7 +363,7 @@
   // it, it expired): a notice takes its place, keeps the focus if the card had it, and is read
   // out. Nothing is selected until the analyst chooses a card, so the keys they were typing
   // (the rest of a reason, say) cannot act on a card they never looked at.
-  function leaveInPlace(card, note) {
+  function leaveInPlace(card, note, withLink) {
     var hadFocus = card.contains(document.activeElement);
     var inQueue = !!card.closest("#queue-cards");
     var text = (note || "This proposal is no longer pending.").replace(/\.$/, "");
@@ -373,6 +373,13 @@
     notice.tabIndex = -1;
     notice.dataset.left = card.dataset.id || "";
     notice.textContent = text;
+    var link = withLink ? card.querySelector("a.details") : null;
+    if (link) { // the notice links to the proposal's page, which says what became of it
+      var open = document.createElement("a");
+      open.href = link.getAttribute("href");
+      open.textContent = "Open its page";
+      notice.append(" ", open);
+    }
     card.replaceWith(notice);
     if (inQueue && card.dataset.id === selectedId) selectedId = null;
     if (hadFocus) notice.focus({ preventScroll: true });
@@ -460,6 +467,13 @@
           var older = cardById(id);
           if (older) carryOver(older, card);
         });
+        var current = selected();
+        if (current && current.closest("#queue-cards") && !freshBox.querySelector("#card-" + selectedId)) {
+          // The card the analyst was on is not in the list the server sends now: it left
+          // while this page was not listening (decided, withdrawn, expired) or, in a long or
+          // filtered queue, no longer stands among the cards shown. Said in its place.
+          leaveInPlace(current, "The card you were on is no longer in this list: it was decided, withdrawn or expired while the connection was down, or moved out of the cards shown. Its page says which", true);
+        }
         var notice = old.querySelector("#queue-cards > .card-left");
         if (notice) {
           // The notice of a card that left stays where it was, before the same next card.

@@ -137,3 +137,38 @@ def test_after_a_dropped_socket_the_queue_shows_the_servers_current_order(
     later = _propose(live_server_url, agent_with_key, "srv-high-2.corp.example")
     expect(alice.locator(f"#card-{later}")).to_be_visible(timeout=LIVE)
     assert _shown(alice) == _server_order() == [top, high, later, low]
+
+
+def test_the_card_an_analyst_was_on_says_it_left_when_it_was_decided_during_the_outage(
+    routed_console: Any,
+    live_server_url: str,
+    analyst: User,
+    analyst2: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    """Alice is on a card when her connection drops; bob rejects it meanwhile. Once she is
+    back, the card does not silently vanish: a notice stands in its place, links to its page,
+    and nothing is selected, so her next key acts on no card she has not looked at."""
+    first = _propose(live_server_url, agent_with_key, "ws-0001.corp.example")
+    second = _propose(live_server_url, agent_with_key, "ws-0002.corp.example")
+    alice, socket = routed_console(analyst)
+    alice.click(f"#card-{first} .target")
+    expect(alice.locator(f"#card-{first}")).to_have_class(re.compile(r"\bselected\b"))
+
+    socket.drop()
+    expect(alice.locator("#live-status")).to_have_text("reconnecting…")
+    services.proposal_reject(proposal_id=first, analyst=analyst2, reason="Known scanner.")
+    assert live.wait_idle()
+
+    socket.down = False
+    expect(alice.locator("#live-status")).to_have_text("live", timeout=10_000)
+    notice = alice.locator(f'#queue-cards > .card-left[data-left="{first}"]')
+    expect(notice).to_contain_text("no longer in this list", timeout=LIVE)
+    expect(notice.locator("a")).to_have_attribute("href", f"/proposals/{first}/")
+    expect(alice.locator(f"#card-{first}")).to_have_count(0)
+    assert _shown(alice) == [second]
+    expect(alice.locator("#queue-cards > .card.selected")).to_have_count(0)
+    expect(alice.locator("#flash")).to_contain_text("no longer in this list")
+    alice.keyboard.press("a")  # no card is selected: nothing is decided
+    time.sleep(0.5)
+    assert selectors.proposal_detail(second).status == "pending"
