@@ -108,3 +108,26 @@ def test_every_control_is_reachable_on_a_390_px_screen(
     _no_sideways_scroll(page)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "narrow-390-proposal.png"), full_page=True)
+
+
+def test_the_audit_log_and_the_reports_fit_a_390_px_screen(
+    phone: Callable[[User], Any], live_server_url: str, agent_with_key: factories.AgentWithKey
+) -> None:
+    """A manager on a phone reads the audit log and the reports: the wide tables scroll
+    inside their own box, the page itself never sideways, and the filters stay in reach."""
+    manager = factories.user("maya", factories.MANAGER)
+    for n in range(3):
+        factories.proposal(agent_with_key, target=f"ws-{n:04d}-finance-laptop.emea.corp.example")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = phone(manager)
+
+    page.goto(f"{live_server_url}/audit/")
+    assert page.locator(".audit-table tbody tr").count() >= 3
+    for control in ("form.filters input[name=actor]", "form.filters button[type=submit]"):
+        _reachable(page, control)
+    _no_sideways_scroll(page)
+    page.screenshot(path=str(ARTIFACTS / "narrow-390-audit.png"), full_page=True)
+
+    page.goto(f"{live_server_url}/reports/")
+    _no_sideways_scroll(page)
+    page.screenshot(path=str(ARTIFACTS / "narrow-390-reports.png"), full_page=True)
