@@ -5,7 +5,8 @@
 Uses its own PostgreSQL database (BENCH_DATABASE_URL, default soc_bench_reports on the local
 server), migrates it, generates synthetic history until it holds the requested number of
 decisions (reused on the next run), then prints, in one run: the render time of each report
-page as a manager sees it (default period and the whole history), the raw SQL aggregation
+page as a manager sees it (default period and the whole history), from the reports' exact
+statements and then from the daily rollups the workers keep, the raw SQL aggregation
 time of the same core figures for comparison, and the time verify_audit takes over the chain.
 
 Above a million decisions (or with --writer bulk) the history is a year of proposals,
@@ -141,13 +142,29 @@ def main() -> None:
             [last - timedelta(days=28)],
         )
         print(f"decisions in the last 28 days of history: {cursor.fetchone()[0]:,}")
-    print("\nreport page render (first run / median of next 2), as a manager:")
-    for period, query in (("last 28 days (default span)", recent), ("whole history", whole)):
-        for name in ("latency", "fatigue", "trust", "whatif"):
-            cold, warm = timed(
-                lambda name=name, query=query: _page(client, f"/reports/?report={name}&{query}")
-            )
-            print(f"  {name:8} {period:30} {cold:6.3f} s / {warm:6.3f} s")
+    from audit.reports import periods
+
+    def render_all() -> None:
+        for period, query in (("last 28 days (default span)", recent), ("whole history", whole)):
+            for name in ("latency", "fatigue", "trust", "whatif"):
+                cold, warm = timed(
+                    lambda name=name, query=query: _page(client, f"/reports/?report={name}&{query}")
+                )
+                print(f"  {name:8} {period:30} {cold:6.3f} s / {warm:6.3f} s")
+
+    print(
+        "\nreport page render (first run / median of next 2), as a manager, from the exact "
+        "statements (what a period with no whole day rolled up runs):"
+    )
+    with periods.exact():
+        render_all()
+    started = time.perf_counter()
+    call_command("rollup_reports", "--rebuild", stdout=io.StringIO())
+    print(
+        f"\nthe same with the daily rollups built, as the workers keep them (rollup_reports "
+        f"--rebuild took {time.perf_counter() - started:.1f} s):"
+    )
+    render_all()
 
     print("\nraw SQL aggregation for comparison (core figures only, no page):")
     raw = {
