@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,14 +12,20 @@ from ..sql import QUEUE_DEPTH, Seconds, fetch, rows_sql
 from .base import SENT_STATUSES, Filters, local
 from .query import longest_life, proposals
 
+# The most intervals the queue's chart shows: a longer period takes intervals of several days.
+MAX_INTERVALS = 400
+
 
 def bucket_width(f: Filters) -> timedelta:
+    """The chart's interval: an hour over three days, six hours over 45, a day up to
+    MAX_INTERVALS days, and beyond that as many whole days as keep the chart within
+    MAX_INTERVALS (a report from 1900 drew 46,000 daily points and took seconds)."""
     span = f.until - f.since
     if span <= timedelta(days=3):
         return timedelta(hours=1)
     if span <= timedelta(days=45):
         return timedelta(hours=6)
-    return timedelta(days=1)
+    return timedelta(days=max(1, math.ceil(span / timedelta(days=MAX_INTERVALS))))
 
 
 @dataclass

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from audit import reports
 from soc_console import settings as console_settings
+from tests import factories
 from tests.audit.history_builder import BASE, proposal
 
 WINDOW = reports.Filters(since=BASE - timedelta(days=1), until=BASE + timedelta(days=1))
@@ -114,6 +115,35 @@ def test_peak_queue_depth_is_the_running_peak_not_a_sample(triage) -> None:
     assert by_hour["11-18 14:00"] == (1, 0)  # decided 30 h after 08:30 the day before
     table = _rows_by_first(reports.latency(WINDOW), "SLA and queue")
     assert table[reports.PEAK] == [6, "2026-11-18 09:14"]
+
+
+@pytest.mark.django_db
+def test_a_period_of_any_length_charts_at_most_400_intervals_with_the_same_peak(triage) -> None:
+    """A manager who asks for everything since 1900 gets the queue in intervals of several
+    days (the chart stays readable and the page fast), and the same running peak."""
+    for index in range(5):
+        proposal(
+            triage,
+            created_at=BASE + timedelta(minutes=10 + index),
+            decided_after=timedelta(minutes=15 - index),
+        )
+    since_1900 = reports.Filters(
+        since=datetime(1900, 1, 1, tzinfo=UTC), until=BASE + timedelta(days=1)
+    )
+    long, short = reports.queue_depth(since_1900), reports.queue_depth(WINDOW)
+    assert len(long.series) <= 400 < (since_1900.until - since_1900.since).days
+    assert (
+        (long.peak, long.peak_at)
+        == (short.peak, short.peak_at)
+        == (5, BASE + timedelta(minutes=14))
+    )
+    assert max(most for _, most, _ in long.series) == 5
+    page = Client()
+    page.force_login(factories.user("maya", factories.MANAGER))
+    answer = page.get("/reports/?report=latency&since=1900-01-01&until=2026-11-19")
+    assert answer.status_code == 200
+    # A daily chart since 1900 made a page of about 3 MB; the default period's is about 35 KB.
+    assert len(answer.content) < 200_000
 
 
 # --- the period ------------------------------------------------------------------------------
