@@ -41,8 +41,10 @@ class Seconds(Func):
         raise NotSupportedError("the reports run on PostgreSQL or SQLite")
 
     def as_postgresql(self, compiler: SQLCompiler, connection: Any, **extra: Any) -> Any:
+        # date_part gives a double directly; EXTRACT has given a numeric since PostgreSQL 14,
+        # and the numeric arithmetic and its cast cost the 28-day fatigue statement 5-10 %.
         return super().as_sql(
-            compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)::float8", **extra
+            compiler, connection, template="date_part('epoch', %(expressions)s)", **extra
         )
 
     def as_sqlite(self, compiler: SQLCompiler, connection: Any, **extra: Any) -> Any:
