@@ -34,6 +34,8 @@ MAX_INT_BITS = 12_000
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 encode = _ENCODER.encode  # the one encoder: for hashes, stored rows and verification alike
+# How it writes a string (ASCII, escaped), for text put together from encoded parts.
+quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 class NotCanonical(ValueError):

@@ -10,6 +10,7 @@ reaches the database, so a role that can write the table cannot re-hash what it 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import sql
-from .canonical import canonical_data, encode, keyed_hash
+from .canonical import canonical_data, encode, keyed_hash, quote
 from .models import AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -60,19 +61,21 @@ def event_content(
     data: Any,
 ) -> bytes:
     """The one canonical JSON of an event, for appending and verifying alike: `at` as UTC ISO
-    text with microseconds, the proposal id hyphenated, the data already canonical. The
-    encoder sorts the keys; nothing here depends on their order."""
-    return encode(
-        {
-            "seq": seq,
-            "at": at,
-            "actor_type": actor_type,
-            "actor": actor,
-            "event_type": event_type,
-            "proposal_id": proposal_id,
-            "data": data,
-        }
+    text with microseconds, the proposal id hyphenated, the data already canonical.
+
+    It is the encoder's text of the event as a dict, keys sorted (a property test holds the
+    two equal), written out in that order from its parts: verification builds it for every
+    event of the chain, and sorting the seven keys each time cost a fifth of the walk."""
+    pid = "null" if proposal_id is None else quote(proposal_id)
+    return (
+        f'{{"actor":{_quoted(actor)},"actor_type":{_quoted(actor_type)},"at":{quote(at)},'
+        f'"data":{encode(data)},"event_type":{_quoted(event_type)},"proposal_id":{pid},'
+        f'"seq":{int(seq)}}}'
     ).encode()
+
+
+# Actors, their types and event types repeat endlessly along a chain: each quoted once.
+_quoted = functools.lru_cache(maxsize=4096)(quote)
 
 
 def event_hash(prev_hash: str, content: bytes) -> str:

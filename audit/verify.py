@@ -216,7 +216,7 @@ def _rows_from_copy(block: bytes) -> Iterator[tuple[int, bytes, str, str, str]]:
             actor=actor.decode(),
             event_type=event_type.decode(),
             proposal_id=None if proposal_id == _NULL else proposal_id.decode(),
-            data=loads(data),
+            data=loads(data.decode()),
         )
         yield seq, content, event_type.decode(), prev.decode(), digest.decode()
 

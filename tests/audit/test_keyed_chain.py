@@ -129,6 +129,37 @@ def test_what_jsonb_returns_encodes_back_to_the_hashed_bytes(value) -> None:  # 
     assert encode(json.loads(returned)) == text
 
 
+@given(
+    seq=st.integers(min_value=1, max_value=2**63 - 1),
+    at=texts,
+    actor_type=texts,
+    actor=texts,
+    event_type=texts,
+    proposal_id=st.none() | texts,
+    data=st.dictionaries(texts, json_values, max_size=5),
+)
+@example(seq=1, at="", actor_type='"', actor="\\", event_type="\u2028", proposal_id=None, data={})
+def test_an_events_content_is_the_encoders_text_of_it_as_a_dict(  # noqa: PLR0913
+    seq,
+    at,
+    actor_type,
+    actor,
+    event_type,
+    proposal_id,
+    data,  # noqa: ANN001
+) -> None:
+    fields = {
+        "seq": seq,
+        "at": at,
+        "actor_type": actor_type,
+        "actor": actor,
+        "event_type": event_type,
+        "proposal_id": proposal_id,
+        "data": log.canonical_data(data),
+    }
+    assert log.event_content(**fields) == encode(fields).encode()
+
+
 @pytest.mark.django_db
 @DB_EXAMPLES
 @given(data=st.dictionaries(texts, json_values, max_size=5))
