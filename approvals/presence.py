@@ -66,15 +66,28 @@ class _Presence:
                         key(), self.field, f"{self.count} {time.time() + TTL_SECONDS:.0f}"
                     )
                 except (redis.RedisError, OSError):
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        raise  # the loop is closing (the client may report it as an error)
+                    _raise_if_cancelled()  # the loop is closing (the client may call it an error)
                     # Redis away: the count is written again at the next change or refresh.
                     logger.warning("console count not recorded", exc_info=True)
+                _raise_if_cancelled()
+                # Not asyncio.wait_for, for the same reason (see _raise_if_cancelled).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), REFRESH_SECONDS)
+                    async with asyncio.timeout(REFRESH_SECONDS):
+                        await changed.wait()
         finally:
             await client.aclose()
+
+
+def _raise_if_cancelled() -> None:
+    """Go on cancelling a task that was cancelled while a call swallowed the cancellation.
+
+    On Python 3.11 asyncio.wait_for returns normally when the cancellation comes as the awaited
+    call completes, and redis-py's send waits with it: a console closing as its server shuts
+    down then left this task writing and waiting on, and the loop never finished closing. The
+    task still counts the request (Task.cancelling)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 _presence = _Presence()

@@ -4,18 +4,15 @@ the loss of every console role closes its websocket, over the real Redis channel
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.sessions.models import Session
-from django.db import connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -24,6 +21,7 @@ from approvals import live
 from soc_console import roles
 from soc_console.asgi import application
 from tests import factories
+from tests.event_loop import run_scenario
 
 # PostgreSQL only (the SQLite run leaves these out): committed rows read by other sessions.
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -55,19 +53,6 @@ async def _closed_with(socket: WebsocketCommunicator, timeout: float = 5.0) -> i
             return int(output["code"])
 
 
-def _run(scenario: Callable[[], Any]) -> None:
-    """The scenario's event loop in a thread of its own (see tests/console/test_live.py)."""
-
-    def in_thread() -> None:
-        try:
-            async_to_sync(scenario)()
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(in_thread).result()
-
-
 def test_signing_out_closes_that_sessions_console_and_nothing_more_reaches_it(
     analyst: User, agent_with_key: factories.AgentWithKey
 ) -> None:
@@ -95,7 +80,7 @@ def test_signing_out_closes_that_sessions_console_and_nothing_more_reaches_it(
         await still_in.disconnect()
         await signed_out.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_an_expired_session_stops_streaming_within_the_check_period(
@@ -115,7 +100,7 @@ def test_an_expired_session_stops_streaming_within_the_check_period(
         assert await _closed_with(socket, timeout=2) == 4401
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_a_deactivated_users_consoles_close_at_once(analyst: User) -> None:
@@ -130,7 +115,7 @@ def test_a_deactivated_users_consoles_close_at_once(analyst: User) -> None:
         assert await _closed_with(socket, timeout=2) == 4401
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_a_user_who_loses_every_console_role_is_closed_and_one_who_keeps_one_is_not(
@@ -151,4 +136,4 @@ def test_a_user_who_loses_every_console_role_is_closed_and_one_who_keeps_one_is_
         await analyst_socket.disconnect()
         await senior_socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)

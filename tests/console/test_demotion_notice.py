@@ -14,7 +14,8 @@ from django.urls import reverse
 from approvals import services, tasks
 from audit.models import AuditEvent
 from tests import factories
-from tests.console.test_live import ORIGIN, _cookie, _receive_until, _run, _socket
+from tests.console.test_live import ORIGIN, _cookie, _receive_until, _socket
+from tests.event_loop import run_scenario
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -48,7 +49,7 @@ def test_every_console_is_told_at_once_when_a_grant_is_demoted(analyst: User) ->
         assert f'href="/audit/events/{event.seq}/"' in html
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_the_agents_page_shows_the_demotion_with_its_evidence_and_the_rules(

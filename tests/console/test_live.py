@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core import mail
-from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
@@ -24,6 +22,7 @@ from approvals.models import Proposal
 from audit.models import AuditEvent
 from soc_console.asgi import application
 from tests import factories
+from tests.event_loop import run_scenario
 
 # PostgreSQL only (the SQLite run leaves these out): committed rows read by other sessions.
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -78,20 +77,6 @@ def _cards_only(sent: list[str]) -> Callable[..., None]:
     return send
 
 
-def _run(scenario: Callable[[], Any]) -> None:
-    """Run the scenario's event loop in a thread of its own: whatever else the session has
-    on the main thread (a browser driver's loop), the consumers get a clean one."""
-
-    def in_thread() -> None:
-        try:
-            async_to_sync(scenario)()
-        finally:
-            connections.close_all()  # the ORM work of sync_to_async ran on this thread
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(in_thread).result()
-
-
 def test_anonymous_is_refused() -> None:
     async def scenario() -> None:
         socket = _socket(ORIGIN)
@@ -99,7 +84,7 @@ def test_anonymous_is_refused() -> None:
         assert not connected
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_bad_origin_is_refused(analyst: User) -> None:
@@ -111,7 +96,7 @@ def test_bad_origin_is_refused(analyst: User) -> None:
         assert not connected
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_inactive_user_is_refused(analyst: User) -> None:
@@ -124,7 +109,7 @@ def test_inactive_user_is_refused(analyst: User) -> None:
         assert not connected
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_a_signed_in_user_without_a_console_role_is_refused() -> None:
@@ -137,7 +122,7 @@ def test_a_signed_in_user_without_a_console_role_is_refused() -> None:
         assert code == 4403
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_signed_in_user_receives_the_card_after_a_proposal_is_submitted(
@@ -159,7 +144,7 @@ def test_signed_in_user_receives_the_card_after_a_proposal_is_submitted(
         assert '<strong data-count="pending">1</strong>' in await _with_counts(socket, html)
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_nothing_is_broadcast_for_a_change_that_rolled_back(
@@ -182,7 +167,7 @@ def test_nothing_is_broadcast_for_a_change_that_rolled_back(
         assert await socket.receive_nothing(timeout=0.5)
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_decided_card_is_deleted_in_every_console(
@@ -208,7 +193,7 @@ def test_decided_card_is_deleted_in_every_console(
             assert '<strong data-count="pending">0</strong>' in await _with_counts(socket, html)
             await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_reviewing_is_relayed_to_the_others(
@@ -230,7 +215,7 @@ def test_reviewing_is_relayed_to_the_others(
         await looking.disconnect()
         await watching.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_emergency_stop_banner_is_broadcast(analyst: User, manager: User) -> None:
@@ -249,7 +234,7 @@ def test_emergency_stop_banner_is_broadcast(analyst: User, manager: User) -> Non
         assert "Engage emergency stop" in html
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_sweep_escalates_audits_broadcasts_and_mails_the_seniors_a_digest(
@@ -269,7 +254,7 @@ def test_sweep_escalates_audits_broadcasts_and_mails_the_seniors_a_digest(
         assert "<strong>1</strong> escalated" in await _with_counts(socket, html)
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
     pending.refresh_from_db()
     assert pending.status == "pending" and pending.escalated_at is not None
     event = AuditEvent.objects.get(proposal_id=pending.id, event_type="proposal.escalated")
@@ -300,7 +285,7 @@ def test_sweep_expires_audits_and_removes_the_card_everywhere(
         assert "is no longer pending: it was expired." in html
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
     pending.refresh_from_db()
     assert pending.status == "expired"
     assert (
@@ -339,7 +324,7 @@ def test_many_consoles_connecting_at_once_each_get_every_update_in_order(
             assert str(third.id) in await _receive_until(socket, lambda m: str(third.id) in m)
             await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_a_new_card_is_rendered_from_the_submitted_row_unless_decided_since(
@@ -417,7 +402,7 @@ def test_a_burst_of_submissions_reads_the_counts_at_most_once_per_interval_and_e
         gaps = [b - a for a, b in zip(reads, reads[1:], strict=False)]
         assert all(gap >= 0.35 for gap in gaps), gaps  # 0.4 s, less the read itself
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_the_server_places_each_card_on_the_page_and_keeps_the_page_full(
@@ -511,7 +496,7 @@ def test_a_cards_context_follows_it_once_for_every_console_and_ends_a_group_that
         assert "proposals</strong>" not in ended
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
 
 
 def test_the_contexts_of_a_burst_are_read_once_and_sent_in_one_message(
@@ -554,7 +539,7 @@ def test_the_contexts_of_a_burst_are_read_once_and_sent_in_one_message(
             assert any(f'id="card-{proposal.id}"' in m for m in messages)
         await socket.disconnect()
 
-    _run(scenario)
+    run_scenario(scenario)
     assert live.wait_idle()
     # The first card was alone when it went out (nothing read for it); the other four share
     # one read of what is open on the target.
