@@ -76,10 +76,16 @@ def send_html(html: str, *, counters: bool = False) -> None:
         logger.warning("live update not sent", exc_info=True)
 
 
-def proposal_changed(proposal_id: uuid.UUID) -> None:
+def proposal_changed(proposal_id: uuid.UUID, *, left_queue: bool = True) -> None:
     proposal = selectors.proposal_detail(proposal_id)
     if proposal is not None:
-        _send_proposal(proposal)
+        _send_proposal(proposal, left_queue=left_queue)
+
+
+def execution_changed(proposal_id: uuid.UUID) -> None:
+    """Its execution moved: the card left the queue at the decision, so no card moves up onto
+    the page now; the detail page's parts and the target's context go out."""
+    proposal_changed(proposal_id, left_queue=False)
 
 
 def proposal_committed(proposal: Proposal) -> None:
@@ -118,7 +124,21 @@ def in_context(cards: list[selectors.Card]) -> list[selectors.Card]:
     return selectors.with_context(cards, states)
 
 
-def _send_proposal(proposal: Proposal, ahead: int | None = None) -> None:
+# The statuses a proposal reaches from the queue: when one of them is new, the card has just left
+# and the cards below it may move up onto the page.
+_FROM_THE_QUEUE = frozenset(
+    (
+        ProposalStatus.APPROVED,
+        ProposalStatus.REJECTED,
+        ProposalStatus.EXPIRED,
+        ProposalStatus.WITHDRAWN,
+    )
+)
+
+
+def _send_proposal(
+    proposal: Proposal, ahead: int | None = None, *, left_queue: bool = True
+) -> None:
     context: dict[str, Any] = {
         "card": selectors.card_for(proposal),
         "proposal": proposal,
@@ -137,7 +157,9 @@ def _send_proposal(proposal: Proposal, ahead: int | None = None) -> None:
             ahead = selectors.proposal_progress_ahead(proposal.pk, settings.QUEUE_PAGE_SIZE)[1]
         context["placement"] = placement_of(proposal, ahead)
     else:
-        context["fills"] = fills()
+        # Only a card that was on the queue leaves a place: not a proposal that never waited
+        # (auto-approved, blocked, advisory), nor its execution's progress later on.
+        context["fills"] = fills() if left_queue and proposal.status in _FROM_THE_QUEUE else []
         targets += [
             f.card.proposal.target_canonical or f.card.proposal.target for f in context["fills"]
         ]

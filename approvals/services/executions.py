@@ -52,7 +52,7 @@ def execution_run(*, execution_id: uuid.UUID | str, rollback: bool = False) -> E
     # Rendering the "running" card takes longer than a fast connector call; it must not delay
     # the action, so it runs beside a call that takes a while and not at all for a quick one.
     announcing = background.announce_later(
-        ANNOUNCE_RUNNING_AFTER_SECONDS, live.proposal_changed, claim.execution.proposal_id
+        ANNOUNCE_RUNNING_AFTER_SECONDS, live.execution_changed, claim.execution.proposal_id
     )
     proposal = claim.execution.proposal
     key = claim.execution.idempotency_key + (":undo" if rollback else "")

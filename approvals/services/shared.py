@@ -95,6 +95,10 @@ def publish_proposal(proposal_id: uuid.UUID) -> None:
     after_commit(lambda: live.publish(live.proposal_changed, proposal_id))
 
 
+def publish_execution(proposal_id: uuid.UUID) -> None:
+    after_commit(lambda: live.publish(live.execution_changed, proposal_id))
+
+
 def publish_committed(proposal: Proposal) -> None:
     """Broadcast a proposal this transaction wrote, rendered from this copy after commit.
 
@@ -241,7 +245,7 @@ def execution_moved(
         data={"execution": str(execution.id), "status": execution.status, **(data or {})},
     )
     if publish:
-        publish_proposal(execution.proposal_id)
+        publish_execution(execution.proposal_id)
     # What an execution became counts in the reports of the day its proposal was submitted.
     # A claim (queued → running) changes nothing they count, and it is on the way to the
     # connector call: it asks nothing of Redis.

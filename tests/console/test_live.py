@@ -18,7 +18,7 @@ from django.test import Client
 from django.utils import timezone
 
 from approvals import live, selectors, services
-from approvals.models import Proposal
+from approvals.models import Execution, Proposal
 from audit.models import AuditEvent
 from soc_console.asgi import application
 from tests import factories
@@ -460,6 +460,15 @@ def test_the_server_places_each_card_on_the_page_and_keeps_the_page_full(
     assert arrival(left, low)["data-fill"] == "1" and arrival(left, low)["data-before"] == ""
     assert f'data-card="{below.id}"' not in left
     assert [card.id for card in selectors.pending_queue()] == [medium.id, low.id]
+
+    # Its action runs and settles: the updates tell the consoles the card is gone, as it has
+    # been since the decision, and move nothing up onto the page (the decision's did).
+    sent.clear()
+    ran = services.execution_run(execution_id=Execution.objects.get(proposal=high).id)
+    assert ran is not None and ran.status == "succeeded"
+    assert live.wait_idle()
+    assert sent and all(f'<div id="card-{high.id}" hx-swap-oob="delete"' in m for m in sent)
+    assert not [m for m in sent if "data-fill" in m or "data-card=" in m], sent
 
 
 def test_a_cards_context_follows_it_once_for_every_console_and_ends_a_group_that_left(
