@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, F, Min, Q
+from django.db.models import F, Min, Q
 from django.db.models.functions import ExtractHour
 from django.utils import timezone
 
@@ -30,7 +30,16 @@ from .base import (
 )
 from .histogram import count_above, percentiles
 from .periods import Period
-from .query import Grouped, breakdowns, elapsed, horizon, proposal_filter, proposals, within
+from .query import (
+    Grouped,
+    breakdowns,
+    counted,
+    elapsed,
+    horizon,
+    proposal_filter,
+    proposals,
+    within,
+)
 from .tally import Tally
 
 # (label, n, [p50, p90, p99] or None) per group of one breakdown.
@@ -179,17 +188,15 @@ def sla_counts(f: Filters) -> Sla:
         proposals(f)
         .alias(waited=elapsed("decided_at", "created_at"))
         .aggregate(
-            sent=Count("pk", filter=Q(status__in=SENT_STATUSES)),
-            decided=Count("pk", filter=Q(status__in=DECIDED_STATUSES)),
-            late=Count("pk", filter=Q(status__in=DECIDED_STATUSES) & late),
-            expired=Count("pk", filter=Q(status=status.EXPIRED)),
-            withdrawn=Count("pk", filter=Q(status=status.WITHDRAWN)),
-            withdrawn_late=Count("pk", filter=Q(status=status.WITHDRAWN) & late),
-            pending=Count("pk", filter=Q(status=status.PENDING)),
-            pending_late=Count(
-                "pk", filter=Q(status=status.PENDING, created_at__lt=timezone.now() - sla)
-            ),
-            escalated=Count("pk", filter=Q(escalated_at__isnull=False)),
+            sent=counted(Q(status__in=SENT_STATUSES)),
+            decided=counted(Q(status__in=DECIDED_STATUSES)),
+            late=counted(Q(status__in=DECIDED_STATUSES) & late),
+            expired=counted(Q(status=status.EXPIRED)),
+            withdrawn=counted(Q(status=status.WITHDRAWN)),
+            withdrawn_late=counted(Q(status=status.WITHDRAWN) & late),
+            pending=counted(Q(status=status.PENDING)),
+            pending_late=counted(Q(status=status.PENDING, created_at__lt=timezone.now() - sla)),
+            escalated=counted(Q(escalated_at__isnull=False)),
         )
     )
     return Sla(f.sla_minutes, **counts)

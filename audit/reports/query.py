@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db.models import (
     Case,
+    Count,
     DurationField,
     Exists,
     Expression,
@@ -33,6 +34,15 @@ from approvals.models import Decision, Proposal
 
 from ..sql import Seconds, as_list, fetch, grouped_percentiles, rows_sql
 from .base import UNDONE, Filters
+
+
+def counted(filter: Q | None = None) -> Count:  # noqa: A002 - Count's own keyword
+    """Proposals counted (those matching `filter`), by a column the reports' covering index
+    holds (audit migration 0010), so that a count reads the index alone: `Count("pk")` needs
+    the id, which the index lacks, and each row of the period is then read from the table (the
+    trust report's confidence bands over 28 days: 0.030 s, against 0.017 s from the index on
+    the 100,000-decision benchmark). created_at is never null: every row counts."""
+    return Count("created_at", filter=filter)
 
 
 def longest_life() -> timedelta:

@@ -6,11 +6,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
 
 from ..sql import QUEUE_DEPTH, Seconds, fetch, rows_sql
 from .base import SENT_STATUSES, Filters, local
-from .query import longest_life, proposals
+from .query import counted, longest_life, proposals
 
 # The most intervals the queue's chart shows: a longer period takes intervals of several days.
 MAX_INTERVALS = 400
@@ -70,8 +70,8 @@ def _at_start(f: Filters) -> tuple[int, int]:
         proposals(f, since=f.since - longest_life())
         .filter(created_at__lt=f.since, status__in=SENT_STATUSES)
         .aggregate(
-            waiting=Count("pk", filter=Q(decided_at__isnull=True) | Q(decided_at__gt=f.since)),
-            leaving=Count("pk", filter=Q(decided_at=f.since)),
+            waiting=counted(Q(decided_at__isnull=True) | Q(decided_at__gt=f.since)),
+            leaving=counted(Q(decided_at=f.since)),
         )
     )
     return found["waiting"], found["leaving"]

@@ -38,7 +38,7 @@ from .base import (
     Table,
     share,
 )
-from .query import band_of, proposals, with_execution
+from .query import band_of, counted, proposals, with_execution
 from .tally import C_APPROVED, C_DECIDED, C_NC_DECIDED, C_NC_GOOD, Tally
 
 # Per agent and action: (threshold → (decided, good outcomes)); per agent (or per action, on
@@ -53,15 +53,15 @@ def _counts(f: Filters) -> list[tuple[object, ...]]:
         with_execution(proposals(f), f)
         .values_list("agent__slug", "action")
         .annotate(
-            proposals=Count("pk"),
-            decided=Count("pk", filter=Q(status__in=DECIDED_STATUSES)),
-            approved=Count("pk", filter=Q(status=status.APPROVED)),
-            auto=Count("pk", filter=ran),
+            proposals=counted(),
+            decided=counted(Q(status__in=DECIDED_STATUSES)),
+            approved=counted(Q(status=status.APPROVED)),
+            auto=counted(ran),
             executed=Count("run__id", filter=Q(run__status__in=FINISHED)),
-            failed=Count("pk", filter=Q(run__status=ExecutionStatus.FAILED)),
-            undone=Count("pk", filter=Q(run__status__in=UNDONE)),
+            failed=counted(Q(run__status=ExecutionStatus.FAILED)),
+            undone=counted(Q(run__status__in=UNDONE)),
             auto_executed=Count("run__id", filter=ran & Q(run__status__in=FINISHED)),
-            auto_bad=Count("pk", filter=ran & Q(run__status__in=BAD_OUTCOMES)),
+            auto_bad=counted(ran & Q(run__status__in=BAD_OUTCOMES)),
         )
     )
 
@@ -78,10 +78,9 @@ def _scans(f: Filters) -> Scans:
         .annotate(band=band_of(THRESHOLDS))
         .values_list("agent__slug", "action", "band")
         .annotate(
-            n=Count("pk"),
-            good=Count(
-                "pk",
-                filter=Q(status=ProposalStatus.APPROVED)
+            n=counted(),
+            good=counted(
+                Q(status=ProposalStatus.APPROVED)
                 & (Q(run__status__isnull=True) | ~Q(run__status__in=BAD_OUTCOMES)),
             ),
         )
@@ -105,7 +104,7 @@ def calibration_by(f: Filters, key: str) -> Calibration:
         .filter(status__in=DECIDED_STATUSES, confidence__gte=BAND_BOUNDS[0])
         .annotate(band=band_of(BAND_BOUNDS))
         .values_list(key, "band")
-        .annotate(n=Count("pk"), approved=Count("pk", filter=Q(status=ProposalStatus.APPROVED)))
+        .annotate(n=counted(), approved=counted(Q(status=ProposalStatus.APPROVED)))
     ):
         calibration[group][band] = (n, approved)
     return calibration

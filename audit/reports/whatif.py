@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.db.models import Case, Count, Q, Value, When
+from django.db.models import Case, Q, Value, When
 
 from agents.models import Criticality
 from approvals.models import ProposalStatus
@@ -29,7 +29,7 @@ from .base import (
     Report,
     Table,
 )
-from .query import band_of, proposals, with_execution
+from .query import band_of, counted, proposals, with_execution
 from .tally import NON_CRITICAL
 
 
@@ -82,11 +82,11 @@ def _tallies(f: Filters, band: Case) -> list[Tally]:
         .annotate(band=band)
         .values_list("agent__slug", "action", "criticality", "band")
         .annotate(
-            sent=Count("pk", filter=Q(status__in=SENT_STATUSES)),
-            rejected=Count("pk", filter=Q(status=status.REJECTED)),
-            undone=Count("pk", filter=Q(status=status.APPROVED, run__status__in=BAD_OUTCOMES)),
-            expired=Count("pk", filter=Q(status=status.EXPIRED)),
-            auto=Count("pk", filter=Q(status=status.AUTO_APPROVED)),
+            sent=counted(Q(status__in=SENT_STATUSES)),
+            rejected=counted(Q(status=status.REJECTED)),
+            undone=counted(Q(status=status.APPROVED, run__status__in=BAD_OUTCOMES)),
+            expired=counted(Q(status=status.EXPIRED)),
+            auto=counted(Q(status=status.AUTO_APPROVED)),
         )
     )
 

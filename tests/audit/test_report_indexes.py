@@ -1,14 +1,17 @@
-"""The latency report reads its period of proposals from the covering index alone.
+"""The reports read their period of proposals from the covering index alone.
 
-Every column the statements read of a proposal is in `proposal_report_scan` (migration
-audit 0009), `synthetic` included: when a filter reads a column the index lacks, PostgreSQL
-visits every proposal row of the period again, and the 28-day page took 10 % longer. The
-planner is told not to scan the table or build bitmaps, so that an index-only scan is what it
-picks when it can and an index scan with row visits shows that it cannot."""
+Every column the statements read of a proposal is in `proposal_report_real` (migration
+audit 0010), which holds the rows the reports count (`NOT synthetic`, its predicate), and the
+counts count a column it holds (audit.reports.query.counted), not the id it lacks: when a
+statement reads a column the index lacks, PostgreSQL visits every proposal row of the period
+again, and the 28-day latency page took 10 % longer. The planner is told not to scan the
+table or build bitmaps, so that an index-only scan is what it picks when it can and an index
+scan with row visits shows that it cannot."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -21,18 +24,20 @@ from tests import factories
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-INDEX = "proposal_report_scan"
+INDEX = "proposal_report_real"
+
+Statement = tuple[str, list[object]]
 
 
-def _statements(f: reports.Filters) -> list[tuple[str, list[object]]]:
-    seen: list[tuple[str, list[object]]] = []
+def _statements(report: Callable[[reports.Filters], object], f: reports.Filters) -> list[Statement]:
+    seen: list[Statement] = []
 
     def keep(execute, sql, params, many, context):  # noqa: ANN001, ANN202
         seen.append((sql, list(params or [])))
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(keep):
-        reports.latency(f)
+    with periods.exact(), connection.execute_wrapper(keep):
+        report(f)
     return seen
 
 
@@ -48,22 +53,42 @@ def _plan(sql: str, params: list[object]) -> str:
             cursor.execute("RESET enable_bitmapscan")
 
 
-def test_the_queue_and_the_breakdowns_read_proposals_from_the_index_alone() -> None:
+def _from_the_index_alone(sql: str, params: list[object]) -> None:
+    plan = _plan(sql, params)
+    assert f"Index Only Scan using {INDEX}" in plan, plan
+    assert not re.search(r"(?<!Only )Index Scan using \S+ on approvals_proposal", plan), plan
+
+
+@pytest.fixture
+def period() -> reports.Filters:
     bot = factories.agent("idx-bot", grants={"isolate_host": 1})
     for n in range(30):
         factories.proposal(bot, target=f"ws-{n:04d}.corp.example")
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE approvals_proposal")
     now = timezone.now()
-    f = reports.Filters(since=now - timedelta(days=28), until=now + timedelta(days=1))
-    with periods.exact():
-        statements = _statements(f)
-    # The queue's walk over arrivals and departures, and the breakdowns by action, agent
-    # and hour: the two statements that read the whole period of proposals.
+    return reports.Filters(since=now - timedelta(days=28), until=now + timedelta(days=1))
+
+
+def test_the_latency_reports_reads_of_the_period_use_the_index_alone(
+    period: reports.Filters,
+) -> None:
+    statements = _statements(reports.latency, period)
+    # The queue's walk over arrivals and departures, the breakdowns by action, agent and hour,
+    # and the SLA's counts: the statements that read the whole period of proposals alone.
     queue = [s for s in statements if "moves AS" in s[0]]
     grouped = [s for s in statements if "GROUP BY k3" in s[0]]
-    assert len(queue) == 1 and len(grouped) == 1, [s[0][:80] for s in statements]
-    for sql, params in queue + grouped:
-        plan = _plan(sql, params)
-        assert f"Index Only Scan using {INDEX}" in plan, plan
-        assert not re.search(r"(?<!Only )Index Scan using \S+ on approvals_proposal", plan), plan
+    sla = [s for s in statements if '"pending_late"' in s[0]]
+    assert len(queue) == len(grouped) == len(sla) == 1, [s[0][:80] for s in statements]
+    for sql, params in queue + grouped + sla:
+        _from_the_index_alone(sql, params)
+
+
+def test_the_trust_reports_confidence_bands_use_the_index_alone(period: reports.Filters) -> None:
+    bands = [
+        s
+        for s in _statements(reports.trust, period)
+        if '"band"' in s[0] and "approvals_execution" not in s[0]
+    ]
+    assert len(bands) == 1
+    _from_the_index_alone(*bands[0])
