@@ -177,16 +177,16 @@ def _rows_generic(batch_size: int) -> Iterator[tuple[int, bytes, str, str, str]]
 # The COPY text of each event becomes the same canonical content `record` hashed
 # (`event_content`): jsonb returns the data in its own layout, and `audit.canonical` makes
 # sure that encoding it again gives back what was hashed.
-_COPY_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
-_COPY_ESCAPE_RE = re.compile(rb"\\(.)")
-_NULL = b"\\N"
+_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_COPY_ESCAPE_RE = re.compile(r"\\(.)")
+_NULL = "\\N"
 # Chains larger than this are checked by worker processes, each over its own connection.
 PARALLEL_FROM = 200_000
 RANGE_EVENTS = 100_000  # events per worker task: about 35 MB of COPY text
 BLOCK_BYTES = 4 << 20
 
 
-def _unescape(field: bytes) -> bytes:
+def _unescape(field: str) -> str:
     return _COPY_ESCAPE_RE.sub(lambda m: _COPY_ESCAPES.get(m.group(1), m.group(1)), field)
 
 
@@ -201,24 +201,26 @@ def _iso_utc(text: str) -> str:
 
 def _rows_from_copy(block: bytes) -> Iterator[tuple[int, bytes, str, str, str]]:
     loads = json.loads
-    for line in block.split(b"\n"):
+    # One decode for the block (it holds whole lines) instead of one for each field of each
+    # event: checking 100,000 events went from 0.77 to 0.69 s. COPY's escapes are ASCII.
+    for line in block.decode().split("\n"):
         if not line:
             continue
-        fields = line.split(b"\t")
-        if b"\\" in line:
+        fields = line.split("\t")
+        if "\\" in line:
             fields = [f if f == _NULL else _unescape(f) for f in fields]
         seq_raw, at, actor_type, actor, event_type, proposal_id, data, prev, digest = fields
         seq = int(seq_raw)
         content = event_content(
             seq=seq,
-            at=_iso_utc(at.decode()),
-            actor_type=actor_type.decode(),
-            actor=actor.decode(),
-            event_type=event_type.decode(),
-            proposal_id=None if proposal_id == _NULL else proposal_id.decode(),
-            data=loads(data.decode()),
+            at=_iso_utc(at),
+            actor_type=actor_type,
+            actor=actor,
+            event_type=event_type,
+            proposal_id=None if proposal_id == _NULL else proposal_id,
+            data=loads(data),
         )
-        yield seq, content, event_type.decode(), prev.decode(), digest.decode()
+        yield seq, content, event_type, prev, digest
 
 
 def _check_block(block: bytes) -> _Checked:
