@@ -15,11 +15,22 @@ _V4_IN_V6 = 0xFFFF << 32  # IPv4 lives at ::ffff:0:0/96 in the ranges
 _ALL_V4 = (f"{_V4_IN_V6:032x}", f"{_V4_IN_V6 | 0xFFFFFFFF:032x}")
 MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 COMPATIBLE = ipaddress.IPv6Network("::/96")
+TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT's IPv4-translated (RFC 6145)
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# NAT64's prefix for local use (RFC 8215): each network takes a prefix inside it, most often a
+# /96 with the IPv4 address in its last 32 bits, which is how an address in it is read.
+LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
-# Each way an IPv6 address carries an IPv4 one: (prefix, where the IPv4 bits end, counted from
-# the right). 6to4 puts them right after its 16-bit prefix.
-_EMBEDDINGS = ((MAPPED, 0), (COMPATIBLE, 0), (NAT64, 0), (SIX_TO_FOUR, 80))
+# Each way an IPv6 address carries an IPv4 one: (prefix, the bit where the IPv4 bits start,
+# counted from the left). 6to4 puts them right after its 16-bit prefix.
+_EMBEDDINGS = (
+    (MAPPED, 96),
+    (COMPATIBLE, 96),
+    (TRANSLATED, 96),
+    (NAT64, 96),
+    (LOCAL_NAT64, 96),
+    (SIX_TO_FOUR, 16),
+)
 
 _HEX = frozenset(string.hexdigits)
 _OCTAL = frozenset(string.octdigits)
@@ -118,14 +129,18 @@ def _unembed(network: IPNetwork) -> IPNetwork:
     """An IPv6 network that only carries IPv4 addresses, as that IPv4 network."""
     if network.version != 6:
         return network
-    for prefix, shift in _EMBEDDINGS:
+    for prefix, start in _EMBEDDINGS:
         if not network.subnet_of(prefix):  # type: ignore[arg-type]
             continue
         if prefix is COMPATIBLE and network.prefixlen == 128 and int(network.network_address) < 2:
             return network  # :: and ::1 are IPv6's own unspecified and loopback addresses
-        # The prefix is followed by the 32 IPv4 bits; a 6to4 /48 or longer is one IPv4 site.
-        v4_prefix = min(32, network.prefixlen - prefix.prefixlen)
-        value = (int(network.network_address) >> shift) & 0xFFFFFFFF
+        if network.prefixlen < start:
+            # Wider than one IPv4 space (64:ff9b:1::/64 holds many): it stays IPv6, and
+            # network_identity adds every IPv4 address to what it covers.
+            return network
+        # The IPv4 bits start at `start`; a 6to4 /48 or longer is one IPv4 site.
+        v4_prefix = min(32, network.prefixlen - start)
+        value = (int(network.network_address) >> (96 - start)) & 0xFFFFFFFF
         return ipaddress.IPv4Network((value, v4_prefix), strict=False)
     return network
 
@@ -145,8 +160,11 @@ def network_identity(network: IPNetwork) -> Identity:
     # A host route (/32, /128) is the address itself.
     value = str(network.network_address) if network.num_addresses == 1 else str(network)
     ranges = [_span(network)]
-    if network.version == 6 and any(network.supernet_of(p) for p, _ in _EMBEDDINGS):
-        # A network around a whole embedding prefix (::/0, 2000::/3) reaches every IPv4 address.
+    if network.version == 6 and any(
+        network.overlaps(p) and network.prefixlen < start for p, start in _EMBEDDINGS
+    ):
+        # A network around a whole IPv4 space (::/0, 2000::/3, 64:ff9b:1::/64) reaches every
+        # IPv4 address.
         ranges.append(_ALL_V4)
     return Identity(Namespace.IP, value, value, ranges=tuple(ranges), network=network)
 

@@ -16,8 +16,8 @@ import unicodedata
 # folding, so that Greek capital Ν stays N while small ν becomes v). A curated subset of the
 # look-alikes in Unicode's confusables data: Cyrillic, Greek, Armenian and Latin extensions,
 # the scripts seen in homograph attacks on Latin-script names. A name whose skeleton is still
-# not ASCII matches no ASCII inventory name and is, like any unknown target, treated as
-# UNKNOWN_ASSET_CRITICALITY.
+# not ASCII holds a look-alike this table does not know, and is rated as the most critical
+# asset it might imitate (`readable`).
 _LOOKALIKES = {
     # Cyrillic capitals
     "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P",
@@ -78,6 +78,35 @@ _SKELETON = str.maketrans({**LATIN_LOOKALIKES, **_LOOKALIKES})
 # Full stops that IDNA reads as dots (NFKC folds the fullwidth one, not the ideographic).
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
+# Drawn as nothing: Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt,
+# Unicode 15.1), which IDNA's mapping drops or refuses (zero-width characters, the Hangul
+# fillers, variation selectors, tags, unassigned ones kept for more of the same), and the
+# braille blank, a symbol drawn as an empty cell. Spaces, marks and format characters are
+# dropped by their category.
+_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x2800, 0x2800),
+    (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)  # fmt: skip
+_DRAWN_AS_NOTHING = frozenset(("Mn", "Me", "Cf", "Cc", "Zs", "Zl", "Zp"))
+
+
+def _invisible(char: str) -> bool:
+    code = ord(char)
+    if unicodedata.category(char) in _DRAWN_AS_NOTHING:
+        return True
+    return any(low <= code <= high for low, high in _IGNORABLE)
+
+
+def _drawn(char: str) -> str:
+    """One character of a decomposed name as it is drawn: nothing for an invisible one, the
+    ASCII digit for any script's decimal digit (`০` BENGALI DIGIT ZERO is 0)."""
+    if _invisible(char):
+        return ""
+    digit = unicodedata.decimal(char, None)
+    return str(digit) if digit is not None else char
+
 
 def skeleton(text: str) -> str:
     """What a name looks like: the form compared when matching the inventory.
@@ -86,14 +115,23 @@ def skeleton(text: str) -> str:
     letters of other scripts and Latin letters named as an ASCII one (small capitals,
     modifier letters, dotless and script forms, letters with a stroke or hook) read as the
     ASCII ones they imitate (judged before case folding, so that a capital's look-alike
-    counts as a capital, and before NFKC too, which would leave `ŀ` as `l·`), accents and
-    invisible characters dropped, case folded.
+    counts as a capital, and before NFKC too, which would leave `ŀ` as `l·`), every script's
+    decimal digits as ASCII ones, accents, spaces and invisible characters dropped (the
+    default-ignorable ones, the Hangul fillers, the braille blank), case folded.
     """
     if text.isascii():
         return text.casefold()
+    # NFKC may leave ASCII that is not part of a name (a no-break space becomes a space): the
+    # result goes through every step below even when it is ASCII.
     folded = unicodedata.normalize("NFKC", text.translate(_SKELETON)).translate(_DOTS)
-    if folded.isascii():
-        return folded.casefold()
     drawn = unicodedata.normalize("NFD", folded.translate(_SKELETON)).translate(_SKELETON)
-    bare = "".join(c for c in drawn if unicodedata.category(c) not in ("Mn", "Me", "Cf"))
+    bare = "".join(_drawn(c) for c in drawn)
     return unicodedata.normalize("NFC", bare).casefold().translate(_SKELETON)
+
+
+def readable(key: str) -> bool:
+    """Whether a skeleton is all ASCII. One that is not holds a letter this module cannot read
+    as an ASCII one (a look-alike from a script the table leaves out, Coptic `ⲥ`, Cherokee
+    `Ꭰ`): it may imitate any inventoried name, so the inventory match rates it as the most
+    critical step unless an asset has exactly that name."""
+    return key.isascii()

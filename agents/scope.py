@@ -28,14 +28,17 @@ def target_identity(kind: catalogue.ActionType, target: str) -> targets.Identity
 
 
 def in_scope(policy: Policy, match: InventoryMatch) -> bool:
-    """Whether the policy's asset scope admits every asset the target may be (fail closed)."""
+    """Whether the policy's asset scope admits every asset the target may be (fail closed):
+    what it may be beyond the inventory counts at its rating and belongs to no group."""
     if policy.scope_tiers:
-        tiers = {a.criticality for a in match.assets} or {match.criticality}
+        tiers = {a.criticality for a in match.assets} | {match.criticality}
+        if match.beyond is not None:
+            tiers.add(match.beyond)
         if not tiers <= set(policy.scope_tiers):
             return False
     if policy.scope_groups:
         groups = {a.group for a in match.assets}
-        if not groups or not groups <= set(policy.scope_groups):
+        if not groups or match.beyond is not None or not groups <= set(policy.scope_groups):
             return False
     return True
 

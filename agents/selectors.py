@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from . import sql
+from . import ladder, sql
+from .lookalikes import readable
 from .models import Agent, Asset, Criticality, Policy
 from .targets import Identity, Namespace
 
@@ -70,27 +71,48 @@ NO_ASSET_CRITICALITY = Criticality.MEDIUM
 @dataclass(frozen=True)
 class InventoryMatch:
     """The inventoried assets a target may be, most critical first: one for each
-    (criticality, group) among them, which is all that routing and the scope look at."""
+    (criticality, group) among them, which is all that routing and the scope look at; and
+    whether one of them is certainly the target (`exact`). A target that is none of them for
+    certain may also be something the inventory does not hold."""
 
     identity: Identity
     assets: list[Asset]
+    exact: bool = False
 
     @property
     def asset(self) -> Asset | None:
         return self.assets[0] if self.assets else None
 
     @property
-    def criticality(self) -> str:
-        """The highest among the matches; a target that matches nothing fails closed."""
-        if self.assets:
-            return self.assets[0].criticality
-        if self.identity.namespace is Namespace.TICKET:
-            return NO_ASSET_CRITICALITY
+    def beyond(self) -> str | None:
+        """How the part of the target the inventory does not hold is rated, or None when an
+        asset is certainly the target, or it is a ticket (which names no asset).
+
+        Failing closed: UNKNOWN_ASSET_CRITICALITY for a name or an address nobody inventoried,
+        and the top of the ladder for a name holding a letter the look-alike table cannot read
+        (agents.lookalikes.readable): it may imitate any asset, the most critical included.
+        """
+        namespace = self.identity.namespace
+        if self.exact or namespace is Namespace.TICKET:
+            return None
+        if namespace in (Namespace.HOST, Namespace.USER) and not readable(self.identity.key):
+            return ladder.LADDER[-1]
         return settings.UNKNOWN_ASSET_CRITICALITY
+
+    @property
+    def criticality(self) -> str:
+        """The highest among the matches and what the target may be beyond them."""
+        steps = [asset.criticality for asset in self.assets[:1]]
+        if self.beyond is not None:
+            steps.append(self.beyond)
+        if not steps:
+            return NO_ASSET_CRITICALITY  # a ticket
+        return max(steps, key=ladder.rank)
 
 
 def inventory_match(identity: Identity) -> InventoryMatch:
     """The assets a canonical target may be: aliases included, in one indexed query."""
     if identity.namespace not in (Namespace.IP, Namespace.HOST, Namespace.USER):
         return InventoryMatch(identity, [])
-    return InventoryMatch(identity, sql.inventory_assets(identity))
+    found = sql.inventory_assets(identity)
+    return InventoryMatch(identity, found.assets, exact=found.exact)

@@ -98,16 +98,19 @@ def agent_now(agent_id: int) -> AgentNow | None:
 
 # One plain statement on the intake path. A broad network may touch thousands of assets; what
 # routing needs is the most critical of them and every (criticality, group) among them for the
-# scope, so one asset per pair comes back, most critical first.
+# scope, so one asset per pair comes back, most critical first, each row saying whether any
+# matched name is certainly the target (`exact`, the same on every row).
 _INVENTORY_SQL = """
-SELECT {asset} FROM (
-    SELECT a.*, ROW_NUMBER() OVER (
+SELECT {asset}, a.exact FROM (
+    SELECT a.*, MAX(m.exact) OVER () AS exact, ROW_NUMBER() OVER (
         PARTITION BY a.criticality, a."group" ORDER BY a.identifier
     ) AS nth
     FROM {asset_table} a
-    WHERE a.id IN (
-        SELECT m.asset_id FROM {alias_table} m WHERE m.namespace = %s AND ({where})
-    )
+    JOIN (
+        SELECT m.asset_id, MAX(CASE WHEN {exact} THEN 1 ELSE 0 END) AS exact
+        FROM {alias_table} m WHERE m.namespace = %s AND ({where})
+        GROUP BY m.asset_id
+    ) m ON m.asset_id = a.id
 ) a
 WHERE a.nth = 1
 ORDER BY {most_critical_first}, a.identifier
@@ -153,18 +156,50 @@ def _inventory_condition(identity: Identity) -> tuple[str, list[object]]:
     return "m.key IN (%s, %s)", [identity.key, identity.label]
 
 
-def inventory_assets(identity: Identity) -> list[Asset]:
+def _exact_condition(identity: Identity) -> tuple[str, list[object]]:
+    """Which of the matched alias rows are certainly the target, not only possibly it.
+
+    - An address is any inventoried name it matched: itself, or the network it lies in.
+    - A network is an inventoried network only if that one holds all of it: a /1 around one
+      inventoried workstation is two billion addresses the inventory says nothing about.
+    - A host name is the inventoried name it equals, or one it is a shorter spelling of
+      (`dc01` for `dc01.corp.example`, failing closed as the match does); an inventoried name
+      that is only the start of it (`ws-0142.corp.example` for
+      `ws-0142.corp.example.attacker.net`) may be another host.
+    - A user is any inventoried principal it matched.
+    """
+    if identity.namespace is Namespace.IP and identity.address is None:
+        low, high = identity.ranges[0]
+        return "m.first <= %s AND m.last >= %s", [low, high]
+    if identity.namespace is Namespace.HOST:
+        return "m.key = %s OR m.key LIKE %s", [identity.key, identity.key + ".%"]
+    return "1 = 1", []
+
+
+@dataclass(frozen=True)
+class Inventoried:
+    assets: list[Asset]  # one per (criticality, group), most critical first
+    exact: bool  # whether any of them is certainly the target
+
+
+def inventory_assets(identity: Identity) -> Inventoried:
     """The inventoried assets a canonical IP, host or user target may be, most critical first:
-    one per (criticality, group), aliases included, in one indexed query."""
+    one per (criticality, group), aliases included, in one indexed query, and whether any of
+    them is certainly the target."""
     where, params = _inventory_condition(identity)
+    exact, exact_params = _exact_condition(identity)
     statement = _INVENTORY_SQL.format(
         asset=rows.columns(Asset, connection, "a"),
         asset_table=_table(Asset),
         alias_table=_table(AssetAlias),
+        exact=exact,
         where=where,
         most_critical_first=_MOST_CRITICAL_FIRST,
     )
     with connection.cursor() as cursor:
-        cursor.execute(statement, [identity.namespace.value, *params])
+        cursor.execute(statement, [*exact_params, identity.namespace.value, *params])
         found = cursor.fetchall()
-    return [rows.instance(Asset, row, connection) for row in found]
+    return Inventoried(
+        [rows.instance(Asset, row[:-1], connection) for row in found],
+        exact=any(row[-1] for row in found),
+    )

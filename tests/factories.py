@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import Group, User
+from rest_framework.test import APIClient
 
 from agents.models import Agent, Asset
 from agents.services import agent_register, asset_save
@@ -14,7 +16,17 @@ from approvals import live, services
 from approvals.models import Proposal
 from soc_console.roles import ADMIN, ANALYST, MANAGER, SENIOR
 
-__all__ = ["ADMIN", "ANALYST", "MANAGER", "SENIOR", "AgentWithKey", "agent", "user"]
+__all__ = [
+    "ADMIN",
+    "ANALYST",
+    "MANAGER",
+    "SENIOR",
+    "AgentWithKey",
+    "agent",
+    "agent_client",
+    "post_proposal",
+    "user",
+]
 
 
 def user(username: str, *roles: str, password: str = "pass-for-tests") -> User:
@@ -35,6 +47,37 @@ class AgentWithKey:
 def agent(slug: str, *, grants: dict[str, int], **policy: Any) -> AgentWithKey:
     registered, issued = agent_register(slug=slug, by="tests", grants=grants, **policy)
     return AgentWithKey(registered, issued.raw)
+
+
+def agent_client(raw_key: str) -> APIClient:
+    """An API client that speaks as the agent holding this key."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+def post_proposal(
+    client: APIClient,
+    action: str,
+    target: str,
+    *,
+    confidence: float = 0.95,
+    rationale: str = "Contain it.",
+) -> Any:
+    """POST one proposal as an agent would send it, with a fresh idempotency key."""
+    body = {
+        "action": action,
+        "target": target,
+        "confidence": confidence,
+        "rationale": rationale,
+        "evidence": [{"kind": "alert", "ref": "SIEM-1"}],
+    }
+    return client.post(
+        "/api/v1/proposals/",
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
+    )
 
 
 def asset(

@@ -11,10 +11,9 @@ nothing recorded.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
-import json
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,12 +61,6 @@ class Agents:
     out_of_group: APIClient
 
 
-def _client(raw_key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-    return client
-
-
 @pytest.fixture
 def inventory(db: None, settings: Any) -> Agents:
     settings.TARGET_DOMAINS = {"corp": "corp.example"}
@@ -104,7 +97,7 @@ def inventory(db: None, settings: Any) -> Agents:
     ]:
         factories.asset(name, kind=kind, criticality="low", group="workstations")
     by_level = {
-        level: _client(
+        level: factories.agent_client(
             factories.agent(
                 f"level-{level}", grants=dict.fromkeys(ALL_ACTIONS, level), auto_threshold=0.9
             ).raw_key
@@ -114,10 +107,10 @@ def inventory(db: None, settings: Any) -> Agents:
     grants = dict.fromkeys(ALL_ACTIONS, 4)
     return Agents(
         by_level=by_level,
-        out_of_tier=_client(
+        out_of_tier=factories.agent_client(
             factories.agent("tiers", grants=grants, scope_tiers=["low", "medium", "high"]).raw_key
         ),
-        out_of_group=_client(
+        out_of_group=factories.agent_client(
             factories.agent("groups", grants=grants, scope_groups=["workstations"]).raw_key
         ),
     )
@@ -144,6 +137,17 @@ LOOKALIKES = {
     "O": "ОΟ",
     "P": "РΡ",
 }
+# Drawn as nothing, or as a blank: zero-width and format characters, the Hangul fillers, the
+# braille blank, spaces, variation selectors, a tag, unassigned default-ignorables.
+INVISIBLE = (
+    "\u00ad\u034f\u115f\u1160\u17b4\u180e\u200b\u200d\u2060\u2065\u2800\u3164"
+    "\ufe0f\ufeff\uffa0\ufff0\u00a0\u1680\u2003\u3000\U000e0020"
+)
+# Decimal digits of other scripts: Arabic-Indic, Devanagari, Bengali, Thai, Myanmar, Khmer.
+DIGIT_ZEROS = (0x0660, 0x0966, 0x09E6, 0x0E50, 0x1040, 0x17E0)
+# Letters of scripts the look-alike table leaves out (Coptic, Cherokee, Lisu): such a name
+# holds a letter nobody can read for certain, and must be rated as the most critical asset.
+UNKNOWN_LETTERS = "ⲥⲟⲁⲉⲓⲕⲣⲧⲭꭰꭱꭲꭹᏟᎠᎬᏞᏒꓐꓑꓒꓓꓔꓕꓖꓗꓚꓛꓝꓞꓠꓡꓢꓣ"
 BOLD = {c: chr(0x1D41A + ord(c) - ord("a")) for c in "abcdefghijklmnopqrstuvwxyz"} | {
     c: chr(0x1D7CE + ord(c) - ord("0")) for c in "0123456789"
 }
@@ -157,8 +161,9 @@ def _fullwidth(c: str) -> str:
 def disguised(draw: st.DrawFn, text: str, *, unicode: bool = True) -> str:
     """`text` in random case and, half the time, with characters swapped for their
     fullwidth, bold, other-script or Latin look-alikes (small capitals, modifier letters,
-    letters with a stroke or hook: every letter Unicode names as that ASCII letter), or given
-    a combining accent."""
+    letters with a stroke or hook: every letter Unicode names as that ASCII letter), another
+    script's digit or a letter of a script no table covers, or given a combining accent or an
+    invisible character."""
     unicode = unicode and draw(st.booleans())
     latin = named_lookalikes()
     out = []
@@ -167,7 +172,19 @@ def disguised(draw: st.DrawFn, text: str, *, unicode: bool = True) -> str:
         if unicode:
             how = draw(
                 st.sampled_from(
-                    ["same", "same", "fullwidth", "bold", "lookalike", "latin", "latin", "mark"]
+                    [
+                        "same",
+                        "same",
+                        "fullwidth",
+                        "bold",
+                        "lookalike",
+                        "latin",
+                        "latin",
+                        "mark",
+                        "invisible",
+                        "digit",
+                        "unknown",
+                    ]
                 )
             )
             if how == "fullwidth":
@@ -180,6 +197,12 @@ def disguised(draw: st.DrawFn, text: str, *, unicode: bool = True) -> str:
                 c = draw(st.sampled_from(latin[c.lower()]))
             elif how == "mark" and c.isalpha():
                 c += draw(st.sampled_from("\u0301\u0308\u0327"))
+            elif how == "invisible":
+                c += draw(st.sampled_from(INVISIBLE))
+            elif how == "digit" and c.isdigit():
+                c = chr(draw(st.sampled_from(DIGIT_ZEROS)) + int(c))
+            elif how == "unknown" and c.isalpha():
+                c = draw(st.sampled_from(UNKNOWN_LETTERS))
         out.append(c)
     return "".join(out)
 
@@ -207,6 +230,10 @@ def ipv4_spelling(draw: st.DrawFn, address: ipaddress.IPv4Address, *, as_host: b
         f"::{address}",
         f"64:ff9b::{address}",
         f"64:ff9b::{n >> 16:x}:{n & 0xFFFF:x}",
+        f"::ffff:0:{address}",
+        f"::ffff:0:{n >> 16:x}:{n & 0xFFFF:x}",
+        f"64:ff9b:1::{address}",
+        f"64:ff9b:1::{n >> 16:x}:{n & 0xFFFF:x}",
         f"2002:{n >> 16:x}:{n & 0xFFFF:x}::{draw(st.integers(0, 0xFFFF)):x}",
         "".join(_fullwidth(c) for c in str(address)),
     ]
@@ -217,6 +244,8 @@ def ipv4_spelling(draw: st.DrawFn, address: ipaddress.IPv4Address, *, as_host: b
             f"::ffff:{address}/128",
             f"{address}/{prefix}",  # any network around the address
             f"::ffff:{address}/{96 + prefix}",
+            f"::ffff:0:{address}/{96 + prefix}",
+            f"64:ff9b:1::{address}/{96 + prefix}",
             f"2002:{n >> 16:x}:{n & 0xFFFF:x}::/{16 + prefix}",
         ]
     return draw(st.sampled_from(forms))
@@ -318,23 +347,18 @@ def _leading_zero(target: str) -> bool:
     return any(re.fullmatch(r"0[0-9]+", part) for part in v4.split("."))
 
 
+def _holds_unknown_letter(target: str) -> bool:
+    """Whether a target's A-labels stand for a letter of a script no look-alike table covers."""
+    decoded = []
+    for part in re.split(r"[@\\]", target):  # a local part (with its dots), or a domain
+        for label in [part, *part.split(".")]:
+            if label.lower().startswith("xn--"):
+                with contextlib.suppress(UnicodeError):
+                    decoded.append(label[4:].encode("ascii").decode("punycode"))
+    return any(c in UNKNOWN_LETTERS for text in decoded for c in text)
+
+
 # --- the property ---------------------------------------------------------------------------
-
-
-def _post(client: APIClient, action: str, target: str, confidence: float):
-    body = {
-        "action": action,
-        "target": target,
-        "confidence": confidence,
-        "rationale": "Confident, and wrong about how the target is spelled.",
-        "evidence": [{"kind": "alert", "ref": "SIEM-1"}],
-    }
-    return client.post(
-        "/api/v1/proposals/",
-        data=json.dumps(body),
-        content_type="application/json",
-        HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
-    )
 
 
 @hypothesis_settings(
@@ -353,7 +377,13 @@ def test_no_spelling_of_a_critical_asset_runs_without_two_humans(
     action, target = pick
     # Each example starts from the same inventory and no proposals.
     with transaction.atomic():
-        response = _post(inventory.by_level[level], action, target, confidence)
+        response = factories.post_proposal(
+            inventory.by_level[level],
+            action,
+            target,
+            confidence=confidence,
+            rationale="Confident, and wrong about how the target is spelled.",
+        )
         if not target.isascii():
             event("refused: not ASCII")
             # Targets are written in ASCII: a look-alike that is not an A-label never gets in.
@@ -377,13 +407,18 @@ def test_no_spelling_of_a_critical_asset_runs_without_two_humans(
         assert body["status"] == "pending", (target, body["target_canonical"], body["explanation"])
         assert body["required_approvals"] == 2
         assert body["criticality"] == "critical"
-        assert body["asset"]["identifier"] in CRITICAL_IDENTIFIERS
+        if _holds_unknown_letter(target):
+            event("an unreadable look-alike")
+            # No asset, or one matched by another part of the name: critical either way.
+            assert body["asset"] is None or body["asset"]["identifier"] in CRITICAL_IDENTIFIERS
+        else:
+            assert body["asset"]["identifier"] in CRITICAL_IDENTIFIERS
         assert body["routing"]["outcome"] == "pending"
         assert body["execution"] is None
         assert not Execution.objects.filter(proposal_id=body["id"]).exists()
 
         for scoped in (inventory.out_of_tier, inventory.out_of_group):
-            refused = _post(scoped, action, target, confidence)
+            refused = factories.post_proposal(scoped, action, target, confidence=confidence)
             assert refused.status_code == 403, (target, refused.json())
             assert refused.json()["code"] == "target_out_of_scope"
         assert not Proposal.objects.filter(status="auto_approved").exists()

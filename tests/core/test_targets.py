@@ -342,6 +342,10 @@ def test_every_spelling_of_an_ipv4_address_is_that_address(
                 f"::ffff:{address}",
                 f"::ffff:{number >> 16:x}:{number & 0xFFFF:x}",
                 f"64:ff9b::{address}",
+                f"::ffff:0:{address}",  # SIIT's IPv4-translated form
+                f"::ffff:0:{number >> 16:x}:{number & 0xFFFF:x}",
+                f"64:ff9b:1::{address}",  # NAT64's local-use prefix, as a /96
+                f"64:ff9b:1::{number >> 16:x}:{number & 0xFFFF:x}",
                 f"2002:{number >> 16:x}:{number & 0xFFFF:x}::1",
                 f"{address}/32",
                 f"::ffff:{address}/128",
@@ -383,6 +387,9 @@ def test_an_ipv6_network_around_an_embedding_reaches_every_ipv4_address() -> Non
     world = canonical("ip", "2000::/3")  # holds 6to4, so every IPv4 site
     v4_point = canonical("ip", "10.0.0.10").ranges[0][0]
     assert any(low <= v4_point <= high for low, high in world.ranges)
+    for around in ("64:ff9b:1::/48", "64:ff9b:1:abcd::/64", "::ffff:0:0:0/95"):
+        # NAT64's local-use prefix holds many IPv4 spaces; the translated one's supernet too.
+        assert any(low <= v4_point <= high for low, high in canonical("ip", around).ranges)
     documentation = canonical("ip", "2001:db8::/32")
     assert not any(low <= v4_point <= high for low, high in documentation.ranges)
 
