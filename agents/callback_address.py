@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
@@ -14,46 +15,74 @@ from . import targets
 LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where a callback may go: why not (`problem`), or the address it was checked at.
+
+    `address` is set when a name was resolved for the check: the POST connects to that address
+    and to no other, so that a name answering with a public address for the check and with an
+    inward one for the connection (DNS rebinding) reaches nothing inside.
+    """
+
+    problem: str | None
+    address: targets.IPAddress | None = None
+
+
 def callback_address_problem(url: str, *, resolve: bool) -> str | None:
-    """Why the console must not POST to this URL, or None.
+    """Why the console must not POST to this URL, or None (see callback_destination)."""
+    return callback_destination(url, resolve=resolve).problem
+
+
+def callback_destination(url: str, *, resolve: bool) -> Destination:
+    """Whether the console may POST to this URL, and the address it is to connect to.
 
     A compromised agent must not turn the workers into a proxy into the SOC's own network:
-    loopback, private, link-local and other special addresses are refused unless
+    loopback, private, link-local, multicast and other special addresses are refused unless
     CALLBACK_ALLOW_PRIVATE_NETWORKS is on. The host is read by the same canonicaliser as
     targets, so `2130706433`, `0x7f000001`, `127.1`, `[::ffff:127.0.0.1]` and `localhost.` are
     the loopback addresses they are. `resolve` also checks what a name resolves to now (at
-    delivery time, so a name cannot be pointed inward after it was registered).
+    delivery time, so a name cannot be pointed inward after it was registered), and gives the
+    address to connect to.
     """
     if settings.CALLBACK_ALLOW_PRIVATE_NETWORKS:
-        return None
+        return Destination(None)
     try:
         # Parsed as the client that sends the callback parses it; the host as it goes on the
         # wire (an internationalised name as its A-labels).
         host = httpx.URL(url).raw_host.decode("ascii")
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        return _unparsed(url, exc)
+        return Destination(_unparsed(url, exc))
     if not host:
-        return "the URL names no host"
+        return Destination("the URL names no host")
     try:
         identity = targets.canonical("host", host, domains={})
     except targets.TargetError:
-        return f"{host} is not a valid host name"
-    if identity.namespace is targets.Namespace.HOST:
-        name = identity.key
-        if name in LOCAL_NAMES or name.endswith(".localhost"):
-            return f"{host} is this machine"
-        if not resolve:
-            return None
-        try:
-            infos = socket.getaddrinfo(identity.value, None, proto=socket.IPPROTO_TCP)
-        except (OSError, UnicodeError):
-            return f"{host} does not resolve"
+        return Destination(f"{host} is not a valid host name")
+    if identity.namespace is not targets.Namespace.HOST:
+        return Destination(_special(host, identity.address))
+    name = identity.key
+    if name in LOCAL_NAMES or name.endswith(".localhost"):
+        return Destination(f"{host} is this machine")
+    if not resolve:
+        return Destination(None)
+    try:
+        infos = socket.getaddrinfo(identity.value, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return Destination(f"{host} does not resolve")
+    try:
         addresses = [targets.canonical("ip", str(info[4][0])).address for info in infos]
-    else:
-        addresses = [identity.address]
+    except targets.TargetError:  # an address with a zone: link-local, never one to call
+        return Destination(f"{host} resolves to a link-local address")
     for address in addresses:
-        if address is None or not address.is_global:
-            return f"{host} is a private, loopback or reserved address ({address or host})"
+        problem = _special(host, address)
+        if problem:
+            return Destination(problem)
+    return Destination(None, addresses[0]) if addresses else Destination(f"{host} does not resolve")
+
+
+def _special(host: str, address: targets.IPAddress | None) -> str | None:
+    if address is None or not address.is_global or address.is_multicast:
+        return f"{host} is a private, loopback, multicast or reserved address ({address or host})"
     return None
 
 

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import httpx
 from django.conf import settings
 
-from agents.callback_address import callback_address_problem
+from agents.callback_address import Destination, callback_destination
+from agents.targets import IPAddress
 
 from . import enqueue
 from .models import Proposal, ProposalStatus
@@ -102,20 +103,39 @@ def _within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
 
 
 async def _post(agent: str, url: str, body: bytes, headers: dict[str, str]) -> int | None:
-    """The delivery itself: the address check (which resolves the name), then the POST, up to
-    the answer's status line. The answer's body is never read: only its status matters."""
+    """The delivery itself: the address check (which resolves the name), then the POST to the
+    address checked, up to the answer's status line. The answer's body is never read: only
+    its status matters."""
     loop = asyncio.get_running_loop()
-    problem = await loop.run_in_executor(None, _address_problem, url)
-    if problem:
-        logger.warning("callback for agent %s not sent: %s", agent, problem)
+    destination = await loop.run_in_executor(None, _destination, url)
+    if destination.problem:
+        logger.warning("callback for agent %s not sent: %s", agent, destination.problem)
         return None
+    target, headers, extensions = pinned(url, destination.address, headers)
     timeout = httpx.Timeout(settings.CALLBACK_TIMEOUT_SECONDS)
     async with (
         httpx.AsyncClient(timeout=timeout) as client,
-        client.stream("POST", url, content=body, headers=headers) as response,
+        client.stream(
+            "POST", target, content=body, headers=headers, extensions=extensions
+        ) as response,
     ):
         return response.status_code
 
 
-def _address_problem(url: str) -> str | None:
-    return callback_address_problem(url, resolve=True)
+def pinned(
+    url: str, address: IPAddress | None, headers: dict[str, str]
+) -> tuple[str | httpx.URL, dict[str, str], dict[str, str]]:
+    """(URL, headers, request extensions) for a POST to the address the check resolved: the
+    address in place of the name, which the Host header and TLS (SNI and the certificate's
+    check) still carry. The URL as it is when no name was resolved."""
+    if address is None:
+        return url, headers, {}
+    parsed = httpx.URL(url)
+    name = parsed.raw_host.decode("ascii")
+    extensions = {"sni_hostname": name} if parsed.scheme == "https" else {}
+    host = {**headers, "Host": parsed.netloc.decode("ascii")}
+    return parsed.copy_with(host=str(address)), host, extensions
+
+
+def _destination(url: str) -> Destination:
+    return callback_destination(url, resolve=True)

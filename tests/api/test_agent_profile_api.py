@@ -91,6 +91,7 @@ INWARD = [
         "169.254.0.0/16",
         "100.64.0.0/10",
         "0.0.0.0/8",
+        "224.0.0.0/4",  # multicast: every listener on the segment
     )
 ]
 
@@ -118,10 +119,13 @@ def inward_host(draw: st.DrawFn) -> str:
         f"[::ffff:{address}]",
         f"[::ffff:{n >> 16:x}:{n & 0xFFFF:x}]",
         f"[64:ff9b::{address}]",
+        f"[::ffff:0:{address}]",  # SIIT's IPv4-translated form
+        f"[64:ff9b:1::{n >> 16:x}:{n & 0xFFFF:x}]",  # NAT64's local-use prefix
         f"[2002:{n >> 16:x}:{n & 0xFFFF:x}::1]",
         "[::1]",
         "[fe80::1%25eth0]",
         "[fd00::5]",
+        "[ff02::1]",
         draw(
             st.sampled_from(["localhost.", "LocalHost", "api.localhost", "localhost.localdomain."])
         ),

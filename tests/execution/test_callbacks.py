@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -198,3 +199,93 @@ def test_a_trickling_receiver_holds_a_delivery_no_longer_than_the_deadline(
     [hold] = trickle.holds
     assert hold.bytes_sent >= 2  # it was answering, a byte at a time, when the deadline came
     assert hold.seconds < deadline + 0.5
+
+
+class _Rebinding:
+    """A resolver whose name answers a public address first and another address after: the
+    DNS rebinding a compromised agent sets up with a zero TTL."""
+
+    def __init__(self, name: str, first: str, then: str) -> None:
+        self.name, self.first, self.then = name, first, then
+        self.asked = 0
+        self.real = socket.getaddrinfo
+
+    def __call__(self, host: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        # Asked as text by the check, as IDNA bytes by the HTTP client's own lookup.
+        if (host.decode("ascii") if isinstance(host, bytes) else host) != self.name:
+            return self.real(host, *args, **kwargs)
+        self.asked += 1
+        address = self.first if self.asked == 1 else self.then
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, 0))]
+
+
+def test_a_name_that_answers_inward_after_the_check_reaches_nothing_inside(
+    responder: factories.AgentWithKey,
+    analyst: User,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+    settings.CALLBACK_TIMEOUT_SECONDS = 1
+    port = receiver.url.split(":")[-1].split("/")[0]
+    resolver = _Rebinding("hooks.rebind.example", first="93.184.216.34", then="127.0.0.1")
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    _listen(responder.agent, f"http://hooks.rebind.example:{port}/inside")
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.61")
+
+    # The check passes (a public address); the POST goes to that address, which answers
+    # nothing here, and never to the loopback address the name gives afterwards.
+    with pytest.raises(callbacks.DeliveryError):
+        callbacks.deliver(proposal_id=str(execution.proposal_id), event="decided")
+
+    assert resolver.asked == 1
+    assert receiver.received == []
+
+
+def test_a_callback_goes_to_the_address_checked_with_its_name_as_the_host(
+    responder: factories.AgentWithKey,
+    analyst: User,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    from agents import callback_address
+
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+    settings.CALLBACK_TIMEOUT_SECONDS = 1
+    # The receiver stands on loopback: for this test the check takes 127.0.0.1 as outside, and
+    # refuses the address the name answers next, which a second lookup would connect to.
+    monkeypatch.setattr(
+        callback_address,
+        "_special",
+        lambda host, address: None if str(address) == "127.0.0.1" else f"{host} is inward",
+    )
+    port = receiver.url.split(":")[-1].split("/")[0]
+    resolver = _Rebinding("hooks.agent.example", first="127.0.0.1", then="10.255.255.1")
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    _listen(responder.agent, f"http://hooks.agent.example:{port}/hook")
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.62")
+
+    status = callbacks.deliver(proposal_id=str(execution.proposal_id), event="decided")
+
+    assert status == 200
+    assert resolver.asked == 1
+    [request] = receiver.received
+    assert request["headers"]["Host"] == f"hooks.agent.example:{port}"
+    assert _valid_signature(request)
+
+
+def test_a_tls_callback_keeps_its_name_for_the_certificate() -> None:
+    import ipaddress
+
+    url, headers, extensions = callbacks.pinned(
+        "https://hooks.agent.example:8443/a?b=1",
+        ipaddress.ip_address("2001:db8::7"),
+        {"X-SOC-Event": "decided"},
+    )
+    assert str(url) == "https://[2001:db8::7]:8443/a?b=1"
+    assert headers == {"X-SOC-Event": "decided", "Host": "hooks.agent.example:8443"}
+    assert extensions == {"sni_hostname": "hooks.agent.example"}
+    # A URL with an address in it was not resolved: it goes as it is.
+    assert callbacks.pinned("http://198.51.100.9/h", None, {}) == ("http://198.51.100.9/h", {}, {})
