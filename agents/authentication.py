@@ -44,7 +44,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, raw = header.partition(" ")
-        if scheme != self.keyword:
+        if scheme.lower() != self.keyword.lower():  # a scheme is case-insensitive (RFC 9110)
             return None
         raw = raw.strip()
         prefix = keys.split_prefix(raw)

@@ -21,11 +21,13 @@ Each is a 400 problem with the offending field's path in `errors` (`params.title
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import re
 from typing import IO, Any
 
+from django.utils.http import parse_header_parameters
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser, get_encoding
 
@@ -45,10 +47,24 @@ class StrictJSONParser(JSONParser):
     def parse(
         self, stream: IO[bytes], media_type: str | None = None, parser_context: Any = None
     ) -> Any:
+        # As sent, not as Django kept it (it drops a charset it does not know).
+        _, params = parse_header_parameters(media_type or "")
+        encoding = params.get("charset") or get_encoding(parser_context or {})
+        try:
+            utf8 = codecs.lookup(encoding).name == "utf-8"
+        except LookupError:
+            utf8 = False
+        if not utf8:
+            # JSON is UTF-8 (RFC 8259): a body in UTF-7 or EBCDIC would be checked by what it
+            # decodes to here and read otherwise by an agent's own tooling.
+            raise exceptions.UnsupportedMediaType(
+                media_type or "application/json",
+                detail=f"A JSON body is UTF-8; charset={encoding} is not accepted.",
+            )
         raw = stream.read()
         try:
-            text = raw.decode(get_encoding(parser_context or {}))
-        except (UnicodeDecodeError, LookupError) as exc:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise exceptions.ParseError(f"The body could not be decoded: {exc}.") from exc
         # Fewer brackets than the limit cannot nest beyond it: most bodies skip the scan.
         if text.count("[") + text.count("{") > MAX_DEPTH:
@@ -56,11 +72,23 @@ class StrictJSONParser(JSONParser):
             if too_deep is not None:
                 _refuse(too_deep, f"Nested deeper than {MAX_DEPTH} levels.")
         try:
-            data = json.loads(text, parse_constant=float, object_pairs_hook=_object)
+            data = json.loads(
+                text, parse_constant=float, parse_int=_integer, object_pairs_hook=_object
+            )
         except (ValueError, RecursionError) as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
         _check_values(data)
         return data
+
+
+# Python refuses to read longer integers (sys.get_int_max_str_digits); said in the API's words.
+MAX_INTEGER_DIGITS = 4300
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"a number with more than {MAX_INTEGER_DIGITS:,} digits")
+    return int(text)
 
 
 class _Duplicated(dict):

@@ -500,3 +500,53 @@ def test_any_values_get_a_2xx_or_a_problem_and_never_a_500(
         stored = Proposal.objects.get(pk=response.json()["id"])
         assert stored.params == response.json()["params"]
         assert stored.confidence == response.json()["confidence"]
+
+
+@pytest.mark.parametrize("charset", ["utf-7", "cp037", "utf-16", "latin-1", "bogus"])
+def test_a_body_in_another_charset_than_utf8_is_refused_and_nothing_recorded(
+    api: APIClient, charset: str
+) -> None:
+    # JSON is UTF-8: a UTF-7 body would be checked as what it decodes to here and read as
+    # something else by an agent's own tooling.
+    text = json.dumps(TICKET)
+    body = text.encode(charset) if charset != "bogus" else text.encode()
+    response = api.post(
+        "/api/v1/proposals/",
+        data=body,
+        content_type=f"application/json; charset={charset}",
+        HTTP_IDEMPOTENCY_KEY=f"charset-{charset}",
+    )
+    assert response.status_code == 415, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    assert f"charset={charset}" in response.json()["detail"]
+    assert not Proposal.objects.exists()
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8"])
+def test_utf8_by_any_of_its_names_is_read(api: APIClient, charset: str) -> None:
+    response = api.post(
+        "/api/v1/proposals/",
+        data=json.dumps(TICKET).encode(),
+        content_type=f"application/json; charset={charset}",
+        HTTP_IDEMPOTENCY_KEY=f"charset-{charset}",
+    )
+    assert response.status_code == 201, response.content
+
+
+def test_a_number_too_long_to_read_is_refused_in_the_apis_words(api: APIClient) -> None:
+    response = post(api, with_raw("params.title", "9" * 5000))
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "more than 4,300 digits" in detail
+    assert "sys." not in detail  # not the interpreter's advice
+    assert not Proposal.objects.exists()
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])
+def test_the_authorization_scheme_is_read_in_any_case(
+    agent_with_key: factories.AgentWithKey, scheme: str
+) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {agent_with_key.raw_key}")
+    response = client.get("/api/v1/agent/")
+    assert response.status_code == 200, response.content
