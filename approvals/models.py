@@ -359,3 +359,9 @@ class AttentionCheck(models.Model):
 # The agent that owns every attention check: made by migration 0008, with no key, no policy
 # and no callback, so nothing an agent can reach (its API, its callbacks) ever shows a check.
 CHECKS_AGENT = "console-attention-checks"
+
+
+def listed_agents() -> models.QuerySet[Agent]:
+    """The agents the console's pages show and act on: every one but the checks agent, whose
+    page, shadow policy or suspension would give the checks away (or change them)."""
+    return Agent.objects.exclude(slug=CHECKS_AGENT)

@@ -22,7 +22,7 @@ from soc_console.contract import (
 )
 
 from .models import ExecutionStatus, ProposalStatus, Verdict
-from .services import MAX_TEXT, MIN_REASON
+from .services import MAX_TEXT, MIN_REASON, short_reason
 
 MAX_RATIONALE = 4000
 MAX_EVIDENCE_ITEMS = 25
@@ -219,8 +219,10 @@ class DecisionInSerializer(ClosedSerializer):
     reason = StrictCharField(max_length=MAX_TEXT, required=False, allow_blank=True, default="")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["verdict"] == "reject" and len(attrs["reason"].strip()) < MIN_REASON:
-            raise serializers.ValidationError({"reason": ["A rejection needs a reason."]})
+        reason = attrs["reason"].strip()
+        if attrs["verdict"] == "reject" and len(reason) < MIN_REASON:
+            refusal = short_reason("A rejection needs a reason.", reason)
+            raise serializers.ValidationError({"reason": [refusal]})
         return attrs
 
 

@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from agents.models import Agent
+from approvals.models import listed_agents
 from approvals.views import console_role
 from soc_console import replica, roles
 
@@ -378,7 +378,7 @@ def report_csv(request: HttpRequest, report: str) -> HttpResponse:
 @console_role(roles.can_read_reports)
 def agent_readiness(request: HttpRequest, slug: str) -> HttpResponse:
     """One agent's readiness per action (DESIGN §11, Additions: `/agents/{slug}/`)."""
-    agent = get_object_or_404(Agent, slug=slug)
+    agent = get_object_or_404(listed_agents(), slug=slug)
     found = readiness(agent)
     return render(
         request,

@@ -13,11 +13,11 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from agents import catalogue, demotion
-from agents.models import Agent, EmergencyStop
+from agents.models import EmergencyStop
 from audit.models import AuditEvent
 
 from .. import sql
-from ..models import CHECKS_AGENT, Execution, ExecutionStatus, Proposal, ProposalStatus
+from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus, listed_agents
 from .cards import QUEUE_ORDER
 from .payloads import execution_of, proposals_with_details
 
@@ -115,6 +115,29 @@ def undo_seconds_left(proposal: Proposal, now: Any = None) -> float | None:
         return None
     left = (execution.not_before - (now or timezone.now())).total_seconds()
     return round(left, 3) if left > 0 else None
+
+
+def open_undos(analyst: Any) -> list[Proposal]:
+    """The approvals this analyst may still undo (see services.approval_undo): their own last
+    approval, whose execution has not started and whose window is open. A page opened after
+    the approval (a reload, another tab, a decision on several cards) shows their toasts."""
+    candidates = (
+        Proposal.objects.select_related("execution")
+        .filter(
+            status=ProposalStatus.APPROVED,
+            execution__status__in=(ExecutionStatus.QUEUED, ExecutionStatus.HELD),
+            execution__attempts=0,
+            execution__not_before__gt=timezone.now(),
+            decisions__analyst=analyst,
+        )
+        .distinct()
+    )
+    found = []
+    for proposal in candidates:
+        last = proposal.decisions.order_by("-created_at", "-pk").first()
+        if last is not None and last.analyst_id == analyst.pk:
+            found.append(proposal)
+    return found
 
 
 def render_stamp() -> int:
@@ -223,9 +246,7 @@ def routed_choices(*, status: str) -> dict[str, Any]:
         .distinct()
     )
     return {
-        "agents": list(
-            Agent.objects.exclude(slug=CHECKS_AGENT).order_by("slug").values_list("slug", flat=True)
-        ),
+        "agents": list(listed_agents().order_by("slug").values_list("slug", flat=True)),
         "actions": sorted(catalogue.ACTIONS),
         "reasons": [(code, explanation) for code, explanation in reasons],
     }

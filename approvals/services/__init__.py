@@ -70,7 +70,7 @@ from .holds import (
     emergency_stop_release,
 )
 from .shadow import shadow_promote
-from .shared import MAX_TEXT, MIN_REASON, SYSTEM
+from .shared import MAX_TEXT, MIN_REASON, SYSTEM, short_reason
 from .submission import Submission, proposal_submit
 from .sweep import SweepReport, sweep
 
@@ -115,5 +115,6 @@ __all__ = [
     "proposals_review_confirm",
     "rollback_request",
     "shadow_promote",
+    "short_reason",
     "sweep",
 ]

@@ -58,8 +58,15 @@ def reason_given(value: Any, *, refusal: str, hint: str) -> str:
     """The reason a rejection or a rollback must give, or a 400 on the reason field."""
     reason = text(value, field="reason")
     if len(reason) < MIN_REASON:
-        raise InvalidInput(refusal, errors={"reason": [hint]})
+        raise InvalidInput(short_reason(refusal, reason), errors={"reason": [hint]})
     return reason
+
+
+def short_reason(refusal: str, reason: str) -> str:
+    """The refusal of a missing reason, with the minimum when one too short was given."""
+    if not reason:
+        return refusal
+    return f"{refusal.rstrip('.')} of at least {MIN_REASON} characters; “{reason}” is too short."
 
 
 def username(user: AbstractBaseUser) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
@@ -13,7 +12,7 @@ from soc_console import roles
 from soc_console.errors import DomainError
 
 from .. import selectors, services
-from ..models import CHECKS_AGENT
+from ..models import listed_agents
 from .common import console_role, flash, run
 
 
@@ -37,7 +36,7 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_role()
 def agents_page(request: HttpRequest) -> HttpResponse:
-    agents = _listed_agents().prefetch_related("keys").order_by("slug")
+    agents = listed_agents().prefetch_related("keys").order_by("slug")
     records = selectors.agent_track_records()
     pending = selectors.pending_by_agent()
     demotions = selectors.demotions_by_agent()
@@ -80,18 +79,12 @@ def _grants_with_rules(policy: Policy | None) -> list[tuple[Grant, str]]:
     ]
 
 
-def _listed_agents() -> QuerySet[Agent]:
-    """The agents the page lists: the console's own checks agent is not one to suspend or
-    clear (its cards would then give the checks away)."""
-    return Agent.objects.exclude(slug=CHECKS_AGENT)
-
-
 @require_POST
 @console_role(roles.can_suspend_agent)
 def agent_clear(request: HttpRequest, slug: str) -> HttpResponse:
     """Reject (a manager: withdraw on the agent's behalf) every pending proposal of the agent
     with one reason, and say which it was."""
-    agent = get_object_or_404(_listed_agents(), slug=slug)
+    agent = get_object_or_404(listed_agents(), slug=slug)
     try:
         report = services.agent_pending_clear(
             agent=agent, by=request.user, reason=request.POST.get("reason", "")
@@ -114,7 +107,7 @@ def agent_clear(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 @console_role(roles.can_suspend_agent)
 def agent_suspend(request: HttpRequest, slug: str) -> HttpResponse:
-    agent = get_object_or_404(_listed_agents(), slug=slug)
+    agent = get_object_or_404(listed_agents(), slug=slug)
     if request.POST.get("suspend") == "1":
         return run(
             request,
@@ -127,6 +120,20 @@ def agent_suspend(request: HttpRequest, slug: str) -> HttpResponse:
     return run(
         request,
         lambda: services.agent_resume(agent=agent, by=request.user),
-        f"{slug} resumed.",
+        _resumed,
         refresh=True,
+    )
+
+
+def _resumed(agent: Agent) -> str:
+    """What a manager reads after Resume: with a warning when the agent is still at its limit
+    of open proposals, since its next proposal would suspend it again at once."""
+    policy = agent.current_policy
+    pending = selectors.pending_by_agent().get(agent.pk, 0)
+    if policy is None or pending < policy.max_pending:
+        return f"{agent.slug} resumed."
+    return (
+        f"{agent.slug} resumed, but it still has {pending} pending proposals, at its limit of "
+        f"{policy.max_pending}: its next proposal suspends it again. Clear its pending "
+        "proposals (or raise its limit) first."
     )

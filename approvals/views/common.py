@@ -120,7 +120,7 @@ def flash(
         response = render(
             request,
             "approvals/flash.html",
-            {"ok": ok, "text": text, "undo": undo},
+            {"ok": ok, "text": text, "undos": [undo] if undo else []},
         )
         return trigger_client_event(
             response, ANSWERED, {"ok": ok, "outcome": outcome, "field": field, "at": rendered_at}
@@ -140,14 +140,21 @@ def safe_next(request: HttpRequest) -> str:
 
 
 def run(
-    request: HttpRequest, action: Callable[[], Any], success: str, *, refresh: bool = False
+    request: HttpRequest,
+    action: Callable[[], Any],
+    success: str | Callable[[Any], str],
+    *,
+    refresh: bool = False,
 ) -> HttpResponse:
-    """Call a service and say how it went. `refresh` reloads the page after a success, for
-    controls whose own state changed (a rolled-back execution offers no second rollback)."""
+    """Call a service and say how it went (`success`, or what it makes of the service's
+    result). `refresh` reloads the page after a success, for controls whose own state changed
+    (a rolled-back execution offers no second rollback)."""
     try:
-        action()
+        done = action()
     except DomainError as exc:
         return flash(request, ok=False, text=exc.detail)
+    if callable(success):
+        success = success(done)
     if refresh and request.htmx:
         messages.success(request, success)  # shown by the reloaded page
         response = HttpResponseClientRefresh()

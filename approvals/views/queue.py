@@ -4,6 +4,7 @@ approval."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -15,13 +16,13 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from agents import catalogue
-from agents.models import Agent, Criticality
+from agents.models import Criticality
 from soc_console import roles
 from soc_console.errors import AttentionCheckMissed, DomainError
 
 from .. import live, selectors, services
 from ..attention import caught_text
-from ..models import CHECKS_AGENT, Proposal, ProposalStatus
+from ..models import Proposal, ProposalStatus, listed_agents
 from .common import ANSWERED, console_role, flash, safe_next, what
 
 
@@ -92,17 +93,20 @@ def queue(request: HttpRequest) -> HttpResponse:
         "suspended_agents": selectors.suspended_agents_pending(),
         "filters": filters,
         "filter_errors": filter_errors,
-        "agent_slugs": list(
-            Agent.objects.exclude(slug=CHECKS_AGENT).order_by("slug").values_list("slug", flat=True)
-        ),
+        "agent_slugs": list(listed_agents().order_by("slug").values_list("slug", flat=True)),
         "actions": catalogue.ACTIONS.values(),
         "severities": Criticality.values,
         "counters": selectors.queue_counters(),
         "page_size": page_size,
         "rendered_at": selectors.render_stamp(),
     }
-    template = "approvals/queue.html#queue" if request.htmx else "approvals/queue.html"
-    return render(request, template, context)
+    if request.htmx:
+        return render(request, "approvals/queue.html#queue", context)
+    # Approvals of this analyst still in their undo window (made before this page loaded).
+    context["undos"] = [
+        undo for p in selectors.open_undos(request.user) if (undo := _undo(p)) is not None
+    ]
+    return render(request, "approvals/queue.html", context)
 
 
 @require_GET
@@ -161,10 +165,7 @@ def _decided(request: HttpRequest, proposal: Proposal) -> HttpResponse:
             f"it now needs {who}."
         )
         return flash(request, ok=True, text=text, outcome="partial")
-    undo = None
-    seconds_left = selectors.undo_seconds_left(proposal)
-    if seconds_left:
-        undo = {"proposal_id": proposal.pk, "what": what(proposal), "seconds": seconds_left}
+    undo = _undo(proposal)
     if proposal.status == ProposalStatus.APPROVED and selectors.emergency_stop():
         text = (
             f"Approved: {what(proposal)}. The emergency stop is on: it is held until the stop "
@@ -182,6 +183,14 @@ def _decided(request: HttpRequest, proposal: Proposal) -> HttpResponse:
     else:
         text = f"Rejected: {what(proposal)}."
     return flash(request, ok=True, text=text, outcome="decided", undo=undo)
+
+
+def _undo(proposal: Proposal) -> dict[str, Any] | None:
+    """The undo toast of an approval still in its window, or None."""
+    seconds_left = selectors.undo_seconds_left(proposal)
+    if not seconds_left:
+        return None
+    return {"proposal_id": proposal.pk, "what": what(proposal), "seconds": seconds_left}
 
 
 @require_POST
@@ -231,7 +240,14 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
     if not request.htmx:
         (messages.success if not summary.refused else messages.warning)(request, summary.as_text())
         return redirect(safe_next(request))
-    response = render(request, "approvals/bulk_summary.html", {"summary": summary})
+    # Each approval still in its undo window gets its toast, as a single approval does.
+    approved = [i.proposal_id for i in summary.done if i.status == ProposalStatus.APPROVED]
+    undos = [
+        undo
+        for proposal in Proposal.objects.select_related("execution").filter(pk__in=approved)
+        if (undo := _undo(proposal)) is not None
+    ]
+    response = render(request, "approvals/bulk_summary.html", {"summary": summary, "undos": undos})
     return trigger_client_event(
         response,
         ANSWERED,

@@ -24,6 +24,7 @@ from soc_console import roles
 from soc_console.errors import DomainError
 
 from .. import services
+from ..models import listed_agents
 from ..selectors import shadow as scores
 from .common import console_role
 
@@ -147,13 +148,13 @@ def _changes(live: Policy | None, shadow: Policy) -> list[tuple[str, str, str]]:
 @require_GET
 @console_role(roles.can_read_reports)
 def shadow_page(request: HttpRequest, slug: str) -> HttpResponse:
-    return _page(request, get_object_or_404(Agent, slug=slug))
+    return _page(request, get_object_or_404(listed_agents(), slug=slug))
 
 
 @require_POST
 @console_role(roles.can_change_autonomy)
 def shadow_start(request: HttpRequest, slug: str) -> HttpResponse:
-    agent = get_object_or_404(Agent, slug=slug)
+    agent = get_object_or_404(listed_agents(), slug=slug)
     form = ShadowForm(request.POST)
     if not form.is_valid():
         return _page(request, agent, form=form, status=400)
@@ -178,7 +179,7 @@ def _on_shadow(
 ) -> HttpResponse:
     """Promote or discard the shadow version the form names: `act` does it and says what
     happened; a refusal is shown as an error. Either way, back to the agent's shadow page."""
-    agent = get_object_or_404(Agent, slug=slug)
+    agent = get_object_or_404(listed_agents(), slug=slug)
     raw = request.POST.get("version", "")
     try:
         if not raw.isdigit():

@@ -245,8 +245,12 @@
     Object.keys(groupLead).forEach(function (key) { if (!byKey[key]) delete groupLead[key]; });
     Object.keys(byKey).forEach(function (key) {
       var members = byKey[key];
+      // The card shown for the group is one this analyst can still act on, when there is one:
+      // a card they approved, waiting for someone else, would hide the others behind it.
+      var open = members.filter(function (c) { return !c.classList.contains("mine"); });
+      var pool = open.length ? open : members;
       var lead = members.filter(function (c) { return c.dataset.id === selectedId; })[0] ||
-        members.filter(function (c) { return c.dataset.id === groupLead[key]; })[0] || members[0];
+        pool.filter(function (c) { return c.dataset.id === groupLead[key]; })[0] || pool[0];
       groupLead[key] = lead.dataset.id;
       members.forEach(function (card) {
         card.classList.toggle("grouped", card !== lead);
@@ -472,7 +476,12 @@
           // The card the analyst was on is not in the list the server sends now: it left
           // while this page was not listening (decided, withdrawn, expired) or, in a long or
           // filtered queue, no longer stands among the cards shown. Said in its place.
-          leaveInPlace(current, "The card you were on is no longer in this list: it was decided, withdrawn or expired while the connection was down, or moved out of the cards shown. Its page says which", true);
+          if (current.classList.contains("filtered-out")) {
+            // The analyst's own filter hid it: nothing happened to the proposal.
+            leaveInPlace(current, "The card you were on does not match your filter; change or clear the filter to see it again", true);
+          } else {
+            leaveInPlace(current, "The card you were on is no longer in this list: it was decided, withdrawn or expired while the connection was down, or moved out of the cards shown. Its page says which", true);
+          }
         }
         var notice = old.querySelector("#queue-cards > .card-left");
         if (notice) {
@@ -620,7 +629,9 @@
   function isTextField(el) {
     if (!el || el.nodeType !== 1) return false;
     var tag = el.tagName.toLowerCase();
-    return tag === "input" || tag === "textarea" || tag === "select" || el.isContentEditable;
+    // A checkbox (a card's pick for several at once) takes no typing: keys still work there.
+    if (tag === "input") return ["checkbox", "radio", "button", "submit"].indexOf(el.type) < 0;
+    return tag === "textarea" || tag === "select" || el.isContentEditable;
   }
 
   function pageTop(el) { return Math.round(el.getBoundingClientRect().top + window.scrollY); }
@@ -691,7 +702,7 @@
       if (details) window.location = details.href;
       return;
     }
-    if (key === "u") { undoLatest(); event.preventDefault(); return; }
+    if (key === "u") { event.preventDefault(); if (!event.repeat) undoLatest(); return; }
     if (key !== "a" && key !== "r") return;
     event.preventDefault();
     if (body.dataset.canDecide !== "true" || event.repeat) return; // a held key decides nothing
@@ -712,8 +723,57 @@
     // r sends the rejection with the reason in the box; without one the server refuses and
     // the cursor goes to the box (see htmx:afterRequest).
     var button = target.querySelector(key === "a" ? "button.approve" : "button.reject");
-    if (button) button.click();
+    if (button && !button.disabled) { button.click(); return; }
+    // Say why nothing happens: the disabled button's title gives the reason when it has one.
+    var verb = key === "a" ? "approved" : "rejected";
+    showFlash("Not " + verb + ": " + ((button && button.title) ||
+      "this card cannot be " + verb + " by you here; its page says why") + ".", "info");
   });
+
+  // --- a card that moved under the pointer ----------------------------------------------------
+  // The same rule for the mouse: a card that took its place on the page less than STEADY_MS
+  // ago (the card above it decided and gone, a new one arrived above it, or it arrived where
+  // other cards were) does not take a click on Approve or Reject. Otherwise the second click of
+  // a double-click lands on the card that moved up into the first one's place, and approves
+  // what the analyst never read. Each card's place is noted whenever the list changes.
+  var placedAt = typeof WeakMap === "function" ? new WeakMap() : null; // card -> {top, since}
+  var placesNoted = false;
+  function notePlaces() {
+    if (!placedAt) return;
+    var now = Date.now();
+    var list = cards();
+    var known = list.some(function (card) { return placedAt.has(card); });
+    list.forEach(function (card) {
+      var top = pageTop(card);
+      var seen = placedAt.get(card);
+      if (seen && seen.top === top) return;
+      // The cards of the first render, and one arriving in an empty queue, displace nothing.
+      var displaced = placesNoted && (seen || known);
+      placedAt.set(card, { top: top, since: displaced ? now : 0 });
+    });
+    placesNoted = true;
+  }
+  // Anything on the page may move the cards (a card leaving or arriving, a group folding, a
+  // message appearing above them): every change is a moment to note where they are.
+  if (document.getElementById("queue-cards") && "MutationObserver" in window) {
+    new MutationObserver(notePlaces).observe(body, {
+      childList: true, subtree: true, attributes: true,
+      attributeFilter: ["class", "hidden", "style", "open"],
+    });
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button.approve, button.reject");
+    var card = button && button.closest("#queue-cards > .card");
+    if (!card || !placedAt) return;
+    notePlaces();
+    var seen = placedAt.get(card);
+    if (!seen || Date.now() - seen.since >= STEADY_MS) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    showFlash((button.classList.contains("approve") ? "Not approved" : "Not rejected") +
+      ": the cards moved under the pointer just now; check the card, then click again.", "info");
+  }, true);
+  window.addEventListener("resize", notePlaces);
 
   // Tabbing into a card selects it, so that the card a key acts on is the one the focus is in.
   document.addEventListener("focusin", function (event) {
@@ -1012,10 +1072,30 @@
     if (live) undoTimer = setTimeout(tickUndo, 200);
   }
 
+  // One press of u undoes one approval: a second press within UNDO_AGAIN_MS of the first (a
+  // double tap, a bounce) is taken as the same press, so that it cannot undo the approval
+  // before it unseen; a deliberate one after that undoes the next, and each says which.
+  var UNDO_AGAIN_MS = 1000;
+  var lastUndo = { at: 0, what: "" };
   function undoLatest() {
     var button = document.querySelector("#undo-tray .undo-toast:not(.closed) button.undo");
-    if (button) button.click();
-    else showFlash("Nothing to undo: no approval of yours is in its undo window.", "info");
+    var now = Date.now();
+    if (button && now - lastUndo.at < UNDO_AGAIN_MS) {
+      showFlash("One undo per press: the undo of " + lastUndo.what + " was just sent. To undo " +
+        undoWhat(button) + " too, press u again.", "info");
+      return;
+    }
+    if (!button) {
+      showFlash("Nothing to undo: no approval of yours is in its undo window.", "info");
+      return;
+    }
+    lastUndo = { at: now, what: undoWhat(button) };
+    button.click();
+  }
+  function undoWhat(button) {
+    var what = button.closest(".undo-toast").querySelector(".undo-what");
+    var text = what ? what.textContent.replace(/: runs in.*$/, "").replace(/^Approved\s+/, "") : "";
+    return text ? "the approval of “" + text.trim() + "”" : "the approval before";
   }
 
   // --- live status ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ which the live updates do not carry: the page re-reads its list from the server.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -35,6 +36,7 @@ def small_page_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[st
 
 
 _propose = partial(propose, expect="pending")
+re_selected = re.compile(r"\bselected\b")
 
 
 def test_a_matching_card_below_the_whole_queues_page_reaches_a_filtered_view(
@@ -73,3 +75,25 @@ def test_a_matching_card_below_the_whole_queues_page_reaches_a_filtered_view(
     # Still the global page's text nowhere, though more are pending than that page holds.
     expect(page.locator("#queue-more")).to_have_count(0)
     assert page.evaluate("window.__sameDocument") is True  # no reload
+
+
+def test_a_card_the_analysts_own_filter_hides_is_not_reported_as_decided(
+    console: Callable[..., Any],
+    analyst: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    # Reported: typing a target filter that the selected card does not match showed "no longer
+    # in this list: it was decided, withdrawn or expired while the connection was down".
+    kept = factories.proposal(agent_with_key, target="ws-0401.corp.example")
+    factories.proposal(agent_with_key, target="ws-0402.corp.example")
+    page = console(analyst)
+    page.locator(f"#card-{kept.id} .effect").click()
+    expect(page.locator(f"#card-{kept.id}")).to_have_class(re_selected)
+
+    page.locator("#queue-filter input[name=target]").fill("ws-0402")
+
+    notice = page.locator("#queue-cards > .card-left")
+    expect(notice).to_contain_text("does not match your filter", timeout=5000)
+    expect(page.locator("#flash")).not_to_contain_text("connection was down")
+    kept.refresh_from_db()
+    assert kept.status == "pending"

@@ -237,14 +237,18 @@ def test_undo_within_the_window_stops_the_action_and_after_it_the_action_runs(
     expect(toast).to_have_count(0)
     expect(alice.locator(f"#card-{undone}")).to_be_visible(timeout=LIVE)  # back in the queue
 
-    # The same with the keyboard: approve by click, u undoes the latest approval.
+    # The same with the keyboard: approve by click, u undoes the latest approval. (The undone
+    # card came back above this one and moved it: a click within STEADY_MS is refused.)
+    time.sleep(0.4)
     alice.locator(f"#card-{by_key} button.approve").click()
     expect(alice.locator(f"#undo-{by_key}")).to_be_visible()
     alice.keyboard.press("u")
     expect(alice.locator("#flash")).to_contain_text("Approval undone: Disable user mnash")
     expect(alice.locator(f"#card-{by_key}")).to_be_visible(timeout=LIVE)
 
-    # Not undone: nothing runs before the window ends, and then it runs.
+    # Not undone: nothing runs before the window ends, and then it runs. (The card undone by
+    # key came back above this one.)
+    time.sleep(0.4)
     alice.locator(f"#card-{runs} button.approve").click()
     expect(alice.locator(f"#undo-{runs}")).to_be_visible()
     approved_at = Proposal.objects.get(pk=runs).decided_at
@@ -286,3 +290,98 @@ def _wait_for(check: Callable[[], Any], timeout: float) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"nothing after {timeout} s")
         time.sleep(0.1)
+
+
+def test_the_second_click_of_a_double_click_does_not_approve_the_card_that_moved_up(
+    console: Callable[..., Any],
+    live_server_url: str,
+    analyst: User,
+    identity_bot: factories.AgentWithKey,
+) -> None:
+    # Reported: Approve double-clicked; the first click decides the card, the one below moves
+    # up into its place, and the second click landed on that card's Approve button.
+    first = _propose(live_server_url, identity_bot, "pking@corp.example")
+    below = _propose(live_server_url, identity_bot, "qlane@corp.example")
+    alice = console(analyst)
+    button = alice.locator(f"#card-{first} button.approve")
+    expect(button).to_be_visible()
+    time.sleep(0.5)  # the page has settled: the analyst reads the first card
+    box = button.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    alice.mouse.click(x, y)
+    expect(alice.locator(f"#card-{first}")).to_have_count(0, timeout=LIVE)
+    # The card below is where the first one was: the second click lands on its Approve.
+    moved = alice.locator(f"#card-{below} button.approve").bounding_box()
+    assert moved is not None and abs(moved["y"] - box["y"]) < 2, (moved, box)
+    alice.mouse.click(x, y)
+    expect(alice.locator("#flash")).to_contain_text(
+        "Not approved: the cards moved under the pointer just now"
+    )
+    time.sleep(SETTLE)
+    assert Proposal.objects.get(pk=first).status == "approved"
+    assert Proposal.objects.get(pk=below).status == "pending"
+    assert Decision.objects.filter(analyst=analyst).count() == 1
+
+    # Once it has been still for a moment, a click on it is a click the analyst meant.
+    alice.mouse.click(x, y)
+    expect(alice.locator(f"#card-{below}")).to_have_count(0, timeout=LIVE)
+    assert Proposal.objects.get(pk=below).status == "approved"
+
+
+def test_a_double_tap_of_u_undoes_one_approval_and_names_the_next(
+    console: Callable[..., Any],
+    undo_server_url: str,
+    analyst: User,
+    identity_bot: factories.AgentWithKey,
+) -> None:
+    kept = _propose(undo_server_url, identity_bot, "rmoss@corp.example")
+    undone = _propose(undo_server_url, identity_bot, "sholt@corp.example")
+    alice = console(analyst, server=undo_server_url)
+    time.sleep(0.5)
+    alice.locator(f"#card-{kept} button.approve").click()
+    expect(alice.locator(f"#undo-{kept}")).to_be_visible()
+    time.sleep(0.4)  # the next card has moved up and stood still
+    alice.locator(f"#card-{undone} button.approve").click()
+    expect(alice.locator(f"#undo-{undone}")).to_be_visible()
+
+    alice.keyboard.press("u")
+    time.sleep(0.15)
+    alice.keyboard.press("u")  # the same press to a tired hand: not a second undo
+    expect(alice.locator("#flash")).to_contain_text(
+        "One undo per press: the undo of the approval of “Disable user sholt@corp.example” was "
+        "just sent. To undo the approval of “Disable user rmoss@corp.example” too, press u again."
+    )
+    expect(alice.locator(f"#card-{undone}")).to_be_visible(timeout=LIVE)
+    assert Proposal.objects.get(pk=undone).status == "pending"
+    assert Proposal.objects.get(pk=kept).status == "approved"
+    expect(alice.locator(f"#undo-{kept}")).to_be_visible()
+
+
+def test_a_key_that_cannot_act_says_why_and_a_focused_checkbox_keeps_the_keys(
+    console: Callable[..., Any],
+    live_server_url: str,
+    analyst: User,
+    senior: User,
+    identity_bot: factories.AgentWithKey,
+) -> None:
+    from approvals import services
+
+    first = _propose(live_server_url, identity_bot, "tnash@corp.example")
+    second = _propose(live_server_url, identity_bot, "uoak@corp.example")
+    services.agent_suspend(agent=identity_bot.agent, by=senior, reason="checking its model")
+    alice = console(analyst)
+    expect(alice.locator(f"#card-{first}")).to_have_class(re.compile(r"\bselected\b"))
+    time.sleep(0.5)
+
+    # Reported: a on a suspended agent's card did nothing and said nothing.
+    alice.keyboard.press("a")
+    expect(alice.locator("#flash")).to_contain_text(
+        "Not approved: identity-bot is suspended: its proposals cannot be approved."
+    )
+    # Reported: with a card's checkbox focused, j, k and a did nothing (a box is not typing).
+    alice.locator(f"#card-{first} input.pick").focus()
+    alice.keyboard.press("j")
+    expect(alice.locator(f"#card-{second}")).to_have_class(re.compile(r"\bselected\b"))
+    time.sleep(SETTLE)
+    assert not Decision.objects.exists()

@@ -131,3 +131,36 @@ def test_the_audit_log_and_the_reports_fit_a_390_px_screen(
     page.goto(f"{live_server_url}/reports/")
     _no_sideways_scroll(page)
     page.screenshot(path=str(ARTIFACTS / "narrow-390-reports.png"), full_page=True)
+
+
+def test_a_reason_that_is_one_long_word_wraps_instead_of_widening_the_page(
+    console: Callable[..., Any],
+    live_server_url: str,
+    analyst: User,
+    senior: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    # Reported: a 2,000-character reason without a space made the proposal page 20,000 px
+    # wide, with its time and date columns off-screen.
+    from agents.models import Criticality
+    from approvals import services
+
+    word = "A" * 1990
+    rejected = factories.proposal(agent_with_key, target="ws-0301.corp.example")
+    services.proposal_reject(proposal_id=rejected.id, analyst=senior, reason=word)
+    factories.asset("dc01.corp.example", criticality=Criticality.CRITICAL)
+    waiting = factories.proposal(agent_with_key, target="dc01.corp.example")
+    services.proposal_approve(proposal_id=waiting.id, analyst=senior, reason=word)
+
+    page = console(analyst)
+    for path in ("/", f"/proposals/{rejected.id}/", f"/proposals/{waiting.id}/"):
+        page.goto(live_server_url + path)
+        page.wait_for_selector("main")
+        assert word in page.content(), path
+        # Where the text ends: inside the window, whatever box (if any) clips the page.
+        right = page.evaluate(
+            "Math.max(...Array.from(document.querySelectorAll('main td, main p, main li'))"
+            ".map(el => el.getBoundingClientRect().right))"
+        )
+        width = page.evaluate("document.documentElement.clientWidth")
+        assert right <= width, (path, right, width)

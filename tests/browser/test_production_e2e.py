@@ -116,6 +116,7 @@ def test_every_page_passes_the_content_security_policy_in_chromium(
     # htmx at work under the policy: a live card arrives, a decision swaps in its answer.
     arrived = _propose(live_server_url, agent_with_key, "ws-0150.corp.example")
     page.wait_for_selector(f"#card-{arrived}")
+    page.wait_for_timeout(400)  # it arrived above another card: still a moment before a click
     page.locator(f"#card-{arrived} button.approve").click()
     page.wait_for_selector(f"#card-{arrived}", state="detached")
     violations.extend(f"/ (after htmx): {v}" for v in page.evaluate("window.__violations"))

@@ -207,3 +207,33 @@ def test_a_filtered_console_shows_live_only_the_cards_inside_its_filter(
 
 
 _propose = partial(propose, confidence=0.74)
+
+
+def test_a_group_is_led_by_a_card_the_analyst_can_still_act_on(
+    console: Callable[[User], Any],
+    analyst: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    # Reported: after a first approval of one card of a duplicate group, that card (now
+    # waiting for a senior) led the group and hid a copy nobody had approved yet.
+    factories.asset("dc01.corp.example", criticality=Criticality.CRITICAL)
+    twins = [
+        factories.proposal(agent_with_key, target="dc01.corp.example", confidence=c)
+        for c in (0.81, 0.79)
+    ]
+    page = console(analyst)
+    lead = page.locator("#queue-cards > .card.group-lead")
+    expect(lead).to_have_count(1)
+    approved = lead.get_attribute("data-id")
+    other = next(str(p.id) for p in twins if str(p.id) != approved)
+    time.sleep(0.4)
+    page.locator(f"#card-{approved} button.approve").click()
+    expect(page.locator("#flash")).to_contain_text("it now needs a senior analyst")
+
+    # The copy alice has not approved now stands for the group, with its buttons.
+    expect(page.locator(f"#card-{other}")).to_be_visible(timeout=LIVE)
+    expect(page.locator(f"#card-{other}")).not_to_have_class(re.compile(r"\bgrouped\b"))
+    expect(page.locator(f"#card-{other} button.approve")).to_be_visible()
+    expect(page.locator(f"#card-{approved}")).to_have_class(re.compile(r"\bgrouped\b"))
+    assert Proposal.objects.get(pk=approved).approvals == 1
+    assert Proposal.objects.get(pk=other).approvals == 0

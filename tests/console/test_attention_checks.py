@@ -439,3 +439,25 @@ def test_the_checks_agent_cannot_be_suspended_or_cleared(
     assert (suspend.status_code, clear.status_code) == (404, 404)
     assert not Agent.objects.get(slug=CHECKS_AGENT).suspended
     assert AttentionCheck.objects.get(proposal=check).outcome == CheckOutcome.OPEN
+
+
+def test_the_checks_agent_has_no_page_and_no_shadow_policy(
+    agent_with_key: factories.AgentWithKey, manager: User, signed_in: Callable[[User], Client]
+) -> None:
+    # A manager guessing its slug: its readiness page had no policy to read (a 500), and its
+    # shadow page would have let a policy be started for the agent that owns every check.
+    _check(agent_with_key)
+    client = signed_in(manager)
+
+    pages = [client.get(f"/agents/{CHECKS_AGENT}/"), client.get(f"/agents/{CHECKS_AGENT}/shadow/")]
+    start = client.post(
+        f"/agents/{CHECKS_AGENT}/shadow/start/",
+        {"level_block_ip": "3", "auto_threshold": "0.5", "review_threshold": "0.1"},
+    )
+
+    assert [page.status_code for page in pages] == [404, 404]
+    assert start.status_code == 404
+    assert not Agent.objects.get(slug=CHECKS_AGENT).policies.exists()
+    # The agent the check imitates keeps both pages.
+    assert client.get(f"/agents/{agent_with_key.agent.slug}/").status_code == 200
+    assert client.get(f"/agents/{agent_with_key.agent.slug}/shadow/").status_code == 200

@@ -139,3 +139,40 @@ def test_only_deciders_may_decide_in_bulk(
     with pytest.raises(NotPermitted):
         proposals_decide_bulk(proposal_ids=[str(plain[0].id)], analyst=manager, verdict="approve")
     assert not Decision.objects.exists()
+
+
+def test_approvals_in_their_undo_window_get_their_toasts_after_a_bulk_decision_and_a_reload(
+    signed_in: Callable[[User], Client],
+    analyst: User,
+    analyst2: User,
+    agent_with_key: factories.AgentWithKey,
+    settings,
+) -> None:
+    # Reported: a bulk approval had no undo, and u said there was nothing to undo.
+    settings.APPROVAL_UNDO_SECONDS = 30
+    plain, critical = _three_and_a_critical(agent_with_key)
+    alice = signed_in(analyst)
+    html, _ = _post(alice, [str(p.id) for p in [*plain, critical]], "approve")
+
+    for proposal in plain:
+        assert f'id="undo-{proposal.id}" class="undo-toast"' in html
+    # A first approval of two runs nothing: there is nothing to undo yet.
+    assert f'id="undo-{critical.id}"' not in html
+
+    # A page opened afterwards (a reload, another tab) offers the same undos, and only hers.
+    page = alice.get("/").content.decode()
+    tray = page.split('id="undo-tray"', 1)[1].split("</div>\n  <main", 1)[0]
+    assert sorted(tray.count(f'id="undo-{p.id}"') for p in plain) == [1, 1, 1]
+    assert (
+        "undo-toast"
+        not in signed_in(analyst2)
+        .get("/")
+        .content.decode()
+        .split('id="undo-tray"', 1)[1]
+        .split("<main", 1)[0]
+    )
+
+    # Undone from that page, the toast goes with the approval.
+    undone = alice.post(f"/proposals/{plain[0].id}/undo/", HTTP_HX_REQUEST="true")
+    assert "Approval undone" in undone.content.decode()
+    assert f'id="undo-{plain[0].id}"' not in alice.get("/").content.decode()

@@ -368,3 +368,14 @@ def test_without_an_undo_window_an_approval_offers_no_undo(
     message = _decide(signed_in(analyst), pending, "approve")
     assert "It is queued to run." in message
     assert "undo-toast" not in message
+
+
+@pytest.mark.django_db
+def test_a_reason_too_short_is_refused_saying_the_minimum(
+    signed_in: Callable[[User], Client], analyst: User, pending: Proposal
+) -> None:
+    # Reported: "fp" got "A rejection needs a reason.", which never said how long one must be.
+    message = _decide(signed_in(analyst), pending, "reject", reason="fp")
+    assert "A rejection needs a reason of at least 3 characters; “fp” is too short." in message
+    pending.refresh_from_db()
+    assert pending.status == "pending" and not Decision.objects.exists()

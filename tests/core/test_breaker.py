@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.contrib.messages import get_messages
 from django.core import mail
 from django.core.management import call_command
 from django.test import Client
@@ -263,6 +264,34 @@ def test_a_senior_analyst_may_suspend_an_agent_from_the_console(senior: User) ->
     browser.post("/agents/odd-bot/suspend/", {"suspend": "1", "reason": "odd behaviour"})
     assert Agent.objects.get(pk=bot.agent.pk).suspended
     assert AuditEvent.objects.get(event_type="agent.suspended").actor == senior.username
+
+
+def test_resuming_an_agent_still_at_its_limit_warns_that_it_will_trip_again(
+    manager: User,
+) -> None:
+    # Reported: Resume said "resumed." and the next proposal suspended the agent again, mailing
+    # the managers each time.
+    bot = factories.agent("storm-bot", grants={"isolate_host": 2}, max_pending=3)
+    client = _client(bot)
+    for n in range(4):
+        _post(client, f"ws-{n:04d}.corp.example")
+    browser = Client()
+    browser.force_login(manager)
+
+    browser.post("/agents/storm-bot/suspend/", {"suspend": "0"})
+    text = [m.message for m in get_messages(browser.get("/agents/").wsgi_request)]
+    assert text == [
+        "storm-bot resumed, but it still has 3 pending proposals, at its limit of 3: its next "
+        "proposal suspends it again. Clear its pending proposals (or raise its limit) first."
+    ]
+    assert not Agent.objects.get(slug="storm-bot").suspended
+
+    # Below its limit, resuming says only that.
+    services.agent_suspend(agent=bot.agent, by=manager, reason="checking")
+    services.agent_pending_clear(agent=bot.agent, by=manager, reason="stale")
+    browser.post("/agents/storm-bot/suspend/", {"suspend": "0"})
+    text = [m.message for m in get_messages(browser.get("/agents/").wsgi_request)]
+    assert text == ["storm-bot resumed."]
 
 
 # --- blast-radius budgets -------------------------------------------------------------------
