@@ -219,19 +219,34 @@ class _Rebinding:
         return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, 0))]
 
 
+@pytest.fixture
+def outside_only(settings: Any) -> None:
+    """Callbacks checked as in production (no private networks), and quick to give up."""
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+    settings.CALLBACK_TIMEOUT_SECONDS = 1
+
+
+def _resolving(
+    monkeypatch: pytest.MonkeyPatch, agent: Agent, receiver: Receiver, name: str, *answers: str
+) -> _Rebinding:
+    """The agent's callback URL names `name` on the receiver's port; the resolver answers."""
+    port = receiver.url.split(":")[-1].split("/")[0]
+    resolver = _Rebinding(name, *answers)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    _listen(agent, f"http://{name}:{port}/hook")
+    return resolver
+
+
+@pytest.mark.usefixtures("outside_only")
 def test_a_name_that_answers_inward_after_the_check_reaches_nothing_inside(
     responder: factories.AgentWithKey,
     analyst: User,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
-    settings: Any,
 ) -> None:
-    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
-    settings.CALLBACK_TIMEOUT_SECONDS = 1
-    port = receiver.url.split(":")[-1].split("/")[0]
-    resolver = _Rebinding("hooks.rebind.example", first="93.184.216.34", then="127.0.0.1")
-    monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    _listen(responder.agent, f"http://hooks.rebind.example:{port}/inside")
+    resolver = _resolving(
+        monkeypatch, responder.agent, receiver, "hooks.rebind.example", "93.184.216.34", "127.0.0.1"
+    )
     execution = approved(responder, analyst, action="block_ip", target="203.0.113.61")
 
     # The check passes (a public address); the POST goes to that address, which answers
@@ -243,17 +258,15 @@ def test_a_name_that_answers_inward_after_the_check_reaches_nothing_inside(
     assert receiver.received == []
 
 
+@pytest.mark.usefixtures("outside_only")
 def test_a_callback_goes_to_the_address_checked_with_its_name_as_the_host(
     responder: factories.AgentWithKey,
     analyst: User,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
-    settings: Any,
 ) -> None:
     from agents import callback_address
 
-    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
-    settings.CALLBACK_TIMEOUT_SECONDS = 1
     # The receiver stands on loopback: for this test the check takes 127.0.0.1 as outside, and
     # refuses the address the name answers next, which a second lookup would connect to.
     monkeypatch.setattr(
@@ -261,10 +274,10 @@ def test_a_callback_goes_to_the_address_checked_with_its_name_as_the_host(
         "_special",
         lambda host, address: None if str(address) == "127.0.0.1" else f"{host} is inward",
     )
+    resolver = _resolving(
+        monkeypatch, responder.agent, receiver, "hooks.agent.example", "127.0.0.1", "10.255.255.1"
+    )
     port = receiver.url.split(":")[-1].split("/")[0]
-    resolver = _Rebinding("hooks.agent.example", first="127.0.0.1", then="10.255.255.1")
-    monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    _listen(responder.agent, f"http://hooks.agent.example:{port}/hook")
     execution = approved(responder, analyst, action="block_ip", target="203.0.113.62")
 
     status = callbacks.deliver(proposal_id=str(execution.proposal_id), event="decided")
