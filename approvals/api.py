@@ -62,7 +62,16 @@ class IsAnalyst(BasePermission):
     )
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return not isinstance(request.user, AgentPrincipal) and roles.can_decide(request.user)
+        if isinstance(request.user, AgentPrincipal):
+            return False
+        if roles.can_decide(request.user):
+            return True
+        # A manager, say: the refusal speaks of their account, not of an API key.
+        self.message = (
+            "Only analysts, senior analysts and admins decide proposals and roll back "
+            "actions; this account has none of those roles."
+        )
+        return False
 
 
 def _analyst_call(

@@ -278,6 +278,15 @@ def test_rollback_by_api_is_for_analysts_not_agents(agent_with_key, analyst) -> 
     assert refused.status_code == 403
     assert "an agent's API key cannot" in refused.json()["detail"]
 
+    # A manager's token is refused in words about the account, not about an API key.
+    boss = APIClient()
+    token = Token.objects.create(user=factories.user("mo", factories.MANAGER))
+    boss.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    refused = boss.post(path, {"reason": "the manager changed their mind"}, format="json")
+    assert refused.status_code == 403
+    assert "this account has none of those roles" in refused.json()["detail"]
+    assert "API key" not in refused.json()["detail"]
+
     bot = APIClient()
     bot.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=analyst).key}")
     response = bot.post(path, {"reason": "false positive, confirmed in chat"}, format="json")
