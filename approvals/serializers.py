@@ -175,7 +175,10 @@ class ProposalOutSerializer(serializers.Serializer):
     asset = MatchedAssetSerializer(
         allow_null=True,
         help_text="The inventoried asset the target matched (the most critical when several "
-        "did); null when none did, and the criticality is then UNKNOWN_ASSET_CRITICALITY.",
+        "did), with the criticality the target was judged at; null when none did, and the "
+        "criticality is then UNKNOWN_ASSET_CRITICALITY. A target that may be more than the "
+        "asset (a wider network, a longer host name) is judged at least at "
+        "UNKNOWN_ASSET_CRITICALITY, and its asset's criticality here says so.",
     )
     routing = RoutingSerializer(help_text="How the guardrails judged the proposal on arrival.")
     params = serializers.DictField()

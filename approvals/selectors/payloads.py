@@ -73,7 +73,8 @@ def routing_payload(proposal: Proposal) -> dict[str, Any]:
 
 def asset_payload(proposal: Proposal) -> dict[str, Any] | None:
     """The inventoried asset the target matched (the most critical, when several did), with
-    the criticality it had when the proposal was judged."""
+    the criticality the target was judged at: the asset's then, or higher for a target that
+    may be more than the asset (agents.selectors.InventoryMatch.beyond)."""
     if proposal.asset_id is None:
         return None
     return {"identifier": proposal.asset.identifier, "criticality": proposal.criticality}
