@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -81,9 +82,18 @@ def callback_destination(url: str, *, resolve: bool) -> Destination:
 
 
 def _special(host: str, address: targets.IPAddress | None) -> str | None:
-    if address is None or not address.is_global or address.is_multicast:
+    if address is None or not address.is_global or address.is_multicast or _inward_v6(address):
         return f"{host} is a private, loopback, multicast or reserved address ({address or host})"
     return None
+
+
+# IPv6 ranges Python 3.11's is_global calls global: deprecated site-local (fec0::/10, routed
+# inside a site like a private network) and the documentation prefix 3fff::/20 (RFC 9637).
+_NOT_GLOBAL_V6 = (ipaddress.IPv6Network("fec0::/10"), ipaddress.IPv6Network("3fff::/20"))
+
+
+def _inward_v6(address: targets.IPAddress) -> bool:
+    return address.version == 6 and any(address in network for network in _NOT_GLOBAL_V6)
 
 
 def _unparsed(url: str, exc: Exception) -> str:

@@ -129,9 +129,14 @@ def skeleton(text: str) -> str:
     return unicodedata.normalize("NFC", bare).casefold().translate(_SKELETON)
 
 
+_NAME_CHARACTERS = re.compile(r"[a-z0-9._+@\\-]*")
+
+
 def readable(key: str) -> bool:
-    """Whether a skeleton is all ASCII. One that is not holds a letter this module cannot read
-    as an ASCII one (a look-alike from a script the table leaves out, Coptic `ⲥ`, Cherokee
-    `Ꭰ`): it may imitate any inventoried name, so the inventory match rates it as the most
-    critical step unless an asset has exactly that name."""
-    return key.isascii()
+    """Whether a skeleton holds only what names are written with (letters, digits, dots,
+    hyphens; `_`, `+`, `@` and `\\` in principals). One that does not holds a letter this module
+    cannot read as an ASCII one (a look-alike from a script the table leaves out, Coptic `ⲥ`,
+    Cherokee `Ꭰ`) or a sign a name never has (a fullwidth `％` folded to `%`): it may imitate
+    any inventoried name, so the inventory match rates it as the most critical step unless an
+    asset has exactly that name."""
+    return _NAME_CHARACTERS.fullmatch(key) is not None

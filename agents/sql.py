@@ -146,10 +146,10 @@ def _inventory_condition(identity: Identity) -> tuple[str, list[object]]:
     if identity.namespace is Namespace.HOST:
         prefixes = identity.host_prefixes()
         marks = ", ".join(["%s"] * len(prefixes))
-        return f"m.key IN ({marks}) OR (m.label = %s AND m.key LIKE %s)", [
+        return f"m.key IN ({marks}) OR (m.label = %s AND m.key LIKE %s ESCAPE '!')", [
             *prefixes,
             identity.label,
-            identity.key + ".%",
+            _starting(identity.key),
         ]
     if identity.short:
         return "m.label = %s", [identity.label]
@@ -162,18 +162,28 @@ def _exact_condition(identity: Identity) -> tuple[str, list[object]]:
     - An address is any inventoried name it matched: itself, or the network it lies in.
     - A network is an inventoried network only if that one holds all of it: a /1 around one
       inventoried workstation is two billion addresses the inventory says nothing about.
-    - A host name is the inventoried name it equals, or one it is a shorter spelling of
-      (`dc01` for `dc01.corp.example`, failing closed as the match does); an inventoried name
-      that is only the start of it (`ws-0142.corp.example` for
-      `ws-0142.corp.example.attacker.net`) may be another host.
+    - A host name is the inventoried name it equals; a single label (`dc01`) is also any
+      inventoried name it starts, as the search domain completes it. A partly qualified name
+      (`shop.example.co` for `shop.example.co.uk`), or an inventoried name that is only the
+      start of it (`ws-0142.corp.example` for `ws-0142.corp.example.attacker.net`), may be
+      another host.
     - A user is any inventoried principal it matched.
     """
     if identity.namespace is Namespace.IP and identity.address is None:
         low, high = identity.ranges[0]
         return "m.first <= %s AND m.last >= %s", [low, high]
+    if identity.namespace is Namespace.HOST and identity.short:
+        # One label, completed by the search domain: any inventoried name with it.
+        return "m.key = %s OR m.key LIKE %s ESCAPE '!'", [identity.key, _starting(identity.key)]
     if identity.namespace is Namespace.HOST:
-        return "m.key = %s OR m.key LIKE %s", [identity.key, identity.key + ".%"]
+        return "m.key = %s", [identity.key]
     return "1 = 1", []
+
+
+def _starting(key: str) -> str:
+    """A LIKE pattern for the names that start with `key` and a dot: `key`'s own `%` and `_`
+    (a skeleton may hold them) stand for themselves."""
+    return key.replace("!", "!!").replace("%", "!%").replace("_", "!_") + ".%"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import hypothesis
 import pytest
 import redis
 from django.conf import settings
@@ -10,6 +11,12 @@ from rest_framework.test import APIClient
 from agents.selectors import forget_policies
 from approvals import live
 from tests import factories
+
+# Hypothesis's per-example deadline measures the machine, not the code: the SQLite run shares
+# the cores with the PostgreSQL run at the lowest priority, and one example of a pure parser
+# test once took 284 ms there. Slow code shows in the benchmarks, which print what they measure.
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
 
 
 @pytest.fixture(autouse=True)

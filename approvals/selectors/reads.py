@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from agents import catalogue, demotion
@@ -17,7 +17,14 @@ from agents.models import EmergencyStop
 from audit.models import AuditEvent
 
 from .. import sql
-from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus, listed_agents
+from ..models import (
+    Decision,
+    Execution,
+    ExecutionStatus,
+    Proposal,
+    ProposalStatus,
+    listed_agents,
+)
 from .cards import QUEUE_ORDER
 from .payloads import execution_of, proposals_with_details
 
@@ -121,23 +128,24 @@ def open_undos(analyst: Any) -> list[Proposal]:
     """The approvals this analyst may still undo (see services.approval_undo): their own last
     approval, whose execution has not started and whose window is open. A page opened after
     the approval (a reload, another tab, a decision on several cards) shows their toasts."""
-    candidates = (
+    last_decider = (
+        Decision.objects.filter(proposal=OuterRef("pk"))
+        .order_by("-created_at", "-pk")
+        .values("analyst_id")[:1]
+    )
+    return list(
         Proposal.objects.select_related("execution")
         .filter(
             status=ProposalStatus.APPROVED,
             execution__status__in=(ExecutionStatus.QUEUED, ExecutionStatus.HELD),
             execution__attempts=0,
             execution__not_before__gt=timezone.now(),
-            decisions__analyst=analyst,
         )
-        .distinct()
+        .annotate(last_decider=Subquery(last_decider))
+        .filter(last_decider=analyst.pk)
+        # The newest first, as the tray holds them (u undoes the one on top).
+        .order_by("-execution__not_before")
     )
-    found = []
-    for proposal in candidates:
-        last = proposal.decisions.order_by("-created_at", "-pk").first()
-        if last is not None and last.analyst_id == analyst.pk:
-            found.append(proposal)
-    return found
 
 
 def render_stamp() -> int:

@@ -244,7 +244,10 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
     approved = [i.proposal_id for i in summary.done if i.status == ProposalStatus.APPROVED]
     undos = [
         undo
-        for proposal in Proposal.objects.select_related("execution").filter(pk__in=approved)
+        # Oldest first: each goes on top of the tray in turn, so the newest ends up there.
+        for proposal in Proposal.objects.select_related("execution")
+        .filter(pk__in=approved)
+        .order_by("execution__not_before")
         if (undo := _undo(proposal)) is not None
     ]
     response = render(request, "approvals/bulk_summary.html", {"summary": summary, "undos": undos})

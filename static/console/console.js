@@ -706,6 +706,15 @@
     if (key !== "a" && key !== "r") return;
     event.preventDefault();
     if (body.dataset.canDecide !== "true" || event.repeat) return; // a held key decides nothing
+    var box = document.activeElement;
+    var boxCard = box && box.classList && box.classList.contains("pick") ? box.closest(".card") : null;
+    if (boxCard && boxCard.dataset.id !== selectedId) {
+      // The focus is on another card's checkbox: the key would act on a card the analyst is
+      // not on. Nothing is decided; the card with the box is the one to select.
+      showFlash((key === "a" ? "Not approved" : "Not rejected") + ": the box you are on belongs " +
+        "to another card than the selected one. Select that card (a click, or j and k) first.", "info");
+      return;
+    }
     var target = decideTarget();
     if (!target) {
       if (!document.querySelector(".card-left")) showFlash("Select a card first: j, k or a click.", "info");
@@ -736,21 +745,27 @@
   // other cards were) does not take a click on Approve or Reject. Otherwise the second click of
   // a double-click lands on the card that moved up into the first one's place, and approves
   // what the analyst never read. Each card's place is noted whenever the list changes.
-  var placedAt = typeof WeakMap === "function" ? new WeakMap() : null; // card -> {top, since}
+  // By proposal id, not by element: a newer copy of a card in the same place has not moved,
+  // and a queue re-read after a reconnect is the same cards, some of them elsewhere.
+  var placedAt = typeof Map === "function" ? new Map() : null; // proposal id -> {top, since}
   var placesNoted = false;
   function notePlaces() {
     if (!placedAt) return;
     var now = Date.now();
     var list = cards();
-    var known = list.some(function (card) { return placedAt.has(card); });
+    var known = list.some(function (card) { return placedAt.has(card.dataset.id); });
+    var present = {};
     list.forEach(function (card) {
+      var id = card.dataset.id;
+      present[id] = true;
       var top = pageTop(card);
-      var seen = placedAt.get(card);
+      var seen = placedAt.get(id);
       if (seen && seen.top === top) return;
       // The cards of the first render, and one arriving in an empty queue, displace nothing.
       var displaced = placesNoted && (seen || known);
-      placedAt.set(card, { top: top, since: displaced ? now : 0 });
+      placedAt.set(id, { top: top, since: displaced ? now : 0 });
     });
+    placedAt.forEach(function (_, id) { if (!present[id]) placedAt.delete(id); });
     placesNoted = true;
   }
   // Anything on the page may move the cards (a card leaving or arriving, a group folding, a
@@ -762,11 +777,14 @@
     });
   }
   document.addEventListener("click", function (event) {
+    // A click with no pointer (a key's, Enter or Space on a focused button) acts on the button
+    // that has the focus, wherever it went: only a pointer can land on a card that moved.
+    if (event.detail === 0) return;
     var button = event.target.closest && event.target.closest("button.approve, button.reject");
     var card = button && button.closest("#queue-cards > .card");
     if (!card || !placedAt) return;
     notePlaces();
-    var seen = placedAt.get(card);
+    var seen = placedAt.get(card.dataset.id);
     if (!seen || Date.now() - seen.since >= STEADY_MS) return;
     event.preventDefault();
     event.stopImmediatePropagation();
@@ -830,6 +848,7 @@
     var toast = event.detail.elt.closest && event.detail.elt.closest(".undo-toast");
     if (toast) {
       if (event.detail.successful) toast.remove();
+      else toast.classList.remove("sending");
       return;
     }
     var form = event.detail.elt.closest && event.detail.elt.closest("form.decide");
@@ -1078,7 +1097,7 @@
   var UNDO_AGAIN_MS = 1000;
   var lastUndo = { at: 0, what: "" };
   function undoLatest() {
-    var button = document.querySelector("#undo-tray .undo-toast:not(.closed) button.undo");
+    var button = document.querySelector("#undo-tray .undo-toast:not(.closed):not(.sending) button.undo");
     var now = Date.now();
     if (button && now - lastUndo.at < UNDO_AGAIN_MS) {
       showFlash("One undo per press: the undo of " + lastUndo.what + " was just sent. To undo " +
@@ -1090,6 +1109,7 @@
       return;
     }
     lastUndo = { at: now, what: undoWhat(button) };
+    button.closest(".undo-toast").classList.add("sending"); // not offered again while on its way
     button.click();
   }
   function undoWhat(button) {
@@ -1159,6 +1179,7 @@
     noteSteadiness();
     scheduleFlashClear();
     scheduleFilteredRefresh();
+    startUndoToasts(); // the page's own: approvals still in their window when it was rendered
   });
   setInterval(refreshTimes, 20000);
 

@@ -126,6 +126,8 @@ def inward_host(draw: st.DrawFn) -> str:
         "[fe80::1%25eth0]",
         "[fd00::5]",
         "[ff02::1]",
+        "[fec0::1]",  # site-local: Python 3.11 calls it global
+        "[3fff::1]",  # documentation (RFC 9637)
         draw(
             st.sampled_from(["localhost.", "LocalHost", "api.localhost", "localhost.localdomain."])
         ),

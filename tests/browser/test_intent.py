@@ -383,5 +383,12 @@ def test_a_key_that_cannot_act_says_why_and_a_focused_checkbox_keeps_the_keys(
     alice.locator(f"#card-{first} input.pick").focus()
     alice.keyboard.press("j")
     expect(alice.locator(f"#card-{second}")).to_have_class(re.compile(r"\bselected\b"))
+    # A key with another card's checkbox focused would act on a card the analyst is not on.
+    alice.locator(f"#card-{first} input.pick").focus()
+    time.sleep(0.5)
+    alice.keyboard.press("r")
+    expect(alice.locator("#flash")).to_contain_text(
+        "Not rejected: the box you are on belongs to another card than the selected one."
+    )
     time.sleep(SETTLE)
     assert not Decision.objects.exists()

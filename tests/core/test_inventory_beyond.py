@@ -69,10 +69,17 @@ LABEL = st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z0-9]", fullmatch=True)
 @st.composite
 def wider_target(draw: st.DrawFn) -> tuple[str, str]:
     """(action, target): more than an inventoried low asset."""
-    family = draw(st.sampled_from(["longer name", "around the address", "around the network"]))
+    family = draw(
+        st.sampled_from(
+            ["longer name", "partly qualified", "around the address", "around the network"]
+        )
+    )
     if family == "longer name":
         extra = draw(st.lists(LABEL, min_size=1, max_size=3))
         return "isolate_host", ".".join([LOW_HOST, *extra])
+    if family == "partly qualified":
+        # `ws-0142.corp` may be `ws-0142.corp.example`, or `ws-0142.corp` of another domain.
+        return "isolate_host", ".".join(LOW_HOST.split(".")[:2])
     if family == "around the address":
         prefix = draw(st.integers(0, 31))
         network = ipaddress.IPv4Network((LOW_ADDRESS, prefix), strict=False)
@@ -90,8 +97,8 @@ def same_target(draw: st.DrawFn) -> tuple[str, str]:
     """(action, target): an inventoried low asset, or part of one."""
     family = draw(st.sampled_from(["name", "address", "inside the network"]))
     if family == "name":
-        labels = LOW_HOST.split(".")
-        return "isolate_host", ".".join(labels[: draw(st.integers(1, len(labels)))])
+        # The name, or its first label as the search domain completes it.
+        return "isolate_host", draw(st.sampled_from([LOW_HOST, LOW_HOST.split(".")[0]]))
     if family == "address":
         return "block_ip", draw(st.sampled_from([str(LOW_ADDRESS), f"{LOW_ADDRESS}/32"]))
     prefix = draw(st.integers(LOW_NETWORK.prefixlen, 32))
@@ -155,3 +162,15 @@ def test_an_unknown_rating_of_critical_makes_a_wider_target_wait_for_two_humans(
         assert body["required_approvals"] == 2, body
         # The card still names the inventoried asset the target touches.
         assert body["asset"]["identifier"] in (LOW_HOST, str(LOW_ADDRESS)), body
+
+
+@pytest.mark.parametrize("sign", ["％", "＿"])
+def test_a_sign_folded_into_a_name_matches_nothing_as_a_wildcard(agents: Agents, sign: str) -> None:
+    # A fullwidth percent or low line folds to `%` or `_`, which a LIKE pattern would read as
+    # "anything": `ws-0142.xn--wg7c` must not be taken for ws-0142.corp.example.
+    target = f"ws-0142.xn--{sign.encode('punycode').decode('ascii')}"
+    body = factories.post_proposal(agents.anywhere, "isolate_host", target).json()
+    # `%` is in no name: unreadable, so critical; `_` is in principals: another, unknown host.
+    assert body["criticality"] == ("critical" if sign == "％" else "high"), body
+    refused = factories.post_proposal(agents.tiers, "isolate_host", target)
+    assert refused.status_code == 403
