@@ -1060,7 +1060,11 @@
   function startUndoToasts() {
     var tray = document.getElementById("undo-tray");
     document.querySelectorAll("#flash .undo-toast").forEach(function (toast) {
-      if (tray) tray.insertBefore(toast, tray.firstChild); // the newest first, for u
+      if (!tray) return;
+      tray.insertBefore(toast, tray.firstChild); // the newest first, for u
+      // htmx wires a swapped form a moment after the swap; a u pressed in that moment would
+      // post the form as a plain page (a reload that forgets the press). Wired now.
+      htmx.process(toast);
     });
     var now = Date.now();
     document.querySelectorAll(".undo-toast:not([data-deadline])").forEach(function (toast) {
@@ -1096,12 +1100,26 @@
   // before it unseen; a deliberate one after that undoes the next, and each says which.
   var UNDO_AGAIN_MS = 1000;
   var lastUndo = { at: 0, what: "" };
+  var heldNote = null;
+  function keepHeldNote() {
+    var area = document.getElementById("flash");
+    if (!heldNote || !area) return;
+    var p = document.createElement("p");
+    p.className = "flash info";
+    p.textContent = heldNote;
+    area.appendChild(p);
+    heldNote = null;
+    scheduleFlashClear();
+  }
   function undoLatest() {
     var button = document.querySelector("#undo-tray .undo-toast:not(.closed):not(.sending) button.undo");
     var now = Date.now();
     if (button && now - lastUndo.at < UNDO_AGAIN_MS) {
-      showFlash("One undo per press: the undo of " + lastUndo.what + " was just sent. To undo " +
-        undoWhat(button) + " too, press u again.", "info");
+      var note = "One undo per press: the undo of " + lastUndo.what + " was just sent. To undo " +
+        undoWhat(button) + " too, press u again.";
+      showFlash(note, "info");
+      // The first press's answer may land in the flash after this: it keeps this note under it.
+      if (document.querySelector("#undo-tray .undo-toast.sending")) heldNote = note;
       return;
     }
     if (!button) {
@@ -1162,7 +1180,11 @@
   }
   document.addEventListener("htmx:wsAfterMessage", refreshQueue);
   document.addEventListener("htmx:afterSwap", function (event) {
-    if (event.detail.target && event.detail.target.id === "flash") startUndoToasts();
+    if (event.detail.target && event.detail.target.id === "flash") {
+      startUndoToasts();
+      var elt = event.detail.requestConfig && event.detail.requestConfig.elt;
+      if (elt && elt.closest && elt.closest(".undo-toast")) keepHeldNote();
+    }
   });
   document.addEventListener("htmx:afterSettle", function () {
     refreshQueue();

@@ -329,15 +329,40 @@ def test_the_second_click_of_a_double_click_does_not_approve_the_card_that_moved
     assert Proposal.objects.get(pk=below).status == "approved"
 
 
+# Holds each undo request in the page for the given milliseconds, as a slow server would:
+# its answer then reaches the flash after a second press of u has been explained there.
+_SLOW_UNDO = """ms => {
+  const open = XMLHttpRequest.prototype.open, send = XMLHttpRequest.prototype.send;
+  XMLHttpRequest.prototype.open = function (method, url) {
+    this.slowUndo = /\\/undo\\/$/.test(url);
+    return open.apply(this, arguments);
+  };
+  XMLHttpRequest.prototype.send = function (body) {
+    if (!this.slowUndo) return send.call(this, body);
+    setTimeout(() => send.call(this, body), ms);
+  };
+}"""
+
+
+@pytest.mark.parametrize("slow", ["nothing", "undo answer", "settle"])
 def test_a_double_tap_of_u_undoes_one_approval_and_names_the_next(
     console: Callable[..., Any],
     undo_server_url: str,
     analyst: User,
     identity_bot: factories.AgentWithKey,
+    slow: str,
 ) -> None:
+    """A second u within a second is the same press, however the page is slowed: an undo's
+    answer that comes after it keeps its explanation, and a u pressed before htmx has wired
+    the newest toast's form undoes that approval in the page (a plain post of the form would
+    reload the page, which forgets the first press, and the second would undo another)."""
     kept = _propose(undo_server_url, identity_bot, "rmoss@corp.example")
     undone = _propose(undo_server_url, identity_bot, "sholt@corp.example")
     alice = console(analyst, server=undo_server_url)
+    if slow == "undo answer":
+        alice.evaluate(_SLOW_UNDO, 800)
+    elif slow == "settle":
+        alice.evaluate("() => { htmx.config.defaultSettleDelay = 2000; }")
     time.sleep(0.5)
     alice.locator(f"#card-{kept} button.approve").click()
     expect(alice.locator(f"#undo-{kept}")).to_be_visible()
@@ -356,6 +381,12 @@ def test_a_double_tap_of_u_undoes_one_approval_and_names_the_next(
     assert Proposal.objects.get(pk=undone).status == "pending"
     assert Proposal.objects.get(pk=kept).status == "approved"
     expect(alice.locator(f"#undo-{kept}")).to_be_visible()
+    # However late the first press's answer came, the explanation of the second is still there.
+    expect(alice.locator("#flash")).to_contain_text("One undo per press")
+    if slow == "undo answer":
+        expect(alice.locator("#flash")).to_contain_text(
+            "Approval undone: Disable user sholt@corp.example is pending again"
+        )
 
 
 def test_a_key_that_cannot_act_says_why_and_a_focused_checkbox_keeps_the_keys(
