@@ -6,7 +6,7 @@ schedules its side effects (Celery tasks, live updates, callbacks, mail) with on
 Views, the API, Celery tasks and management commands all call these; nothing else assigns a
 status field. One module per family of transitions:
 
-- submission: proposal_submit
+- submission: proposal_submit, and the circuit breaker's limits (breaker_limit)
 - decisions: an analyst's verdict: proposal_approve, proposal_reject, approval_undo,
   proposal_review_confirm
 - closing: the other ways out of pending: proposal_withdraw, proposal_expire,
@@ -71,7 +71,7 @@ from .holds import (
 )
 from .shadow import shadow_promote
 from .shared import MAX_TEXT, MIN_REASON, SYSTEM, short_reason
-from .submission import Submission, proposal_submit
+from .submission import BreakerLimit, Submission, breaker_limit, proposal_submit
 from .sweep import SweepReport, sweep
 
 __all__ = [
@@ -109,6 +109,8 @@ __all__ = [
     "proposal_reject",
     "proposal_review_confirm",
     "proposal_submit",
+    "BreakerLimit",
+    "breaker_limit",
     "proposal_withdraw",
     "proposals_decide_bulk",
     "proposals_decide_group",

@@ -168,46 +168,64 @@ def _record_submission(proposed: _Proposed) -> Proposal:
 
 
 def _circuit_breaker(context: RoutingContext, now: datetime) -> RoutingContext:
-    """Suspend an agent that already has its policy's `max_pending` proposals open or has sent
-    `max_proposals_per_minute` in the last minute: this proposal, the one over the limit, is
-    then routed as any suspended agent's is (blocked, 403 `agent_suspended`).
+    """Suspend an agent that is at one of its policy's limits (breaker_limit): this proposal,
+    the one over the limit, is then routed as any suspended agent's is (blocked, 403
+    `agent_suspended`).
 
-    One statement of two bounded index scans (approvals.sql.breaker_counts), and none for a
-    limit larger than the proposals table could hold. Concurrent submissions may each see the
-    last free place, so the limit can be passed by as many proposals as arrive in the same
-    instant; the suspension itself happens once.
+    Concurrent submissions may each see the last free place, so the limit can be passed by as
+    many proposals as arrive in the same instant; the suspension itself happens once.
     """
     policy = context.policy
     if policy is None or context.agent.suspended:
         return context
+    reached = breaker_limit(context.agent.pk, policy, now)
+    if reached is None:
+        return context
+    agent_suspend_by_breaker(agent=context.agent, reason=reached.reason, limit=reached.limit)
+    # Suspended now (by this submission or, a moment earlier, by a concurrent one).
+    return replace(context, agent=Agent.objects.get(pk=context.agent.pk))
+
+
+@dataclass(frozen=True)
+class BreakerLimit:
+    """A circuit-breaker limit an agent is at: `limit` as the suspension's event records it
+    (which limit, allowed, seen), `reason` in words."""
+
+    limit: dict[str, Any]
+    reason: str
+
+
+def breaker_limit(agent_id: int, policy: Policy, now: datetime) -> BreakerLimit | None:
+    """Which limit of the circuit breaker the agent is at now, if any: its policy's
+    `max_pending` proposals open, or `max_proposals_per_minute` sent in the last minute. Its
+    next proposal suspends it. Read by each submission and by a resume, which warns.
+
+    One statement of two bounded index scans (approvals.sql.breaker_counts), and none for a
+    limit larger than the proposals table could hold."""
     open_count, recent = sql.breaker_counts(
-        context.agent.pk,
+        agent_id,
         since=now - timedelta(minutes=1),
         max_pending=policy.max_pending,
         max_per_minute=policy.max_proposals_per_minute,
     )
     # A count not taken (None) is one the table is too small to bring to its limit.
     if open_count is not None and open_count >= policy.max_pending:
-        limit = {"limit": "max_pending", "allowed": policy.max_pending, "seen": open_count}
-        reason = (
+        return BreakerLimit(
+            {"limit": "max_pending", "allowed": policy.max_pending, "seen": open_count},
             f"circuit breaker: {open_count} proposals already open, the limit "
-            f"(max_pending) is {policy.max_pending}"
+            f"(max_pending) is {policy.max_pending}",
         )
-    elif recent is not None and recent >= policy.max_proposals_per_minute:
-        limit = {
-            "limit": "max_proposals_per_minute",
-            "allowed": policy.max_proposals_per_minute,
-            "seen": recent,
-        }
-        reason = (
+    if recent is not None and recent >= policy.max_proposals_per_minute:
+        return BreakerLimit(
+            {
+                "limit": "max_proposals_per_minute",
+                "allowed": policy.max_proposals_per_minute,
+                "seen": recent,
+            },
             f"circuit breaker: {recent} proposals in the last minute, the limit "
-            f"(max_proposals_per_minute) is {policy.max_proposals_per_minute}"
+            f"(max_proposals_per_minute) is {policy.max_proposals_per_minute}",
         )
-    else:
-        return context
-    agent_suspend_by_breaker(agent=context.agent, reason=reason, limit=limit)
-    # Suspended now (by this submission or, a moment earlier, by a concurrent one).
-    return replace(context, agent=Agent.objects.get(pk=context.agent.pk))
+    return None
 
 
 class _Spent:

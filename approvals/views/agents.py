@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from agents import catalogue, demotion
@@ -126,14 +127,21 @@ def agent_suspend(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _resumed(agent: Agent) -> str:
-    """What a manager reads after Resume: with a warning when the agent is still at its limit
-    of open proposals, since its next proposal would suspend it again at once."""
+    """What a manager reads after Resume: with a warning when the agent is still at one of the
+    circuit breaker's limits, since its next proposal would suspend it again at once."""
     policy = agent.current_policy
-    pending = selectors.pending_by_agent().get(agent.pk, 0)
-    if policy is None or pending < policy.max_pending:
+    reached = services.breaker_limit(agent.pk, policy, timezone.now()) if policy else None
+    if reached is None:
         return f"{agent.slug} resumed."
+    seen, allowed = reached.limit["seen"], reached.limit["allowed"]
+    if reached.limit["limit"] == "max_pending":
+        return (
+            f"{agent.slug} resumed, but it still has {seen} pending proposals, at its limit of "
+            f"{allowed}: its next proposal suspends it again. Clear its pending proposals (or "
+            "raise its limit) first."
+        )
     return (
-        f"{agent.slug} resumed, but it still has {pending} pending proposals, at its limit of "
-        f"{policy.max_pending}: its next proposal suspends it again. Clear its pending "
-        "proposals (or raise its limit) first."
+        f"{agent.slug} resumed, but it sent {seen} proposals in the last minute, at its limit "
+        f"of {allowed} a minute: a proposal within the minute suspends it again. Stop what "
+        "floods it (or raise its limit) first."
     )

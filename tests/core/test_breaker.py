@@ -294,6 +294,43 @@ def test_resuming_an_agent_still_at_its_limit_warns_that_it_will_trip_again(
     assert text == ["storm-bot resumed."]
 
 
+def test_resuming_an_agent_at_its_rate_limit_warns_that_it_will_trip_again(
+    manager: User,
+) -> None:
+    # The rate limit as well as the open-proposal one: an agent that sent its minute's worth
+    # is suspended again by its next proposal within the minute, and the resume says so.
+    bot = factories.agent(
+        "chatty-bot", grants={"isolate_host": 2}, max_pending=50, max_proposals_per_minute=3
+    )
+    client = _client(bot)
+    for n in range(4):
+        _post(client, f"ws-{n:04d}.corp.example")
+    assert Agent.objects.get(slug="chatty-bot").suspended
+    browser = Client()
+    browser.force_login(manager)
+
+    browser.post("/agents/chatty-bot/suspend/", {"suspend": "0"})
+    text = [m.message for m in get_messages(browser.get("/agents/").wsgi_request)]
+    assert text == [
+        "chatty-bot resumed, but it sent 3 proposals in the last minute, at its limit of 3 a "
+        "minute: a proposal within the minute suspends it again. Stop what floods it (or raise "
+        "its limit) first."
+    ]
+    assert not Agent.objects.get(slug="chatty-bot").suspended
+    # What it says is what happens: the next proposal trips the same limit.
+    assert _post(client, "ws-0009.corp.example").json()["code"] == "agent_suspended"
+    suspended = AuditEvent.objects.filter(event_type="agent.suspended").order_by("seq")
+    assert suspended.last().data["breaker"]["limit"] == "max_proposals_per_minute"
+
+    # A minute later the same agent is below the limit, and the resume says only that.
+    Proposal.objects.filter(agent=bot.agent).update(
+        created_at=timezone.now() - timedelta(minutes=2)
+    )
+    browser.post("/agents/chatty-bot/suspend/", {"suspend": "0"})
+    text = [m.message for m in get_messages(browser.get("/agents/").wsgi_request)]
+    assert text == ["chatty-bot resumed."]
+
+
 # --- blast-radius budgets -------------------------------------------------------------------
 
 
