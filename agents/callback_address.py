@@ -71,14 +71,19 @@ def callback_destination(url: str, *, resolve: bool) -> Destination:
     except (OSError, UnicodeError):
         return Destination(f"{host} does not resolve")
     try:
-        addresses = [targets.canonical("ip", str(info[4][0])).address for info in infos]
+        # Each answer is judged as what it stands for (an IPv4 address carried in IPv6, such as
+        # a NAT64 answer, as that IPv4 address) and connected to as it was answered: a worker
+        # with only IPv6 reaches the IPv4 service through the translator the answer names.
+        judged = [targets.canonical("ip", str(info[4][0])).address for info in infos]
     except targets.TargetError:  # an address with a zone: link-local, never one to call
         return Destination(f"{host} resolves to a link-local address")
-    for address in addresses:
+    for address in judged:
         problem = _special(host, address)
         if problem:
             return Destination(problem)
-    return Destination(None, addresses[0]) if addresses else Destination(f"{host} does not resolve")
+    if not infos:
+        return Destination(f"{host} does not resolve")
+    return Destination(None, ipaddress.ip_address(infos[0][4][0]))
 
 
 def _special(host: str, address: targets.IPAddress | None) -> str | None:

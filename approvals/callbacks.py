@@ -13,9 +13,11 @@ import hmac
 import json
 import logging
 import time
+import urllib.request
 import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -127,14 +129,28 @@ def pinned(
 ) -> tuple[str | httpx.URL, dict[str, str], dict[str, str]]:
     """(URL, headers, request extensions) for a POST to the address the check resolved: the
     address in place of the name, which the Host header and TLS (SNI and the certificate's
-    check) still carry. The URL as it is when no name was resolved."""
-    if address is None:
+    check) still carry. The URL as it is when no name was resolved, or when the client sends
+    it through a proxy, which resolves the name itself and connects (see _proxied)."""
+    if address is None or _proxied(url):
         return url, headers, {}
     parsed = httpx.URL(url)
     name = parsed.raw_host.decode("ascii")
     extensions = {"sni_hostname": name} if parsed.scheme == "https" else {}
     host = {**headers, "Host": parsed.netloc.decode("ascii")}
     return parsed.copy_with(host=str(address)), host, extensions
+
+
+def _proxied(url: str) -> bool:
+    """Whether the HTTP client sends this URL through a proxy named in the environment
+    (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, less NO_PROXY). A proxy connects to the name as it
+    resolves it, and a tunnel through one would check the certificate against the address:
+    such a callback goes by name, and keeping it from the SOC's own network is the proxy's
+    rule (README, "Contract notes")."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
 
 
 def _destination(url: str) -> Destination:

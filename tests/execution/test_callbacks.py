@@ -220,10 +220,14 @@ class _Rebinding:
 
 
 @pytest.fixture
-def outside_only(settings: Any) -> None:
-    """Callbacks checked as in production (no private networks), and quick to give up."""
+def outside_only(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callbacks checked as in production (no private networks), quick to give up, and sent
+    directly (a proxy in the environment would take them by name: see _proxied)."""
     settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
     settings.CALLBACK_TIMEOUT_SECONDS = 1
+    for scheme in ("HTTP", "HTTPS", "ALL"):
+        monkeypatch.delenv(f"{scheme}_PROXY", raising=False)
+        monkeypatch.delenv(f"{scheme.lower()}_proxy", raising=False)
 
 
 def _resolving(
@@ -287,6 +291,67 @@ def test_a_callback_goes_to_the_address_checked_with_its_name_as_the_host(
     [request] = receiver.received
     assert request["headers"]["Host"] == f"hooks.agent.example:{port}"
     assert _valid_signature(request)
+
+
+@pytest.mark.usefixtures("outside_only")
+@pytest.mark.parametrize(
+    ("answer", "carried"),
+    [
+        ("64:ff9b::5db8:d822", "93.184.216.34"),  # NAT64's well-known prefix
+        ("64:ff9b:1::5db8:d822", "93.184.216.34"),  # the local-use NAT64 prefix, as a /96
+        ("2002:5db8:d822::1", "93.184.216.34"),  # 6to4
+    ],
+)
+def test_an_ipv4_address_carried_in_ipv6_is_judged_as_ipv4_and_called_as_answered(
+    monkeypatch: pytest.MonkeyPatch, answer: str, carried: str
+) -> None:
+    import ipaddress
+
+    from agents import callback_address, targets
+
+    assert str(targets.canonical("ip", answer).address) == carried  # what it stands for
+    monkeypatch.setattr(socket, "getaddrinfo", _Rebinding("hooks.v6only.example", answer, answer))
+    destination = callback_address.callback_destination(
+        "https://hooks.v6only.example/hook", resolve=True
+    )
+    assert destination.problem is None
+    # The POST goes through the translator the answer names, not around it.
+    assert destination.address == ipaddress.ip_address(answer)
+
+    # The same carriage of an inward address is refused.
+    inward = answer.replace("5db8", "7f00").replace("d822", "0001")
+    assert str(targets.canonical("ip", inward).address) == "127.0.0.1"
+    monkeypatch.setattr(socket, "getaddrinfo", _Rebinding("hooks.v6only.example", inward, inward))
+    refused = callback_address.callback_destination(
+        "https://hooks.v6only.example/hook", resolve=True
+    )
+    assert refused.problem is not None and "127.0.0.1" in refused.problem
+    assert refused.address is None
+
+
+def test_a_callback_sent_through_a_proxy_goes_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipaddress
+
+    # A tunnel through a proxy would check the certificate against the pinned address, and the
+    # proxy connects to the name as it resolves it: through a proxy the URL is left as it is.
+    checked = ipaddress.ip_address("93.184.216.34")
+    url = "https://hooks.agent.example/hook"
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert str(callbacks.pinned(url, checked, {})[0]) == "https://93.184.216.34/hook"
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+    assert callbacks.pinned(url, checked, {"X-SOC-Event": "decided"}) == (
+        url,
+        {"X-SOC-Event": "decided"},
+        {},
+    )
+    # Not for a host the proxy is bypassed for, nor for plain HTTP with only an HTTPS proxy.
+    monkeypatch.setenv("NO_PROXY", ".agent.example")
+    assert str(callbacks.pinned(url, checked, {})[0]) == "https://93.184.216.34/hook"
+    monkeypatch.delenv("NO_PROXY")
+    plain = callbacks.pinned("http://hooks.agent.example/hook", checked, {})
+    assert str(plain[0]) == "http://93.184.216.34/hook"
 
 
 def test_a_tls_callback_keeps_its_name_for_the_certificate() -> None:
