@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from django.utils.html import escape
@@ -162,9 +163,17 @@ def _reference(chart: Chart, plot: _Plot) -> list[str]:
     ]
 
 
+# Room a category label takes under the axis: a character at the charts' 11 px type (console.css,
+# `svg text`) is at most about 6.5 px wide in the fonts the console names, and a gap between two.
+CHAR_PX, LABEL_GAP_PX = 6.5, 10
+
+
 def _categories(chart: Chart, plot: _Plot) -> list[str]:
-    """The category labels under the axis, at most about a dozen of them."""
-    every = max(1, plot.count // 12)
+    """The category labels under the axis: every n-th, so that the ones written never overlap,
+    and at most a dozen of them."""
+    widest = max((len(label) for label in chart.labels), default=1)
+    room = plot.width / max(1, plot.count - 1)  # between two neighbouring categories
+    every = max(math.ceil((widest * CHAR_PX + LABEL_GAP_PX) / room), math.ceil(plot.count / 12), 1)
     return [
         f'<text x="{plot.x(index):.1f}" y="{plot.bottom + 16}" text-anchor="middle">'
         f"{escape(label)}</text>"
