@@ -47,6 +47,8 @@ from .live import GROUP
 logger = logging.getLogger(__name__)
 
 OUTBOX_SIZE = 500  # updates a console may fall behind before it is told to reconnect
+# Sent after CONSOLE_HEARTBEAT_SECONDS with nothing else to send; the page drops it (console.js).
+BEAT = '<template data-beat=""></template>'
 # "Being reviewed by" frames one console may relay to all the others: a burst, then a steady
 # rate. Past it frames are dropped, except that the newest is sent when the budget allows, so
 # an analyst running down the queue with j still ends up shown on the card they stopped at.
@@ -240,8 +242,12 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             asyncio.get_running_loop().create_task(self.close(code=1013))
 
     async def _send_outbox(self) -> None:
+        period = settings.CONSOLE_HEARTBEAT_SECONDS
         while True:
-            html = await self.outbox.get()
+            try:
+                html = await asyncio.wait_for(self.outbox.get(), timeout=period)
+            except TimeoutError:
+                html = BEAT  # nothing to say for a while: the page still hears the line holds
             await self.send(text_data=html)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 
 from approvals import services
@@ -25,4 +26,5 @@ def console(request: HttpRequest) -> dict[str, Any]:
         # Rules the forms state as attributes, from the one place the server keeps them.
         "min_reason": services.MIN_REASON,
         "max_text": services.MAX_TEXT,
+        "heartbeat_seconds": settings.CONSOLE_HEARTBEAT_SECONDS,
     }

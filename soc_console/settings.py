@@ -611,6 +611,11 @@ QUEUE_FILTER_REFRESH_SECONDS = env_float("QUEUE_FILTER_REFRESH_SECONDS", 10.0, m
 # An open console re-reads its session this often (and closes when it has ended): signing out,
 # a deactivation or a role taken away close it at once, an expiry has no event of its own.
 CONSOLE_SESSION_CHECK_SECONDS = env_float("CONSOLE_SESSION_CHECK_SECONDS", 60.0, minimum=0.05)
+# An open console hears from the server at least this often: an empty beat when there is
+# nothing else to send. A page that hears nothing for three beats takes its socket for dead
+# (a laptop that slept, a proxy or NAT that dropped the connection without a word), says so
+# and connects again, then re-reads the queue.
+CONSOLE_HEARTBEAT_SECONDS = env_float("CONSOLE_HEARTBEAT_SECONDS", 15.0, minimum=0.05)
 # Render and send live updates on a background thread, so a request or task does not wait.
 LIVE_UPDATES_IN_BACKGROUND = env_bool("LIVE_UPDATES_IN_BACKGROUND", True)
 # The top bar's counts in live updates are read at most this often per process (each read is

@@ -115,6 +115,7 @@
   htmx.defineExtension("console-live", {
     transformResponse: function (text, xhr) {
       if (xhr) return text; // ordinary htmx responses pass untouched
+      lastWord = Date.now();
       if (resync) resync.replay.push(text);
       return transformLive(text, 0);
     },
@@ -126,6 +127,7 @@
     var template = document.createElement("template");
     template.innerHTML = text;
     Array.prototype.slice.call(template.content.children).forEach(function (node) {
+      if (node.dataset.beat !== undefined) { node.remove(); return; } // only says the line holds
       var at = Number(node.dataset.at) || 0;
       if (notAfter && at && at <= notAfter) { node.remove(); return; }
       if (node.dataset.contextFor !== undefined) { applyContext(node, at); node.remove(); return; }
@@ -383,6 +385,16 @@
       open.href = link.getAttribute("href");
       open.textContent = "Open its page";
       notice.append(" ", open);
+    }
+    // A note or reason the analyst was typing is not thrown away with the card: it stays in
+    // the notice, to be copied, until they move on.
+    var box = card.querySelector("input.reason");
+    var unsent = box ? box.value.trim() : "";
+    if (unsent) {
+      var kept = document.createElement("p");
+      kept.className = "unsent";
+      kept.textContent = "What you had typed, not sent: “" + unsent + "”";
+      notice.appendChild(kept);
     }
     card.replaceWith(notice);
     if (inQueue && card.dataset.id === selectedId) selectedId = null;
@@ -731,6 +743,11 @@
     }
     // r sends the rejection with the reason in the box; without one the server refuses and
     // the cursor goes to the box (see htmx:afterRequest).
+    if (key === "a" && target.dataset.needsSenior && body.dataset.senior !== "1") {
+      // The button is not shown to this analyst (console.css): the server would refuse it.
+      showFlash("Not approved: the next approval must come from a senior analyst.", "info");
+      return;
+    }
     var button = target.querySelector(key === "a" ? "button.approve" : "button.reject");
     if (button && !button.disabled) { button.click(); return; }
     // Say why nothing happens: the disabled button's title gives the reason when it has one.
@@ -1144,8 +1161,30 @@
     el.className = "live-status " + (ok ? "ok" : "down");
   }
 
+  // --- heartbeat ------------------------------------------------------------------------------
+  // The server says something at least every data-heartbeat seconds (an empty beat when there is
+  // nothing else). A socket that has been silent for three beats is dead without knowing it (a
+  // laptop that slept, a proxy or NAT that dropped the connection): the badge says so and the
+  // page connects again, which re-reads the queue (htmx:wsOpen).
+  var BEAT_MS = (parseFloat(body.dataset.heartbeat) || 15) * 1000;
+  var lastWord = Date.now();
+  var currentSocket = null; // the WebSocket behind `socket`
+  function checkHeartbeat() {
+    if (!socket || Date.now() - lastWord <= 3 * BEAT_MS) return;
+    var silent = Math.round((Date.now() - lastWord) / 1000);
+    setLive("no word from the server for " + silent + " s: reconnecting…", false);
+    lastWord = Date.now(); // one attempt per silence
+    // The silent socket's close, whenever it comes, is old news: no retry of the extension's
+    // and no "offline" from it, since a new socket is on its way.
+    if (currentSocket) currentSocket.onclose = null;
+    socket.reconnect();
+  }
+  if (body.dataset.heartbeat) setInterval(checkHeartbeat, Math.min(5000, BEAT_MS));
+
   document.addEventListener("htmx:wsOpen", function (event) {
     socket = event.detail.socketWrapper;
+    currentSocket = event.detail.event && event.detail.event.target;
+    lastWord = Date.now();
     opened += 1;
     setLive("live", true);
     if (opened > 1) {

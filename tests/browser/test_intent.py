@@ -83,6 +83,10 @@ def test_typing_while_another_analyst_approves_the_card_makes_no_decision(
     notice = alice.locator(".card-left")
     expect(notice).to_contain_text("approved by bob")
     expect(notice).to_contain_text("select another card")
+    # What she was typing is not lost with the card: the notice keeps it, to be copied.
+    expect(notice.locator(".unsent")).to_have_text(
+        "What you had typed, not sent: “this is a false”"
+    )
     expect(alice.locator("#flash")).to_contain_text("approved by bob")
     expect(alice.locator("#flash")).to_have_attribute("aria-live", "polite")
 

@@ -3,11 +3,13 @@ emergency stop can be reached and used."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from playwright.sync_api import expect
 
 from tests import factories
 from tests.browser.conftest import ARTIFACTS, PASSWORD, _keep_screenshots
@@ -164,3 +166,26 @@ def test_a_reason_that_is_one_long_word_wraps_instead_of_widening_the_page(
         )
         width = page.evaluate("document.documentElement.clientWidth")
         assert right <= width, (path, right, width)
+
+
+def test_scrolled_to_the_bottom_no_control_stays_under_the_flash(
+    phone: Callable[[User], Any], agent_with_key: factories.AgentWithKey
+) -> None:
+    # The flash message stands over the bottom of the screen; below the last card there is
+    # room for it, so whatever the analyst scrolls down to can be seen, not only clicked.
+    admin = factories.user("ada", factories.ADMIN)
+    for n in range(6):
+        factories.proposal(agent_with_key, target=f"ws-{n:04d}.corp.example")
+    page = phone(admin)
+    last = page.locator("#queue-cards > .card").last
+    last.scroll_into_view_if_needed()
+    time.sleep(0.4)  # still for a moment, as a hand is before it clicks
+    last.locator("button.reject").click()  # without a reason: refused, and the flash says why
+    expect(page.locator("#flash .flash")).to_be_visible()
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    flash = page.locator("#flash").bounding_box()
+    assert flash is not None and flash["height"] > 0
+    for control in ("button.approve", "input.reason", "button.reject", "a.details"):
+        box = last.locator(control).bounding_box()
+        assert box is not None
+        assert box["y"] + box["height"] <= flash["y"], f"{control} under the flash: {box} {flash}"

@@ -117,6 +117,47 @@ def test_nine_duplicates_show_as_one_card_and_approved_run_the_connector_once(
     assert sum(1 for r in results if r.get("already_in_place")) == 8
 
 
+def test_where_the_next_approval_must_be_a_seniors_others_are_offered_no_approve(
+    console: Callable[..., Any],
+    live_server_url: str,
+    analyst: User,
+    analyst2: User,
+    senior: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    """On the card and on the proposal's page, an analyst who is not senior sees the rule, no
+    Approve button the server would refuse, and a key that says so and decides nothing; they
+    may still reject, and a senior analyst sees Approve."""
+    factories.asset("dc01.corp.example", criticality=Criticality.CRITICAL)
+    critical = factories.proposal(agent_with_key, target="dc01.corp.example")
+    services.proposal_approve(proposal_id=critical.id, analyst=analyst2)
+
+    alice = console(analyst)
+    card = alice.locator(f"#card-{critical.id}")
+    expect(card.locator("button.approve")).to_be_hidden()
+    expect(card.locator("button.reject")).to_be_visible()
+    alice.goto(f"{live_server_url}/proposals/{critical.id}/")
+    panel = alice.locator(".decide-panel")
+    expect(panel).to_contain_text(
+        "Two-person rule: the next approval must come from a senior analyst."
+    )
+    expect(panel.locator("button.approve")).to_be_hidden()
+    expect(panel.locator("button.reject")).to_be_visible()
+    time.sleep(0.4)  # the panel has been on screen long enough for a key to act
+    alice.keyboard.press("a")
+    expect(alice.locator("#flash")).to_contain_text(
+        "Not approved: the next approval must come from a senior analyst."
+    )
+    time.sleep(0.5)
+    critical.refresh_from_db()
+    assert critical.status == "pending" and critical.approvals == 1
+    assert Decision.objects.filter(proposal=critical).count() == 1
+
+    sam = console(senior)
+    sam.goto(f"{live_server_url}/proposals/{critical.id}/")
+    expect(sam.locator(".decide-panel button.approve")).to_be_visible()
+
+
 def test_a_card_the_analyst_approved_that_waits_for_a_senior_moves_out_of_their_way(
     console: Callable[[User], Any],
     analyst: User,

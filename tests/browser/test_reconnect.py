@@ -16,7 +16,7 @@ from playwright.sync_api import WebSocketRoute, expect
 from agents.models import Criticality
 from approvals import live, selectors, services
 from tests import factories
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, _serve
 from tests.browser.proposing import propose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -35,12 +35,25 @@ class Socket:
     def __init__(self) -> None:
         self.down = False
         self.connected: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        self.hushed: set[int] = set()  # ids of the server sides whose messages are dropped
 
     def route(self, page_side: WebSocketRoute) -> None:
         if self.down:
             page_side.close(code=1012, reason="restarting")
             return
-        self.connected.append((page_side, page_side.connect_to_server()))
+        server_side = page_side.connect_to_server()
+
+        def forward(message: str | bytes) -> None:
+            if id(server_side) not in self.hushed:
+                page_side.send(message)
+
+        server_side.on_message(forward)
+        self.connected.append((page_side, server_side))
+
+    def hush(self) -> None:
+        """The connections open now go silent and stay open: nothing the server sends reaches
+        the page and neither end hears of a close (a NAT entry dropped, a laptop asleep)."""
+        self.hushed.update(id(server_side) for _, server_side in self.connected)
 
     def drop(self) -> None:
         self.down = True
@@ -50,22 +63,35 @@ class Socket:
         self.connected = []
 
 
+HEARTBEAT = 0.5  # s, on beat_server_url: a page that hears nothing for 1.5 s reconnects
+
+
+@pytest.fixture(scope="module")
+def beat_server_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+    """A console whose sockets beat every HEARTBEAT seconds of silence."""
+    with _serve(
+        django_db_blocker, "live-server-beat", CONSOLE_HEARTBEAT_SECONDS=str(HEARTBEAT)
+    ) as url:
+        yield url
+
+
 @pytest.fixture
 def routed_console(browser: Any, live_server_url: str) -> Iterator[Any]:
     contexts: list[Any] = []
 
-    def open_console(user: User) -> tuple[Any, Socket]:
+    def open_console(user: User, server: str | None = None) -> tuple[Any, Socket]:
+        url = server or live_server_url
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(5000)
         socket = Socket()
         page.route_web_socket(re.compile(r"/ws/queue/$"), socket.route)
-        page.goto(f"{live_server_url}/accounts/login/")
+        page.goto(f"{url}/accounts/login/")
         page.fill("#id_username", user.username)
         page.fill("#id_password", PASSWORD)
         page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server_url}/")
+        page.wait_for_url(f"{url}/")
         page.wait_for_selector("#live-status.ok")
         page.evaluate("window.__sameDocument = true")  # a reload would lose it
         return page, socket
@@ -172,3 +198,41 @@ def test_the_card_an_analyst_was_on_says_it_left_when_it_was_decided_during_the_
     alice.keyboard.press("a")  # no card is selected: nothing is decided
     time.sleep(0.5)
     assert selectors.proposal_detail(second).status == "pending"
+
+
+def test_a_socket_that_goes_silent_is_replaced_and_the_queue_catches_up(
+    routed_console: Any,
+    beat_server_url: str,
+    analyst: User,
+    agent_with_key: factories.AgentWithKey,
+) -> None:
+    """A connection can die without a close reaching the page: the badge would say "live"
+    over a queue that no longer changes. The server beats while it has nothing to say; a page
+    that hears nothing for three beats says so, connects again and re-reads the queue."""
+    alice, socket = routed_console(analyst, server=beat_server_url)
+    # A quiet queue is not a silent line: the beats keep the one socket. (Waited in the page:
+    # the routed socket's messages reach it only while Playwright runs.)
+    alice.wait_for_timeout(HEARTBEAT * 5 * 1000)
+    expect(alice.locator("#live-status")).to_have_text("live")
+    assert len(socket.connected) == 1
+
+    # What the badge says, kept: the page says it for as long as a new socket takes to open.
+    alice.evaluate(
+        """() => { window.__said = [];
+        const badge = document.getElementById("live-status");
+        new MutationObserver(() => window.__said.push(badge.textContent))
+          .observe(badge, { childList: true, characterData: true, subtree: true }); }"""
+    )
+    socket.hush()
+    arrived = _propose(beat_server_url, agent_with_key, "ws-0042.corp.example")
+    expect(alice.locator(f"#card-{arrived}")).to_be_visible(timeout=HEARTBEAT * 6 * 1000 + LIVE)
+    said = alice.evaluate("window.__said")
+    assert any(re.fullmatch(r"no word from the server for \d+ s: reconnecting…", s) for s in said)
+    expect(alice.locator("#live-status")).to_have_text("live")
+    assert len(socket.connected) == 2
+    assert alice.evaluate("window.__sameDocument") is True  # caught up without a reload
+
+    # Live again on the new socket.
+    later = _propose(beat_server_url, agent_with_key, "ws-0043.corp.example")
+    expect(alice.locator(f"#card-{later}")).to_be_visible(timeout=LIVE)
+    expect(alice.locator("#live-status")).to_have_text("live")

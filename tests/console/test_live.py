@@ -218,6 +218,33 @@ def test_reviewing_is_relayed_to_the_others(
     run_scenario(scenario)
 
 
+def test_a_quiet_socket_hears_a_beat_every_period_and_updates_as_they_come(
+    analyst: User, agent_with_key: factories.AgentWithKey, settings: Any
+) -> None:
+    # The page takes a socket silent for three beats for dead (console.js): the server never
+    # leaves it that silent.
+    settings.CONSOLE_HEARTBEAT_SECONDS = 0.3
+    cookie = _cookie(analyst)
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        assert (await socket.connect())[0]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        beats = [await socket.receive_from(timeout=2) for _ in range(3)]
+        assert beats == ['<template data-beat=""></template>'] * 3
+        assert 0.8 <= loop.time() - started < 2.0  # one a period, not a stream
+        # Updates still come as they happen, each in a message of its own.
+        proposal: Proposal = await sync_to_async(factories.proposal)(
+            agent_with_key, target="ws-0007.corp.example"
+        )
+        update = await _receive_until(socket, lambda m: str(proposal.id) in m)
+        assert "data-beat" not in update
+        await socket.disconnect()
+
+    run_scenario(scenario)
+
+
 def test_emergency_stop_banner_is_broadcast(analyst: User, manager: User) -> None:
     cookie = _cookie(analyst)
 

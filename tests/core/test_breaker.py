@@ -266,6 +266,12 @@ def test_a_senior_analyst_may_suspend_an_agent_from_the_console(senior: User) ->
     assert AuditEvent.objects.get(event_type="agent.suspended").actor == senior.username
 
 
+def _resume(browser: Client, slug: str) -> list[str]:
+    """Resume the agent from its page; what the manager reads after."""
+    browser.post(f"/agents/{slug}/suspend/", {"suspend": "0"})
+    return [m.message for m in get_messages(browser.get("/agents/").wsgi_request)]
+
+
 def test_resuming_an_agent_still_at_its_limit_warns_that_it_will_trip_again(
     manager: User,
 ) -> None:
@@ -278,8 +284,7 @@ def test_resuming_an_agent_still_at_its_limit_warns_that_it_will_trip_again(
     browser = Client()
     browser.force_login(manager)
 
-    browser.post("/agents/storm-bot/suspend/", {"suspend": "0"})
-    text = [m.message for m in get_messages(browser.get("/agents/").wsgi_request)]
+    text = _resume(browser, "storm-bot")
     assert text == [
         "storm-bot resumed, but it still has 3 pending proposals, at its limit of 3: its next "
         "proposal suspends it again. Clear its pending proposals (or raise its limit) first."
@@ -289,8 +294,7 @@ def test_resuming_an_agent_still_at_its_limit_warns_that_it_will_trip_again(
     # Below its limit, resuming says only that.
     services.agent_suspend(agent=bot.agent, by=manager, reason="checking")
     services.agent_pending_clear(agent=bot.agent, by=manager, reason="stale")
-    browser.post("/agents/storm-bot/suspend/", {"suspend": "0"})
-    text = [m.message for m in get_messages(browser.get("/agents/").wsgi_request)]
+    text = _resume(browser, "storm-bot")
     assert text == ["storm-bot resumed."]
 
 
@@ -309,8 +313,7 @@ def test_resuming_an_agent_at_its_rate_limit_warns_that_it_will_trip_again(
     browser = Client()
     browser.force_login(manager)
 
-    browser.post("/agents/chatty-bot/suspend/", {"suspend": "0"})
-    text = [m.message for m in get_messages(browser.get("/agents/").wsgi_request)]
+    text = _resume(browser, "chatty-bot")
     assert text == [
         "chatty-bot resumed, but it sent 3 proposals in the last minute, at its limit of 3 a "
         "minute: a proposal within the minute suspends it again. Stop what floods it (or raise "
@@ -326,8 +329,7 @@ def test_resuming_an_agent_at_its_rate_limit_warns_that_it_will_trip_again(
     Proposal.objects.filter(agent=bot.agent).update(
         created_at=timezone.now() - timedelta(minutes=2)
     )
-    browser.post("/agents/chatty-bot/suspend/", {"suspend": "0"})
-    text = [m.message for m in get_messages(browser.get("/agents/").wsgi_request)]
+    text = _resume(browser, "chatty-bot")
     assert text == ["chatty-bot resumed."]
 
 
