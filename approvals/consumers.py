@@ -167,6 +167,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.review_later: asyncio.Task[None] | None = None
         self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.sender = asyncio.create_task(self._send_outbox())
+        self.sent_at = asyncio.get_running_loop().time()
+        self.beat = asyncio.create_task(self._beat())
         self.relay = _relay_for(self.channel_layer)
         await self.relay.join(self)
         await self.accept()
@@ -180,6 +182,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         presence.closed()
         self.relay.leave(self)
         sender.cancel()
+        self.beat.cancel()
         watch = getattr(self, "watch", None)
         if watch is not None and watch is not asyncio.current_task():
             watch.cancel()
@@ -229,6 +232,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.ended = True
         self.relay.leave(self)  # not one more update, even one already on its way
         self.sender.cancel()
+        self.beat.cancel()
         reason = "signed out" if code == SIGNED_OUT else "no console role"
         await self.close(code=code, reason=reason)
 
@@ -242,13 +246,23 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             asyncio.get_running_loop().create_task(self.close(code=1013))
 
     async def _send_outbox(self) -> None:
-        period = settings.CONSOLE_HEARTBEAT_SECONDS
+        loop = asyncio.get_running_loop()
         while True:
-            try:
-                html = await asyncio.wait_for(self.outbox.get(), timeout=period)
-            except TimeoutError:
-                html = BEAT  # nothing to say for a while: the page still hears the line holds
+            html = await self.outbox.get()
             await self.send(text_data=html)
+            self.sent_at = loop.time()
+
+    async def _beat(self) -> None:
+        """After CONSOLE_HEARTBEAT_SECONDS with nothing sent, send a beat (through the outbox,
+        in order): the page still hears that the line holds. Asleep while updates flow, so
+        it costs the sending nothing."""
+        period = settings.CONSOLE_HEARTBEAT_SECONDS
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.0, self.sent_at + period - loop.time()))
+            if loop.time() - self.sent_at >= period:
+                self.deliver(BEAT)
+                self.sent_at = loop.time()  # on its way: the next one a period from now
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.ended:
