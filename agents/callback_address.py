@@ -11,6 +11,7 @@ import httpx
 from django.conf import settings
 
 from . import targets
+from .addresses import NAT64
 
 # Names that are this machine whatever DNS says.
 LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
@@ -71,9 +72,8 @@ def callback_destination(url: str, *, resolve: bool) -> Destination:
     except (OSError, UnicodeError):
         return Destination(f"{host} does not resolve")
     try:
-        # Each answer is judged as what it stands for (an IPv4 address carried in IPv6, such as
-        # a NAT64 answer, as that IPv4 address) and connected to as it was answered: a worker
-        # with only IPv6 reaches the IPv4 service through the translator the answer names.
+        # Each answer is judged as what it stands for: an IPv4 address carried in IPv6 (NAT64,
+        # 6to4, SIIT) as that IPv4 address.
         judged = [targets.canonical("ip", str(info[4][0])).address for info in infos]
     except targets.TargetError:  # an address with a zone: link-local, never one to call
         return Destination(f"{host} resolves to a link-local address")
@@ -83,7 +83,18 @@ def callback_destination(url: str, *, resolve: bool) -> Destination:
             return Destination(problem)
     if not infos:
         return Destination(f"{host} does not resolve")
-    return Destination(None, ipaddress.ip_address(infos[0][4][0]))
+    return Destination(None, _connect_to(ipaddress.ip_address(infos[0][4][0]), judged[0]))
+
+
+def _connect_to(answered: targets.IPAddress, judged: targets.IPAddress | None) -> targets.IPAddress:
+    """The address a callback connects to: the one judged, except a well-known NAT64 answer
+    (64:ff9b::/96), which is connected to as answered so that a worker with only IPv6 reaches
+    the IPv4 service through its translator. Every bit of such an answer was judged (the
+    prefix and the IPv4 address fill it); 6to4 and a local NAT64 prefix leave bits the check
+    does not read, which a translator or relay could read as another IPv4 address."""
+    if judged is None or (answered.version == 6 and answered in NAT64):
+        return answered
+    return judged
 
 
 def _special(host: str, address: targets.IPAddress | None) -> str | None:

@@ -113,10 +113,13 @@ async def _post(agent: str, url: str, body: bytes, headers: dict[str, str]) -> i
     if destination.problem:
         logger.warning("callback for agent %s not sent: %s", agent, destination.problem)
         return None
-    target, headers, extensions = pinned(url, destination.address, headers)
+    proxy = proxy_for(url)
+    target, headers, extensions = pinned(url, None if proxy else destination.address, headers)
     timeout = httpx.Timeout(settings.CALLBACK_TIMEOUT_SECONDS)
     async with (
-        httpx.AsyncClient(timeout=timeout) as client,
+        # The client reads no environment of its own: it goes through the proxy decided here,
+        # or straight to the address pinned here, never one the check did not see.
+        httpx.AsyncClient(timeout=timeout, proxy=proxy, trust_env=False) as client,
         client.stream(
             "POST", target, content=body, headers=headers, extensions=extensions
         ) as response,
@@ -129,9 +132,8 @@ def pinned(
 ) -> tuple[str | httpx.URL, dict[str, str], dict[str, str]]:
     """(URL, headers, request extensions) for a POST to the address the check resolved: the
     address in place of the name, which the Host header and TLS (SNI and the certificate's
-    check) still carry. The URL as it is when no name was resolved, or when the client sends
-    it through a proxy, which resolves the name itself and connects (see _proxied)."""
-    if address is None or _proxied(url):
+    check) still carry. The URL as it is when no name was resolved."""
+    if address is None:
         return url, headers, {}
     parsed = httpx.URL(url)
     name = parsed.raw_host.decode("ascii")
@@ -140,17 +142,19 @@ def pinned(
     return parsed.copy_with(host=str(address)), host, extensions
 
 
-def _proxied(url: str) -> bool:
-    """Whether the HTTP client sends this URL through a proxy named in the environment
-    (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, less NO_PROXY). A proxy connects to the name as it
-    resolves it, and a tunnel through one would check the certificate against the address:
-    such a callback goes by name, and keeping it from the SOC's own network is the proxy's
-    rule (README, "Contract notes")."""
+def proxy_for(url: str) -> str | None:
+    """The proxy a callback to `url` goes through: the environment's (HTTPS_PROXY, HTTP_PROXY,
+    ALL_PROXY), unless NO_PROXY exempts the host, as Python's urllib reads them; or None. The
+    HTTP client is handed this decision and reads nothing else. Through a proxy the callback
+    goes by name (the proxy resolves it, and a tunnel would check the certificate against
+    an address): keeping it out of the SOC's own network is then the proxy's rule (README,
+    "Contract notes")."""
     parts = urlsplit(url)
     proxies = urllib.request.getproxies()
-    if not (proxies.get(parts.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parts.hostname or "")
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def _destination(url: str) -> Destination:

@@ -167,11 +167,12 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.review_later: asyncio.Task[None] | None = None
         self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.sender = asyncio.create_task(self._send_outbox())
-        self.sent_at = asyncio.get_running_loop().time()
-        self.beat = asyncio.create_task(self._beat())
+        self.beat: asyncio.Task[None] | None = None
         self.relay = _relay_for(self.channel_layer)
         await self.relay.join(self)
         await self.accept()
+        self.sent_at = asyncio.get_running_loop().time()
+        self.beat = asyncio.create_task(self._beat())  # once accepted: disconnect ends it
         presence.opened()
         self.watch = asyncio.create_task(self._watch_session())
 
@@ -182,7 +183,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         presence.closed()
         self.relay.leave(self)
         sender.cancel()
-        self.beat.cancel()
+        self._stop_beat()
         watch = getattr(self, "watch", None)
         if watch is not None and watch is not asyncio.current_task():
             watch.cancel()
@@ -232,7 +233,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.ended = True
         self.relay.leave(self)  # not one more update, even one already on its way
         self.sender.cancel()
-        self.beat.cancel()
+        self._stop_beat()
         reason = "signed out" if code == SIGNED_OUT else "no console role"
         await self.close(code=code, reason=reason)
 
@@ -243,6 +244,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             logger.warning("console of %s fell behind; asking it to reconnect", self.username)
             self.relay.leave(self)
             self.sender.cancel()
+            self._stop_beat()
             asyncio.get_running_loop().create_task(self.close(code=1013))
 
     async def _send_outbox(self) -> None:
@@ -251,6 +253,10 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             html = await self.outbox.get()
             await self.send(text_data=html)
             self.sent_at = loop.time()
+
+    def _stop_beat(self) -> None:
+        if self.beat is not None:
+            self.beat.cancel()
 
     async def _beat(self) -> None:
         """After CONSOLE_HEARTBEAT_SECONDS with nothing sent, send a beat (through the outbox,

@@ -133,15 +133,18 @@ def _resumed(agent: Agent) -> str:
     reached = services.breaker_limit(agent.pk, policy, timezone.now()) if policy else None
     if reached is None:
         return f"{agent.slug} resumed."
-    seen, allowed = reached.limit["seen"], reached.limit["allowed"]
+    allowed = reached.limit["allowed"]
     if reached.limit["limit"] == "max_pending":
+        # The breaker counts only up to its limit; the manager is told the whole count.
+        pending = selectors.pending_by_agent().get(agent.pk, 0)
+        where = "at" if pending <= allowed else "over"
         return (
-            f"{agent.slug} resumed, but it still has {seen} pending proposals, at its limit of "
-            f"{allowed}: its next proposal suspends it again. Clear its pending proposals (or "
-            "raise its limit) first."
+            f"{agent.slug} resumed, but it still has {pending} pending proposals, {where} its "
+            f"limit of {allowed}: its next proposal suspends it again. Clear its pending "
+            "proposals (or raise its limit) first."
         )
     return (
-        f"{agent.slug} resumed, but it sent {seen} proposals in the last minute, at its limit "
-        f"of {allowed} a minute: a proposal within the minute suspends it again. Stop what "
-        "floods it (or raise its limit) first."
+        f"{agent.slug} resumed, but it sent {allowed} or more proposals in the last minute, its "
+        f"limit for a minute: a proposal within the minute suspends it again. Stop what floods "
+        "it (or raise its limit) first."
     )

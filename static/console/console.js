@@ -177,7 +177,8 @@
   function placeCard(node, at) {
     var id = node.dataset.card;
     var box = document.getElementById("queue-cards");
-    if (!box || (gone[id] && at <= gone[id])) { node.remove(); return null; } // older than its leaving
+    if (!box) { notePanel(node); node.remove(); return null; }
+    if (gone[id] && at <= gone[id]) { node.remove(); return null; } // older than its leaving
     delete gone[id]; // pending as of a render after it left: back (an approval was undone)
     var older = cardById(id);
     if (older && older.closest("#queue-cards")) {
@@ -198,6 +199,16 @@
     }
     if (!arrivedAt[id]) arrivedAt[id] = Date.now();
     return node;
+  }
+
+  // A proposal's page has no queue: from a newer copy of its card its decide panel takes only
+  // whether the next approval must be a senior's (console.css then hides Approve from others).
+  function notePanel(node) {
+    var newer = node.querySelector(".card");
+    var panel = newer && document.getElementById("card-" + newer.dataset.id);
+    if (!panel || !panel.classList.contains("decide-panel")) return;
+    if (newer.dataset.needsSenior) panel.dataset.needsSenior = "1";
+    else delete panel.dataset.needsSenior;
   }
 
   // --- duplicate groups and a card's context -----------------------------------------------------
@@ -1117,15 +1128,16 @@
   // before it unseen; a deliberate one after that undoes the next, and each says which.
   var UNDO_AGAIN_MS = 1000;
   var lastUndo = { at: 0, what: "" };
-  var heldNote = null;
+  var heldNote = null; // {text, until}: for the first press's answer only, and not for long
   function keepHeldNote() {
     var area = document.getElementById("flash");
-    if (!heldNote || !area) return;
+    var note = heldNote;
+    heldNote = null;
+    if (!note || !area || Date.now() > note.until) return;
     var p = document.createElement("p");
     p.className = "flash info";
-    p.textContent = heldNote;
+    p.textContent = note.text;
     area.appendChild(p);
-    heldNote = null;
     scheduleFlashClear();
   }
   function undoLatest() {
@@ -1136,7 +1148,9 @@
         undoWhat(button) + " too, press u again.";
       showFlash(note, "info");
       // The first press's answer may land in the flash after this: it keeps this note under it.
-      if (document.querySelector("#undo-tray .undo-toast.sending")) heldNote = note;
+      if (document.querySelector("#undo-tray .undo-toast.sending")) {
+        heldNote = { text: note, until: now + UNDO_AGAIN_MS * 10 };
+      }
       return;
     }
     if (!button) {
@@ -1169,14 +1183,16 @@
   var BEAT_MS = (parseFloat(body.dataset.heartbeat) || 15) * 1000;
   var lastWord = Date.now();
   var currentSocket = null; // the WebSocket behind `socket`
+  var replacing = false; // a new socket is on its way: no second one until it has opened
   function checkHeartbeat() {
-    if (!socket || Date.now() - lastWord <= 3 * BEAT_MS) return;
+    if (!socket || replacing || Date.now() - lastWord <= 3 * BEAT_MS) return;
     var silent = Math.round((Date.now() - lastWord) / 1000);
     setLive("no word from the server for " + silent + " s: reconnecting…", false);
     lastWord = Date.now(); // one attempt per silence
     // The silent socket's close, whenever it comes, is old news: no retry of the extension's
     // and no "offline" from it, since a new socket is on its way.
     if (currentSocket) currentSocket.onclose = null;
+    replacing = true;
     socket.reconnect();
   }
   if (body.dataset.heartbeat) setInterval(checkHeartbeat, Math.min(5000, BEAT_MS));
@@ -1184,6 +1200,7 @@
   document.addEventListener("htmx:wsOpen", function (event) {
     socket = event.detail.socketWrapper;
     currentSocket = event.detail.event && event.detail.event.target;
+    replacing = false;
     lastWord = Date.now();
     opened += 1;
     setLive("live", true);
@@ -1218,6 +1235,10 @@
     el.appendChild(link);
   }
   document.addEventListener("htmx:wsAfterMessage", refreshQueue);
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var elt = event.detail.elt;
+    if (!event.detail.successful && elt && elt.closest && elt.closest(".undo-toast")) heldNote = null;
+  });
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "flash") {
       startUndoToasts();

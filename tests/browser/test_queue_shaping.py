@@ -157,6 +157,16 @@ def test_where_the_next_approval_must_be_a_seniors_others_are_offered_no_approve
     sam.goto(f"{live_server_url}/proposals/{critical.id}/")
     expect(sam.locator(".decide-panel button.approve")).to_be_visible()
 
+    # A page opened before the first approval learns of it live: Approve goes from it.
+    factories.asset("dc02.corp.example", criticality=Criticality.CRITICAL)
+    second = factories.proposal(agent_with_key, target="dc02.corp.example")
+    alice.goto(f"{live_server_url}/proposals/{second.id}/")
+    alice.wait_for_selector("#live-status.ok")
+    expect(alice.locator(".decide-panel button.approve")).to_be_visible()
+    services.proposal_approve(proposal_id=second.id, analyst=analyst2)
+    expect(alice.locator(".decide-panel button.approve")).to_be_hidden(timeout=LIVE)
+    expect(alice.locator(".decide-panel button.reject")).to_be_visible()
+
 
 def test_a_card_the_analyst_approved_that_waits_for_a_senior_moves_out_of_their_way(
     console: Callable[[User], Any],

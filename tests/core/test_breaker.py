@@ -291,6 +291,19 @@ def test_resuming_an_agent_still_at_its_limit_warns_that_it_will_trip_again(
     ]
     assert not Agent.objects.get(slug="storm-bot").suspended
 
+    # Over its limit (its proposals came in before the limit was lowered to 3): the manager
+    # reads the whole count, not the limit the breaker counted up to.
+    policy_publish(agent=bot.agent, by="tests", max_pending=20)
+    for n in range(4, 9):
+        _post(client, f"ws-{n:04d}.corp.example")
+    policy_publish(agent=bot.agent, by="tests", max_pending=3)
+    services.agent_suspend(agent=bot.agent, by=manager, reason="checking")
+    text = _resume(browser, "storm-bot")
+    assert text == [
+        "storm-bot resumed, but it still has 8 pending proposals, over its limit of 3: its next "
+        "proposal suspends it again. Clear its pending proposals (or raise its limit) first."
+    ]
+
     # Below its limit, resuming says only that.
     services.agent_suspend(agent=bot.agent, by=manager, reason="checking")
     services.agent_pending_clear(agent=bot.agent, by=manager, reason="stale")
@@ -315,7 +328,7 @@ def test_resuming_an_agent_at_its_rate_limit_warns_that_it_will_trip_again(
 
     text = _resume(browser, "chatty-bot")
     assert text == [
-        "chatty-bot resumed, but it sent 3 proposals in the last minute, at its limit of 3 a "
+        "chatty-bot resumed, but it sent 3 or more proposals in the last minute, its limit for a "
         "minute: a proposal within the minute suspends it again. Stop what floods it (or raise "
         "its limit) first."
     ]

@@ -45,7 +45,7 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (the http.server API)
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append({"headers": dict(self.headers), "body": body})
+            state.received.append({"path": self.path, "headers": dict(self.headers), "body": body})
             status = state.answers.pop(0) if state.answers else 200
             self.send_response(status)
             self.end_headers()
@@ -222,7 +222,7 @@ class _Rebinding:
 @pytest.fixture
 def outside_only(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Callbacks checked as in production (no private networks), quick to give up, and sent
-    directly (a proxy in the environment would take them by name: see _proxied)."""
+    directly (a proxy in the environment would take them by name: see proxy_for)."""
     settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
     settings.CALLBACK_TIMEOUT_SECONDS = 1
     for scheme in ("HTTP", "HTTPS", "ALL"):
@@ -295,28 +295,34 @@ def test_a_callback_goes_to_the_address_checked_with_its_name_as_the_host(
 
 @pytest.mark.usefixtures("outside_only")
 @pytest.mark.parametrize(
-    ("answer", "carried"),
+    ("answer", "connect"),
     [
-        ("64:ff9b::5db8:d822", "93.184.216.34"),  # NAT64's well-known prefix
-        ("64:ff9b:1::5db8:d822", "93.184.216.34"),  # the local-use NAT64 prefix, as a /96
-        ("2002:5db8:d822::1", "93.184.216.34"),  # 6to4
+        # The well-known NAT64 prefix: every bit judged, called as answered (an IPv6-only
+        # worker reaches the IPv4 service through its translator).
+        ("64:ff9b::5db8:d822", "64:ff9b::5db8:d822"),
+        # Bits the check does not read (a local NAT64 prefix, 6to4's site part): the IPv4
+        # address judged, never what a translator or relay might make of the rest.
+        ("64:ff9b:1::5db8:d822", "93.184.216.34"),
+        ("64:ff9b:1:0:a:0:5db8:d822", "93.184.216.34"),
+        ("2002:5db8:d822::1", "93.184.216.34"),
+        ("2002:5db8:d822:abcd::1", "93.184.216.34"),
+        ("::ffff:5db8:d822", "93.184.216.34"),
     ],
 )
-def test_an_ipv4_address_carried_in_ipv6_is_judged_as_ipv4_and_called_as_answered(
-    monkeypatch: pytest.MonkeyPatch, answer: str, carried: str
+def test_an_ipv4_address_carried_in_ipv6_is_judged_and_called_as_ipv4_but_for_nat64(
+    monkeypatch: pytest.MonkeyPatch, answer: str, connect: str
 ) -> None:
     import ipaddress
 
     from agents import callback_address, targets
 
-    assert str(targets.canonical("ip", answer).address) == carried  # what it stands for
+    assert str(targets.canonical("ip", answer).address) == "93.184.216.34"  # what it stands for
     monkeypatch.setattr(socket, "getaddrinfo", _Rebinding("hooks.v6only.example", answer, answer))
     destination = callback_address.callback_destination(
         "https://hooks.v6only.example/hook", resolve=True
     )
     assert destination.problem is None
-    # The POST goes through the translator the answer names, not around it.
-    assert destination.address == ipaddress.ip_address(answer)
+    assert destination.address == ipaddress.ip_address(connect)
 
     # The same carriage of an inward address is refused.
     inward = answer.replace("5db8", "7f00").replace("d822", "0001")
@@ -329,29 +335,66 @@ def test_an_ipv4_address_carried_in_ipv6_is_judged_as_ipv4_and_called_as_answere
     assert refused.address is None
 
 
-def test_a_callback_sent_through_a_proxy_goes_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ipaddress
+@pytest.mark.usefixtures("outside_only")
+def test_through_the_environments_proxy_a_callback_goes_by_name_and_only_then(
+    responder: factories.AgentWithKey,
+    analyst: User,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agents import callback_address
 
-    # A tunnel through a proxy would check the certificate against the pinned address, and the
-    # proxy connects to the name as it resolves it: through a proxy the URL is left as it is.
-    checked = ipaddress.ip_address("93.184.216.34")
-    url = "https://hooks.agent.example/hook"
-    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    assert str(callbacks.pinned(url, checked, {})[0]) == "https://93.184.216.34/hook"
-
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
-    assert callbacks.pinned(url, checked, {"X-SOC-Event": "decided"}) == (
-        url,
-        {"X-SOC-Event": "decided"},
-        {},
+    # One local endpoint plays both parts: the agent's receiver, which the name resolves to
+    # (taken as outside for this test), and the forward proxy, which a proxied POST names the
+    # whole URL to in its request line.
+    monkeypatch.setattr(
+        callback_address,
+        "_special",
+        lambda host, address: None if str(address) == "127.0.0.1" else f"{host} is inward",
     )
-    # Not for a host the proxy is bypassed for, nor for plain HTTP with only an HTTPS proxy.
+    port = receiver.url.split(":")[-1].split("/")[0]
+    resolver = _resolving(
+        monkeypatch, responder.agent, receiver, "hooks.agent.example", *["127.0.0.1"] * 2
+    )
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.63")
+
+    def deliver() -> int | None:
+        return callbacks.deliver(proposal_id=str(execution.proposal_id), event="decided")
+
+    assert deliver() == 200
+    # A host NO_PROXY exempts goes straight to the address checked.
     monkeypatch.setenv("NO_PROXY", ".agent.example")
-    assert str(callbacks.pinned(url, checked, {})[0]) == "https://93.184.216.34/hook"
-    monkeypatch.delenv("NO_PROXY")
-    plain = callbacks.pinned("http://hooks.agent.example/hook", checked, {})
-    assert str(plain[0]) == "http://93.184.216.34/hook"
+    assert deliver() == 200
+    # An entry the HTTP client would read otherwise than this decision (a host with its port):
+    # the client does what was decided, and never resolves the name on its own.
+    monkeypatch.setenv("NO_PROXY", f"hooks.agent.example:{port}")
+    assert deliver() == 200
+
+    proxied, direct, decided = receiver.received
+    assert proxied["path"] == decided["path"] == f"http://hooks.agent.example:{port}/hook"
+    assert direct["path"] == "/hook"
+    assert {r["headers"]["Host"] for r in receiver.received} == {f"hooks.agent.example:{port}"}
+    assert all(_valid_signature(r) for r in receiver.received)
+    assert resolver.asked == 3  # the checks' lookups, one per delivery, and no other
+
+
+def test_which_callbacks_go_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for scheme in ("HTTP", "HTTPS", "ALL", "NO"):
+        monkeypatch.delenv(f"{scheme}_PROXY", raising=False)
+        monkeypatch.delenv(f"{scheme.lower()}_proxy", raising=False)
+    url = "https://hooks.agent.example/hook"
+    assert callbacks.proxy_for(url) is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+    assert callbacks.proxy_for(url) == "http://proxy.corp.example:3128"
+    assert callbacks.proxy_for("http://hooks.agent.example/hook") is None  # only HTTPS's
+    monkeypatch.setenv("ALL_PROXY", "http://all.corp.example:3128")
+    assert callbacks.proxy_for("http://hooks.agent.example/hook") == "http://all.corp.example:3128"
+    monkeypatch.setenv("NO_PROXY", "agent.example")
+    assert callbacks.proxy_for(url) is None
+    assert callbacks.proxy_for("https://hooks.elsewhere.example/") == (
+        "http://proxy.corp.example:3128"
+    )
 
 
 def test_a_tls_callback_keeps_its_name_for_the_certificate() -> None:
