@@ -398,20 +398,62 @@
       notice.append(" ", open);
     }
     // A note or reason the analyst was typing is not thrown away with the card: it stays in
-    // the notice, to be copied, until they move on.
+    // the notice, to be copied, until they move on. If they were typing, the keys that follow
+    // still go there (see keepTyping), not to the shortcuts.
     var box = card.querySelector("input.reason");
-    var unsent = box ? box.value.trim() : "";
-    if (unsent) {
+    var typing = !!box && document.activeElement === box;
+    if (box && (box.value.trim() || typing)) {
       var kept = document.createElement("p");
       kept.className = "unsent";
-      kept.textContent = "What you had typed, not sent: “" + unsent + "”";
       notice.appendChild(kept);
+      showTyped(kept, box.value);
+      if (typing) {
+        var hint = document.createElement("p");
+        hint.className = "unsent-hint";
+        hint.textContent = "Your keys go on into this note, not to the shortcuts, until you press Esc or click.";
+        notice.appendChild(hint);
+        typingInto = kept;
+      }
     }
     card.replaceWith(notice);
     if (inQueue && card.dataset.id === selectedId) selectedId = null;
     if (hadFocus) notice.focus({ preventScroll: true });
     showFlash(text, "info");
   }
+
+  // Keys meant for the box: an analyst typing in a card that left goes on typing for a moment,
+  // and the j of "just", the o of "so" and the a of "ask" must not select, open or approve
+  // anything. Until Esc or a click, printable keys (and Backspace) edit the kept note.
+  var typingInto = null; // the notice's .unsent paragraph while keys still go there
+  function showTyped(kept, text) {
+    kept.dataset.text = text;
+    kept.textContent = "What you had typed, not sent: “" + text.trim() + "”";
+  }
+  function stopTyping() {
+    if (!typingInto) return;
+    var hint = typingInto.parentNode && typingInto.parentNode.querySelector(".unsent-hint");
+    // Said in place, in a line of its own as before: the cards below do not move.
+    if (hint) hint.textContent = "Keys act again: j, k or a click selects a card.";
+    typingInto = null;
+  }
+  function keptTyping(event) {
+    if (!typingInto) return false;
+    if (!typingInto.isConnected) { typingInto = null; return false; }
+    var text = typingInto.dataset.text || "";
+    if (event.key === "Escape") {
+      stopTyping();
+      showFlash("Keys act again: select a card with j, k or a click.", "info");
+    } else if (event.key === "Backspace") {
+      showTyped(typingInto, text.slice(0, -1));
+    } else if (event.key.length === 1) {
+      showTyped(typingInto, text + event.key);
+    } else if (event.key !== "Enter") {
+      return false; // arrows, Tab and the like keep their own meaning
+    }
+    event.preventDefault();
+    return true;
+  }
+  document.addEventListener("pointerdown", stopTyping, true);
 
   // Removing a notice moves the cards below it: never between a press and its release, or
   // the click would land on whatever moved under the pointer (see the click listener).
@@ -717,6 +759,7 @@
       }
       return;
     }
+    if (keptTyping(event)) return;
     var key = event.key;
     if (key === "j") { move(1); event.preventDefault(); return; }
     if (key === "k") { move(-1); event.preventDefault(); return; }

@@ -71,7 +71,9 @@ def test_typing_while_another_analyst_approves_the_card_makes_no_decision(
 
     bob.locator(f"#card-{worked} button.approve").click()
     expect(card).to_have_count(0, timeout=LIVE)
-    alice.keyboard.type("alarm", delay=60)
+    # She types on at a normal pace: the j of "just", the o of "so" and the a of "ask" would
+    # select, open and approve if they were read as keys.
+    alice.keyboard.type("alarm - just so you know, ask again", delay=60)
     time.sleep(SETTLE)
 
     assert not Decision.objects.filter(analyst=analyst).exists()
@@ -83,12 +85,20 @@ def test_typing_while_another_analyst_approves_the_card_makes_no_decision(
     notice = alice.locator(".card-left")
     expect(notice).to_contain_text("approved by bob")
     expect(notice).to_contain_text("select another card")
-    # What she was typing is not lost with the card: the notice keeps it, to be copied.
-    expect(notice.locator(".unsent")).to_have_text(
-        "What you had typed, not sent: “this is a false”"
-    )
     expect(alice.locator("#flash")).to_contain_text("approved by bob")
     expect(alice.locator("#flash")).to_have_attribute("aria-live", "polite")
+    # What she was typing is not lost with the card: the notice keeps it, to be copied, with
+    # what she typed after, and she was on no other page.
+    expect(notice.locator(".unsent")).to_have_text(
+        "What you had typed, not sent: “this is a false alarm - just so you know, ask again”"
+    )
+    expect(notice).to_contain_text("Your keys go on into this note")
+    assert alice.url == f"{live_server_url}/"
+    alice.keyboard.press("Backspace")
+    expect(notice.locator(".unsent")).to_contain_text("ask agai”")
+    alice.keyboard.press("Escape")
+    expect(alice.locator("#flash")).to_contain_text("Keys act again")
+    expect(notice).not_to_contain_text("Your keys go on into this note")
 
     # The notice goes once she picks a card, without moving that card under her pointer: the
     # click on its Approve button is the click that approves it.
