@@ -8,6 +8,7 @@ task (enqueued by name, see approvals.enqueue), the agent's callback, mail.
 from __future__ import annotations
 
 import copy
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -57,9 +58,15 @@ def text(value: Any, *, field: str) -> str:
 def reason_given(value: Any, *, refusal: str, hint: str) -> str:
     """The reason a rejection or a rollback must give, or a 400 on the reason field."""
     reason = text(value, field="reason")
-    if len(reason) < MIN_REASON:
+    if shown_length(reason) < MIN_REASON:
         raise InvalidInput(short_reason(refusal, reason), errors={"reason": [hint]})
     return reason
+
+
+def shown_length(text: str) -> int:
+    """How many characters of `text` a reader sees: not spaces of any kind, nor invisible
+    format or control characters (three zero-width spaces are no reason)."""
+    return sum(1 for char in text if unicodedata.category(char)[0] not in "CZ")
 
 
 def short_reason(refusal: str, reason: str) -> str:

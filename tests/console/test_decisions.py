@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -10,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -379,3 +380,52 @@ def test_a_reason_too_short_is_refused_saying_the_minimum(
     assert "A rejection needs a reason of at least 3 characters; “fp” is too short." in message
     pending.refresh_from_db()
     assert pending.status == "pending" and not Decision.objects.exists()
+
+
+# Characters no reader sees: spaces of every kind, and format and control characters (zero-width
+# spaces and joiners, the word joiner, soft hyphens, tags) other than NUL, which has a refusal of
+# its own. Bidirectional controls are refused as such.
+_HOSTS = itertools.count()
+_UNSEEN = st.characters(categories=("Zs", "Zl", "Zp", "Cf", "Cc"), exclude_characters="\x00")
+
+
+@pytest.fixture
+def roomy_agent(agent_with_key: factories.AgentWithKey) -> factories.AgentWithKey:
+    """An agent whose circuit breaker a property's examples, one proposal each, never trip."""
+    from agents.services import policy_publish
+
+    policy_publish(
+        agent=agent_with_key.agent, by="tests", max_pending=10_000, max_proposals_per_minute=10_000
+    )
+    return agent_with_key
+
+
+@pytest.mark.django_db
+@hypothesis_settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    unseen=st.text(_UNSEEN, max_size=12),
+    seen=st.text(st.characters(categories=("L", "N", "P")), max_size=2),
+)
+def test_a_reason_counts_only_the_characters_a_reader_sees(
+    roomy_agent: factories.AgentWithKey, analyst: User, unseen: str, seen: str
+) -> None:
+    # Reported: three zero-width spaces rejected a proposal, with a blank reason in the log.
+    from approvals import services
+    from soc_console.contract import bidi_control_problem
+    from soc_console.errors import InvalidInput
+
+    half = len(unseen) // 2
+    reason = unseen[:half] + seen + unseen[half:]  # at most two characters one can read
+    assume(bidi_control_problem(reason) is None)
+    proposal = factories.proposal(roomy_agent, target=f"ws-{next(_HOSTS):04d}.corp.example")
+    with pytest.raises(InvalidInput) as refused:
+        services.proposal_reject(proposal_id=proposal.id, analyst=analyst, reason=reason)
+    assert "reason" in refused.value.extra["errors"]
+    proposal.refresh_from_db()
+    assert proposal.status == "pending"
+    # Three characters one can read make a reason, whatever unseen ones surround them.
+    services.proposal_reject(
+        proposal_id=proposal.id, analyst=analyst, reason=unseen + "fp!" + unseen
+    )
+    proposal.refresh_from_db()
+    assert proposal.status == "rejected"
