@@ -167,6 +167,24 @@ def test_where_the_next_approval_must_be_a_seniors_others_are_offered_no_approve
     expect(alice.locator(".decide-panel button.approve")).to_be_hidden(timeout=LIVE)
     expect(alice.locator(".decide-panel button.reject")).to_be_visible()
 
+    # A duplicate group whose proposals each wait for a senior: no "Approve all" for others.
+    factories.asset("dc03.corp.example", criticality=Criticality.CRITICAL)
+    pair = [factories.proposal(agent_with_key, target="dc03.corp.example") for _ in range(2)]
+    for member in pair:
+        services.proposal_approve(proposal_id=member.id, analyst=analyst2)
+    shown = ", ".join(f"#card-{member.id}:visible" for member in pair)
+    for page, offered in ((alice, False), (sam, True)):
+        page.goto(f"{live_server_url}/")
+        page.wait_for_selector("#live-status.ok")
+        lead = page.locator(shown)
+        expect(lead).to_have_count(1)  # one card for the group
+        expect(lead.locator("button.group-reject")).to_be_visible()
+        approve_all = expect(lead.locator("button.group-approve"))
+        if offered:
+            approve_all.to_be_visible()
+        else:
+            approve_all.to_be_hidden()
+
 
 def test_a_card_the_analyst_approved_that_waits_for_a_senior_moves_out_of_their_way(
     console: Callable[[User], Any],
