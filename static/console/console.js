@@ -103,10 +103,64 @@
     // Success fades after a few seconds; an error stays long enough to be read.
     clearTimeout(flashTimer);
     var area = document.getElementById("flash");
+    keepClear();
     if (!area || !area.firstElementChild) return;
     var error = area.querySelector(".flash.error");
     flashTimer = setTimeout(function () { area.innerHTML = ""; }, error ? 15000 : 6000);
   }
+
+  // --- messages clear of the controls ----------------------------------------------------------
+  // The flash message and the undo toasts stand at the bottom of the screen. While the selected
+  // card's decision controls, or the element with the focus, would be under one of them, it
+  // stands at the top instead (below the header), so that nothing the analyst is about to use
+  // is hidden. Re-placed whenever either may have moved: a message, a selection, a scroll.
+  function overlaps(a, b) {
+    return a.height > 0 && b.height > 0 && a.left < b.right && b.left < a.right &&
+      a.top < b.bottom && b.top < a.bottom;
+  }
+  function controlRects() {
+    var rects = [];
+    var target = decideTarget();
+    if (target) {
+      target.querySelectorAll("form.decide, form.group-decide").forEach(function (form) {
+        rects.push(form.getBoundingClientRect());
+      });
+    }
+    var active = document.activeElement;
+    if (active && active !== document.body && active.getBoundingClientRect) {
+      rects.push(active.getBoundingClientRect());
+    }
+    return rects;
+  }
+  function keepClear() {
+    var header = document.querySelector(".topbar");
+    var top = Math.max(8, (header ? header.getBoundingClientRect().bottom : 0) + 8);
+    var rects = null;
+    ["flash", "undo-tray"].forEach(function (id) {
+      var el = document.getElementById(id);
+      if (!el) return;
+      el.classList.remove("at-top");
+      el.style.top = "";
+      if (!el.firstElementChild) return;
+      rects = rects || controlRects();
+      var covers = function () {
+        var box = el.getBoundingClientRect();
+        return rects.some(function (r) { return overlaps(box, r); });
+      };
+      if (!covers()) return;
+      el.classList.add("at-top");
+      el.style.top = top + "px"; // CSSOM, which the content security policy allows
+      if (covers()) { el.classList.remove("at-top"); el.style.top = ""; } // no better at the top
+    });
+  }
+  var clearFrame = 0;
+  function keepClearSoon() {
+    if (clearFrame) return;
+    clearFrame = requestAnimationFrame(function () { clearFrame = 0; keepClear(); });
+  }
+  window.addEventListener("scroll", keepClearSoon, { passive: true });
+  window.addEventListener("resize", keepClearSoon);
+  document.addEventListener("focusin", keepClearSoon);
 
   // --- live messages ------------------------------------------------------------------------
   // The server broadcasts one message to every page. Pieces with no target on this page
@@ -374,6 +428,7 @@
     selectedId = card.dataset.id;
     selectedIndex = shownCards().indexOf(card);
     noteSteadiness();
+    keepClearSoon();
   }
 
   // The card the analyst was on left the queue (another analyst decided it, the agent withdrew
@@ -1129,6 +1184,7 @@
   var undoTimer = null;
 
   function startUndoToasts() {
+    keepClearSoon();
     var tray = document.getElementById("undo-tray");
     document.querySelectorAll("#flash .undo-toast").forEach(function (toast) {
       if (!tray) return;
