@@ -1245,10 +1245,15 @@
     if (button && now - lastUndo.at < UNDO_AGAIN_MS) {
       var note = "One undo per press: the undo of " + lastUndo.what + " was just sent. To undo " +
         undoWhat(button) + " too, press u again.";
-      showFlash(note, "info");
-      // The first press's answer may land in the flash after this: it keeps this note under it.
       if (document.querySelector("#undo-tray .undo-toast.sending")) {
+        showFlash(note, "info");
+        // The first press's answer lands in the flash after this: it keeps this note under it.
         heldNote = { text: note, until: now + UNDO_AGAIN_MS * 10 };
+      } else {
+        // The first press's answer is there already ("Approval undone: …"): the note goes
+        // under it, so that both are read.
+        heldNote = { text: note, until: now + UNDO_AGAIN_MS * 10 };
+        keepHeldNote();
       }
       return;
     }
@@ -1283,11 +1288,13 @@
   var lastWord = Date.now();
   var currentSocket = null; // the WebSocket behind `socket`
   var replacing = false; // a new socket is on its way: no second one until it has opened
+  var silence = 0; // seconds without a word before that replacement, to say once it is open
   function checkHeartbeat() {
     if (!socket || replacing || Date.now() - lastWord <= 3 * BEAT_MS) return;
     var silent = Math.round((Date.now() - lastWord) / 1000);
     setLive("no word from the server for " + silent + " s: reconnecting…", false);
     lastWord = Date.now(); // one attempt per silence
+    silence = silent;
     // The silent socket's close, whenever it comes, is old news: no retry of the extension's
     // and no "offline" from it, since a new socket is on its way.
     if (currentSocket) currentSocket.onclose = null;
@@ -1300,6 +1307,12 @@
     socket = event.detail.socketWrapper;
     currentSocket = event.detail.event && event.detail.event.target;
     replacing = false;
+    if (silence) {
+      // The badge's "reconnecting…" lasts as long as the new socket takes: this stays longer.
+      showFlash("No word from the server for " + silence + " s: connected again, and the queue " +
+        "is re-read, so nothing sent meanwhile is missed.", "info");
+      silence = 0;
+    }
     lastWord = Date.now();
     opened += 1;
     setLive("live", true);

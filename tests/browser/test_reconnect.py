@@ -229,6 +229,9 @@ def test_a_socket_that_goes_silent_is_replaced_and_the_queue_catches_up(
     said = alice.evaluate("window.__said")
     assert any(re.fullmatch(r"no word from the server for \d+ s: reconnecting…", s) for s in said)
     expect(alice.locator("#live-status")).to_have_text("live")
+    expect(alice.locator("#flash")).to_contain_text(
+        re.compile(r"No word from the server for \d+ s: connected again, and the queue is re-read")
+    )
     assert len(socket.connected) == 2
     assert alice.evaluate("window.__sameDocument") is True  # caught up without a reload
 
