@@ -93,10 +93,21 @@ _DRAWN_AS_NOTHING = frozenset(("Mn", "Me", "Cf", "Cc", "Zs", "Zl", "Zp"))
 
 
 def _invisible(char: str) -> bool:
-    code = ord(char)
     if unicodedata.category(char) in _DRAWN_AS_NOTHING:
         return True
+    return _ignorable(char)
+
+
+def _ignorable(char: str) -> bool:
+    code = ord(char)
     return any(low <= code <= high for low, high in _IGNORABLE)
+
+
+def blank(char: str) -> bool:
+    """Whether a reader sees nothing of `char`: a space of any kind, a format or control
+    character, a default-ignorable code point (a Hangul filler, a variation selector) or the
+    braille blank. A combining mark is seen, on the letter it marks."""
+    return unicodedata.category(char)[0] in "CZ" or _ignorable(char)
 
 
 def _drawn(char: str) -> str:

@@ -8,7 +8,6 @@ task (enqueued by name, see approvals.enqueue), the agent's callback, mail.
 from __future__ import annotations
 
 import copy
-import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -19,6 +18,7 @@ from django.db import transaction
 from django.db.models import Prefetch, Q, prefetch_related_objects
 from django.utils import timezone
 
+from agents import lookalikes
 from agents.models import Agent
 from audit import log
 from soc_console import roles
@@ -65,8 +65,8 @@ def reason_given(value: Any, *, refusal: str, hint: str) -> str:
 
 def shown_length(text: str) -> int:
     """How many characters of `text` a reader sees: not spaces of any kind, nor invisible
-    format or control characters (three zero-width spaces are no reason)."""
-    return sum(1 for char in text if unicodedata.category(char)[0] not in "CZ")
+    format or control characters, fillers (three zero-width spaces are no reason)."""
+    return sum(1 for char in text if not lookalikes.blank(char))
 
 
 def short_reason(refusal: str, reason: str) -> str:

@@ -130,27 +130,38 @@
     if (active && active !== document.body && active.getBoundingClientRect) {
       rects.push(active.getBoundingClientRect());
     }
+    var stop = document.querySelector("#stop-control[open] .stop-form");
+    if (stop) rects.push(stop.getBoundingClientRect());
     return rects;
+  }
+  // Where `el` stands at the bottom: its box there, from the gap below it noted while it was
+  // there (console.css places it; a narrow screen lifts the tray above the flash).
+  function bottomBox(el, box) {
+    if (!el.classList.contains("at-top")) el.dataset.gap = String(window.innerHeight - box.bottom);
+    var bottom = window.innerHeight - Number(el.dataset.gap || 16);
+    return { left: box.left, right: box.right, top: bottom - box.height, bottom: bottom, height: box.height };
+  }
+  function place(el, top) { // a number of pixels from the top of the screen, or null: the bottom
+    var want = top === null ? "" : top + "px";
+    if (el.classList.contains("at-top") !== (top !== null)) el.classList.toggle("at-top", top !== null);
+    if (el.style.top !== want) el.style.top = want; // CSSOM, which the content security policy allows
   }
   function keepClear() {
     var header = document.querySelector(".topbar");
-    var top = Math.max(8, (header ? header.getBoundingClientRect().bottom : 0) + 8);
+    var next = Math.max(8, (header ? header.getBoundingClientRect().bottom : 0) + 8);
     var rects = null;
     ["flash", "undo-tray"].forEach(function (id) {
       var el = document.getElementById(id);
       if (!el) return;
-      el.classList.remove("at-top");
-      el.style.top = "";
-      if (!el.firstElementChild) return;
+      if (!el.firstElementChild) { place(el, null); return; }
       rects = rects || controlRects();
-      var covers = function () {
-        var box = el.getBoundingClientRect();
-        return rects.some(function (r) { return overlaps(box, r); });
-      };
-      if (!covers()) return;
-      el.classList.add("at-top");
-      el.style.top = top + "px"; // CSSOM, which the content security policy allows
-      if (covers()) { el.classList.remove("at-top"); el.style.top = ""; } // no better at the top
+      var box = el.getBoundingClientRect();
+      var low = bottomBox(el, box);
+      var high = { left: box.left, right: box.right, top: next, bottom: next + box.height, height: box.height };
+      var covers = function (at) { return rects.some(function (r) { return overlaps(at, r); }); };
+      var top = covers(low) && !covers(high) ? next : null;
+      place(el, top);
+      if (top !== null) next = top + box.height + 8; // the tray under the flash, not over it
     });
   }
   var clearFrame = 0;
@@ -455,8 +466,11 @@
     // A note or reason the analyst was typing is not thrown away with the card: it stays in
     // the notice, to be copied, until they move on. If they were typing, the keys that follow
     // still go there (see keepTyping), not to the shortcuts.
-    var box = card.querySelector("input.reason");
-    var typing = !!box && document.activeElement === box;
+    // The box with the focus (the card's own or its group's), else the card's own.
+    var active = document.activeElement;
+    var box = active && card.contains(active) && active.matches("input.reason") ? active
+      : card.querySelector("input.reason");
+    var typing = !!box && active === box;
     if (box && (box.value.trim() || typing)) {
       var kept = document.createElement("p");
       kept.className = "unsent";
@@ -493,7 +507,13 @@
   }
   function keptTyping(event) {
     if (!typingInto) return false;
-    if (!typingInto.isConnected) { typingInto = null; return false; }
+    if (!typingInto.isConnected) {
+      // The notice went (the queue was re-read): this key still was not meant as a shortcut.
+      typingInto = null;
+      event.preventDefault();
+      showFlash("Keys act again: select a card with j, k or a click.", "info");
+      return true;
+    }
     var text = typingInto.dataset.text || "";
     if (event.key === "Escape") {
       stopTyping();
@@ -603,8 +623,7 @@
             leaveInPlace(current, "The card you were on is no longer in this list: it was decided, withdrawn or expired while the connection was down, or moved out of the cards shown. Its page says which", true);
           }
         }
-        var notice = old.querySelector("#queue-cards > .card-left");
-        if (notice) {
+        old.querySelectorAll("#queue-cards > .card-left").forEach(function (notice) {
           // The notice of a card that left stays where it was, before the same next card.
           var after = notice.nextElementSibling;
           while (after && !after.classList.contains("card")) after = after.nextElementSibling;
@@ -612,7 +631,7 @@
           var focused = document.activeElement === notice;
           freshBox.insertBefore(notice, anchor);
           if (focused) notice.focus({ preventScroll: true });
-        }
+        });
         if (countersAt >= started) {
           fresh.querySelector("#queue-counters").replaceWith(document.getElementById("queue-counters"));
         }

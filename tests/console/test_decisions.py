@@ -386,7 +386,14 @@ def test_a_reason_too_short_is_refused_saying_the_minimum(
 # spaces and joiners, the word joiner, soft hyphens, tags) other than NUL, which has a refusal of
 # its own. Bidirectional controls are refused as such.
 _HOSTS = itertools.count()
-_UNSEEN = st.characters(categories=("Zs", "Zl", "Zp", "Cf", "Cc"), exclude_characters="\x00")
+_UNSEEN = st.one_of(
+    st.characters(categories=("Zs", "Zl", "Zp", "Cf", "Cc"), exclude_characters="\x00"),
+    # Default-ignorable code points of other categories: variation selectors, the combining
+    # grapheme joiner, the Khmer inherent vowels, the Hangul fillers; and the braille blank.
+    st.sampled_from(
+        ["\ufe0f", "\U000e0100", "\u034f", "\u17b4", "\u3164", "\u115f", "\uffa0", "\u2800"]
+    ),
+)
 
 
 @pytest.fixture

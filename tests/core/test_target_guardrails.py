@@ -384,6 +384,8 @@ def test_no_spelling_of_a_critical_asset_runs_without_two_humans(
             confidence=confidence,
             rationale="Confident, and wrong about how the target is spelled.",
         )
+        # Read as the API reads it: without the spaces around it, of any kind (as str.strip).
+        target = target.strip()
         if not target.isascii():
             event("refused: not ASCII")
             # Targets are written in ASCII: a look-alike that is not an A-label never gets in.
