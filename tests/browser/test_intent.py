@@ -18,6 +18,7 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
+from approvals import services
 from approvals.models import Decision, Proposal
 from tests import factories
 from tests.browser.proposing import propose
@@ -106,6 +107,37 @@ def test_typing_while_another_analyst_approves_the_card_makes_no_decision(
     expect(alice.locator("#flash")).to_contain_text("Approved: Disable user asmith@corp.example")
     expect(notice).to_have_count(0)
     assert Decision.objects.get(analyst=analyst).proposal_id == uuid.UUID(others[0])
+
+
+def test_typing_in_a_groups_box_while_another_analyst_decides_the_group_makes_no_decision(
+    console: Callable[..., Any],
+    live_server_url: str,
+    analyst: User,
+    analyst2: User,
+    identity_bot: factories.AgentWithKey,
+) -> None:
+    # The same for the box of a duplicate group's one decision: what she types on after the
+    # group is decided goes into the kept note, and no key acts on the cards left.
+    pair = [_propose(live_server_url, identity_bot, "dupe@corp.example") for _ in range(2)]
+    others = [_propose(live_server_url, identity_bot, f"{n}@corp.example") for n in ("kim", "lee")]
+    alice = console(analyst)
+    box = alice.locator("#queue-cards > .card:visible .group-reason")
+    expect(box).to_have_count(1)
+    box.click()
+    alice.keyboard.type("same alert twice ", delay=40)
+    for member in pair:
+        services.proposal_approve(proposal_id=member, analyst=analyst2)
+    notice = alice.locator(".card-left")
+    expect(notice).to_have_count(1, timeout=LIVE)
+    alice.keyboard.type("- just so you know, ask again", delay=60)
+    time.sleep(SETTLE)
+
+    assert not Decision.objects.filter(analyst=analyst).exists()
+    assert [Proposal.objects.get(pk=pk).status for pk in others] == ["pending"] * 2
+    assert alice.url == f"{live_server_url}/"
+    expect(notice.locator(".unsent")).to_have_text(
+        "What you had typed, not sent: “same alert twice - just so you know, ask again”"
+    )
 
 
 def test_enter_in_the_text_box_with_an_approval_note_does_not_reject(
@@ -410,8 +442,6 @@ def test_a_key_that_cannot_act_says_why_and_a_focused_checkbox_keeps_the_keys(
     senior: User,
     identity_bot: factories.AgentWithKey,
 ) -> None:
-    from approvals import services
-
     first = _propose(live_server_url, identity_bot, "tnash@corp.example")
     second = _propose(live_server_url, identity_bot, "uoak@corp.example")
     services.agent_suspend(agent=identity_bot.agent, by=senior, reason="checking its model")
