@@ -262,22 +262,28 @@ def test_a_name_that_answers_inward_after_the_check_reaches_nothing_inside(
     assert receiver.received == []
 
 
-@pytest.mark.usefixtures("outside_only")
+@pytest.fixture
+def loopback_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check takes 127.0.0.1, where the receiver stands, as outside, and every other
+    address as inward."""
+    from agents import callback_address
+
+    monkeypatch.setattr(
+        callback_address,
+        "_special",
+        lambda host, address: None if str(address) == "127.0.0.1" else f"{host} is inward",
+    )
+
+
+@pytest.mark.usefixtures("outside_only", "loopback_outside")
 def test_a_callback_goes_to_the_address_checked_with_its_name_as_the_host(
     responder: factories.AgentWithKey,
     analyst: User,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from agents import callback_address
-
-    # The receiver stands on loopback: for this test the check takes 127.0.0.1 as outside, and
-    # refuses the address the name answers next, which a second lookup would connect to.
-    monkeypatch.setattr(
-        callback_address,
-        "_special",
-        lambda host, address: None if str(address) == "127.0.0.1" else f"{host} is inward",
-    )
+    # The receiver stands on loopback, taken as outside; the address the name answers next,
+    # which a second lookup would connect to, is refused.
     resolver = _resolving(
         monkeypatch, responder.agent, receiver, "hooks.agent.example", "127.0.0.1", "10.255.255.1"
     )
@@ -335,23 +341,15 @@ def test_an_ipv4_address_carried_in_ipv6_is_judged_and_called_as_ipv4_but_for_na
     assert refused.address is None
 
 
-@pytest.mark.usefixtures("outside_only")
+@pytest.mark.usefixtures("outside_only", "loopback_outside")
 def test_through_the_environments_proxy_a_callback_goes_by_name_and_only_then(
     responder: factories.AgentWithKey,
     analyst: User,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from agents import callback_address
-
-    # One local endpoint plays both parts: the agent's receiver, which the name resolves to
-    # (taken as outside for this test), and the forward proxy, which a proxied POST names the
-    # whole URL to in its request line.
-    monkeypatch.setattr(
-        callback_address,
-        "_special",
-        lambda host, address: None if str(address) == "127.0.0.1" else f"{host} is inward",
-    )
+    # One local endpoint plays both parts: the agent's receiver, which the name resolves to,
+    # and the forward proxy, which a proxied POST names the whole URL to in its request line.
     port = receiver.url.split(":")[-1].split("/")[0]
     resolver = _resolving(
         monkeypatch, responder.agent, receiver, "hooks.agent.example", *["127.0.0.1"] * 2
