@@ -98,6 +98,19 @@
     scheduleFlashClear();
   }
 
+  // An informative line under what the flash already says.
+  function addFlash(text) {
+    var area = document.getElementById("flash");
+    if (!area) return;
+    var said = Array.prototype.some.call(area.children, function (el) { return el.textContent === text; });
+    if (said) return; // a third quick press says nothing new
+    var p = document.createElement("p");
+    p.className = "flash info";
+    p.textContent = text;
+    area.appendChild(p);
+    scheduleFlashClear();
+  }
+
   var flashTimer = null;
   function scheduleFlashClear() {
     // Success fades after a few seconds; an error stays long enough to be read.
@@ -519,8 +532,8 @@
       stopTyping();
       showFlash("Keys act again: select a card with j, k or a click.", "info");
     } else if (event.key === "Backspace") {
-      showTyped(typingInto, text.slice(0, -1));
-    } else if (event.key.length === 1) {
+      showTyped(typingInto, Array.from(text).slice(0, -1).join("")); // a whole character
+    } else if (Array.from(event.key).length === 1) { // one character, an emoji's two halves too
       showTyped(typingInto, text + event.key);
     } else if (event.key !== "Enter") {
       return false; // arrows, Tab and the like keep their own meaning
@@ -1252,11 +1265,7 @@
     var note = heldNote;
     heldNote = null;
     if (!note || !area || Date.now() > note.until) return;
-    var p = document.createElement("p");
-    p.className = "flash info";
-    p.textContent = note.text;
-    area.appendChild(p);
-    scheduleFlashClear();
+    addFlash(note.text);
   }
   function undoLatest() {
     var button = document.querySelector("#undo-tray .undo-toast:not(.closed):not(.sending) button.undo");
@@ -1327,9 +1336,14 @@
     currentSocket = event.detail.event && event.detail.event.target;
     replacing = false;
     if (silence) {
-      // The badge's "reconnecting…" lasts as long as the new socket takes: this stays longer.
-      showFlash("No word from the server for " + silence + " s: connected again, and the queue " +
-        "is re-read, so nothing sent meanwhile is missed.", "info");
+      // The badge's "reconnecting…" lasts as long as the new socket takes: this stays longer,
+      // under an error already shown rather than over it.
+      var said = "No word from the server for " + silence + " s: connected again" +
+        (document.getElementById("queue-cards") ? ", and the queue is re-read, so nothing " +
+          "sent meanwhile is missed." : ".");
+      var area = document.getElementById("flash");
+      if (area && area.querySelector(".flash.error")) addFlash(said);
+      else showFlash(said, "info");
       silence = 0;
     }
     lastWord = Date.now();

@@ -209,12 +209,16 @@ def test_a_socket_that_goes_silent_is_replaced_and_the_queue_catches_up(
     """A connection can die without a close reaching the page: the badge would say "live"
     over a queue that no longer changes. The server beats while it has nothing to say; a page
     that hears nothing for three beats says so, connects again and re-reads the queue."""
+    first = _propose(beat_server_url, agent_with_key, "ws-0041.corp.example")
     alice, socket = routed_console(analyst, server=beat_server_url)
     # A quiet queue is not a silent line: the beats keep the one socket. (Waited in the page:
     # the routed socket's messages reach it only while Playwright runs.)
     alice.wait_for_timeout(HEARTBEAT * 5 * 1000)
     expect(alice.locator("#live-status")).to_have_text("live")
     assert len(socket.connected) == 1
+    # An error on screen when the line goes silent: what comes after goes under it.
+    alice.locator(f"#card-{first} button.reject").click()
+    expect(alice.locator("#flash .flash.error")).to_contain_text("needs a reason")
 
     # What the badge says, kept: the page says it for as long as a new socket takes to open.
     alice.evaluate(
@@ -232,6 +236,7 @@ def test_a_socket_that_goes_silent_is_replaced_and_the_queue_catches_up(
     expect(alice.locator("#flash")).to_contain_text(
         re.compile(r"No word from the server for \d+ s: connected again, and the queue is re-read")
     )
+    expect(alice.locator("#flash .flash.error")).to_contain_text("needs a reason")
     assert len(socket.connected) == 2
     assert alice.evaluate("window.__sameDocument") is True  # caught up without a reload
 
