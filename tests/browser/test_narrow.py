@@ -191,12 +191,15 @@ def test_scrolled_to_the_bottom_no_control_stays_under_the_flash(
         assert box["y"] + box["height"] <= flash["y"], f"{control} under the flash: {box} {flash}"
 
 
-@pytest.mark.parametrize("size", [(WIDTH, HEIGHT), (1280, 800)])
+@pytest.mark.parametrize(
+    ("screen", "height"),
+    [("phone", HEIGHT), ("console", 800)],  # 390×844; 1280×800
+)
 def test_the_flash_and_the_undo_toasts_stand_clear_of_the_controls_in_use(
-    browser: Any,
-    live_server_url: str,
+    request: pytest.FixtureRequest,
     agent_with_key: factories.AgentWithKey,
-    size: tuple[int, int],
+    screen: str,
+    height: int,
 ) -> None:
     # A card's controls at the bottom of the screen, mid-page: the flash (and an undo toast)
     # would stand over them there; they move to the top instead.
@@ -204,31 +207,20 @@ def test_the_flash_and_the_undo_toasts_stand_clear_of_the_controls_in_use(
     proposals = [
         factories.proposal(agent_with_key, target=f"ws-{n:04d}.corp.example") for n in range(8)
     ]
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
-    try:
-        page = context.new_page()
-        page.set_default_timeout(5000)
-        page.goto(f"{live_server_url}/accounts/login/")
-        page.fill("#id_username", admin.username)
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server_url}/")
-        page.wait_for_selector("#live-status.ok")
-        card = page.locator(f"#card-{proposals[3].id}")
-        card.click(position={"x": 5, "y": 5})  # selected, as a click on it does
-        page.evaluate(
-            """id => { const form = document.querySelector(`#card-${id} form.decide`);
-            window.scrollBy(0, form.getBoundingClientRect().bottom - (innerHeight - 24)); }""",
-            str(proposals[3].id),
-        )
-        time.sleep(0.4)  # still for a moment, as a hand is before it clicks
-        card.locator("button.reject").click()  # without a reason: refused, the flash says why
-        expect(page.locator("#flash .flash")).to_be_visible()
-        form = card.locator("form.decide").bounding_box()
-        flash = page.locator("#flash").bounding_box()
-        assert form is not None and flash is not None
-        assert form["y"] > size[1] / 2  # the controls are still at the bottom of the screen
-        assert flash["y"] + flash["height"] <= form["y"], f"flash over the controls: {flash} {form}"
-        page.screenshot(path=str(ARTIFACTS / f"flash-clear-{size[0]}.png"))
-    finally:
-        context.close()
+    page = request.getfixturevalue(screen)(admin)
+    card = page.locator(f"#card-{proposals[3].id}")
+    card.click(position={"x": 5, "y": 5})  # selected, as a click on it does
+    page.evaluate(
+        """id => { const form = document.querySelector(`#card-${id} form.decide`);
+        window.scrollBy(0, form.getBoundingClientRect().bottom - (innerHeight - 24)); }""",
+        str(proposals[3].id),
+    )
+    time.sleep(0.4)  # still for a moment, as a hand is before it clicks
+    card.locator("button.reject").click()  # without a reason: refused, the flash says why
+    expect(page.locator("#flash .flash")).to_be_visible()
+    form = card.locator("form.decide").bounding_box()
+    flash = page.locator("#flash").bounding_box()
+    assert form is not None and flash is not None
+    assert form["y"] > height / 2  # the controls are still at the bottom of the screen
+    assert flash["y"] + flash["height"] <= form["y"], f"flash over the controls: {flash} {form}"
+    page.screenshot(path=str(ARTIFACTS / f"flash-clear-{screen}.png"))
