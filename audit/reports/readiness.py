@@ -17,7 +17,7 @@ from audit.models import AuditEvent
 
 from .autonomy import Advice, TrustRow
 from .base import BANDS, Filters, share
-from .trust import calibration_by, trust_rows
+from .trust import trust_rows
 
 DEMOTED = "grant.demoted"
 
@@ -115,9 +115,8 @@ def readiness(agent: Agent, f: Filters | None = None) -> Readiness:
     f = replace(f or Filters.default(), agent=agent.slug, action=None)
     live = agent.policies.live().prefetch_related("grants").first()
     levels = {g.action: g.level for g in live.grants.all()} if live else {}
-    rows, _ = trust_rows(f)
+    rows, calibration = trust_rows(f, by="action")
     records = {r.action: r for r in rows if r.agent == agent.slug}
-    calibration = calibration_by(f, "action")
     shadow = agent_shadow(agent)
     score = shadow_score(shadow) if shadow is not None else None
     shadow_levels = {g.action: g.level for g in shadow.grants.all()} if shadow else {}

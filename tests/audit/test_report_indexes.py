@@ -82,13 +82,3 @@ def test_the_latency_reports_reads_of_the_period_use_the_index_alone(
     assert len(queue) == len(grouped) == len(sla) == 1, [s[0][:80] for s in statements]
     for sql, params in queue + grouped + sla:
         _from_the_index_alone(sql, params)
-
-
-def test_the_trust_reports_confidence_bands_use_the_index_alone(period: reports.Filters) -> None:
-    bands = [
-        s
-        for s in _statements(reports.trust, period)
-        if '"band"' in s[0] and "approvals_execution" not in s[0]
-    ]
-    assert len(bands) == 1
-    _from_the_index_alone(*bands[0])

@@ -13,6 +13,8 @@ from django.test import Client
 from approvals import demo
 from approvals.demo import history
 from audit import reports
+from audit.reports import periods
+from audit.reports.readiness import readiness
 from audit.verify import verify_chain
 from tests import factories
 from tests.audit.history_builder import BASE, proposal
@@ -220,6 +222,33 @@ def test_trust_recommends_promotion_at_the_threshold_the_numbers_support(triage,
     assert calibration["triage-bot"][4] == (60, 60)
     report = reports.trust(WINDOW)
     assert "triage-bot is ready for level 3 on isolate_host at threshold 0.70" in report.finding
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page", ["trust", "readiness"])
+def test_trust_and_readiness_read_the_period_of_proposals_once(triage, analyst, page) -> None:
+    # Counts, scans by threshold and calibration bands are sums of one statement's slices.
+    for index in range(6):
+        proposal(
+            triage,
+            created_at=BASE + timedelta(minutes=index),
+            confidence=0.55 + index * 0.08,
+            analyst=analyst,
+            execution="succeeded",
+        )
+    statements: list[str] = []
+
+    def keep(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with periods.exact(), connection.execute_wrapper(keep):
+        if page == "trust":
+            reports.trust(WINDOW)
+        else:
+            readiness(triage, WINDOW)
+    grouped = [s for s in statements if "approvals_proposal" in s and "GROUP BY" in s]
+    assert len(grouped) == 1, grouped
 
 
 @pytest.mark.django_db
