@@ -21,13 +21,19 @@ LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopb
 class Destination:
     """Where a callback may go: why not (`problem`), or the address it was checked at.
 
-    `address` is set when a name was resolved for the check: the POST connects to that address
-    and to no other, so that a name answering with a public address for the check and with an
-    inward one for the connection (DNS rebinding) reaches nothing inside.
+    `addresses` are set when a name was resolved for the check: the POST connects to those
+    addresses and to no other, so that a name answering with a public address for the check and
+    with an inward one for the connection (DNS rebinding) reaches nothing inside.
     """
 
     problem: str | None
-    address: targets.IPAddress | None = None
+    # Every address the name answered, in the resolver's order (unique): a POST tries the
+    # next when one cannot be reached, as a dual-stack name on a worker without IPv6 needs.
+    addresses: tuple[targets.IPAddress, ...] = ()
+
+    @property
+    def address(self) -> targets.IPAddress | None:
+        return self.addresses[0] if self.addresses else None
 
 
 def callback_address_problem(url: str, *, resolve: bool) -> str | None:
@@ -44,7 +50,7 @@ def callback_destination(url: str, *, resolve: bool) -> Destination:
     targets, so `2130706433`, `0x7f000001`, `127.1`, `[::ffff:127.0.0.1]` and `localhost.` are
     the loopback addresses they are. `resolve` also checks what a name resolves to now (at
     delivery time, so a name cannot be pointed inward after it was registered), and gives the
-    address to connect to.
+    addresses to connect to: every one the name answered, each judged.
     """
     if settings.CALLBACK_ALLOW_PRIVATE_NETWORKS:
         return Destination(None)
@@ -83,7 +89,9 @@ def callback_destination(url: str, *, resolve: bool) -> Destination:
             return Destination(problem)
     if not infos:
         return Destination(f"{host} does not resolve")
-    return Destination(None, _connect_to(ipaddress.ip_address(infos[0][4][0]), judged[0]))
+    answered = (ipaddress.ip_address(info[4][0]) for info in infos)
+    connect = (_connect_to(a, j) for a, j in zip(answered, judged, strict=True))
+    return Destination(None, tuple(dict.fromkeys(connect)))
 
 
 def _connect_to(answered: targets.IPAddress, judged: targets.IPAddress | None) -> targets.IPAddress:

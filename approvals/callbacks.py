@@ -106,24 +106,41 @@ def _within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
 
 async def _post(agent: str, url: str, body: bytes, headers: dict[str, str]) -> int | None:
     """The delivery itself: the address check (which resolves the name), then the POST to the
-    address checked, up to the answer's status line. The answer's body is never read: only
-    its status matters."""
+    addresses checked, the next when one takes no connection, up to the answer's status line.
+    The answer's body is never read: only its status matters."""
     loop = asyncio.get_running_loop()
     destination = await loop.run_in_executor(None, _destination, url)
     if destination.problem:
         logger.warning("callback for agent %s not sent: %s", agent, destination.problem)
         return None
     proxy = proxy_for(url)
-    target, headers, extensions = pinned(url, None if proxy else destination.address, headers)
     timeout = httpx.Timeout(settings.CALLBACK_TIMEOUT_SECONDS)
-    async with (
-        # The client reads no environment of its own: it goes through the proxy decided here,
-        # or straight to the address pinned here, never one the check did not see.
-        httpx.AsyncClient(timeout=timeout, proxy=proxy, trust_env=False) as client,
-        client.stream(
-            "POST", target, content=body, headers=headers, extensions=extensions
-        ) as response,
-    ):
+    # The client reads no environment of its own: it goes through the proxy decided here, or
+    # straight to an address checked here, never one the check did not see.
+    async with httpx.AsyncClient(timeout=timeout, proxy=proxy, trust_env=False) as client:
+        # By name through a proxy, or a URL that names an address: one try.
+        *others, last = (() if proxy else destination.addresses) or (None,)
+        for address in others:
+            try:
+                return await _status(client, url, address, body, headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                # Nothing took the connection (an address family this worker has no route
+                # for, a host that is down): the name's next address.
+                continue
+        return await _status(client, url, last, body, headers)
+
+
+async def _status(
+    client: httpx.AsyncClient,
+    url: str,
+    address: IPAddress | None,
+    body: bytes,
+    headers: dict[str, str],
+) -> int:
+    target, headers, extensions = pinned(url, address, headers)
+    async with client.stream(
+        "POST", target, content=body, headers=headers, extensions=extensions
+    ) as response:
         return response.status_code
 
 

@@ -205,8 +205,9 @@ class _Rebinding:
     """A resolver whose name answers a public address first and another address after: the
     DNS rebinding a compromised agent sets up with a zero TTL."""
 
-    def __init__(self, name: str, first: str, then: str) -> None:
-        self.name, self.first, self.then = name, first, then
+    def __init__(self, name: str, first: str | tuple[str, ...], then: str) -> None:
+        self.name, self.then = name, then
+        self.first = first if isinstance(first, tuple) else (first,)
         self.asked = 0
         self.real = socket.getaddrinfo
 
@@ -215,8 +216,11 @@ class _Rebinding:
         if (host.decode("ascii") if isinstance(host, bytes) else host) != self.name:
             return self.real(host, *args, **kwargs)
         self.asked += 1
-        address = self.first if self.asked == 1 else self.then
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, 0))]
+        answers = self.first if self.asked == 1 else (self.then,)
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, 0))
+            for address in answers
+        ]
 
 
 @pytest.fixture
@@ -297,6 +301,49 @@ def test_a_callback_goes_to_the_address_checked_with_its_name_as_the_host(
     [request] = receiver.received
     assert request["headers"]["Host"] == f"hooks.agent.example:{port}"
     assert _valid_signature(request)
+
+
+@pytest.mark.usefixtures("outside_only")
+def test_a_name_whose_first_address_takes_no_connection_is_called_at_the_next(
+    responder: factories.AgentWithKey,
+    analyst: User,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A dual-stack name on a worker with no route for its first answer, in small: nothing
+    # listens on 127.0.0.2, the receiver listens on 127.0.0.1; both are taken as outside.
+    from agents import callback_address
+
+    outside = {"127.0.0.1", "127.0.0.2"}
+    monkeypatch.setattr(
+        callback_address,
+        "_special",
+        lambda host, address: None if str(address) in outside else f"{host} is inward",
+    )
+    resolver = _resolving(
+        monkeypatch,
+        responder.agent,
+        receiver,
+        "hooks.dual.example",
+        ("127.0.0.2", "127.0.0.1", "127.0.0.2"),
+        "10.255.255.1",
+    )
+    port = receiver.url.split(":")[-1].split("/")[0]
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.64")
+
+    assert callbacks.deliver(proposal_id=str(execution.proposal_id), event="decided") == 200
+    assert resolver.asked == 1  # the check's lookup; the tries reuse its answers
+    [request] = receiver.received
+    assert request["headers"]["Host"] == f"hooks.dual.example:{port}"
+    assert _valid_signature(request)
+
+    # Every answer is judged: one inward address among them refuses the name.
+    outside.discard("127.0.0.2")
+    both = _Rebinding("hooks.dual.example", ("127.0.0.1", "127.0.0.2"), "127.0.0.1")
+    monkeypatch.setattr(socket, "getaddrinfo", both)
+    refused = callback_address.callback_destination("http://hooks.dual.example/", resolve=True)
+    assert refused.problem == "hooks.dual.example is inward"
+    assert refused.addresses == ()
 
 
 @pytest.mark.usefixtures("outside_only")
