@@ -6,7 +6,8 @@ counts count a column it holds (audit.reports.query.counted), not the id it lack
 statement reads a column the index lacks, PostgreSQL visits every proposal row of the period
 again, and the 28-day latency page took 10 % longer. The planner is told not to scan the
 table or build bitmaps, so that an index-only scan is what it picks when it can and an index
-scan with row visits shows that it cannot."""
+scan with row visits shows that it cannot. And a report page's statements are planned for
+the period they are given on every render, however often the connection has run them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from audit import reports
@@ -82,3 +85,32 @@ def test_the_latency_reports_reads_of_the_period_use_the_index_alone(
     assert len(queue) == len(grouped) == len(sla) == 1, [s[0][:80] for s in statements]
     for sql, params in queue + grouped + sla:
         _from_the_index_alone(sql, params)
+
+
+def _prepared() -> dict[str, tuple[int, int]]:
+    """This connection's prepared statements: text → (generic plans, custom plans)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+        return {statement: (generic, custom) for statement, generic, custom in cursor.fetchall()}
+
+
+@pytest.mark.parametrize("report", ["latency", "fatigue", "trust", "whatif"])
+def test_a_report_page_plans_each_statement_for_its_period_every_time(
+    period: reports.Filters, client: Client, manager: User, report: str
+) -> None:
+    # The connection prepares a statement after its fifth run; after five more, PostgreSQL
+    # may switch to a generic plan, blind to the period. A report page asks for custom plans.
+    client.force_login(manager)
+    query = f"report={report}&since={period.since:%Y-%m-%d}&until={period.until:%Y-%m-%d}"
+    earlier = _prepared()  # the fixture's own writes
+    with periods.exact():
+        for _ in range(12):
+            assert client.get(f"/reports/?{query}").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone() == ("auto",)  # the connection is as it was, after the page
+    prepared = {s: plans for s, plans in _prepared().items() if s not in earlier}
+    read = [plans for s, plans in prepared.items() if "approvals_proposal" in s]
+    assert read, "no report statement was prepared"
+    assert all(generic == 0 for generic, _ in read), prepared
+    assert max(custom for _, custom in read) >= 7, prepared
