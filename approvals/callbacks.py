@@ -123,10 +123,15 @@ async def _post(agent: str, url: str, body: bytes, headers: dict[str, str]) -> i
         for address in others:
             try:
                 return await _status(client, url, address, body, headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # Nothing took the connection (an address family this worker has no route
-                # for, a host that is down): the name's next address.
-                continue
+                # for, a host that is down): the name's next address. Nothing was sent.
+                logger.info(
+                    "callback for agent %s: %s took no connection (%s); trying the next address",
+                    agent,
+                    address,
+                    exc.__class__.__name__,
+                )
         return await _status(client, url, last, body, headers)
 
 

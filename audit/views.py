@@ -379,7 +379,8 @@ def report_csv(request: HttpRequest, report: str) -> HttpResponse:
 def agent_readiness(request: HttpRequest, slug: str) -> HttpResponse:
     """One agent's readiness per action (DESIGN §11, Additions: `/agents/{slug}/`)."""
     agent = get_object_or_404(listed_agents(), slug=slug)
-    found = readiness(agent)
+    with replica.custom_plans("default"):  # its record is the trust report's statement
+        found = readiness(agent)
     return render(
         request,
         "audit/readiness.html",

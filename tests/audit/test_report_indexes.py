@@ -68,6 +68,10 @@ def period() -> reports.Filters:
     for n in range(30):
         factories.proposal(bot, target=f"ws-{n:04d}.corp.example")
     with connection.cursor() as cursor:
+        # Earlier tests' rolled-back rows leave the table and its indexes larger than these
+        # 30 rows, which moves the planner's costs: rewritten compact, then vacuumed (the
+        # visibility map) and analysed.
+        cursor.execute("VACUUM FULL approvals_proposal")
         cursor.execute("VACUUM ANALYZE approvals_proposal")
     now = timezone.now()
     return reports.Filters(since=now - timedelta(days=28), until=now + timedelta(days=1))
@@ -103,12 +107,15 @@ def test_a_report_page_plans_each_statement_for_its_period_every_time(
     client.force_login(manager)
     query = f"report={report}&since={period.since:%Y-%m-%d}&until={period.until:%Y-%m-%d}"
     earlier = _prepared()  # the fixture's own writes
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        mode = cursor.fetchone()
     with periods.exact():
         for _ in range(12):
             assert client.get(f"/reports/?{query}").status_code == 200
     with connection.cursor() as cursor:
         cursor.execute("SHOW plan_cache_mode")
-        assert cursor.fetchone() == ("auto",)  # the connection is as it was, after the page
+        assert cursor.fetchone() == mode  # the connection is as it was, after the page
     prepared = {s: plans for s, plans in _prepared().items() if s not in earlier}
     read = [plans for s, plans in prepared.items() if "approvals_proposal" in s]
     assert read, "no report statement was prepared"

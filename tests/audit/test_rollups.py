@@ -15,12 +15,14 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from agents.models import Agent
 from approvals.models import Decision, Proposal
 from approvals.services import proposal_approve
 from audit import reports
 from audit.models import ReportRollup, ReportRollupDay
 from audit.reports import periods, rollup
 from audit.reports.histogram import bucket, count_above, percentiles
+from audit.reports.readiness import readiness
 from tests import factories, processes
 from tests.audit.history_builder import BASE, proposal
 
@@ -132,6 +134,9 @@ def test_rollups_give_the_exact_counts_and_percentiles_within_two_percent() -> N
     spans = _periods(agents, people)
     names = ("latency", "trust", "whatif")
     exact = {(i, name): reports.REPORTS[name](f) for i, f in enumerate(spans) for name in names}
+    # An agent's readiness: its record and calibration per action, from the same figures.
+    ready = {(i, a.slug): _ready(a, f) for i, f in enumerate(spans) for a in agents}
+    assert any(calibration for found in ready.values() for _, calibration, _ in found)
     assert not any(periods.usable(f) for f in spans)
 
     built = list(rollup.rollup_all())
@@ -140,6 +145,12 @@ def test_rollups_give_the_exact_counts_and_percentiles_within_two_percent() -> N
         assert periods.usable(f)
         for name in names:
             _assert_same(exact[(i, name)], reports.REPORTS[name](f))
+        for a in agents:
+            assert _ready(a, f) == ready[(i, a.slug)], (i, a.slug)
+
+
+def _ready(agent: Agent, f: reports.Filters) -> list[tuple[object, ...]]:
+    return [(x.action, x.calibration, x.record) for x in readiness(agent, f).actions]
 
 
 @pytest.mark.django_db

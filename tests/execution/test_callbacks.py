@@ -303,15 +303,9 @@ def test_a_callback_goes_to_the_address_checked_with_its_name_as_the_host(
     assert _valid_signature(request)
 
 
-@pytest.mark.usefixtures("outside_only")
-def test_a_name_whose_first_address_takes_no_connection_is_called_at_the_next(
-    responder: factories.AgentWithKey,
-    analyst: User,
-    receiver: Receiver,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A dual-stack name on a worker with no route for its first answer, in small: nothing
-    # listens on 127.0.0.2, the receiver listens on 127.0.0.1; both are taken as outside.
+@pytest.fixture
+def both_loopbacks_outside(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """127.0.0.1 (the receiver) and 127.0.0.2 taken as outside, every other address inward."""
     from agents import callback_address
 
     outside = {"127.0.0.1", "127.0.0.2"}
@@ -320,6 +314,61 @@ def test_a_name_whose_first_address_takes_no_connection_is_called_at_the_next(
         "_special",
         lambda host, address: None if str(address) in outside else f"{host} is inward",
     )
+    return outside
+
+
+@pytest.mark.usefixtures("outside_only", "both_loopbacks_outside")
+def test_a_first_address_that_takes_the_connection_and_fails_is_the_only_one_tried(
+    responder: factories.AgentWithKey,
+    analyst: User,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first address accepts the connection and drops it unanswered: the event may have
+    # reached the agent, so it is retried later as a whole, never sent on to the next address.
+    port = int(receiver.url.split(":")[-1].split("/")[0])
+    dropping = socket.create_server(("127.0.0.2", port))
+    accepted: list[bytes] = []
+
+    def drop() -> None:
+        peer, _ = dropping.accept()
+        with peer:
+            accepted.append(peer.recv(65536))
+
+    thread = threading.Thread(target=drop, daemon=True)
+    thread.start()
+    _resolving(
+        monkeypatch,
+        responder.agent,
+        receiver,
+        "hooks.dual.example",
+        ("127.0.0.2", "127.0.0.1"),
+        "10.255.255.1",
+    )
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.65")
+    try:
+        with pytest.raises(callbacks.DeliveryError):
+            callbacks.deliver(proposal_id=str(execution.proposal_id), event="decided")
+        thread.join(5)
+    finally:
+        dropping.close()
+    assert accepted and accepted[0].startswith(b"POST /hook")
+    assert receiver.received == []
+
+
+@pytest.mark.usefixtures("outside_only")
+def test_a_name_whose_first_address_takes_no_connection_is_called_at_the_next(
+    responder: factories.AgentWithKey,
+    analyst: User,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    both_loopbacks_outside: set[str],
+) -> None:
+    # A dual-stack name on a worker with no route for its first answer, in small: nothing
+    # listens on 127.0.0.2, the receiver listens on 127.0.0.1; both are taken as outside.
+    from agents import callback_address
+
+    outside = both_loopbacks_outside
     resolver = _resolving(
         monkeypatch,
         responder.agent,
