@@ -78,27 +78,30 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {revoked} key(s).")
 
 
+def _lines_field(label: str, *, rows: int, help_text: str) -> forms.CharField:
+    """An optional text box read one entry per line."""
+    box = forms.Textarea(attrs={"rows": rows})
+    return forms.CharField(label=label, required=False, widget=box, help_text=help_text)
+
+
 class PolicyForm(forms.ModelForm):
-    grants_text = forms.CharField(
-        label="Grants",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4}),
+    grants_text = _lines_field(
+        "Grants",
+        rows=4,
         help_text=f"One ACTION=LEVEL per line ({grants.levels_help()}). "
         "Actions left out keep their level from the previous version.",
     )
-    budgets_text = forms.CharField(
-        label="Blast-radius budgets",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 3}),
+    budgets_text = _lines_field(
+        "Blast-radius budgets",
+        rows=3,
         help_text="One ACTION=RUNS/TARGETS per line: at most RUNS automatic executions of the "
         "action per hour, on at most TARGETS distinct targets; beyond that a proposal waits "
         "for an analyst (budget_exhausted). Actions left out keep their budget (default "
         f"{DEFAULT_AUTO_PER_HOUR}/{DEFAULT_TARGETS_PER_HOUR}).",
     )
-    demotions_text = forms.CharField(
-        label="Demotion rules",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4}),
+    demotions_text = _lines_field(
+        "Demotion rules",
+        rows=4,
         help_text="One ACTION: key=value … per line, for example "
         f"{grants.DEMOTION_EXAMPLE}. When a rule fires, a new version drops the grant to "
         "level `to` at once (never raises it): more than `above` % of the last `last` "
@@ -187,10 +190,9 @@ class PolicyAdmin(admin.ModelAdmin):
 
 
 class AssetForm(forms.ModelForm):
-    aliases_text = forms.CharField(
-        label="Aliases",
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4}),
+    aliases_text = _lines_field(
+        "Aliases",
+        rows=4,
         help_text="Other names the asset is known by, one per line: host names, addresses or "
         "networks, user principals, CORP\\user or bare user names. They are stored in "
         "canonical form; any spelling of any of them matches this asset.",

@@ -26,6 +26,7 @@ from rest_framework.decorators import (
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
 from agents.authentication import AgentPrincipal, IsAgent
 from agents.throttling import ApiKeyRateThrottle
@@ -274,6 +275,16 @@ def _visible_proposal(request: Request, proposal_id: str) -> Any:
     return proposal
 
 
+def _analyst_body(
+    request: Request, proposal_id: str, serializer: type[Serializer]
+) -> dict[str, Any]:
+    """An analyst's request about a proposal they can see, its body checked by `serializer`."""
+    _visible_proposal(request, proposal_id)
+    incoming = serializer(data=request.data)
+    incoming.is_valid(raise_exception=True)
+    return incoming.validated_data
+
+
 @extend_schema(
     responses={200: ProposalOutSerializer, **problem_responses(401, 403, 404, 429, 503)},
     parameters=RESPONSE_HEADERS,
@@ -319,13 +330,9 @@ def proposal_withdraw(request: Request, proposal_id: str) -> Response:
     "needs a senior analyst; nobody decides twice); 409 when it is no longer pending.",
 )
 def proposal_decide(request: Request, proposal_id: str) -> Response:
-    _visible_proposal(request, proposal_id)
-    incoming = DecisionInSerializer(data=request.data)
-    incoming.is_valid(raise_exception=True)
-    verdict = incoming.validated_data["verdict"]
-    reason = incoming.validated_data["reason"]
-    decide = services.proposal_approve if verdict == "approve" else services.proposal_reject
-    decided = decide(proposal_id=proposal_id, analyst=request.user, reason=reason)
+    body = _analyst_body(request, proposal_id, DecisionInSerializer)
+    decide = services.proposal_approve if body["verdict"] == "approve" else services.proposal_reject
+    decided = decide(proposal_id=proposal_id, analyst=request.user, reason=body["reason"])
     return Response(_committed_payload(decided), status=status.HTTP_201_CREATED)
 
 
@@ -352,12 +359,8 @@ def approval_undo(request: Request, proposal_id: str) -> Response:
     "action, an execution that has not succeeded, or the emergency stop engaged.",
 )
 def proposal_rollback(request: Request, proposal_id: str) -> Response:
-    _visible_proposal(request, proposal_id)
-    incoming = RollbackInSerializer(data=request.data)
-    incoming.is_valid(raise_exception=True)
-    services.rollback_request(
-        proposal_id=proposal_id, analyst=request.user, reason=incoming.validated_data["reason"]
-    )
+    body = _analyst_body(request, proposal_id, RollbackInSerializer)
+    services.rollback_request(proposal_id=proposal_id, analyst=request.user, reason=body["reason"])
     payload = selectors.proposal_payload(selectors.proposal_detail(proposal_id))
     return Response(payload, status=status.HTTP_202_ACCEPTED)
 

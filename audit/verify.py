@@ -356,17 +356,16 @@ def verify_chain(*, batch_size: int = 20000) -> Verification:
     )
 
 
+# What a verification run keeps of the verification, under the same names.
+_KEPT = ("ok", "events", "head_hash", "bad_events", "first_bad_seq", "problem", "checkpoints")
+
+
 def _run_payload(run: VerificationRun) -> dict[str, Any]:
+    """What a run's signature covers."""
     return {
         "at": run.at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "ok": run.ok,
-        "events": run.events,
-        "head_hash": run.head_hash,
-        "bad_events": run.bad_events,
-        "first_bad_seq": run.first_bad_seq,
-        "problem": run.problem,
         "problems": run.problems,
-        "checkpoints": run.checkpoints,
+        **{name: getattr(run, name) for name in _KEPT},
     }
 
 
@@ -377,15 +376,9 @@ def verify_and_record() -> Verification:
     result = verify_chain()
     run = VerificationRun(
         at=started,
-        ok=result.ok,
-        events=result.events,
-        head_hash=result.head_hash,
-        bad_events=result.bad_events,
-        first_bad_seq=result.first_bad_seq,
-        problem=result.problem,
         problems=[{"seq": f.seq, "problem": f.problem} for f in result.findings],
-        checkpoints=result.checkpoints,
         seconds=(timezone.now() - started).total_seconds(),
+        **{name: getattr(result, name) for name in _KEPT},
     )
     run.signature = signature("verification", _run_payload(run))
     run.save(force_insert=True)

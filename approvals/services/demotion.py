@@ -78,7 +78,31 @@ def _live_grant(agent_id: int, action: str) -> tuple[Policy, Grant] | None:
     return None if grant is None else (policy, grant)
 
 
-def _demotable(agent_id: int, action: str) -> tuple[Policy, Grant, rules.DemotionRules] | None:
+@dataclass(frozen=True)
+class _Demotable:
+    """The live policy's grant of an action, with the rules that may lower it."""
+
+    policy: Policy
+    grant: Grant
+    grant_rules: rules.DemotionRules
+
+    def fire(self, proposal: Proposal, *, rule: str, evidence: dict[str, Any]) -> Firing:
+        """The firing of `rule` against this grant; takes the stop row's lock now, before the
+        trigger records its event (see above)."""
+        firing = Firing(
+            agent_id=proposal.agent_id,
+            agent=_slug(proposal),
+            action=proposal.action,
+            rule=rule,
+            from_level=self.grant.level,
+            to_level=self.grant_rules.to_level,
+            evidence=evidence,
+        )
+        sql.stop_engaged_locked()
+        return firing
+
+
+def _demotable(agent_id: int, action: str) -> _Demotable | None:
     """The live grant and its rules when a demotion would lower it; None otherwise."""
     live_grant = _live_grant(agent_id, action)
     if live_grant is None:
@@ -87,30 +111,7 @@ def _demotable(agent_id: int, action: str) -> tuple[Policy, Grant, rules.Demotio
     grant_rules = rules.rules_of(grant)
     if grant.level <= grant_rules.to_level:
         return None  # demotion only ever lowers a grant
-    return policy, grant, grant_rules
-
-
-def _fired(
-    proposal: Proposal,
-    grant: Grant,
-    grant_rules: rules.DemotionRules,
-    *,
-    rule: str,
-    evidence: dict[str, Any],
-) -> Firing:
-    """The firing of `rule` against the grant of the proposal's action; takes the stop row's
-    lock now, before the trigger records its event (see above)."""
-    firing = Firing(
-        agent_id=proposal.agent_id,
-        agent=_slug(proposal),
-        action=proposal.action,
-        rule=rule,
-        from_level=grant.level,
-        to_level=grant_rules.to_level,
-        evidence=evidence,
-    )
-    sql.stop_engaged_locked()
-    return firing
+    return _Demotable(policy, grant, grant_rules)
 
 
 def approved_level(proposal: Proposal) -> int:
@@ -157,7 +158,7 @@ def failure_rate_firing(execution: Execution, *, becomes: str) -> Firing | None:
     demotable = _demotable(proposal.agent_id, proposal.action)
     if demotable is None:
         return None
-    _, grant, grant_rules = demotable
+    grant_rules = demotable.grant_rules
     if grant_rules.failure_window <= 0:
         return None
     this = str(execution.pk)
@@ -174,10 +175,8 @@ def failure_rate_firing(execution: Execution, *, becomes: str) -> Firing | None:
     bad = [(pk, proposal_status) for pk, status, proposal_status in window if status in BAD]
     if not rules.failure_rate_exceeded(bad=len(bad), seen=len(window), rules=grant_rules):
         return None
-    return _fired(
+    return demotable.fire(
         proposal,
-        grant,
-        grant_rules,
         rule=rules.FAILURE_RATE,
         evidence={
             "execution": this,
@@ -197,20 +196,18 @@ def over_confidence_firing(proposal: Proposal, *, analyst: str, reason: str) -> 
     """An analyst is rejecting a proposal whose confidence was at or above the live policy's
     auto threshold: the agent was sure and wrong."""
     demotable = _demotable(proposal.agent_id, proposal.action)
-    if demotable is None:
+    if demotable is None or not demotable.grant_rules.over_confidence:
         return None
-    policy, grant, grant_rules = demotable
-    if not grant_rules.over_confidence or proposal.confidence < policy.auto_threshold:
+    auto_threshold = demotable.policy.auto_threshold
+    if proposal.confidence < auto_threshold:
         return None
-    return _fired(
+    return demotable.fire(
         proposal,
-        grant,
-        grant_rules,
         rule=rules.OVER_CONFIDENCE,
         evidence={
             "proposal": str(proposal.pk),
             "confidence": proposal.confidence,
-            "auto_threshold": policy.auto_threshold,
+            "auto_threshold": auto_threshold,
             "routed_under_version": proposal.policy_version,
             "analyst": analyst,
             "reason": reason,
@@ -224,12 +221,9 @@ def rollback_firing(execution: Execution, *, analyst: str, reason: str) -> Firin
     proposal = execution.proposal
     if proposal.status == ProposalStatus.AUTO_APPROVED:
         demotable = _demotable(proposal.agent_id, proposal.action)
-        if demotable is not None and demotable[2].automatic_rollback:
-            _, grant, grant_rules = demotable
-            return _fired(
+        if demotable is not None and demotable.grant_rules.automatic_rollback:
+            return demotable.fire(
                 proposal,
-                grant,
-                grant_rules,
                 rule=rules.AUTOMATIC_ROLLBACK,
                 evidence={
                     "execution": str(execution.pk),
