@@ -45,7 +45,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	bin/test-parts $(PYTEST_ARGS)
 
 # The suite's database-neutral part on SQLite, the database `make run` uses when DATABASE_URL
 # is unset; tests marked `postgres` (and the browser, fault and schemathesis runs) need
