@@ -43,9 +43,10 @@ RECORDS: dict[str, AgentRecord] = {
         0.45,
         {"isolate_host": 0.45, "block_ip": 0.3, "create_ticket": 0.15, "close_duplicate": 0.1},
         (0.84, 0.08),
-        # Wrong more often than not below 0.7, almost never from 0.8 up: a clear threshold.
-        lambda c: 0.2 + 0.795 * min(1.0, max(0.0, (c - 0.6) / 0.2)),
-        0.01,
+        # Wrong more often than not below 0.7, almost never from 0.8 up: a clear threshold,
+        # clear enough that the trust report finds it whatever hour the history ends at.
+        lambda c: 0.2 + 0.798 * min(1.0, max(0.0, (c - 0.6) / 0.2)),
+        0.005,
     ),
     "phish-hunter": AgentRecord(
         0.3,

@@ -4,7 +4,7 @@ import csv
 import io
 import random
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.db import connection
@@ -349,14 +349,7 @@ def test_percentiles_match_postgresql_percentile_cont() -> None:
     assert [reports.percentile(values, q) for q in (0.5, 0.9, 0.99)] == pytest.approx(expected)
 
 
-@pytest.mark.django_db
-def test_seeded_history_tells_the_demo_story_and_keeps_the_chain_intact() -> None:
-    demo.ensure_users()
-    demo.ensure_agents()
-    created = history.seed_history(weeks=4, rng=random.Random(7))  # as seed_demo does
-    assert created > 500
-    assert verify_chain().ok
-    f = reports.Filters.default()
+def _tells_the_demo_story(f: reports.Filters) -> None:
     fatigue = reports.fatigue(f)
     assert "analyst approved 9" in fatigue.finding  # the rubber-stamper is named
     assert "senior's time on card falls" in fatigue.finding
@@ -366,6 +359,31 @@ def test_seeded_history_tells_the_demo_story_and_keeps_the_chain_intact() -> Non
     # says it is not ready for more, and takes away nothing it does not have.
     assert "edr-responder is not ready for more autonomy on isolate_host" in trust.finding
     assert "lose" not in trust.finding
+
+
+@pytest.mark.django_db
+def test_seeded_history_tells_the_demo_story_and_keeps_the_chain_intact() -> None:
+    demo.ensure_users()
+    demo.ensure_agents()
+    created = history.seed_history(weeks=4, rng=random.Random(7))  # as seed_demo does
+    assert created > 500
+    assert verify_chain().ok
+    _tells_the_demo_story(reports.Filters.default())
+
+
+@pytest.mark.django_db
+def test_the_demo_story_holds_for_a_history_ending_at_an_hour_it_once_did_not() -> None:
+    # The arrivals follow the hour of day, so where the history ends decides what is drawn:
+    # ending on a Wednesday at 05:30 UTC, triage-bot's record once fell short of promotion.
+    end = datetime(2026, 12, 2, 5, 30, tzinfo=UTC)
+    demo.ensure_users()
+    demo.ensure_agents()
+    history.generate(rng=random.Random(7), end=end, weeks=4, per_hour=3.0)
+    day = end.date()
+    since = datetime.combine(day - timedelta(days=27), time(), UTC)
+    _tells_the_demo_story(
+        reports.Filters(since=since, until=datetime.combine(day + timedelta(days=1), time(), UTC))
+    )
 
 
 # --- pages, permissions and CSV --------------------------------------------------------------
