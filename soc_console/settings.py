@@ -488,6 +488,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Severity, criticality and scope tiers share one scale; name it once.
     "ENUM_NAME_OVERRIDES": {"LowToCriticalEnum": "agents.models.Criticality"},
+    # Ids in paths are read in either case (soc_console/urls.py); the schema says UUID.
+    "PATH_CONVERTER_OVERRIDES": {"anyuuid": {"type": "string", "format": "uuid"}},
 }
 
 # The audit log: each event's hash is an HMAC under AUDIT_KEY, which never reaches the

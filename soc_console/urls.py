@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path
+from django.urls import converters, include, path, re_path, register_converter
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -15,16 +15,28 @@ from approvals.views.signin import ConsoleLogin
 from .health import healthz, readyz
 from .metrics import metrics
 
+
+class AnyCaseUUID(converters.UUIDConverter):
+    """A UUID in either case, as RFC 9562 reads one (an agent's library may print capitals);
+    links are written in lower case, as the API gives ids."""
+
+    regex = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+register_converter(AnyCaseUUID, "anyuuid")
+
 api_v1 = [
     path("agent/", agent_api.me, name="api-agent"),
     path("proposals/", api.proposals, name="api-proposals"),
-    path("proposals/<uuid:proposal_id>/", api.proposal_detail, name="api-proposal"),
-    path("proposals/<uuid:proposal_id>/withdraw/", api.proposal_withdraw, name="api-withdraw"),
-    path("proposals/<uuid:proposal_id>/decisions/", api.proposal_decide, name="api-decisions"),
+    path("proposals/<anyuuid:proposal_id>/", api.proposal_detail, name="api-proposal"),
+    path("proposals/<anyuuid:proposal_id>/withdraw/", api.proposal_withdraw, name="api-withdraw"),
+    path("proposals/<anyuuid:proposal_id>/decisions/", api.proposal_decide, name="api-decisions"),
     path(
-        "proposals/<uuid:proposal_id>/decisions/undo/", api.approval_undo, name="api-undo-approval"
+        "proposals/<anyuuid:proposal_id>/decisions/undo/",
+        api.approval_undo,
+        name="api-undo-approval",
     ),
-    path("proposals/<uuid:proposal_id>/rollback/", api.proposal_rollback, name="api-rollback"),
+    path("proposals/<anyuuid:proposal_id>/rollback/", api.proposal_rollback, name="api-rollback"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Split: the page loads its start-up script from ?script, as the CSP allows no inline one.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
@@ -37,19 +49,23 @@ urlpatterns = [
     path("", console.queue, name="queue"),
     path("partials/stop-banner/", console.stop_banner, name="stop-banner"),
     path("proposals/decide/", console.bulk_decide, name="bulk-decide"),
-    path("proposals/<uuid:proposal_id>/", console.proposal_page, name="proposal"),
-    path("proposals/<uuid:proposal_id>/decide/", console.decide, name="decide"),
-    path("proposals/<uuid:proposal_id>/undo/", console.undo_approval, name="undo-approval"),
-    path("proposals/<uuid:proposal_id>/rollback/", console.rollback, name="rollback"),
-    path("proposals/<uuid:proposal_id>/confirm/", console.confirm_review, name="confirm-review"),
+    path("proposals/<anyuuid:proposal_id>/", console.proposal_page, name="proposal"),
+    path("proposals/<anyuuid:proposal_id>/decide/", console.decide, name="decide"),
+    path("proposals/<anyuuid:proposal_id>/undo/", console.undo_approval, name="undo-approval"),
+    path("proposals/<anyuuid:proposal_id>/rollback/", console.rollback, name="rollback"),
+    path("proposals/<anyuuid:proposal_id>/confirm/", console.confirm_review, name="confirm-review"),
     path(
-        "executions/<uuid:execution_id>/reconfirm/", console.reconfirm_held, name="reconfirm-held"
+        "executions/<anyuuid:execution_id>/reconfirm/",
+        console.reconfirm_held,
+        name="reconfirm-held",
     ),
     path("lists/", console.work_lists, name="lists"),
     path("lists/confirm/", console.confirm_review_bulk, name="confirm-review-bulk"),
-    path("executions/<uuid:execution_id>/retry/", console.retry_execution, name="retry-execution"),
     path(
-        "executions/<uuid:execution_id>/acknowledge/",
+        "executions/<anyuuid:execution_id>/retry/", console.retry_execution, name="retry-execution"
+    ),
+    path(
+        "executions/<anyuuid:execution_id>/acknowledge/",
         console.acknowledge_execution,
         name="acknowledge-execution",
     ),

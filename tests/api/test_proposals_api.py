@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
+from django.test import Client
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from agents.models import Asset
@@ -424,3 +428,36 @@ def test_rate_limit_counts_per_process_while_redis_is_down(
     time.sleep(throttling.REDIS_RETRY_SECONDS)
     assert api.get("/api/v1/proposals/").status_code == 200  # a fresh count in Redis
     assert caplog.text.count("Redis answers again") == 1
+
+
+def test_an_id_in_either_case_names_the_same_proposal_and_hides_another_agents(
+    api, analyst
+) -> None:
+    mine = post(api, BODY).json()["id"]
+    other = factories.agent("other-bot", grants={"block_ip": 2})
+    theirs = str(factories.proposal(other, action="block_ip", target="198.18.0.1").pk)
+    console = Client()
+    console.force_login(analyst)
+    unknown = api.get(f"/api/v1/proposals/{uuid.uuid4()}/").json()
+
+    @settings(max_examples=40)
+    @given(capitals=st.lists(st.booleans(), min_size=36, max_size=36))
+    def spelled(capitals: list[bool]) -> None:
+        def spell(pid: str) -> str:
+            return "".join(c.upper() if up else c for c, up in zip(pid, capitals, strict=True))
+
+        got = api.get(f"/api/v1/proposals/{spell(mine)}/")
+        assert got.status_code == 200
+        assert got.json()["id"] == mine
+        hidden = api.get(f"/api/v1/proposals/{spell(theirs)}/")
+        assert hidden.status_code == 404
+        assert hidden.json() == unknown  # as if it did not exist
+        assert api.post(f"/api/v1/proposals/{spell(theirs)}/withdraw/").status_code == 404
+        page = console.get(f"/proposals/{spell(mine)}/")
+        assert page.status_code == 200
+        assert mine in page.content.decode()
+        if spell(mine) != mine:  # the page links the id as the API gives it
+            assert spell(mine) not in page.content.decode()
+
+    spelled()
+    assert Proposal.objects.get(pk=theirs).status == "pending"
