@@ -173,11 +173,12 @@ def ensure_agents() -> list[Agent]:
 
 
 # The agent whose candidate policy runs in shadow in the demo: isolate_host alone, every
-# automatic action from 0.75 rather than 0.9, and closing duplicates back to an analyst. Its
-# record (approvals/demo/people.py) is nearly spotless from 0.8 up and not below, so the score
-# has harm avoided, agreement and extra load to show.
+# automatic action from 0.7 rather than 0.9, and closing duplicates back to an analyst. Its
+# record (approvals/demo/people.py) is nearly spotless from 0.8 up and wrong about one time in
+# five between 0.7 and 0.8, so the score has harm avoided, agreement and extra load to show,
+# and three worst cases at every hour of the week the history can end (bench/demo_story.py).
 SHADOW_AGENT = "triage-bot"
-SHADOW_CHANGES = dict(grants={"isolate_host": 3, "close_duplicate": 2}, auto_threshold=0.75)
+SHADOW_CHANGES = dict(grants={"isolate_host": 3, "close_duplicate": 2}, auto_threshold=0.7)
 SHADOW_DAYS = 10
 
 

@@ -16,7 +16,7 @@ from approvals.models import CHECKS_AGENT
 from audit import events
 
 from .cast import Cast
-from .people import RECORDS, STYLES, hours_into_shift, on_shift
+from .people import RECORDS, STYLES, Tiredness, on_shift
 from .rows import Generated
 
 # Who catches an attention check at the start of a shift; from its fourth hour on, each hour
@@ -27,9 +27,11 @@ CATCH_FADE = 0.08
 ROUTED = "pending: analyst approval required (level 2)"
 
 
-def attention_check(out: Generated, rng: random.Random, cast: Cast, created: datetime) -> None:
+def attention_check(
+    out: Generated, rng: random.Random, cast: Cast, created: datetime, tiredness: Tiredness
+) -> None:
     """A check put in the queue at `created`, decided by whoever is on shift: caught or
-    missed in their style, less often caught the longer their shift has run."""
+    missed in their style, less often caught the longer they have worked without a break."""
     slug = rng.choice([s for s in cast.agent_slugs if s != "intern-bot"])
     action = rng.choices(list(RECORDS[slug].actions), list(RECORDS[slug].actions.values()))[0]
     pick = demo.scenario_for(rng, slug, action)
@@ -49,12 +51,12 @@ def attention_check(out: Generated, rng: random.Random, cast: Cast, created: dat
     pid = uuid.uuid4()
     who = on_shift(created, rng)
     style = STYLES[who]
-    into = hours_into_shift(created, who)
-    caught = rng.random() < CATCHES[who] - CATCH_FADE * max(0.0, into - 3)
-    card = round(min(900.0, rng.lognormvariate(math.log(style.card_median), style.card_sigma)))
     expire_after = cast.policies[slug].expire_after_minutes
     at = created + timedelta(seconds=max(5.0, rng.expovariate(1 / (style.wait_minutes * 60))))
     at = min(at, created + timedelta(minutes=expire_after - 1))
+    into = tiredness.hours_in(who, at)
+    caught = rng.random() < CATCHES[who] - CATCH_FADE * max(0.0, into - 3)
+    card = round(min(900.0, rng.lognormvariate(math.log(style.card_median), style.card_sigma)))
     _inserted(out, cast, pid=pid, created=created, shown_agent=slug, composed=composed)
     if caught:
         reason = "The card does not add up."

@@ -21,7 +21,7 @@ from audit import events
 from .cast import Cast
 from .checks import attention_check
 from .executions import execution
-from .people import CRITICALITY, RECORDS, STYLES, hours_into_shift, on_shift
+from .people import CRITICALITY, RECORDS, STYLES, Tiredness, on_shift
 from .rows import Generated
 
 
@@ -62,6 +62,7 @@ class Generator:
         self.compact = compact_events
         self.cast = Cast.load()
         self.since_check = 0  # decisions by the team's members since its last check
+        self.tiredness = Tiredness()
 
     def proposal(self, out: Generated, created: datetime) -> int:
         """One proposal and everything that followed it; returns the decisions made."""
@@ -89,7 +90,7 @@ class Generator:
         if team is not None and self.since_check >= team.check_every:
             self.since_check = 0
             checked_at = (story.decided_at or created) + timedelta(minutes=1)
-            attention_check(out, self.rng, self.cast, checked_at)
+            attention_check(out, self.rng, self.cast, checked_at, self.tiredness)
         return story.decisions
 
     def _draw(self, created: datetime) -> Story:
@@ -219,10 +220,10 @@ class Generator:
         """One analyst's verdict, in that analyst's style and as tired as the shift has made
         them; True when it took the proposal out of pending."""
         style = STYLES[name]
-        into = hours_into_shift(at, name)
+        into = self.tiredness.hours_in(name, at)
         median = style.card_median * (style.fatigue**into)
         card = round(min(900.0, self.rng.lognormvariate(math.log(median), style.card_sigma)), 1)
-        tired = 1 - style.fatigue**into  # careless approvals rise as the night goes
+        tired = 1 - style.fatigue**into  # careless approvals rise the longer they work
         approve = story.good or self.rng.random() < style.approve_anyway + 0.5 * tired
         verdict = "approve" if approve else "reject"
         reason = "" if approve else "Evidence does not support this action."

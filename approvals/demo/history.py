@@ -7,9 +7,10 @@ appended to the hash chain in time order so that verify_audit passes afterwards.
 
 The people and agents behave differently on purpose, so that the reports have something to
 find: `analyst` rubber-stamps (about 2 s on the card, approves ~97%), `analyst2` reads and
-rejects what is wrong, `senior` works an overloaded night shift and gets faster and less
-careful as the night goes on; `triage-bot` has earned level 3 for isolate_host, `edr-responder`
-is over-confident and not ready for more autonomy (none of its grants lets it act alone).
+rejects what is wrong, `senior` works an overloaded night shift (and is called in by day for
+critical approvals) and gets faster and less careful the longer they work without a break;
+`triage-bot` has earned level 3 for isolate_host, `edr-responder` is over-confident and not
+ready for more autonomy (none of its grants lets it act alone).
 """
 
 from __future__ import annotations
@@ -119,9 +120,19 @@ def generate(
     return n_proposals, n_decisions, n_events
 
 
-def seed_history(*, weeks: int, rng: random.Random) -> int:
-    """Several weeks of history for the demo; returns the number of proposals created."""
-    proposals, _, _ = generate(
-        rng=rng, end=timezone.now() - timedelta(minutes=30), weeks=weeks, per_hour=3.0
-    )
+def demo_end(now: datetime) -> datetime:
+    """Where the demo's history ends when it is seeded at `now`: half an hour back, on the hour.
+
+    On the hour, the window holds whole hours only, so the draws depend on the hour of the
+    week the history ends at and on nothing finer: seeded at any moment, the demo is one of
+    168 histories, and `python -m bench.demo_story` checks the story on every one of them.
+    """
+    return (now - timedelta(minutes=30)).replace(minute=0, second=0, microsecond=0)
+
+
+def seed_history(*, weeks: int, rng: random.Random, end: datetime | None = None) -> int:
+    """Several weeks of history for the demo, ending at `end` (by default `demo_end` of now);
+    returns the number of proposals created."""
+    end = demo_end(timezone.now()) if end is None else end
+    proposals, _, _ = generate(rng=rng, end=end, weeks=weeks, per_hour=3.0)
     return proposals

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,26 @@ def on_shift(at: datetime, rng: random.Random) -> str:
     return "analyst2"
 
 
-def hours_into_shift(at: datetime, who: str) -> float:
-    start = {"senior": 20, "analyst": 8, "analyst2": 8 if at.weekday() >= 5 else 12}[who]
-    return ((at.hour - start) % 24) + at.minute / 60
+# A pause this long ends a run of work, as the fatigue report splits decisions into shifts.
+BREAK = timedelta(hours=3)
+# Nobody gets more tired after this long (a benchmark's analysts decide around the clock).
+WORST_AFTER_HOURS = 16.0
+
+
+class Tiredness:
+    """How long each person has worked without a break, as the history unfolds.
+
+    A run of work starts at the first decision after a pause of BREAK or more, whatever the
+    rota says: the senior called in by day for a critical approval is fresh after a morning
+    off, and tired when the calls run on into the night shift.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, tuple[datetime, datetime]] = {}  # who: (run's start, latest)
+
+    def hours_in(self, who: str, at: datetime) -> float:
+        start, latest = self._runs.get(who, (at, at))
+        # Decisions are drawn in the order proposals arrive, not quite the order they are made.
+        start = at if at - latest > BREAK else min(start, at)
+        self._runs[who] = (start, max(latest, at))
+        return min(WORST_AFTER_HOURS, (at - start).total_seconds() / 3600)

@@ -2,18 +2,20 @@ from __future__ import annotations
 
 import io
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import transaction
 
 from agents import catalogue
 from agents.models import Agent
 from approvals import demo
-from approvals.demo.history import seed_history
-from approvals.models import Proposal
-from approvals.selectors.shadow import shadow_score
+from approvals.demo.history import demo_end, seed_history
+from approvals.models import Decision, Proposal
 from audit.models import AuditEvent
 from audit.verify import verify_chain
+from bench.demo_story import story_told
 
 pytestmark = pytest.mark.django_db
 
@@ -40,14 +42,9 @@ def test_seed_demo_leaves_an_agent_in_shadow_with_a_scored_history() -> None:
     agent = Agent.objects.get(slug=demo.SHADOW_AGENT)
     shadow = agent.shadow_policy
     assert shadow is not None
-    score = shadow_score(shadow)
-    assert score.ready, score.overall.settled
-    # Its bolder isolate_host grant has something to be judged on, and the worst cases shown.
-    isolate = score.by_action["isolate_host"]
-    assert isolate.would_run_decided > 10
-    assert isolate.agreement.count > 0
-    assert len(score.worst) == 3
-    assert score.overall.net_minutes is not None
+    # A sample to promote on, its bolder isolate_host grant judged, the worst cases shown.
+    told = story_told(reports=False)
+    assert not told.problems, told.problems
     # Only proposals from the shadow's start carry its judgement, and their events say so.
     judged = Proposal.objects.filter(shadow_policy=shadow)
     assert not judged.filter(created_at__lt=shadow.created_at).exists()
@@ -57,3 +54,43 @@ def test_seed_demo_leaves_an_agent_in_shadow_with_a_scored_history() -> None:
     assert event.data["shadow"]["version"] == shadow.version
     assert event.data["shadow"]["outcome"] == one.shadow_outcome
     assert verify_chain().ok
+
+
+def _drawn(end: datetime) -> list[tuple]:
+    """The demo history seeded to end at `end`, as offsets from it, then rolled back."""
+    with transaction.atomic():
+        seed_history(weeks=1, rng=random.Random(7), end=end)
+        rows = [
+            (*row[:-1], row[-1] - end)
+            for row in Decision.objects.order_by("created_at").values_list(
+                "proposal__agent__slug",
+                "proposal__action",
+                "proposal__target",
+                "proposal__confidence",
+                "proposal__status",
+                "analyst__username",
+                "verdict",
+                "seconds_on_card",
+                "created_at",
+            )
+        ]
+        transaction.set_rollback(True)
+    return rows
+
+
+def test_the_demo_history_depends_on_the_hour_of_the_week_it_ends_at_alone() -> None:
+    # So that bench.demo_story, by seeding one history per hour of the week, checks every
+    # history the demo can have.
+    demo.ensure_users()
+    demo.ensure_agents()
+    demo.ensure_assets()
+    seeded_at = datetime(2026, 12, 2, 5, 47, 13, tzinfo=UTC)
+    end = demo_end(seeded_at)
+    assert end == datetime(2026, 12, 2, 5, tzinfo=UTC)
+    first = _drawn(end)
+    assert len(first) > 100
+    # A week and three weeks later, at another minute of the hour that gives the same history.
+    for later in (timedelta(days=7, minutes=41), timedelta(weeks=3, minutes=-17)):
+        assert _drawn(demo_end(seeded_at + later)) == first
+    # An hour on, another history.
+    assert _drawn(demo_end(seeded_at + timedelta(hours=1))) != first

@@ -16,6 +16,7 @@ from audit import reports
 from audit.reports import periods
 from audit.reports.readiness import readiness
 from audit.verify import verify_chain
+from bench.demo_story import story_told
 from tests import factories
 from tests.audit.history_builder import BASE, proposal
 
@@ -350,15 +351,8 @@ def test_percentiles_match_postgresql_percentile_cont() -> None:
 
 
 def _tells_the_demo_story(f: reports.Filters) -> None:
-    fatigue = reports.fatigue(f)
-    assert "analyst approved 9" in fatigue.finding  # the rubber-stamper is named
-    assert "senior's time on card falls" in fatigue.finding
-    trust = reports.trust(f)
-    assert "triage-bot is ready for level 3 on isolate_host" in trust.finding
-    # edr-responder is over-confident, but none of its grants lets it act alone: the report
-    # says it is not ready for more, and takes away nothing it does not have.
-    assert "edr-responder is not ready for more autonomy on isolate_host" in trust.finding
-    assert "lose" not in trust.finding
+    told = story_told(period=f, shadow=False)
+    assert not told.problems, told.problems
 
 
 @pytest.mark.django_db

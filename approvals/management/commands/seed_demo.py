@@ -13,7 +13,7 @@ from agents.models import Agent
 from agents.services import policy_publish
 from approvals import demo, services
 from approvals.demo.demoted import seed_demotion
-from approvals.demo.history import seed_history
+from approvals.demo.history import demo_end, seed_history
 
 
 class Command(BaseCommand):
@@ -37,10 +37,12 @@ class Command(BaseCommand):
         demo.ensure_assets()
         team = demo.ensure_team()
         history = 0
-        # A bolder policy of one agent in shadow over the history's last days.
-        demo.ensure_shadow(since=timezone.now() - timedelta(days=demo.SHADOW_DAYS))
+        # A bolder policy of one agent in shadow over the history's last days, on the same
+        # hour grid as the history (see demo_end).
+        end = demo_end(timezone.now())
+        demo.ensure_shadow(since=end - timedelta(days=demo.SHADOW_DAYS))
         if options["weeks"] > 0:
-            history = seed_history(weeks=options["weeks"], rng=rng)
+            history = seed_history(weeks=options["weeks"], rng=rng, end=end)
         # An agent that lost its autonomy, with its audit event, for the agents page.
         demoted = seed_demotion(rng)
         _room_for(agents, options["pending"])
