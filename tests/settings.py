@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from django.conf import global_settings
+
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/soc_console")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/1")
 os.environ.setdefault("CHANNEL_PREFIX", "soc-test")
@@ -46,6 +48,16 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":  # noqa: F405
         "replica",
         {**DATABASES["default"], "TEST": {"MIRROR": "default"}},  # noqa: F405
     )
+
+# Test users' passwords are hashed with MD5: the production hasher (PBKDF2, a million rounds)
+# takes about half a second of CPU a user, and the suite makes well over a thousand users. The
+# production hashers stay listed, so that a hash made by a console process verifies here too;
+# the browser tests' server runs the production settings, and their users are hashed for it
+# (tests/browser/conftest.py).
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    *global_settings.PASSWORD_HASHERS,
+]
 
 # Pages rendered in the test process link plain static names: no collectstatic manifest is
 # needed. The live server (tests/browser) serves collectstatic's hashed files as deployed.

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from django.conf import settings
+from django.conf import global_settings, settings
 from django.contrib.auth.models import User
 from django.db import connection
 
@@ -138,6 +138,12 @@ def _serve(django_db_blocker: Any, log_name: str, **extra_env: str) -> Iterator[
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(autouse=True)
+def _production_password_hashes(settings: Any) -> None:
+    # The server runs the production settings, which do not read the suite's MD5 hashes.
+    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
 
 
 @pytest.fixture(scope="session")

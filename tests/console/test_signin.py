@@ -20,12 +20,6 @@ PASSWORD = "pass-for-tests"  # tests.factories.user's default
 LOCKED = "Too many failed sign-ins for this username or from this address"
 
 
-@pytest.fixture(autouse=True)
-def _quick_password_checks(settings) -> None:
-    # Hundreds of password checks here; the production hasher takes a third of a second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def _sign_in(username: str, password: str, address: str) -> tuple[int, str, bool]:
     """One attempt from a fresh browser: status, page text, and whether it signed in."""
     client = Client(REMOTE_ADDR=address)

@@ -71,6 +71,30 @@ def test_the_api_key_pepper_never_defaults_to_the_secret_key() -> None:
     assert done.stderr.strip().startswith("API_KEY_PEPPER must be set")
 
 
+def test_the_console_hashes_passwords_with_pbkdf2_and_reads_no_md5_hash() -> None:
+    # The suite hashes its users' passwords with MD5 for speed (tests/settings.py); the
+    # console's own settings must neither make nor accept such a hash.
+    done = _run(
+        [
+            PYTHON,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; print(*settings.PASSWORD_HASHERS)",
+        ],
+        _environment(
+            SECRET_KEY="a-secret-key-of-our-own",
+            API_KEY_PEPPER="a-pepper-of-our-own",
+            AUDIT_KEY="an-audit-key-of-our-own-" + "0" * 32,
+        ),
+    )
+    assert done.returncode == 0, done.stderr
+    hashers = done.stdout.split()
+    assert hashers[0] == "django.contrib.auth.hashers.PBKDF2PasswordHasher"
+    assert not [name for name in hashers if "MD5" in name.upper()]
+
+
 def test_debug_runs_with_the_development_keys_and_a_pepper_apart_from_the_key() -> None:
     done = _run(
         [

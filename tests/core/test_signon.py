@@ -245,7 +245,6 @@ def test_an_id_token_signed_by_another_key_is_refused(oidc_backend: ConsoleOIDCB
 def test_an_address_locked_out_cannot_sign_in_through_the_provider_either(
     oidc_backend: ConsoleOIDCBackend, settings: Any
 ) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.AUTHENTICATION_BACKENDS = [
         *settings.AUTHENTICATION_BACKENDS,
         "approvals.oidc.ConsoleOIDCBackend",
