@@ -172,8 +172,11 @@ def _categories(chart: Chart, plot: _Plot) -> list[str]:
     """The category labels under the axis: every n-th, so that the ones written never overlap,
     and at most a dozen of them."""
     widest = max((len(label) for label in chart.labels), default=1)
-    room = plot.width / max(1, plot.count - 1)  # between two neighbouring categories
-    every = max(math.ceil((widest * CHAR_PX + LABEL_GAP_PX) / room), math.ceil(plot.count / 12), 1)
+    need = widest * CHAR_PX + LABEL_GAP_PX
+    # Categories apart that give a label its room: need / (width / spans), written so that a
+    # step that fits exactly is not rounded up (75 px over 56 spans of 600 px is 7, not 8).
+    spans = max(1, plot.count - 1)
+    every = max(math.ceil(need * spans / plot.width), math.ceil(plot.count / 12), 1)
     return [
         f'<text x="{plot.x(index):.1f}" y="{plot.bottom + 16}" text-anchor="middle">'
         f"{escape(label)}</text>"
