@@ -328,10 +328,15 @@ def test_many_consoles_connecting_at_once_each_get_every_update_in_order(
     analyst: User, agent_with_key: factories.AgentWithKey
 ) -> None:
     cookie = _cookie(analyst)
+    # Every update, in order, to each of sixty consoles in this one process: what is tested is
+    # that none is refused, lost or reordered, not how soon (tests/browser and bench.live time
+    # it), so a busy machine gets longer than the usual 1 s to accept and 5 s to deliver (in
+    # one run of the whole suite, sixty sockets were not all accepted within 1 s).
+    patient = 30.0
 
     async def scenario() -> None:
         sockets = [_socket(ORIGIN, cookie) for _ in range(60)]
-        results = await asyncio.gather(*(socket.connect() for socket in sockets))
+        results = await asyncio.gather(*(socket.connect(timeout=patient) for socket in sockets))
         assert all(connected for connected, _ in results)
         first = await sync_to_async(factories.proposal)(
             agent_with_key, target="ws-0001.corp.example"
@@ -341,7 +346,9 @@ def test_many_consoles_connecting_at_once_each_get_every_update_in_order(
         )
         for socket in sockets:
             got = [
-                await _receive_until(socket, lambda m: "card-" in m and "beforeend" in m)
+                await _receive_until(
+                    socket, lambda m: "card-" in m and "beforeend" in m, timeout=patient
+                )
                 for _ in range(2)
             ]
             assert str(first.id) in got[0] and str(second.id) in got[1]
@@ -351,7 +358,9 @@ def test_many_consoles_connecting_at_once_each_get_every_update_in_order(
             agent_with_key, target="ws-0003.corp.example"
         )
         for socket in sockets[1:]:
-            assert str(third.id) in await _receive_until(socket, lambda m: str(third.id) in m)
+            assert str(third.id) in await _receive_until(
+                socket, lambda m: str(third.id) in m, timeout=patient
+            )
             await socket.disconnect()
 
     run_scenario(scenario)
