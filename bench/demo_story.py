@@ -15,7 +15,9 @@ follows the date), in a transaction it rolls back, and checks what the demo prom
 - triage-bot's candidate policy in shadow has a sample big enough to promote on, has judged
   isolate_host, and has three worst cases to show.
 
-It prints each failure and, at the end, the count of failures and the smallest margins. Uses
+The reports' days are those of REPORT_TIME_ZONE (UTC unless set); a zone with summer time is
+checked only at the offsets of the week scanned. It prints each failure and, at the end, the
+count of failures and the smallest margins. Uses
 its own PostgreSQL database (soc_bench_demo on the server of DATABASE_URL), and leaves in it
 only the demo's users, agents and assets.
 """
@@ -82,7 +84,7 @@ def _check_reports(told: Told, period: Filters) -> None:
     ):
         if not re.search(pattern, finding):
             told.problems.append(f"no {pattern!r} in {finding!r}")
-    if "lose" in trust:
+    if "should lose its autonomy" in trust:
         told.problems.append(f"the trust report takes autonomy away: {trust!r}")
     for row in fatigue_rows(period):
         if row.analyst == "senior" and row.shift == "all" and row.last_median:

@@ -94,7 +94,7 @@ WORST_AFTER_HOURS = 16.0
 class Tiredness:
     """How long each person has worked without a break, as the history unfolds.
 
-    A run of work starts at the first decision after a pause of BREAK or more, whatever the
+    A run of work starts at the first decision after a pause longer than BREAK, whatever the
     rota says: the senior called in by day for a critical approval is fresh after a morning
     off, and tired when the calls run on into the night shift.
     """

@@ -2,16 +2,15 @@ from __future__ import annotations
 
 import csv
 import io
-import random
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
-from approvals import demo
-from approvals.demo import history
+from approvals.models import Proposal
 from audit import reports
 from audit.reports import periods
 from audit.reports.readiness import readiness
@@ -350,34 +349,15 @@ def test_percentiles_match_postgresql_percentile_cont() -> None:
     assert [reports.percentile(values, q) for q in (0.5, 0.9, 0.99)] == pytest.approx(expected)
 
 
-def _tells_the_demo_story(f: reports.Filters) -> None:
-    told = story_told(period=f, shadow=False)
-    assert not told.problems, told.problems
-
-
 @pytest.mark.django_db
 def test_seeded_history_tells_the_demo_story_and_keeps_the_chain_intact() -> None:
-    demo.ensure_users()
-    demo.ensure_agents()
-    created = history.seed_history(weeks=4, rng=random.Random(7))  # as seed_demo does
-    assert created > 500
+    # As `make run` seeds it, so that bench.demo_story, which checks the story at every hour
+    # of the week the same way, covers whatever hour this runs at.
+    call_command("seed_demo", weeks=4, pending=0, stdout=io.StringIO())
+    assert Proposal.objects.count() > 500
     assert verify_chain().ok
-    _tells_the_demo_story(reports.Filters.default())
-
-
-@pytest.mark.django_db
-def test_the_demo_story_holds_for_a_history_ending_at_an_hour_it_once_did_not() -> None:
-    # The arrivals follow the hour of day, so where the history ends decides what is drawn:
-    # ending on a Wednesday at 05:30 UTC, triage-bot's record once fell short of promotion.
-    end = datetime(2026, 12, 2, 5, 30, tzinfo=UTC)
-    demo.ensure_users()
-    demo.ensure_agents()
-    history.generate(rng=random.Random(7), end=end, weeks=4, per_hour=3.0)
-    day = end.date()
-    since = datetime.combine(day - timedelta(days=27), time(), UTC)
-    _tells_the_demo_story(
-        reports.Filters(since=since, until=datetime.combine(day + timedelta(days=1), time(), UTC))
-    )
+    told = story_told()
+    assert not told.problems, told.problems
 
 
 # --- pages, permissions and CSV --------------------------------------------------------------

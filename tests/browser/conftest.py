@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,8 @@ def _server_quiet_before_flush(request: pytest.FixtureRequest) -> Iterator[None]
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                "AND state IN ('active', 'idle in transaction')"
             )
             busy = cursor.fetchone()[0]
         now = time.monotonic()
@@ -174,6 +176,10 @@ def _server_quiet_before_flush(request: pytest.FixtureRequest) -> Iterator[None]
         if quiet_since is not None and now - quiet_since >= QUIET_SECONDS:
             return
         time.sleep(0.05)
+    warnings.warn(
+        f"the test database was still busy {QUIET_WAIT_SECONDS:g} s after the test; flushing",
+        stacklevel=1,
+    )
 
 
 @pytest.fixture(autouse=True)
