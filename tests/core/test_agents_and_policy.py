@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import ast
 import io
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -156,8 +158,13 @@ def test_simulate_agents_posts_over_http_and_retires_its_keys(live_server) -> No
         live_server.url,
         stdout=out,
     )
-    assert "done:" in out.getvalue()
-    assert Proposal.objects.count() >= 10
+    # Every post the server accepted is a proposal, however few a busy machine let it send.
+    done = re.search(r"^done: (\d+) sent: (\{.*\})$", out.getvalue(), re.MULTILINE)
+    assert done is not None, out.getvalue()
+    outcomes: dict[str, int] = ast.literal_eval(done.group(2))
+    accepted = sum(n for label, n in outcomes.items() if not label.startswith(("http", "error")))
+    assert accepted >= 3, outcomes
+    assert Proposal.objects.count() == accepted
     simulator_keys = ApiKey.objects.filter(label="simulator")
     assert simulator_keys.exists()
     assert not simulator_keys.filter(revoked_at__isnull=True).exists()

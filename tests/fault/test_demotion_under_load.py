@@ -38,7 +38,9 @@ def test_no_automatic_execution_of_a_demoted_grant_starts_after_the_demotion_com
         max_pending=10**6,
         max_proposals_per_minute=10**6,
     )
-    fleet.worker(concurrency=2, CONNECTOR_LATENCY_MS=250)
+    # Each call takes a second, so that the demotion lands while most of the burst is queued
+    # even on a busy machine (at 250 ms, a loaded run once let all sixteen start first).
+    fleet.worker(concurrency=2, CONNECTOR_LATENCY_MS=1000)
     first = factories.proposal(bot, action="block_ip", target="203.0.113.1", confidence=0.97)
     wait_for(
         lambda: Execution.objects.filter(proposal=first, status=ExecutionStatus.SUCCEEDED).exists(),
