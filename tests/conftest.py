@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import hypothesis
+import psycopg
 import pytest
 import redis
 from django.conf import settings
+from django.core.management import CommandError
+from django.test import TransactionTestCase
 from rest_framework.test import APIClient
 
 from agents.selectors import forget_policies
@@ -17,6 +21,38 @@ from tests import factories
 # test once took 284 ms there. Slow code shows in the benchmarks, which print what they measure.
 hypothesis.settings.register_profile("suite", deadline=None)
 hypothesis.settings.load_profile("suite")
+
+
+def _flush_again_after_a_deadlock() -> None:
+    """A transactional test ends with a flush (TRUNCATE of every table) while servers and
+    workers the test started may still be at work on the test database: a live server
+    re-rendering the cards of the last decision, a worker node writing. TRUNCATE takes the
+    tables one by one, so it can deadlock with them; PostgreSQL then cancels one side, and when
+    that is the flush, the next test finds this one's rows. The flush is tried again."""
+    flush = TransactionTestCase._fixture_teardown
+
+    def _fixture_teardown(self: TransactionTestCase) -> None:
+        for attempt in range(1, FLUSH_ATTEMPTS + 1):
+            try:
+                return flush(self)
+            except CommandError as exc:
+                if attempt == FLUSH_ATTEMPTS or not _deadlock(exc):
+                    raise
+                time.sleep(0.2 * attempt)
+
+    TransactionTestCase._fixture_teardown = _fixture_teardown
+
+
+def _deadlock(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, psycopg.errors.DeadlockDetected):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+FLUSH_ATTEMPTS = 4
+_flush_again_after_a_deadlock()
 
 
 @pytest.fixture(autouse=True)

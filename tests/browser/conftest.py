@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -139,47 +138,6 @@ def _serve(django_db_blocker: Any, log_name: str, **extra_env: str) -> Iterator[
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-
-
-# How long the other sessions on the test database must be quiet before it is flushed, and
-# the longest a test waits for that.
-QUIET_SECONDS, QUIET_WAIT_SECONDS = 0.25, 10.0
-
-
-@pytest.fixture(autouse=True)
-def _server_quiet_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After a test's last click the live server still works on it (the broadcaster renders
-    the cards a decision changed, a closing socket ends its session): the flush waits until no
-    other session on the test database is in a statement or a transaction, or the flush's
-    TRUNCATE and their reads can deadlock (seen once: the flush was the one cancelled and the
-    next test found the last one's users). Set up after the database fixture, so torn down
-    before it, and after the browser contexts are closed."""
-    if "_django_db_helper" not in request.fixturenames:
-        yield  # no database, nothing flushed
-        return
-    request.getfixturevalue("_django_db_helper")
-    yield
-    if connection.vendor != "postgresql":
-        return
-    quiet_since = None
-    deadline = time.monotonic() + QUIET_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-                "AND state IN ('active', 'idle in transaction')"
-            )
-            busy = cursor.fetchone()[0]
-        now = time.monotonic()
-        quiet_since = None if busy else (quiet_since or now)
-        if quiet_since is not None and now - quiet_since >= QUIET_SECONDS:
-            return
-        time.sleep(0.05)
-    warnings.warn(
-        f"the test database was still busy {QUIET_WAIT_SECONDS:g} s after the test; flushing",
-        stacklevel=1,
-    )
 
 
 @pytest.fixture(autouse=True)
