@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import hypothesis
 import psycopg
@@ -23,15 +24,14 @@ hypothesis.settings.register_profile("suite", deadline=None)
 hypothesis.settings.load_profile("suite")
 
 
-def _flush_again_after_a_deadlock() -> None:
+def flushing_again_after_a_deadlock(flush: Callable[[Any], None]) -> Callable[[Any], None]:
     """A transactional test ends with a flush (TRUNCATE of every table) while servers and
     workers the test started may still be at work on the test database: a live server
     re-rendering the cards of the last decision, a worker node writing. TRUNCATE takes the
     tables one by one, so it can deadlock with them; PostgreSQL then cancels one side, and when
     that is the flush, the next test finds this one's rows. The flush is tried again."""
-    flush = TransactionTestCase._fixture_teardown
 
-    def _fixture_teardown(self: TransactionTestCase) -> None:
+    def _fixture_teardown(self: Any) -> None:
         for attempt in range(1, FLUSH_ATTEMPTS + 1):
             try:
                 return flush(self)
@@ -40,7 +40,7 @@ def _flush_again_after_a_deadlock() -> None:
                     raise
                 time.sleep(0.2 * attempt)
 
-    TransactionTestCase._fixture_teardown = _fixture_teardown
+    return _fixture_teardown
 
 
 def _deadlock(exc: BaseException | None) -> bool:
@@ -52,7 +52,9 @@ def _deadlock(exc: BaseException | None) -> bool:
 
 
 FLUSH_ATTEMPTS = 4
-_flush_again_after_a_deadlock()
+TransactionTestCase._fixture_teardown = flushing_again_after_a_deadlock(
+    TransactionTestCase._fixture_teardown
+)
 
 
 @pytest.fixture(autouse=True)
