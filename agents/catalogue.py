@@ -40,7 +40,12 @@ class ActionType:
         return self.effect.format(target=target)
 
     def clean_target(self, raw: Any) -> targets.Identity:
-        """The target's one identity (agents.targets); TargetError says what is wrong."""
+        """The target's one identity (agents.targets); TargetError says what is wrong.
+
+        A target as an agent sends it, read exactly as the schema's pattern reads it: white
+        space around it is refused rather than trimmed (the inventory's names are trimmed)."""
+        if isinstance(raw, str) and raw.strip() and raw != raw.strip():
+            raise TargetError("must not begin or end with white space")
         return targets.canonical(self.target_kind, raw)
 
     def clean_params(self, raw: Any) -> dict[str, Any]:

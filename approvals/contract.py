@@ -26,7 +26,7 @@ from soc_console.contract import (
 # A message id's parts: no NUL or bidirectional control (the body's strings refuse both).
 _MESSAGE_ID_PART = rf"[^<>@\x00{BIDI_CONTROL_CLASS}{WHITESPACE_CLASS}]{{1,200}}"
 
-# Per target kind: the schema of a target (before the outer spaces DRF trims) and its words.
+# Per target kind: the schema of a target (not trimmed: no white space around it) and its words.
 # The patterns are the grammar the canonicaliser checks every target against first.
 TARGET_SCHEMAS: dict[str, dict[str, Any]] = {
     "ip": {

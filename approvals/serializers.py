@@ -62,7 +62,11 @@ class EvidenceSerializer(ClosedSerializer):
 
 class ProposalInSerializer(serializers.Serializer):
     action = StrictCharField(max_length=64, help_text="An action from the catalogue.")
-    target = StrictCharField(max_length=255, help_text="Validated per action.")
+    # Not trimmed: the schema's grammar allows no white space around a target, and the API
+    # refuses what the schema refuses (agents/catalogue.py says so in the error).
+    target = StrictCharField(
+        max_length=255, trim_whitespace=False, help_text="Validated per action."
+    )
     params = serializers.DictField(required=False, default=dict)
     confidence = StrictFloatField(min_value=0.0, max_value=1.0)
     rationale = StrictCharField(max_length=MAX_RATIONALE, allow_blank=False)

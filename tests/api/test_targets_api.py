@@ -122,6 +122,11 @@ def test_a_second_spelling_of_the_same_request_is_a_replay(bold) -> None:
         ("block_ip", "08.0.0.1"),
         ("disable_user", "CORP\\"),
         ("quarantine_email", "CORP\\ceo"),
+        # White space around a target: the schema's pattern refuses it, and so does the API.
+        ("block_ip", " 10.0.0.10"),
+        ("isolate_host", "dc01\t"),
+        ("disable_user", "ceo@corp.example\u00a0"),
+        ("quarantine_email", "\u2028<abc@mail.example>"),
     ],
 )
 def test_an_unreadable_target_is_a_400_naming_it_and_nothing_is_recorded(
