@@ -2,7 +2,10 @@
 
 Deliveries run on their own Celery queue (settings.CALLBACK_QUEUE), consumed by their own
 worker, and each has a total deadline (CALLBACK_DEADLINE_SECONDS): an agent's slow or hostile
-receiver delays its own callbacks, never an execution.
+receiver delays its own callbacks, never an execution. A receiver that failed is paused (`Gate`):
+its agent's other deliveries wait without holding a worker thread, and one of them at a time
+tries it again when the pause is over, so that a dead receiver cannot take every thread from
+the other agents' callbacks.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 import urllib.request
 import uuid
@@ -21,6 +25,8 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
+from django.core.cache import cache
+from redis.exceptions import RedisError
 
 from agents.callback_address import Destination, callback_destination
 from agents.targets import IPAddress
@@ -32,8 +38,21 @@ from .selectors import proposal_payload
 logger = logging.getLogger(__name__)
 
 
+# The longest a failed delivery waits before its next try, and the longest pause a receiver
+# gets however often it failed.
+LONGEST_WAIT_SECONDS = 60
+
+
 class DeliveryError(Exception):
     pass
+
+
+class Paused(Exception):
+    """The agent's receiver failed lately: this delivery waits instead of trying it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the receiver is paused for {seconds:.1f} s after a failed delivery")
+        self.seconds = seconds
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -72,20 +91,77 @@ def deliver(*, proposal_id: str, event: str) -> int | None:
         "X-SOC-Timestamp": timestamp,
         "X-SOC-Signature": sign(proposal.agent.callback_secret, timestamp, body),
     }
+    gate = Gate(proposal.agent_id, proposal.agent.callback_url)
+    gate.enter()
     deadline = settings.CALLBACK_DEADLINE_SECONDS
     try:
         status = _within(
             deadline, _post(proposal.agent.slug, proposal.agent.callback_url, body, headers)
         )
     except TimeoutError as exc:
+        gate.failed()
         raise DeliveryError(f"no answer within the {deadline:g} s deadline") from exc
     except httpx.HTTPError as exc:
+        gate.failed()
         raise DeliveryError(str(exc) or exc.__class__.__name__) from exc
     if status is None:
-        return None
+        return None  # not sent (the address check refused it): the receiver was not asked
     if status >= 500 or status == 429:
+        gate.failed()
         raise DeliveryError(f"callback answered {status}")
+    gate.answered()
     return status
+
+
+class Gate:
+    """An agent's receiver, paused after a failed delivery (in the cache, which every callbacks
+    worker shares). The first pause lasts CALLBACK_PAUSE_SECONDS and each failure after it
+    doubles it, up to LONGEST_WAIT_SECONDS; when it is over, one delivery (the probe) tries
+    the receiver while the others wait for its answer, and any delivery that is answered ends
+    the pause. Keyed by the agent and its URL, so that a new URL starts unpaused.
+
+    Without the cache a delivery goes ahead: the pause spares the other agents' threads, and
+    losing it must not lose a callback."""
+
+    def __init__(self, agent_id: int, url: str) -> None:
+        receiver = hashlib.sha256(f"{agent_id} {url}".encode()).hexdigest()[:32]
+        self.pause_key = f"callback-pause:{receiver}"
+        self.probe_key = f"callback-probe:{receiver}"
+        self.paused: dict[str, float] | None = None
+
+    def enter(self) -> None:
+        """Return when this delivery may try the receiver; raise Paused when it must wait."""
+        try:
+            self.paused = cache.get(self.pause_key)
+            if self.paused is None:
+                return
+            left = self.paused["until"] - time.time()
+            if left > 0:
+                raise Paused(left)
+            probe_for = settings.CALLBACK_DEADLINE_SECONDS + 1
+            if not cache.add(self.probe_key, 1, timeout=math.ceil(probe_for)):
+                raise Paused(probe_for)  # another delivery is trying it: wait for its answer
+        except RedisError:
+            logger.warning("callback pause unknown (the cache does not answer): delivering")
+
+    def failed(self) -> None:
+        last = self.paused["seconds"] if self.paused else 0.0
+        seconds = min(2 * last or settings.CALLBACK_PAUSE_SECONDS, LONGEST_WAIT_SECONDS)
+        pause = {"until": time.time() + seconds, "seconds": seconds}
+        try:
+            # Kept past its end, so that the next failure knows how long this pause was.
+            cache.set(self.pause_key, pause, timeout=math.ceil(seconds) + 3600)
+            cache.delete(self.probe_key)
+        except RedisError:
+            logger.warning("callback pause not recorded (the cache does not answer)")
+
+    def answered(self) -> None:
+        if self.paused is None:
+            return
+        try:
+            cache.delete_many([self.pause_key, self.probe_key])
+        except RedisError:
+            logger.warning("callback pause not lifted (the cache does not answer)")
 
 
 T = TypeVar("T")

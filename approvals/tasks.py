@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 from celery import Task, shared_task
@@ -12,7 +13,6 @@ from .enqueue import EXECUTION_TASK_OPTIONS
 
 HEARTBEAT_KEY = "worker-heartbeat"
 CALLBACK_MAX_RETRIES = 6
-CALLBACK_MAX_BACKOFF_SECONDS = 60
 
 
 @shared_task(name=enqueue.RUN_EXECUTION, **EXECUTION_TASK_OPTIONS)
@@ -45,10 +45,16 @@ def heartbeat() -> None:
 
 @shared_task(name=enqueue.DELIVER_CALLBACK, bind=True, max_retries=CALLBACK_MAX_RETRIES)
 def deliver_callback(self: Task, proposal_id: str, event: str) -> int | None:
+    # Capped backoff as a new delayed message on the callbacks' queue, so the worker is free
+    # between tries (each try holds it for at most CALLBACK_DEADLINE_SECONDS).
+    backoff = min(2**self.request.retries, callbacks.LONGEST_WAIT_SECONDS)
     try:
         return callbacks.deliver(proposal_id=proposal_id, event=event)
     except callbacks.DeliveryError as exc:
-        # Capped backoff as a new delayed message on the callbacks' queue, so the worker is
-        # free between tries (each try holds it for at most CALLBACK_DEADLINE_SECONDS).
-        countdown = min(2**self.request.retries, CALLBACK_MAX_BACKOFF_SECONDS)
+        raise self.retry(exc=exc, countdown=backoff) from exc
+    except callbacks.Paused as exc:
+        # A turn spent waiting for the agent's paused receiver counts as a try and waits at
+        # least the backoff, so a delivery is given up no sooner than without the pause; the
+        # jitter spreads the waiting deliveries over the probe's answer.
+        countdown = max(backoff, exc.seconds) + random.uniform(0, 1)  # noqa: S311 (jitter)
         raise self.retry(exc=exc, countdown=countdown) from exc

@@ -711,6 +711,9 @@ CALLBACK_TIMEOUT_SECONDS = env_float("CALLBACK_TIMEOUT_SECONDS", 5.0, minimum=0.
 # A delivery's whole time, name check, connect, send and reading the answer's status together:
 # the per-step timeout above never fires on a receiver that trickles a byte every few seconds.
 CALLBACK_DEADLINE_SECONDS = env_float("CALLBACK_DEADLINE_SECONDS", 10.0, minimum=0.5)
+# After a failed delivery the agent's receiver is paused this long (doubled at each failure
+# after it, up to a minute): its other deliveries wait instead of holding a worker's thread.
+CALLBACK_PAUSE_SECONDS = env_float("CALLBACK_PAUSE_SECONDS", 1.0, minimum=0)
 WORKER_HEARTBEAT_INTERVAL_SECONDS = env_float("WORKER_HEARTBEAT_INTERVAL_SECONDS", 10.0, minimum=1)
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 60, minimum=5)
 if WORKER_HEARTBEAT_MAX_AGE_SECONDS <= WORKER_HEARTBEAT_INTERVAL_SECONDS:

@@ -1,5 +1,7 @@
 """Receivers on 127.0.0.1 for the tests and the benchmark.
 
+- Receiver: an agent's callback endpoint: answers each POST with the next status of a script
+  (200 when it runs out) and records every request, with when it came.
 - TricklingReceiver: a hostile callback receiver: it reads the POST, then answers one byte at a
   time, a byte every `interval` seconds, for as long as the sender stays (up to `hold`
   seconds). Each connection's start and end are recorded, so a test can tell how long a
@@ -39,6 +41,45 @@ class Hold:
     @property
     def seconds(self) -> float:
         return (self.ended if self.ended is not None else time.monotonic()) - self.started
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.url = ""
+        self.answers: list[int] = []
+        self.received: list[dict[str, Any]] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> Receiver:
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                state.received.append(
+                    {
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                        "at": time.monotonic(),
+                    }
+                )
+                status = state.answers.pop(0) if state.answers else 200
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
 
 
 @dataclass

@@ -9,59 +9,29 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 
 from agents.models import Agent
 from approvals import callbacks, tasks
 from tests import factories
 from tests.execution.conftest import approved, broker_messages
 from tests.processes import wait_for
-from tests.receivers import TricklingReceiver
+from tests.receivers import Receiver, TricklingReceiver
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "cb-secret-for-tests"
 
 
-@dataclass
-class Receiver:
-    """A real HTTP endpoint standing in for the agent: answers from a script, records requests."""
-
-    url: str
-    answers: list[int]
-    received: list[dict[str, Any]] = field(default_factory=list)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="", answers=[])
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            status = state.answers.pop(0) if state.answers else 200
-            self.send_response(status)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with Receiver() as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _listen(agent: Agent, url: str) -> None:
@@ -95,8 +65,11 @@ def test_completion_is_posted_signed_to_the_agents_callback(
 
 
 def test_callback_is_retried_after_a_500_with_a_fresh_valid_signature(
-    responder: factories.AgentWithKey, analyst: User, receiver: Receiver
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver, settings: Any
 ) -> None:
+    # apply() runs the retries at once, so the receiver's pause after a failure (tested on its
+    # own below) is none here, or every retry would find it paused.
+    settings.CALLBACK_PAUSE_SECONDS = 0
     _listen(responder.agent, receiver.url)
     execution = approved(responder, analyst, action="block_ip", target="203.0.113.61")
     receiver.answers = [500, 503]
@@ -114,8 +87,9 @@ def test_callback_is_retried_after_a_500_with_a_fresh_valid_signature(
 
 
 def test_callback_gives_up_after_its_retries(
-    responder: factories.AgentWithKey, analyst: User, receiver: Receiver
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver, settings: Any
 ) -> None:
+    settings.CALLBACK_PAUSE_SECONDS = 0  # as above: apply() does not wait between retries
     _listen(responder.agent, receiver.url)
     execution = approved(responder, analyst, action="block_ip", target="203.0.113.62")
     receiver.answers = [500] * 20
@@ -125,6 +99,119 @@ def test_callback_gives_up_after_its_retries(
     assert outcome.failed()
     assert isinstance(outcome.result, callbacks.DeliveryError)
     assert len(receiver.received) == tasks.deliver_callback.max_retries + 1
+
+
+def _deliver(execution: Any) -> int | None:
+    return callbacks.deliver(proposal_id=str(execution.proposal_id), event="decided")
+
+
+def test_a_failed_receiver_is_paused_for_its_own_agent_and_tried_again_after_the_pause(
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver, settings: Any
+) -> None:
+    settings.CALLBACK_PAUSE_SECONDS = 0.5
+    other = factories.agent("other-listener", grants={"block_ip": 2})
+    # Both agents post to the same endpoint: the pause is the agent's receiver, not the host's.
+    _listen(responder.agent, receiver.url)
+    _listen(other.agent, receiver.url)
+    first, second = (
+        approved(responder, analyst, action="block_ip", target=f"203.0.113.{n}") for n in (80, 81)
+    )
+    others = approved(other, analyst, action="block_ip", target="203.0.113.82")
+    receiver.answers = [503]
+
+    with pytest.raises(callbacks.DeliveryError, match="503"):
+        _deliver(first)
+    with pytest.raises(callbacks.Paused) as paused:
+        _deliver(second)
+    assert 0 < paused.value.seconds <= 0.5
+    assert len(receiver.received) == 1  # the paused delivery never reached the receiver
+    assert _deliver(others) == 200  # the other agent's receiver is not paused
+
+    time.sleep(paused.value.seconds)
+    assert _deliver(second) == 200  # the pause is over: tried, answered, and the pause ends
+    assert _deliver(first) == 200
+    assert len(receiver.received) == 4
+
+
+def test_each_failure_doubles_the_pause_up_to_a_minute_and_an_answer_ends_it(
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver, settings: Any
+) -> None:
+    settings.CALLBACK_PAUSE_SECONDS = 0.1
+    _listen(responder.agent, receiver.url)
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.83")
+    receiver.answers = [500] * 4
+    pauses = []
+    for _ in range(4):
+        with pytest.raises(callbacks.DeliveryError):
+            _deliver(execution)
+        with pytest.raises(callbacks.Paused) as paused:
+            _deliver(execution)
+        pauses.append(paused.value.seconds)
+        time.sleep(paused.value.seconds)
+    assert [round(p, 1) for p in pauses] == [0.1, 0.2, 0.4, 0.8]
+    assert len(receiver.received) == 4
+
+    settings.CALLBACK_PAUSE_SECONDS = 50.0
+    receiver.answers = [500, 500]
+    with pytest.raises(callbacks.DeliveryError):
+        _deliver(execution)  # the fifth failure in a row: 1.6 s
+    with pytest.raises(callbacks.Paused) as paused:
+        _deliver(execution)
+    assert 1.5 < paused.value.seconds <= 1.6
+    gate = callbacks.Gate(responder.agent.pk, receiver.url)
+    # A longer pause, as a receiver down for minutes gets: doubled no further than a minute.
+    cache.set(gate.pause_key, {"until": time.time() - 1, "seconds": 40.0})
+    with pytest.raises(callbacks.DeliveryError):
+        _deliver(execution)
+    with pytest.raises(callbacks.Paused) as paused:
+        _deliver(execution)
+    assert callbacks.LONGEST_WAIT_SECONDS - 1 < paused.value.seconds <= 60
+
+    cache.set(gate.pause_key, {"until": time.time() - 1, "seconds": 60.0})
+    assert _deliver(execution) == 200
+    assert _deliver(execution) == 200  # no pause after an answer
+    assert cache.get(gate.pause_key) is None
+
+
+def test_while_one_delivery_tries_a_paused_receiver_the_others_wait_for_its_answer(
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver, settings: Any
+) -> None:
+    settings.CALLBACK_PAUSE_SECONDS = 0.1
+    _listen(responder.agent, receiver.url)
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.84")
+    receiver.answers = [500]
+    with pytest.raises(callbacks.DeliveryError):
+        _deliver(execution)
+    time.sleep(0.15)
+
+    probe = callbacks.Gate(responder.agent.pk, receiver.url)
+    probe.enter()  # the pause is over: this one tries the receiver
+    with pytest.raises(callbacks.Paused) as waiting:
+        _deliver(execution)
+    assert waiting.value.seconds == settings.CALLBACK_DEADLINE_SECONDS + 1
+    assert len(receiver.received) == 1
+
+    probe.answered()
+    assert _deliver(execution) == 200
+
+
+def test_without_the_cache_a_delivery_goes_ahead_unpaused(
+    responder: factories.AgentWithKey, analyst: User, receiver: Receiver, settings: Any
+) -> None:
+    with socket.socket() as spare:  # a port that nothing listens on
+        spare.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{spare.getsockname()[1]}/0"
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": dead}
+    }
+    _listen(responder.agent, receiver.url)
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.85")
+    receiver.answers = [500]
+
+    with pytest.raises(callbacks.DeliveryError):
+        _deliver(execution)
+    assert _deliver(execution) == 200  # nothing recorded the pause, so nothing held it back
+    assert len(receiver.received) == 2
 
 
 def test_a_signature_made_with_another_secret_does_not_verify(
