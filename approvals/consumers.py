@@ -205,6 +205,12 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         """The user was deactivated or lost a role: read the session again."""
         await self._recheck()
 
+    async def console_user_html(self, message: dict[str, Any]) -> None:
+        """HTML for this user's consoles alone (approvals/sessions.py: an undo toast), in
+        order with everything else this console is sent."""
+        if not self.ended:
+            self.deliver(message["html"])
+
     async def _watch_session(self) -> None:
         """Read the session again every CONSOLE_SESSION_CHECK_SECONDS: an expiry sends no
         event. The first read comes after a random part of the period, so that consoles

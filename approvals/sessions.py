@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from django.template.loader import render_to_string
+
+from . import selectors
 
 logger = logging.getLogger(__name__)
 
-# The channel-layer message types the consumer handles (console_session_ended, console_recheck).
+# The channel-layer message types the consumer handles (console_session_ended, console_recheck,
+# console_user_html).
 SESSION_ENDED = "console.session_ended"
 RECHECK = "console.recheck"
+USER_HTML = "console.user_html"
 
 
 def session_group(session_key: str) -> str:
@@ -37,12 +43,12 @@ def user_group(user_id: int) -> str:
     return f"console-user.{user_id}"
 
 
-def _send(group: str, message_type: str) -> None:
+def _send(group: str, message_type: str, **fields: Any) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, {"type": message_type})
+        async_to_sync(layer.group_send)(group, {"type": message_type, **fields})
     except Exception:
         # Redis away: signing out must still work. The consoles' own re-reads of their
         # session (CONSOLE_SESSION_CHECK_SECONDS) close them a little later.
@@ -87,3 +93,23 @@ def on_user_groups_changed(
     # users; those consoles find out at their next periodic re-read.
     for user_id in pk_set or ():
         consoles_recheck_for_user(user_id=user_id)
+
+
+# --- what only one user's consoles are shown -----------------------------------------------
+
+
+def undo_offered(analyst_id: int, proposal_id: uuid.UUID) -> None:
+    """The analyst's approval is in its undo window: its toast goes to every console of theirs
+    (another tab, or the console of an analyst who approved through the API), so that it can
+    be undone from any of them. Run after commit (approvals.live.publish)."""
+    proposal = selectors.proposal_detail(proposal_id)
+    undo = selectors.undo_toast(proposal) if proposal is not None else None
+    if undo is not None:
+        html = render_to_string("approvals/undo_offer.html", {"undo": undo})
+        _send(user_group(analyst_id), USER_HTML, html=html)
+
+
+def undo_ended(analyst_id: int, proposal_id: uuid.UUID) -> None:
+    """The approval was undone: its toast leaves every console of its analyst."""
+    html = render_to_string("approvals/undo_gone.html", {"proposal_id": proposal_id})
+    _send(user_group(analyst_id), USER_HTML, html=html)

@@ -57,7 +57,9 @@ from .reads import (
     routed_proposals,
     suspended_agents_pending,
     undo_seconds_left,
+    undo_toast,
     unreviewed_auto,
+    what,
 )
 
 __all__ = [
@@ -107,6 +109,8 @@ __all__ = [
     "routing_payload",
     "suspended_agents_pending",
     "open_undos",
+    "undo_toast",
+    "what",
     "undo_seconds_left",
     "unreviewed_auto",
     "with_context",

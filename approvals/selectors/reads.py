@@ -124,6 +124,29 @@ def undo_seconds_left(proposal: Proposal, now: Any = None) -> float | None:
     return round(left, 3) if left > 0 else None
 
 
+def what(proposal: Any) -> str:
+    """A proposal in a few words, as the console's messages name it: its action and target."""
+    kind = catalogue.get(proposal.action)
+    return f"{kind.label if kind else proposal.action} {proposal.target}"
+
+
+def undo_toast(proposal: Proposal) -> dict[str, Any] | None:
+    """What an approval's undo toast shows (templates/approvals/flash.html#undo-toast), or
+    None once its window is over: what was approved, the seconds left, and whether its
+    execution is held (the emergency stop, a suspension), which then runs only once
+    re-confirmed."""
+    seconds_left = undo_seconds_left(proposal)
+    if not seconds_left:
+        return None
+    execution = execution_of(proposal)
+    return {
+        "proposal_id": proposal.pk,
+        "what": what(proposal),
+        "seconds": seconds_left,
+        "held": execution is not None and execution.status == ExecutionStatus.HELD,
+    }
+
+
 def open_undos(analyst: Any) -> list[Proposal]:
     """The approvals this analyst may still undo (see services.approval_undo): their own last
     approval, whose execution has not started and whose window is open. A page opened after

@@ -22,13 +22,14 @@ from soc_console.errors import (
     WrongState,
 )
 
-from .. import sql
+from .. import live, sessions, sql
 from ..models import Decision, Execution, ExecutionStatus, Proposal, ProposalStatus, Verdict
 from . import demotion
 from .attention import check_caught, check_missed
 from .holds import hold, hold_reason
 from .pending import finish_pending, locked_pending
 from .shared import (
+    after_commit,
     check_may_decide,
     dispatch,
     execution_create,
@@ -208,6 +209,9 @@ def _approve_final(
     why = hold_reason(proposal.agent_id)
     if why is not None:
         hold(execution.pk, why=why, locked=execution)
+    if window:
+        # Its undo toast on each of the analyst's consoles, not only the one that approved.
+        after_commit(lambda: live.publish(sessions.undo_offered, analyst.pk, proposal.pk))
     return approved
 
 
@@ -218,7 +222,11 @@ def proposal_reject(
     analyst: AbstractBaseUser,
     reason: str,
     seconds_on_card: Any = None,
+    clearing: bool = False,
 ) -> Proposal:
+    """Reject a pending proposal with a reason. With `clearing` it is one of an agent's whole
+    queue rejected at once (closing.agent_pending_clear): nobody judged it on its own, so it
+    fires no demotion rule, and its audit event says it was cleared."""
     check_may_decide(analyst)
     reason = reason_given(
         reason, refusal="A rejection needs a reason.", hint="Say why you reject it."
@@ -234,7 +242,7 @@ def proposal_reject(
     # An attention check is the console's own card, not its agent's confidence: it fires none.
     firing = (
         None
-        if proposal.synthetic
+        if proposal.synthetic or clearing
         else demotion.over_confidence_firing(proposal, analyst=username(analyst), reason=reason)
     )
     now = timezone.now()
@@ -247,6 +255,8 @@ def proposal_reject(
         now=now,
     )
     data = events.rejection(reason=reason, seconds_on_card=seconds)
+    if clearing:
+        data["cleared"] = True
     if proposal.synthetic:
         flaw = check_caught(proposal, analyst, seconds_on_card=seconds, now=now)
         data = events.check_caught(reason=reason, seconds_on_card=seconds, flaw=flaw)
@@ -334,6 +344,7 @@ def approval_undo(*, proposal_id: uuid.UUID | str, analyst: AbstractBaseUser) ->
     )
     publish_committed(proposal)
     rollup_due(proposal.created_at, now)
+    after_commit(lambda: live.publish(sessions.undo_ended, analyst.pk, proposal.pk))
     # No callback: the agent hears of an approval only once its window is over (see
     # proposal_approve), and by then this one is gone.
     return proposal

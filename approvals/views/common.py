@@ -18,7 +18,6 @@ from django.views import csrf
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh, trigger_client_event
 
-from agents import catalogue
 from soc_console import roles
 from soc_console.errors import DomainError
 
@@ -182,8 +181,3 @@ def analyst_step(
     step.__name__ = step.__qualname__ = service.__name__
     step.__doc__ = service.__doc__
     return step
-
-
-def what(proposal: Any) -> str:
-    kind = catalogue.get(proposal.action)
-    return f"{kind.label if kind else proposal.action} {proposal.target}"

@@ -4,7 +4,6 @@ approval."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -23,7 +22,8 @@ from soc_console.errors import AttentionCheckMissed, DomainError
 from .. import live, selectors, services
 from ..attention import caught_text
 from ..models import Proposal, ProposalStatus, listed_agents
-from .common import ANSWERED, console_role, flash, safe_next, what
+from ..selectors import undo_toast, what
+from .common import ANSWERED, console_role, flash, safe_next
 
 
 def _queue_filter(request: HttpRequest) -> tuple[selectors.QueueFilter, list[str]]:
@@ -104,7 +104,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         return render(request, "approvals/queue.html#queue", context)
     # Approvals of this analyst still in their undo window (made before this page loaded).
     context["undos"] = [
-        undo for p in selectors.open_undos(request.user) if (undo := _undo(p)) is not None
+        undo for p in selectors.open_undos(request.user) if (undo := undo_toast(p)) is not None
     ]
     return render(request, "approvals/queue.html", context)
 
@@ -165,7 +165,7 @@ def _decided(request: HttpRequest, proposal: Proposal) -> HttpResponse:
             f"it now needs {who}."
         )
         return flash(request, ok=True, text=text, outcome="partial")
-    undo = _undo(proposal)
+    undo = undo_toast(proposal)
     if proposal.status == ProposalStatus.APPROVED and selectors.emergency_stop():
         text = (
             f"Approved: {what(proposal)}. The emergency stop is on: it is held until the stop "
@@ -183,14 +183,6 @@ def _decided(request: HttpRequest, proposal: Proposal) -> HttpResponse:
     else:
         text = f"Rejected: {what(proposal)}."
     return flash(request, ok=True, text=text, outcome="decided", undo=undo)
-
-
-def _undo(proposal: Proposal) -> dict[str, Any] | None:
-    """The undo toast of an approval still in its window, or None."""
-    seconds_left = selectors.undo_seconds_left(proposal)
-    if not seconds_left:
-        return None
-    return {"proposal_id": proposal.pk, "what": what(proposal), "seconds": seconds_left}
 
 
 @require_POST
@@ -248,7 +240,7 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
         for proposal in Proposal.objects.select_related("execution")
         .filter(pk__in=approved)
         .order_by("execution__not_before")
-        if (undo := _undo(proposal)) is not None
+        if (undo := undo_toast(proposal)) is not None
     ]
     response = render(request, "approvals/bulk_summary.html", {"summary": summary, "undos": undos})
     return trigger_client_event(

@@ -463,6 +463,11 @@
     var hadFocus = card.contains(document.activeElement);
     var inQueue = !!card.closest("#queue-cards");
     var text = (note || "This proposal is no longer pending.").replace(/\.$/, "");
+    // The analyst's own decision from another tab or window is theirs, not a colleague's.
+    var me = body.dataset.username;
+    if (me && text.slice(-(" by " + me).length) === " by " + me) {
+      text = text.slice(0, -me.length) + "you, in another tab or window";
+    }
     text += inQueue ? " — select another card (j, k or a click)." : ".";
     var notice = document.createElement("div");
     notice.className = "card-left";
@@ -856,6 +861,7 @@
       return;
     }
     if (key === "u") { event.preventDefault(); if (!event.repeat) undoLatest(); return; }
+    if (key === "U") { event.preventDefault(); if (!event.repeat) undoAll(); return; }
     if (key !== "a" && key !== "r") return;
     event.preventDefault();
     if (body.dataset.canDecide !== "true" || event.repeat) return; // a held key decides nothing
@@ -1129,10 +1135,17 @@
     // A group's card stands for every proposal of the group: picking it picks them all.
     var card = event.target.closest(".card");
     if (card && card.dataset.group) {
-      sameGroup(card.dataset.group).forEach(function (other) {
+      var members = sameGroup(card.dataset.group);
+      members.forEach(function (other) {
         var pick = other.querySelector("input.pick");
         if (pick) pick.checked = event.target.checked;
       });
+      // One tick, several proposals: said at once, so that nobody decides more than they meant.
+      if (members.length > 1) {
+        showFlash((event.target.checked ? "Selected" : "Unselected") + " all " + members.length +
+          " proposals of this card's group (the same action and target): a decision on the " +
+          "selection decides each of them.", "info");
+      }
     }
     countPicks();
   });
@@ -1225,6 +1238,19 @@
       // post the form as a plain page (a reload that forgets the press). Wired now.
       htmx.process(toast);
     });
+    // One toast an approval: the tab that approved gets it in its answer and over its socket
+    // (every console of the analyst does), in either order. The one already counting down
+    // (perhaps already being undone) stays; a copy that came after it goes.
+    var copies = {};
+    document.querySelectorAll("#undo-tray .undo-toast").forEach(function (toast) {
+      (copies[toast.id] = copies[toast.id] || []).push(toast);
+    });
+    Object.keys(copies).forEach(function (id) {
+      var same = copies[id];
+      if (same.length < 2) return;
+      var keep = same.filter(function (toast) { return toast.dataset.deadline; })[0] || same[0];
+      same.forEach(function (toast) { if (toast !== keep) toast.remove(); });
+    });
     var now = Date.now();
     document.querySelectorAll(".undo-toast:not([data-deadline])").forEach(function (toast) {
       var seconds = parseFloat(toast.dataset.seconds) || 0;
@@ -1248,7 +1274,7 @@
       }
       toast.classList.add("closed");
       var what = toast.querySelector(".undo-what");
-      toast.textContent = (what ? what.textContent.replace(/: runs in.*$/, "") : "Approved") + ": the undo window is over.";
+      toast.textContent = (what ? what.textContent.replace(/: (runs in|held) .*$/, "") : "Approved") + ": the undo window is over.";
       setTimeout(function () { toast.remove(); }, 4000);
     });
     if (live) undoTimer = setTimeout(tickUndo, 200);
@@ -1293,9 +1319,34 @@
     button.closest(".undo-toast").classList.add("sending"); // not offered again while on its way
     button.click();
   }
+  // Shift+U, or a decision on several cards' "Undo all": every approval of this analyst still
+  // in its window, at once (one press of u undoes one, so a window of a few seconds holds too
+  // few presses for a bulk approval made by mistake).
+  function undoAll(ids) {
+    var buttons = Array.prototype.slice.call(
+      document.querySelectorAll("#undo-tray .undo-toast:not(.closed):not(.sending) button.undo")
+    ).filter(function (button) {
+      return !ids || ids.indexOf(button.closest(".undo-toast").id.replace(/^undo-/, "")) >= 0;
+    });
+    if (!buttons.length) {
+      showFlash("Nothing to undo: no approval of yours is in its undo window.", "info");
+      return;
+    }
+    lastUndo = { at: Date.now(), what: buttons.length + " approvals" };
+    buttons.forEach(function (button) {
+      button.closest(".undo-toast").classList.add("sending");
+      button.click();
+    });
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button.undo-all");
+    if (!button) return;
+    event.preventDefault();
+    undoAll((button.dataset.proposals || "").split(" ").filter(Boolean));
+  });
   function undoWhat(button) {
     var what = button.closest(".undo-toast").querySelector(".undo-what");
-    var text = what ? what.textContent.replace(/: runs in.*$/, "").replace(/^Approved\s+/, "") : "";
+    var text = what ? what.textContent.replace(/: (runs in|held) .*$/, "").replace(/^Approved\s+/, "") : "";
     return text ? "the approval of “" + text.trim() + "”" : "the approval before";
   }
 
@@ -1379,7 +1430,11 @@
     link.textContent = "sign in";
     el.appendChild(link);
   }
-  document.addEventListener("htmx:wsAfterMessage", refreshQueue);
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    refreshQueue();
+    // An approval given in another tab (or through the API) brings its undo toast here too.
+    if (document.querySelector("#undo-tray .undo-toast:not([data-deadline])")) startUndoToasts();
+  });
   document.addEventListener("htmx:afterRequest", function (event) {
     var elt = event.detail.elt;
     if (!event.detail.successful && elt && elt.closest && elt.closest(".undo-toast")) heldNote = null;

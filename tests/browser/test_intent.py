@@ -467,3 +467,44 @@ def test_a_key_that_cannot_act_says_why_and_a_focused_checkbox_keeps_the_keys(
     )
     time.sleep(SETTLE)
     assert not Decision.objects.exists()
+
+
+def test_an_approval_is_undone_from_another_tab_and_shift_u_undoes_a_bulk_approval(
+    console: Callable[..., Any],
+    undo_server_url: str,
+    analyst: User,
+    identity_bot: factories.AgentWithKey,
+) -> None:
+    """Reported: the undo toast was only in the tab that approved; the analyst's other tab
+    said "Nothing to undo" while the action was about to run. And a bulk approval made by
+    mistake could not be undone within its window one press of u at a time."""
+    single = _propose(undo_server_url, identity_bot, "vwood@corp.example")
+    bulk = [_propose(undo_server_url, identity_bot, f"bulk{n}@corp.example") for n in range(3)]
+    here = console(analyst, server=undo_server_url)
+    there = console(analyst, server=undo_server_url)  # the same analyst's second tab
+    time.sleep(0.5)
+
+    here.locator(f"#card-{single} button.approve").click()
+    toast = there.locator(f"#undo-{single}")
+    expect(toast).to_contain_text("Approved Disable user vwood@corp.example: runs in", timeout=LIVE)
+    there.keyboard.press("u")
+    expect(there.locator("#flash")).to_contain_text(
+        "Approval undone: Disable user vwood@corp.example is pending again"
+    )
+    expect(here.locator(f"#undo-{single}")).to_have_count(0, timeout=LIVE)  # gone in both
+    assert Proposal.objects.get(pk=single).status == "pending"
+    expect(here.locator(f"#card-{single}")).to_be_visible(timeout=LIVE)
+
+    time.sleep(0.5)
+    for pk in bulk:
+        here.locator(f"#card-{pk} input.pick").check()
+    here.locator("#bulk-form button.bulk-approve").click()
+    expect(here.locator("#flash")).to_contain_text("Approved 3 of 3.")
+    expect(here.locator("#flash button.undo-all")).to_have_text(re.compile("Undo all 3 approvals"))
+    for pk in bulk:
+        expect(there.locator(f"#undo-{pk}")).to_be_visible(timeout=LIVE)
+    there.keyboard.press("Shift+U")
+    for pk in bulk:
+        expect(there.locator(f"#card-{pk}")).to_be_visible(timeout=LIVE)
+    assert set(Proposal.objects.filter(pk__in=bulk).values_list("status", flat=True)) == {"pending"}
+    expect(here.locator("#undo-tray .undo-toast")).to_have_count(0, timeout=LIVE)

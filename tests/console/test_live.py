@@ -593,3 +593,64 @@ def test_the_contexts_of_a_burst_are_read_once_and_sent_in_one_message(
     # The first card was alone when it went out (nothing read for it); the other four share
     # one read of what is open on the target.
     assert reads == [["web-prod07.corp.example"]]
+
+
+def test_an_approvals_undo_toast_reaches_every_console_of_its_analyst_and_only_theirs(
+    analyst: User, analyst2: User, agent_with_key: factories.AgentWithKey, settings: Any
+) -> None:
+    settings.APPROVAL_UNDO_SECONDS = 30
+    mine = [_cookie(analyst), _cookie(analyst)]  # two tabs (two sign-ins) of one analyst
+    theirs = _cookie(analyst2)
+    proposal = factories.proposal(agent_with_key, target="ws-0142.corp.example")
+    assert live.wait_idle()
+    toast = f'id="undo-{proposal.id}"'
+
+    async def scenario() -> None:
+        sockets = [_socket(ORIGIN, cookie) for cookie in [*mine, theirs]]
+        for socket in sockets:
+            assert (await socket.connect())[0]
+        *own, other = sockets
+        await sync_to_async(services.proposal_approve)(proposal_id=proposal.id, analyst=analyst)
+        for socket in own:
+            html = await _receive_until(socket, lambda m: toast in m)
+            assert '<div id="undo-tray" hx-swap-oob="afterbegin">' in html
+            assert f'hx-post="/proposals/{proposal.id}/undo/"' in html
+            assert "runs in" in html
+        # The other analyst sees the card leave, never the toast.
+        seen = await _receive_until(other, lambda m: f'id="card-{proposal.id}"' in m)
+        assert toast not in seen
+        await sync_to_async(services.approval_undo)(proposal_id=proposal.id, analyst=analyst)
+        for socket in own:
+            html = await _receive_until(socket, lambda m: toast in m)
+            assert f'<div id="undo-{proposal.id}" hx-swap-oob="delete"></div>' in html
+        # The card came back to the other analyst's queue; no toast went to them in between.
+        while True:
+            message = await other.receive_from(timeout=5)
+            assert toast not in message
+            if f'id="card-{proposal.id}"' in message and "hx-swap-oob" in message:
+                break
+        for socket in sockets:
+            await socket.disconnect()
+
+    run_scenario(scenario)
+
+
+def test_an_approval_held_by_the_stop_says_so_in_its_toast(
+    analyst: User, manager: User, agent_with_key: factories.AgentWithKey, settings: Any
+) -> None:
+    settings.APPROVAL_UNDO_SECONDS = 30
+    cookie = _cookie(analyst)
+    proposal = factories.proposal(agent_with_key, target="ws-0142.corp.example")
+    services.emergency_stop_engage(by=manager, reason="rogue agent")
+    assert live.wait_idle()
+
+    async def scenario() -> None:
+        socket = _socket(ORIGIN, cookie)
+        assert (await socket.connect())[0]
+        await sync_to_async(services.proposal_approve)(proposal_id=proposal.id, analyst=analyst)
+        html = await _receive_until(socket, lambda m: f'id="undo-{proposal.id}"' in m)
+        assert "held, runs only once re-confirmed; undo within" in html
+        assert "runs in" not in html
+        await socket.disconnect()
+
+    run_scenario(scenario)
