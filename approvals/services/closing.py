@@ -176,9 +176,10 @@ def agent_pending_clear(*, agent: Agent, by: AbstractBaseUser, reason: str) -> C
     analyst, a manager or an admin facing a flood.
 
     Each proposal goes through proposal_reject, in its own transaction, with its own decision
-    and audit event, so every rule of a rejection holds for each. A manager decides no
-    proposals (roles.can_decide), so for a manager each is withdrawn on the agent's behalf
-    instead, with the manager and the reason on record.
+    and audit event, so every rule of a rejection holds for each, but for the demotion rules:
+    nobody judged these proposals one by one, so a clearing takes no autonomy away. A manager
+    decides no proposals (roles.can_decide), so for a manager each is withdrawn on the agent's
+    behalf instead, with the manager and the reason on record.
     """
     if not roles.can_suspend_agent(by):
         raise NotPermitted(
@@ -198,7 +199,7 @@ def agent_pending_clear(*, agent: Agent, by: AbstractBaseUser, reason: str) -> C
     for pk in list(ids.order_by("created_at")):
         try:
             if decides:
-                proposal_reject(proposal_id=pk, analyst=by, reason=reason)
+                proposal_reject(proposal_id=pk, analyst=by, reason=reason, clearing=True)
             else:
                 proposal_withdraw(proposal_id=pk, agent=agent, by=by, reason=reason)
         except DomainError as exc:

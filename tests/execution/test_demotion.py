@@ -251,6 +251,28 @@ def test_rejecting_a_proposal_below_the_auto_threshold_does_not_demote(
     assert demotions() == []
 
 
+def test_clearing_a_suspended_agents_queue_rejects_without_demoting(
+    bot: factories.AgentWithKey, senior: User, manager: User, critical_ip: str
+) -> None:
+    # A breaker's flood cleared in one action: nobody judged the proposals one by one.
+    flood = [waiting(bot, critical_ip, 0.95) for _ in range(3)]
+    services.agent_suspend(agent=bot.agent, by=senior, reason="flooding the queue")
+    report = services.agent_pending_clear(agent=bot.agent, by=senior, reason="broken model")
+    assert report.cleared == 3
+    assert {p.status for p in Proposal.objects.filter(pk__in=[p.pk for p in flood])} == {
+        ProposalStatus.REJECTED
+    }
+    assert level(bot) == 3
+    assert demotions() == []
+    rejected = AuditEvent.objects.filter(event_type="proposal.rejected")
+    assert [e.data["cleared"] for e in rejected] == [True, True, True]
+    # The same rejection of one card, judged on its own, still demotes.
+    services.agent_resume(agent=bot.agent, by=manager)
+    judged = waiting(bot, critical_ip, 0.95)
+    services.proposal_reject(proposal_id=judged.id, analyst=senior, reason="a known scanner")
+    assert level(bot) == 2
+
+
 def test_over_confidence_rule_off_does_not_demote(
     bot: factories.AgentWithKey, analyst: User, critical_ip: str
 ) -> None:
