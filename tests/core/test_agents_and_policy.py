@@ -141,6 +141,38 @@ def test_seed_demo_creates_the_five_roles_and_is_idempotent_with_if_empty() -> N
     assert "skipping" in out.getvalue()
 
 
+def test_a_second_simulator_retires_abandoned_keys_and_leaves_a_running_ones(db) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals import demo
+
+    demo.ensure_agents()
+    agent = factories.agent("sim-target", grants={"block_ip": 2}).agent
+    running = apikey_issue(agent=agent, by="tests", label="simulator").key
+    abandoned = apikey_issue(agent=agent, by="tests", label="simulator").key
+    never_used = apikey_issue(agent=agent, by="tests", label="simulator").key
+    now = timezone.now()
+    ApiKey.objects.filter(pk=running.pk).update(last_used_at=now - timedelta(seconds=30))
+    ApiKey.objects.filter(pk=abandoned.pk).update(last_used_at=now - timedelta(minutes=11))
+    ApiKey.objects.filter(pk=never_used.pk).update(created_at=now - timedelta(minutes=11))
+
+    call_command(
+        "simulate_agents",
+        *("--rate", "1", "--duration", "0.1", "--base-url", "http://127.0.0.1:9"),
+        stdout=io.StringIO(),
+    )
+
+    still = set(ApiKey.objects.filter(revoked_at__isnull=True).values_list("pk", flat=True))
+    assert running.pk in still  # the run `make run` started goes on posting
+    assert abandoned.pk not in still and never_used.pk not in still
+    # Its own keys are retired as it ends.
+    assert not ApiKey.objects.filter(
+        label="simulator", revoked_at__isnull=True, created_at__gt=now
+    ).exists()
+
+
 @pytest.mark.postgres
 def test_simulate_agents_posts_over_http_and_retires_its_keys(live_server) -> None:
     from approvals.models import Proposal

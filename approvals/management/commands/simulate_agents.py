@@ -2,17 +2,68 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from agents.client import AgentClient
 from agents.models import Agent, ApiKey
 from agents.services import apikey_issue, apikey_revoke
 from approvals import demo
+from approvals.models import Proposal, ProposalStatus
 
 SIMULATOR_LABEL = "simulator"
+# A simulator's key unused for this long belongs to a run that is no longer posting. (Its
+# last use is written at most once a minute: agents/authentication.py.)
+ABANDONED_AFTER = timedelta(minutes=10)
+
+
+class Room:
+    """How close one demo agent is to its circuit breaker (the live policy's limits): it
+    posts while under LIMIT_SHARE of both, and not while suspended."""
+
+    LIMIT_SHARE = 0.8
+    RECHECK_SECONDS = 2.0  # how often the open count and the suspension are read again
+
+    def __init__(self, agent: Agent) -> None:
+        policy = agent.current_policy
+        self.agent_id = agent.pk
+        self.per_minute = (policy.max_proposals_per_minute if policy else 30) * self.LIMIT_SHARE
+        self.max_open = (policy.max_pending if policy else 50) * self.LIMIT_SHARE
+        self.sent: deque[float] = deque()
+        self.checked_at = float("-inf")
+        self.open = 0  # pending as last read, plus what it posted since
+        self.suspended = False
+
+    def has_room(self) -> bool:
+        now = time.monotonic()
+        while self.sent and self.sent[0] < now - 60:
+            self.sent.popleft()
+        if len(self.sent) >= self.per_minute:
+            return False
+        if now - self.checked_at >= self.RECHECK_SECONDS:
+            self.checked_at = now
+            self.open = Proposal.objects.filter(
+                agent_id=self.agent_id, status=ProposalStatus.PENDING
+            ).count()
+            self.suspended = Agent.objects.filter(pk=self.agent_id, suspended=True).exists()
+        return self.open < self.max_open and not self.suspended
+
+    def posted(self) -> None:
+        self.sent.append(time.monotonic())
+        self.open += 1
+
+
+def _abandoned_keys() -> QuerySet[ApiKey]:
+    cutoff = timezone.now() - ABANDONED_AFTER
+    return ApiKey.objects.filter(label=SIMULATOR_LABEL, revoked_at__isnull=True).filter(
+        Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff)
+    )
 
 
 class Command(BaseCommand):
@@ -35,12 +86,16 @@ class Command(BaseCommand):
         clients = {}
         issued_keys = []
         # Keys left by an earlier run that was killed: they are this command's, so retire them.
-        for stale in ApiKey.objects.filter(label=SIMULATOR_LABEL, revoked_at__isnull=True):
+        # A run still going (the one `make run` started, say) uses its keys every few
+        # seconds, and they are left alone.
+        for stale in _abandoned_keys():
             apikey_revoke(key=stale, by="simulate_agents")
+        room = {}
         for agent in Agent.objects.filter(slug__in=list(demo.AGENTS)):
             issued = apikey_issue(agent=agent, by="simulate_agents", label=SIMULATOR_LABEL)
             issued_keys.append(issued.key)
             clients[agent.slug] = AgentClient(options["base_url"], issued.raw)
+            room[agent.slug] = Room(agent)
         deadline = time.monotonic() + options["duration"] if options["duration"] else None
         sent = 0
         outcomes: dict[str, int] = {}
@@ -49,7 +104,18 @@ class Command(BaseCommand):
         self.stdout.write(f"posting {rate}/s to {options['base_url']} as {', '.join(clients)}")
         try:
             while deadline is None or time.monotonic() < deadline:
-                slug = rng.choices(list(clients), weights=[5, 3, 3, 1][: len(clients)])[0]
+                # Like a well-behaved agent, each stays within its circuit breaker's limits
+                # (and posts nothing while suspended): a higher --rate spreads over the others,
+                # or waits, rather than tripping the breaker and filling the queue with cards
+                # nobody may approve.
+                weights = dict(zip(clients, [5, 3, 3, 1], strict=False))
+                free = [slug for slug in clients if room[slug].has_room()]
+                if not free:
+                    next_at += interval
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                    continue
+                slug = rng.choices(free, weights=[weights.get(slug, 1) for slug in free])[0]
+                room[slug].posted()
                 pick = demo.scenario(rng, slug)
                 confidence = round(min(0.99, max(0.05, rng.betavariate(5, 2))), 2)
                 try:
