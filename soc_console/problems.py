@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import DisallowedHost
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from kombu.exceptions import OperationalError as BrokerError
@@ -167,10 +168,17 @@ def _reworded(request: HttpRequest, response: HttpResponse) -> HttpResponse:
         title = HTTPStatus(code).phrase
     except ValueError:
         title = "Error"
+    problem_code = title.lower().replace(" ", "_").replace("-", "_")
     if code == 404:
         detail = f"No API endpoint at {request.path!r}. See /api/v1/docs/."
     elif code >= 500:
         detail = "The console failed to answer this request; the error is logged."
+    elif code == 400 and _host_refused(request):
+        detail = (
+            f"The Host header {request.META.get('HTTP_HOST', '')!r} names no host this console "
+            "answers to (ALLOWED_HOSTS): call it by the name in PUBLIC_URL."
+        )
+        problem_code = "host_not_allowed"
     else:
         detail = f"{title}."
     headers = {name: response[name] for name in KEPT_HEADERS if response.has_header(name)}
@@ -178,9 +186,18 @@ def _reworded(request: HttpRequest, response: HttpResponse) -> HttpResponse:
         status_code=code,
         title=title,
         detail=detail,
-        code=title.lower().replace(" ", "_").replace("-", "_"),
+        code=problem_code,
         headers=headers,
     )
+
+
+def _host_refused(request: HttpRequest) -> bool:
+    """Whether Django refused the request's Host header (its 400 then says nothing more)."""
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return True
+    return False
 
 
 class ApiProblemMiddleware:

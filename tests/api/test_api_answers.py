@@ -50,8 +50,13 @@ def test_odd_paths_are_404_problems(client: Any, path: str) -> None:
 
 
 @pytest.mark.django_db
-def test_a_disallowed_host_is_a_400_problem(client: Any) -> None:
-    assert_problem(client.get("/api/v1/proposals/", HTTP_HOST="evil.example"), 400)
+def test_a_disallowed_host_is_a_400_problem_that_says_so(client: Any) -> None:
+    problem = assert_problem(client.get("/api/v1/proposals/", HTTP_HOST="evil.example"), 400)
+    assert problem["code"] == "host_not_allowed"
+    assert (
+        "The Host header 'evil.example' names no host this console answers to"
+        in (problem["detail"])
+    )
 
 
 @pytest.mark.django_db
