@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from soc_console.contract import RESPONSE_HEADERS, ClosedSerializer, problem_responses
 
+from . import grammar
 from .authentication import AgentPrincipal, IsAgent
 from .callback_address import callback_address_problem
 from .models import Criticality
@@ -22,15 +23,10 @@ from .services import agent_set_callback
 from .throttling import ApiKeyRateThrottle
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_H = r"[0-9A-Fa-f]{1,4}"
-_IPV6 = (  # every hexadecimal spelling of an IPv6 address, as ipaddress reads them
-    rf"(?:(?:{_H}:){{7}}{_H}|(?:{_H}:){{1,7}}:|(?:{_H}:){{1,6}}:{_H}"
-    rf"|(?:{_H}:){{1,5}}(?::{_H}){{1,2}}|(?:{_H}:){{1,4}}(?::{_H}){{1,3}}"
-    rf"|(?:{_H}:){{1,3}}(?::{_H}){{1,4}}|(?:{_H}:){{1,2}}(?::{_H}){{1,5}}"
-    rf"|{_H}:(?::{_H}){{1,6}}|:(?:(?::{_H}){{1,7}}|:))"
-)
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
-_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[{_IPV6}\])"
+# A bracketed address is RFC 3986's IPv6address, an IPv4 tail (`[::ffff:93.184.216.34]`)
+# included: such a URL is refused or allowed as the address it stands for, not as no URL.
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[{grammar.IPV6}\])"
 # An absolute http(s) URL naming a host or an address and an optional port, with no user
 # info ("" clears the callback). urlparse alone takes almost anything (and raises on a
 # malformed bracketed address); the schema states this same pattern.

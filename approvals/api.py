@@ -117,12 +117,18 @@ def _blocked_response(payload: dict[str, Any]) -> Response:
     )
 
 
+LIST_PARAMETERS = ("status", "page")
+
+
 def _check_list_query(request: Request) -> None:
-    """The list's query as the schema states it: each parameter once, a known status, a page
-    number. (DRF would take the last of repeated values, `?status=` as no filter and
+    """The list's query as the schema states it: only its parameters, each once, a known
+    status, a page number. (DRF would take the last of repeated values, `?status=` as no filter and
     `?page=last`: all answers the schema does not promise.)"""
     query = request.query_params
     errors = {name: ["Give this parameter once."] for name in query if len(query.getlist(name)) > 1}
+    # A misspelt or invented filter (?agent=, ?page_size=) would otherwise list everything.
+    for name in sorted(set(query) - set(LIST_PARAMETERS)):
+        errors[name] = [f"Unknown parameter: the list takes {' and '.join(LIST_PARAMETERS)}."]
     wanted = query.get("status")
     if "status" not in errors and wanted is not None and wanted not in ProposalStatus.values:
         errors["status"] = [f"One of: {', '.join(ProposalStatus.values)}."]

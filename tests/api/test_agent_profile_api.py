@@ -58,6 +58,9 @@ def test_a_console_user_is_not_an_agent(client, analyst) -> None:
         "http://10.1.2.3/hook",
         "http://localhost:8000/hook",
         "http://[::1]/hook",
+        # IPv4 written in IPv6 with its dotted tail: refused as the address, not as no URL.
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::127.0.0.1]/hook",
     ],
 )
 def test_a_callback_into_the_socs_own_network_is_refused(api, settings, url) -> None:
@@ -66,6 +69,18 @@ def test_a_callback_into_the_socs_own_network_is_refused(api, settings, url) -> 
     assert response.status_code == 400
     assert "Refused" in response.json()["errors"]["callback_url"][0]
     assert Agent.objects.get(slug="triage-bot").callback_url == ""
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::ffff:93.184.216.34]/hook", "https://[64:ff9b::93.184.216.34]:8443/hook"]
+)
+def test_a_public_ipv4_written_in_ipv6_with_its_dotted_tail_is_a_callback(
+    api, settings, url
+) -> None:
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+    response = api.put("/api/v1/agent/", {"callback_url": url}, format="json")
+    assert response.status_code == 200, response.json()
+    assert Agent.objects.get(slug="triage-bot").callback_url == url
 
 
 def test_delivery_refuses_a_name_that_resolves_inward(agent_with_key, settings) -> None:

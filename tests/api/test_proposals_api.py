@@ -369,6 +369,8 @@ def test_replaying_a_blocked_proposal_returns_200_with_the_recorded_proposal(api
         ("page=last", "page"),
         ("page=0", "page"),
         ("page=", "page"),
+        ("agent=ut-b", "agent"),
+        ("status=pending&page_size=100000", "page_size"),
     ],
 )
 def test_a_list_query_the_schema_does_not_allow_is_a_400(api, query, field) -> None:

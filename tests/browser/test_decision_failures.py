@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from approvals.models import Proposal
 from tests import factories, processes
-from tests.browser.conftest import PASSWORD, _collected_static
+from tests.browser.conftest import _collected_static, sign_in
 from tests.browser.proposing import propose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -23,11 +23,7 @@ NOTE = "Checked with the desk: go ahead"
 
 
 def _sign_in(page: Any, url: str, user: User) -> None:
-    page.goto(f"{url}/accounts/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{url}/")
+    sign_in(page, url, user.username, live=False)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from tests import factories
-from tests.browser.conftest import ARTIFACTS, PASSWORD, _keep_screenshots
+from tests.browser.conftest import ARTIFACTS, _keep_screenshots, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -35,12 +35,7 @@ def phone(
         page = context.new_page()
         page.set_default_timeout(5000)
         pages.append(page)
-        page.goto(f"{live_server_url}/accounts/login/")
-        page.fill("#id_username", user.username)
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server_url}/")
-        page.wait_for_selector("#live-status.ok")
+        sign_in(page, live_server_url, user.username)
         return page
 
     yield open_console

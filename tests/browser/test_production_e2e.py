@@ -24,6 +24,7 @@ from django.test import Client
 from approvals import services
 from approvals.consumers import REVIEW_BURST, REVIEW_PER_SECOND
 from tests import factories
+from tests.browser.conftest import SIGN_IN_MS
 from tests.browser.proposing import propose
 
 # PostgreSQL only (the SQLite run leaves these out): committed rows read by other sessions.
@@ -108,9 +109,10 @@ def test_every_page_passes_the_content_security_policy_in_chromium(
     visit("/accounts/login/")
     page.fill("#id_username", "root")
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(live_server_url + "/")
-    page.wait_for_selector("#live-status.ok")  # htmx, its ws extension and the socket ran
+    page.click("button[type=submit]", timeout=SIGN_IN_MS)
+    page.wait_for_url(live_server_url + "/", timeout=SIGN_IN_MS)
+    # htmx, its ws extension and the socket ran
+    page.wait_for_selector("#live-status.ok", timeout=SIGN_IN_MS)
     violations.extend(f"/: {v}" for v in page.evaluate("window.__violations"))
 
     # htmx at work under the policy: a live card arrives, a decision swaps in its answer.

@@ -16,7 +16,7 @@ from playwright.sync_api import WebSocketRoute, expect
 from agents.models import Criticality
 from approvals import live, selectors, services
 from tests import factories
-from tests.browser.conftest import PASSWORD, _serve
+from tests.browser.conftest import _serve, sign_in
 from tests.browser.proposing import propose
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -87,12 +87,7 @@ def routed_console(browser: Any, live_server_url: str) -> Iterator[Any]:
         page.set_default_timeout(5000)
         socket = Socket()
         page.route_web_socket(re.compile(r"/ws/queue/$"), socket.route)
-        page.goto(f"{url}/accounts/login/")
-        page.fill("#id_username", user.username)
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{url}/")
-        page.wait_for_selector("#live-status.ok")
+        sign_in(page, url, user.username)
         page.evaluate("window.__sameDocument = true")  # a reload would lose it
         return page, socket
 
