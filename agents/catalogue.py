@@ -16,6 +16,14 @@ TARGET_KINDS = targets.KINDS
 RISK_WEIGHT = CRITICALITY_WEIGHT = {step: ladder.weight(step) for step in ladder.LADDER}
 
 
+class ParamsError(TargetError):
+    """A proposal's parameters are wrong: what is wrong with each, by its field's path."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
 @dataclass(frozen=True)
 class Param:
     kind: type
@@ -49,43 +57,45 @@ class ActionType:
         return targets.canonical(self.target_kind, raw)
 
     def clean_params(self, raw: Any) -> dict[str, Any]:
+        """The parameters, checked; ParamsError names each wrong one (`params.title`)."""
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            raise TargetError("must be an object")
-        errors = []
+            raise ParamsError({"params": f"must be an object, not {json_kind(raw)}"})
+        errors: dict[str, str] = {}
         cleaned: dict[str, Any] = {}
         for key, value in raw.items():
-            spec = self.params.get(key)
-            if spec is None:
-                allowed = ", ".join(sorted(self.params)) or "none"
-                errors.append(f"unknown parameter {key!r} for {self.name} (allowed: {allowed})")
-                continue
-            if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-                errors.append(f"{key} must be an integer, not {json_kind(value)}")
-                continue
-            if spec.kind is str and not isinstance(value, str):
-                errors.append(
-                    f"{key} must be a string of at most {spec.max_length} characters, "
-                    f"not {json_kind(value)}"
-                )
-                continue
-            if spec.kind is str and len(value) > spec.max_length:
-                errors.append(f"{key} must be a string of at most {spec.max_length} characters")
-                continue
-            if spec.kind is str and "\x00" in value:
-                errors.append(f"{key} must not contain NUL characters")
-                continue
-            if spec.minimum is not None and value < spec.minimum:
-                errors.append(f"{key} must be at least {spec.minimum}")
-                continue
-            if spec.maximum is not None and value > spec.maximum:
-                errors.append(f"{key} must be at most {spec.maximum}")
-                continue
-            cleaned[key] = value
+            problem = self._param_problem(key, value)
+            if problem:
+                errors[f"params.{key}"] = problem
+            else:
+                cleaned[key] = value
         if errors:
-            raise TargetError("; ".join(errors))
+            raise ParamsError(errors)
         return cleaned
+
+    def _param_problem(self, key: str, value: Any) -> str:
+        """What is wrong with one parameter, or ""."""
+        spec = self.params.get(key)
+        if spec is None:
+            allowed = ", ".join(sorted(self.params)) or "none"
+            return f"unknown parameter {key!r} for {self.name} (allowed: {allowed})"
+        if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{key} must be an integer, not {json_kind(value)}"
+        if spec.kind is str and not isinstance(value, str):
+            return (
+                f"{key} must be a string of at most {spec.max_length} characters, "
+                f"not {json_kind(value)}"
+            )
+        if spec.kind is str and len(value) > spec.max_length:
+            return f"{key} must be a string of at most {spec.max_length} characters"
+        if spec.kind is str and "\x00" in value:
+            return f"{key} must not contain NUL characters"
+        if spec.minimum is not None and value < spec.minimum:
+            return f"{key} must be at least {spec.minimum}"
+        if spec.maximum is not None and value > spec.maximum:
+            return f"{key} must be at most {spec.maximum}"
+        return ""
 
 
 ACTIONS: dict[str, ActionType] = {

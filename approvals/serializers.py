@@ -102,8 +102,8 @@ class ProposalInSerializer(serializers.Serializer):
         if kind is not None and "params" not in errors:
             try:
                 value["params"] = kind.clean_params(data.get("params"))
-            except catalogue.TargetError as exc:
-                errors["params"] = [str(exc)]
+            except catalogue.ParamsError as exc:
+                errors.update({path: [problem] for path, problem in exc.errors.items()})
         if errors:
             raise serializers.ValidationError(errors)
         return value

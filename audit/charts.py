@@ -100,6 +100,9 @@ class _Plot:
             low, high = 0.0, 1.0
         else:
             low, high = 0.0, max(values, default=0) or 1.0
+        if chart.unit == "" and all(float(v).is_integer() for v in values):
+            # Counts: a top that halves into a whole number, so that no tick reads 56.5.
+            high = float(math.ceil(high / 2) * 2)
         return cls(50, 40, 600, 200, low, high, len(chart.labels))
 
     @property

@@ -167,6 +167,7 @@ class AgentVoice:
     confidence: float
     rationale: str
     evidence: list[Any]
+    suspended: bool = False  # its agent is suspended: its proposals cannot be approved
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,11 @@ class DuplicateGroup:
     # What the group's one decision posts (see group_token): its action, its target and the
     # audit log's head when it was read. Only proposals that existed then are decided by it.
     token: str = ""
+
+    @property
+    def none_approvable(self) -> bool:
+        """Every agent of the group is suspended: "Approve all" could approve none of it."""
+        return bool(self.agents) and all(voice.suspended for voice in self.agents)
 
 
 @dataclass(frozen=True)

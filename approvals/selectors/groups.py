@@ -68,7 +68,12 @@ def _pairs_on(targets: set[str]) -> tuple[dict[tuple[str, str], _Pair], int]:
         if row.best == 1:
             found.count += row.voices
             voice = AgentVoice(
-                row.shown, row.voices, row.confidence, row.rationale, list(row.evidence or [])
+                row.shown,
+                row.voices,
+                row.confidence,
+                row.rationale,
+                list(row.evidence or []),
+                suspended=bool(row.suspended),
             )
             # Equally confident agents are listed in the order of their first cards.
             rank = (-row.confidence, -row.voice_priority, row.voice_since)

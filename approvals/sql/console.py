@@ -81,10 +81,11 @@ _EVIDENCE_COUNT = {
 _QUEUE_ORDER = "p.priority DESC, p.created_at ASC"
 _PAIR_ROWS = """
 SELECT target, action, shown, voices, best, lead, confidence, rationale, evidence, params,
-       (SELECT seq FROM {audit} ORDER BY seq DESC LIMIT 1) AS head, voice_priority, voice_since
+       (SELECT seq FROM {audit} ORDER BY seq DESC LIMIT 1) AS head, voice_priority, voice_since,
+       suspended
   FROM (
     SELECT p.target_canonical AS target, p.action, p.shown, p.confidence, p.rationale,
-           p.evidence, p.params,
+           p.evidence, p.params, p.suspended,
            COUNT(*) OVER voice AS voices,
            MAX(p.priority) OVER voice AS voice_priority,
            FIRST_VALUE(p.created_at) OVER (voice ORDER BY {queue_order}) AS voice_since,
@@ -93,7 +94,8 @@ SELECT target, action, shown, voices, best, lead, confidence, rationale, evidenc
            ROW_NUMBER() OVER (PARTITION BY p.target_canonical, p.action
                               ORDER BY {queue_order}) AS lead
       FROM (SELECT q.target_canonical, q.action, q.confidence, q.rationale, q.evidence,
-                   q.params, q.priority, q.created_at, COALESCE(c.shown_agent, a.slug) AS shown
+                   q.params, q.priority, q.created_at, COALESCE(c.shown_agent, a.slug) AS shown,
+                   a.suspended
               FROM {proposal} AS q
               JOIN {agent} AS a ON a.id = q.agent_id
               LEFT JOIN {attention} AS c ON c.proposal_id = q.id
@@ -121,6 +123,7 @@ class PairRow:
     head: int | None  # the audit log's head as the rows were read
     voice_priority: float  # the highest priority among the agent's proposals on the pair
     voice_since: Any  # the time of its first card in the queue (compared with the pair's others)
+    suspended: bool  # the proposal's agent is suspended: none of its proposals may be approved
 
 
 def pair_rows(targets: set[str]) -> list[PairRow]:

@@ -201,6 +201,17 @@
 
   // Nodes rendered at or before `notAfter` (the server's clock) are dropped: on a replay over
   // a freshly fetched queue, that queue already shows them.
+  // An approval's undo toast over the socket (approvals/sessions.py): one this page has already
+  // (from its own answer, or an earlier copy) is not added again. False when none is left.
+  function liveUndoToasts(node) {
+    Array.prototype.slice.call(node.querySelectorAll(".undo-toast")).forEach(function (toast) {
+      if (document.getElementById(toast.id)) toast.remove();
+    });
+    if (node.querySelector(".undo-toast")) return true;
+    node.remove();
+    return false;
+  }
+
   function transformLive(text, notAfter) {
     var template = document.createElement("template");
     template.innerHTML = text;
@@ -211,6 +222,7 @@
       if (node.dataset.contextFor !== undefined) { applyContext(node, at); node.remove(); return; }
       if (node.dataset.card) node = placeCard(node, at);
       if (!node) return;
+      if (node.id === "undo-tray" && !liveUndoToasts(node)) return;
       var oob = node.getAttribute("hx-swap-oob") || "true";
       var colon = oob.indexOf(":");
       var target = colon >= 0 ? document.querySelector(oob.slice(colon + 1)) : document.getElementById(node.id);
@@ -1233,23 +1245,17 @@
     var tray = document.getElementById("undo-tray");
     document.querySelectorAll("#flash .undo-toast").forEach(function (toast) {
       if (!tray) return;
+      // The tab that approved hears of it twice: in this answer and over its socket (as every
+      // console of the analyst does). A copy already in the tray came first and stays.
+      if (tray.querySelector("#" + toast.id)) { toast.remove(); return; }
       tray.insertBefore(toast, tray.firstChild); // the newest first, for u
       // htmx wires a swapped form a moment after the swap; a u pressed in that moment would
       // post the form as a plain page (a reload that forgets the press). Wired now.
       htmx.process(toast);
     });
-    // One toast an approval: the tab that approved gets it in its answer and over its socket
-    // (every console of the analyst does), in either order. The one already counting down
-    // (perhaps already being undone) stays; a copy that came after it goes.
-    var copies = {};
-    document.querySelectorAll("#undo-tray .undo-toast").forEach(function (toast) {
-      (copies[toast.id] = copies[toast.id] || []).push(toast);
-    });
-    Object.keys(copies).forEach(function (id) {
-      var same = copies[id];
-      if (same.length < 2) return;
-      var keep = same.filter(function (toast) { return toast.dataset.deadline; })[0] || same[0];
-      same.forEach(function (toast) { if (toast !== keep) toast.remove(); });
+    // Those that came over the socket (see liveUndoToasts): wired now, for the same reason.
+    document.querySelectorAll("#undo-tray .undo-toast:not([data-deadline])").forEach(function (toast) {
+      htmx.process(toast);
     });
     var now = Date.now();
     document.querySelectorAll(".undo-toast:not([data-deadline])").forEach(function (toast) {

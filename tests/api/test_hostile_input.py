@@ -120,7 +120,7 @@ def test_nesting_up_to_the_limit_passes_the_parser(api: APIClient, depth: int) -
     response = post(api, with_raw("params.title", nested(depth - 2)))
     # Refused by the catalogue (a title is a string), not by the parser's nesting check.
     assert response.status_code == 400
-    assert list(response.json()["errors"]) == ["params"]
+    assert list(response.json()["errors"]) == ["params.title"]
     assert "Nested" not in json.dumps(response.json())
 
 

@@ -47,3 +47,19 @@ def test_the_queue_depths_hourly_labels_of_a_day_do_not_collide() -> None:
     labels = [f"11-28 {hour:02d}:00" for hour in range(24)]
     written = _written(Chart("lines", "Queue depth", labels, {"most": [3.0] * 24}, unit=""))
     assert [label for _, label in written] == labels[::4]
+
+
+_TICK = re.compile(r'<text x="[0-9.]+" y="[0-9.]+" text-anchor="end">([^<]*)</text>')
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=48))
+@example([113])  # reported: a queue-depth axis read 0, 56.5, 113
+def test_a_count_axis_is_labelled_in_whole_numbers_and_holds_every_value(
+    depths: list[int],
+) -> None:
+    chart = Chart("lines", "Queue depth", [str(n) for n in range(len(depths))], {}, unit="")
+    chart.series["most"] = [float(d) for d in depths]
+    ticks = _TICK.findall(str(charts.render(chart)))
+    assert len(ticks) == 3
+    assert all(re.fullmatch(r"\d+", tick) for tick in ticks), ticks
+    assert int(ticks[-1]) >= max(depths)

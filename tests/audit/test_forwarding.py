@@ -254,6 +254,9 @@ def test_any_data_arrives_as_recorded_and_crashes_lose_nothing(
     forwarder.drain(timeout=10)
     forwarder.release()
     chain = _chain()
+    # Sent is not yet read: syslog over TCP has no answer, and the receiver's thread may still
+    # be reading the last batch (it was, once, under a busy suite).
+    wait_for(lambda: syslog.seqs() >= {seq for seq, _ in chain}, timeout=5, what="every event")
     deliveries = syslog.got()
     assert_delivered_in_order(deliveries, chain)
     events = {event.seq: event.siem_record() for event in AuditEvent.objects.all()}

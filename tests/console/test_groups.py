@@ -83,6 +83,29 @@ def test_duplicates_form_one_group_with_each_agents_best_case(
     assert "Approve all 9" in page and "Also open on this target: Kill process." in page
 
 
+def test_approve_all_is_off_only_when_every_agent_of_the_group_is_suspended(
+    signed_in: Callable[[User], Client],
+    analyst: User,
+    senior: User,
+    manager: User,
+    agent_with_key: factories.AgentWithKey,
+    second_agent: factories.AgentWithKey,
+) -> None:
+    _burst(agent_with_key, second_agent, n=4)
+
+    def approve_all_button() -> str:
+        page = signed_in(analyst).get("/").content.decode()
+        return page.split('class="group-approve"', 1)[1].split(">", 1)[0]
+
+    services.agent_suspend(agent=second_agent.agent, by=senior, reason="checking its model")
+    assert "disabled" not in approve_all_button()  # triage-bot's proposals may still be approved
+    services.agent_suspend(agent=agent_with_key.agent, by=senior, reason="and this one")
+    assert "disabled" in approve_all_button()
+    assert "Every agent of this group is suspended" in approve_all_button()
+    services.agent_resume(agent=second_agent.agent, by=manager)
+    assert "disabled" not in approve_all_button()
+
+
 def test_approving_the_group_decides_each_and_the_connector_runs_once(
     signed_in: Callable[[User], Client],
     analyst: User,

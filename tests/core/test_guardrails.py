@@ -147,6 +147,35 @@ def test_a_nul_character_in_a_parameter_is_a_clear_400(api) -> None:
     assert not Proposal.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"title": 5}, {"params.title": "title must be a string of at most 200 characters, not 5"}),
+        ({"title": "t" * 201}, {"params.title": "title must be a string of at most 200"}),
+        ({"title": "ok", "colour": "red"}, {"params.colour": "unknown parameter 'colour'"}),
+        ({"title": True, "x": 1}, {"params.title": "not a boolean", "params.x": "unknown"}),
+        ([1], {"params": "Expected a dictionary of items"}),
+    ],
+)
+def test_each_wrong_parameter_is_named_by_its_path(api, params, named) -> None:
+    body = {
+        "action": "create_ticket",
+        "target": "SOC-1",
+        "params": params,
+        "confidence": 0.7,
+        "rationale": "x",
+    }
+    response = api.post(
+        "/api/v1/proposals/", data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert set(errors) == set(named)
+    for path, words in named.items():
+        assert words in errors[path][0], errors
+    assert not Proposal.objects.exists()
+
+
 def test_a_nul_character_in_a_reason_is_refused_clearly(agent_with_key, analyst) -> None:
     from soc_console.errors import InvalidInput
 
