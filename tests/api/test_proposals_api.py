@@ -183,8 +183,8 @@ def test_emergency_stop_blocks_proposals(api, manager) -> None:
         ({"rationale": "x" * 5000}, "rationale"),
         ({"evidence": [{"kind": "alert", "ref": "r"}] * 30}, "evidence"),
         ({"evidence": [{"kind": "alert", "ref": "r", "secret": "x"}]}, "evidence.0.secret"),
-        ({"params": {"duration_minutes": "forever"}}, "params"),
-        ({"params": {"rm_rf": True}}, "params"),
+        ({"params": {"duration_minutes": "forever"}}, "params.duration_minutes"),
+        ({"params": {"rm_rf": True}}, "params.rm_rf"),
         ({"severity": "apocalyptic"}, "severity"),
     ],
 )
@@ -210,17 +210,17 @@ def test_invalid_input_is_400_with_field_errors_and_nothing_recorded(api, change
         ({"confidence": {}}, "confidence", "Must be a number between 0 and 1, not an object."),
         (
             {"params": {"duration_minutes": True}},
-            "params",
+            "params.duration_minutes",
             "duration_minutes must be an integer, not a boolean",
         ),
         (
             {"params": {"duration_minutes": 1.5}},
-            "params",
+            "params.duration_minutes",
             "duration_minutes must be an integer, not 1.5",
         ),
         (
             {"params": {"duration_minutes": "60"}},
-            "params",
+            "params.duration_minutes",
             "duration_minutes must be an integer, not a string",
         ),
     ],
