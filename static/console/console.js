@@ -1281,9 +1281,31 @@
       toast.classList.add("closed");
       var what = toast.querySelector(".undo-what");
       toast.textContent = (what ? what.textContent.replace(/: (runs in|held) .*$/, "") : "Approved") + ": the undo window is over.";
-      setTimeout(function () { toast.remove(); }, 4000);
+      setTimeout(function () { toast.remove(); tickUndo(); }, 4000);
     });
+    foldUndoToasts();
     if (live) undoTimer = setTimeout(tickUndo, 200);
+  }
+
+  // A decision on many cards gives many toasts: stacked, they stood over the cards' buttons.
+  // The newest UNDO_SHOWN show (u takes the newest); the others are counted below them.
+  var UNDO_SHOWN = 3;
+  function foldUndoToasts() {
+    var tray = document.getElementById("undo-tray");
+    if (!tray) return;
+    var open = Array.prototype.slice.call(tray.querySelectorAll(".undo-toast:not(.closed)"));
+    open.forEach(function (toast, index) { toast.classList.toggle("folded", index >= UNDO_SHOWN); });
+    var more = document.getElementById("undo-more");
+    var folded = open.length - UNDO_SHOWN;
+    if (folded <= 0) { if (more) more.remove(); return; }
+    if (!more) {
+      more = document.createElement("p");
+      more.id = "undo-more";
+      more.className = "undo-more";
+    }
+    if (tray.lastElementChild !== more) tray.appendChild(more); // below the toasts
+    more.textContent = "and " + folded + " more approval" + (folded === 1 ? "" : "s") +
+      " in the undo window: Shift+U undoes them all.";
   }
 
   // One press of u undoes one approval: a second press within UNDO_AGAIN_MS of the first (a

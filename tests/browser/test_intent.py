@@ -479,7 +479,7 @@ def test_an_approval_is_undone_from_another_tab_and_shift_u_undoes_a_bulk_approv
     said "Nothing to undo" while the action was about to run. And a bulk approval made by
     mistake could not be undone within its window one press of u at a time."""
     single = _propose(undo_server_url, identity_bot, "vwood@corp.example")
-    bulk = [_propose(undo_server_url, identity_bot, f"bulk{n}@corp.example") for n in range(3)]
+    bulk = [_propose(undo_server_url, identity_bot, f"bulk{n}@corp.example") for n in range(4)]
     here = console(analyst, server=undo_server_url)
     there = console(analyst, server=undo_server_url)  # the same analyst's second tab
     time.sleep(0.5)
@@ -499,10 +499,13 @@ def test_an_approval_is_undone_from_another_tab_and_shift_u_undoes_a_bulk_approv
     for pk in bulk:
         here.locator(f"#card-{pk} input.pick").check()
     here.locator("#bulk-form button.bulk-approve").click()
-    expect(here.locator("#flash")).to_contain_text("Approved 3 of 3.")
-    expect(here.locator("#flash button.undo-all")).to_have_text(re.compile("Undo all 3 approvals"))
-    for pk in bulk:
-        expect(there.locator(f"#undo-{pk}")).to_be_visible(timeout=LIVE)
+    expect(here.locator("#flash")).to_contain_text("Approved 4 of 4.")
+    expect(here.locator("#flash button.undo-all")).to_have_text(re.compile("Undo all 4 approvals"))
+    # Four toasts would stand over the cards' buttons: three show, the fourth is counted.
+    expect(there.locator("#undo-tray .undo-toast:visible")).to_have_count(3, timeout=LIVE)
+    expect(there.locator("#undo-more")).to_have_text(
+        "and 1 more approval in the undo window: Shift+U undoes them all."
+    )
     there.keyboard.press("Shift+U")
     for pk in bulk:
         expect(there.locator(f"#card-{pk}")).to_be_visible(timeout=LIVE)
