@@ -199,8 +199,6 @@
     },
   });
 
-  // Nodes rendered at or before `notAfter` (the server's clock) are dropped: on a replay over
-  // a freshly fetched queue, that queue already shows them.
   // An approval's undo toast over the socket (approvals/sessions.py): one this page has already
   // (from its own answer, or an earlier copy) is not added again. False when none is left.
   function liveUndoToasts(node) {
@@ -212,6 +210,8 @@
     return false;
   }
 
+  // Nodes rendered at or before `notAfter` (the server's clock) are dropped: on a replay over
+  // a freshly fetched queue, that queue already shows them.
   function transformLive(text, notAfter) {
     var template = document.createElement("template");
     template.innerHTML = text;
