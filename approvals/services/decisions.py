@@ -254,9 +254,7 @@ def proposal_reject(
         seconds_on_card=seconds,
         now=now,
     )
-    data = events.rejection(reason=reason, seconds_on_card=seconds)
-    if clearing:
-        data["cleared"] = True
+    data = events.rejection(reason=reason, seconds_on_card=seconds, cleared=clearing)
     if proposal.synthetic:
         flaw = check_caught(proposal, analyst, seconds_on_card=seconds, now=now)
         data = events.check_caught(reason=reason, seconds_on_card=seconds, flaw=flaw)
