@@ -96,15 +96,8 @@ def approval(
     return data
 
 
-def rejection(
-    *, reason: str, seconds_on_card: float | None, cleared: bool = False
-) -> dict[str, Any]:
-    """An analyst's rejection; `cleared` when it was one of an agent's whole queue rejected at
-    once (approvals.services.closing.agent_pending_clear)."""
-    data = {"verdict": "reject", "reason": reason, "seconds_on_card": seconds_on_card}
-    if cleared:
-        data["cleared"] = True
-    return data
+def rejection(*, reason: str, seconds_on_card: float | None) -> dict[str, Any]:
+    return {"verdict": "reject", "reason": reason, "seconds_on_card": seconds_on_card}
 
 
 def escalation(*, escalate_at: datetime | None, approvals: int) -> dict[str, Any]:

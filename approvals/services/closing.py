@@ -1,6 +1,6 @@
 """How a pending proposal closes without an analyst's verdict: the agent withdraws it, it
-expires, it is escalated (and the seniors get one digest per window), or a senior analyst or
-a manager clears a flooding agent's queue in one action."""
+expires, it is escalated (and the seniors get one digest per window), or a senior analyst, a
+manager or an admin clears a flooding agent's queue in one action."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from soc_console.errors import DomainError, NotFound, NotPending, NotPermitted
 from .. import live, notify, sql
 from ..models import Proposal, ProposalStatus
 from .attention import check_expired
-from .decisions import proposal_reject
 from .pending import finish_pending
 from .shared import SYSTEM, after_commit, publish_proposal, reason_given, username
 
@@ -35,8 +34,8 @@ def proposal_withdraw(
     by: AbstractBaseUser | None = None,
     reason: str = "",
 ) -> Proposal:
-    """The agent takes its proposal back; or `by`, a manager clearing a suspended agent's
-    queue on its behalf (see agent_pending_clear), with the reason on record."""
+    """The agent takes its proposal back; or `by`, someone clearing a flooding agent's queue on
+    its behalf (see agent_pending_clear), with the reason on record."""
     proposal = (
         Proposal.objects.select_related("agent", "asset")
         .filter(pk=proposal_id, agent=agent)
@@ -162,24 +161,22 @@ def escalation_digest_send(*, now: datetime | None = None) -> int:
 
 @dataclass(frozen=True)
 class ClearReport:
-    """What one clearing of an agent's queue did: how many proposals left it, how (rejected,
-    or withdrawn on the agent's behalf by someone who decides no proposals), and the ones
-    refused with why (decided a moment earlier, or already decided by this person)."""
+    """What one clearing of an agent's queue did: how many proposals left it, and the ones
+    refused with why (decided or withdrawn a moment earlier)."""
 
     cleared: int
     refused: dict[str, str]
-    withdrawn: bool = False
 
 
 def agent_pending_clear(*, agent: Agent, by: AbstractBaseUser, reason: str) -> ClearReport:
-    """Reject every pending proposal of the agent with one reason: one action for a senior
-    analyst, a manager or an admin facing a flood.
+    """Withdraw every pending proposal of the agent on its behalf, with one reason: one action
+    for a senior analyst, a manager or an admin facing a flood.
 
-    Each proposal goes through proposal_reject, in its own transaction, with its own decision
-    and audit event, so every rule of a rejection holds for each, but for the demotion rules:
-    nobody judged these proposals one by one, so a clearing takes no autonomy away. A manager
-    decides no proposals (roles.can_decide), so for a manager each is withdrawn on the agent's
-    behalf instead, with the manager and the reason on record.
+    Each proposal goes through proposal_withdraw, in its own transaction, with its own audit
+    event naming who cleared it and why. Nobody judged these proposals one by one, so none is
+    an analyst's decision: no demotion rule fires, the reports count them as withdrawn before a
+    decision, and an agent's track record is what analysts decided on its proposals. Whoever
+    clears (a senior analyst, a manager or an admin) clears the same way.
     """
     if not roles.can_suspend_agent(by):
         raise NotPermitted(
@@ -188,9 +185,8 @@ def agent_pending_clear(*, agent: Agent, by: AbstractBaseUser, reason: str) -> C
     reason = reason_given(
         reason,
         refusal="Clearing an agent's proposals needs a reason.",
-        hint="Say why they are all rejected.",
+        hint="Say why they are all withdrawn.",
     )
-    decides = roles.can_decide(by)
     cleared = 0
     refused: dict[str, str] = {}
     ids = Proposal.objects.filter(agent=agent, status=ProposalStatus.PENDING).values_list(
@@ -198,13 +194,10 @@ def agent_pending_clear(*, agent: Agent, by: AbstractBaseUser, reason: str) -> C
     )
     for pk in list(ids.order_by("created_at")):
         try:
-            if decides:
-                proposal_reject(proposal_id=pk, analyst=by, reason=reason, clearing=True)
-            else:
-                proposal_withdraw(proposal_id=pk, agent=agent, by=by, reason=reason)
+            proposal_withdraw(proposal_id=pk, agent=agent, by=by, reason=reason)
         except DomainError as exc:
             refused[str(pk)] = exc.detail
         else:
             cleared += 1
     live.publish(live.suspended_notice_changed)
-    return ClearReport(cleared=cleared, refused=refused, withdrawn=not decides)
+    return ClearReport(cleared=cleared, refused=refused)

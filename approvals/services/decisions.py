@@ -222,11 +222,8 @@ def proposal_reject(
     analyst: AbstractBaseUser,
     reason: str,
     seconds_on_card: Any = None,
-    clearing: bool = False,
 ) -> Proposal:
-    """Reject a pending proposal with a reason. With `clearing` it is one of an agent's whole
-    queue rejected at once (closing.agent_pending_clear): nobody judged it on its own, so it
-    fires no demotion rule, and its audit event says it was cleared."""
+    """Reject a pending proposal with a reason."""
     check_may_decide(analyst)
     reason = reason_given(
         reason, refusal="A rejection needs a reason.", hint="Say why you reject it."
@@ -242,7 +239,7 @@ def proposal_reject(
     # An attention check is the console's own card, not its agent's confidence: it fires none.
     firing = (
         None
-        if proposal.synthetic or clearing
+        if proposal.synthetic
         else demotion.over_confidence_firing(proposal, analyst=username(analyst), reason=reason)
     )
     now = timezone.now()
@@ -254,7 +251,7 @@ def proposal_reject(
         seconds_on_card=seconds,
         now=now,
     )
-    data = events.rejection(reason=reason, seconds_on_card=seconds, cleared=clearing)
+    data = events.rejection(reason=reason, seconds_on_card=seconds)
     if proposal.synthetic:
         flaw = check_caught(proposal, analyst, seconds_on_card=seconds, now=now)
         data = events.check_caught(reason=reason, seconds_on_card=seconds, flaw=flaw)

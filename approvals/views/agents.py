@@ -63,8 +63,6 @@ def agents_page(request: HttpRequest) -> HttpResponse:
             "actions": catalogue.ACTIONS,
             "can_suspend": roles.can_suspend_agent(request.user),
             "can_resume": roles.can_stop(request.user),
-            # What clearing an agent's queue does for this person (agent_pending_clear).
-            "clear_rejects": roles.can_decide(request.user),
         },
     )
 
@@ -83,8 +81,7 @@ def _grants_with_rules(policy: Policy | None) -> list[tuple[Grant, str]]:
 @require_POST
 @console_role(roles.can_suspend_agent)
 def agent_clear(request: HttpRequest, slug: str) -> HttpResponse:
-    """Reject (a manager: withdraw on the agent's behalf) every pending proposal of the agent
-    with one reason, and say which it was."""
+    """Withdraw every pending proposal of the agent on its behalf, with one reason."""
     agent = get_object_or_404(listed_agents(), slug=slug)
     try:
         report = services.agent_pending_clear(
@@ -93,12 +90,10 @@ def agent_clear(request: HttpRequest, slug: str) -> HttpResponse:
     except DomainError as exc:
         return flash(request, ok=False, text=exc.detail)
     plural = "s" if report.cleared != 1 else ""
-    how = (
-        "withdrawn on the agent's behalf by you, with your reason; no analyst decided them"
-        if report.withdrawn
-        else "rejected by you, with your reason"
+    text = (
+        f"{report.cleared} pending proposal{plural} of {slug} cleared: withdrawn on the "
+        "agent's behalf by you, with your reason; no analyst decided them."
     )
-    text = f"{report.cleared} pending proposal{plural} of {slug} cleared: {how}."
     if report.refused:
         first = next(iter(report.refused.values()))
         text += f" {len(report.refused)} refused (for example: {first})"

@@ -92,9 +92,9 @@ DEFINITIONS = {
     "approval counts once, at the second approval.",
     EXPIRED: "proposals sent to analysts that nobody decided before they expired.",
     WITHDRAWN: "proposals sent to analysts that were withdrawn before anyone decided them: by "
-    "the agent itself, or by a manager clearing the agent's pending proposals on its behalf, "
-    "with a reason (the audit log's proposal.withdrawn event names which: the agent or the "
-    "manager).",
+    "the agent itself, or on its behalf by a senior analyst, a manager or an admin clearing "
+    "its pending proposals with a reason (the audit log's proposal.withdrawn event names "
+    "which: the agent or the person).",
     PENDING: "proposals sent to analysts that are waiting for a decision now.",
     AUTO: "proposals a level 3 or 4 grant ran at once, with no analyst (auto-approved).",
     DECISIONS: "analysts' approve and reject verdicts, counted by when they were given; a "

@@ -1,6 +1,6 @@
-"""Clearing an agent's pending proposals says what it does: whoever decides rejects them; a
-manager, who decides no proposals, withdraws them on the agent's behalf with a reason, and
-the button, the message, the audit log and the reports all say so."""
+"""Clearing an agent's pending proposals says what it does, whoever clears: each is withdrawn
+on the agent's behalf with a reason, nobody's decision, and the button, the message, the audit
+log and the reports all say so."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
+CLEARERS = ["senior", "manager", "admin"]
+
+
+@pytest.fixture
+def admin(db: None) -> User:
+    return factories.user("ada", factories.ADMIN)
+
 
 def _bot_with_pending(n: int) -> tuple[factories.AgentWithKey, list[Proposal]]:
     bot = factories.agent("attacker-bot", grants={"isolate_host": 2})
@@ -31,30 +38,32 @@ def _text(response) -> str:  # noqa: ANN001
 
 def _clear_button(page: str) -> str:
     form = page.split('class="clear-agent"', 1)[1].split("</form>", 1)[0]
-    return re.sub(r"<[^>]+>", "", form.split("<button", 1)[1].split("</button>", 1)[0]).strip()
+    button = form.split("<button", 1)[1].split(">", 1)[1].split("</button>", 1)[0]
+    return re.sub(r"<[^>]+>", "", button).strip()
 
 
-def test_the_agents_page_offers_a_manager_a_withdrawal_not_a_rejection(
-    manager: User, senior: User
+@pytest.mark.parametrize("role", CLEARERS)
+def test_the_agents_page_offers_a_withdrawal_for_the_agent(
+    role: str, request: pytest.FixtureRequest
 ) -> None:
     _bot_with_pending(3)
     browser = Client()
-    browser.force_login(manager)
+    browser.force_login(request.getfixturevalue(role))
     page = _text(browser.get("/agents/"))
-    assert _clear_button(page).endswith("Withdraw all 3 pending for the agent")
-    assert "Reject all" not in page
+    assert _clear_button(page) == "Withdraw all 3 pending for the agent"
+    assert "Reject all 3" not in page
     assert "withdrawn on attacker-bot's behalf, by you, with this reason" in page
-    browser.force_login(senior)
-    page = _text(browser.get("/agents/"))
-    assert _clear_button(page).endswith("Reject all 3 pending")
+    assert "none counts as an analyst's decision: no demotion rule fires" in page
 
 
-def test_a_managers_clearing_is_told_and_recorded_as_a_withdrawal_on_the_agents_behalf(
-    manager: User,
+@pytest.mark.parametrize("role", CLEARERS)
+def test_a_clearing_is_told_and_recorded_as_a_withdrawal_on_the_agents_behalf(
+    role: str, request: pytest.FixtureRequest, manager: User
 ) -> None:
-    bot, pending = _bot_with_pending(2)
+    clearer = request.getfixturevalue(role)
+    _bot_with_pending(2)
     browser = Client()
-    browser.force_login(manager)
+    browser.force_login(clearer)
     answer = browser.post(
         "/agents/attacker-bot/clear/",
         {"reason": "contained at the firewall"},
@@ -68,58 +77,41 @@ def test_a_managers_clearing_is_told_and_recorded_as_a_withdrawal_on_the_agents_
     assert set(Proposal.objects.values_list("status", flat=True)) == {ProposalStatus.WITHDRAWN}
     assert not Decision.objects.exists()
     withdrawn = AuditEvent.objects.filter(event_type="proposal.withdrawn")
-    assert {(e.actor, e.actor_type) for e in withdrawn} == {(manager.username, "user")}
+    assert {(e.actor, e.actor_type) for e in withdrawn} == {(clearer.username, "user")}
     assert {e.data["reason"] for e in withdrawn} == {"contained at the firewall"}
-    # The audit page's words for the event no longer say the agent did it.
+    assert {e.data["on_behalf_of"] for e in withdrawn} == {"attacker-bot"}
+    # The audit page's words for the event do not say the agent did it.
     browser.force_login(manager)
     audit = _text(browser.get("/audit/", {"event_type": "proposal.withdrawn"}))
     assert "withdrawn by the agent" not in audit
     assert "Proposal withdrawn before a decision (by the agent, or for it)" in audit
 
 
-def test_a_senior_analysts_clearing_is_told_as_rejections(senior: User) -> None:
-    _bot_with_pending(2)
-    browser = Client()
-    browser.force_login(senior)
-    answer = browser.post(
-        "/agents/attacker-bot/clear/",
-        {"reason": "storm from a broken model"},
-        HTTP_HX_REQUEST="true",
-    )
-    assert "2 pending proposals of attacker-bot cleared: rejected by you, with your reason." in (
-        _text(answer)
-    )
-    assert set(Proposal.objects.values_list("status", flat=True)) == {ProposalStatus.REJECTED}
-
-
-def test_the_queues_notice_has_both_words_in_one_button(senior: User, analyst: User) -> None:
+def test_the_queues_notice_has_one_button_for_every_clearer(senior: User, analyst: User) -> None:
     bot, _ = _bot_with_pending(1)
     services.agent_suspend(agent=bot.agent, by=senior, reason="flooding the queue")
     browser = Client()
     browser.force_login(analyst)
     page = browser.get("/").content.decode()
-    notice = page.split('id="suspended-notice"', 1)[1].split("</form>", 1)[0]
-    button = notice.split("<button", 1)[1].split("</button>", 1)[0]
-    assert '<span class="clear-rejects">Reject all 1 of attacker-bot</span>' in button
-    assert '<span class="clear-withdraws">Withdraw all 1 of attacker-bot for the agent</span>' in (
-        button
-    )
-    assert 'data-can-decide="true"' in page  # the stylesheet shows the rejecting words
+    notice = page.split('id="suspended-notice"', 1)[1]
+    assert _clear_button(notice) == "Withdraw all 1 of attacker-bot for the agent"
+    assert 'data-can-clear="false"' in page  # the stylesheet hides the form from an analyst
 
 
-def test_the_reports_name_the_withdrawn_for_what_they_are(manager: User) -> None:
-    """A manager's clearing and an agent's own withdrawal are one population, named and
-    defined as both: never "withdrawn by the agent"."""
+def test_the_reports_count_a_clearing_as_withdrawn_not_decided(senior: User) -> None:
+    """A senior's clearing and an agent's own withdrawal are one population, named and defined
+    as both: never "withdrawn by the agent", and never analysts' decisions."""
     bot, pending = _bot_with_pending(3)
     services.proposal_withdraw(proposal_id=pending[0].pk, agent=bot.agent)
-    report = services.agent_pending_clear(agent=bot.agent, by=manager, reason="contained")
-    assert report.cleared == 2 and report.withdrawn
+    report = services.agent_pending_clear(agent=bot.agent, by=senior, reason="contained")
+    assert report.cleared == 2 and report.refused == {}
     latency = reports.latency(reports.Filters.default())
     rows = [row for table in latency.tables for row in table.rows]
     assert [reports.WITHDRAWN, 3, ""] in rows
+    assert [reports.DECIDED, 0, ""] in rows
     assert reports.WITHDRAWN == "withdrawn before a decision"
     definition = dict(latency.definitions)[reports.WITHDRAWN]
-    assert "by the agent itself, or by a manager clearing" in definition
+    assert "by the agent itself, or on its behalf by a senior analyst" in definition
     assert all("withdrawn by the agent" not in text for text in reports.DEFINITIONS.values())
     by_actor = {
         e.actor_type

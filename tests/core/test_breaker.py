@@ -207,7 +207,7 @@ def test_the_console_shows_why_and_refuses_the_approval(analyst: User, senior: U
     assert Proposal.objects.get(pk=pending[0].pk).status == ProposalStatus.PENDING
 
 
-def test_a_senior_clears_a_suspended_agents_queue_each_decision_audited(
+def test_a_senior_clears_a_suspended_agents_queue_each_withdrawal_audited(
     analyst: User, senior: User
 ) -> None:
     agent, pending = _suspended_with_pending(4, senior)
@@ -224,12 +224,11 @@ def test_a_senior_clears_a_suspended_agents_queue_each_decision_audited(
     assert "4 pending proposals of flood-bot cleared" in answer.content.decode()
     for proposal in pending:
         proposal.refresh_from_db()
-        assert proposal.status == ProposalStatus.REJECTED
-        decision = Decision.objects.get(proposal=proposal)
-        assert decision.analyst == senior and decision.reason == "storm from a broken model"
-        event = AuditEvent.objects.get(proposal_id=proposal.pk, event_type="proposal.rejected")
+        assert proposal.status == ProposalStatus.WITHDRAWN
+        event = AuditEvent.objects.get(proposal_id=proposal.pk, event_type="proposal.withdrawn")
         assert event.actor == senior.username
-        assert event.data["reason"] == "storm from a broken model"
+        assert event.data == {"reason": "storm from a broken model", "on_behalf_of": "flood-bot"}
+    assert not Decision.objects.exists()
     assert Proposal.objects.get(pk=other.pk).status == ProposalStatus.PENDING
 
 
