@@ -122,8 +122,7 @@ def _principal(local: str, domain: str, domains: Mapping[str, str]) -> Identity:
     add matches. Only the key drops the tag; the value keeps it.
     """
     name = local.lower()
-    base, plus, _tag = name.partition("+")
-    key = _label_key(base if plus and base else name)
+    key = _account_key(name)
     domain = domain.lower().removesuffix(".")
     if not domain:
         return Identity(Namespace.USER, name, key, label=key, short=True)
@@ -136,6 +135,19 @@ def _principal(local: str, domain: str, domains: Mapping[str, str]) -> Identity:
         domain = suffix
     host = _name(domain)
     return Identity(Namespace.USER, f"{name}@{host.value}", f"{key}@{host.key}", label=key)
+
+
+def _account_key(name: str) -> str:
+    """How a lower-case local part is matched: its A-label read as what it looks like, then
+    without its sub-address. The tag is dropped after decoding as well as before it: an A-label
+    can hold a look-alike plus (`xn--ceoalerts-d754c` is `ceo＋alerts`, read `ceo+alerts`), and
+    an ASCII tag can follow an A-label (`xn--co-nlc+alerts`, which is no A-label as a whole)."""
+    key = _label_key(name)
+    if key == name:
+        base, plus, _tag = name.partition("+")
+        key = _label_key(base) if plus and base else name
+    base, plus, _tag = key.partition("+")
+    return base if plus and base else key
 
 
 def _user(text: str, domains: Mapping[str, str]) -> Identity:

@@ -286,11 +286,18 @@ def host_spelling(draw: st.DrawFn, name: str) -> str:
 def user_spelling(draw: st.DrawFn, principal: str, *, mailbox: bool) -> str:
     local, _, domain = principal.partition("@")
     spelled = draw(disguised(local))
+    # A sub-address, delivered to the account itself: with a plus or a look-alike of one,
+    # inside the A-label below or (an ASCII plus) after it.
+    plus = draw(st.sampled_from(["", "", "+", "\uff0b", "\ufe62", "\u207a", "\u208a"]))
+    tag = plus + draw(st.text("abcxyz019", min_size=1, max_size=6)) if plus else ""
+    tag_after = plus == "+" and draw(st.booleans())
+    spelled += "" if tag_after else tag
     if not spelled.isascii() and draw(st.integers(0, 2)):
         # As an A-label, as a host name's labels are written: it must not hide whose account
         # it is (unless too long for a local part, when it stays non-ASCII and is refused).
         a_label = "xn--" + spelled.encode("punycode").decode("ascii")
         spelled = a_label if len(a_label) <= 64 else spelled
+    spelled += tag if tag_after else ""
     # A look-alike domain, as its A-labels: it must not hide whose account it is.
     lookalike = ".".join(draw(disguised(label)) for label in domain.split("."))
     domain = draw(st.sampled_from([domain, domain.upper(), _a_labels(lookalike)]))

@@ -468,6 +468,13 @@ def test_every_latin_letter_named_as_an_ascii_letter_is_read_as_it() -> None:
         ("user", "EU\\xn--co-nlc", "ceo"),
         ("mailbox", "xn--co-nlc@corp.example", "ceo@corp.example"),
         ("user", "xn--zz@corp.example", "xn--zz@corp.example"),  # no punycode: itself
+        # A sub-address whose plus is a look-alike inside the A-label (ceo＋alerts, ceo﹢x,
+        # ceo⁺x, ceo₊x), or an ASCII tag after an A-label: delivered to the account itself.
+        ("user", "xn--ceoalerts-d754c@corp.example", "ceo@corp.example"),
+        ("user", "xn--ceox-7j9x@corp.example", "ceo@corp.example"),
+        ("user", "xn--ceox-so7a@corp.example", "ceo@corp.example"),
+        ("mailbox", "xn--ceox-2q7a@corp.example", "ceo@corp.example"),
+        ("user", "xn--co-nlc+alerts@corp.example", "ceo@corp.example"),
     ],
 )
 def test_an_a_label_is_matched_by_what_it_looks_like_in_a_local_part_too(
