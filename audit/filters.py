@@ -8,10 +8,14 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Collection
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+
+from soc_console.dates import out_of_range
+
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class BadFilter(ValueError):
@@ -23,21 +27,28 @@ class BadFilter(ValueError):
         self.name = name  # the query parameter it came from: the form marks that input
 
 
-def moment(raw: str | None, zone: tzinfo | None = None) -> datetime | None:
+def moment(raw: str | None, zone: tzinfo | None = None, *, end: bool = False) -> datetime | None:
     """A date (midnight) or an ISO datetime, read in `zone` (the console's time zone by
-    default) unless it carries its own offset; None when empty."""
+    default) unless it carries its own offset; None when empty. With `end` (an "until"), a date
+    alone means through that day: the next midnight, as the reports and the lists read it."""
     if not raw:
         return None
     try:
-        parsed = parse_datetime(raw)
-        if parsed is None:
-            day = parse_date(raw)
-            if day is None:
-                raise BadFilter(f"{raw!r} is not a date (YYYY-MM-DD) or a date and time.")
+        # A date alone (parse_datetime would read it too, as its midnight).
+        day = parse_date(raw) if DATE.fullmatch(raw) else None
+        parsed = parse_datetime(raw) if day is None else None
+        if day is not None:
             parsed = datetime(day.year, day.month, day.day)  # noqa: DTZ001 made aware below
+        if parsed is None:
+            raise BadFilter(f"{raw!r} is not a date (YYYY-MM-DD) or a date and time.")
+        refused = out_of_range(parsed.date())
+        if refused:
+            raise BadFilter(refused)
         if timezone.is_naive(parsed):
             parsed = timezone.make_aware(parsed, zone)
-        parsed.astimezone(UTC)  # far-off dates overflow here rather than in the query
+        if end and day is not None:
+            parsed = timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min), zone)
+        parsed.astimezone(UTC)  # an offset far from UTC must not overflow in the query
     except BadFilter:
         raise
     except (ValueError, OverflowError) as exc:

@@ -62,7 +62,7 @@ def _filters(request: HttpRequest) -> dict:
         ),
         "proposal_id": _audit_field("proposal", proposal_id, get.get("proposal")),
         "since": _audit_field("since", moment, get.get("since")),
-        "until": _audit_field("until", moment, get.get("until")),
+        "until": _audit_field("until", lambda raw: moment(raw, end=True), get.get("until")),
         # Jump to an event (the first bad one after a failed verification) by its number.
         "upto_seq": _audit_field("upto", number, get.get("upto")),
     }
@@ -190,14 +190,7 @@ def _report_filters(request: HttpRequest, choices: dict[str, list[str]]) -> repo
     zone = ZoneInfo(settings.REPORT_TIME_ZONE)
     default = reports.Filters.default()
     since = _field("since", lambda: moment(get.get("since"), zone)) or default.since
-    until = _field("until", lambda: moment(get.get("until"), zone))
-    # A date picked as "until" means through the end of that day.
-    if until and len(get["until"]) == 10:
-        try:
-            until = until + timedelta(days=1)
-        except OverflowError as exc:
-            raise _bad("until", f"{get['until']!r} is too far in the future.") from exc
-    until = until or default.until
+    until = _field("until", lambda: moment(get.get("until"), zone, end=True)) or default.until
     if since >= until:
         raise _bad("until", "the start of the period must come before its end.")
     picked = {}

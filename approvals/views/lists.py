@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET, require_POST
 
-from soc_console import roles
+from soc_console import dates, roles
 from soc_console.errors import DomainError, InvalidInput
 
 from .. import selectors, services
@@ -105,6 +105,9 @@ def _day(raw: str, *, field: str, label: str) -> date | None:
             f"{label}: {raw[:40]!r} is not a date (YYYY-MM-DD).",
             errors={field: ["A date, YYYY-MM-DD."]},
         )
+    refused = dates.out_of_range(day)
+    if refused:
+        raise InvalidInput(f"{label}: {refused}", errors={field: [refused]})
     return day
 
 

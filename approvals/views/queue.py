@@ -3,6 +3,7 @@ approval."""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import replace
 
 from django.conf import settings
@@ -42,11 +43,19 @@ def _queue_filter(request: HttpRequest) -> tuple[selectors.QueueFilter, list[str
             "that filter is off."
         )
         severity = ""
+    # No agent or target holds a control character (and PostgreSQL refuses NUL in a query).
+    texts = {}
+    for name, limit in (("agent", 64), ("target", 255)):
+        value = query.get(name, "").strip()[:limit]
+        if any(unicodedata.category(char) == "Cc" for char in value):
+            errors.append(f"The {name} holds a control character; that filter is off.")
+            value = ""
+        texts[name] = value
     return (
         selectors.QueueFilter(
-            agent=query.get("agent", "").strip()[:64],
+            agent=texts["agent"],
             action=action,
-            target=query.get("target", "").strip()[:255],
+            target=texts["target"],
             severity=severity,
             escalated=query.get("escalated") == "1",
             awaiting_senior=query.get("awaiting_senior") == "1",

@@ -136,7 +136,8 @@ def test_audit_page_filters_by_actor_type_and_time(client: Client, manager) -> N
     assert 'id="event-2"' in by_actor and 'id="event-1"' not in by_actor
     by_type = client.get("/audit/", {"event_type": "proposal.approved"}).content.decode()
     assert 'id="event-1"' in by_type and 'id="event-2"' not in by_type
-    by_time = client.get("/audit/", {"since": "2026-11-12", "until": "2026-11-14"})
+    # An "until" date takes in that whole day.
+    by_time = client.get("/audit/", {"since": "2026-11-12", "until": "2026-11-13"})
     html = by_time.content.decode()
     assert [s for s in range(1, 7) if f'id="event-{s}"' in html] == [3, 4]
 
@@ -162,7 +163,7 @@ def test_audit_page_is_paginated(client: Client, manager) -> None:
 def test_export_audit_command_writes_the_period_as_json_lines(tmp_path) -> None:
     _events()
     target = tmp_path / "audit.jsonl"
-    call_command("export_audit", since="2026-11-11", until="2026-11-13", output=str(target))
+    call_command("export_audit", since="2026-11-11", until="2026-11-12", output=str(target))
     lines = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
     assert [line["seq"] for line in lines] == [2, 3]
     assert lines[0]["actor"] == "bob" and lines[0]["data"]["note"] == "ünïcode ✓"

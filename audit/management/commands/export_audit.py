@@ -13,17 +13,22 @@ from audit.filters import BadFilter, moment
 
 def _moment(raw: str | None, name: str) -> datetime | None:
     try:
-        return moment(raw)
+        return moment(raw, end=name == "until")
     except BadFilter as exc:
         raise CommandError(f"--{name}: {exc}") from exc
 
 
 class Command(BaseCommand):
-    help = "Export audit events as JSON lines for a SIEM: --since inclusive, --until exclusive."
+    help = (
+        "Export audit events as JSON lines for a SIEM: from --since, up to --until (a date "
+        "alone: through that day, as on the audit page; a date and time: before it)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--since", help="Date or ISO datetime; events at or after it.")
-        parser.add_argument("--until", help="Date or ISO datetime; events before it.")
+        parser.add_argument(
+            "--until", help="Date (through that day) or ISO datetime (events before it)."
+        )
         parser.add_argument("--output", help="File to write; standard output when omitted.")
 
     def handle(self, *args: Any, **options: Any) -> None:
