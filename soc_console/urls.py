@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
 from django.urls import converters, include, path, re_path, register_converter
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -14,6 +17,7 @@ from approvals.views.signin import ConsoleLogin
 
 from .health import healthz, readyz
 from .metrics import metrics
+from .problems import plain_problem
 
 
 class AnyCaseUUID(converters.UUIDConverter):
@@ -24,6 +28,36 @@ class AnyCaseUUID(converters.UUIDConverter):
 
 
 register_converter(AnyCaseUUID, "anyuuid")
+
+# The encodings the schema is served in (drf-spectacular's renderers), by `?format=`.
+SCHEMA_FORMATS = ("yaml", "json", "openapi", "openapi-json")
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema. Its query is `?format=` alone, checked before drf-spectacular reads
+    it: that copies `?version=` as given into the Content-Disposition header (a newline there
+    was a 500, a NUL a dropped connection, a quote a second file name), and answers an unknown
+    format with a problem written in YAML."""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        query = request.GET
+        errors = {
+            name: ["Unknown parameter: the schema takes only format."]
+            for name in sorted(set(query) - {"format"})
+        }
+        formats = query.getlist("format")
+        if len(formats) > 1 or (formats and formats[0] not in SCHEMA_FORMATS):
+            errors["format"] = [f"Once, one of: {', '.join(SCHEMA_FORMATS)}."]
+        if errors:
+            return plain_problem(
+                status_code=400,
+                title="Invalid input",
+                detail=f"The query has invalid parameters: {', '.join(sorted(errors))}.",
+                code="invalid",
+                errors=errors,
+            )
+        return super().dispatch(request, *args, **kwargs)
+
 
 api_v1 = [
     path("agent/", agent_api.me, name="api-agent"),
@@ -37,7 +71,7 @@ api_v1 = [
         name="api-undo-approval",
     ),
     path("proposals/<anyuuid:proposal_id>/rollback/", api.proposal_rollback, name="api-rollback"),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", SchemaView.as_view(), name="api-schema"),
     # Split: the page loads its start-up script from ?script, as the CSP allows no inline one.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     # Anything else under the API answers in the API's own error format; [\s\S] rather than

@@ -344,3 +344,32 @@ def test_text_patterns_say_what_the_fields_accept(value: str) -> None:
             minimum,
             value,
         )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(["version", "lang", "format", "x"]) | st.text(min_size=1, max_size=8),
+    value=st.text(max_size=20),
+)
+def test_the_schema_reads_only_a_known_format_and_copies_nothing_into_its_headers(
+    name: str, value: str
+) -> None:
+    response = APIClient().get("/api/v1/schema/", {name: value})
+    if name == "format" and value in ("yaml", "json", "openapi", "openapi-json"):
+        assert response.status_code == 200
+        assert response["Content-Disposition"].startswith('inline; filename="')
+        return
+    assert response.status_code == 400, (name, value)
+    assert response["Content-Type"] == "application/problem+json"
+    body = json.loads(response.content)
+    assert body["code"] == "invalid" and name in body["errors"]
+    assert "Content-Disposition" not in response  # where the query's text went before
+
+
+def test_the_schemas_file_name_names_no_version_from_the_query() -> None:
+    schema = APIClient().get("/api/v1/schema/", {"format": "yaml"})
+    assert schema.status_code == 200
+    assert schema["Content-Disposition"] == 'inline; filename="SOC Approval Console API.yaml"'
+    refused = APIClient().get("/api/v1/schema/?version=x%22;%20filename*=UTF-8''evil.html")
+    assert refused.status_code == 400
+    assert "evil" not in refused.get("Content-Disposition", "")
