@@ -163,7 +163,7 @@ ACTIONS: dict[str, ActionType] = {
             False,
             "",
             "Terminate a running process on {target}.",
-            {"pid": Param(int, 1, 2**31), "process_name": Param(str, max_length=120)},
+            {"pid": Param(int, 1, 2**31 - 1), "process_name": Param(str, max_length=120)},
         ),
         ActionType(
             "isolate_host",

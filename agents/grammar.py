@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import string
 
+from soc_console.contract import BIDI_CONTROL_CLASS, WHITESPACE_CLASS
+
 _DIGITS = string.digits + "abcdef"
 
 
@@ -94,11 +96,17 @@ _NETBIOS = r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}"
 _UPN_DOMAIN = rf"(?:{_NETBIOS}|{_dns_name(_END_OF_NAME, dotted=True)})\.?"
 _DOWN_LEVEL_DOMAIN = rf"(?:{_NETBIOS}|{_dns_name(_BEFORE_USER, dotted=True)})"
 
+_ID_PART = rf"[^<>@\x00-\x1f\x7f-\x9f{BIDI_CONTROL_CLASS}{WHITESPACE_CLASS}]{{1,200}}"
+
 PATTERNS = {
     "ip": rf"^(?:{IPV4}(?:/{_PREFIX4})?|{IPV6}(?:/{_PREFIX6})?)$",
     "host": rf"^(?:{IPV4}|{IPV6}|{_NAME})$",
     "user": rf"^(?:{_LOCAL}@{_UPN_DOMAIN}|{_DOWN_LEVEL_DOMAIN}\\{_LOCAL}|{_LOCAL})$",
     "mailbox_address": rf"^{_LOCAL}@{_dns_name(_END_OF_NAME, dotted=True)}\.?$",
+    # A message id: no space, `<`, `>` or `@` on either side of its one `@`, nor a control
+    # character (an escape sequence would reach the audit log and every console that shows
+    # it) or a bidirectional control.
+    "message_id": rf"^<{_ID_PART}@{_ID_PART}>$",
     # Ticket ids (SOC-1234) are alert ids too.
     "ticket": r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$",
 }
@@ -106,4 +114,4 @@ RE = {name: re.compile(pattern) for name, pattern in PATTERNS.items()}
 IPV4_RE = re.compile(rf"^{IPV4}$")
 IPV6_RE = re.compile(rf"^{IPV6}$")
 NETBIOS_RE = re.compile(rf"^{_NETBIOS}$")
-MESSAGE_ID_RE = re.compile(r"^<[^<>\s@]{1,200}@[^<>\s@]{1,200}>$")
+MESSAGE_ID_RE = re.compile(PATTERNS["message_id"])

@@ -16,15 +16,10 @@ from rest_framework import serializers
 
 from agents import catalogue, grammar
 from soc_console.contract import (
-    BIDI_CONTROL_CLASS,
-    WHITESPACE_CLASS,
     ClosedSerializer,
     StrictCharField,
     Variants,
 )
-
-# A message id's parts: no NUL or bidirectional control (the body's strings refuse both).
-_MESSAGE_ID_PART = rf"[^<>@\x00{BIDI_CONTROL_CLASS}{WHITESPACE_CLASS}]{{1,200}}"
 
 # Per target kind: the schema of a target (not trimmed: no white space around it) and its words.
 # The patterns are the grammar the canonicaliser checks every target against first.
@@ -52,7 +47,7 @@ TARGET_SCHEMAS: dict[str, dict[str, Any]] = {
     "mailbox": {
         "anyOf": [
             {"pattern": grammar.PATTERNS["mailbox_address"]},
-            {"pattern": rf"^<{_MESSAGE_ID_PART}@{_MESSAGE_ID_PART}>$"},
+            {"pattern": grammar.PATTERNS["message_id"]},
         ],
         "description": "A mailbox address or a message id: `jdoe@corp.example`, "
         "`<abc123@mail.example>`.",

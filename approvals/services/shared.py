@@ -8,6 +8,7 @@ task (enqueued by name, see approvals.enqueue), the agent's callback, mail.
 from __future__ import annotations
 
 import copy
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -65,8 +66,14 @@ def reason_given(value: Any, *, refusal: str, hint: str) -> str:
 
 def shown_length(text: str) -> int:
     """How many characters of `text` a reader sees: not spaces of any kind, nor invisible
-    format or control characters, fillers (three zero-width spaces are no reason)."""
-    return sum(1 for char in text if not lookalikes.blank(char))
+    format or control characters, fillers (three zero-width spaces are no reason), nor
+    combining and enclosing marks, which are seen only on the letter they mark (three accents
+    alone are no reason, and `á` with two more accents is one character)."""
+    return sum(
+        1
+        for char in text
+        if not lookalikes.blank(char) and unicodedata.category(char) not in ("Mn", "Me")
+    )
 
 
 def short_reason(refusal: str, reason: str) -> str:

@@ -384,10 +384,11 @@ def test_a_reason_too_short_is_refused_saying_the_minimum(
 
 # Characters no reader sees: spaces of every kind, and format and control characters (zero-width
 # spaces and joiners, the word joiner, soft hyphens, tags) other than NUL, which has a refusal of
-# its own. Bidirectional controls are refused as such.
+# its own. Bidirectional controls are refused as such. Combining and enclosing marks are seen
+# only on a letter: alone, or on one letter, they add none.
 _HOSTS = itertools.count()
 _UNSEEN = st.one_of(
-    st.characters(categories=("Zs", "Zl", "Zp", "Cf", "Cc"), exclude_characters="\x00"),
+    st.characters(categories=("Zs", "Zl", "Zp", "Cf", "Cc", "Mn", "Me"), exclude_characters="\x00"),
     # Default-ignorable code points of other categories: variation selectors, the combining
     # grapheme joiner, the Khmer inherent vowels, the Hangul fillers; and the braille blank.
     st.sampled_from(

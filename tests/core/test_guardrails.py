@@ -200,3 +200,20 @@ def test_a_rollback_needs_a_reason_on_record(agent_with_key, analyst) -> None:
         proposal_id=proposal.pk, event_type="execution.rollback_requested"
     )
     assert event.data["reason"] == "false positive"
+
+
+@pytest.mark.parametrize(("pid", "ok"), [(2**31 - 1, True), (2**31, False), (0, False)])
+def test_a_process_id_is_a_positive_signed_32_bit_number(api, pid: int, ok: bool) -> None:
+    body = {
+        "action": "kill_process",
+        "target": "ws-0142.corp.example",
+        "params": {"pid": pid},
+        "confidence": 0.6,
+        "rationale": "x",
+    }
+    response = api.post(
+        "/api/v1/proposals/", data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == (201 if ok else 400), response.json()
+    if not ok:
+        assert "params.pid" in response.json()["errors"]

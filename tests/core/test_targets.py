@@ -180,6 +180,9 @@ def test_short_names_are_marked_so_they_match_every_asset_with_their_label() -> 
         ("user", "corp.example.\\ceo"),
         ("mailbox", "ceo"),
         ("mailbox", "CORP\\ceo"),
+        # A message id with an escape sequence and a bell, or a C1 control, in it.
+        ("mailbox", "<\x1b[31mabc\x07@mail.example>"),
+        ("mailbox", "<abc\x9b@mail.example>"),
         ("ticket", "not a ticket"),
         ("host", ""),
         ("host", "   "),
