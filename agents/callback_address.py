@@ -106,18 +106,27 @@ def _connect_to(answered: targets.IPAddress, judged: targets.IPAddress | None) -
 
 
 def _special(host: str, address: targets.IPAddress | None) -> str | None:
-    if address is None or not address.is_global or address.is_multicast or _inward_v6(address):
+    if address is None or not address.is_global or address.is_multicast or _inward(address):
         return f"{host} is a private, loopback, multicast or reserved address ({address or host})"
     return None
 
 
-# IPv6 ranges Python 3.11's is_global calls global: deprecated site-local (fec0::/10, routed
-# inside a site like a private network) and the documentation prefix 3fff::/20 (RFC 9637).
-_NOT_GLOBAL_V6 = (ipaddress.IPv6Network("fec0::/10"), ipaddress.IPv6Network("3fff::/20"))
+# Ranges Python 3.11's is_global calls global though IANA's special-purpose registries say they
+# are not globally reachable: the IETF protocol assignments 192.0.0.0/24 (but for 192.0.0.9 and
+# 192.0.0.10, which are), deprecated site-local IPv6 (fec0::/10, routed inside a site like a
+# private network) and the IPv6 documentation prefix 3fff::/20 (RFC 9637).
+_NOT_GLOBAL = (
+    ipaddress.IPv4Network("192.0.0.0/24"),
+    ipaddress.IPv6Network("fec0::/10"),
+    ipaddress.IPv6Network("3fff::/20"),
+)
+_GLOBAL_INSIDE = (ipaddress.IPv4Address("192.0.0.9"), ipaddress.IPv4Address("192.0.0.10"))
 
 
-def _inward_v6(address: targets.IPAddress) -> bool:
-    return address.version == 6 and any(address in network for network in _NOT_GLOBAL_V6)
+def _inward(address: targets.IPAddress) -> bool:
+    if address in _GLOBAL_INSIDE:
+        return False
+    return any(address.version == network.version and address in network for network in _NOT_GLOBAL)
 
 
 def _unparsed(url: str, exc: Exception) -> str:

@@ -23,6 +23,7 @@ from rest_framework.decorators import (
     permission_classes,
     throttle_classes,
 )
+from rest_framework.fields import empty
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -98,6 +99,25 @@ def request_hash(data: Any) -> str:
     return hashlib.sha256(
         json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
+
+
+def _request_hashes(body: dict[str, Any], target: str) -> dict[str, Any]:
+    """The submission's request hash, over the body as the API reads it: two spellings of one
+    target are one request, and so are a body that leaves a field to its default and one that
+    spells the default out (`"severity": "medium"`, `"params": {}`, `"evidence": []`). With it,
+    the hash of the body as sent, which versions before this one stored: a retry of a request
+    first sent before an upgrade is still its replay."""
+    fields = ProposalInSerializer().fields
+    defaults = {
+        name: field.get_default()
+        for name, field in fields.items()
+        if not field.required and field.default is not empty
+    }
+    as_sent = {**body, "target": target}
+    return {
+        "request_hash": request_hash({"evidence": [], **defaults, **as_sent}),
+        "earlier_hashes": (request_hash(as_sent),),
+    }
 
 
 # The problem's title by block code: the stop and a suspension are not the policy's doing.
@@ -251,8 +271,7 @@ def proposals(request: Request) -> Response:
         evidence=[dict(item) for item in data.get("evidence", [])],
         severity=data["severity"],
         idempotency_key=key,
-        # Two spellings of one target are one request.
-        request_hash=request_hash({**request.data, "target": data["identity"].value}),
+        **_request_hashes(request.data, data["identity"].value),
         identity=data["identity"],
     )
     # A new proposal has no decisions yet: answer from the row in hand, without a re-read.

@@ -61,12 +61,15 @@ def proposal_submit(
     idempotency_key: str | None,
     request_hash: str,
     identity: targets.Identity | None = None,
+    earlier_hashes: tuple[str, ...] = (),
 ) -> Submission:
     """Judge a validated proposal under the agent's current policy and record the outcome.
 
     The target is kept as written and judged by its canonical identity, which `identity`
     gives when the caller has computed it already (the API does, to validate and to hash).
-    A replay with the same idempotency key and body returns the first proposal unchanged.
+    A replay with the same idempotency key and body returns the first proposal unchanged; its
+    first submission's stored hash is `request_hash` or one of `earlier_hashes` (what earlier
+    versions of the API hashed).
     """
     kind = catalogue.get(action)
     if kind is None:
@@ -95,16 +98,16 @@ def proposal_submit(
         # the answer, or a 409 when the bodies differ.
         if not idempotency_key:
             raise
-        existing = _replay(agent, idempotency_key, request_hash)
+        existing = _replay(agent, idempotency_key, (request_hash, *earlier_hashes))
         if existing is None:
             raise
         return Submission(existing, created=False)
     return Submission(proposal, created=True)
 
 
-def _replay(agent: Agent, key: str, request_hash: str) -> Proposal | None:
+def _replay(agent: Agent, key: str, hashes: tuple[str, ...]) -> Proposal | None:
     existing = Proposal.objects.filter(agent=agent, idempotency_key=key).first()
-    if existing is not None and existing.request_hash != request_hash:
+    if existing is not None and existing.request_hash not in hashes:
         raise IdempotencyConflict(
             f"Idempotency-Key {key!r} was already used for proposal {existing.id} with a "
             "different body. Use a new key for a new proposal."

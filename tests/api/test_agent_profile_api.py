@@ -107,6 +107,9 @@ INWARD = [
         "100.64.0.0/10",
         "0.0.0.0/8",
         "224.0.0.0/4",  # multicast: every listener on the segment
+        # IETF protocol assignments, not globally reachable; Python 3.11 calls these global.
+        "192.0.0.8/32",
+        "192.0.0.128/25",
     )
 ]
 
@@ -187,7 +190,10 @@ def test_a_callback_host_with_a_leading_zero_is_refused_with_both_readings(
     assert Agent.objects.get(slug="triage-bot").callback_url == ""
 
 
-@pytest.mark.parametrize("host", ["134744072", "0x08080808", "8.8.8.8", "[2001:4860:4860::8888]"])
+@pytest.mark.parametrize(
+    "host",
+    ["134744072", "0x08080808", "8.8.8.8", "[2001:4860:4860::8888]", "192.0.0.9", "192.0.0.10"],
+)
 def test_a_public_address_is_accepted_in_any_spelling(api, settings, host: str) -> None:
     settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
     response = api.put("/api/v1/agent/", {"callback_url": f"https://{host}/hook"}, format="json")

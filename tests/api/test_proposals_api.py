@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
 
 import pytest
 from django.test import Client
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
@@ -82,6 +83,46 @@ def test_same_key_with_another_body_is_409(api) -> None:
     assert response["Content-Type"] == "application/problem+json"
     assert response.json()["code"] == "idempotency_key_reused"
     assert Proposal.objects.count() == 1
+
+
+_KEYS = itertools.count()
+MINIMAL = {k: v for k, v in BODY.items() if k not in ("params", "evidence", "severity")}
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    first=st.fixed_dictionaries(
+        {}, optional={"params": st.just({}), "evidence": st.just([]), "severity": st.just("medium")}
+    ),
+    again=st.fixed_dictionaries(
+        {}, optional={"params": st.just({}), "evidence": st.just([]), "severity": st.just("medium")}
+    ),
+)
+def test_a_retry_that_spells_out_a_default_or_leaves_it_out_is_a_replay(
+    api, first: dict, again: dict
+) -> None:
+    key = f"retry-{next(_KEYS)}"  # one new key, and one proposal, per example
+    sent = post(api, {**MINIMAL, **first}, key=str(key))
+    assert sent.status_code == 201
+    replay = post(api, {**MINIMAL, **again}, key=str(key))
+    assert replay.status_code == 200, replay.json()
+    assert replay.json()["id"] == sent.json()["id"]
+    # Another value than the default is another request.
+    other = post(api, {**MINIMAL, **again, "severity": "low"}, key=str(key))
+    assert other.status_code == 409
+
+
+def test_a_retry_of_a_request_hashed_as_sent_before_an_upgrade_is_still_a_replay(api) -> None:
+    from approvals.api import request_hash
+
+    first = post(api, MINIMAL)
+    # As versions before this one stored it: the hash of the body as sent.
+    Proposal.objects.update(request_hash=request_hash(MINIMAL))
+    again = post(api, MINIMAL)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert post(api, {**MINIMAL, "confidence": 0.5}).status_code == 409
 
 
 def test_auto_approved_at_level_three_creates_a_queued_execution(api) -> None:
