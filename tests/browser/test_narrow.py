@@ -115,8 +115,13 @@ def test_the_audit_log_and_the_reports_fit_a_390_px_screen(
     manager = factories.user("maya", factories.MANAGER)
     for n in range(3):
         factories.proposal(agent_with_key, target=f"ws-{n:04d}-finance-laptop.emea.corp.example")
+    # A duplicate group: a manager, who decides nothing, is offered none of its decisions.
+    factories.proposal(agent_with_key, target="ws-0000-finance-laptop.emea.corp.example")
     ARTIFACTS.mkdir(exist_ok=True)
     page = phone(manager)
+    expect(page.locator(".card .group-head").first).to_be_visible()
+    expect(page.locator("form.group-decide").first).to_be_hidden()
+    expect(page.locator("form.decide").first).to_be_hidden()
 
     page.goto(f"{live_server_url}/audit/")
     assert page.locator(".audit-table tbody tr").count() >= 3
@@ -128,6 +133,12 @@ def test_the_audit_log_and_the_reports_fit_a_390_px_screen(
     page.goto(f"{live_server_url}/reports/")
     _no_sideways_scroll(page)
     page.screenshot(path=str(ARTIFACTS / "narrow-390-reports.png"), full_page=True)
+
+    # The agents page: each agent's grants table scrolls inside its own box.
+    page.goto(f"{live_server_url}/agents/")
+    expect(page.locator("table.grants").first).to_be_visible()
+    _no_sideways_scroll(page)
+    page.screenshot(path=str(ARTIFACTS / "narrow-390-agents.png"), full_page=True)
 
 
 def test_a_reason_that_is_one_long_word_wraps_instead_of_widening_the_page(
