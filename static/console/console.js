@@ -1361,10 +1361,46 @@
       return;
     }
     lastUndo = { at: Date.now(), what: buttons.length + " approvals" };
-    buttons.forEach(function (button) {
-      button.closest(".undo-toast").classList.add("sending");
-      button.click();
+    // Sent here rather than by clicking each toast: the flash would end on the last undo's
+    // words alone, and a toast the socket removes first never reports its answer. One line
+    // says what became of them all once every answer is in.
+    var forms = buttons.map(function (button) { return button.closest("form"); });
+    forms.forEach(function (form) { form.closest(".undo-toast").classList.add("sending"); });
+    Promise.all(forms.map(undoSent)).then(function (undone) {
+      var done = 0;
+      undone.forEach(function (ok, i) {
+        var toast = forms[i].closest(".undo-toast");
+        if (ok) { done += 1; toast.remove(); } else { toast.classList.remove("sending"); }
+      });
+      var total = undone.length;
+      showFlash(done === total
+        ? "Undone all " + total + " approvals: each is pending again; nothing ran."
+        : "Undone " + done + " of " + total + " approvals: those are pending again and nothing " +
+          "of them ran; " + (total - done) + " could not be undone (their window was over, or " +
+          "they had started).", done === total ? true : "info");
+      startUndoToasts();
     });
+  }
+  // One undo's request, as its toast's form would send it: whether the server undid it (the
+  // outcome of its ANSWERED event, approvals/views/common.py).
+  function undoSent(form) {
+    var headers = { "HX-Request": "true" };
+    try {
+      // The page's CSRF token, as htmx sends it (hx-headers on the body): a toast that came
+      // over the socket was rendered without one.
+      var page = JSON.parse(document.body.getAttribute("hx-headers") || "{}");
+      if (page["X-CSRFToken"]) headers["X-CSRFToken"] = page["X-CSRFToken"];
+    } catch (e) { /* a form's own token, if any, still goes in its body */ }
+    return fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      headers: headers,
+      credentials: "same-origin",
+    }).then(function (response) {
+      var said = {};
+      try { said = JSON.parse(response.headers.get("HX-Trigger") || "{}")["console:answered"] || {}; } catch (e) { said = {}; }
+      return response.ok && said.outcome === "undone";
+    }, function () { return false; });
   }
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("button.undo-all");

@@ -509,5 +509,9 @@ def test_an_approval_is_undone_from_another_tab_and_shift_u_undoes_a_bulk_approv
     there.keyboard.press("Shift+U")
     for pk in bulk:
         expect(there.locator(f"#card-{pk}")).to_be_visible(timeout=LIVE)
+    # One answer for the four, not the last undo's words alone.
+    expect(there.locator("#flash")).to_have_text(
+        "Undone all 4 approvals: each is pending again; nothing ran.", timeout=LIVE
+    )
     assert set(Proposal.objects.filter(pk__in=bulk).values_list("status", flat=True)) == {"pending"}
     expect(here.locator("#undo-tray .undo-toast")).to_have_count(0, timeout=LIVE)
