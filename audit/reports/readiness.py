@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agents import demotion
 from agents.models import Agent, Policy
 from approvals.selectors.shadow import ShadowScore, Tally, agent_shadow, shadow_score
 from audit.models import AuditEvent
@@ -34,6 +35,7 @@ class Demotion:
     rule: str
     evidence: Any
     policy_version: Any
+    why: str = ""  # the rule that fired, in words (agents.demotion.in_words)
 
 
 @dataclass
@@ -106,6 +108,7 @@ def demotions(slug: str) -> dict[str, list[Demotion]]:
                 rule=str(data.get("rule", "")),
                 evidence=data.get("evidence"),
                 policy_version=data.get("policy_version"),
+                why=demotion.in_words(data),
             )
         )
     return found

@@ -133,8 +133,8 @@ def test_readiness_page_shows_each_action_with_its_evidence(
             "action": "isolate_host",
             "from_level": 3,
             "to_level": 2,
-            "rule": "rollback of an automatic action",
-            "evidence": {"proposal": "x"},
+            "rule": "automatic_rollback",  # as the demotion service records it
+            "evidence": {"proposal": "x", "analyst": "alice"},
             "policy_version": 2,
         },
     )
@@ -157,6 +157,11 @@ def test_readiness_page_shows_each_action_with_its_evidence(
     isolate = by_action["isolate_host"]
     assert [d.seq for d in isolate.demotions] == [demoted.seq]
     assert f'href="/audit/events/{demoted.seq}/"' in html
-    assert "level 3 → 2 (rollback of an automatic action)" in html
+    # The rule in words, never its code.
+    assert "level 3 → 2: alice rolled back an automatic action, policy version 2" in html
+    assert "automatic_rollback" not in html
+    # A rate without enough data reads as such, not as a number in a sentence.
+    assert "(not enough data of the finished ones" not in html
+    assert "failure rate: not enough data" in html
     assert 'href="/agents/page-bot/shadow/"' in html
     assert "/reports/?report=trust&amp;agent=page-bot&amp;action=block_ip" in html
