@@ -372,6 +372,12 @@ def test_the_proposal_page_of_a_failed_execution_offers_retry_and_acknowledge(
     page = client.get(url).content.decode()
     assert reverse("retry-execution", args=[execution.id]) in page
     assert reverse("acknowledge-execution", args=[execution.id]) in page
+    # A retry runs the containment at once: the browser asks first, on this page and the list.
+    assert 'hx-confirm="Run Isolate host on broken-ws-8.corp.example now?' in page
+    listed = client.get(reverse("lists")).content.decode()
+    row = listed.split(f'id="failed-{execution.id}"', 1)[1].split("</tr>", 1)[0]
+    assert "<td>triage-bot</td>" in row  # which agent asked for it
+    assert "now? It failed " in row and "a retry is a new attempt, started at once." in row
 
     services.execution_acknowledge(execution_id=execution.id, analyst=analyst)
 
