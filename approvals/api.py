@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from django.db import DatabaseError
@@ -101,21 +102,25 @@ def request_hash(data: Any) -> str:
     ).hexdigest()
 
 
+@cache
+def _body_defaults() -> dict[str, Any]:
+    """The submission's fields that have a default, with it (the serializer's, read once)."""
+    return {
+        name: field.get_default()
+        for name, field in ProposalInSerializer().fields.items()
+        if not field.required and field.default is not empty
+    }
+
+
 def _request_hashes(body: dict[str, Any], target: str) -> dict[str, Any]:
     """The submission's request hash, over the body as the API reads it: two spellings of one
     target are one request, and so are a body that leaves a field to its default and one that
     spells the default out (`"severity": "medium"`, `"params": {}`, `"evidence": []`). With it,
     the hash of the body as sent, which versions before this one stored: a retry of a request
     first sent before an upgrade is still its replay."""
-    fields = ProposalInSerializer().fields
-    defaults = {
-        name: field.get_default()
-        for name, field in fields.items()
-        if not field.required and field.default is not empty
-    }
     as_sent = {**body, "target": target}
     return {
-        "request_hash": request_hash({"evidence": [], **defaults, **as_sent}),
+        "request_hash": request_hash({"evidence": [], **_body_defaults(), **as_sent}),
         "earlier_hashes": (request_hash(as_sent),),
     }
 

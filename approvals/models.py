@@ -198,6 +198,8 @@ class ExecutionStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     HELD = "held", "Held"
+    # Held, then declined by an analyst with a reason: it never runs (execution_cancel_held).
+    CANCELLED = "cancelled", "Cancelled"
     ROLLING_BACK = "rolling_back", "Rolling back"
     ROLLED_BACK = "rolled_back", "Rolled back"
     ROLLBACK_FAILED = "rollback_failed", "Rollback failed"

@@ -95,6 +95,7 @@ EVENT_WORDS = {
     "execution.retry_scheduled": "Execution retry scheduled",
     "execution.held": "Execution held (emergency stop, suspension or demotion) for an analyst",
     "execution.reconfirmed": "Held execution re-confirmed",
+    "execution.cancelled": "Held execution cancelled: it never runs",
     "execution.requeued": "Execution queued again",
     "execution.retried": "Failed execution retried",
     "execution.acknowledged": "Failed execution acknowledged",

@@ -93,6 +93,7 @@ urlpatterns = [
         console.reconfirm_held,
         name="reconfirm-held",
     ),
+    path("executions/<anyuuid:execution_id>/cancel/", console.cancel_held, name="cancel-held"),
     path("lists/", console.work_lists, name="lists"),
     path("lists/confirm/", console.confirm_review_bulk, name="confirm-review-bulk"),
     path(

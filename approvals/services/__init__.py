@@ -12,12 +12,12 @@ status field. One module per family of transitions:
 - closing: the other ways out of pending: proposal_withdraw, proposal_expire,
   proposal_escalate, escalation_digest_send, agent_pending_clear
 - claims: execution_claim (an execution's or a rollback's)
-- executions: execution_run, execution_settle, execution_reconfirm_held, rollback_request,
+- executions: execution_run, execution_settle, rollback_request,
   execution_requeue_expired, execution_retry, execution_acknowledge
 - bulk: proposals_decide_bulk, proposals_decide_group (several proposals, or a duplicate group
   as the page showed it, one reason, each decided on its own), proposals_review_confirm
-- holds: the emergency stop, agent suspension (by a person or the circuit breaker), and
-  holding queued executions
+- holds: the emergency stop, agent suspension (by a person or the circuit breaker), holding
+  queued executions, and the ways out of held: execution_reconfirm_held, execution_cancel_held
 - shadow: shadow_promote (a policy in shadow made live, on its score)
 - sweep: beat's periodic recovery pass
 - pending: a pending proposal under its lock, and the one way it leaves pending
@@ -54,7 +54,6 @@ from .decisions import (
 from .executions import (
     backoff_seconds,
     execution_acknowledge,
-    execution_reconfirm_held,
     execution_requeue_expired,
     execution_retry,
     execution_run,
@@ -68,6 +67,8 @@ from .holds import (
     emergency_stop_engage,
     emergency_stop_engaged,
     emergency_stop_release,
+    execution_cancel_held,
+    execution_reconfirm_held,
 )
 from .shadow import shadow_promote
 from .shared import MAX_TEXT, MIN_REASON, SYSTEM, short_reason
@@ -97,6 +98,7 @@ __all__ = [
     "emergency_stop_engaged",
     "emergency_stop_release",
     "execution_acknowledge",
+    "execution_cancel_held",
     "execution_claim",
     "execution_reconfirm_held",
     "execution_requeue_expired",

@@ -18,7 +18,7 @@ from agents import catalogue
 from soc_console.errors import NotFound, WrongState
 
 from .. import background, connectors, live, notify
-from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus
+from ..models import Execution, ExecutionStatus
 from . import demotion
 from .claims import Claim, execution_claim, give_up_lost
 from .holds import emergency_stop_engaged
@@ -183,45 +183,6 @@ def _settle_failed(claim: Claim, error: str, timing: dict[str, float]) -> Execut
         callback(moved.proposal_id, "rollback_failed" if claim.rollback else "failed")
         if firing is not None:
             demotion.grant_demote(firing)
-    return moved
-
-
-@transaction.atomic
-def execution_reconfirm_held(
-    *, execution_id: uuid.UUID | str, analyst: AbstractBaseUser
-) -> Execution:
-    """After a stop, a suspension or a demotion, an analyst re-confirms a held execution:
-    held → queued.
-
-    For an action approved automatically this is an analyst's confirmation of it, recorded as
-    the proposal's review (as proposal_review_confirm does): the claim then no longer asks
-    whether its grant still runs it at once, so a demoted grant's execution runs once
-    re-confirmed instead of being held again.
-    """
-    check_may_decide(analyst)
-    if emergency_stop_engaged():
-        raise WrongState("The emergency stop is still engaged; lift it first.")
-    execution = Execution.objects.select_related("proposal__agent").filter(pk=execution_id).first()
-    if execution is None:
-        raise NotFound(f"No execution {execution_id}.")
-    if execution.proposal.agent.suspended:
-        raise WrongState(f"The agent {execution.proposal.agent.slug} is still suspended.")
-    now = timezone.now()
-    moved = execution_move(
-        execution_id,
-        allowed=[ExecutionStatus.HELD],
-        to=ExecutionStatus.QUEUED,
-        event_type="execution.reconfirmed",
-        actor=username(analyst),
-        actor_type="user",
-        changes={"queued_at": now, "not_before": None},
-    )
-    if moved is None:
-        raise WrongState("This execution is not held.")
-    Proposal.objects.filter(
-        pk=execution.proposal_id, status=ProposalStatus.AUTO_APPROVED, reviewed_at__isnull=True
-    ).update(reviewed_by=analyst, reviewed_at=now)
-    dispatch(moved.pk)
     return moved
 
 

@@ -1,8 +1,9 @@
 """The emergency stop and agent suspension, and the holding of queued executions they cause.
 
-This is their one home: engaging and lifting the stop, suspending and resuming an agent, and
-queued → held. A claim takes the stop row's lock (approvals.sql) so that it is ordered against
-engaging the stop and suspending an agent, which take it here.
+This is their one home: engaging and lifting the stop, suspending and resuming an agent,
+queued → held, and the two ways out of held: an analyst's re-confirmation (held → queued) or
+cancellation (held → cancelled). A claim takes the stop row's lock (approvals.sql) so that it
+is ordered against engaging the stop and suspending an agent, which take it here.
 """
 
 from __future__ import annotations
@@ -18,11 +19,21 @@ from django.utils import timezone
 from agents.models import Agent, EmergencyStop
 from audit import log
 from soc_console import roles
-from soc_console.errors import InvalidInput, NotPermitted, WrongState
+from soc_console.errors import InvalidInput, NotFound, NotPermitted, WrongState
 
 from .. import live, notify
-from ..models import Execution, ExecutionStatus
-from .shared import SYSTEM, after_commit, execution_move, text, username
+from ..models import Execution, ExecutionStatus, Proposal, ProposalStatus
+from .shared import (
+    SYSTEM,
+    after_commit,
+    callback,
+    check_may_decide,
+    dispatch,
+    execution_move,
+    reason_given,
+    text,
+    username,
+)
 
 
 def emergency_stop_engaged() -> bool:
@@ -190,3 +201,76 @@ def agent_resume(*, agent: Agent, by: AbstractBaseUser) -> Agent:
     log.record(event_type="agent.resumed", actor=username(by), data={"agent": agent.slug})
     _agent_changed(agent.pk)
     return Agent.objects.get(pk=agent.pk)
+
+
+# --- the ways out of held ----------------------------------------------------------------
+
+
+@transaction.atomic
+def execution_reconfirm_held(
+    *, execution_id: uuid.UUID | str, analyst: AbstractBaseUser
+) -> Execution:
+    """After a stop, a suspension or a demotion, an analyst re-confirms a held execution:
+    held → queued.
+
+    For an action approved automatically this is an analyst's confirmation of it, recorded as
+    the proposal's review (as proposal_review_confirm does): the claim then no longer asks
+    whether its grant still runs it at once, so a demoted grant's execution runs once
+    re-confirmed instead of being held again.
+    """
+    check_may_decide(analyst)
+    if emergency_stop_engaged():
+        raise WrongState("The emergency stop is still engaged; lift it first.")
+    execution = Execution.objects.select_related("proposal__agent").filter(pk=execution_id).first()
+    if execution is None:
+        raise NotFound(f"No execution {execution_id}.")
+    if execution.proposal.agent.suspended:
+        raise WrongState(f"The agent {execution.proposal.agent.slug} is still suspended.")
+    now = timezone.now()
+    moved = execution_move(
+        execution_id,
+        allowed=[ExecutionStatus.HELD],
+        to=ExecutionStatus.QUEUED,
+        event_type="execution.reconfirmed",
+        actor=username(analyst),
+        actor_type="user",
+        changes={"queued_at": now, "not_before": None},
+    )
+    if moved is None:
+        raise WrongState("This execution is not held.")
+    Proposal.objects.filter(
+        pk=execution.proposal_id, status=ProposalStatus.AUTO_APPROVED, reviewed_at__isnull=True
+    ).update(reviewed_by=analyst, reviewed_at=now)
+    dispatch(moved.pk)
+    return moved
+
+
+@transaction.atomic
+def execution_cancel_held(
+    *, execution_id: uuid.UUID | str, analyst: AbstractBaseUser, reason: str = ""
+) -> Execution:
+    """An analyst declines a held execution, with a reason: held → cancelled, and it never
+    runs. After a stop for a suspected compromise, what was approved before it may be what
+    nobody wants run now; re-confirming is not the only way out of held. It counts as no
+    outcome of the agent's (no failure, no demotion rule), and the agent is told."""
+    check_may_decide(analyst)
+    reason = reason_given(
+        reason, refusal="Cancelling a held action needs a reason.", hint="Say why it must not run."
+    )
+    moved = execution_move(
+        execution_id,
+        allowed=[ExecutionStatus.HELD],
+        to=ExecutionStatus.CANCELLED,
+        event_type="execution.cancelled",
+        actor=username(analyst),
+        actor_type="user",
+        changes={"finished_at": timezone.now(), "not_before": None},
+        data={"reason": reason},
+    )
+    if moved is None:
+        status = Execution.objects.filter(pk=execution_id).values_list("status", flat=True).first()
+        if status is None:
+            raise NotFound(f"No execution {execution_id}.")
+        raise WrongState(f"This execution is {status}, not held: only a held one is cancelled.")
+    callback(moved.proposal_id, "cancelled")
+    return moved

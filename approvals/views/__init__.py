@@ -19,6 +19,7 @@ from .lists import (
     work_lists,
 )
 from .proposals import (
+    cancel_held,
     confirm_review,
     proposal_page,
     reconfirm_held,
@@ -49,6 +50,7 @@ __all__ = [
     "proposal_page",
     "queue",
     "reconfirm_held",
+    "cancel_held",
     "retry_execution",
     "rollback",
     "shadow_discard",

@@ -56,3 +56,6 @@ def _parameters(params: Any) -> list[tuple[str, str]]:
 rollback = analyst_step(services.rollback_request, "Rollback requested.", text="reason")
 confirm_review = analyst_step(services.proposal_review_confirm, "Confirmed.", text="note")
 reconfirm_held = analyst_step(services.execution_reconfirm_held, "Re-confirmed: it runs now.")
+cancel_held = analyst_step(
+    services.execution_cancel_held, "Cancelled: it will not run.", text="reason"
+)

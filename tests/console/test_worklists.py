@@ -383,3 +383,36 @@ def test_the_proposal_page_of_a_failed_execution_offers_retry_and_acknowledge(
 
     page = client.get(url).content.decode()
     assert reverse("acknowledge-execution", args=[execution.id]) not in page
+
+
+def test_a_held_execution_is_cancelled_from_the_list_or_its_page_during_the_stop(
+    signed_in: Callable[[User], Client],
+    agent_with_key: factories.AgentWithKey,
+    analyst: User,
+    manager: User,
+) -> None:
+    proposal = factories.proposal(
+        agent_with_key, action="isolate_host", target="ws-31.corp.example"
+    )
+    services.emergency_stop_engage(by=manager, reason="suspected compromise")
+    services.proposal_approve(proposal_id=proposal.id, analyst=analyst)
+    execution = Execution.objects.get(proposal=proposal)
+    assert execution.status == ExecutionStatus.HELD
+    client = signed_in(analyst)
+    cancel = reverse("cancel-held", args=[execution.id])
+
+    listed = client.get(reverse("lists")).content.decode()
+    assert "re-confirm after the stop is lifted" in listed
+    assert f'action="{cancel}"' in listed  # cancelling runs nothing: offered during the stop
+    assert 'hx-confirm="Cancel Isolate host on ws-31.corp.example? It will never run."' in listed
+    page = client.get(reverse("proposal", args=[proposal.id])).content.decode()
+    assert f'action="{cancel}"' in page and "or cancelled now" in page
+
+    refused = client.post(cancel, {"reason": ""}, HTTP_HX_REQUEST="true")
+    assert "Cancelling a held action needs a reason" in refused.content.decode()
+    client.post(cancel, {"reason": "not while compromised"}, HTTP_HX_REQUEST="true")
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.CANCELLED
+    assert f'action="{cancel}"' not in client.get(reverse("lists")).content.decode()
+    event = AuditEvent.objects.get(event_type="execution.cancelled")
+    assert event.actor == analyst.username and event.data["reason"] == "not while compromised"

@@ -14,9 +14,9 @@ from django.utils import timezone
 from agents.models import Agent, EmergencyStop
 from approvals import connectors, services, sql, tasks
 from approvals.models import ConnectorCall, Execution, ExecutionStatus
-from approvals.selectors import proposal_payload
+from approvals.selectors import proposal_detail, proposal_payload
 from audit.models import AuditEvent
-from soc_console.errors import WrongState
+from soc_console.errors import InvalidInput, NotPermitted, WrongState
 from tests import factories
 from tests.execution.conftest import approved, broker_messages
 
@@ -228,6 +228,56 @@ def test_emergency_stop_holds_queued_executions_until_an_analyst_reconfirms(
     assert connectors.state_of("firewall", "203.0.113.30") == {"blocked": True}
     reconfirmed = AuditEvent.objects.get(event_type="execution.reconfirmed")
     assert reconfirmed.actor == analyst.username
+
+
+def test_a_held_execution_is_cancelled_with_a_reason_and_never_runs(
+    responder: factories.AgentWithKey, analyst: User, analyst2: User, manager: User
+) -> None:
+    # After a stop for a suspected compromise, what was approved before it may be what nobody
+    # wants run now: it is declined, during the stop or after it.
+    execution = approved(
+        responder, analyst, action="disable_user", target="svc-backup@corp.example"
+    )
+    services.emergency_stop_engage(by=manager, reason="suspected compromised EDR connector")
+    with pytest.raises(InvalidInput) as refused:
+        services.execution_cancel_held(execution_id=execution.id, analyst=analyst2, reason=" ")
+    assert "reason" in refused.value.extra["errors"]
+    with pytest.raises(NotPermitted):
+        services.execution_cancel_held(
+            execution_id=execution.id, analyst=manager, reason="not while compromised"
+        )
+
+    cancelled = services.execution_cancel_held(
+        execution_id=execution.id, analyst=analyst2, reason="not while compromised"
+    )
+    assert cancelled.status == ExecutionStatus.CANCELLED and cancelled.finished_at is not None
+    event = AuditEvent.objects.get(event_type="execution.cancelled")
+    assert (event.actor, event.data["reason"]) == ("bob", "not while compromised")
+    assert event.data["status"] == "cancelled"
+    # Nothing runs it: not the lifted stop, not a re-confirmation, not a retry, not the sweep.
+    services.emergency_stop_release(by=manager, reason="connector rotated")
+    with pytest.raises(WrongState):
+        services.execution_reconfirm_held(execution_id=execution.id, analyst=analyst)
+    with pytest.raises(WrongState):
+        services.execution_retry(execution_id=execution.id, analyst=analyst)
+    with pytest.raises(WrongState) as again:
+        services.execution_cancel_held(execution_id=execution.id, analyst=analyst, reason="twice")
+    assert "cancelled, not held" in again.value.detail
+    assert tasks.run_execution(str(execution.id)) is None
+    assert not ConnectorCall.objects.exists()
+    payload = proposal_payload(proposal_detail(execution.proposal_id))
+    assert payload["execution"]["status"] == "cancelled"
+
+
+def test_only_a_held_execution_is_cancelled(
+    responder: factories.AgentWithKey, analyst: User
+) -> None:
+    execution = approved(responder, analyst, action="block_ip", target="203.0.113.36")
+    with pytest.raises(WrongState) as refused:
+        services.execution_cancel_held(execution_id=execution.id, analyst=analyst, reason="nope")
+    assert "queued, not held" in refused.value.detail
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.QUEUED
 
 
 def test_approval_while_the_stop_is_engaged_is_held_at_once(
