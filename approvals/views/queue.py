@@ -171,7 +171,8 @@ def _decided(request: HttpRequest, proposal: Proposal) -> HttpResponse:
         text = (
             f"Your approval of {what(proposal)} is recorded "
             f"({proposal.approvals} of {proposal.required_approvals}); "
-            f"it now needs {who}."
+            f"it now needs {who}. Nothing runs before that, so it has no undo; another "
+            "analyst's rejection takes it back."
         )
         return flash(request, ok=True, text=text, outcome="partial")
     undo = undo_toast(proposal)

@@ -1321,6 +1321,11 @@
     if (!note || !area || Date.now() > note.until) return;
     addFlash(note.text);
   }
+  // A first approval of a two-person action is no approval in its window: nothing runs before
+  // the second, and a rejection takes it back.
+  var NOTHING_TO_UNDO = "Nothing to undo: no approval of yours is in its undo window (a first " +
+    "approval that waits for a second approver starts nothing and has no undo; another " +
+    "analyst's rejection takes it back).";
   function undoLatest() {
     var button = document.querySelector("#undo-tray .undo-toast:not(.closed):not(.sending) button.undo");
     var now = Date.now();
@@ -1340,7 +1345,7 @@
       return;
     }
     if (!button) {
-      showFlash("Nothing to undo: no approval of yours is in its undo window.", "info");
+      showFlash(NOTHING_TO_UNDO, "info");
       return;
     }
     lastUndo = { at: now, what: undoWhat(button) };
@@ -1357,7 +1362,7 @@
       return !ids || ids.indexOf(button.closest(".undo-toast").id.replace(/^undo-/, "")) >= 0;
     });
     if (!buttons.length) {
-      showFlash("Nothing to undo: no approval of yours is in its undo window.", "info");
+      showFlash(NOTHING_TO_UNDO, "info");
       return;
     }
     lastUndo = { at: Date.now(), what: buttons.length + " approvals" };

@@ -108,6 +108,8 @@ def test_second_approval_by_same_analyst_is_refused(
     client = signed_in(analyst)
     first = _decide(client, critical_pending, "approve")
     assert "recorded (1 of 2); it now needs a senior analyst." in first
+    # No undo toast comes with it, and the analyst is told why and what takes it back.
+    assert "so it has no undo; another analyst&#x27;s rejection takes it back." in first
     assert '"outcome": "partial"' in first
     again = _decide(client, critical_pending, "approve")
     assert "a second, different analyst must give the other approval" in again

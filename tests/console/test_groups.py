@@ -81,6 +81,8 @@ def test_duplicates_form_one_group_with_each_agents_best_case(
     assert page.count(f'data-group="isolate_host {HOST}"') == 9
     assert "<strong>9 proposals</strong> for this same action and target" in page
     assert "Approve all 9" in page and "Also open on this target: Kill process." in page
+    # One line per agent, its best case: the line says how many it stands for.
+    assert '<span class="label">triage-bot</span> ×6, the most confident of them (' in page
 
 
 def test_approve_all_is_off_only_when_every_agent_of_the_group_is_suspended(
