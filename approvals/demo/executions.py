@@ -26,10 +26,12 @@ def execution(
     good: bool,
     failure_rate: float,
     compact: bool,
+    until: datetime | None = None,
 ) -> None:
     """The execution `eid` of the proposal `pid`, approved at `at`. `good`: the proposal was
-    right to make; a wrong one that ran and can be undone is often rolled back. `compact`
-    leaves out the events the reports do not read (started, rollback succeeded)."""
+    right to make; a wrong one that ran and can be undone is often rolled back, but not after
+    `until`, the end of the history. `compact` leaves out the events the reports do not read
+    (started, rollback succeeded)."""
     started = at + timedelta(seconds=rng.lognormvariate(math.log(2.0), 0.6))
     finished = started + timedelta(seconds=rng.lognormvariate(math.log(3.0), 0.5))
     failed = rng.random() < failure_rate
@@ -51,8 +53,10 @@ def execution(
         success = {"execution": execution_id, "status": "succeeded", "attempt": 1}
         out.event(finished, SYSTEM, SYSTEM, "execution.succeeded", pid, success)
         if not good and reversible and rng.random() < 0.6:
-            status = "rolled_back"
-            updated = _rolled_back(out, rng, pid=pid, eid=eid, finished=finished, compact=compact)
+            asked = finished + timedelta(minutes=rng.uniform(5, 240))
+            if until is None or asked < until:
+                status = "rolled_back"
+                updated = _rolled_back(out, pid=pid, eid=eid, asked=asked, compact=compact)
     out.executions.append(
         (
             eid,
@@ -73,17 +77,10 @@ def execution(
 
 
 def _rolled_back(
-    out: Generated,
-    rng: random.Random,
-    *,
-    pid: Any,
-    eid: uuid.UUID,
-    finished: datetime,
-    compact: bool,
+    out: Generated, *, pid: Any, eid: uuid.UUID, asked: datetime, compact: bool
 ) -> datetime:
-    """An analyst asks for the rollback minutes or hours after the action; returns when it was
-    done."""
-    asked = finished + timedelta(minutes=rng.uniform(5, 240))
+    """An analyst asks for the rollback at `asked`, minutes or hours after the action; returns
+    when it was done."""
     done = asked + timedelta(seconds=4)
     request = {"execution": str(eid), "status": "rolling_back", "reason": "false positive"}
     out.event(asked, "user", "analyst2", "execution.rollback_requested", pid, request)

@@ -55,8 +55,13 @@ class Story:
 class Generator:
     """Turns a stream of arrival times into consistent rows and audit events."""
 
-    def __init__(self, rng: random.Random, *, compact_events: bool = False) -> None:
+    def __init__(
+        self, rng: random.Random, *, compact_events: bool = False, until: datetime | None = None
+    ) -> None:
         self.rng = rng
+        # The end of the history: nothing in it happens at or after this moment (a proposal
+        # drawn shortly before it may still wait, half approved, or not yet be rolled back).
+        self.until = until
         # The benchmark keeps one event per state change that the reports read, not every
         # intermediate step, so that a million decisions stays a few million events.
         self.compact = compact_events
@@ -85,11 +90,14 @@ class Generator:
                 good=story.good,
                 failure_rate=RECORDS[story.slug].failure_rate,
                 compact=self.compact,
+                until=self.until,
             )
         team = self.cast.team
         if team is not None and self.since_check >= team.check_every:
             self.since_check = 0
             checked_at = (story.decided_at or created) + timedelta(minutes=1)
+            if self._ended(checked_at):
+                return story.decisions  # the next proposal's turn inserts it
             attention_check(out, self.rng, self.cast, checked_at, self.tiredness)
         return story.decisions
 
@@ -195,6 +203,11 @@ class Generator:
         if who == "senior" and rng.random() < 0.03:
             wait = story.policy.expire_after_minutes * 60 + 1  # lost in the night's backlog
         first_at = created + timedelta(seconds=max(5.0, wait))
+        if self._ended(min(first_at, story.expires_at or first_at)):
+            # Still waiting when the history ends: escalated by then if its time had come.
+            if story.escalate_at and not self._ended(story.escalate_at):
+                self._escalated(out, story)
+            return
         if story.expires_at and first_at >= story.expires_at:
             if story.escalate_at:
                 self._escalated(out, story)
@@ -210,6 +223,8 @@ class Generator:
             deciders = [who if who != "senior" else "analyst2", "senior"]
         at = first_at
         for index, name in enumerate(deciders):
+            if self._ended(at):
+                break  # the second approver had not come when the history ends
             if self._decide(out, story, name, at, final=index == len(deciders) - 1):
                 break
             at = at + timedelta(seconds=rng.expovariate(1 / 600) + 30)
@@ -252,6 +267,11 @@ class Generator:
         kind = events.APPROVED if final else events.APPROVAL_RECORDED
         out.event(at, "user", name, kind, story.pid, data)
         return final
+
+    def _ended(self, at: datetime) -> bool:
+        """Whether `at` lies at or after the end of the history: what would happen then has
+        not happened."""
+        return self.until is not None and at >= self.until
 
     def _escalated(self, out: Generated, story: Story) -> None:
         at = story.escalate_at

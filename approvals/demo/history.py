@@ -96,7 +96,7 @@ def generate(
 
     Returns (proposals, decisions, audit events).
     """
-    gen = Generator(rng, compact_events=compact_events)
+    gen = Generator(rng, compact_events=compact_events, until=end)
     if decisions is not None:
         # About 0.98 decisions per proposal with this mix (two-person approvals make up for
         # the auto-approved, flagged and expired); size the window to end close to `end`.

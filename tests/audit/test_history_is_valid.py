@@ -94,3 +94,27 @@ def test_the_demo_history_depends_on_the_hour_of_the_week_it_ends_at_alone() -> 
         assert _drawn(demo_end(seeded_at + later)) == first
     # An hour on, another history.
     assert _drawn(demo_end(seeded_at + timedelta(hours=1))) != first
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_nothing_in_a_seeded_history_happens_after_its_end(seed: int) -> None:
+    """Reported: a demo seeded at 12:35 showed a rollback requested at 13:14. The history ends
+    at its end: a proposal drawn shortly before it still waits there (escalated if its time
+    had come, or half approved), and a rollback not yet asked for is not made up."""
+    from approvals.models import Execution, ExecutionStatus
+
+    demo.ensure_users()
+    demo.ensure_agents()
+    demo.ensure_assets()
+    end = datetime(2026, 12, 2, 12, tzinfo=UTC)
+    seed_history(weeks=1, rng=random.Random(seed), end=end)
+    # The history's events are its proposals' (the agents and assets are set up now).
+    late = AuditEvent.objects.filter(at__gte=end, proposal_id__isnull=False)
+    assert not late.exists(), list(late.values_list("event_type", "at")[:5])
+    assert not Decision.objects.filter(created_at__gte=end).exists()
+    assert not Execution.objects.filter(updated_at__gte=end).exists()
+    # What still waits at the end is pending, as the live queue would hold it.
+    waiting = Proposal.objects.filter(status="pending")
+    assert all(p.decided_at is None for p in waiting)
+    assert Execution.objects.filter(status=ExecutionStatus.ROLLED_BACK).exists()
+    assert verify_chain().ok
